@@ -31,8 +31,7 @@ def plot_spectrum(ax, spectrum: np.ndarray, grid: SpectrumGrid, *, frequencies: 
     img = np.ma.masked_invalid(np.asarray(spectrum, float))
     finite = img.compressed()
     vmax = vmax if vmax is not None else (float(np.percentile(finite, 99.5)) if finite.size else 1.0)
-    cm = _plt().get_cmap(cmap).copy()
-    cm.set_bad("0.75")
+    cm = _plt().get_cmap(cmap).with_extremes(bad="0.75")
     im = ax.imshow(img.T, origin="lower", aspect="auto", extent=(0, grid.n_q, grid.energy_edges[0], grid.energy_edges[-1]), cmap=cm, vmin=0, vmax=vmax or 1.0, interpolation="nearest")
     if frequencies is not None:
         x = np.arange(grid.n_q) + 0.5

@@ -241,8 +241,8 @@ def broaden(freqs, weights, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, scal
     return out
 
 
-def cdf_table(zmax: float = 8.0, per_sigma: int = 4096) -> tuple[np.ndarray, float, float]:
-    """Normal CDF tabulated on [-zmax, zmax] (linear interpolation error < 1e-8)."""
+def cdf_table(zmax: float = 6.0, per_sigma: int = 512) -> tuple[np.ndarray, float, float]:
+    """Normal CDF tabulated on [-zmax, zmax] (48 kB, cache-resident; linear interpolation error < 2e-7)."""
     from scipy.special import ndtr
 
     z = np.linspace(-zmax, zmax, int(2 * zmax * per_sigma) + 2)
