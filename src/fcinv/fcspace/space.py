@@ -49,6 +49,8 @@ class FCSpace:
             self._slices.append(slice(k, k + len(s.components)))
             k += len(s.components)
         self._unit_pairs: list[PairFC] | None = None
+        self._merged: tuple[PairFC, np.ndarray] | None = None
+        self._sc_index: dict[tuple, np.ndarray] = {}
 
     @classmethod
     def for_material(cls, crystal: Crystal) -> "FCSpace":
@@ -144,15 +146,66 @@ class FCSpace:
             self._unit_pairs = out
         return self._unit_pairs
 
+    def _merged_units(self) -> tuple[PairFC, np.ndarray]:
+        """The merged pair structure shared by every θ, and each parameter's tensors on it (n_params, P, 3, 3)."""
+        if self._merged is None:
+            units = self.unit_pairs()
+            i = np.concatenate([u.i for u in units])
+            j = np.concatenate([u.j for u in units])
+            d = np.concatenate([u.d_conv for u in units])
+            keys = [(int(a), int(b), _key(v)) for a, b, v in zip(i, j, d)]
+            index: dict = {}
+            first = []
+            for r, k in enumerate(keys):
+                if k not in index:
+                    index[k] = len(first)
+                    first.append(r)
+            row = np.array([index[k] for k in keys])
+            T = np.zeros((len(units), len(first), 3, 3))
+            start = 0
+            for p, u in enumerate(units):
+                np.add.at(T[p], row[start : start + len(u.i)], u.tensors)
+                start += len(u.i)
+            f = np.array(first)
+            self._merged = (PairFC(self.crystal, i[f], j[f], d[f], np.zeros((len(f), 3, 3))), T)
+        return self._merged
+
     def to_pairs(self, theta) -> PairFC:
         """Force constants of a parameter vector θ as a PairFC (pairs merged)."""
         theta = self.check_theta(theta)
-        units = self.unit_pairs()
-        i = np.concatenate([u.i for u in units])
-        j = np.concatenate([u.j for u in units])
-        d = np.concatenate([u.d_conv for u in units])
-        t = np.concatenate([th * u.tensors for th, u in zip(theta, units)])
-        return merge_pairs(PairFC(self.crystal, i, j, d, t))
+        base, T = self._merged_units()
+        return PairFC(self.crystal, base.i, base.j, base.d_conv, np.einsum("p,pkab->kab", theta, T))
+
+    def _phonopy_index(self, smat: np.ndarray) -> np.ndarray:
+        """For each (s1, s2) of phonopy's supercell, the merged pair index (-1: no bond), cached per supercell."""
+        key = tuple(smat.reshape(-1).tolist())
+        if key not in self._sc_index:
+            from phonopy.structure.cells import get_supercell
+
+            self._check_supercell(smat)
+            base, _ = self._merged_units()
+            sc = get_supercell(self.crystal.to_phonopy_atoms(), smat)
+            pos = sc.scaled_positions @ sc.cell  # Cartesian
+            s2p = _supercell_to_primitive(self.crystal, sc)
+            sc_lat = sc.cell
+            lookup = {(int(a), int(b), _key(d)): k for k, (a, b, d) in enumerate(zip(base.i, base.j, base.d_conv))}
+            conv_inv = np.linalg.inv(self.crystal.conventional_lattice)
+            inv_sc = np.linalg.inv(sc_lat)
+            nsc = len(pos)
+            idx = -np.ones((nsc, nsc), dtype=np.int64)
+            for s1 in range(nsc):
+                f = (pos - pos[s1]) @ inv_sc
+                f -= np.round(f)
+                # the image of each atom nearest to s1 (unique within the cutoff, checked above)
+                dc = (f[:, None, :] + _NEIGH[None, :, :]) @ sc_lat
+                best = np.argmin(np.linalg.norm(dc, axis=2), axis=1)
+                keys = np.rint(dc[np.arange(nsc), best] @ conv_inv * 1e5).astype(np.int64)
+                for s2 in range(nsc):
+                    k = lookup.get((int(s2p[s1]), int(s2p[s2]), tuple(int(v) for v in keys[s2])))
+                    if k is not None:
+                        idx[s1, s2] = k
+            self._sc_index[key] = idx
+        return self._sc_index[key]
 
     def to_phonopy(self, theta, supercell_matrix) -> np.ndarray:
         """Full phonopy force-constant array of θ on a supercell of the primitive cell.
@@ -169,33 +222,10 @@ class FCSpace:
         numpy.ndarray
             Shape (n_sc, n_sc, 3, 3) float64, eV/Å², atoms in phonopy's supercell order.
         """
-        from phonopy.structure.cells import get_supercell
-
         pairs = self.to_pairs(theta)
-        smat = _supercell_matrix(supercell_matrix)
-        sc = get_supercell(self.crystal.to_phonopy_atoms(), smat)
-        self._check_supercell(smat)
-        pos = sc.scaled_positions @ sc.cell  # Cartesian
-        s2p = _supercell_to_primitive(self.crystal, sc)
-        sc_lat = sc.cell
-        lookup = {(int(a), int(b), _key(d)): k for k, (a, b, d) in enumerate(zip(pairs.i, pairs.j, pairs.d_conv))}
-        conv_inv = np.linalg.inv(self.crystal.conventional_lattice)
-        nsc = len(pos)
-        fc = np.zeros((nsc, nsc, 3, 3))
-        inv_sc = np.linalg.inv(sc_lat)
-        for s1 in range(nsc):
-            d = pos - pos[s1]
-            f = d @ inv_sc
-            f -= np.round(f)
-            # the image of each atom nearest to s1 (unique within the cutoff, checked above)
-            cands = f[:, None, :] + _NEIGH[None, :, :]
-            dc = cands @ sc_lat
-            best = np.argmin(np.linalg.norm(dc, axis=2), axis=1)
-            dmin = dc[np.arange(nsc), best] @ conv_inv
-            for s2 in range(nsc):
-                k = lookup.get((int(s2p[s1]), int(s2p[s2]), _key(dmin[s2])))
-                if k is not None:
-                    fc[s1, s2] = pairs.tensors[k]
+        idx = self._phonopy_index(_supercell_matrix(supercell_matrix))
+        fc = pairs.tensors[np.where(idx >= 0, idx, 0)]
+        fc[idx < 0] = 0.0
         return fc
 
     def _check_supercell(self, smat: np.ndarray) -> None:
