@@ -67,11 +67,18 @@ def _jacobi_eigvals(a, w, n):
 
 
 @njit(cache=True, inline="always")
-def _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wtmp, w, k):
-    """Eigenvalues of the block-diagonal D(q; θ_b) into ``w`` (ascending)."""
+def _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, bdup, a, wtmp, w, k):
+    """Eigenvalues of the block-diagonal D(q; θ_b) into ``w`` (ascending).
+
+    A block flagged in ``bdup`` equals the one before it: its eigenvalues are copied.
+    """
     for blk in range(nblk[q]):
         o = bstart[q, blk]
         sz = bstart[q, blk + 1] - o
+        if bdup[q, blk]:
+            for i in range(sz):
+                w[o + i] = w[o - sz + i]
+            continue
         for r in range(sz):
             for c in range(r, sz):
                 v = Mc[q, o + r, o + c]
@@ -96,7 +103,7 @@ def _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wtmp, w, k):
 
 
 @njit(parallel=True, cache=True)
-def eigenvalues_real(Mc, Mp, nblk, bstart, theta, nthreads):
+def eigenvalues_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     """ω² for every sample and q: shape (B, n_q, m), ascending, eV/(Å² amu)."""
     B, k = theta.shape
     nq, m, _ = Mc.shape
@@ -110,14 +117,14 @@ def eigenvalues_real(Mc, Mp, nblk, bstart, theta, nthreads):
         for idx in range(t * chunk, min(total, (t + 1) * chunk)):
             b = idx // nq
             q = idx - b * nq
-            _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wtmp, w, k)
+            _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, bdup, a, wtmp, w, k)
             for i in range(m):
                 out[b, q, i] = w[i]
     return out
 
 
 @njit(parallel=True, cache=True)
-def min_eigenvalue_real(Mc, Mp, nblk, bstart, theta, nthreads):
+def min_eigenvalue_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     """Smallest ω² over all q, per sample: shape (B,), eV/(Å² amu)."""
     B, k = theta.shape
     nq, m, _ = Mc.shape
@@ -130,7 +137,7 @@ def min_eigenvalue_real(Mc, Mp, nblk, bstart, theta, nthreads):
         for b in range(t * chunk, min(B, (t + 1) * chunk)):
             lo = np.inf
             for q in range(nq):
-                _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wtmp, w, k)
+                _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, bdup, a, wtmp, w, k)
                 if w[0] < lo:
                     lo = w[0]
             out[b] = lo
@@ -174,15 +181,16 @@ def _broaden_into(row, wgt, e, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, s
 
 
 @njit(parallel=True, cache=True)
-def spectra_real(Mc, Mp, nblk, bstart, theta, conv, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, scale, spectra, freqs, want_freqs, nthreads):
+def spectra_real(Mc, Mp, nblk, bstart, bdup, theta, conv, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, scale, spectra, freqs, want_freqs, nthreads):
     """Broadened I(q, E) images (and optionally the signed energies) for a batch of θ.
 
     Parameters
     ----------
     Mc, Mp
         Block-diagonal constant part (n_q, m, m) and per-parameter parts (k, n_q, m, m).
-    nblk, bstart
-        Number of diagonal blocks per q and their start offsets (n_q, m + 1).
+    nblk, bstart, bdup
+        Number of diagonal blocks per q, their start offsets (n_q, m + 1), and which
+        blocks duplicate the previous one (n_q, m).
     theta
         (B, k) parameters.
     conv
@@ -206,7 +214,7 @@ def spectra_real(Mc, Mp, nblk, bstart, theta, conv, e_lo, de, n_e, fwhm0, fwhm1,
         for idx in range(t * chunk, min(total, (t + 1) * chunk)):
             b = idx // nq
             q = idx - b * nq
-            _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wtmp, w, k)
+            _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, bdup, a, wtmp, w, k)
             for j in range(n_e):
                 row[j] = 0.0
             for i in range(m):

@@ -114,7 +114,7 @@ class LinearDynamics:
             else:
                 Mc = 0.5 * (Mc.real + Mc.real.transpose(0, 2, 1))
                 Mp = 0.5 * (Mp.real + Mp.real.transpose(0, 1, 3, 2))
-                self.Mc, self.Mp, self.nblk, self.bstart = _block_diagonalise(Mc, Mp, theta_ref[free_idx])
+                self.Mc, self.Mp, self.nblk, self.bstart, self.bdup = _block_diagonalise(Mc, Mp, theta_ref[free_idx])
         else:
             self.Mc, self.Mp = Dc, Bp
 
@@ -127,7 +127,7 @@ class LinearDynamics:
         if self.real:
             from fcinv.forward import _kernels
 
-            return _kernels.eigenvalues_real(self.Mc, self.Mp, self.nblk, self.bstart, np.ascontiguousarray(theta), _threads())
+            return _kernels.eigenvalues_real(self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, np.ascontiguousarray(theta), _threads())
         D = self.Mc[None] + np.einsum("bp,pqij->bqij", theta, self.Mp)
         return np.linalg.eigvalsh(D)
 
@@ -136,8 +136,44 @@ class LinearDynamics:
         if self.real:
             from fcinv.forward import _kernels
 
-            return _kernels.min_eigenvalue_real(self.Mc, self.Mp, self.nblk, self.bstart, np.ascontiguousarray(theta), _threads())
+            return _kernels.min_eigenvalue_real(self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, np.ascontiguousarray(theta), _threads())
         return self.omega2(theta).min(axis=(1, 2))
+
+
+def _split_pairs(mats: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """Basis splitting a block whose every eigenvalue is doubly degenerate into two identical halves.
+
+    When symmetry forces all eigenvalues of a block into pairs (two-dimensional
+    irreducible representations, or band sticking on a zone face of a
+    non-symmorphic crystal such as diamond's X–W), every matrix of the block's span
+    is A ⊗ 1₂ in a suitable basis. Returns that orthogonal basis (columns: first
+    half, then second half), or None when the block is not of that form.
+    """
+    m = mats.shape[-1]
+    scale = np.abs(mats).max() or 1.0
+    X = np.einsum("k,kij->ij", rng.normal(size=len(mats)), mats)
+    w, V = np.linalg.eigh(0.5 * (X + X.T))
+    if m % 2 or not np.allclose(w[0::2], w[1::2], rtol=1e-9, atol=1e-12 * scale):
+        return None
+    pairs = [V[:, 2 * j : 2 * j + 2] for j in range(m // 2)]
+    W = [np.eye(2)]
+    for j in range(1, m // 2):
+        for _ in range(4):
+            Y = np.einsum("k,kij->ij", rng.normal(size=len(mats)), mats)
+            B = pairs[0].T @ (0.5 * (Y + Y.T)) @ pairs[j]
+            a = np.sqrt(abs(np.linalg.det(B)))
+            if a > 1e-8 * scale:
+                W.append((B / a).T)
+                break
+        else:
+            return None
+    U = np.concatenate([pairs[j] @ W[j] for j in range(m // 2)], axis=1)
+    U = U[:, [2 * j for j in range(m // 2)] + [2 * j + 1 for j in range(m // 2)]]
+    R = np.einsum("ji,kjl,lm->kim", U, mats, U)
+    h = m // 2
+    if max(np.abs(R[:, :h, h:]).max(), np.abs(R[:, :h, :h] - R[:, h:, h:]).max()) > 1e-10 * scale:
+        return None
+    return U
 
 
 def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed: int = 12345):
@@ -146,8 +182,10 @@ def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed:
     All D(q; θ) at one q lie in span{Mc(q), Mp(q)}; symmetry (the little group of q)
     makes them share invariant subspaces. The eigenvectors of a generic member of the
     span, grouped by which of them any basis matrix couples, give those blocks.
-    Returns the rotated (block-diagonal) matrices, the number of blocks per q and the
-    block offsets (n_q, m + 1). Within each block the basis diagonalises the
+    Blocks whose eigenvalues all come in symmetry-forced pairs are split into two
+    identical halves; the second is flagged so the kernel copies its eigenvalues.
+    Returns the rotated (block-diagonal) matrices, the number of blocks per q, the
+    block offsets (n_q, m + 1) and the duplicate flags (n_q, m). Within each block the basis diagonalises the
     reference matrix Mc + Σ θ0_p Mp, so Jacobi sweeps start close to convergence.
     """
     rng = np.random.default_rng(seed)
@@ -156,6 +194,7 @@ def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed:
     Mp2 = np.empty_like(Mp)
     nblk = np.zeros(nq, dtype=np.int64)
     bstart = np.zeros((nq, m + 1), dtype=np.int64)
+    bdup = np.zeros((nq, m), dtype=np.bool_)
     for q in range(nq):
         mats = np.concatenate([Mc[q][None], Mp[:, q]])
         scale = np.abs(mats).max() or 1.0
@@ -180,6 +219,22 @@ def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed:
         rot = rot[:, order][:, :, order]
         sizes = np.bincount(label)
         starts = np.concatenate([[0], np.cumsum(sizes)])
+        # split blocks made of doubly degenerate pairs into two identical halves
+        new_sizes, new_dup = [], []
+        T = np.eye(m)
+        for a, b in zip(starts[:-1], starts[1:]):
+            U = _split_pairs(rot[:, a:b, a:b], rng) if b - a >= 2 else None
+            if U is None:
+                new_sizes.append(b - a)
+                new_dup.append(False)
+            else:
+                T[a:b, a:b] = U
+                new_sizes += [(b - a) // 2, (b - a) // 2]
+                new_dup += [False, True]
+        rot = np.einsum("ji,kjl,lm->kim", T, rot, T)
+        sizes = np.array(new_sizes)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        bdup[q, : len(new_dup)] = new_dup
         mask = np.zeros((m, m), dtype=bool)
         for a, b in zip(starts[:-1], starts[1:]):
             mask[a:b, a:b] = True
@@ -194,7 +249,7 @@ def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed:
         Mp2[:, q] = rot[1:]
         nblk[q] = len(sizes)
         bstart[q, : len(starts)] = starts
-    return np.ascontiguousarray(Mc2), np.ascontiguousarray(Mp2), nblk, bstart
+    return np.ascontiguousarray(Mc2), np.ascontiguousarray(Mp2), nblk, bstart, bdup
 
 
 from fcinv.forward._kernels import cdf_table  # noqa: E402
@@ -344,7 +399,7 @@ class ForwardModel:
         if self.path.real:
             p = self.path
             _kernels.spectra_real(
-                p.Mc, p.Mp, p.nblk, p.bstart, t, EV_A2_AMU_TO_MEV, float(e[0]), float(e[1] - e[0]), self.grid.n_e,
+                p.Mc, p.Mp, p.nblk, p.bstart, p.bdup, t, EV_A2_AMU_TO_MEV, float(e[0]), float(e[1] - e[0]), self.grid.n_e,
                 br.fwhm0, br.fwhm1, br.nsig, *_CDF, out, freqs, return_frequencies, _threads(),
             )
         else:
