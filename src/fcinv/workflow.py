@@ -39,7 +39,9 @@ def _h5_format(path: Path) -> str | None:
         return None
 
 
-def load_spectrum(path: str | Path, grid: SpectrumGrid, crystal, *, rebin: bool = False, transpose: bool = False, q_tolerance: float = 0.05):
+def load_spectrum(
+    path: str | Path, grid: SpectrumGrid, crystal, *, rebin: bool = False, transpose: bool = False, q_tolerance: float = 0.05, corrections=None
+):
     """Read ``path`` into a :class:`~fcinv.experiment.folded.FoldedSpectrum` on ``grid``.
 
     Parameters
@@ -57,6 +59,8 @@ def load_spectrum(path: str | Path, grid: SpectrumGrid, crystal, *, rebin: bool 
         pathSQE output stored (n_E, n_q).
     q_tolerance
         Folding tube radius, r.l.u.
+    corrections
+        :class:`fcinv.experiment.fold.Corrections` applied to 4D data before folding.
     """
     from fcinv.experiment.folded import FoldedSpectrum, read_folded
 
@@ -67,7 +71,7 @@ def load_spectrum(path: str | Path, grid: SpectrumGrid, crystal, *, rebin: bool 
     if suffix in {".npy", ".npz"} and "folded" in path.name:
         fs = FoldedSpectrum.from_pathsqe(path, grid, transpose=transpose)
     elif suffix in {".npy", ".npz"}:
-        fs = _fold(_volume_from_array(path), grid, crystal, q_tolerance)
+        fs = _fold(_volume_from_array(path), grid, crystal, q_tolerance, corrections)
     else:
         fmt = _h5_format(path)
         if fmt is None:
@@ -77,13 +81,19 @@ def load_spectrum(path: str | Path, grid: SpectrumGrid, crystal, *, rebin: bool 
         elif fmt == "fcinv-volume":
             from fcinv.experiment.volume import Volume4D
 
-            fs = _fold(Volume4D.from_hdf5(path), grid, crystal, q_tolerance)
+            fs = _fold(Volume4D.from_hdf5(path), grid, crystal, q_tolerance, corrections)
+        elif fmt == "fcinv-simulated-run":
+            from fcinv.experiment.simulate import SimulatedRun
+
+            fs = _fold(SimulatedRun.read(path).total(), grid, crystal, q_tolerance, corrections)
         elif fmt == "mdhisto":
-            fs = _fold(_volume_from_mdhisto(path), grid, crystal, q_tolerance)
+            from fcinv.experiment.volume import Volume4D
+
+            fs = _fold(Volume4D.from_mdhisto(path), grid, crystal, q_tolerance, corrections)
         elif fmt == "fcinv-dataset":
             raise DataError(f"'{path}' is a training dataset, not a measurement. Pass one spectrum (fcinv simulate, fcinv fold) or a 4D volume.")
         else:
-            fs = _fold(_volume_from_array(path), grid, crystal, q_tolerance)
+            fs = _fold(_volume_from_array(path), grid, crystal, q_tolerance, corrections)
     if not fs.grid.same_as(grid):
         if not rebin:
             grid.check_same(fs.grid, what=f"'{path.name}'")
@@ -91,33 +101,17 @@ def load_spectrum(path: str | Path, grid: SpectrumGrid, crystal, *, rebin: bool 
     return fs
 
 
-def _fold(volume, grid: SpectrumGrid, crystal, q_tolerance: float):
+def _fold(volume, grid: SpectrumGrid, crystal, q_tolerance: float, corrections=None):
     from fcinv.experiment.fold import fold_volume
 
     centering = {"fcc": "F", "bcc": "I"}.get(crystal.lattice_type, "P")
-    return fold_volume(volume, grid, crystal.point_group_rlu, centering=centering, q_tolerance=q_tolerance)
+    return fold_volume(volume, grid, crystal.point_group_rlu, centering=centering, q_tolerance=q_tolerance, corrections=corrections)
 
 
 def _volume_from_array(path: Path):
-    from fcinv.experiment.readers import read_array4d
     from fcinv.experiment.volume import Volume4D
 
-    d = read_array4d(path)
-    return Volume4D.from_dense(d["edges"], d["signal"], d["error"], norm=d.get("norm"), meta={"source": str(path)})
-
-
-def _volume_from_mdhisto(path: Path):
-    from fcinv.experiment import readers
-    from fcinv.experiment.volume import Volume4D
-
-    if hasattr(Volume4D, "from_mdhisto"):
-        return Volume4D.from_mdhisto(path)
-    md = readers.read_mdhisto(path)
-    order = readers.mdhisto_axes(md)
-    edges = [md["edges"][i] for i in order]
-    signal = np.transpose(md["signal"], order)
-    error = np.transpose(md["error"], order)
-    return Volume4D.from_dense(edges, signal, error, meta={"source": str(path), "format": "Mantid MDHisto"})
+    return Volume4D.from_array_file(path)
 
 
 def rebin_spectrum(fs, grid: SpectrumGrid):

@@ -1,0 +1,660 @@
+"""A simulated single-crystal direct-geometry time-of-flight experiment (ARCS-like).
+
+Higher fidelity than the training forward model: the coherent one-phonon S(Q, E) comes
+from Euphonic (structure factors with eigenvectors, Debye–Waller factor at temperature T
+from a q-mesh, Bose factor n+1), broadened by the instrument's energy resolution (a
+Gaussian of FWHM(E), :mod:`fcinv.experiment.instrument`), plus a flat background, and
+Poisson counts for a counting time per sample orientation.
+
+The histogram. Q-bins are cubes of ``q_step`` r.l.u. (default 0.05) with centres at
+``(n + ¼)·q_step``; energy bins are the grid's (default 0.5 meV). By default only the
+Q-bins inside the folding tubes of the q-path (``region=grid``: the bins that folding with
+``q_tolerance`` can use, in every zone reachable with Ei) are simulated, which is what a
+path fold needs: 5.5·10⁶ bins for the default Ge run, a tenth of the covered volume;
+``region=None`` simulates every covered bin (~6·10⁷ for the default Ge run: minutes and
+several GB, measured only up to 5 orientations, 26 s). Bins outside the coverage are
+absent, never zero.
+
+Coverage of one orientation. For a Q-bin centre (sample frame) and rotation ψ,
+Q_lab = R_y(ψ) Q, kf = ki ẑ − Q_lab and E = Ei − 2.0721 |kf|² is the energy transfer at
+which the orientation's detector-time manifold passes through that Q; the bin is measured
+if kf points at a detector. Across the bin's width E varies by the gradient
+∇E = 2·2.0721·kf; the bin's measured energy range is taken as a uniform distribution of
+width W = √Σ(∂E/∂Q_i ΔQ_i)² (variance-matched to the exact distribution) around E, and each
+energy bin receives the overlapping fraction as its normalisation weight.
+
+Counts. Per (orientation, bin): λ = rate · t · w · (S/S̄ + background), counts ~ Poisson(λ),
+norm = rate · t · w, so counts/norm estimates S/S̄ + background, where S̄ is the mean
+one-phonon intensity over the simulated bins above 2 meV (intensity 1 = that mean). The ki/kf
+and solid-angle factors cancel per unit Q-volume for a fixed Ei, so w carries the
+exposure. Q-resolution, detector gaps, multiple scattering and the elastic line are not
+modelled.
+
+Speed. Phonons are computed once per distinct Q-bin centre (Euphonic reduces them to
+distinct q in the first zone and uses its C extension when available), never per
+orientation; the coverage of all (orientation, Q-bin) pairs is one compiled (numba) pass
+(:mod:`fcinv.experiment._kernels`). Measured on the 2-core machine (shared, loaded):
+the default Ge run (5 K, 40 meV, 120 orientations) simulates in 7–25 s and folds in 1–2 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.special import ndtr
+
+from fcinv.errors import DataError, ForceConstantError, StructureError, require
+from fcinv.experiment import _h5
+from fcinv.experiment._kernels import coverage_kernel
+from fcinv.experiment.fold import Corrections, FoldPlan, cubic_rotations, path_segments, segment_images, tube_bins, zone_centres
+from fcinv.experiment.folded import FoldedSpectrum
+from fcinv.experiment.instrument import E_K2, Goniometer, Instrument
+from fcinv.experiment.readers import rotation_y, ub_from_vectors
+from fcinv.experiment.volume import Volume4D, regular_edges
+from fcinv.grid import SpectrumGrid
+from fcinv.units import KB_MEV_PER_K
+
+log = logging.getLogger(__name__)
+
+FORMAT = "fcinv-simulated-run"
+FORMAT_VERSION = 1
+_SF_CHUNK = 100_000
+
+
+# ------------------------------------------------------------------------ the crystal
+@dataclass(frozen=True, eq=False)
+class ExperimentCrystal:
+    """The crystal as the experiment sees it.
+
+    Parameters
+    ----------
+    primitive_lattice
+        Shape (3, 3) float64, Å: primitive vectors as rows (the frame of the force constants).
+    conventional_lattice
+        Shape (3, 3) float64, Å: conventional vectors as rows, same Cartesian frame.
+    centering
+        ``"F"``, ``"I"`` or ``"P"``: fixes the zone centres in conventional r.l.u.
+    rotations
+        Shape (n_ops, 3, 3): point group acting on conventional r.l.u.
+    name
+        Informational.
+    """
+
+    primitive_lattice: np.ndarray
+    conventional_lattice: np.ndarray
+    centering: str
+    rotations: np.ndarray
+    name: str = ""
+
+    @classmethod
+    def from_cell(cls, lattice: np.ndarray, positions: np.ndarray, numbers: Sequence[int], *, name: str = "", symprec: float = 1e-4) -> ExperimentCrystal:
+        """Find the conventional cell (in the input frame) and point group with spglib."""
+        import spglib
+
+        lattice = np.asarray(lattice, dtype=float)
+        ds = spglib.get_symmetry_dataset((lattice, np.asarray(positions, float), np.asarray(numbers, int)), symprec=symprec)
+        if ds is None:
+            raise StructureError(f"spglib found no symmetry for '{name}'. Check the structure file.")
+        conv = np.linalg.inv(np.asarray(ds.transformation_matrix, float)).T @ lattice
+        hall = str(ds.international)[0]
+        centering = hall if hall in ("F", "I") else "P"
+        if hall not in ("F", "I", "P"):
+            raise StructureError(f"'{name}' has a {hall}-centred lattice ({ds.international}); the experiment simulation supports P, F and I lattices.")
+        # point group on conventional r.l.u.: q' = A R_cart A^-1 q with A rows = conventional vectors
+        prim_rot = np.asarray(ds.rotations, float)  # fractional, acting on direct coords of `lattice`
+        L = lattice.T
+        cart = np.einsum("ij,njk,kl->nil", L, prim_rot, np.linalg.inv(L))
+        mats = np.einsum("ij,njk,kl->nil", conv, cart, np.linalg.inv(conv))
+        uniq: list[np.ndarray] = []
+        for m in np.round(mats, 8):
+            if not any(np.allclose(m, u) for u in uniq):
+                uniq.append(m)
+        return cls(primitive_lattice=lattice, conventional_lattice=conv, centering=centering, rotations=np.array(uniq) + 0.0, name=name)
+
+    @property
+    def reciprocal_cell(self) -> np.ndarray:
+        """Rows: conventional reciprocal vectors (1/Å, with 2π); Q = hkl @ reciprocal_cell."""
+        return 2 * np.pi * np.linalg.inv(self.conventional_lattice).T
+
+    def rlu_to_prim_frac(self, hkl: np.ndarray) -> np.ndarray:
+        """Conventional r.l.u. → fractional coordinates of the primitive reciprocal lattice."""
+        return np.asarray(hkl, float) @ np.linalg.inv(self.conventional_lattice).T @ self.primitive_lattice.T
+
+    def b_matrix(self) -> np.ndarray:
+        """B (1/Å, no 2π) in the crystal Cartesian frame: B @ hkl = Q/2π."""
+        return np.linalg.inv(self.conventional_lattice)
+
+
+# ---------------------------------------------------------------- force constants
+def load_force_constants(force_constants: str | Path, structure: str | Path, supercell: Sequence[int] | np.ndarray):
+    """Phonopy FORCE_CONSTANTS (or force_constants.hdf5) + POSCAR + supercell → (Euphonic ForceConstants, ExperimentCrystal)."""
+    phonopy = require("phonopy", "experiment", "reading phonopy force constants")
+    fc_path, st_path = Path(force_constants), Path(structure)
+    for p, what in ((fc_path, "force-constant"), (st_path, "structure")):
+        if not p.is_file():
+            raise ForceConstantError(f"{what} file '{p}' does not exist. Pass phonopy's FORCE_CONSTANTS and the POSCAR it belongs to.")
+    smat = _supercell_matrix(supercell)
+    try:
+        ph = phonopy.load(supercell_matrix=smat, primitive_matrix=None, unitcell_filename=str(st_path), force_constants_filename=str(fc_path), produce_fc=False, log_level=0)
+    except Exception as exc:  # noqa: BLE001 - phonopy raises many kinds of errors for malformed files
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ForceConstantError(f"phonopy could not read '{fc_path}' with '{st_path}' and supercell {smat.diagonal().tolist()}: {msg}. Check that the supercell matches the FC file.") from None
+    if ph.force_constants is None:
+        raise ForceConstantError(f"'{fc_path}' holds no force constants. Pass phonopy's FORCE_CONSTANTS file.")
+    return _euphonic_from_phonopy(ph), ExperimentCrystal.from_cell(ph.unitcell.cell, ph.unitcell.scaled_positions, ph.unitcell.numbers, name=st_path.stem)
+
+
+def force_constants_from_array(fc_array: np.ndarray, lattice: np.ndarray, positions: np.ndarray, numbers: Sequence[int], supercell: Sequence[int] | np.ndarray, masses: Sequence[float] | None = None):
+    """A full phonopy-layout FC array (e.g. ``FCSpace.to_phonopy(θ, ...)``) → (Euphonic ForceConstants, ExperimentCrystal).
+
+    Parameters
+    ----------
+    fc_array
+        Shape (n_prim, n_super, 3, 3) or (n_super, n_super, 3, 3), eV/Å², phonopy's layout for
+        the supercell ``supercell`` of the unit cell (``lattice``, ``positions``, ``numbers``).
+    """
+    phonopy = require("phonopy", "experiment", "building force constants")
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    fc = np.asarray(fc_array, dtype=float)
+    unit = PhonopyAtoms(numbers=list(numbers), cell=np.asarray(lattice, float), scaled_positions=np.asarray(positions, float), masses=None if masses is None else list(masses))
+    ph = phonopy.Phonopy(unit, supercell_matrix=_supercell_matrix(supercell), primitive_matrix=None, log_level=0)
+    n_s = len(ph.supercell)
+    if fc.ndim != 4 or fc.shape[1:] != (n_s, 3, 3) or fc.shape[0] not in (len(ph.primitive), n_s):
+        raise ForceConstantError(f"force constants have shape {fc.shape}; the {n_s}-atom supercell needs ({len(ph.primitive)} or {n_s}, {n_s}, 3, 3). Check the supercell.")
+    ph.force_constants = fc
+    return _euphonic_from_phonopy(ph), ExperimentCrystal.from_cell(ph.unitcell.cell, ph.unitcell.scaled_positions, ph.unitcell.numbers)
+
+
+def _supercell_matrix(supercell) -> np.ndarray:
+    s = np.asarray(supercell, dtype=int)
+    if s.shape == (3,):
+        s = np.diag(s)
+    if s.shape != (3, 3) or abs(round(np.linalg.det(s))) < 1:
+        raise ForceConstantError(f"supercell {np.asarray(supercell).tolist()} is not 3 integers or a non-singular 3x3 matrix. Pass e.g. 4 4 4.")
+    return s
+
+
+def _euphonic_from_phonopy(ph):
+    euphonic = require("euphonic", "experiment", "the simulated experiment (Euphonic structure factors)")
+    with tempfile.TemporaryDirectory() as td:
+        ph.save(os.path.join(td, "phonopy.yaml"), settings={"force_constants": True})
+        return euphonic.ForceConstants.from_phonopy(path=td, summary_name="phonopy.yaml")
+
+
+# ------------------------------------------------------------------ phonon physics
+def one_phonon(fc, crystal: ExperimentCrystal, hkl: np.ndarray, *, temperature: float, dw_mesh: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Mode energies and Euphonic structure factors at Q-points.
+
+    Parameters
+    ----------
+    fc
+        ``euphonic.ForceConstants``.
+    hkl
+        Shape (n, 3) float64, conventional r.l.u. (full Q, not reduced).
+    temperature
+        K, for the Debye–Waller factor (from a ``dw_mesh``³ Monkhorst–Pack grid).
+
+    Returns
+    -------
+    energies, sf
+        Shape (n, n_modes) float64: mode energies (meV) and |F|²/ω structure factors (mbarn,
+        Euphonic's definition, Debye–Waller included, Bose factor not).
+    """
+    euphonic = require("euphonic", "experiment", "the simulated experiment")
+    from euphonic.util import mp_grid
+
+    ureg = euphonic.ureg
+    kw = _euphonic_kw(fc)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="More than one OpenMP")
+        dw = None
+        if temperature > 0:
+            mesh = fc.calculate_qpoint_phonon_modes(mp_grid([dw_mesh] * 3), asr="reciprocal", **kw)
+            dw = mesh.calculate_debye_waller(temperature * ureg("K"))
+        frac = crystal.rlu_to_prim_frac(hkl)
+        n = len(frac)
+        nm = 3 * fc.crystal.n_atoms
+        energies = np.empty((n, nm))
+        sf = np.empty((n, nm))
+        for a in range(0, n, _SF_CHUNK):
+            modes = fc.calculate_qpoint_phonon_modes(frac[a : a + _SF_CHUNK], asr="reciprocal", reduce_qpts=True, **kw)
+            s = modes.calculate_structure_factor(dw=dw)
+            energies[a : a + _SF_CHUNK] = s.frequencies.to("meV").magnitude
+            sf[a : a + _SF_CHUNK] = s.structure_factors.to("mbarn").magnitude
+    return energies, sf
+
+
+def _euphonic_kw(fc) -> dict:
+    try:
+        import euphonic._euphonic  # noqa: F401
+
+        return {"use_c": True, "n_threads": min(2, os.cpu_count() or 1)}
+    except ImportError:  # pragma: no cover - depends on the Euphonic build
+        log.warning("Euphonic's C extension is not available; using the slower Python path")
+        return {"use_c": False}
+
+
+def binned_sqw(energies: np.ndarray, sf: np.ndarray, q_row: np.ndarray, e_lo: np.ndarray, e_hi: np.ndarray, *, temperature: float, instrument: Instrument, e_min_mode: float = 0.05) -> np.ndarray:
+    """S averaged over energy bins: Σ_ν sf_ν (n_ν+1) ∫_bin G(E − ω_ν; σ(ω_ν)) dE / ΔE.
+
+    Parameters
+    ----------
+    energies, sf
+        Shape (n_q, n_modes) from :func:`one_phonon`.
+    q_row
+        Shape (n,) int: which Q-point each entry belongs to.
+    e_lo, e_hi
+        Shape (n,) float64, meV: the entry's energy-bin edges.
+
+    Returns
+    -------
+    Shape (n,) float64, mbarn/meV.
+    """
+    w = energies
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        nb = 1.0 / np.expm1(w / (KB_MEV_PER_K * temperature)) if temperature > 0 else np.zeros_like(w)
+    amp = np.where(w > e_min_mode, sf * (nb + 1.0), 0.0)
+    sig = instrument.fwhm(np.clip(w, 0, None)) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    out = np.zeros(len(q_row))
+    width = e_hi - e_lo
+    for nu in range(w.shape[1]):
+        wn, sn, an = w[q_row, nu], sig[q_row, nu], amp[q_row, nu]
+        out += an * (ndtr((e_hi - wn) / sn) - ndtr((e_lo - wn) / sn))
+    return out / width
+
+
+# -------------------------------------------------------------------------- coverage
+def coverage(
+    hkl: np.ndarray,
+    ub: np.ndarray,
+    q_step: Sequence[float],
+    e_edges: np.ndarray,
+    instrument: Instrument,
+    psi: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Which (Q-bin, energy bin) each orientation measures, with normalisation weights.
+
+    Parameters
+    ----------
+    hkl
+        Shape (n, 3) float64, r.l.u.: Q-bin centres.
+    ub
+        Shape (3, 3), 1/Å without 2π (lab frame at ψ = 0).
+    q_step
+        (ΔH, ΔK, ΔL) bin widths, r.l.u.
+    e_edges
+        Shape (n_E + 1,) evenly spaced energy edges, meV.
+    psi
+        Shape (n_o,) rotation angles, degrees.
+
+    Returns
+    -------
+    dict with ``q`` (row into ``hkl``), ``e`` (energy bin), ``o`` (orientation) int64 arrays and
+    ``w`` (float64 weight in (0, 1]), one entry per measured (orientation, bin), sorted by orientation.
+    """
+    e_edges = np.asarray(e_edges, float)
+    de = float(e_edges[1] - e_edges[0])
+    if not np.allclose(np.diff(e_edges), de, rtol=1e-6):
+        raise DataError("the simulation needs evenly spaced energy bins. Pass e.g. 0..40 meV in 0.5 meV steps.")
+    m = 2 * np.pi * np.asarray(ub, float)  # Q_lab(ψ=0) = m @ hkl
+    qs = np.asarray(hkl, float) @ m.T
+    rm = np.einsum("oij,jk->oik", rotation_y(np.asarray(psi, float)), m)
+    limits = np.array([*instrument.in_plane, *instrument.out_of_plane], dtype=float)
+    out = coverage_kernel(qs, rm, np.asarray(psi, float), instrument.ki, instrument.ei, e_edges, limits, np.abs(np.asarray(q_step, float)))
+    if len(out["q"]) == 0:
+        raise DataError(f"no simulated bin is measured: with Ei = {instrument.ei} meV and the detector coverage, none of the {len(qs)} Q-bins is reached. Check Ei, the energy range and the orientations.")
+    return out
+
+
+# --------------------------------------------------------------------- the result
+@dataclass(frozen=True, eq=False)
+class SimulatedRun:
+    """The simulated measurement: per-orientation sparse counts on one 4D grid.
+
+    Parameters
+    ----------
+    edges
+        H, K, L (r.l.u.) and E (meV) bin edges.
+    psi
+        Shape (n_o,) float64, degrees.
+    offsets
+        Shape (n_o + 1,) int64: entries of orientation j are ``offsets[j]:offsets[j+1]``.
+    index
+        Shape (n,) int64: flat 4D bin index of each entry.
+    counts
+        Shape (n,) int64: Poisson counts.
+    norm
+        Shape (n,) float64: normalisation (rate × time × weight), counts / norm estimates the intensity.
+    expected_index, expected
+        The noise-free intensity (S/S̄ + background) on every covered bin, sorted index.
+    reciprocal_cell
+        Shape (3, 3), 1/Å.
+    meta
+        Provenance: instrument, goniometer, temperature, seed, force constants, timings.
+    """
+
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    psi: np.ndarray
+    offsets: np.ndarray
+    index: np.ndarray
+    counts: np.ndarray
+    norm: np.ndarray
+    expected_index: np.ndarray
+    expected: np.ndarray
+    reciprocal_cell: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_orientations(self) -> int:
+        """Number of sample orientations."""
+        return len(self.psi)
+
+    def orientation(self, j: int) -> Volume4D:
+        """The 4D histogram of orientation ``j`` alone."""
+        if not (-self.n_orientations <= j < self.n_orientations):
+            raise DataError(f"orientation {j} does not exist; the run has {self.n_orientations} (0..{self.n_orientations - 1}).")
+        j %= self.n_orientations
+        a, b = int(self.offsets[j]), int(self.offsets[j + 1])
+        meta = dict(self.meta, source=f"simulated orientation {j}", psi_deg=float(self.psi[j]))
+        return Volume4D.from_counts(self.edges, self.index[a:b], self.counts[a:b], self.norm[a:b], meta=meta, reciprocal_cell=self.reciprocal_cell)
+
+    def total(self) -> Volume4D:
+        """The whole run: counts and normalisation summed per bin over the orientations."""
+        uniq, inv = np.unique(self.index, return_inverse=True)
+        counts = np.bincount(inv, weights=self.counts)
+        norm = np.bincount(inv, weights=self.norm)
+        meta = dict(self.meta, source="simulated run (all orientations)")
+        return Volume4D.from_counts(self.edges, uniq, counts, norm, meta=meta, reciprocal_cell=self.reciprocal_cell)
+
+    def expected_volume(self) -> Volume4D:
+        """The noise-free intensity on the covered bins (error 0, norm 1)."""
+        n = len(self.expected_index)
+        return Volume4D(edges=self.edges, index=self.expected_index, signal=self.expected, error=np.zeros(n), norm=np.ones(n), meta=dict(self.meta, source="simulated run (noise-free)"), reciprocal_cell=self.reciprocal_cell)
+
+    def write(self, path: str | Path, *, command: str | None = None) -> None:
+        """Write atomically to HDF5 (format ``fcinv-simulated-run``)."""
+        with _h5.atomic_h5(path) as f:
+            _h5.stamp(f, FORMAT, FORMAT_VERSION, command=command, seed=self.meta.get("seed"), meta=self.meta)
+            g = f.create_group("edges")
+            for name, unit, e in zip(("H", "K", "L", "E"), ("r.l.u.", "r.l.u.", "r.l.u.", "meV"), self.edges):
+                _h5.put(g, name, e, unit)
+            _h5.put(f, "psi", self.psi, "degree")
+            _h5.put(f, "offsets", self.offsets, "1")
+            _h5.put(f, "index", self.index, "1", compress=True, description="flat C-order index into (n_H, n_K, n_L, n_E)")
+            _h5.put(f, "counts", self.counts.astype(np.int32), "counts", compress=True)
+            _h5.put(f, "norm", self.norm.astype(np.float32), "arb. units", compress=True)
+            _h5.put(f, "expected_index", self.expected_index, "1", compress=True)
+            _h5.put(f, "expected", self.expected.astype(np.float32), "arb. units", compress=True, description="noise-free S/mean(S) + background")
+            _h5.put(f, "reciprocal_cell", self.reciprocal_cell, "1/Å")
+
+    @classmethod
+    def read(cls, path: str | Path) -> SimulatedRun:
+        """Read a file written by :meth:`write`."""
+        with _h5.open_checked(path, FORMAT) as f:
+            try:
+                edges = tuple(f["edges"][n][()] for n in ("H", "K", "L", "E"))
+                kw = {k: f[k][()] for k in ("psi", "offsets", "index", "counts", "norm", "expected_index", "expected", "reciprocal_cell")}
+            except KeyError as exc:
+                raise DataError(f"'{path}' lacks {exc}. The file is truncated; simulate again.") from None
+            meta = _h5.read_meta(f)
+        kw["counts"] = kw["counts"].astype(np.int64)
+        kw["norm"] = kw["norm"].astype(np.float64)
+        kw["expected"] = kw["expected"].astype(np.float64)
+        return cls(edges=edges, meta=meta, **kw)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- the driver
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Settings of a simulated run (defaults: the paper's Ge ARCS measurement).
+
+    Parameters
+    ----------
+    temperature
+        Sample temperature, K (Debye–Waller and Bose factors).
+    q_step
+        Q-bin width, r.l.u. (cubes; centres at (n + ¼)·q_step).
+    counting_time
+        Minutes per orientation.
+    count_rate
+        Expected counts per minute in a bin of weight 1 at intensity 1 (the mean one-phonon intensity).
+    background
+        Flat background, in units of the mean one-phonon intensity.
+    q_tolerance
+        Radius (r.l.u.) of the path tubes simulated when a region grid is given.
+    dw_mesh
+        Monkhorst–Pack mesh size for the Debye–Waller factor.
+    seed
+        Seed of the Poisson noise.
+    """
+
+    temperature: float = 5.0
+    q_step: float = 0.05
+    counting_time: float = 1.5
+    count_rate: float = 1.0
+    background: float = 0.1
+    q_tolerance: float = 0.05
+    dw_mesh: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("temperature", self.temperature >= 0, "a temperature >= 0 K"),
+            ("q_step", 0 < self.q_step <= 0.5, "a bin width in (0, 0.5] r.l.u. (0.05 suits the 0.025 path step)"),
+            ("counting_time", self.counting_time > 0, "a positive time in minutes"),
+            ("count_rate", self.count_rate > 0, "a positive rate"),
+            ("background", self.background >= 0, "a background >= 0"),
+            ("q_tolerance", 0 < self.q_tolerance < 1, "a tube radius in (0, 1) r.l.u."),
+            ("dw_mesh", self.dw_mesh >= 1, "a mesh size >= 1"),
+        )
+        for name, ok, want in checks:
+            if not ok:
+                raise DataError(f"{name} = {getattr(self, name)}; pass {want}.")
+
+
+def reachable_box(crystal: ExperimentCrystal, instrument: Instrument, ub: np.ndarray, e_min: float) -> tuple[np.ndarray, float, np.ndarray]:
+    """Limits of the Q reachable with Ei and the detectors' out-of-plane coverage.
+
+    Returns
+    -------
+    ext, qy_max, y_hat
+        Per-axis half-extent of the reachable region (r.l.u.), the largest vertical |Q| (1/Å)
+        and the vertical direction as a covector on hkl (Q_y = hkl @ y_hat, 1/Å).
+    """
+    kf_max = float(np.sqrt(max(instrument.ei - min(e_min, 0.0), 0.0) / E_K2))
+    qmax = instrument.ki + kf_max
+    oop = np.deg2rad(max(abs(instrument.out_of_plane[0]), abs(instrument.out_of_plane[1])))
+    qy_max = kf_max * np.sin(min(oop, np.pi / 2))
+    rc = crystal.reciprocal_cell
+    y_hat = 2 * np.pi * np.asarray(ub, float)[1]  # Q_y = y_hat . hkl
+    y_cart = (y_hat @ np.linalg.inv(rc).T)  # unit vector in the Cartesian frame of rc
+    y_cart = y_cart / np.linalg.norm(y_cart)
+    inv = np.linalg.inv(rc)
+    y = np.linspace(-min(qy_max, qmax), min(qy_max, qmax), 2001)
+    ext = np.empty(3)
+    for i in range(3):
+        c = inv[:, i]
+        c_par = float(c @ y_cart)
+        c_perp = float(np.linalg.norm(c - c_par * y_cart))
+        ext[i] = float(np.max(c_par * y + c_perp * np.sqrt(np.maximum(qmax * qmax - y * y, 0.0))))
+    return ext, float(qy_max), y_hat
+
+
+def simulate_experiment(
+    fc,
+    crystal: ExperimentCrystal,
+    *,
+    instrument: Instrument | None = None,
+    goniometer: Goniometer | None = None,
+    config: ExperimentConfig | None = None,
+    region: SpectrumGrid | None = None,
+    e_edges: np.ndarray | None = None,
+    progress: bool = False,
+    provenance: dict | None = None,
+) -> SimulatedRun:
+    """Simulate a single-crystal ToF run (module docstring for the model).
+
+    Parameters
+    ----------
+    fc
+        ``euphonic.ForceConstants`` (:func:`load_force_constants`, :func:`force_constants_from_array`).
+    crystal
+        Geometry of the same crystal.
+    instrument, goniometer, config
+        Defaults: ARCS-like, Ei = 40 meV; 120 orientations in 1° steps, u = [1,0,0], v = [0,1,0];
+        5 K, 0.05 r.l.u. bins, 1.5 min per orientation, seed 0.
+    region
+        A :class:`SpectrumGrid`: simulate only the Q-bins in the folding tubes of its path
+        (default behaviour of the CLI); None simulates every covered bin.
+    e_edges
+        Energy bin edges (meV, evenly spaced); default: the region grid's, else 0..0.95 Ei in 0.5 meV.
+    progress
+        Show a progress bar for the phonon calculation.
+    provenance
+        Extra entries for the run's ``meta`` (force-constant source, command, ...).
+    """
+    t0 = time.perf_counter()
+    inst = instrument or Instrument()
+    gon = goniometer or Goniometer()
+    cfg = config or ExperimentConfig()
+    if e_edges is None:
+        e_edges = region.energy_edges if region is not None else np.arange(0.0, 0.95 * inst.ei + 1e-9, 0.5)
+    e_edges = np.asarray(e_edges, float)
+    if e_edges.ndim != 1 or len(e_edges) < 2 or e_edges[0] >= inst.ei:
+        raise DataError(f"energy bins {e_edges[0]:g}..{e_edges[-1]:g} meV lie above Ei = {inst.ei:g} meV; energy transfer must stay below Ei. Lower the energy range or raise Ei.")
+    ub = ub_from_vectors(crystal.b_matrix(), gon.u, gon.v)
+    ext_box, qy_max, y_hat = reachable_box(crystal, inst, ub, float(e_edges[0]))
+    edges = (*(regular_edges(-x, x, cfg.q_step, offset=cfg.q_step / 4) for x in ext_box), e_edges)
+    shape = tuple(len(e) - 1 for e in edges)
+    cen = [0.5 * (e[1:] + e[:-1]) for e in edges[:3]]
+    rc = crystal.reciprocal_cell
+    qmax = inst.ki + float(np.sqrt(max(inst.ei - min(float(e_edges[0]), 0.0), 0.0) / E_K2))
+    margin = cfg.q_step * float(np.linalg.norm(rc, axis=1).max())
+
+    # candidate Q-bins
+    if region is not None:
+        segs = path_segments(region)
+        rots = crystal.rotations if crystal.rotations is not None else cubic_rotations()
+        images = segment_images(segs, rots)
+        reach = float(np.max(np.linalg.norm(np.concatenate([images.start, images.start + images.n[:, None] * images.step]), axis=1))) + cfg.q_tolerance
+        ext = np.array([c[-1] for c in cen])
+        zones = zone_centres(-ext - reach, ext + reach, crystal.centering)  # type: ignore[arg-type]
+        reach_a = reach * float(np.linalg.norm(rc, axis=1).max())
+        zones = zones[(np.linalg.norm(zones @ rc, axis=1) <= qmax + reach_a) & (np.abs(zones @ y_hat) <= qy_max + reach_a)]
+        mem = tube_bins(edges[:3], images, zones, cfg.q_tolerance)
+        q3 = np.unique(mem["q3"])
+    else:
+        grids = np.meshgrid(*[np.arange(len(c)) for c in cen], indexing="ij")
+        q3 = np.ravel_multi_index(tuple(g.ravel() for g in grids), shape[:3])
+    ih, ik, il = np.unravel_index(q3, shape[:3])
+    hkl = np.stack([cen[0][ih], cen[1][ik], cen[2][il]], axis=1)
+    keep = (np.linalg.norm(hkl @ rc, axis=1) <= qmax + margin) & (np.abs(hkl @ y_hat) <= qy_max + margin)
+    q3, hkl = q3[keep], hkl[keep]
+    t_region = time.perf_counter() - t0
+
+    cov = coverage(hkl, ub, (cfg.q_step,) * 3, e_edges, inst, np.asarray(gon.psi))
+    t_cov = time.perf_counter() - t0 - t_region
+
+    # phonons once per distinct measured Q-bin
+    used_q, q_row = np.unique(cov["q"], return_inverse=True)
+    log.info("simulating %d Q-bins (%d candidates), %d (orientation, bin) entries", len(used_q), len(q3), len(cov["q"]))
+    energies, sf = _phonons_with_progress(fc, crystal, hkl[used_q], cfg, progress)
+    t_ph = time.perf_counter() - t0 - t_region - t_cov
+
+    # noise-free intensity on the union of measured (Q-bin, E-bin)
+    key = q_row.astype(np.int64) * shape[3] + cov["e"]
+    ukey, kinv = np.unique(key, return_inverse=True)
+    urow, ue = ukey // shape[3], ukey % shape[3]
+    s = binned_sqw(energies, sf, urow, e_edges[ue], e_edges[ue + 1], temperature=cfg.temperature, instrument=inst)
+    ref = s[e_edges[ue] >= 2.0]
+    s_mean = float(ref.mean()) if len(ref) and ref.mean() > 0 else float(s.mean())
+    if not s_mean > 0:
+        raise DataError("the simulated one-phonon intensity is zero everywhere. Check the force constants (imaginary modes?) and the energy range.")
+    expected_u = s / s_mean + cfg.background
+    flat_u = q3[used_q][urow] * shape[3] + ue
+    order_u = np.argsort(flat_u)
+
+    # Poisson counts per (orientation, bin)
+    rng = np.random.default_rng(cfg.seed)
+    norm = cfg.count_rate * cfg.counting_time * cov["w"]
+    counts = rng.poisson(norm * expected_u[kinv])
+    flat = q3[used_q][q_row] * shape[3] + cov["e"]
+    offsets = np.searchsorted(cov["o"], np.arange(gon.n + 1)).astype(np.int64)
+    elapsed = time.perf_counter() - t0
+    meta = {
+        "source": "fcinv simulated experiment",
+        "instrument": inst.describe(),
+        "goniometer": {"psi_deg": [gon.psi[0], gon.psi[-1]], "n_orientations": gon.n, "u": list(gon.u), "v": list(gon.v)},
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "seed": cfg.seed,
+        "temperature_K": cfg.temperature,
+        "intensity_unit": "mean one-phonon intensity above 2 meV",
+        "mean_one_phonon_mbarn_per_meV": s_mean,
+        "crystal": crystal.name,
+        "region": "path tubes" if region is not None else "all covered bins",
+        "n_qbins": len(used_q),
+        "n_bins": len(ukey),
+        "n_entries": len(flat),
+        "timings_s": {"region": round(t_region, 3), "coverage": round(t_cov, 3), "phonons": round(t_ph, 3), "total": round(elapsed, 3)},
+        **(provenance or {}),
+    }
+    log.info("simulated run: %d orientations, %d bins, %d entries in %.1f s", gon.n, len(ukey), len(flat), elapsed)
+    return SimulatedRun(
+        edges=edges,  # type: ignore[arg-type]
+        psi=np.asarray(gon.psi, float),
+        offsets=offsets,
+        index=flat.astype(np.int64),
+        counts=counts.astype(np.int64),
+        norm=norm,
+        expected_index=flat_u[order_u].astype(np.int64),
+        expected=expected_u[order_u],
+        reciprocal_cell=rc,
+        meta=meta,
+    )
+
+
+def _phonons_with_progress(fc, crystal: ExperimentCrystal, hkl: np.ndarray, cfg: ExperimentConfig, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    if not progress or len(hkl) <= _SF_CHUNK:
+        return one_phonon(fc, crystal, hkl, temperature=cfg.temperature, dw_mesh=cfg.dw_mesh)
+    from tqdm import tqdm
+
+    parts_e, parts_s = [], []
+    for a in tqdm(range(0, len(hkl), 4 * _SF_CHUNK), desc="phonons (Euphonic)", unit="block"):
+        e, s = one_phonon(fc, crystal, hkl[a : a + 4 * _SF_CHUNK], temperature=cfg.temperature, dw_mesh=cfg.dw_mesh)
+        parts_e.append(e)
+        parts_s.append(s)
+    return np.concatenate(parts_e), np.concatenate(parts_s)
+
+
+def fold_orientations(
+    run: SimulatedRun,
+    grid: SpectrumGrid,
+    rotations: np.ndarray,
+    *,
+    orientations: Sequence[int] | None = None,
+    centering: str = "F",
+    q_tolerance: float = 0.05,
+    corrections: Corrections | None = None,
+    progress: bool = False,
+) -> list[FoldedSpectrum]:
+    """Fold every single orientation of a run (the paper's one-minute scans), reusing one fold plan.
+
+    Returns one :class:`FoldedSpectrum` per orientation (``meta["psi_deg"]`` tells which); an
+    orientation that reaches no path pixel raises :class:`DataError`.
+    """
+    plan = FoldPlan.build(run.edges[:3], grid, rotations, centering=centering, q_tolerance=q_tolerance)  # type: ignore[arg-type]
+    which = range(run.n_orientations) if orientations is None else orientations
+    if progress:
+        from tqdm import tqdm
+
+        which = tqdm(list(which), desc="folding orientations", unit="scan")
+    return [plan.apply(run.orientation(j), corrections=corrections) for j in which]
