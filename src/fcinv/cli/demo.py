@@ -18,6 +18,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--model", default="ge", help="shipped model or model directory (default ge)")
     p.add_argument("--truth", default=DEFAULT_TRUTH, help=f"ensemble member whose force constants are the truth (default {DEFAULT_TRUTH})")
+    p.add_argument("--truth-mode", choices=("sampled", "member"), default="sampled", help="sampled: the reference FC set with the sampled parameters at the member's values (representable); member: the member's own FC set")
     p.add_argument("--orientations", type=int, default=120)
     p.add_argument("--single-scans", type=int, default=12, help="single orientations to invert (0: none)")
     p.add_argument("--no-refine", action="store_true")
@@ -30,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.demo import run_demo
 
     t0 = time.perf_counter()
-    print(f"fcinv demo: Ge, simulated ARCS-like run ({args.orientations} orientations, 5 K, Ei = 40 meV), truth = ensemble member {args.truth}")
-    r = run_demo(args.out, model=args.model, truth=args.truth, orientations=args.orientations, single_scans=args.single_scans, refine=not args.no_refine, seed=args.seed)
+    print(f"fcinv demo: Ge, simulated ARCS-like run ({args.orientations} orientations, 5 K, Ei = 40 meV), truth = {args.truth_mode}:{args.truth}")
+    r = run_demo(args.out, model=args.model, truth=args.truth, truth_mode=args.truth_mode, orientations=args.orientations, single_scans=args.single_scans, refine=not args.no_refine, seed=args.seed)
     print(f"\n{'':4} {'name':<8} {'truth':>9} {'ML':>9} {'± σ':>8} {'err':>7}" + (f" {'refined':>9} {'± σ':>8} {'err':>7}" if r.refined is not None else ""))
     e_ml = r.rel_err("ml")
     e_rf = r.rel_err("refined") if r.refined is not None else None
