@@ -1,0 +1,305 @@
+"""Build a material's embedded Stage I data from the force-field ensemble.
+
+:func:`build_reference` runs (or reuses from the cache) every member, projects each
+stable member's force constants onto θ, chooses the reference member, takes the
+ensemble bounds, ranks the parameters by sensitivity and writes, atomically, into the
+material's data folder (``src/fcinv/data/<Mat>/``):
+
+``ensemble.json``
+    Per-member records (package, version, lattice constant, frequencies at the
+    high-symmetry points with mode labels, stability, wall time, θ and projection
+    residuals), the dropped members with their reason, the reference member and why,
+    the bounds, the sensitivity table, the ranking and the sampled parameters.
+``reference_fc.hdf5``
+    The reference member's compact force constants (phonopy layout: ``force_constants``
+    (n_prim, n_super, 3, 3) eV/Å² and ``p2s_map``), the supercell matrix and the unit cell
+    (primitive lattice, fractional positions, atomic numbers, masses) they belong to.
+``provenance.json``
+    Members and package versions, supercell, displacement, lattice constant, the exact
+    command, date, fcinv version, the convergence measurement when it was run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import fcinv
+from fcinv.crystal import Crystal, default_grid, material_dir
+from fcinv.mlff.ensemble import Member
+from fcinv.mlff.phonons import PhononSettings, scaled_crystal
+from fcinv.mlff.runner import (
+    MemberResult,
+    atomic_write_h5,
+    atomic_write_text,
+    run_ensemble,
+)
+from fcinv.mlff.sensitivity import (
+    SENSITIVITY_MEASURE,
+    EnsembleError,
+    choose_reference,
+    ensemble_bounds,
+    sensitivity,
+)
+
+# the readers live in the core (fcinv.reference), which runs without the [mlff] extra
+from fcinv.reference import (
+    ENSEMBLE_FILE,
+    PROVENANCE_FILE,
+    REFERENCE_FC_FILE,
+    load_ensemble,
+    read_reference_fc,
+)
+
+log = logging.getLogger(__name__)
+
+
+REFERENCE_RULE = "the stable member whose frequencies at the reported high-symmetry points (all branches) are closest in rms to the ensemble median (median over stable members)"
+
+
+def _member_crystal(crystal: Crystal, res: MemberResult) -> Crystal:
+    if res.lattice_a is None or abs(res.lattice_a - crystal.conventional_a) < 1e-9:
+        return crystal
+    return scaled_crystal(crystal, res.lattice_a)
+
+
+def project_results(crystal: Crystal, space, results: list[MemberResult]) -> dict[str, Any]:
+    """Project every member with force constants onto θ: name → :class:`fcinv.fcspace.Projection`."""
+    out = {}
+    for res in results:
+        if res.fc is None:
+            continue
+        c = _member_crystal(crystal, res)
+        out[res.name] = space.project_phonopy(res.fc, c.to_phonopy_atoms(), np.array(res.settings["supercell_matrix"]))
+    return out
+
+
+def reference_pairs(crystal: Crystal, res: MemberResult):
+    """The member's full force-constant set as a :class:`fcinv.fcspace.PairFC` on ``crystal``."""
+    from fcinv.fcspace import pairs_from_phonopy
+
+    c = _member_crystal(crystal, res)
+    return pairs_from_phonopy(crystal, res.fc, c.to_phonopy_atoms(), np.array(res.settings["supercell_matrix"]))
+
+
+def path_bin_frequencies(crystal: Crystal, res: MemberResult) -> list[list[float]]:
+    """The member's frequencies on the default grid's q bins, shape (n_q, n_modes), THz (3 decimals)."""
+    from fcinv.mlff.phonons import frequencies_thz, phonopy_from_fc
+
+    c = _member_crystal(crystal, res)
+    q_bins = default_grid(crystal).q_rlu
+    f = frequencies_thz(phonopy_from_fc(c, res.fc, res.settings["supercell_matrix"]), c, q_bins)
+    return np.round(f, 3).tolist()
+
+
+def _material_broadening(crystal: Crystal):
+    """The material's energy broadening (``fwhm_meV`` in material.json), as the core's forward model uses it."""
+    from fcinv.crystal import material_info
+    from fcinv.errors import MaterialError
+    from fcinv.forward.model import Broadening
+
+    try:
+        info = material_info(crystal.name)
+    except MaterialError:
+        return Broadening()
+    return Broadening(float(info.get("fwhm_meV", 1.2)), float(info.get("fwhm_slope", 0.0)))
+
+
+def analyse(crystal: Crystal, results: list[MemberResult], *, top_k: int = 8) -> dict:
+    """θ, reference, bounds, sensitivity and ranking of an ensemble's results (JSON-able dict)."""
+    from fcinv.fcspace import FCSpace
+    from fcinv.forward.model import ForwardModel
+
+    space = FCSpace.for_material(crystal)
+    proj = project_results(crystal, space, results)
+    stable = [r for r in results if r.status == "stable"]
+    if not stable:
+        raise EnsembleError(f"no stable member among {[r.name for r in results]} for {crystal.name}. Check the failures and instabilities in the cache, or add members.")
+    points = {r.name: {lab: v["freqs_THz"] for lab, v in r.summary["points"].items()} for r in stable}
+    ref_name, distances = choose_reference(points)
+    ref = next(r for r in stable if r.name == ref_name)
+    theta = np.array([proj[r.name].theta for r in stable])
+    lower, upper = ensemble_bounds(theta)
+    theta_ref = proj[ref_name].theta
+    grid = default_grid(crystal)
+    model = ForwardModel(space, grid, theta_ref, reference=reference_pairs(crystal, ref), broadening=_material_broadening(crystal))
+    sens = sensitivity(model, lower, upper)
+    top = sens.top(min(top_k, space.n_params))
+    return {
+        "space": {"cutoff_A": space.cutoff, "n_params": space.n_params, "names": list(space.names), "parameters": _jsonable(space.describe())},
+        "projections": {n: p.as_dict() for n, p in proj.items()},
+        "stable_members": [r.name for r in stable],
+        "reference_member": {"name": ref_name, "rule": REFERENCE_RULE, "rms_distance_to_median_THz": distances},
+        "theta_ref": dict(zip(space.names, theta_ref.tolist())),
+        "bounds": {"lower": dict(zip(space.names, lower.tolist())), "upper": dict(zip(space.names, upper.tolist())), "over": [r.name for r in stable], "unit": "eV/Å^2"},
+        "sensitivity": {"measure": SENSITIVITY_MEASURE, "grid": {"n_q": grid.n_q, "n_E": grid.n_e, "labels": list(grid.labels)}, "broadening": model.broadening.as_dict(), "rows": sens.rows()},
+        "ranking": sens.ranking,
+        "top_k": len(top),
+        "sampled": [{"label": f"FC{i}", "name": n} for i, n in enumerate(top)],
+        "fixed": [n for n in space.names if n not in top],
+        "_reference_result": ref,
+    }
+
+
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][-0-9.eE+]*(?:\s*,\s*-?[0-9][-0-9.eE+]*)*)\s*\]")
+
+
+def dumps(obj: Any) -> str:
+    """JSON with one-space indentation and innermost lists of numbers kept on one line."""
+    text = json.dumps(_jsonable(obj), indent=1, ensure_ascii=False)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def write_reference_fc(path: Path, crystal: Crystal, res: MemberResult, *, command: str) -> None:
+    """Write a member's compact force constants with their supercell and unit cell (atomic)."""
+    c = _member_crystal(crystal, res)
+
+    def write(h5):
+        d = h5.create_dataset("force_constants", data=res.fc, compression="gzip")
+        d.attrs["unit"] = "eV/Angstrom^2"
+        d.attrs["layout"] = "phonopy compact (n_prim, n_super, 3, 3)"
+        h5.create_dataset("p2s_map", data=np.asarray(res.p2s_map, dtype=int))
+        h5.create_dataset("supercell_matrix", data=np.array(res.settings["supercell_matrix"], dtype=int))
+        g = h5.create_group("unitcell")
+        g.create_dataset("lattice", data=c.lattice).attrs["unit"] = "Angstrom"
+        g.create_dataset("positions", data=c.positions).attrs["unit"] = "fractional"
+        g.create_dataset("numbers", data=c.numbers)
+        g.create_dataset("masses", data=c.masses).attrs["unit"] = "amu"
+        h5.attrs["material"] = crystal.name
+        h5.attrs["member"] = res.name
+        h5.attrs["lattice_a_A"] = float(c.conventional_a)
+        h5.attrs["displacement_A"] = float(res.settings["displacement_A"])
+        h5.attrs["fcinv_version"] = fcinv.__version__
+        h5.attrs["command"] = command
+
+    atomic_write_h5(path, write)
+
+
+def default_command() -> str:
+    return " ".join(["fcinv", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "fcinv" else " ".join(sys.argv)
+
+
+def build_reference(
+    crystal: Crystal,
+    members: list[Member],
+    settings: PhononSettings,
+    *,
+    workdir: str | Path,
+    out_dir: str | Path | None = None,
+    relax: bool = False,
+    top_k: int = 8,
+    device: str = "cpu",
+    convergence: dict | None = None,
+    command: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run the ensemble (cached), analyse it and write the embedded data files.
+
+    Parameters
+    ----------
+    crystal
+        The material at the structure file's lattice constant.
+    members, settings, relax, device
+        See :func:`fcinv.mlff.runner.run_ensemble`.
+    workdir
+        Cache folder of the per-member results.
+    out_dir
+        Where ``ensemble.json``, ``reference_fc.hdf5`` and ``provenance.json`` go; default
+        the material's embedded data folder.
+    top_k
+        Number of sampled parameters.
+    convergence
+        A :func:`fcinv.mlff.runner.convergence_study` result to record, if any.
+    command
+        The command line recorded in the files (default: this process's).
+
+    Returns
+    -------
+    dict
+        The content of ``ensemble.json``.
+    """
+    command = command or default_command()
+    out_dir = Path(out_dir) if out_dir is not None else material_dir(crystal.name)
+    results = run_ensemble(crystal, members, settings, workdir, relax=relax, device=device, progress=progress)
+    analysis = analyse(crystal, results, top_k=top_k)
+    ref: MemberResult = analysis.pop("_reference_result")
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    member_rows = []
+    for r in results:
+        row = r.record()
+        if r.name in analysis["projections"]:
+            row["projection"] = analysis["projections"][r.name]
+        if r.fc is not None:
+            row["path_freqs_THz"] = path_bin_frequencies(crystal, r)
+        member_rows.append(row)
+    ensemble = {
+        "format": "fcinv-ensemble",
+        "format_version": 1,
+        "material": crystal.name,
+        "fcinv_version": fcinv.__version__,
+        "created": created,
+        "command": command,
+        "units": {"theta": "eV/Å^2", "frequencies": "THz", "lattice_a": "Å", "wall_s": "s"},
+        "structure_a_A": round(crystal.conventional_a, 6),
+        "relax": relax,
+        "settings": settings.to_dict(),
+        "members": member_rows,
+        "dropped": [{"name": r.name, "status": r.status, "reason": r.reason} for r in results if r.status != "stable"],
+        **{k: v for k, v in analysis.items() if k != "projections"},
+    }
+    provenance = {
+        "material": crystal.name,
+        "fcinv_version": fcinv.__version__,
+        "created": created,
+        "command": command,
+        "python": sys.version.split()[0],
+        "structure_a_A": round(crystal.conventional_a, 6),
+        "relax": relax,
+        "lattice_a_A": {r.name: r.lattice_a for r in results},
+        "settings": settings.to_dict(),
+        "supercell_in": "primitive cell (spglib standard setting)",
+        "members": [{**r.member, "weights_sha256": r.weights_sha256} for r in results],
+        "packages": _package_versions(),
+        "reference_member": ref.name,
+        "convergence": convergence,
+        "files": [ENSEMBLE_FILE, REFERENCE_FC_FILE, PROVENANCE_FILE],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_reference_fc(out_dir / REFERENCE_FC_FILE, crystal, ref, command=command)
+    atomic_write_text(out_dir / ENSEMBLE_FILE, dumps(ensemble))
+    atomic_write_text(out_dir / PROVENANCE_FILE, dumps(provenance))
+    return ensemble
+
+
+def _package_versions() -> dict[str, str | None]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("phonopy", "ase", "spglib", "numpy", "torch", "chgnet", "sevenn"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+__all__ = ["analyse", "build_reference", "load_ensemble", "project_results", "read_reference_fc", "reference_pairs", "write_reference_fc"]
