@@ -26,10 +26,25 @@ def domain(model):
 
 def test_widening_formula(model):
     ref = np.array([-2.0, 0.5])
-    dom = widened_domain(["a", "b"], [-2.2, 0.4], [-1.8, 0.6], ref)
+    dom = widened_domain(["a", "b"], [-2.2, 0.4], [-1.8, 0.6], ref, widen=(0.25, 1.5))
     # negative parameter: long (150 %) side away from zero, i.e. downwards
     np.testing.assert_allclose(dom.low, [-2.2 - 1.5 * 0.4, 0.4 - 0.25 * 0.2])
     np.testing.assert_allclose(dom.high, [-1.8 + 0.25 * 0.4, 0.6 + 1.5 * 0.2])
+
+
+def test_default_domain_contains_dft_ge(ge_crystal, ge_dft_dir):
+    """The embedded Ge domain (default widening) contains the DFT Ge set's projection in every sampled parameter."""
+    from fcinv.fcspace import read_phonopy
+    from fcinv.reference import load_reference
+
+    ref = load_reference("Ge")
+    dft = ref.space.project(read_phonopy(ref.crystal, ge_dft_dir / "FORCE_CONSTANTS", ge_dft_dir / "POSCAR", (4, 4, 4))).theta
+    idx = ref.space.index(ref.sampled)
+    lo, hi = ref.bounds()
+    dom = widened_domain(ref.sampled, lo, hi, ref.theta_ref[idx])
+    assert dom.contains(dft[idx])[0], dict(zip(ref.sampled, dom.where(dft[idx]).round(3)))
+    paper = widened_domain(ref.sampled, lo, hi, ref.theta_ref[idx], widen=(0.25, 1.5))
+    assert not paper.contains(dft[idx])[0]  # the paper's widening misses 5NN_zz (documented)
 
 
 def test_domain_excluding_reference_raises():

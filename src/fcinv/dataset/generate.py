@@ -3,14 +3,18 @@
 The training domain widens each sampled parameter's ensemble interval [lo, hi]
 (range r = hi - lo) asymmetrically:
 
-    away from zero (stiffer side):  by ``widen[1]`` · r   (default 150 %)
+    away from zero (stiffer side):  by ``widen[1]`` · r   (default 175 %)
     towards zero (softer side):     by ``widen[0]`` · r   (default 25 %)
 
 "Away from zero" is the sign of the reference value. This is the paper's
 [-25 %, +150 %] widening, oriented so that the long side points where the
 universal force fields err: they are systematically too soft (Ge optical Γ of
 4.5-8.2 THz against 9.1 THz measured), so the real crystal lies on the stiff
-side of the ensemble. A parameter whose ensemble range is tiny gets a floor
+side of the ensemble. With the paper's +150 % the DFT Ge set still falls outside
+in one sampled parameter (5NN_zz, FC7: -0.234 eV/Å² against a low edge of
+-0.224, 4 % of the range short); the default long side is therefore +175 %, the
+smallest quarter-step above the paper's that contains the DFT Ge set in every
+sampled parameter. ``widen=(0.25, 1.5)`` restores the paper's domain. A parameter whose ensemble range is tiny gets a floor
 r >= ``min_range_frac`` · max|value| so it is still sampled. Samples are uniform
 in the box; samples with imaginary modes on the path or on a coarse full-zone
 mesh are dropped and the acceptance rate recorded.
@@ -32,7 +36,7 @@ from fcinv.errors import DataError, FcinvError
 log = logging.getLogger(__name__)
 
 #: Default widening (towards zero, away from zero) as fractions of the ensemble range.
-DEFAULT_WIDEN = (0.25, 1.5)
+DEFAULT_WIDEN = (0.25, 1.75)
 
 
 class DomainError(FcinvError):
