@@ -10,25 +10,7 @@ from fcinv.errors import ForceConstantError
 from fcinv.fcspace import FCSpace, pairs_from_phonopy, read_phonopy
 from fcinv.units import THZ_TO_MEV
 
-SUPERCELL = {"Ge": (4, 4, 4), "Nb": (5, 5, 5)}
-SPRINGS = {"Ge": {"1NN": 6.0, "2NN": 0.6}, "Nb": {"1NN": 3.0, "2NN": 1.5}}
-
-
-def check_frequencies(actual, expected, rtol=1e-6, floor_meV=1.0):
-    """Relative agreement of phonon energies, with an absolute floor near zero (acoustic modes at Γ)."""
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    err = np.abs(actual - expected) / np.maximum(np.abs(expected), floor_meV)
-    assert err.max() < rtol, f"max relative deviation {err.max():.2e} at {np.unravel_index(err.argmax(), err.shape)}"
-
-
-def phonopy_energies(crystal, fc, supercell, q_rlu, masses=None):
-    from phonopy import Phonopy
-
-    ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.diag(supercell))
-    ph.force_constants = fc
-    ph.run_qpoints(crystal.rlu_to_prim_frac(q_rlu))
-    return ph.qpoints.frequencies * THZ_TO_MEV
-
+from _physics import SPRINGS, SUPERCELL, check_frequencies, phonopy_energies
 
 @pytest.fixture(scope="module", params=["Ge", "Nb"])
 def space(request):

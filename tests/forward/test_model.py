@@ -12,23 +12,7 @@ from fcinv.fcspace import FCSpace, read_phonopy
 from fcinv.forward import Broadening, ForwardModel
 from fcinv.units import THZ_TO_MEV
 
-SUPERCELL = {"Ge": (4, 4, 4), "Nb": (5, 5, 5)}
-SPRINGS = {"Ge": {"1NN": 6.0, "2NN": 0.6}, "Nb": {"1NN": 3.0, "2NN": 1.5}}
-
-
-def check_frequencies(actual, expected, rtol=1e-6, floor_meV=1.0):
-    err = np.abs(np.asarray(actual) - np.asarray(expected)) / np.maximum(np.abs(expected), floor_meV)
-    assert err.max() < rtol, f"max relative deviation {err.max():.2e}"
-
-
-def phonopy_energies(crystal, fc, supercell, q_rlu):
-    from phonopy import Phonopy
-
-    ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.diag(supercell))
-    ph.force_constants = fc
-    ph.run_qpoints(crystal.rlu_to_prim_frac(q_rlu))
-    return ph.qpoints.frequencies * THZ_TO_MEV
-
+from _physics import SPRINGS, SUPERCELL, check_frequencies, phonopy_energies
 
 @pytest.fixture(scope="module", params=["Ge", "Nb"])
 def setup(request):
