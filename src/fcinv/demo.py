@@ -73,23 +73,50 @@ class DemoResult:
 def truth_force_constants(ref, member: str = DEFAULT_TRUTH, mode: str = "sampled", names: list[str] | None = None):
     """The truth as a phonopy FC array on its unit cell, and its sampled parameters.
 
+    Parameters
+    ----------
+    ref
+        The material's :class:`~fcinv.reference.MaterialReference`.
+    member
+        An ensemble member's name, or ``dft:<folder>`` for a phonopy set (``POSCAR`` +
+        ``FORCE_CONSTANTS`` on a 4×4×4 supercell, e.g. the DFT Ge set).
+    mode
+        ``"sampled"``: the reference FC set with the sampled parameters moved to the
+        member's values (representable by the forward model); ``"member"``: the member's
+        own FC set (5 shells for ensemble members, the whole file for ``dft:``).
+    names
+        The parameters whose truth values are returned (default: the sampled ones).
+
     Returns
     -------
     fc, unitcell, supercell, theta_sampled
         FC array (phonopy compact or full layout), (lattice, positions, numbers, masses),
-        the supercell matrix, and the truth's values of ``names`` (default: the sampled ones).
+        the supercell matrix, and the truth's values of ``names``.
     """
-    from fcinv.errors import DataError
-    from fcinv.reference import REFERENCE_FC_FILE, read_reference_fc
     from fcinv.crystal import material_dir
+    from fcinv.errors import DataError
+    from fcinv.fcspace import read_phonopy
+    from fcinv.reference import REFERENCE_FC_FILE, read_reference_fc
 
     names = list(names or ref.sampled)
     idx = ref.space.index(names)
-    member_theta = truth_theta(ref, member)
     c = ref.crystal
-    if mode == "member":
-        fc = ref.space.to_phonopy(member_theta, (4, 4, 4))
-        return fc, (c.lattice, c.positions, c.numbers, c.masses), np.diag([4, 4, 4]), member_theta[idx]
+    if member.startswith("dft:"):
+        folder = Path(member[4:])
+        pairs = read_phonopy(c, folder / "FORCE_CONSTANTS", folder / "POSCAR", (4, 4, 4))
+        member_theta = ref.space.project(pairs).theta
+        if mode == "member":
+            from phonopy.file_IO import parse_FORCE_CONSTANTS
+            from phonopy.interface.calculator import read_crystal_structure
+
+            unit, _ = read_crystal_structure(str(folder / "POSCAR"), interface_mode="vasp")
+            masses = np.full(len(unit), c.masses[0]) if len(set(unit.numbers)) == 1 else None
+            return parse_FORCE_CONSTANTS(str(folder / "FORCE_CONSTANTS")), (unit.cell, unit.scaled_positions, unit.numbers, masses), np.diag([4, 4, 4]), member_theta[idx]
+    else:
+        member_theta = truth_theta(ref, member)
+        if mode == "member":
+            fc = ref.space.to_phonopy(member_theta, (4, 4, 4))
+            return fc, (c.lattice, c.positions, c.numbers, c.masses), np.diag([4, 4, 4]), member_theta[idx]
     if mode != "sampled":
         raise DataError(f"truth mode '{mode}' is unknown; use 'sampled' or 'member'.")
     d = read_reference_fc(material_dir(c.name) / REFERENCE_FC_FILE)
@@ -124,6 +151,7 @@ def run_demo(
     orientations: int = 120,
     single_scans: int = 12,
     refine: bool = True,
+    corrections=None,
     seed: int = 0,
     progress: bool = True,
 ) -> DemoResult:
@@ -159,7 +187,7 @@ def run_demo(
     run.write(out / "run.h5")
 
     # 3. fold the whole run; one-phonon corrections towards the forward model's weight-1 convention
-    corr = Corrections(bose_temperature=5.0, q2=True, energy=True)
+    corr = corrections if corrections is not None else Corrections(bose_temperature=5.0, q2=True, energy=True)
     t = time.perf_counter()
     fs = _fold(run.total(), predictor.grid, crystal, 0.05, corr)
     timings["fold"] = time.perf_counter() - t
