@@ -9,6 +9,11 @@ Examples
 fcinv infer folded.h5 --model ge
 fcinv infer run.h5 --model ge --refine --json fcs.json --png fcs.png
 fcinv infer folded_path_plot_Ge.npy --model ge --rebin
+fcinv infer run.h5 --model ge --per-orientation     # each single-orientation scan of a run
+
+4D input is folded with the one-phonon corrections (Bose factor at --temperature,
+division by |Q|², multiplication by E) that bring S(Q,E) towards the forward model's
+convention of unit weight per mode; --no-corrections folds the raw intensity.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebin", action="store_true", help="interpolate a folded spectrum on another binning of the same path onto the model's grid")
     p.add_argument("--transpose", action="store_true", help="pathSQE array stored (n_E, n_q)")
     p.add_argument("--q-tolerance", type=float, default=0.05, help="folding tube radius in r.l.u. (4D input)")
+    p.add_argument("--temperature", type=float, default=5.0, help="sample temperature (K) for the Bose correction of 4D input (default 5)")
+    p.add_argument("--no-corrections", action="store_true", help="fold 4D input without the one-phonon corrections")
+    p.add_argument("--per-orientation", action="store_true", help="DATA is a run file: infer every single orientation too, and plot the scatter and the error versus angle")
     p.add_argument("--refine", action="store_true", help="refine the ML answer by a least-squares fit to the spectrum")
     p.add_argument("--truth", default=None, metavar="JSON", help="JSON {name: value} of known force constants to compare with")
     p.add_argument("--json", default=None, help="write the result to this JSON file")
@@ -71,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     model = ref.forward_model(free=list(predictor.names), grid=predictor.grid)
     t_load = time.perf_counter() - t0
     t1 = time.perf_counter()
-    fs = load_spectrum(args.data, predictor.grid, ref.crystal, rebin=args.rebin, transpose=args.transpose, q_tolerance=args.q_tolerance)
+    from fcinv.experiment.fold import Corrections
+
+    corr = None if args.no_corrections else Corrections(bose_temperature=args.temperature, q2=True, energy=True)
+    fs = load_spectrum(args.data, predictor.grid, ref.crystal, rebin=args.rebin, transpose=args.transpose, q_tolerance=args.q_tolerance, corrections=corr)
     t_read = time.perf_counter() - t1
     inv = invert(fs, predictor, model, k_samples=args.k_samples, seed=args.seed, refine=args.refine)
     inv.timings.update({"load_model": t_load, "read_and_fold": t_read})
@@ -91,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             out["truth"] = truth
         Path(args.json).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
         print(f"wrote {args.json}")
+    if args.per_orientation:
+        per_orientation(args, predictor, model, ref, corr, inv)
     if not args.no_png:
         png = Path(args.png) if args.png else Path(Path(args.data).stem + "_fcinv.png")
         truth_f = None
@@ -99,3 +112,27 @@ def main(argv: list[str] | None = None) -> int:
         plot_inversion(png, fs, inv, title=f"{material}: {Path(args.data).name}", truth_frequencies=truth_f)
         print(f"wrote {png}")
     return 0
+
+
+def per_orientation(args, predictor, model, ref, corr, full) -> None:
+    """Infer every single-orientation scan of a run; scatter and error-versus-angle figure, JSON."""
+    from fcinv.demo import plot_single_scans
+    from fcinv.experiment.simulate import SimulatedRun, fold_orientations
+    from fcinv.workflow import invert
+
+    run = SimulatedRun.read(args.data)
+    t = time.perf_counter()
+    scans = fold_orientations(run, predictor.grid, ref.crystal.point_group_rlu, corrections=corr, progress=True)
+    preds = np.array([invert(s, predictor, model, k_samples=args.k_samples, seed=args.seed).theta for s in scans])
+    dt = time.perf_counter() - t
+    rel = np.mean(((preds - full.theta) / np.abs(full.theta)) ** 2, axis=1)
+    order = np.argsort(rel)
+    print(f"{len(scans)} single orientations folded and inverted in {dt:.1f} s; mean squared relative deviation from the full-run answer:")
+    for lab, j in (("best", order[0]), ("median", order[len(order) // 2]), ("worst", order[-1])):
+        print(f"  {lab:<6} ψ = {run.psi[j]:6.1f}°  {rel[j]:.2e}  (coverage {100 * scans[j].coverage:.0f} %)")
+    stem = Path(args.data).stem
+    per = {"psi_deg": run.psi.tolist(), "coverage": [s.coverage for s in scans], "theta": preds.tolist(), "msre_vs_full": rel.tolist()}
+    png = Path(f"{stem}_orientations.png")
+    plot_single_scans(png, per, list(full.names), np.asarray(full.theta), np.asarray(full.theta), reference_label="full run")
+    Path(f"{stem}_orientations.json").write_text(json.dumps(per, indent=1) + "\n")
+    print(f"wrote {png}, {stem}_orientations.json")
