@@ -205,7 +205,7 @@ def run_demo(
             refine_fit = None
         if refine_fit is not None:
             t = time.perf_counter()
-            r = refine_fit(fm, fs, inv.theta)
+            r = refine_fit(fm, fs, inv.prediction)
             timings["refine"] = time.perf_counter() - t
             refined, refined_sigma = np.asarray(r.theta), np.asarray(r.sigma)
             inv.refined = r

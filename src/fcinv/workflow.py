@@ -236,7 +236,7 @@ def invert(fs, predictor, model, *, k_samples: int = 100, seed: int = 0, refine:
         from fcinv.fitting import refine as refine_fit
 
         t1 = time.perf_counter()
-        refined = refine_fit(model, fs, pred.theta)
+        refined = refine_fit(model, fs, pred)  # the prediction itself: refine scores its latent samples for the start
         timings["refine"] = time.perf_counter() - t1
     inv = Inversion(tuple(predictor.names), np.asarray(pred.theta), np.asarray(pred.sigma), pred, refined, timings=timings)
     inv.frequencies = model.frequencies(inv.final_theta)[0]

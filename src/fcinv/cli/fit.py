@@ -1,0 +1,146 @@
+"""``fcinv fit``: least-squares fit of θ (with a scale and a flat background) to a folded I(q, E).
+
+The forward model is the material's (embedded reference: D_ref from its full force
+constants, the sampled parameters free) evaluated on the data file's own grid;
+unmeasured pixels (the mask) are left out, and errors stored in the file weight the
+pixels. σ are the linearised statistical uncertainties at the optimum (local, assume
+the model is right). Exit status 1 when the fit did not converge (outputs still written).
+
+Examples
+--------
+fcinv fit data.h5 --material Ge
+fcinv fit data.h5 --material Ge --free top:4 --starts 16 --seed 1
+fcinv fit data.h5 --material Ge --free all --theta-start infer.json -o fit.json
+fcinv fit si.h5 --crystal Si.cif --springs 1NN=7 2NN=0.7 --free 1NN,2NN
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from fcinv.cli._common import UsageError, add_material_args, command_line, crystal_from_args, parse_theta
+
+log = logging.getLogger(__name__)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fcinv fit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help="folded I(q, E) file (HDF5 written by fcinv fold / fcinv simulate)")
+    add_material_args(p)
+    g = p.add_argument_group("parameters")
+    g.add_argument("--free", default=None, help="free parameters: names/shells (comma-separated), 'all' or 'top:K' (default: the reference's sampled ones; 'all' without a reference)")
+    g.add_argument(
+        "--theta-start", default=None, metavar="JSON",
+        help="start the free parameters from θ in this JSON (fcinv fit / infer output, or {name: value}); the fixed ones stay at the reference",
+    )
+    g.add_argument("--theta", nargs="+", metavar="NAME=VALUE", help="start values overriding the reference / --theta-start")
+    g.add_argument("--springs", nargs="+", metavar="SHELL=K", help="central-force θ_ref for crystals without an embedded reference (e.g. 1NN=6 2NN=0.6)")
+    f = p.add_argument_group("fit")
+    f.add_argument("--starts", type=int, default=1, help="local fits: the start plus the best of the screened candidates from the training domain")
+    f.add_argument("--candidates", type=int, default=None, help="candidates screened for --starts > 1 (default 32 × starts)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the multi-start candidates")
+    f.add_argument("--weighting", choices=("auto", "errors", "uniform"), default="auto", help="pixel weights: 1/error when the file has errors (auto), required, or none")
+    f.add_argument("--no-background", action="store_true", help="do not fit a flat background")
+    f.add_argument("--presmooth", type=float, default=2.0, metavar="MEV", help="σ of the E-smoothing of the first stage of each local fit (0: off)")
+    f.add_argument("--max-nfev", type=int, default=200, help="evaluations per local fit stage")
+    f.add_argument("--fwhm", type=float, default=None, help="Gaussian FWHM of the model lines at E = 0 (meV); default: the material's")
+    p.add_argument("-o", "--output", default=None, help="result JSON (default: DATA with _fit.json)")
+    p.add_argument("--png", default=None, help="figure path (default: the JSON with .png)")
+    p.add_argument("--no-png", action="store_true", help="do not write the figure")
+    return p
+
+
+def _springs(items) -> dict[str, float]:
+    out = {}
+    for s in items:
+        k, _, v = s.partition("=")
+        try:
+            out[k] = float(v)
+        except ValueError:
+            raise UsageError(f"--springs item '{s}' is not SHELL=K (e.g. 1NN=6)") from None
+    return out
+
+
+def build(args, crystal, grid):
+    """The forward model on ``grid``, the ranking and the default free names."""
+    from fcinv.crystal import material_info
+    from fcinv.errors import DataError, MaterialError
+    from fcinv.fcspace import FCSpace
+    from fcinv.forward import Broadening, ForwardModel
+
+    try:
+        info = material_info(crystal.name)
+    except MaterialError:
+        info = {}
+    br = Broadening(args.fwhm if args.fwhm is not None else float(info.get("fwhm_meV", 1.2)), float(info.get("fwhm_slope", 0.0)))
+    if args.springs:
+        space = FCSpace.for_material(crystal)
+        model = ForwardModel(space, grid, space.central_force_theta(_springs(args.springs)), broadening=br)
+        return model, None, "central-force springs", list(space.names)
+    try:
+        from fcinv.reference import load_reference
+
+        ref = load_reference(crystal.name)
+    except (MaterialError, DataError) as exc:
+        raise UsageError(f"no embedded reference for '{crystal.name}' ({exc}). Pass --springs SHELL=K ... for a start and θ_ref.") from None
+    model = ref.forward_model(grid=grid, broadening=br)
+    return model, list(ref.ensemble.get("ranking", [])) or None, f"embedded reference ({ref.reference_member})", list(ref.sampled)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    from fcinv import __version__
+    from fcinv.experiment.folded import read_folded
+    from fcinv.fitting import fit_spectrum
+    from fcinv.fitting._base import read_theta_json
+    from fcinv.fitting.spectrum_fit import model_with_free, spectrum_and_jacobian
+
+    fs = read_folded(args.data)
+    crystal = crystal_from_args(args)
+    model, ranking, source, default_free = build(args, crystal, fs.grid)
+    from fcinv.fitting import resolve_free
+
+    free = resolve_free(model.space, args.free, ranking=ranking, default=default_free)
+    model = model_with_free(model, free)
+    start = model.theta_ref.copy()
+    names = model.space.names
+    if args.theta_start:
+        given, _ = read_theta_json(args.theta_start)
+        for k, v in given.items():
+            start[model.space.index([k])[0]] = v
+    start = parse_theta(args.theta, names, start)
+    res = fit_spectrum(
+        model, fs, theta_start=start, n_starts=args.starts, n_candidates=args.candidates, seed=args.seed, weighting=args.weighting,
+        fit_background=not args.no_background, presmooth_meV=args.presmooth or None, max_nfev=args.max_nfev, progress=args.starts > 1,
+    )
+    print(f"{crystal.name}: fit of {len(res.names)} parameters to {Path(args.data).name} ({res.extra['n_pixels']} measured pixels, {res.extra['weighting']} weights; θ_ref: {source})")
+    for line in res.summary_lines():
+        print(line)
+    ex = res.extra
+    print(f"scale {ex['scale']:.5g} ± {ex['scale_sigma']:.2g}, background {ex['background']:.4g} ± {ex['background_sigma']:.2g}; R = {ex['r_factor']:.4f}; lowest mode {ex['lowest_mode_meV']:.2f} meV")
+    print("σ: statistical, local (linearised at the optimum), assuming the model is right.")
+    out = Path(args.output) if args.output else Path(args.data).with_name(Path(args.data).stem + "_fit.json")
+    doc = res.as_dict()
+    doc.update({"fcinv_version": __version__, "command": command_line(), "data": str(args.data), "seed": args.seed, "theta_ref_source": source, "forward_model": model.describe()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    print(f"wrote {out}")
+    if not args.no_png:
+        from fcinv.fitting.plots import save_spectrum_fit_png
+
+        img, _ = spectrum_and_jacobian(model, res.theta, jacobian=False)
+        fitted = ex["scale"] * img + ex["background"]
+        freqs = model.frequencies(res.theta)[0]
+        png = Path(args.png) if args.png else out.with_suffix(".png")
+        save_spectrum_fit_png(png, fs.intensity, fitted, fs.grid, frequencies=freqs, title=f"{crystal.name}: least-squares fit ({len(res.names)} parameters, R = {ex['r_factor']:.3f})")
+        print(f"wrote {png}")
+    if not res.success:
+        print(f"fcinv fit: warning: the fit did not converge ({res.message}); try --starts 16, a --theta-start nearer the answer, or --max-nfev.", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,152 @@
+"""Figures of the fits: measured vs fitted I(q, E), and a fitted dispersion over measured points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fcinv.grid import SpectrumGrid
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_spectrum_fit_png(path: str | Path, data: np.ndarray, fitted: np.ndarray, grid: SpectrumGrid, *, frequencies: np.ndarray | None = None, title: str = "") -> Path:
+    """Three panels: the measured image, the fitted model (scale and background applied), their difference.
+
+    Parameters
+    ----------
+    data, fitted
+        Shape (n_q, n_E); NaN in ``data`` marks unmeasured pixels (also blanked in the difference).
+    frequencies
+        Shape (n_q, n_modes) meV: the fitted dispersion, drawn over the data.
+    """
+    from fcinv.plotting import plot_spectrum
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), dpi=110, sharey=True)
+    vmax = float(np.nanpercentile(data, 99.5)) if np.any(np.isfinite(data)) else 1.0
+    plot_spectrum(axes[0], data, grid, frequencies=frequencies, title="data, fitted dispersion", vmax=vmax)
+    plot_spectrum(axes[1], fitted, grid, title="fitted model", vmax=vmax)
+    diff = np.where(np.isfinite(data), data - fitted, np.nan)
+    lim = float(np.nanpercentile(np.abs(diff), 99.5)) if np.any(np.isfinite(diff)) else 1.0
+    img = np.ma.masked_invalid(diff)
+    cm = plt.get_cmap("RdBu_r").with_extremes(bad="0.75")
+    axes[2].imshow(img.T, origin="lower", aspect="auto", extent=(0, grid.n_q, grid.energy_edges[0], grid.energy_edges[-1]), cmap=cm, vmin=-lim, vmax=lim, interpolation="nearest")
+    grid.plot_axes(axes[2])
+    axes[2].set_title("data − model", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _segments(grid: SpectrumGrid) -> list[tuple[np.ndarray, np.ndarray, float, int]]:
+    """(start q, end q, start bin, n bins) of each straight segment of the path."""
+    out = []
+    o = 0
+    for nb in grid.segment_bins:
+        c = grid.q_rlu[o : o + nb]
+        if nb >= 2:
+            step = (c[-1] - c[0]) / (nb - 1)
+            out.append((c[0] - step / 2, c[-1] + step / 2, float(o), nb))
+        o += nb
+    return out
+
+
+def points_on_path(crystal, grid: SpectrumGrid, q_rlu: np.ndarray, tol: float = 2e-3) -> np.ndarray:
+    """Position along the path (q-bin units) of points equivalent to a path point, else NaN.
+
+    A point maps onto the path through the point group (with time reversal, q ≡ −q)
+    and any reciprocal-lattice vector of the primitive cell.
+
+    Parameters
+    ----------
+    q_rlu
+        Shape (n, 3), conventional r.l.u.
+    tol
+        Largest distance (r.l.u.) from the path that still counts.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n,) float64.
+    """
+    q = np.atleast_2d(np.asarray(q_rlu, float))
+    segs = _segments(grid)
+    x = np.full(len(q), np.nan)
+    if not segs:
+        return x
+    ops = crystal.point_group_rlu
+    ops = np.concatenate([ops, -ops])
+    max_index = int(min(6, max(2, np.ceil(np.abs(q).max()) + 1)))
+    G = crystal.reciprocal_lattice_rlu(max_index)
+    for n, qn in enumerate(q):
+        cand = (np.einsum("oij,j->oi", ops, qn)[:, None, :] - G[None, :, :]).reshape(-1, 3)
+        cand = cand[np.linalg.norm(cand, axis=1) < 2.5]
+        best, bx = tol, np.nan
+        for a, b, start, nb in segs:
+            d = b - a
+            t = np.clip((cand - a) @ d / (d @ d), 0.0, 1.0)
+            dist = np.linalg.norm(cand - a - t[:, None] * d, axis=1)
+            i = int(np.argmin(dist))
+            if dist[i] <= best:
+                best, bx = dist[i], start + t[i] * nb
+        x[n] = bx
+    return x
+
+
+def save_dispersion_fit_png(path: str | Path, crystal, grid: SpectrumGrid, path_energies: np.ndarray, points, energy_model: np.ndarray, *, title: str = "") -> Path:
+    """Two panels: the fitted dispersion along the path with the points that lie on it; model vs measured energy.
+
+    Parameters
+    ----------
+    path_energies
+        Shape (n_q, n_modes) meV: the fitted dispersion at ``grid.q_rlu``.
+    points
+        The :class:`~fcinv.fitting.dispersion_fit.DispersionPoints`.
+    energy_model
+        Shape (n,) meV: the fitted energy of each point's assigned branch.
+    """
+    plt = _plt()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.2), dpi=110, gridspec_kw={"width_ratios": [2.2, 1]})
+    x = np.arange(grid.n_q) + 0.5
+    starts = [0] + [int(t) for t in grid.ticks[1:-1]] + [grid.n_q]
+    for mode in range(path_energies.shape[1]):
+        for a, b in zip(starts[:-1], starts[1:]):
+            ax.plot(x[a:b], path_energies[a:b, mode], color="C0", lw=1.2)
+    xp = points_on_path(crystal, grid, points.q_rlu)
+    on = np.isfinite(xp)
+    ax.errorbar(xp[on], points.energy[on], yerr=points.sigma[on], fmt="o", ms=3.5, color="C3", ecolor="C3", elinewidth=0.8, label=f"points on the path ({int(on.sum())} of {len(on)})")
+    grid.plot_axes(ax)
+    for t in grid.ticks[1:-1]:
+        ax.axvline(t, color="0.7", lw=0.6)
+    top = max(float(np.nanmax(path_energies)), float(np.max(points.energy + points.sigma)))
+    ax.set_ylim(0, 1.05 * top)
+    ax.set_ylabel("Energy (meV)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("fitted dispersion", fontsize=9)
+    ax2.errorbar(points.energy, energy_model, xerr=points.sigma, fmt="o", ms=3, color="C3", elinewidth=0.8)
+    ax2.plot([0, top], [0, top], color="0.5", lw=0.8)
+    ax2.set_xlabel("measured energy (meV)")
+    ax2.set_ylabel("fitted energy (meV)")
+    ax2.set_title("all points", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
