@@ -158,8 +158,13 @@ def run_demo(
     """Run the demo, writing the run, the folded spectrum, the JSON summary and figures into ``out``."""
     from fcinv.experiment.fold import Corrections
     from fcinv.experiment.folded import write_folded
-    from fcinv.experiment.simulate import ExperimentConfig, force_constants_from_array, fold_orientations, simulate_experiment
     from fcinv.experiment.instrument import Goniometer
+    from fcinv.experiment.simulate import (
+        ExperimentConfig,
+        fold_orientations,
+        force_constants_from_array,
+        simulate_experiment,
+    )
     from fcinv.inference import load_model
     from fcinv.reference import load_reference
     from fcinv.workflow import _fold, invert, plot_inversion
@@ -244,7 +249,7 @@ def plot_single_scans(path: Path, per: dict, names: list[str], truth: np.ndarray
     ``truth`` is the reference the errors are measured against: the known truth of a
     simulation, or the full-run answer for real data (as the paper does).
     """
-    from fcinv.plotting import _plt
+    from fcinv.plotting import _plt, save_figure
 
     plt = _plt()
     th = np.array(per["theta"])
@@ -264,6 +269,4 @@ def plot_single_scans(path: Path, per: dict, names: list[str], truth: np.ndarray
     b.set_xlabel("sample rotation ψ (deg)")
     b.set_ylabel(f"mean squared relative deviation from {reference_label}", fontsize=8)
     b.set_title("single-orientation scans", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

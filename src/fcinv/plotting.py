@@ -48,15 +48,23 @@ def plot_spectrum(ax, spectrum: np.ndarray, grid: SpectrumGrid, *, frequencies: 
     return im
 
 
-def save_spectrum_png(path: str | Path, spectrum: np.ndarray, grid: SpectrumGrid, *, frequencies=None, title: str = "") -> Path:
-    """Write a one-panel PNG of a spectrum (and dispersion)."""
+def save_figure(fig, path: str | Path, *, title: str = "") -> Path:
+    """Lay out ``fig`` (with an optional suptitle), write it to ``path`` (folders created) and close it."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=130)
-    im = plot_spectrum(ax, spectrum, grid, frequencies=frequencies, title=title)
-    fig.colorbar(im, ax=ax, label="I(q, E) (arb. units)")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def save_spectrum_png(path: str | Path, spectrum: np.ndarray, grid: SpectrumGrid, *, frequencies=None, title: str = "") -> Path:
+    """Write a one-panel PNG of a spectrum (and dispersion)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=130)
+    im = plot_spectrum(ax, spectrum, grid, frequencies=frequencies, title=title)
+    fig.colorbar(im, ax=ax, label="I(q, E) (arb. units)")
+    return save_figure(fig, path)

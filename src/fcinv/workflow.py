@@ -245,7 +245,7 @@ def invert(fs, predictor, model, *, k_samples: int = 100, seed: int = 0, refine:
 
 def plot_inversion(path: str | Path, fs, inv: Inversion, *, title: str = "", truth_frequencies: np.ndarray | None = None) -> Path:
     """Three panels: the input, the VAE reconstruction, and the inferred dispersion over the input."""
-    from fcinv.plotting import _plt, plot_spectrum
+    from fcinv.plotting import _plt, plot_spectrum, save_figure
 
     plt = _plt()
     rec = getattr(inv.prediction, "reconstruction", None)
@@ -265,11 +265,4 @@ def plot_inversion(path: str | Path, fs, inv: Inversion, *, title: str = "", tru
         axes[-1].legend(loc="upper right", fontsize=7)
     for ax in axes[1:]:
         ax.set_ylabel("")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title)

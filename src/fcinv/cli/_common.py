@@ -73,6 +73,18 @@ def parse_theta(items: list[str] | None, names: list[str], base):
     return theta
 
 
+def parse_springs(items: list[str]) -> dict[str, float]:
+    """``["1NN=6", "2NN=0.6"]`` → ``{"1NN": 6.0, "2NN": 0.6}`` (central-force springs, eV/Å²)."""
+    out = {}
+    for s in items:
+        k, _, v = s.partition("=")
+        try:
+            out[k] = float(v)
+        except ValueError:
+            raise UsageError(f"--springs item '{s}' is not SHELL=K (e.g. 1NN=6)") from None
+    return out
+
+
 class UsageError(FcinvError):
     """Bad command-line arguments."""
 

@@ -26,7 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.cli._common import UsageError, add_material_args, command_line, crystal_from_args, parse_theta, supercell_from_args
+from fcinv.cli._common import (
+    UsageError,
+    add_material_args,
+    command_line,
+    crystal_from_args,
+    parse_theta,
+    supercell_from_args,
+)
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from fcinv.cli._common import UsageError, add_material_args, command_line, crystal_from_args, parse_theta
+from fcinv.cli._common import UsageError, add_material_args, command_line, crystal_from_args, parse_springs, parse_theta
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,6 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _springs(items) -> dict[str, float]:
-    out = {}
-    for s in items:
-        k, _, v = s.partition("=")
-        try:
-            out[k] = float(v)
-        except ValueError:
-            raise UsageError(f"--springs item '{s}' is not SHELL=K (e.g. 1NN=6)") from None
-    return out
-
-
 def build(args, crystal, grid):
     """The forward model on ``grid``, the ranking and the default free names."""
     from fcinv.crystal import material_info
@@ -79,7 +68,7 @@ def build(args, crystal, grid):
     br = Broadening(args.fwhm if args.fwhm is not None else float(info.get("fwhm_meV", 1.2)), float(info.get("fwhm_slope", 0.0)))
     if args.springs:
         space = FCSpace.for_material(crystal)
-        model = ForwardModel(space, grid, space.central_force_theta(_springs(args.springs)), broadening=br)
+        model = ForwardModel(space, grid, space.central_force_theta(parse_springs(args.springs)), broadening=br)
         return model, None, "central-force springs", list(space.names)
     try:
         from fcinv.reference import load_reference

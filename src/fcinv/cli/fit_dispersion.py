@@ -28,7 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.cli._common import UsageError, add_material_args, command_line, crystal_from_args, parse_theta
+from fcinv.cli._common import (
+    add_material_args,
+    command_line,
+    crystal_from_args,
+    parse_springs,
+    parse_theta,
+)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -50,17 +56,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", default=None, help="figure path (default: the JSON with .png)")
     p.add_argument("--no-png", action="store_true", help="do not write the figure")
     return p
-
-
-def _springs(items) -> dict[str, float]:
-    out = {}
-    for s in items:
-        k, _, v = s.partition("=")
-        try:
-            out[k] = float(v)
-        except ValueError:
-            raise UsageError(f"--springs item '{s}' is not SHELL=K (e.g. 1NN=3)") from None
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         source = f"embedded reference ({ref.reference_member})"
     else:
         space = FCSpace.for_material(crystal)
-        springs = _springs(args.springs) if args.springs else {"1NN": 1.0, "2NN": 0.5}
+        springs = parse_springs(args.springs) if args.springs else {"1NN": 1.0, "2NN": 0.5}
         theta_ref = space.central_force_theta(springs)
         if not args.no_autoscale:
             theta_ref = scaled_start(space, points, theta_ref)

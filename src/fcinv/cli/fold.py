@@ -23,7 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.cli._common import UsageError, add_material_args, command_line, crystal_from_args
+from fcinv.cli._common import (
+    UsageError,
+    add_material_args,
+    command_line,
+    crystal_from_args,
+)
 from fcinv.errors import DataError
 
 log = logging.getLogger(__name__)

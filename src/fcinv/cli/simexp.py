@@ -19,7 +19,14 @@ import logging
 import time
 from pathlib import Path
 
-from fcinv.cli._common import UsageError, add_fc_file_args, add_material_args, command_line, crystal_from_args, supercell_from_args
+from fcinv.cli._common import (
+    UsageError,
+    add_fc_file_args,
+    add_material_args,
+    command_line,
+    crystal_from_args,
+    supercell_from_args,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     from fcinv.crystal import default_grid
     from fcinv.experiment.instrument import Goniometer, Instrument
-    from fcinv.experiment.simulate import ExperimentConfig, load_force_constants, simulate_experiment
+    from fcinv.experiment.simulate import (
+        ExperimentConfig,
+        load_force_constants,
+        simulate_experiment,
+    )
 
     if not args.force_constants:
         raise UsageError("--force-constants is required (phonopy FORCE_CONSTANTS of the 'true' crystal), with --structure and --supercell")

@@ -16,7 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.cli._common import UsageError, add_fc_file_args, add_material_args, command_line, crystal_from_args, parse_theta, supercell_from_args
+from fcinv.cli._common import (
+    UsageError,
+    add_fc_file_args,
+    add_material_args,
+    command_line,
+    crystal_from_args,
+    parse_springs,
+    parse_theta,
+    supercell_from_args,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +71,7 @@ def build_model(args, crystal):
         model = ForwardModel.from_pairs(space, grid, pairs, broadening=br)
         source = f"phonopy force constants {args.force_constants}"
     elif args.springs:
-        springs = {}
-        for s in args.springs:
-            k, _, v = s.partition("=")
-            try:
-                springs[k] = float(v)
-            except ValueError:
-                raise UsageError(f"--springs item '{s}' is not SHELL=K (e.g. 1NN=6)") from None
+        springs = parse_springs(args.springs)
         model = ForwardModel(space, grid, space.central_force_theta(springs), broadening=br)
         source = f"central-force springs {springs}"
     else:

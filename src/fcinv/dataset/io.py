@@ -39,6 +39,7 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
+from fcinv._json import jsonable
 from fcinv.errors import DataError, GridError
 from fcinv.grid import SpectrumGrid
 
@@ -77,21 +78,6 @@ def _version() -> str:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays (nested) to plain Python for JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def _name(path: str | os.PathLike) -> str:
@@ -395,10 +381,10 @@ def _create_layout(
 
 
 def _write_meta(f: h5py.File, meta: dict) -> None:
-    f.attrs["meta"] = json.dumps(_jsonable(meta))
+    f.attrs["meta"] = json.dumps(jsonable(meta))
     for key in ("material", "seed", "command", "created", "fcinv_version"):
         if meta.get(key) is not None:
-            f.attrs[key] = _jsonable(meta[key]) if not isinstance(meta[key], (dict, list)) else json.dumps(_jsonable(meta[key]))
+            f.attrs[key] = jsonable(meta[key]) if not isinstance(meta[key], (dict, list)) else json.dumps(jsonable(meta[key]))
     if "domain_low" in meta and "domain_high" in meta:
         g = f.require_group("domain")
         for key, name in (("domain_low", "low"), ("domain_high", "high")):
@@ -579,7 +565,7 @@ class DatasetWriter:
         _update_hash(self._hash, theta_chunk, spectra_chunk)
         if state is not None:
             self.state = dict(state)
-            f.attrs["state"] = json.dumps(_jsonable(self.state))
+            f.attrs["state"] = json.dumps(jsonable(self.state))
         f.flush()
         f.attrs["n_written"] = n + m
         f.flush()

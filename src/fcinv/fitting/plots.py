@@ -7,15 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from fcinv.grid import SpectrumGrid
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from fcinv.plotting import _plt, save_figure
 
 
 def save_spectrum_fit_png(path: str | Path, data: np.ndarray, fitted: np.ndarray, grid: SpectrumGrid, *, frequencies: np.ndarray | None = None, title: str = "") -> Path:
@@ -42,14 +34,7 @@ def save_spectrum_fit_png(path: str | Path, data: np.ndarray, fitted: np.ndarray
     axes[2].imshow(img.T, origin="lower", aspect="auto", extent=(0, grid.n_q, grid.energy_edges[0], grid.energy_edges[-1]), cmap=cm, vmin=-lim, vmax=lim, interpolation="nearest")
     grid.plot_axes(axes[2])
     axes[2].set_title("data − model", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title)
 
 
 def _segments(grid: SpectrumGrid) -> list[tuple[np.ndarray, np.ndarray, float, int]]:
@@ -142,11 +127,4 @@ def save_dispersion_fit_png(path: str | Path, crystal, grid: SpectrumGrid, path_
     ax2.set_xlabel("measured energy (meV)")
     ax2.set_ylabel("fitted energy (meV)")
     ax2.set_title("all points", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title=title)

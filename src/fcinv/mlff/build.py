@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 import fcinv
+from fcinv._json import jsonable
 from fcinv.crystal import Crystal, default_grid, material_dir
 from fcinv.mlff.ensemble import Member
 from fcinv.mlff.phonons import PhononSettings, scaled_crystal
@@ -133,7 +134,7 @@ def analyse(crystal: Crystal, results: list[MemberResult], *, top_k: int = 8) ->
     sens = sensitivity(model, lower, upper)
     top = sens.top(min(top_k, space.n_params))
     return {
-        "space": {"cutoff_A": space.cutoff, "n_params": space.n_params, "names": list(space.names), "parameters": _jsonable(space.describe())},
+        "space": {"cutoff_A": space.cutoff, "n_params": space.n_params, "names": list(space.names), "parameters": jsonable(space.describe())},
         "projections": {n: p.as_dict() for n, p in proj.items()},
         "stable_members": [r.name for r in stable],
         "reference_member": {"name": ref_name, "rule": REFERENCE_RULE, "rms_distance_to_median_THz": distances},
@@ -153,20 +154,8 @@ _NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][-0-9.eE+]*(?:\s*,\s*-?[0-9][-0-9.eE+]*
 
 def dumps(obj: Any) -> str:
     """JSON with one-space indentation and innermost lists of numbers kept on one line."""
-    text = json.dumps(_jsonable(obj), indent=1, ensure_ascii=False)
+    text = json.dumps(jsonable(obj), indent=1, ensure_ascii=False)
     return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 def write_reference_fc(path: Path, crystal: Crystal, res: MemberResult, *, command: str) -> None:
