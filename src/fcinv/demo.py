@@ -131,6 +131,15 @@ def truth_force_constants(ref, member: str = DEFAULT_TRUTH, mode: str = "sampled
     return fc, unit, smat, member_theta[idx]
 
 
+def domain_width(ref, names: list[str], theta0: np.ndarray) -> np.ndarray:
+    """Width of the training domain per parameter (the default widening of the ensemble bounds)."""
+    from fcinv.dataset.generate import widened_domain
+
+    lo, hi = ref.bounds(names)
+    dom = widened_domain(names, lo, hi, theta0)
+    return dom.high - dom.low
+
+
 def truth_theta(ref, member: str = DEFAULT_TRUTH) -> np.ndarray:
     """Full θ of an ensemble member (its projection), from the embedded ensemble."""
     from fcinv.errors import DataError
@@ -236,18 +245,19 @@ def run_demo(
             "median_rel_err_fc0_3": float(np.median(err[:, :4])),
             "worst_rel_err_fc0_3": float(err[:, :4].max()),
         }
-        plot_single_scans(out / "single_scans.png", per, list(predictor.names), truth_sampled, inv.theta)
+        plot_single_scans(out / "single_scans.png", per, list(predictor.names), truth_sampled, inv.theta, domain_width(ref, list(predictor.names), fm.theta0))
     res = DemoResult(list(predictor.names), truth_sampled, inv.theta, inv.sigma, refined, refined_sigma, disp_rms, per, timings,
                      {"run": str(out / "run.h5"), "folded": str(out / "folded.h5"), "figure": str(fig)}, truth_label=f"{truth_mode}:{truth}")
     (out / "demo.json").write_text(json.dumps(res.as_dict(), indent=1) + "\n")
     return res
 
 
-def plot_single_scans(path: Path, per: dict, names: list[str], truth: np.ndarray, full: np.ndarray, reference_label: str = "truth") -> None:
-    """Per-FC scatter over orientations (relative to ``truth``) and the error versus angle (the paper's Fig. 4e–f).
+def plot_single_scans(path: Path, per: dict, names: list[str], truth: np.ndarray, full: np.ndarray, scale: np.ndarray, reference_label: str = "truth") -> None:
+    """Per-FC scatter over orientations and the error versus angle (the paper's Fig. 4e–f).
 
-    ``truth`` is the reference the errors are measured against: the known truth of a
-    simulation, or the full-run answer for real data (as the paper does).
+    Deviations are from ``truth`` (the known truth of a simulation, or the full-run
+    answer for real data, as the paper does), in units of ``scale`` (the training
+    domain's width per parameter), so parameters near zero stay readable.
     """
     from fcinv.plotting import _plt, save_figure
 
@@ -256,17 +266,18 @@ def plot_single_scans(path: Path, per: dict, names: list[str], truth: np.ndarray
     psi = np.array(per["psi_deg"])
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
     k = len(names)
+    dev = (th - truth) / scale
     for i in range(k):
-        a.scatter(np.full(len(psi), i) + np.linspace(-0.2, 0.2, len(psi)), th[:, i] / truth[i], c=psi, cmap="viridis", s=12)
-    a.scatter(np.arange(k), full / truth, marker="_", s=300, color="k", label="full run")
-    a.axhline(1, color="tab:red", lw=0.8, label=reference_label)
+        sc = a.scatter(np.full(len(psi), i) + np.linspace(-0.2, 0.2, len(psi)), dev[:, i], c=psi, cmap="viridis", s=12)
+    a.scatter(np.arange(k), (full - truth) / scale, marker="_", s=300, color="k", label="full run")
+    a.axhline(0, color="tab:red", lw=0.8, label=reference_label)
     a.set_xticks(range(k))
     a.set_xticklabels([f"FC{i}\n{n}" for i, n in enumerate(names)], fontsize=7)
-    a.set_ylabel(f"prediction / {reference_label}")
+    a.set_ylabel(f"(prediction − {reference_label}) / domain width", fontsize=8)
     a.legend(fontsize=7)
-    mse = np.mean(((th - truth) / np.abs(truth)) ** 2, axis=1)
-    b.plot(psi, mse, "o-", ms=3)
+    fig.colorbar(sc, ax=a, label="ψ (deg)")
+    b.plot(psi, np.mean(dev**2, axis=1), "o-", ms=3)
     b.set_xlabel("sample rotation ψ (deg)")
-    b.set_ylabel(f"mean squared relative deviation from {reference_label}", fontsize=8)
+    b.set_ylabel(f"mean squared deviation from {reference_label}\n(domain widths², FC0–FC{k - 1})", fontsize=8)
     b.set_title("single-orientation scans", fontsize=9)
     save_figure(fig, path)

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def per_orientation(args, predictor, model, ref, corr, full) -> None:
     """Infer every single-orientation scan of a run; scatter and error-versus-angle figure, JSON."""
-    from fcinv.demo import plot_single_scans
+    from fcinv.demo import domain_width, plot_single_scans
     from fcinv.experiment.simulate import SimulatedRun, fold_orientations
     from fcinv.workflow import invert
 
@@ -125,14 +125,15 @@ def per_orientation(args, predictor, model, ref, corr, full) -> None:
     scans = fold_orientations(run, predictor.grid, ref.crystal.point_group_rlu, corrections=corr, progress=True)
     preds = np.array([invert(s, predictor, model, k_samples=args.k_samples, seed=args.seed).theta for s in scans])
     dt = time.perf_counter() - t
-    rel = np.mean(((preds - full.theta) / np.abs(full.theta)) ** 2, axis=1)
+    width = domain_width(ref, list(full.names), model.theta0)
+    rel = np.mean(((preds - full.theta) / width) ** 2, axis=1)
     order = np.argsort(rel)
-    print(f"{len(scans)} single orientations folded and inverted in {dt:.1f} s; mean squared relative deviation from the full-run answer:")
+    print(f"{len(scans)} single orientations folded and inverted in {dt:.1f} s; mean squared deviation from the full-run answer (in training-domain widths):")
     for lab, j in (("best", order[0]), ("median", order[len(order) // 2]), ("worst", order[-1])):
         print(f"  {lab:<6} ψ = {run.psi[j]:6.1f}°  {rel[j]:.2e}  (coverage {100 * scans[j].coverage:.0f} %)")
     stem = Path(args.data).stem
-    per = {"psi_deg": run.psi.tolist(), "coverage": [s.coverage for s in scans], "theta": preds.tolist(), "msre_vs_full": rel.tolist()}
+    per = {"psi_deg": run.psi.tolist(), "coverage": [s.coverage for s in scans], "theta": preds.tolist(), "msd_vs_full_domain_widths": rel.tolist()}
     png = Path(f"{stem}_orientations.png")
-    plot_single_scans(png, per, list(full.names), np.asarray(full.theta), np.asarray(full.theta), reference_label="full run")
+    plot_single_scans(png, per, list(full.names), np.asarray(full.theta), np.asarray(full.theta), width, reference_label="full run")
     Path(f"{stem}_orientations.json").write_text(json.dumps(per, indent=1) + "\n")
     print(f"wrote {png}, {stem}_orientations.json")
