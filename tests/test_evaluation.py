@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from fcinv.cli import evaluate as evaluate_cli
 from fcinv.dataset import write_dataset
@@ -19,12 +18,7 @@ from fcinv.noise import NOISE_GRID
 from fcinv.training import TrainConfig, train_regressor, train_vae
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,7 @@ from fcinv.models import VAE, Regressor, RegressorConfig, ResNet18, ResNet18Conf
 from fcinv.training import TrainConfig, train_regressor, train_vae
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,7 @@ from fcinv.training.tasks import VAETask
 TINY_VAE = dict(latent_dim=4, channels=(4, 8), hidden_dim=32, beta=0.01)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

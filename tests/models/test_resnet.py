@@ -9,12 +9,7 @@ from fcinv.errors import CheckpointError, GridError
 from fcinv.models import ResNet18, ResNet18Config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def torchvision_resnet18_keys() -> list[str]:

@@ -10,12 +10,7 @@ from fcinv.errors import FcinvError, GridError
 from fcinv.models import VAE, VAEConfig, kl_per_dim
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("shape", [(140, 80), (16, 12), (13, 7), (33, 50)])
