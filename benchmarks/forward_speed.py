@@ -9,6 +9,7 @@ or the embedded reference when ../shared/data is absent) this times
 
 at the same 140 path q-points, and checks that the three agree. Building each peer's
 force-constant object is not timed. Euphonic is timed on a subset (it is the slowest).
+Timing: fcinv's best of 3 batch runs; the peers' median per call (robust to load spikes).
 Last line: ``RESULT forward_vs_phonopy=<ratio> forward_vs_euphonic=<ratio> spectra_per_s=<n>``.
 
 Usage: python benchmarks/forward_speed.py [--n 1000] [--n-euphonic 100] [--big 10000]
@@ -60,11 +61,14 @@ def main() -> None:
     full = model.full_theta(theta)
     print(f"{len(theta)} stable Ge θ samples about the {source}; {grid.n_q} q-points, {grid.n_e} energy bins")
 
-    # ---- fcinv (warm up the compiled kernels first)
+    # ---- fcinv (warm up the compiled kernels first; best of 3 repeats, as for the peers' loops below)
     model.spectra(theta[:8])
-    t = time.perf_counter()
-    spec, ours = model.spectra(theta, return_frequencies=True)
-    t_fcinv = (time.perf_counter() - t) / len(theta)
+    _, ours = model.spectra(theta, return_frequencies=True)
+    t_fcinv = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        model.spectra(theta)
+        t_fcinv = min(t_fcinv, (time.perf_counter() - t) / len(theta))
 
     # ---- phonopy
     from phonopy import Phonopy
@@ -72,15 +76,15 @@ def main() -> None:
     ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.diag([4, 4, 4]))
     qf = crystal.rlu_to_prim_frac(grid.q_rlu)
     fcs = [space.to_phonopy(f, (4, 4, 4)) for f in full]
-    t_ph = 0.0
+    times = []
     err_ph = 0.0
     for f, mine in zip(fcs, ours):
         ph.force_constants = f
         t0 = time.perf_counter()
         ph.run_qpoints(qf)
-        t_ph += time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
         err_ph = max(err_ph, np.abs(ph.qpoints.frequencies * THZ_TO_MEV - mine).max())
-    t_ph /= len(fcs)
+    t_ph = float(np.median(times))  # median per call: robust to load spikes on a shared machine
 
     # ---- Euphonic
     t_eu = float("nan")
@@ -102,7 +106,7 @@ def main() -> None:
         origins = np.rint(frac[: n_sc // crystal.n_atoms] - crystal.positions[0]).astype(int)
         p2s = np.arange(crystal.n_atoms) * (n_sc // crystal.n_atoms)
         n_eu = min(args.n_euphonic, len(fcs))
-        t_eu = 0.0
+        eu_times = []
         err_eu = 0.0
         for f, mine in zip(fcs[:n_eu], ours[:n_eu]):
             compact = f[p2s]  # (n_prim, n_sc, 3, 3)
@@ -124,9 +128,9 @@ def main() -> None:
             qe = qf
             t0 = time.perf_counter()
             r = efc.calculate_qpoint_frequencies(qe, **kw)
-            t_eu += time.perf_counter() - t0
+            eu_times.append(time.perf_counter() - t0)
             err_eu = max(err_eu, np.abs(r.frequencies.to("meV").magnitude - mine).max())
-        t_eu /= n_eu
+        t_eu = float(np.median(eu_times))
     except ImportError:
         pass
 
