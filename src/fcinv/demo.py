@@ -269,7 +269,8 @@ def plot_single_scans(path: Path, per: dict, names: list[str], truth: np.ndarray
     dev = (th - truth) / scale
     for i in range(k):
         sc = a.scatter(np.full(len(psi), i) + np.linspace(-0.2, 0.2, len(psi)), dev[:, i], c=psi, cmap="viridis", s=12)
-    a.scatter(np.arange(k), (full - truth) / scale, marker="_", s=300, color="k", label="full run")
+    if reference_label != "full run":
+        a.scatter(np.arange(k), (full - truth) / scale, marker="_", s=300, color="k", label="full run")
     a.axhline(0, color="tab:red", lw=0.8, label=reference_label)
     a.set_xticks(range(k))
     a.set_xticklabels([f"FC{i}\n{n}" for i, n in enumerate(names)], fontsize=7)
