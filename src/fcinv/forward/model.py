@@ -28,6 +28,7 @@ import numpy as np
 from fcinv.errors import ForceConstantError
 from fcinv.fcspace import FCSpace, PairFC
 from fcinv.grid import SpectrumGrid
+from fcinv.forward import _kernels
 from fcinv.units import EV_A2_AMU_TO_MEV
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,6 @@ class LinearDynamics:
     def omega2(self, theta: np.ndarray) -> np.ndarray:
         """Eigenvalues ω², shape (B, n_q, m), ascending, eV/(Å² amu)."""
         if self.real:
-            from fcinv.forward import _kernels
-
             return _kernels.eigenvalues_real(self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, np.ascontiguousarray(theta), _threads())
         D = self.Mc[None] + np.einsum("bp,pqij->bqij", theta, self.Mp)
         return np.linalg.eigvalsh(D)
@@ -134,8 +133,6 @@ class LinearDynamics:
     def min_omega2(self, theta: np.ndarray) -> np.ndarray:
         """Smallest ω² over the q-points, per sample: shape (B,)."""
         if self.real:
-            from fcinv.forward import _kernels
-
             return _kernels.min_eigenvalue_real(self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, np.ascontiguousarray(theta), _threads())
         return self.omega2(theta).min(axis=(1, 2))
 
@@ -252,10 +249,9 @@ def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed:
     return np.ascontiguousarray(Mc2), np.ascontiguousarray(Mp2), nblk, bstart, bdup
 
 
-from fcinv.forward._kernels import cdf_table  # noqa: E402
 
 #: the tabulated normal CDF used by the broadening kernels
-_CDF = cdf_table()
+_CDF = _kernels.cdf_table()
 
 
 def _threads() -> int:
@@ -394,8 +390,6 @@ class ForwardModel:
         m = self.path.Mc.shape[-1]
         out = np.zeros((B, self.grid.n_q, self.grid.n_e), dtype=np.float32)
         freqs = np.empty((B, self.grid.n_q, m) if return_frequencies else (1, 1, 1))
-        from fcinv.forward import _kernels
-
         if self.path.real:
             p = self.path
             _kernels.spectra_real(
