@@ -188,6 +188,15 @@ def stage3_section(d: dict, log: str | None) -> list[str]:
         f"- Inference: {d['infer_ms']:.0f} ms (100 latent samples); the least-squares fit from the reference θ takes {d['fit_from_reference_s']:.1f} s "
         f"and reaches an FC0–FC3 max error of {100 * max(d['fit_from_reference_rel_err'][:4]):.1f} %.",
         "",
+        "![Stage III, DFT truth](figures/stage3_dft_inversion.png)",
+        "",
+        "`make demo` (truth: the reference set with the sampled parameters at CHGNet 0.2.0's values) gives the figures below; "
+        "its printed table is in the README.",
+        "",
+        "![demo inversion](figures/stage3_demo_inversion.png)",
+        "",
+        "![demo single scans](figures/stage3_demo_single_scans.png)",
+        "",
     ]
     if log:
         md += ["```", *log.strip().splitlines(), "```", ""]
