@@ -95,7 +95,7 @@ def test_resume_after_interruption_continues_bit_for_bit(tmp_path, data, monkeyp
         return original(self, epoch, rng)
 
     monkeypatch.setattr(VAETask, "on_epoch_start", crash_at_epoch_3)
-    with pytest.raises(_Boom):
+    with pytest.raises(_Boom, match="killed"):
         train_vae(data, tmp_path / "cut", cfg(epochs=4, noise_augment=augment), **TINY_VAE)
     state = torch.load(tmp_path / "cut" / TRAINER_STATE, weights_only=True)
     assert state["epoch"] == 2

@@ -81,11 +81,11 @@ def test_resume_after_interruption(tmp_path, model, domain, monkeypatch):
     def flaky(theta, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("simulated interruption")
         return real(theta, **kw)
 
     monkeypatch.setattr(model, "spectra", flaky)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="simulated interruption"):
         generate(model, domain, 90, tmp_path / "r.h5", seed=5, chunk=40, progress=False, command="test")
     assert (tmp_path / "r.h5.partial").exists() and not (tmp_path / "r.h5").exists()
     monkeypatch.setattr(model, "spectra", real)
