@@ -19,13 +19,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from fcinv._json import write_json
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ def run_demo(
         plot_single_scans(out / "single_scans.png", per, list(predictor.names), truth_sampled, inv.theta, domain_width(ref, list(predictor.names), fm.theta0))
     res = DemoResult(list(predictor.names), truth_sampled, inv.theta, inv.sigma, refined, refined_sigma, disp_rms, per, timings,
                      {"run": str(out / "run.h5"), "folded": str(out / "folded.h5"), "figure": str(fig)}, truth_label=f"{truth_mode}:{truth}")
-    (out / "demo.json").write_text(json.dumps(res.as_dict(), indent=1) + "\n")
+    write_json(out / "demo.json", res.as_dict())
     return res
 
 

@@ -17,12 +17,19 @@ fcinv fit si.h5 --crystal Si.cif --springs 1NN=7 2NN=0.7 --free 1NN,2NN
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
-from fcinv.cli._common import UsageError, add_material_args, command_line, crystal_from_args, parse_springs, parse_theta
+from fcinv._json import write_json
+from fcinv.cli._common import (
+    UsageError,
+    add_material_args,
+    command_line,
+    crystal_from_args,
+    parse_springs,
+    parse_theta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output) if args.output else Path(args.data).with_name(Path(args.data).stem + "_fit.json")
     doc = res.as_dict()
     doc.update({"fcinv_version": __version__, "command": command_line(), "data": str(args.data), "seed": args.seed, "theta_ref_source": source, "forward_model": model.describe()})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
-    tmp.replace(out)
+    write_json(out, doc)
     print(f"wrote {out}")
     if not args.no_png:
         from fcinv.fitting.plots import save_spectrum_fit_png

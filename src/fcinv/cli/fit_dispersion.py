@@ -22,12 +22,12 @@ fcinv fit-dispersion --material Ge points.csv --free top:4
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from fcinv._json import write_json
 from fcinv.cli._common import (
     add_material_args,
     command_line,
@@ -108,10 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = res.as_dict()
     units = {"energy": "meV", "theta": "eV/Å^2", "q": "r.l.u. (conventional)"}
     doc.update({"fcinv_version": __version__, "command": command_line(), "points": str(args.points), "start_source": source, "units": units})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
-    tmp.replace(out)
+    write_json(out, doc)
     print(f"wrote {out}")
     if not args.no_png:
         from fcinv.fitting.plots import save_dispersion_fit_png

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fcinv._json import write_json
 from fcinv.cli._common import add_device_arg, command_line
 
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         out.update({"data": str(args.data), "model": str(args.model), "material": material, "coverage": fs.coverage, "command": command_line()})
         if truth is not None:
             out["truth"] = truth
-        Path(args.json).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+        write_json(args.json, out)
         print(f"wrote {args.json}")
     if args.per_orientation:
         per_orientation(args, predictor, model, ref, corr, inv)
@@ -135,5 +136,5 @@ def per_orientation(args, predictor, model, ref, corr, full) -> None:
     per = {"psi_deg": run.psi.tolist(), "coverage": [s.coverage for s in scans], "theta": preds.tolist(), "msd_vs_full_domain_widths": rel.tolist()}
     png = Path(f"{stem}_orientations.png")
     plot_single_scans(png, per, list(full.names), np.asarray(full.theta), np.asarray(full.theta), width, reference_label="full run")
-    Path(f"{stem}_orientations.json").write_text(json.dumps(per, indent=1) + "\n")
+    write_json(f"{stem}_orientations.json", per)
     print(f"wrote {png}, {stem}_orientations.json")

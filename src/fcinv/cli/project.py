@@ -8,11 +8,10 @@ fcinv project FORCE_CONSTANTS --structure POSCAR --supercell 4 4 4
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
+from fcinv._json import write_json
 from fcinv.cli._common import UsageError, command_line, supercell_from_args
 
 
@@ -59,6 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = proj.as_dict()
         out.update({"material": crystal.name, "cutoff_A": space.cutoff, "freq_rms_truncation_meV": rms, "command": command_line()})
-        Path(args.json).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+        write_json(args.json, out)
         print(f"wrote {args.json}")
     return 0
