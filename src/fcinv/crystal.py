@@ -169,12 +169,35 @@ class Crystal:
         """``"fcc"``, ``"bcc"``, ``"sc"`` for cubic crystals, else the crystal system name."""
         n = self.spacegroup[1]
         if n >= 195:
-            sym = self.spacegroup[0][0]
-            return {"F": "fcc", "I": "bcc", "P": "sc"}.get(sym, "cubic")
+            return {"F": "fcc", "I": "bcc", "P": "sc"}.get(self.centering, "cubic")
         for lo, name in ((168, "hexagonal"), (143, "trigonal"), (75, "tetragonal"), (16, "orthorhombic"), (3, "monoclinic"), (1, "triclinic")):
             if n >= lo:
                 return name
         return "triclinic"
+
+    @property
+    def centering(self) -> str:
+        """Lattice centering letter of the space-group symbol: ``"P"``, ``"F"``, ``"I"``, ``"A"``, ``"B"``, ``"C"`` or ``"R"``.
+
+        The one place fcinv decides it (folding, the simulated experiment and the material use it).
+        """
+        return self.spacegroup[0][0].upper()
+
+    @property
+    def lattice_parameters(self) -> list[float]:
+        """Conventional a, b, c (Å) and α, β, γ (degrees)."""
+        A = self.conventional_lattice
+        a, b, c = (float(x) for x in np.linalg.norm(A, axis=1))
+
+        def ang(u: np.ndarray, v: np.ndarray) -> float:
+            return float(np.degrees(np.arccos(np.clip(u @ v / np.linalg.norm(u) / np.linalg.norm(v), -1, 1))))
+
+        return [a, b, c, ang(A[1], A[2]), ang(A[0], A[2]), ang(A[0], A[1])]
+
+    @property
+    def reciprocal_cell(self) -> np.ndarray:
+        """Shape (3, 3) float64, 1/Å (with 2π): conventional reciprocal vectors as rows, Q = hkl @ reciprocal_cell."""
+        return 2 * np.pi * np.linalg.inv(self.conventional_lattice).T
 
     @property
     def conventional_a(self) -> float:

@@ -70,9 +70,36 @@ class Prediction:
     reconstruction: np.ndarray | None = None
     spectrum: np.ndarray | None = field(default=None, repr=False)
 
+    method: str = "ML"
+    k_samples: int = 0
+    seed: int | None = None
+
     def as_dict(self) -> dict:
         """θ and σ by name, in eV/Å² (JSON-able)."""
         return {n: {"theta": float(t), "sigma": float(s)} for n, t, s in zip(self.names, self.theta, self.sigma)}
+
+    @property
+    def reconstruction_rms(self) -> float | None:
+        """RMS of (reconstruction − scaled input) over the measured pixels, in [0, 1] units (None for ResNet)."""
+        if self.reconstruction is None or self.spectrum is None:
+            return None
+        x = np.asarray(self.spectrum, float)
+        ok = np.isfinite(x)
+        return float(np.sqrt(np.mean((np.asarray(self.reconstruction, float)[ok] - x[ok]) ** 2))) if ok.any() else None
+
+    def to_result(self, *, material: str | None = None, adequacy: dict | None = None, extra: dict | None = None):
+        """This prediction as an :class:`fcinv.result.FCResult` (σ: the spread over latent samples)."""
+        from fcinv.io.provenance import Provenance
+        from fcinv.result import SIGMA_ML, SIGMA_POINT, FCResult
+
+        adq = {} if self.reconstruction_rms is None else {"reconstruction_rms": self.reconstruction_rms}
+        adq.update(adequacy or {})
+        spread = self.k_samples > 1
+        ext = {"k_samples": int(self.k_samples)}
+        ext.update(extra or {})
+        return FCResult(self.names, self.theta, self.sigma, method=self.method,
+                        sigma_meaning=SIGMA_ML if spread else SIGMA_POINT, material=material, adequacy=adq,
+                        provenance=Provenance.now(seed=self.seed), extra=ext)
 
 
 class FCPredictor:
@@ -172,13 +199,25 @@ class FCPredictor:
         return minmax_scale(x)
 
     # ------------------------------------------------------------- prediction
-    def predict(self, spectrum: np.ndarray, k_samples: int = 100, seed: int = 0, grid: SpectrumGrid | None = None) -> Prediction:
+    @property
+    def material(self) -> str | None:
+        """The material the model was trained for (its grid's), or None."""
+        return self.grid.material or None
+
+    def describe(self) -> str:
+        """One line: the kind of model and where it came from."""
+        what = "ResNet-18" if self.kind == "resnet" else "VAE + latent regressor"
+        return f"{what} ({self.source or 'in memory'})"
+
+    def predict(self, spectrum, k_samples: int = 100, seed: int = 0, grid: SpectrumGrid | None = None) -> Prediction:
         """Infer θ from one spectrum.
 
         Parameters
         ----------
         spectrum
-            Shape (n_q, n_E), any intensity units (min–max scaled here); NaN = masked pixel.
+            A :class:`~fcinv.experiment.folded.FoldedSpectrum` (its grid is checked against the
+            model's), or an array of shape (n_q, n_E), any intensity units (min–max scaled here),
+            NaN = masked pixel.
         k_samples
             Latent samples K for the mean and σ (VAE path); 0 uses μ only (σ = 0).
         seed
@@ -191,12 +230,18 @@ class FCPredictor:
         GridError
             The spectrum's shape or grid differs from the model's.
         """
+        if hasattr(spectrum, "mask") and hasattr(spectrum, "grid"):  # a FoldedSpectrum
+            grid = spectrum.grid if grid is None else grid
+            spectrum = np.where(spectrum.mask, spectrum.intensity, np.nan)
         x = self._prepare(spectrum, grid, single=True)
         xt = torch.from_numpy(x)[None].to(self.device)
+        k_used = 0 if self.resnet is not None else int(k_samples)
+        label = f"ML: {self.describe()}" + (f", mean over {k_used} latent samples" if k_used > 0 else "")
+        info = {"method": label, "k_samples": k_used, "seed": int(seed) if k_used > 0 else None}
         with torch.inference_mode():
             if self.resnet is not None:
                 theta = self.target_scaling.inverse(self.resnet(xt)[0].cpu().numpy())
-                return Prediction(self.names, theta, np.zeros_like(theta), spectrum=x)
+                return Prediction(self.names, theta, np.zeros_like(theta), spectrum=x, **info)
             assert self.vae is not None and self.regressor is not None
             mu, logvar = self.vae.encode(xt)
             recon = self.vae.decode(mu)[0].cpu().numpy()
@@ -211,7 +256,8 @@ class FCPredictor:
                 theta = self.target_scaling.inverse(self.regressor(mu)[0].cpu().numpy())
                 sigma = np.zeros_like(theta)
         return Prediction(
-            self.names, theta, sigma, samples=samples, mu=mu[0].cpu().numpy(), logvar=logvar[0].cpu().numpy(), reconstruction=recon, spectrum=x
+            self.names, theta, sigma, samples=samples, mu=mu[0].cpu().numpy(), logvar=logvar[0].cpu().numpy(), reconstruction=recon, spectrum=x,
+            **info,
         )
 
     def predict_batch(

@@ -40,9 +40,11 @@ def test_simulate_then_infer(tmp_path, ge_model, capsys, monkeypatch):
     rc = main(["infer", "s.h5", "--model", str(ge_model), "--json", "r.json", "--truth", str(truth), "--device", "cpu"])
     assert rc == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "FC0  1NN_xx" in out and "% of the 140×80 grid measured" in out
+    assert "FC0   1NN_xx" in out and "% of the 140×80 grid measured" in out
     r = json.loads((tmp_path / "r.json").read_text())
-    assert r["names"][0] == "1NN_xx" and np.isfinite(r["ml"]["1NN_xx"]["theta"]) and r["ml"]["1NN_xx"]["sigma"] > 0
+    assert r["format"] == "fcinv-result" and r["names"][0] == "1NN_xx"
+    assert np.isfinite(r["theta"]["1NN_xx"]) and r["sigma"]["1NN_xx"] > 0
+    assert r["provenance"]["command"].startswith("fcinv infer s.h5") and r["adequacy"]["coverage"] == 1.0
     assert (tmp_path / "s_fcinv.png").stat().st_size > 10_000
 
 

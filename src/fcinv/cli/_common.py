@@ -3,25 +3,90 @@
 from __future__ import annotations
 
 import argparse
-import shlex
+import contextvars
+import functools
+import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from fcinv.errors import FcinvError
+
+_VERBOSITY: contextvars.ContextVar[int] = contextvars.ContextVar("fcinv_cli_verbosity", default=0)
+_LEVELS = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+_NOISY = ("numba", "matplotlib", "h5py", "PIL")
+
+
+class TqdmHandler(logging.Handler):
+    """A logging handler that writes through ``tqdm.write``, so records never break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def configure_logging(verbosity: int) -> dict[str, Any]:
+    """Route fcinv's log records through tqdm at the level ``verbosity`` selects (the CLI only).
+
+    Returns what :func:`restore_logging` needs to undo it (tests call ``main`` in-process).
+    """
+    root = logging.getLogger()
+    handler = TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    state = {"level": root.level, "handler": handler, "token": _VERBOSITY.set(verbosity),
+             "noisy": {n: logging.getLogger(n).level for n in _NOISY}}
+    root.addHandler(handler)
+    root.setLevel(_LEVELS[max(-1, min(2, verbosity))])
+    for n in _NOISY:
+        logging.getLogger(n).setLevel(logging.WARNING)
+    return state
+
+
+def restore_logging(state: dict[str, Any]) -> None:
+    """Undo :func:`configure_logging`."""
+    root = logging.getLogger()
+    root.removeHandler(state["handler"])
+    root.setLevel(state["level"])
+    for n, lvl in state["noisy"].items():
+        logging.getLogger(n).setLevel(lvl)
+    _VERBOSITY.reset(state["token"])
+
+
+def show_progress() -> bool:
+    """Whether progress bars are wanted (False under ``-q``)."""
+    return _VERBOSITY.get() >= 0
+
+
+def add_logging_args(p: argparse.ArgumentParser) -> None:
+    """List the shared ``-v``/``-q`` in a command's help (``fcinv`` itself takes them off the command line)."""
+    g = p.add_argument_group("output")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    g.add_argument("-q", "--quiet", action="store_true", help="errors only, no progress bars")
 
 
 def add_material_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     """``--material NAME`` (embedded) or ``--crystal FILE`` (any structure file)."""
     g = p.add_argument_group("crystal")
-    g.add_argument("--material", "-m", default=None if required else None, help="embedded material (Ge, Nb)")
+    g.add_argument("--material", "-m", default=None, help="embedded material (Ge, Nb) or a material folder")
     g.add_argument("--crystal", default=None, metavar="FILE", help="any structure file (CIF, POSCAR) instead of an embedded material")
 
 
-def crystal_from_args(args):
-    from fcinv.crystal import Crystal, load_crystal
+def material_from_args(args):
+    """The :class:`~fcinv.material.Material` named by ``--material`` / ``--crystal`` (default Ge)."""
+    from fcinv.material import Material, load_material
 
     if args.crystal:
-        return Crystal.from_file(args.crystal)
-    return load_crystal(args.material or "Ge")
+        return Material.from_structure(args.crystal)
+    return load_material(args.material or "Ge")
+
+
+def crystal_from_args(args):
+    """The crystal of :func:`material_from_args`."""
+    return material_from_args(args).crystal
 
 
 def add_fc_file_args(p: argparse.ArgumentParser) -> None:
@@ -86,11 +151,35 @@ def parse_springs(items: list[str]) -> dict[str, float]:
 
 
 class UsageError(FcinvError):
-    """Bad command-line arguments."""
+    """Bad command-line arguments (exit code 2)."""
 
 
 def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in ["fcinv", *sys.argv[1:]])
+    """The command being run, for provenance: the one :func:`fcinv.cli.main.main` recorded, else
+    ``fcinv`` + this process's arguments."""
+    from fcinv.io.provenance import format_command, scoped_command
+
+    cmd = scoped_command()
+    return cmd if cmd is not None else format_command(["fcinv", *sys.argv[1:]])
+
+
+def cli_main(fn: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """Decorate a command's ``main(argv)``: files and results it makes record ``fcinv <command> argv``
+    also when ``main`` is called directly (tests, scripts) rather than through ``fcinv``."""
+
+    @functools.wraps(fn)
+    def wrapper(argv: list[str] | None = None) -> int:
+        from fcinv.cli.main import COMMANDS
+        from fcinv.io.provenance import command_scope, scoped_command
+
+        if scoped_command() is not None:
+            return fn(argv)
+        cmd = next((c for c, (m, _) in COMMANDS.items() if m == fn.__module__), fn.__module__)
+        words = list(sys.argv[1:] if argv is None else argv)
+        with command_scope(["fcinv", cmd, *words]):
+            return fn(argv)
+
+    return wrapper
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:

@@ -1,7 +1,11 @@
 """``fcinv``: force constants from single-crystal inelastic neutron scattering.
 
-Dispatches ``fcinv <command> ...`` to ``fcinv.cli.<module>.main``. Modules are
-imported only when their command runs, so ``fcinv --help`` is instant.
+Dispatches ``fcinv <command> ...`` to ``fcinv.cli.<module>.main``. Modules are imported only when
+their command runs, so ``fcinv --help`` is instant.
+
+Every command takes the same ``-v`` (INFO; ``-vv`` DEBUG) and ``-q`` (errors only, no progress
+bars); without them the level is WARNING. Log records are written through tqdm, so they never
+break a progress bar. Exit codes: 0 success, 1 an error in the data or the result, 2 usage.
 """
 
 from __future__ import annotations
@@ -30,12 +34,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("fcinv.cli.export", "write θ as phonopy FORCE_CONSTANTS + POSCAR"),
     "demo": ("fcinv.cli.demo", "Stage III end to end on the embedded Ge default"),
 }
+#: Exit codes.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_VERBOSITY = {"-q": -1, "--quiet": -1, "-v": 1, "--verbose": 1, "-vv": 2, "-vvv": 2}
 
 
 def _usage() -> str:
     width = max(len(c) for c in COMMANDS)
     lines = [
-        f"usage: fcinv <command> [options]   (fcinv {__version__})",
+        f"usage: fcinv [-v | -q] <command> [options]   (fcinv {__version__})",
         "",
         "Force constants with error bars from single-crystal inelastic neutron scattering.",
         "",
@@ -44,35 +51,81 @@ def _usage() -> str:
     for cmd, (module, desc) in COMMANDS.items():
         if importlib.util.find_spec(module) is not None:
             lines.append(f"  {cmd:<{width}}  {desc}")
-    lines += ["", "Run `fcinv <command> --help` for a command's options."]
+    lines += ["", "-v / -vv: more log output (INFO / DEBUG); -q: errors only, no progress bars.",
+              "Run `fcinv <command> --help` for a command's options.",
+              "Exit codes: 0 success, 1 error in the data or the result, 2 usage."]
     return "\n".join(lines)
 
 
+def split_verbosity(argv: list[str]) -> tuple[int, list[str]]:
+    """Remove ``-v``/``-vv``/``-q`` (and ``--verbose``/``--quiet``) from ``argv``: (verbosity, the rest).
+
+    Verbosity: -1 quiet, 0 default (WARNING), 1 INFO, 2 DEBUG. Only whole words are taken, so an option
+    such as ``--v`` (NXSPE's scattering-plane vector) is left alone.
+    """
+    level, rest = 0, []
+    for a in argv:
+        if a in _VERBOSITY:
+            v = _VERBOSITY[a]
+            level = -1 if v < 0 else max(level, v) if level >= 0 else level
+        else:
+            rest.append(a)
+    return level, rest
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``fcinv`` script."""
+    """Entry point of the ``fcinv`` script; returns the exit code."""
+    from fcinv.cli._common import UsageError, configure_logging, restore_logging
+    from fcinv.io.provenance import command_scope
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbosity, argv = split_verbosity(argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(_usage())
-        return 0
+        return EXIT_OK if (not argv or argv[0] != "help" or len(argv) == 1) else EXIT_USAGE
     if argv[0] in {"-V", "--version"}:
         print(f"fcinv {__version__}")
-        return 0
+        return EXIT_OK
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS or importlib.util.find_spec(COMMANDS[cmd][0]) is None:
-        print(f"fcinv: unknown command '{cmd}'. Commands: {', '.join(c for c, (m, _) in COMMANDS.items() if importlib.util.find_spec(m))}.", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("numba", "matplotlib", "h5py", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        known = ", ".join(c for c, (m, _) in COMMANDS.items() if importlib.util.find_spec(m))
+        print(f"fcinv: unknown command '{cmd}'. Commands: {known}.", file=sys.stderr)
+        return EXIT_USAGE
     module = importlib.import_module(COMMANDS[cmd][0])
+    rest = _pass_own_flags(module, verbosity, rest)
+    state = configure_logging(verbosity)
     try:
-        return int(module.main(rest) or 0)
+        with command_scope(["fcinv", cmd, *rest]):
+            return int(module.main(rest) or 0)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+        return code
+    except UsageError as exc:
+        print(f"fcinv {cmd}: usage error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except FcinvError as exc:
         print(f"fcinv {cmd}: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"fcinv {cmd}: interrupted (partial outputs are kept where the command supports --resume)", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        restore_logging(state)
+
+
+def _pass_own_flags(module, verbosity: int, rest: list[str]) -> list[str]:
+    """Commands whose own parser defines ``--quiet`` / ``--verbose`` still receive them."""
+    if verbosity == 0 or not hasattr(module, "get_parser"):
+        return rest
+    try:
+        opts = module.get_parser()._option_string_actions  # argparse's table of option strings
+    except Exception:  # noqa: BLE001 - a parser that cannot be built is reported when the command runs
+        return rest
+    if verbosity < 0 and "--quiet" in opts:
+        return [*rest, "--quiet"]
+    if verbosity > 0 and "--verbose" in opts:
+        return [*rest, "--verbose"]
+    return rest
 
 
 if __name__ == "__main__":  # pragma: no cover

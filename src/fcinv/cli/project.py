@@ -11,8 +11,8 @@ import argparse
 
 import numpy as np
 
-from fcinv._json import write_json
-from fcinv.cli._common import UsageError, command_line, supercell_from_args
+from fcinv.cli._common import UsageError, add_logging_args, cli_main, command_line, supercell_from_args
+from fcinv.io import write_json
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -24,9 +24,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--shells", type=int, default=None, help="neighbour shells (default: the material's, else 5)")
     p.add_argument("--cutoff", type=float, default=None, help="pair cutoff in Å instead of --shells")
     p.add_argument("--json", default=None, help="also write θ and the residuals to this JSON file")
+    add_logging_args(p)
     return p
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     from fcinv.crystal import Crystal, default_grid, load_crystal
@@ -47,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"in-shell residual (asymmetric part θ cannot represent): {proj.in_shell_residual:.2e} (relative Frobenius norm)")
     print(f"beyond the cutoff: {proj.beyond_cutoff:.2e} of the FC norm (largest component {proj.max_beyond_cutoff:.4f} eV/Å²)")
     # what the truncation costs in frequencies along the default path
+    from fcinv.errors import StructureError
+
     try:
         grid = default_grid(crystal)
-    except Exception:  # crystals without an energy range: use a nominal one, only q matters here
+    except StructureError:  # crystals without an energy range: use a nominal one, only q matters here
         grid = default_grid(crystal, e_max=100.0)
     full = ForwardModel(space, grid, proj.theta, reference=pairs, free=space.names[:1]).frequencies(proj.theta[:1])[0]
     trunc = ForwardModel(space, grid, proj.theta, free=space.names[:1]).frequencies(proj.theta[:1])[0]

@@ -22,9 +22,11 @@ from pathlib import Path
 from fcinv.cli._common import (
     UsageError,
     add_fc_file_args,
+    add_logging_args,
     add_material_args,
-    command_line,
-    crystal_from_args,
+    cli_main,
+    material_from_args,
+    show_progress,
     supercell_from_args,
 )
 
@@ -60,12 +62,13 @@ def get_parser() -> argparse.ArgumentParser:
     run.add_argument("--q-tolerance", type=float, default=0.05, help="radius of the simulated path tubes, r.l.u.")
     run.add_argument("--full-volume", action="store_true", help="simulate every covered bin, not only the path tubes (slow)")
     run.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise")
+    add_logging_args(p)
     return p
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    from fcinv.crystal import default_grid
     from fcinv.experiment.instrument import Goniometer, Instrument
     from fcinv.experiment.simulate import (
         ExperimentConfig,
@@ -77,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("--force-constants is required (phonopy FORCE_CONSTANTS of the 'true' crystal), with --structure and --supercell")
     if not args.structure:
         raise UsageError("--force-constants needs --structure (the POSCAR the force constants belong to)")
-    crystal = crystal_from_args(args)
-    grid = default_grid(crystal, path=args.path)
+    material = material_from_args(args)
+    crystal = material.crystal
+    grid = material.grid(path=args.path)
     t0 = time.perf_counter()
     fc, exp_crystal = load_force_constants(args.force_constants, args.structure, supercell_from_args(args.supercell))
     kw = {} if args.elastic_fwhm is None else {"elastic_fwhm_fraction": args.elastic_fwhm}
@@ -94,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     prov = {"force_constants": str(Path(args.force_constants).resolve()), "structure": str(Path(args.structure).resolve()), "supercell": list(args.supercell), "material": crystal.name}
-    run = simulate_experiment(fc, exp_crystal, instrument=inst, goniometer=gonio, config=cfg, region=None if args.full_volume else grid, progress=True, provenance=prov)
+    run = simulate_experiment(fc, exp_crystal, instrument=inst, goniometer=gonio, config=cfg, region=None if args.full_volume else grid, progress=show_progress(), provenance=prov)
     t_sim = time.perf_counter() - t0
     out = Path(args.output)
-    run.write(out, command=command_line())
+    run.to_hdf5(out)
     m = run.meta
     print(
         f"simulated {gonio.n} orientations (Ei {inst.ei:g} meV, {cfg.temperature:g} K, resolution {inst.resolution_model()}, "
@@ -105,12 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"wrote {out}")
     if args.fold:
-        from fcinv.cli.fold import centering_of
-        from fcinv.experiment.fold import fold_volume
-        from fcinv.experiment.folded import write_folded
+        from fcinv.pipeline import fold_measurement
 
-        fs = fold_volume(run.total(), grid, crystal.point_group_rlu, centering=centering_of(crystal), q_tolerance=args.q_tolerance)  # type: ignore[arg-type]
-        write_folded(args.fold, fs, command=command_line(), seed=args.seed)
+        fs = fold_measurement(run.total(), material, grid, q_tolerance=args.q_tolerance)
+        fs.to_hdf5(args.fold, seed=args.seed)
         print(f"folded in {fs.meta['fold_seconds']:.2f} s ({100 * fs.coverage:.1f} % of the pixels measured); wrote {args.fold}")
     return 0
 

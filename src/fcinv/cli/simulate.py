@@ -19,9 +19,10 @@ import numpy as np
 from fcinv.cli._common import (
     UsageError,
     add_fc_file_args,
+    add_logging_args,
     add_material_args,
-    command_line,
-    crystal_from_args,
+    cli_main,
+    material_from_args,
     parse_springs,
     parse_theta,
     supercell_from_args,
@@ -43,27 +44,25 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--e-max", type=float, default=None, help="maximum energy (meV); default from the material")
     s.add_argument("--e-step", type=float, default=None, help="energy bin (meV)")
     s.add_argument("--fwhm", type=float, default=None, help="Gaussian FWHM at E = 0 (meV); default from the material (1.2)")
-    s.add_argument("--fwhm-slope", type=float, default=0.0, help="FWHM increase per meV of energy transfer")
+    s.add_argument("--fwhm-slope", type=float, default=None, help="FWHM increase per meV of energy transfer (default: the material's)")
     p.add_argument("-o", "--output", required=True, help="output HDF5 file (a folded-spectrum file that `fcinv infer` reads)")
     p.add_argument("--png", default=None, help="figure path (default: OUTPUT with .png)")
     p.add_argument("--no-png", action="store_true", help="do not write the figure")
+    add_logging_args(p)
     return p
 
 
-def build_model(args, crystal):
+def build_model(args, material):
     """The forward model and the full θ to evaluate, from the parsed arguments."""
-    from fcinv.crystal import default_grid, material_info
     from fcinv.errors import DataError, MaterialError
     from fcinv.fcspace import FCSpace, read_phonopy
     from fcinv.forward import Broadening, ForwardModel
 
-    space = FCSpace(crystal, n_shells=args.shells) if args.shells else FCSpace.for_material(crystal)
-    grid = default_grid(crystal, path=args.path, e_max=args.e_max, e_step=args.e_step)
-    try:
-        fwhm = args.fwhm if args.fwhm is not None else float(material_info(crystal.name).get("fwhm_meV", 1.2))
-    except MaterialError:
-        fwhm = args.fwhm if args.fwhm is not None else 1.2
-    br = Broadening(fwhm, args.fwhm_slope)
+    crystal = material.crystal
+    space = FCSpace(crystal, n_shells=args.shells if args.shells else material.shells)
+    grid = material.grid(path=args.path, e_max=args.e_max, e_step=args.e_step)
+    fwhm = args.fwhm if args.fwhm is not None else material.broadening.fwhm0
+    br = Broadening(fwhm, args.fwhm_slope if args.fwhm_slope is not None else material.broadening.fwhm1)
     if args.force_constants:
         if not args.structure:
             raise UsageError("--force-constants needs --structure (the POSCAR the force constants belong to)")
@@ -92,13 +91,15 @@ def build_model(args, crystal):
     return model, theta, source
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    from fcinv.experiment.folded import FoldedSpectrum, write_folded
+    from fcinv.experiment.folded import FoldedSpectrum
     from fcinv.plotting import save_spectrum_png
 
-    crystal = crystal_from_args(args)
-    model, theta, source = build_model(args, crystal)
+    material = material_from_args(args)
+    crystal = material.crystal
+    model, theta, source = build_model(args, material)
     spec, freqs = model.spectra(theta, return_frequencies=True)
     lowest = float(model.lowest_energy(theta)[0])
     if lowest < -0.05:
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     fs = FoldedSpectrum.from_arrays(spec[0].astype(float), model.grid, meta=meta)
     out = Path(args.output)
-    write_folded(out, fs, command=command_line())
+    fs.to_hdf5(out)
     print(f"wrote {out}: I(q, E) {model.grid.shape[0]} q × {model.grid.shape[1]} E bins ({crystal.name}, {source})")
     if not args.no_png:
         png = Path(args.png) if args.png else out.with_suffix(".png")

@@ -23,6 +23,7 @@ import numpy as np
 
 from fcinv.errors import DataError, GridError
 from fcinv.experiment import _h5
+from fcinv.experiment.readers import read_pathsqe_folded
 from fcinv.grid import SpectrumGrid
 
 FORMAT = "fcinv-folded"
@@ -123,8 +124,6 @@ class FoldedSpectrum:
 
         pathSQE stores data/normalisation (no errors): ``error`` is NaN and ``n_contrib`` -1.
         """
-        from fcinv.experiment.readers import read_pathsqe_folded
-
         d = read_pathsqe_folded(path, transpose=transpose)
         img = d["intensity"]
         if img.shape != grid.shape:
@@ -136,30 +135,41 @@ class FoldedSpectrum:
     def __repr__(self) -> str:
         return f"FoldedSpectrum(shape={self.grid.shape}, coverage={100 * self.coverage:.1f} %, source={self.meta.get('source', '?')!r})"
 
+    # ---------------------------------------------------------------- files
+    def to_hdf5(self, path: str | Path, *, command: str | None = None, seed: int | None = None) -> Path:
+        """Write atomically as an ``fcinv-folded`` HDF5 file (layout in the module docstring)."""
+        with _h5.atomic_h5(path) as f:
+            _h5.stamp(f, FORMAT, FORMAT_VERSION, command=command, seed=seed, meta=self.meta)
+            f.attrs["grid"] = self.grid.to_json()
+            _h5.put(f, "intensity", self.intensity, "arb. units")
+            _h5.put(f, "error", self.error, "arb. units")
+            _h5.put(f, "mask", self.mask, "1", description="True = measured")
+            _h5.put(f, "n_contrib", self.n_contrib, "1")
+            g = f.create_group("axes")
+            _h5.put(g, "q_rlu", self.grid.q_rlu, "r.l.u.")
+            _h5.put(g, "energy_edges", self.grid.energy_edges, "meV")
+        return Path(path)
+
+    @classmethod
+    def from_hdf5(cls, path: str | Path) -> FoldedSpectrum:
+        """Read a file written by :meth:`to_hdf5`."""
+        with _h5.open_checked(path, FORMAT) as f:
+            try:
+                raw = f.attrs["grid"]
+                grid = SpectrumGrid.from_json(raw.decode() if isinstance(raw, bytes) else raw)
+                arrs = {k: f[k][()] for k in ("intensity", "error", "mask", "n_contrib")}
+            except KeyError as exc:
+                raise DataError(f"'{path}' lacks {exc}. The file is truncated or not a folded spectrum; "
+                                "regenerate it.") from None
+            meta = _h5.read_meta(f)
+        return cls(grid=grid, meta=meta, **arrs)
+
 
 def write_folded(path: str | Path, fs: FoldedSpectrum, *, command: str | None = None, seed: int | None = None) -> None:
-    """Write a :class:`FoldedSpectrum` atomically (layout in the module docstring)."""
-    with _h5.atomic_h5(path) as f:
-        _h5.stamp(f, FORMAT, FORMAT_VERSION, command=command, seed=seed, meta=fs.meta)
-        f.attrs["grid"] = fs.grid.to_json()
-        _h5.put(f, "intensity", fs.intensity, "arb. units")
-        _h5.put(f, "error", fs.error, "arb. units")
-        _h5.put(f, "mask", fs.mask, "1", description="True = measured")
-        _h5.put(f, "n_contrib", fs.n_contrib, "1")
-        g = f.create_group("axes")
-        _h5.put(g, "q_rlu", fs.grid.q_rlu, "r.l.u.")
-        _h5.put(g, "energy_edges", fs.grid.energy_edges, "meV")
+    """Write a :class:`FoldedSpectrum` (same as :meth:`FoldedSpectrum.to_hdf5`)."""
+    fs.to_hdf5(path, command=command, seed=seed)
 
 
 def read_folded(path: str | Path) -> FoldedSpectrum:
-    """Read a file written by :func:`write_folded`."""
-    with _h5.open_checked(path, FORMAT) as f:
-        try:
-            raw = f.attrs["grid"]
-            grid = SpectrumGrid.from_json(raw.decode() if isinstance(raw, bytes) else raw)
-            arrs = {k: f[k][()] for k in ("intensity", "error", "mask", "n_contrib")}
-        except KeyError as exc:
-            raise DataError(f"'{path}' lacks {exc}. The file is truncated or not a folded spectrum; regenerate it.") from None
-        meta = _h5.read_meta(f)
-    return FoldedSpectrum(grid=grid, meta=meta, **arrs)
-
+    """Read a file written by :func:`write_folded` (same as :meth:`FoldedSpectrum.from_hdf5`)."""
+    return FoldedSpectrum.from_hdf5(path)

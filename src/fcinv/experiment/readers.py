@@ -45,8 +45,16 @@ import h5py
 import numpy as np
 
 from fcinv.errors import DataError
-from fcinv.experiment.instrument import energy_to_k
-from fcinv.experiment.volume import AXIS_NAMES, check_edges, edges_from_axis
+from fcinv.io.atomic import atomic_path
+from fcinv.experiment.geometry import (  # noqa: F401  (re-exported: the geometry used to live here)
+    AXIS_NAMES,
+    check_edges,
+    edges_from_axis,
+    lattice_b_matrix,
+    nxspe_to_points,
+    rotation_y,
+    ub_from_vectors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -215,101 +223,6 @@ def read_nxspe(path: str | Path) -> dict:
     return out
 
 
-def lattice_b_matrix(a: float, b: float, c: float, alpha: float = 90.0, beta: float = 90.0, gamma: float = 90.0) -> np.ndarray:
-    """Busing–Levy B matrix (1/Å, without 2π): columns give the reciprocal vectors in a Cartesian frame.
-
-    Angles in degrees. ``B @ hkl`` is Q/2π in the crystal Cartesian frame (a* along x).
-    """
-    al, be, ga = np.deg2rad([alpha, beta, gamma])
-    A = np.array(
-        [
-            [a, 0.0, 0.0],
-            [b * np.cos(ga), b * np.sin(ga), 0.0],
-            [c * np.cos(be), c * (np.cos(al) - np.cos(be) * np.cos(ga)) / np.sin(ga), 0.0],
-        ]
-    )
-    A[2, 2] = np.sqrt(max(c * c - A[2, 0] ** 2 - A[2, 1] ** 2, 0.0))
-    if not np.all(np.isfinite(A)) or abs(np.linalg.det(A)) < 1e-9:
-        raise DataError(f"lattice a={a}, b={b}, c={c}, angles {alpha}/{beta}/{gamma} is degenerate. Pass positive lengths (Å) and angles in degrees.")
-    recip = np.linalg.inv(A).T  # rows a*, b*, c* (no 2π)
-    # Busing-Levy: express in a frame with a* along x, b* in the xy plane
-    _, r = np.linalg.qr(recip.T)
-    s = np.sign(np.diag(r))
-    return r * s[:, None]
-
-
-def ub_from_vectors(b_matrix: np.ndarray, u: Sequence[float], v: Sequence[float]) -> np.ndarray:
-    """UB (1/Å, without 2π) such that at ψ = 0, ``u`` (r.l.u.) points along the beam (+z) and ``v`` lies in the horizontal plane towards +x.
-
-    Lab frame: z along the incident beam, y vertically up, x = y × z.
-    """
-    B = np.asarray(b_matrix, dtype=float)
-    bu, bv = B @ np.asarray(u, float), B @ np.asarray(v, float)
-    if np.linalg.norm(np.cross(bu, bv)) < 1e-9 * np.linalg.norm(bu) * np.linalg.norm(bv):
-        raise DataError(f"u={list(u)} and v={list(v)} are parallel. Pass two non-parallel scattering-plane vectors.")
-    ez = bu / np.linalg.norm(bu)
-    ex = bv - (bv @ ez) * ez
-    ex /= np.linalg.norm(ex)
-    ey = np.cross(ez, ex)
-    U = np.stack([ex, ey, ez])  # rows: crystal-frame directions of lab x, y, z
-    return U @ B
-
-
-def rotation_y(psi_deg: np.ndarray | float) -> np.ndarray:
-    """Right-handed rotation(s) about the vertical (+y) axis; shape (..., 3, 3)."""
-    p = np.deg2rad(np.asarray(psi_deg, dtype=float))
-    c, s = np.cos(p), np.sin(p)
-    z, o = np.zeros_like(p), np.ones_like(p)
-    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
-
-
-def nxspe_to_points(nx: dict, ub: np.ndarray, *, psi_offset: float = 0.0) -> dict:
-    """Convert one NXSPE orientation to (H, K, L, E) points.
-
-    Kinematics: ki = √(Ei/2.0721) ẑ, kf = √((Ei−E)/2.0721) n̂(polar, azimuthal) with
-    n̂ = (sin 2θ cos φ, sin 2θ sin φ, cos 2θ); Q_lab = ki − kf (Mantid's inelastic convention);
-    Q_sample = R_y(ψ)ᵀ Q_lab; hkl = (2π UB)⁻¹ Q_sample. Energy points are the bin centres;
-    bins with E >= Ei are dropped.
-
-    Parameters
-    ----------
-    nx
-        Output of :func:`read_nxspe`.
-    ub
-        Shape (3, 3), 1/Å without 2π (Mantid's UB), e.g. from :func:`ub_from_vectors`.
-    psi_offset
-        Added to the file's psi, degrees.
-
-    Returns
-    -------
-    dict with ``hkl`` (n, 3) r.l.u., ``energy`` (n,) meV, ``signal``, ``error`` (n,), masked
-    (NaN) pixels kept as NaN signal.
-    """
-    ub = np.asarray(ub, dtype=float)
-    if ub.shape != (3, 3) or abs(np.linalg.det(ub)) < 1e-12:
-        raise DataError(f"UB has shape {ub.shape} or is singular. Pass a (3, 3) UB matrix (1/Å, Mantid convention) or lattice + u, v.")
-    ei = nx["ei"]
-    e = nx["energy_edges"]
-    ec = 0.5 * (e[1:] + e[:-1])
-    ok_e = ec < ei
-    ec = ec[ok_e]
-    ki = energy_to_k(ei)
-    kf = energy_to_k(ei - ec)  # (n_E,)
-    tth, phi = np.deg2rad(nx["polar"]), np.deg2rad(nx["azimuthal"])
-    n_hat = np.stack([np.sin(tth) * np.cos(phi), np.sin(tth) * np.sin(phi), np.cos(tth)], -1)  # (n_det, 3)
-    q_lab = np.array([0.0, 0.0, ki])[None, None, :] - kf[None, :, None] * n_hat[:, None, :]  # (n_det, n_E, 3)
-    r = rotation_y(nx["psi"] + psi_offset)
-    q_sample = q_lab @ r  # row-vector form of R^T q
-    hkl = q_sample.reshape(-1, 3) @ np.linalg.inv(2 * np.pi * ub).T
-    n_det = len(tth)
-    return {
-        "hkl": hkl,
-        "energy": np.broadcast_to(ec, (n_det, len(ec))).ravel().copy(),
-        "signal": nx["data"][:, ok_e].ravel(),
-        "error": nx["error"][:, ok_e].ravel(),
-    }
-
-
 # ------------------------------------------------------------------ plain arrays
 def read_array4d(path: str | Path, group: str | None = None) -> dict:
     """Read a plain 4D array with its axes from HDF5 or NPZ (keys in the module docstring).
@@ -361,11 +274,13 @@ def write_array4d(path: str | Path, edges: Sequence[np.ndarray], signal: np.ndar
     arrays = {"signal": signal, "error": error, **dict(zip(AXIS_NAMES, edges))}
     if norm is not None:
         arrays["norm"] = norm
-    if path.suffix.lower() == ".npz":
-        np.savez_compressed(path, **arrays)
-        return
     from fcinv.experiment import _h5
 
+    if path.suffix.lower() == ".npz":
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        return
     with _h5.atomic_h5(path) as f:
         for k, v in arrays.items():
             _h5.put(f, k, v, "meV" if k == "E" else "r.l.u." if k in ("H", "K", "L") else "arb. units", compress=True)

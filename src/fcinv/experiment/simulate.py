@@ -57,7 +57,7 @@ from fcinv.experiment._kernels import coverage_kernel
 from fcinv.experiment.fold import Corrections, FoldPlan, cubic_rotations, path_segments, segment_images, tube_bins, zone_centres
 from fcinv.experiment.folded import FoldedSpectrum
 from fcinv.experiment.instrument import E_K2, Goniometer, Instrument
-from fcinv.experiment.readers import rotation_y, ub_from_vectors
+from fcinv.experiment.geometry import rotation_y, ub_from_vectors
 from fcinv.experiment.volume import Volume4D, regular_edges
 from fcinv.grid import SpectrumGrid
 from fcinv.units import KB_MEV_PER_K
@@ -96,28 +96,22 @@ class ExperimentCrystal:
 
     @classmethod
     def from_cell(cls, lattice: np.ndarray, positions: np.ndarray, numbers: Sequence[int], *, name: str = "", symprec: float = 1e-4) -> ExperimentCrystal:
-        """Find the conventional cell (in the input frame) and point group with spglib."""
+        """The package's :class:`~fcinv.crystal.Crystal` of the cell (point group, centering), in the input frame.
+
+        The point group and the centering come from :class:`~fcinv.crystal.Crystal` (one place);
+        only the conventional cell is re-expressed in the frame of ``lattice`` (the force constants').
+        """
         import spglib
 
+        from fcinv.crystal import Crystal
+
         lattice = np.asarray(lattice, dtype=float)
+        crystal = Crystal.from_cell(lattice, positions, numbers, name=name, symprec=symprec)
+        if crystal.centering not in ("F", "I", "P"):
+            raise StructureError(f"'{name}' has a {crystal.centering}-centred lattice ({crystal.spacegroup[0]}); the experiment simulation supports P, F and I lattices.")
         ds = spglib.get_symmetry_dataset((lattice, np.asarray(positions, float), np.asarray(numbers, int)), symprec=symprec)
-        if ds is None:
-            raise StructureError(f"spglib found no symmetry for '{name}'. Check the structure file.")
         conv = np.linalg.inv(np.asarray(ds.transformation_matrix, float)).T @ lattice
-        hall = str(ds.international)[0]
-        centering = hall if hall in ("F", "I") else "P"
-        if hall not in ("F", "I", "P"):
-            raise StructureError(f"'{name}' has a {hall}-centred lattice ({ds.international}); the experiment simulation supports P, F and I lattices.")
-        # point group on conventional r.l.u.: q' = A R_cart A^-1 q with A rows = conventional vectors
-        prim_rot = np.asarray(ds.rotations, float)  # fractional, acting on direct coords of `lattice`
-        L = lattice.T
-        cart = np.einsum("ij,njk,kl->nil", L, prim_rot, np.linalg.inv(L))
-        mats = np.einsum("ij,njk,kl->nil", conv, cart, np.linalg.inv(conv))
-        uniq: list[np.ndarray] = []
-        for m in np.round(mats, 8):
-            if not any(np.allclose(m, u) for u in uniq):
-                uniq.append(m)
-        return cls(primitive_lattice=lattice, conventional_lattice=conv, centering=centering, rotations=np.array(uniq) + 0.0, name=name)
+        return cls(primitive_lattice=lattice, conventional_lattice=conv, centering=crystal.centering, rotations=crystal.point_group_rlu, name=name)
 
     @property
     def reciprocal_cell(self) -> np.ndarray:
@@ -395,6 +389,15 @@ class SimulatedRun:
             _h5.put(f, "expected_index", self.expected_index, "1", compress=True)
             _h5.put(f, "expected", self.expected.astype(np.float32), "arb. units", compress=True, description="noise-free S/mean(S) + background")
             _h5.put(f, "reciprocal_cell", self.reciprocal_cell, "1/Å")
+
+    def to_hdf5(self, path: str | Path, *, command: str | None = None) -> None:
+        """Same as :meth:`write` (the name every fcinv container shares)."""
+        self.write(path, command=command)
+
+    @classmethod
+    def from_hdf5(cls, path: str | Path) -> SimulatedRun:
+        """Same as :meth:`read` (the name every fcinv container shares)."""
+        return cls.read(path)
 
     @classmethod
     def read(cls, path: str | Path) -> SimulatedRun:

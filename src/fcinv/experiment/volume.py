@@ -37,11 +37,20 @@ import numpy as np
 
 from fcinv.errors import DataError
 from fcinv.experiment import _h5
+from fcinv.experiment.geometry import (  # noqa: F401  (check_edges, edges_from_axis: re-exported)
+    AXIS_NAMES,
+    AXIS_UNITS,
+    check_edges,
+    edges_from_axis,
+    lattice_b_matrix,
+    normalise_lattice,
+    nxspe_to_points,
+    ub_from_vectors,
+)
+from fcinv.experiment.readers import mdhisto_axes, read_array4d, read_mdhisto, read_nxspe
 
 log = logging.getLogger(__name__)
 
-AXIS_NAMES = ("H", "K", "L", "E")
-AXIS_UNITS = ("r.l.u.", "r.l.u.", "r.l.u.", "meV")
 #: Largest number of bins :meth:`Volume4D.to_dense` will allocate (4·10⁸ float64 = 3.2 GB).
 DENSE_LIMIT = 400_000_000
 FORMAT = "fcinv-volume"
@@ -70,39 +79,6 @@ def regular_edges(lo: float, hi: float, step: float, offset: float = 0.0) -> np.
     n1 = int(np.ceil((hi - offset) / step - 0.5))
     centres = offset + step * np.arange(n0, n1 + 1)
     return np.concatenate([centres - step / 2, [centres[-1] + step / 2]])
-
-
-def check_edges(edges: Sequence[np.ndarray], what: str = "the volume") -> tuple[np.ndarray, ...]:
-    """Validate four 1-D increasing finite edge arrays; return them as float64."""
-    if len(edges) != 4:
-        raise DataError(f"{what} has {len(edges)} axes; expected 4 (H, K, L in r.l.u., E in meV). Pass one edge array per axis.")
-    out = []
-    for name, e in zip(AXIS_NAMES, edges):
-        e = np.asarray(e, dtype=float)
-        if e.ndim != 1 or len(e) < 2:
-            raise DataError(f"{what}: axis {name} has edges of shape {e.shape}; expected a 1-D array of at least 2 bin edges.")
-        if not np.all(np.isfinite(e)):
-            raise DataError(f"{what}: axis {name} edges contain NaN or inf. Pass finite bin edges.")
-        if not np.all(np.diff(e) > 0):
-            i = int(np.argmin(np.diff(e)))
-            raise DataError(f"{what}: axis {name} edges are not increasing (edge {i + 1} = {e[i + 1]:g} after {e[i]:g}). Pass monotonically increasing bin edges.")
-        out.append(e)
-    return tuple(out)
-
-
-def edges_from_axis(values: np.ndarray, n_bins: int, name: str, what: str) -> np.ndarray:
-    """Bin edges from an axis given either as ``n_bins + 1`` edges or as ``n_bins`` evenly spaced centres."""
-    v = np.asarray(values, dtype=float).ravel()
-    if len(v) == n_bins + 1:
-        return v
-    if len(v) == n_bins:
-        if n_bins < 2:
-            raise DataError(f"{what}: axis {name} has a single centre; give its 2 bin edges instead.")
-        d = np.diff(v)
-        if not np.allclose(d, d[0], rtol=1e-6, atol=1e-9):
-            raise DataError(f"{what}: axis {name} gives {n_bins} unevenly spaced centres; pass the {n_bins + 1} bin edges instead.")
-        return np.concatenate([v - d[0] / 2, [v[-1] + d[0] / 2]])
-    raise DataError(f"{what}: axis {name} has {len(v)} values for {n_bins} bins; expected {n_bins + 1} edges or {n_bins} centres.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -418,8 +394,6 @@ class Volume4D:
         at ``path`` holds the raw data: signal = data / norm, error = √errors_squared / norm.
         Negative ``num_events`` raise :class:`DataError`.
         """
-        from fcinv.experiment.readers import mdhisto_axes, read_mdhisto
-
         md = read_mdhisto(path)
         order = mdhisto_axes(md)
         edges = [md["edges"][i] for i in order]
@@ -470,8 +444,6 @@ class Volume4D:
         (a, b, c in Å, α, β, γ in degrees) with the scattering-plane vectors ``u``, ``v``.
         Pixels are averaged per bin (:meth:`from_points`); masked (NaN) pixels are skipped.
         """
-        from fcinv.experiment.readers import lattice_b_matrix, nxspe_to_points, read_nxspe, ub_from_vectors
-
         if isinstance(paths, (str, Path)):
             paths = [paths]
         if not paths:
@@ -479,9 +451,7 @@ class Volume4D:
         if ub is None:
             if lattice is None:
                 raise DataError("NXSPE files carry no sample orientation. Pass ub (3x3, 1/Å) or lattice (a, b, c, alpha, beta, gamma) with u and v.")
-            lat = list(lattice) + [90.0] * (6 - len(lattice)) if len(lattice) in (3, 6) else None
-            if lat is None:
-                raise DataError(f"lattice has {len(lattice)} numbers; pass a, b, c (Å) and optionally alpha, beta, gamma (degrees).")
+            lat = normalise_lattice(lattice)
             b = lattice_b_matrix(*lat)
             ub = ub_from_vectors(b, u, v)
         ub = np.asarray(ub, dtype=float)
@@ -511,8 +481,6 @@ class Volume4D:
     @classmethod
     def from_array_file(cls, path: str | Path, *, group: str | None = None) -> Volume4D:
         """A plain 4D array with its axes, from HDF5 or NPZ (keys in :mod:`fcinv.experiment.readers`)."""
-        from fcinv.experiment.readers import read_array4d
-
         d = read_array4d(path, group=group)
         meta = {"source": str(path), "source_format": "plain 4D array"}
         if d["counts"] is not None and d["signal"] is None:

@@ -1,0 +1,328 @@
+"""Stage III as one pipeline: load → fold → predict → refine → single scans → plots.
+
+:class:`Pipeline` ties a trained model (:class:`~fcinv.inference.FCPredictor`) to its
+:class:`~fcinv.material.Material`, a forward model and a refinement. Every step is a method
+that takes what the previous one returned, so a user can run them one at a time, and
+:meth:`Pipeline.run` runs them all. It holds no state that changes between calls.
+
+Refinement is pluggable: ``refine`` is any callable ``(forward_model, spectrum, prediction)``
+returning an :class:`~fcinv.result.FCResult` or a :class:`~fcinv.fitting.FitResult` (default:
+:func:`fcinv.fitting.refine`, a least-squares fit started from the ML answer); the forward
+model is any object with ``names``, ``grid`` and ``frequencies(theta)`` (default: the
+material's, about its reference).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fcinv.errors import DataError, GridError
+from fcinv.experiment.fold import Corrections, fold_volume
+from fcinv.experiment.folded import FoldedSpectrum
+from fcinv.experiment.volume import Volume4D
+from fcinv.grid import SpectrumGrid
+from fcinv.io.provenance import Provenance
+from fcinv.io.registry import open_measurement
+from fcinv.pipeline.rebin import rebin_spectrum
+from fcinv.result import FCResult
+
+log = logging.getLogger(__name__)
+
+#: A refinement: (forward model, folded spectrum, ML prediction) → FCResult or FitResult.
+Refine = Callable[[Any, FoldedSpectrum, Any], Any]
+#: Folding centerings :func:`fcinv.experiment.fold.fold_volume` supports.
+FOLD_CENTERINGS = ("P", "F", "I")
+
+
+def one_phonon_corrections(temperature: float = 5.0) -> Corrections:
+    """Bose factor at ``temperature`` (K), division by |Q|², multiplication by E: the corrections that bring a
+    measured S(Q, E) towards the forward model's convention of unit weight per mode."""
+    return Corrections(bose_temperature=temperature, q2=True, energy=True)
+
+
+def fold_measurement(measurement: FoldedSpectrum | Volume4D, material, grid: SpectrumGrid, *,
+                     q_tolerance: float = 0.05, corrections: Corrections | None = None,
+                     rebin: bool = False, source: str = "the input", **fold_options: Any) -> FoldedSpectrum:
+    """A measurement on ``grid``: a 4D volume is folded with the material's point group and centering;
+    a folded spectrum is checked against the grid (or rebinned onto it with ``rebin``).
+    ``fold_options`` (``qmod_range``, ``min_zone_coverage``) go to :func:`~fcinv.experiment.fold.fold_volume`.
+
+    Raises
+    ------
+    GridError
+        A folded spectrum on another grid without ``rebin`` (or on another path).
+    DataError
+        A lattice centering folding does not support.
+    """
+    if isinstance(measurement, FoldedSpectrum):
+        if measurement.grid.same_as(grid):
+            return measurement
+        if not rebin:
+            grid.check_same(measurement.grid, what=source)
+        return rebin_spectrum(measurement, grid)
+    if not isinstance(measurement, Volume4D):
+        raise DataError(f"cannot fold a {type(measurement).__name__}. Pass a FoldedSpectrum, a Volume4D or a file.")
+    if material.centering not in FOLD_CENTERINGS:
+        raise DataError(f"{material.name} has a {material.centering}-centred lattice ({material.crystal.spacegroup[0]}); "
+                        f"folding supports {', '.join(FOLD_CENTERINGS)} lattices.")
+    return fold_volume(measurement, grid, material.point_group, centering=material.centering,  # type: ignore[arg-type]
+                       q_tolerance=q_tolerance, corrections=corrections, **fold_options)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of a Stage III run.
+
+    Attributes
+    ----------
+    k_samples
+        Latent samples for the ML mean and spread.
+    seed
+        Seed of the latent samples.
+    q_tolerance
+        Folding tube radius, r.l.u.
+    corrections
+        Applied to 4D input before folding (default: :func:`one_phonon_corrections` at 5 K);
+        ``None`` folds the raw intensity.
+    rebin
+        Interpolate a folded spectrum on another binning of the same path onto the model's grid.
+    """
+
+    k_samples: int = 100
+    seed: int = 0
+    q_tolerance: float = 0.05
+    corrections: Corrections | None = field(default_factory=one_phonon_corrections)
+    rebin: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class InversionRun:
+    """Everything one :meth:`Pipeline.run` made.
+
+    Attributes
+    ----------
+    spectrum
+        The folded input on the model's grid.
+    prediction
+        The raw ML output (:class:`~fcinv.inference.Prediction`: latent, reconstruction, samples).
+    result
+        The final θ ± σ (refined when a refinement ran; then ``result.parts["ml"]`` is the ML one).
+    frequencies
+        Shape (n_q, n_modes) meV: the forward model's dispersion at the final θ.
+    timings
+        Seconds per step.
+    """
+
+    spectrum: FoldedSpectrum
+    prediction: Any
+    result: FCResult
+    frequencies: np.ndarray
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def ml(self) -> FCResult:
+        """The ML answer (before any refinement)."""
+        return self.result.parts.get("ml", self.result)
+
+    @property
+    def refined(self) -> FCResult | None:
+        """The refined answer, or None when no refinement ran."""
+        return self.result if "ml" in self.result.parts else None
+
+
+@dataclass(frozen=True, eq=False)
+class OrientationScans:
+    """ML answers of the single orientations of a run (the paper's one-minute scans).
+
+    Attributes
+    ----------
+    names
+        Parameter names.
+    psi
+        Shape (n,) degrees: each scan's sample rotation.
+    coverage
+        Shape (n,): fraction of the grid each scan measured.
+    theta
+        Shape (n, k) eV/Å²: the ML θ of each scan.
+    """
+
+    names: tuple[str, ...]
+    psi: np.ndarray
+    coverage: np.ndarray
+    theta: np.ndarray
+
+    def deviation(self, reference: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """Mean squared deviation of each scan from ``reference`` in units of ``scale``, shape (n,)."""
+        return np.mean(((self.theta - np.asarray(reference)) / np.asarray(scale)) ** 2, axis=1)
+
+    def to_dict(self) -> dict:
+        return {"names": list(self.names), "psi_deg": self.psi.tolist(), "coverage": self.coverage.tolist(),
+                "theta": self.theta.tolist(), "unit": "eV/Å^2"}
+
+
+class Pipeline:
+    """Stage III for one trained model and its material.
+
+    Parameters
+    ----------
+    model
+        A :class:`~fcinv.inference.FCPredictor`, or what :func:`~fcinv.inference.load_model` takes.
+    material
+        A :class:`~fcinv.material.Material` or what :func:`~fcinv.material.load_material` takes;
+        default: the model's.
+    forward_model
+        The forward model varying the model's parameters (for the dispersion and the refinement);
+        default: ``material.forward_model(free=model.names, grid=model.grid)``.
+    refine
+        The refinement callable (module docstring); default :func:`fcinv.fitting.refine`.
+    config
+        :class:`PipelineConfig`.
+    device
+        Torch device when ``model`` is loaded here.
+    """
+
+    def __init__(self, model, material=None, *, forward_model=None, refine: Refine | None = None,
+                 config: PipelineConfig | None = None, device: str | None = "cpu") -> None:
+        from fcinv.inference import FCPredictor, load_model
+        from fcinv.material import load_material
+
+        self.predictor = model if isinstance(model, FCPredictor) else load_model(model, device=device)
+        mat = material if material is not None else (self.predictor.material or str(model))
+        self.material = load_material(mat)
+        self.config = config or PipelineConfig()
+        fm = forward_model if forward_model is not None else self.material.forward_model(
+            free=list(self.predictor.names), grid=self.predictor.grid)
+        if tuple(fm.names) != tuple(self.predictor.names):
+            raise GridError(f"the model predicts {list(self.predictor.names)} but the forward model varies "
+                            f"{list(fm.names)}. Build the forward model with free=model.names.")
+        self.forward_model = fm
+        self._refine = refine
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.predictor.describe()}, {self.material!r})"
+
+    @property
+    def grid(self) -> SpectrumGrid:
+        """The model's (q, E) grid."""
+        return self.predictor.grid
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.predictor.names)
+
+    # ------------------------------------------------------------------- steps
+    def load(self, data, **options: Any) -> FoldedSpectrum | Volume4D:
+        """Step 1: a path (or paths, for NXSPE) → FoldedSpectrum | Volume4D, via :func:`fcinv.io.open_measurement`.
+
+        The model's grid and the material's lattice are passed as context (pathSQE output needs
+        the grid; NXSPE files take their orientation from the lattice unless ``ub`` is given).
+        A FoldedSpectrum or Volume4D is returned unchanged.
+        """
+        if isinstance(data, (FoldedSpectrum, Volume4D)):
+            if options:
+                raise DataError(f"options {sorted(options)} apply to files only; the input is already a "
+                                f"{type(data).__name__}.")
+            return data
+        options.setdefault("lattice", self.material.lattice)
+        return open_measurement(data, grid=self.grid, **options)
+
+    def fold(self, measurement: FoldedSpectrum | Volume4D, *, source: str = "the input") -> FoldedSpectrum:
+        """Step 2: onto the model's grid (4D data folded with the configured corrections)."""
+        cfg = self.config
+        return fold_measurement(measurement, self.material, self.grid, q_tolerance=cfg.q_tolerance,
+                                corrections=cfg.corrections, rebin=cfg.rebin, source=source)
+
+    def predict(self, spectrum: FoldedSpectrum):
+        """Step 3: the ML answer: ``(prediction, FCResult)``; adequacy: coverage, reconstruction misfit,
+        whether θ lies in the training domain."""
+        cfg = self.config
+        pred = self.predictor.predict(spectrum, k_samples=cfg.k_samples, seed=cfg.seed)
+        adequacy: dict[str, Any] = {"coverage": round(float(spectrum.coverage), 4)}
+        if self.material.reference_available:
+            dom = self.material.domain(list(self.names))
+            adequacy["in_domain"] = bool(dom.contains(pred.theta)[0])
+        res = pred.to_result(material=self.material.name, adequacy=adequacy, extra={"model": self.predictor.source})
+        return pred, res
+
+    def refine(self, spectrum: FoldedSpectrum, prediction, ml: FCResult) -> FCResult:
+        """Step 4: the refinement, started from the ML answer; the ML result is kept in ``parts["ml"]``."""
+        fn = self._refine
+        if fn is None:
+            from fcinv.fitting import refine as fn
+        out = fn(self.forward_model, spectrum, prediction)
+        if not isinstance(out, FCResult):
+            out = FCResult.from_fit(out, material=self.material.name, provenance=Provenance.now(seed=self.config.seed))
+        return replace(out, material=out.material or ml.material, parts={"ml": ml, **out.parts},
+                       adequacy={"coverage": ml.adequacy.get("coverage"), **out.adequacy})
+
+    def frequencies(self, result: FCResult) -> np.ndarray:
+        """The forward model's dispersion at the result's θ, shape (n_q, n_modes) meV."""
+        d = result.theta_dict()
+        missing = [n for n in self.forward_model.names if n not in d]
+        if missing:
+            raise DataError(f"the result lacks {missing}, which the forward model varies. Pass a result of this model.")
+        return np.asarray(self.forward_model.frequencies(np.array([d[n] for n in self.forward_model.names]))[0])
+
+    # --------------------------------------------------------------------- run
+    def run(self, data, *, refine: bool = False, **options: Any) -> InversionRun:
+        """Load → fold → predict (→ refine): everything one inversion makes.
+
+        Parameters
+        ----------
+        data
+            A path (several for NXSPE), a FoldedSpectrum or a Volume4D.
+        refine
+            Run the refinement after the ML step.
+        **options
+            File options (:meth:`load`).
+        """
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        measurement = self.load(data, **options)
+        timings["load"] = time.perf_counter() - t
+        t = time.perf_counter()
+        source = f"'{Path(data).name}'" if isinstance(data, (str, Path)) else "the input"
+        fs = self.fold(measurement, source=source)
+        timings["fold"] = time.perf_counter() - t
+        t = time.perf_counter()
+        pred, result = self.predict(fs)
+        timings["ml"] = time.perf_counter() - t
+        if refine:
+            t = time.perf_counter()
+            result = self.refine(fs, pred, result)
+            timings["refine"] = time.perf_counter() - t
+        extra = dict(result.extra, timings_s={k: round(v, 4) for k, v in timings.items()})
+        if isinstance(data, (str, Path)):
+            extra["data"] = str(data)
+        result = replace(result, extra=extra)
+        return InversionRun(fs, pred, result, self.frequencies(result), timings)
+
+    def invert(self, data, *, refine: bool = False, **options: Any) -> FCResult:
+        """:meth:`run` and return only the θ ± σ."""
+        return self.run(data, refine=refine, **options).result
+
+    def scans(self, run, *, orientations: Sequence[int] | None = None, progress: bool = False) -> OrientationScans:
+        """Step 5: the ML answer of each single orientation of a simulated run (a path or a SimulatedRun)."""
+        from fcinv.experiment.simulate import SimulatedRun, fold_orientations
+
+        if not isinstance(run, SimulatedRun):
+            from fcinv.io.registry import sniff
+
+            if sniff(run) != "run":
+                raise DataError(f"'{run}' is not a simulated run (fcinv simulate-experiment output); single-orientation "
+                                "scans need the per-orientation data.")
+            run = SimulatedRun.read(run)
+        which = list(range(run.n_orientations)) if orientations is None else [int(j) for j in orientations]
+        scans = fold_orientations(run, self.grid, self.material.point_group, orientations=which,
+                                  centering=self.material.centering, q_tolerance=self.config.q_tolerance,
+                                  corrections=self.config.corrections, progress=progress)
+        cfg = self.config
+        theta = np.array([self.predictor.predict(s, k_samples=cfg.k_samples, seed=cfg.seed).theta for s in scans])
+        return OrientationScans(self.names, np.asarray(run.psi)[which], np.array([s.coverage for s in scans]), theta)
