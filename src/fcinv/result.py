@@ -167,14 +167,14 @@ class FCResult:
             "format_version": FORMAT_VERSION,
             "names": list(self.names),
             "theta": self.theta_dict(),
-            "sigma": self.sigma_dict(),
+            "sigma": {n: (v if math.isfinite(v) else None) for n, v in self.sigma_dict().items()},
             "unit": UNIT,
             "method": self.method,
             "sigma_meaning": self.sigma_meaning,
             "material": self.material,
             "adequacy": self.adequacy,
             "provenance": None if self.provenance is None else self.provenance.to_dict(),
-            "extra": self.extra,
+            "extra": _finite_or_none(jsonable(self.extra)),
             "parts": {k: v.to_dict() for k, v in self.parts.items()},
         })
 
@@ -263,7 +263,7 @@ class FCResult:
         fcinv.fitting.ExportResult
             The folder, the files written and the self-check's deviation.
         """
-        from fcinv.fitting import export_phonopy
+        from fcinv.fitting.export import export_phonopy
         from fcinv.io.provenance import current_command
         from fcinv.material import load_material
 
@@ -286,16 +286,26 @@ class FCResult:
     def from_fit(cls, fit, *, material: str | None = None, provenance: Provenance | None = None,
                  parts: dict | None = None) -> FCResult:
         """Convert a :class:`fcinv.fitting.FitResult` (the fit's σ: linearised, statistical, local)."""
-        from fcinv.fitting import UNCERTAINTY_NOTE
-
+        note = str(fit.as_dict().get("uncertainty", "1 sigma of the least-squares fit"))
         adequacy = {"success": bool(fit.success), "chi2_dof": fit.chi2_dof, "dof": int(fit.dof), "cost": float(fit.cost)}
         extra = {"message": fit.message, "n_iter": int(fit.n_iter), "wall_s": float(fit.wall_s),
                  "covariance": np.asarray(fit.covariance), "theta_start": dict(zip(fit.names, np.asarray(fit.theta_start, float))),
                  **{k: v for k, v in (fit.extra or {}).items() if k not in ("names", "theta", "sigma")}}
         sigma = np.where(np.isfinite(np.asarray(fit.sigma, float)), np.asarray(fit.sigma, float), np.inf)
         return cls(tuple(fit.names), np.asarray(fit.theta, float), sigma, method=f"fit: {fit.method}",
-                   sigma_meaning=UNCERTAINTY_NOTE, material=material, adequacy=adequacy,
+                   sigma_meaning=note, material=material, adequacy=adequacy,
                    provenance=provenance or Provenance.now(), extra=extra, parts=parts or {})
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """NaN and infinities (which strict JSON lacks) → None, recursively."""
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_none(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _fmt(v: Any) -> str:

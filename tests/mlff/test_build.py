@@ -14,7 +14,6 @@ from fcinv.mlff.sensitivity import EnsembleError, choose_reference, ensemble_bou
 
 from .mlff_helpers import nb_member
 
-pytestmark = pytest.mark.mlff
 
 SETTINGS = PhononSettings.create(4, 0.005, mesh=4)
 

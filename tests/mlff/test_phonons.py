@@ -20,7 +20,6 @@ from fcinv.units import EV_A2_AMU_TO_THZ
 
 from .mlff_helpers import NB_A, NB_SHELLS, SpringCalculator
 
-pytestmark = pytest.mark.mlff
 
 
 def spring_frequencies(crystal, k1: float, k2: float, q_rlu) -> np.ndarray:

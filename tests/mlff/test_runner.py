@@ -11,7 +11,6 @@ from fcinv.mlff.runner import convergence_study, load_result, run_ensemble
 
 from .mlff_helpers import nb_member
 
-pytestmark = pytest.mark.mlff
 
 SETTINGS = PhononSettings.create(3, 0.005, mesh=4)
 

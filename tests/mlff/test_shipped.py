@@ -16,8 +16,6 @@ from fcinv.mlff.ensemble import (
 )
 from fcinv.mlff.phonons import PhononSettings, compute_force_constants, summarize
 
-pytestmark = pytest.mark.mlff
-
 
 @pytest.fixture(scope="module")
 def ge():
@@ -31,6 +29,7 @@ def test_registry_is_the_eight_shipped_members():
     assert [m.name for m in resolve_members(None)] == list(SHIPPED_MEMBERS)
 
 
+@pytest.mark.mlff  # needs the [mlff] extra (CHGNet / SevenNet)
 @pytest.mark.parametrize("name", list(SHIPPED_MEMBERS))
 def test_shipped_weights_on_disk(name):
     pytest.importorskip(SHIPPED_MEMBERS[name].package)
@@ -60,6 +59,7 @@ def test_user_weight_file_members(tmp_path):
     assert sev.modal == "PBE" and sev.model.endswith("ckpt.pth")
 
 
+@pytest.mark.mlff  # needs the [mlff] extra (CHGNet / SevenNet)
 def test_missing_family_package_is_one_line_hint(tmp_path):
     pytest.importorskip("chgnet")
     try:
@@ -74,6 +74,7 @@ def test_missing_family_package_is_one_line_hint(tmp_path):
         resolve_member(f"mace:{f}").calculator()
 
 
+@pytest.mark.mlff  # needs the [mlff] extra (CHGNet / SevenNet)
 def test_chgnet_030_unstable_at_x_and_l(ge):
     """The paper: CHGNet 0.3.0 has imaginary modes at X and L for Ge at a = 5.658 Å."""
     pytest.importorskip("chgnet")
@@ -85,6 +86,7 @@ def test_chgnet_030_unstable_at_x_and_l(ge):
     assert min(summ.points["X"]["freqs_THz"]) < -s.imag_tol_thz and min(summ.points["L"]["freqs_THz"]) < -s.imag_tol_thz
 
 
+@pytest.mark.mlff  # needs the [mlff] extra (CHGNet / SevenNet)
 def test_sevennet_physics_invariants(ge):
     pytest.importorskip("sevenn")
     s = PhononSettings.create(3, 0.01, mesh=4)
@@ -98,6 +100,7 @@ def test_sevennet_physics_invariants(ge):
     assert summ.points["X"]["modes"].count("TA") == 2
 
 
+@pytest.mark.mlff  # needs the [mlff] extra (CHGNet / SevenNet)
 def test_multifidelity_heads_differ(ge):
     pytest.importorskip("sevenn")
     s = PhononSettings.create(2, 0.01, mesh=2)
@@ -108,6 +111,7 @@ def test_multifidelity_heads_differ(ge):
     assert abs(opt[0] - opt[1]) > 0.2
 
 
+@pytest.mark.mlff  # needs the [mlff] extra (CHGNet / SevenNet)
 def test_cli_end_to_end(tmp_path, capsys):
     pytest.importorskip("chgnet")
     from fcinv.cli.reference import main

@@ -169,7 +169,7 @@ def cli_main(fn: Callable[[list[str] | None], int]) -> Callable[[list[str] | Non
 
     @functools.wraps(fn)
     def wrapper(argv: list[str] | None = None) -> int:
-        from fcinv.cli.main import COMMANDS
+        from fcinv.cli.commands import COMMANDS
         from fcinv.io.provenance import command_scope, scoped_command
 
         if scoped_command() is not None:

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.errors import DataError, MaterialError
     from fcinv.fcspace import FCSpace
     from fcinv.fitting import export_phonopy
-    from fcinv.fitting._base import read_theta_json
+    from fcinv.io import read_theta_json
 
     if not args.theta_json and not args.theta:
         raise UsageError("pass --theta-json FILE and/or --theta NAME=VALUE ... (the θ to export)")

@@ -21,7 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
-from fcinv._json import write_json
+from fcinv.io import write_json
 from fcinv.cli._common import (
     UsageError,
     add_material_args,
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv import __version__
     from fcinv.experiment.folded import read_folded
     from fcinv.fitting import fit_spectrum
-    from fcinv.fitting._base import read_theta_json
+    from fcinv.io import read_theta_json
     from fcinv.fitting.spectrum_fit import model_with_free, spectrum_and_jacobian
 
     fs = read_folded(args.data)

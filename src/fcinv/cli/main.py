@@ -16,24 +16,9 @@ import logging
 import sys
 
 from fcinv import __version__
+from fcinv.cli.commands import COMMANDS
 from fcinv.errors import FcinvError
 
-#: command → (module, one-line description)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("fcinv.cli.simulate", "θ or a phonopy FC set → I(q, E) on the q-path (HDF5 + PNG)"),
-    "project": ("fcinv.cli.project", "project a phonopy FC set onto the symmetry-reduced parameters θ"),
-    "reference": ("fcinv.cli.reference", "Stage I: force-field ensemble → θ bounds, sensitivity ranking (needs [mlff])"),
-    "dataset": ("fcinv.cli.dataset", "Stage I: sample the widened domain → training set of (θ, I(q, E)) pairs"),
-    "train": ("fcinv.cli.train", "Stage II: train the VAE, the FC regressor or ResNet-18"),
-    "evaluate": ("fcinv.cli.evaluate", "Stage II: R², MAE, noise grid, latent analysis, figures"),
-    "simulate-experiment": ("fcinv.cli.simexp", "a simulated ToF single-crystal experiment (Euphonic S(Q,E), instrument, counts)"),
-    "fold": ("fcinv.cli.fold", "Stage III: fold a measured 4D S(Q,E) onto the model's q-path"),
-    "infer": ("fcinv.cli.infer", "Stage III: measured spectrum → FCs with uncertainties (optionally refined by a fit)"),
-    "fit": ("fcinv.cli.fit", "classical baseline: least-squares fit of θ to a folded I(q, E)"),
-    "fit-dispersion": ("fcinv.cli.fit_dispersion", "fit θ to a table of measured phonon energies (triple-axis style)"),
-    "export": ("fcinv.cli.export", "write θ as phonopy FORCE_CONSTANTS + POSCAR"),
-    "demo": ("fcinv.cli.demo", "Stage III end to end on the embedded Ge default"),
-}
 #: Exit codes.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _VERBOSITY = {"-q": -1, "--quiet": -1, "-v": 1, "--verbose": 1, "-vv": 2, "-vvv": 2}
@@ -79,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.io.provenance import command_scope
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    typed = ["fcinv", *argv]  # the provenance of every file this run writes, built once here
     verbosity, argv = split_verbosity(argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(_usage())
@@ -95,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     rest = _pass_own_flags(module, verbosity, rest)
     state = configure_logging(verbosity)
     try:
-        with command_scope(["fcinv", cmd, *rest]):
+        with command_scope(typed):
             return int(module.main(rest) or 0)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
@@ -118,7 +104,7 @@ def _pass_own_flags(module, verbosity: int, rest: list[str]) -> list[str]:
     if verbosity == 0 or not hasattr(module, "get_parser"):
         return rest
     try:
-        opts = module.get_parser()._option_string_actions  # argparse's table of option strings
+        opts = _option_strings(module.get_parser())
     except Exception:  # noqa: BLE001 - a parser that cannot be built is reported when the command runs
         return rest
     if verbosity < 0 and "--quiet" in opts:
@@ -126,6 +112,18 @@ def _pass_own_flags(module, verbosity: int, rest: list[str]) -> list[str]:
     if verbosity > 0 and "--verbose" in opts:
         return [*rest, "--verbose"]
     return rest
+
+
+def _option_strings(parser) -> set[str]:
+    """Every option string of an argparse parser and of its sub-command parsers."""
+    import argparse
+
+    out = set(parser._option_string_actions)  # argparse keeps no public table of them
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _option_strings(sub)
+    return out
 
 
 if __name__ == "__main__":  # pragma: no cover

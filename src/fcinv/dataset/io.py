@@ -39,7 +39,7 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
-from fcinv._json import jsonable
+from fcinv.io import jsonable
 from fcinv.errors import DataError, GridError
 from fcinv.grid import SpectrumGrid
 

@@ -74,20 +74,15 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def jsonable(obj: Any) -> Any:
-    """Convert numpy arrays and scalars, tuples and paths inside ``obj`` to plain JSON types.
-
-    Non-finite floats become ``None`` (JSON has no NaN or infinity).
-    """
+    """Convert numpy arrays and scalars, tuples and paths inside ``obj`` to plain JSON types."""
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
+        return obj.tolist()
     if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
+        return obj.item()
     if isinstance(obj, Path):
         return str(obj)
     return obj

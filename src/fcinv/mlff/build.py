@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 import fcinv
-from fcinv._json import jsonable
+from fcinv.io import jsonable
 from fcinv.crystal import Crystal, default_grid, material_dir
 from fcinv.mlff.ensemble import Member
 from fcinv.mlff.phonons import PhononSettings, scaled_crystal

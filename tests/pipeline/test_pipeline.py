@@ -1,0 +1,102 @@
+"""Stage III through fcinv.pipeline: the steps, the pluggable refinement and forward model, every input kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcinv.errors import DataError, GridError
+from fcinv.pipeline import Pipeline, PipelineConfig
+from fcinv.result import FCResult
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data" / "io"
+SHARED = (REPO / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return Pipeline("ge", config=PipelineConfig(k_samples=10))
+
+
+@pytest.fixture(scope="module")
+def spectrum():
+    import fcinv
+
+    return fcinv.simulate("Ge", {"1NN_xx": -2.0})
+
+
+def test_steps_one_at_a_time_equal_run(pipe, spectrum):
+    fs = pipe.fold(pipe.load(spectrum))
+    pred, ml = pipe.predict(fs)
+    run = pipe.run(spectrum)
+    np.testing.assert_array_equal(run.result.theta, ml.theta)
+    assert run.ml is run.result and run.refined is None
+    assert run.frequencies.shape == (140, 6) and set(run.timings) == {"load", "fold", "ml"}
+    assert ml.adequacy["coverage"] == 1.0 and ml.adequacy["in_domain"] in (True, False)
+    assert ml.provenance is not None and ml.provenance.seed == 0 and pred.k_samples == 10
+
+
+def test_refinement_is_pluggable(pipe, spectrum):
+    seen = {}
+
+    def my_refine(model, fs, prediction):
+        seen["args"] = (model, fs, prediction)
+        return FCResult(prediction.names, np.asarray(prediction.theta) * 0 - 1.0, np.full(len(prediction.names), 0.1),
+                        method="my refinement", sigma_meaning="made up for the test")
+
+    p = Pipeline(pipe.predictor, refine=my_refine, config=pipe.config)
+    run = p.run(spectrum, refine=True)
+    assert seen["args"][0] is p.forward_model and seen["args"][1] is run.spectrum
+    assert run.result.method == "my refinement" and np.all(run.result.theta == -1.0)
+    assert run.refined is run.result and run.ml.method.startswith("ML: ")
+    assert run.result.parts["ml"].theta.tolist() == run.ml.theta.tolist() and run.result.material == "Ge"
+
+
+def test_default_refinement_converts_the_fit(pipe, spectrum):
+    run = pipe.run(spectrum, refine=True)
+    assert run.result.method.startswith("fit: ML-initialised refinement") and "ml" in run.result.parts
+    assert run.result.adequacy["success"] and abs(run.result["1NN_xx"][0] + 2.0) < 1e-3
+
+
+def test_forward_model_must_vary_the_models_parameters(pipe):
+    wrong = pipe.material.forward_model(free=["1NN_xx"], grid=pipe.grid)
+    with pytest.raises(GridError, match="but the forward model varies"):
+        Pipeline(pipe.predictor, forward_model=wrong)
+
+
+def test_pathsqe_output_and_another_grid(pipe, tmp_path):
+    import fcinv
+
+    run = pipe.run(DATA / "ge_pathsqe_folded.npy")
+    assert 0.7 < run.spectrum.coverage < 0.8 and run.result.extra["data"].endswith("ge_pathsqe_folded.npy")
+    coarse = fcinv.simulate("Ge", grid=fcinv.load_material("Ge").grid(e_step=1.0))
+    with pytest.raises(GridError, match="is on another grid"):
+        pipe.run(coarse)
+    rebinned = Pipeline(pipe.predictor, config=PipelineConfig(k_samples=10, rebin=True)).run(coarse)
+    assert rebinned.spectrum.grid.same_as(pipe.grid)
+    with pytest.raises(DataError, match="apply to files only"):
+        pipe.load(coarse, transpose=True)
+
+
+def test_nxspe_infers_where_fold_reads_it(pipe):
+    """The bug of issue 10: infer read NXSPE as a plain array ("neither 'signal' nor 'counts')."""
+    f = SHARED / "nxspe" / "MAR11001_test.nxspe"
+    if not f.exists():
+        pytest.skip(f"shared test data not found at {f} (the ../shared/data folder beside the repository)")
+    run = pipe.run(f)
+    assert 0 < run.spectrum.coverage < 0.2 and np.all(np.isfinite(run.result.theta))
+
+
+def test_infer_cli_reads_nxspe(tmp_path, monkeypatch, capsys):
+    from fcinv.cli.main import main
+
+    f = SHARED / "nxspe" / "MAR11001_test.nxspe"
+    if not f.exists():
+        pytest.skip(f"shared test data not found at {f} (the ../shared/data folder beside the repository)")
+    monkeypatch.chdir(tmp_path)
+    assert main(["infer", str(f), "--model", "ge", "--k-samples", "5", "--no-png", "--json", "r.json", "--device", "cpu"]) == 0
+    assert FCResult.from_json(tmp_path / "r.json").adequacy["coverage"] < 0.2

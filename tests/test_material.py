@@ -1,0 +1,48 @@
+"""The material object: one place for structure, centering, point group, path, grid, broadening, reference."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fcinv.errors import MaterialError, StructureError
+from fcinv.material import Material, load_material
+
+
+@pytest.mark.parametrize("name, centering, path, n_pg", [("Ge", "F", "Γ-X-U|K-Γ-L-W-X", 48), ("Nb", "I", "Γ-H-N-Γ-P-H|P-N", 48)])
+def test_embedded_materials(name, centering, path, n_pg):
+    m = load_material(name.lower())
+    assert m.name == name and m.centering == centering and m.path == path and m.point_group.shape == (n_pg, 3, 3)
+    assert m.grid().material == name and m.embedded and m.reference_available
+    info = json.loads((m.folder / "material.json").read_text())
+    assert m.broadening.fwhm0 == info["fwhm_meV"] and m.broadening.fwhm1 == info.get("fwhm_slope", 0.0)
+    assert m.shells == info["cutoff_shells"] and m.space is m.reference.space
+    fm = m.forward_model()
+    assert list(fm.names) == m.sampled and fm.broadening == m.broadening
+    dom = m.domain()
+    assert dom.contains(fm.theta0)[0]
+    np.testing.assert_allclose(m.lattice[3:], [90, 90, 90])
+
+
+def test_a_material_folder_and_a_bare_structure(tmp_path):
+    from fcinv.crystal import material_dir
+
+    src = material_dir("Ge") / "structure.vasp"
+    (tmp_path / "POSCAR").write_text(src.read_text())
+    (tmp_path / "material.json").write_text(json.dumps({"name": "MyGe", "structure": "POSCAR", "energy_max_meV": 30.0,
+                                                        "fwhm_meV": 2.0, "cutoff_shells": 3}))
+    m = load_material(tmp_path)
+    assert m.name == "MyGe" and not m.embedded and m.grid().energy_edges[-1] == 30.0 and m.broadening.fwhm0 == 2.0
+    assert m.space.n_params > 0 and len(m.space.shells) == 3
+    with pytest.raises(MaterialError, match="has no Stage I reference"):
+        m.reference
+    bare = load_material(tmp_path / "POSCAR")
+    assert isinstance(bare, Material) and bare.info == {}
+    with pytest.raises(StructureError, match="no energy range is known"):
+        bare.grid()
+    assert bare.grid(e_max=40.0).n_e == 80
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(MaterialError, match="has no material.json"):
+        load_material(tmp_path / "bad")
