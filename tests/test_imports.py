@@ -16,7 +16,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "fcinv"
 
-#: Private imports in files of the parallel ``fidelity`` branch, left to that branch: (importer, imported name).
+#: Private imports in files of the parallel ``fidelity`` branch, left to it: (importer, imported name).
 #: The lead empties this at the merge; an entry that no longer occurs fails the test, so it only shrinks.
 KNOWN_PRIVATE: set[tuple[str, str]] = {
     ("fcinv.fitting.export", "fcinv.fcspace.pairs._supercell_matrix"),
@@ -81,7 +81,7 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
         stack.append(u)
         for v in sorted(g.get(u, ())):
             if state.get(v) == 1:
-                return stack[stack.index(v):] + [v]
+                return stack[stack.index(v) :] + [v]
             if v not in state:
                 c = visit(v)
                 if c:
@@ -151,10 +151,18 @@ def test_public_api_is_lazy_and_complete():
     import subprocess
     import sys
 
-    code = ("import sys, fcinv; heavy = [m for m in ('torch', 'fcinv.pipeline', 'fcinv.api', 'h5py') if m in sys.modules]; "
-            "print(','.join(heavy)); print(','.join(sorted(fcinv.__all__)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(SRC), "PATH": ""}).stdout.splitlines()
+    code = (
+        "import sys, fcinv; heavy = [m for m in ('torch', 'fcinv.pipeline', 'fcinv.api', 'h5py') if m in "
+        "sys.modules]; "
+        "print(','.join(heavy)); print(','.join(sorted(fcinv.__all__)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(SRC), "PATH": ""},
+    ).stdout.splitlines()
     assert out[0] == "", f"import fcinv loads {out[0]}"
     for name in ("load_material", "load_model", "invert", "fit", "simulate", "FCResult", "FcinvError"):
         assert name in out[1].split(",")

@@ -16,7 +16,6 @@ from fcinv.inference import MODELS_DIR, FCPredictor, available_models, export_mo
 from fcinv.models import VAE, Regressor, RegressorConfig, ResNet18, ResNet18Config, Standardizer, VAEConfig
 from fcinv.training import TrainConfig, train_regressor, train_vae
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -27,8 +26,18 @@ def trained(tmp_path_factory):
     ds = make_toy_dataset(n=200, k=3, n_q=16, n_e=12, seed=1)
     write_dataset(root / "toy.h5", ds)
     cfg = dict(batch_size=16, lr=1e-2, progress=False)
-    train_vae(root / "toy.h5", root / "vae", TrainConfig(epochs=6, **cfg), latent_dim=4, channels=(4, 8), hidden_dim=32, beta=0.01)
-    train_regressor(root / "toy.h5", root / "regressor", root / "vae", TrainConfig(epochs=8, **cfg), hidden=(32,))
+    train_vae(
+        root / "toy.h5",
+        root / "vae",
+        TrainConfig(epochs=6, **cfg),
+        latent_dim=4,
+        channels=(4, 8),
+        hidden_dim=32,
+        beta=0.01,
+    )
+    train_regressor(
+        root / "toy.h5", root / "regressor", root / "vae", TrainConfig(epochs=8, **cfg), hidden=(32,)
+    )
     return root, ds
 
 
@@ -73,7 +82,9 @@ def test_input_scaling_invariance_and_masks(trained):
     root, ds = trained
     p = load_model(root)
     x = ds.spectra[3]
-    np.testing.assert_allclose(p.predict(x, k_samples=0).theta, p.predict(250.0 * x + 7.0, k_samples=0).theta, rtol=1e-5)
+    np.testing.assert_allclose(
+        p.predict(x, k_samples=0).theta, p.predict(250.0 * x + 7.0, k_samples=0).theta, rtol=1e-5
+    )
     masked = x.copy()
     masked[2, :] = np.nan
     assert np.all(np.isfinite(p.predict(masked, k_samples=10).theta))
@@ -92,11 +103,15 @@ def test_save_load_predicts_identically(tmp_path, trained):
     disk = load_model(tmp_path / "m")
     x = ds.spectra[:6]
     for k in (0, 20):
-        np.testing.assert_array_equal(mem.predict_batch(x, k_samples=k, seed=1)[0], disk.predict_batch(x, k_samples=k, seed=1)[0])
+        np.testing.assert_array_equal(
+            mem.predict_batch(x, k_samples=k, seed=1)[0], disk.predict_batch(x, k_samples=k, seed=1)[0]
+        )
     np.testing.assert_array_equal(mem.predict(x[0], seed=2).samples, disk.predict(x[0], seed=2).samples)
     # and the trained model survives a move of its folder (relative VAE path)
     shutil.copytree(root, tmp_path / "moved", ignore=shutil.ignore_patterns("*.h5", "trainer_state.pt"))
-    np.testing.assert_array_equal(load_model(root).predict_batch(x)[0], load_model(tmp_path / "moved" / "regressor").predict_batch(x)[0])
+    np.testing.assert_array_equal(
+        load_model(root).predict_batch(x)[0], load_model(tmp_path / "moved" / "regressor").predict_batch(x)[0]
+    )
 
 
 def test_export_model(tmp_path, trained):
@@ -115,7 +130,9 @@ def test_refuses_other_grid(trained):
         p.predict(np.ones((16, 13)))
     with pytest.raises(GridError, match=r"expects \(N, 16, 12\)"):
         p.predict_batch(np.ones((16, 12)))
-    with pytest.raises(GridError, match=r"trained on another grid \(model energies 0..40 meV vs data 0..30 meV\)"):
+    with pytest.raises(
+        GridError, match=r"trained on another grid \(model energies 0..40 meV vs data 0..30 meV\)"
+    ):
         p.predict(ds.spectra[0], grid=toy_grid(16, 12, e_max=30.0))
 
 
@@ -159,7 +176,9 @@ def test_shipped_models_load():
         r = p.predict(np.random.default_rng(0).random(p.grid.shape), k_samples=10)
         assert np.all(np.isfinite(r.theta))
         ck = (p.regressor or p.resnet).checkpoint
-        assert ck.raw["command"].startswith("fcinv train"), "shipped models record the fcinv train command that made them"
+        assert ck.raw["command"].startswith("fcinv train"), (
+            "shipped models record the fcinv train command that made them"
+        )
 
 
 def test_ge_size_vae_predicts_with_k_samples():
@@ -167,8 +186,13 @@ def test_ge_size_vae_predicts_with_k_samples():
     benchmarks/train_infer_speed.py, not asserted here)."""
     grid = toy_grid(140, 80)
     names = tuple(f"FC{j}" for j in range(8))
-    p = FCPredictor(grid=grid, names=names, target_scaling=Standardizer((0.0,) * 8, (1.0,) * 8),
-                    vae=VAE(VAEConfig((140, 80))), regressor=Regressor(RegressorConfig(20, 8)))
+    p = FCPredictor(
+        grid=grid,
+        names=names,
+        target_scaling=Standardizer((0.0,) * 8, (1.0,) * 8),
+        vae=VAE(VAEConfig((140, 80))),
+        regressor=Regressor(RegressorConfig(20, 8)),
+    )
     x = np.random.default_rng(0).random((140, 80)).astype(np.float32)
     r = p.predict(x, k_samples=100, seed=3)
     assert r.samples.shape == (100, 8) and np.all(r.sigma > 0) and r.k_samples == 100 and r.seed == 3
@@ -182,14 +206,23 @@ def test_predict_takes_a_folded_spectrum_and_checks_its_grid():
 
     grid = toy_grid(140, 80)
     names = tuple(f"FC{j}" for j in range(3))
-    p = FCPredictor(grid=grid, names=names, target_scaling=Standardizer((0.0,) * 3, (1.0,) * 3),
-                    vae=VAE(VAEConfig((140, 80))), regressor=Regressor(RegressorConfig(20, 3)))
+    p = FCPredictor(
+        grid=grid,
+        names=names,
+        target_scaling=Standardizer((0.0,) * 3, (1.0,) * 3),
+        vae=VAE(VAEConfig((140, 80))),
+        regressor=Regressor(RegressorConfig(20, 3)),
+    )
     img = np.random.default_rng(1).random((140, 80))
     img[:10] = np.nan
     fs = FoldedSpectrum.from_arrays(img, grid)
     np.testing.assert_array_equal(p.predict(fs, k_samples=5).theta, p.predict(img, k_samples=5).theta)
     res = p.predict(fs, k_samples=5).to_result(material="toy")
-    assert res.names == names and res.method.startswith("ML: VAE + latent regressor") and "latent samples" in res.sigma_meaning
+    assert (
+        res.names == names
+        and res.method.startswith("ML: VAE + latent regressor")
+        and "latent samples" in res.sigma_meaning
+    )
     other = FoldedSpectrum.from_arrays(np.ones((140, 40)), toy_grid(140, 40))
     with pytest.raises(GridError, match="another grid"):
         p.predict(other)

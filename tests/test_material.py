@@ -11,10 +11,14 @@ from fcinv.errors import MaterialError, StructureError
 from fcinv.material import Material, load_material
 
 
-@pytest.mark.parametrize("name, centering, path, n_pg", [("Ge", "F", "Γ-X-U|K-Γ-L-W-X", 48), ("Nb", "I", "Γ-H-N-Γ-P-H|P-N", 48)])
+@pytest.mark.parametrize(
+    "name, centering, path, n_pg", [("Ge", "F", "Γ-X-U|K-Γ-L-W-X", 48), ("Nb", "I", "Γ-H-N-Γ-P-H|P-N", 48)]
+)
 def test_embedded_materials(name, centering, path, n_pg):
     m = load_material(name.lower())
-    assert m.name == name and m.centering == centering and m.path == path and m.point_group.shape == (n_pg, 3, 3)
+    assert (
+        m.name == name and m.centering == centering and m.path == path and m.point_group.shape == (n_pg, 3, 3)
+    )
     assert m.grid().material == name and m.embedded and m.reference_available
     info = json.loads((m.folder / "material.json").read_text())
     assert m.broadening.fwhm0 == info["fwhm_meV"] and m.broadening.fwhm1 == info.get("fwhm_slope", 0.0)
@@ -31,13 +35,27 @@ def test_a_material_folder_and_a_bare_structure(tmp_path):
 
     src = material_dir("Ge") / "structure.vasp"
     (tmp_path / "POSCAR").write_text(src.read_text())
-    (tmp_path / "material.json").write_text(json.dumps({"name": "MyGe", "structure": "POSCAR", "energy_max_meV": 30.0,
-                                                        "fwhm_meV": 2.0, "cutoff_shells": 3}))
+    (tmp_path / "material.json").write_text(
+        json.dumps(
+            {
+                "name": "MyGe",
+                "structure": "POSCAR",
+                "energy_max_meV": 30.0,
+                "fwhm_meV": 2.0,
+                "cutoff_shells": 3,
+            }
+        )
+    )
     m = load_material(tmp_path)
-    assert m.name == "MyGe" and not m.embedded and m.grid().energy_edges[-1] == 30.0 and m.broadening.fwhm0 == 2.0
+    assert (
+        m.name == "MyGe"
+        and not m.embedded
+        and m.grid().energy_edges[-1] == 30.0
+        and m.broadening.fwhm0 == 2.0
+    )
     assert m.space.n_params > 0 and len(m.space.shells) == 3
     with pytest.raises(MaterialError, match="has no Stage I reference"):
-        m.reference
+        _ = m.reference
     bare = load_material(tmp_path / "POSCAR")
     assert isinstance(bare, Material) and bare.info == {}
     with pytest.raises(StructureError, match="no energy range is known"):

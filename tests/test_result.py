@@ -14,16 +14,25 @@ from fcinv.result import FCResult
 
 
 def make(**kw):
-    base = dict(names=("1NN_xx", "1NN_xy"), theta=[-2.0, -1.2], sigma=[0.1, math.inf], method="test",
-                sigma_meaning="made up", material="Ge", adequacy={"coverage": 0.5},
-                provenance=Provenance.now(seed=1, command="fcinv test"))
+    base = dict(
+        names=("1NN_xx", "1NN_xy"),
+        theta=[-2.0, -1.2],
+        sigma=[0.1, math.inf],
+        method="test",
+        sigma_meaning="made up",
+        material="Ge",
+        adequacy={"coverage": 0.5},
+        provenance=Provenance.now(seed=1, command="fcinv test"),
+    )
     base.update(kw)
     return FCResult(**base)
 
 
 def test_access_table_and_errors():
     r = make()
-    assert r["1NN_xy"] == (-1.2, math.inf) and len(r) == 2 and r.theta_dict() == {"1NN_xx": -2.0, "1NN_xy": -1.2}
+    assert (
+        r["1NN_xy"] == (-1.2, math.inf) and len(r) == 2 and r.theta_dict() == {"1NN_xx": -2.0, "1NN_xy": -1.2}
+    )
     np.testing.assert_allclose(r.relative_error({"1NN_xx": -2.5}), [0.2, np.nan])
     t = r.table({"1NN_xx": -2.5})
     assert "FC0   1NN_xx" in t and "20.0%" in t and "adequacy: coverage 0.5" in t
@@ -45,16 +54,23 @@ def test_json_round_trip_keeps_everything(tmp_path):
 
 def test_csv(tmp_path):
     text = make().to_csv(tmp_path / "r.csv")
-    assert text.splitlines() == ["index,name,theta,sigma,unit", "0,1NN_xx,-2,0.1,eV/Å^2", "1,1NN_xy,-1.2,inf,eV/Å^2"]
+    assert text.splitlines() == [
+        "index,name,theta,sigma,unit",
+        "0,1NN_xx,-2,0.1,eV/Å^2",
+        "1,1NN_xy,-1.2,inf,eV/Å^2",
+    ]
     assert (tmp_path / "r.csv").read_text() == text
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"theta": [1.0]}, "2 names, 1 θ and 2 σ values"),
-    ({"theta": [1.0, np.nan]}, "θ is not finite for \\['1NN_xy'\\]"),
-    ({"sigma": [-1.0, 0.0]}, "σ must be >= 0"),
-    ({"names": ("a", "a")}, "repeat a name"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"theta": [1.0]}, "2 names, 1 θ and 2 σ values"),
+        ({"theta": [1.0, np.nan]}, "θ is not finite for \\['1NN_xy'\\]"),
+        ({"sigma": [-1.0, 0.0]}, "σ must be >= 0"),
+        ({"names": ("a", "a")}, "repeat a name"),
+    ],
+)
 def test_bad_results_are_refused(kw, match):
     with pytest.raises(ForceConstantError, match=match):
         make(**kw)
@@ -73,9 +89,25 @@ def test_bad_files_are_refused(tmp_path):
 def test_from_fit():
     from fcinv.fitting import FitResult
 
-    fit = FitResult(names=["1NN_xx"], theta=np.array([-2.0]), sigma=np.array([np.inf]), covariance=np.full((1, 1), np.inf),
-                    theta_start=np.array([-1.9]), cost=0.5, dof=10, chi2=12.0, n_iter=4, wall_s=0.1, success=True,
-                    message="ok", method="least squares")
+    fit = FitResult(
+        names=["1NN_xx"],
+        theta=np.array([-2.0]),
+        sigma=np.array([np.inf]),
+        covariance=np.full((1, 1), np.inf),
+        theta_start=np.array([-1.9]),
+        cost=0.5,
+        dof=10,
+        chi2=12.0,
+        n_iter=4,
+        wall_s=0.1,
+        success=True,
+        message="ok",
+        method="least squares",
+    )
     r = FCResult.from_fit(fit, material="Ge")
-    assert r.method == "fit: least squares" and r.adequacy["chi2_dof"] == pytest.approx(1.2) and math.isinf(r.sigma[0])
+    assert (
+        r.method == "fit: least squares"
+        and r.adequacy["chi2_dof"] == pytest.approx(1.2)
+        and math.isinf(r.sigma[0])
+    )
     assert "linearised" in r.sigma_meaning and r.extra["theta_start"] == {"1NN_xx": -1.9}

@@ -23,7 +23,10 @@ from fcinv.errors import DataError
 
 
 def load_material(name_or_path):
-    """An embedded material (``"Ge"``, ``"Nb"``), a material folder or a structure file → :class:`~fcinv.material.Material`."""
+    """An embedded material (``"Ge"``, ``"Nb"``), a material folder or a structure file.
+
+    Returns a :class:`~fcinv.material.Material`.
+    """
     from fcinv.material import load_material as _load
 
     return _load(name_or_path)
@@ -36,9 +39,20 @@ def load_model(name_or_dir, kind: str = "auto", device: str | None = "cpu"):
     return _load(name_or_dir, kind=kind, device=device)  # type: ignore[arg-type]
 
 
-def invert(data, model="ge", *, material=None, refine: bool = False, k_samples: int = 100, seed: int = 0,
-           corrections: Any = "one-phonon", q_tolerance: float = 0.05, rebin: bool = False, refine_fn=None,
-           **options: Any):
+def invert(
+    data,
+    model="ge",
+    *,
+    material=None,
+    refine: bool = False,
+    k_samples: int = 100,
+    seed: int = 0,
+    corrections: Any = "one-phonon",
+    q_tolerance: float = 0.05,
+    rebin: bool = False,
+    refine_fn=None,
+    **options: Any,
+):
     """Force constants ± σ from a measurement.
 
     Parameters
@@ -73,13 +87,24 @@ def invert(data, model="ge", *, material=None, refine: bool = False, k_samples: 
     from fcinv.pipeline.core import Pipeline, PipelineConfig, one_phonon_corrections
 
     corr = one_phonon_corrections(5.0) if corrections == "one-phonon" else corrections
-    cfg = PipelineConfig(k_samples=k_samples, seed=seed, q_tolerance=q_tolerance, corrections=corr, rebin=rebin)
+    cfg = PipelineConfig(
+        k_samples=k_samples, seed=seed, q_tolerance=q_tolerance, corrections=corr, rebin=rebin
+    )
     return Pipeline(model, material, refine=refine_fn, config=cfg).invert(data, refine=refine, **options)
 
 
-def fit(data, material="Ge", *, free: Sequence[str] | int | None = None, n_starts: int = 8, seed: int = 0,
-        corrections: Any = "one-phonon", q_tolerance: float = 0.05, **fit_options: Any):
-    """The classical baseline: a least-squares fit of θ to a measured I(q, E), as an :class:`~fcinv.result.FCResult`.
+def fit(
+    data,
+    material="Ge",
+    *,
+    free: Sequence[str] | int | None = None,
+    n_starts: int = 8,
+    seed: int = 0,
+    corrections: Any = "one-phonon",
+    q_tolerance: float = 0.05,
+    **fit_options: Any,
+):
+    """The classical baseline: a least-squares fit of θ to a measured I(q, E), as an FCResult.
 
     Parameters
     ----------
@@ -137,6 +162,12 @@ def simulate(material="Ge", theta: Mapping[str, float] | None = None, *, grid=No
     spec, freqs = fm.spectra(full[None], return_frequencies=True)
     if not np.all(np.isfinite(spec)):
         raise DataError("the simulated spectrum is not finite. Check θ (eV/Å²) for extreme values.")
-    meta = {"source": "fcinv.simulate", "material": mat.name, "theta": dict(zip(mat.space.names, full.tolist())),
-            "frequencies_meV": np.round(freqs[0], 6).tolist(), "forward_model": fm.describe(), "corrections": []}
+    meta = {
+        "source": "fcinv.simulate",
+        "material": mat.name,
+        "theta": dict(zip(mat.space.names, full.tolist())),
+        "frequencies_meV": np.round(freqs[0], 6).tolist(),
+        "forward_model": fm.describe(),
+        "corrections": [],
+    }
     return FoldedSpectrum.from_arrays(spec[0].astype(float), fm.grid, meta=meta)

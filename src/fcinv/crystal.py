@@ -31,7 +31,14 @@ from fcinv.grid import SpectrumGrid
 log = logging.getLogger(__name__)
 
 #: High-symmetry points (conventional r.l.u.) of the pathSQE default paths.
-FCC_POINTS = {"Γ": (0, 0, 0), "X": (0, 1, 0), "U": (0.25, 1, 0.25), "K": (0.75, 0.75, 0), "L": (0.5, 0.5, 0.5), "W": (0.5, 1, 0)}
+FCC_POINTS = {
+    "Γ": (0, 0, 0),
+    "X": (0, 1, 0),
+    "U": (0.25, 1, 0.25),
+    "K": (0.75, 0.75, 0),
+    "L": (0.5, 0.5, 0.5),
+    "W": (0.5, 1, 0),
+}
 BCC_POINTS = {"Γ": (0, 0, 0), "H": (0, 1, 0), "N": (0.5, 0.5, 0), "P": (0.5, 0.5, 0.5)}
 #: Default paths: continuous pieces separated by a jump ("|").
 DEFAULT_PATHS = {
@@ -76,7 +83,9 @@ class Crystal:
 
     # ------------------------------------------------------------ constructors
     @classmethod
-    def from_cell(cls, lattice, positions, numbers, *, name: str = "", masses=None, symprec: float = 1e-4) -> "Crystal":
+    def from_cell(
+        cls, lattice, positions, numbers, *, name: str = "", masses=None, symprec: float = 1e-4
+    ) -> Crystal:
         """Build from any cell (rows of ``lattice`` in Å, fractional ``positions``).
 
         The cell is reduced to spglib's standardised primitive cell; masses
@@ -85,17 +94,34 @@ class Crystal:
         lattice = np.asarray(lattice, dtype=float)
         positions = np.asarray(positions, dtype=float)
         numbers = np.asarray(numbers, dtype=int)
-        if lattice.shape != (3, 3) or positions.ndim != 2 or positions.shape[1] != 3 or len(numbers) != len(positions):
+        if (
+            lattice.shape != (3, 3)
+            or positions.ndim != 2
+            or positions.shape[1] != 3
+            or len(numbers) != len(positions)
+        ):
             raise StructureError(
-                f"cell has lattice {lattice.shape}, positions {positions.shape}, {len(numbers)} atomic numbers; "
+                f"cell has lattice {lattice.shape}, positions {positions.shape}, {len(numbers)} atomic "
+                "numbers; "
                 "expected (3, 3), (n, 3) and n. Check the structure file."
             )
-        if len(numbers) == 0 or abs(np.linalg.det(lattice)) < 1e-6 or not np.all(np.isfinite(lattice)) or not np.all(np.isfinite(positions)):
-            raise StructureError(f"structure '{name}' has no atoms, a degenerate lattice or non-finite numbers. Check the structure file.")
+        if (
+            len(numbers) == 0
+            or abs(np.linalg.det(lattice)) < 1e-6
+            or not np.all(np.isfinite(lattice))
+            or not np.all(np.isfinite(positions))
+        ):
+            raise StructureError(
+                f"structure '{name}' has no atoms, a degenerate lattice or non-finite numbers. Check the "
+                "structure file."
+            )
         cell = (lattice, positions, numbers)
         dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
         if dataset is None:
-            raise StructureError(f"spglib could not find the symmetry of '{name}' (symprec={symprec}). Check for overlapping atoms or pass a larger symprec.")
+            raise StructureError(
+                f"spglib could not find the symmetry of '{name}' (symprec={symprec}). Check for "
+                "overlapping atoms or pass a larger symprec."
+            )
         prim = spglib.standardize_cell(cell, to_primitive=True, no_idealize=False, symprec=symprec)
         conv = spglib.standardize_cell(cell, to_primitive=False, no_idealize=False, symprec=symprec)
         plat, ppos, pnum = (np.asarray(x) for x in prim)
@@ -118,25 +144,42 @@ class Crystal:
         )
 
     @classmethod
-    def from_file(cls, path: str | Path, *, name: str | None = None) -> "Crystal":
+    def from_file(cls, path: str | Path, *, name: str | None = None) -> Crystal:
         """Load a structure file (CIF, POSCAR, or anything ASE reads)."""
         path = Path(path)
         if not path.is_file():
-            raise StructureError(f"structure file '{path}' does not exist. Pass the path of a CIF or POSCAR file, or an embedded material name ({', '.join(available_materials())}).")
+            raise StructureError(
+                f"structure file '{path}' does not exist. Pass the path of a CIF or POSCAR file, or an "
+                f"embedded material name ({', '.join(available_materials())})."
+            )
         try:
             from ase.io import read
 
-            fmt = "vasp" if path.suffix.lower() in {".vasp", ".poscar"} or path.name.upper() in {"POSCAR", "CONTCAR"} else None
+            fmt = (
+                "vasp"
+                if path.suffix.lower() in {".vasp", ".poscar"} or path.name.upper() in {"POSCAR", "CONTCAR"}
+                else None
+            )
             atoms = read(str(path), format=fmt)
         except Exception as exc:  # ASE raises many kinds of errors on malformed files
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StructureError(f"could not read structure file '{path}': {msg}. Check that it is a valid CIF or POSCAR.") from None
+            raise StructureError(
+                f"could not read structure file '{path}': {msg}. Check that it is a valid CIF or POSCAR."
+            ) from None
         if len(atoms) == 0:
-            raise StructureError(f"structure file '{path}' contains no atoms. Check that it is a valid CIF or POSCAR.")
-        return cls.from_cell(atoms.cell[:], atoms.get_scaled_positions(), atoms.numbers, name=name or path.stem, masses=atoms.get_masses())
+            raise StructureError(
+                f"structure file '{path}' contains no atoms. Check that it is a valid CIF or POSCAR."
+            )
+        return cls.from_cell(
+            atoms.cell[:],
+            atoms.get_scaled_positions(),
+            atoms.numbers,
+            name=name or path.stem,
+            masses=atoms.get_masses(),
+        )
 
     @classmethod
-    def from_name(cls, material: str) -> "Crystal":
+    def from_name(cls, material: str) -> Crystal:
         """One of the embedded materials (``"Ge"``, ``"Nb"``), case-insensitive."""
         info = material_info(material)
         return cls.from_file(material_dir(info["name"]) / info["structure"], name=info["name"])
@@ -170,14 +213,22 @@ class Crystal:
         n = self.spacegroup[1]
         if n >= 195:
             return {"F": "fcc", "I": "bcc", "P": "sc"}.get(self.centering, "cubic")
-        for lo, name in ((168, "hexagonal"), (143, "trigonal"), (75, "tetragonal"), (16, "orthorhombic"), (3, "monoclinic"), (1, "triclinic")):
+        for lo, name in (
+            (168, "hexagonal"),
+            (143, "trigonal"),
+            (75, "tetragonal"),
+            (16, "orthorhombic"),
+            (3, "monoclinic"),
+            (1, "triclinic"),
+        ):
             if n >= lo:
                 return name
         return "triclinic"
 
     @property
     def centering(self) -> str:
-        """Lattice centering letter of the space-group symbol: ``"P"``, ``"F"``, ``"I"``, ``"A"``, ``"B"``, ``"C"`` or ``"R"``.
+        """Lattice centering letter of the space-group symbol: ``"P"``, ``"F"``, ``"I"``, ``"A"``, ``"B"``,
+        ``"C"`` or ``"R"``.
 
         The one place fcinv decides it (folding, the simulated experiment and the material use it).
         """
@@ -196,7 +247,7 @@ class Crystal:
 
     @property
     def reciprocal_cell(self) -> np.ndarray:
-        """Shape (3, 3) float64, 1/Å (with 2π): conventional reciprocal vectors as rows, Q = hkl @ reciprocal_cell."""
+        """Shape (3, 3) float64, 1/Å (with 2π): conventional reciprocal vectors as rows; Q = hkl @ this."""
         return 2 * np.pi * np.linalg.inv(self.conventional_lattice).T
 
     @property
@@ -206,7 +257,8 @@ class Crystal:
 
     @cached_property
     def symmetry(self) -> tuple[np.ndarray, np.ndarray]:
-        """Space-group operations of the primitive cell: rotations (n_ops, 3, 3) int and translations (n_ops, 3), fractional."""
+        """Space-group operations of the primitive cell: rotations (n_ops, 3, 3) int, translations (n_ops, 3)
+        fractional."""
         ds = spglib.get_symmetry((self.lattice, self.positions, self.numbers), symprec=1e-4)
         return np.asarray(ds["rotations"]), np.asarray(ds["translations"])
 
@@ -230,7 +282,7 @@ class Crystal:
         return np.array(uniq) + 0.0
 
     def reciprocal_lattice_rlu(self, max_index: int) -> np.ndarray:
-        """Reciprocal-lattice vectors G of the primitive cell, in conventional r.l.u., with |components| <= max_index.
+        """Reciprocal-lattice vectors G of the primitive cell, conventional r.l.u., |components| <= max_index.
 
         Returns shape (n_G, 3) float64 (integers for cubic cells: fcc all-even-or-all-odd, bcc h+k+l even).
         """
@@ -258,10 +310,15 @@ class Crystal:
         """The primitive cell as a ``phonopy.structure.atoms.PhonopyAtoms``."""
         from phonopy.structure.atoms import PhonopyAtoms
 
-        return PhonopyAtoms(numbers=self.numbers, cell=self.lattice, scaled_positions=self.positions, masses=self.masses)
+        return PhonopyAtoms(
+            numbers=self.numbers, cell=self.lattice, scaled_positions=self.positions, masses=self.masses
+        )
 
     def __repr__(self) -> str:
-        return f"Crystal({self.name!r}, {self.spacegroup[0]} #{self.spacegroup[1]}, {self.n_atoms} atoms/primitive cell, a={self.conventional_a:.4f} Å)"
+        return (
+            f"Crystal({self.name!r}, {self.spacegroup[0]} #{self.spacegroup[1]}, {self.n_atoms} "
+            f"atoms/primitive cell, a={self.conventional_a:.4f} Å)"
+        )
 
 
 # ------------------------------------------------------------------ materials
@@ -285,7 +342,10 @@ def material_info(material: str) -> dict:
     names = {m.lower(): m for m in available_materials()}
     key = str(material).lower()
     if key not in names:
-        raise MaterialError(f"unknown material '{material}'. Embedded materials: {', '.join(names.values())}; for any other crystal pass a structure file (--structure FILE).")
+        raise MaterialError(
+            f"unknown material '{material}'. Embedded materials: {', '.join(names.values())}; for any "
+            "other crystal pass a structure file (--structure FILE)."
+        )
     return json.loads((_data_root() / names[key] / "material.json").read_text())
 
 
@@ -306,9 +366,15 @@ def _normalise_label(label: str) -> str:
 
 def parse_path(spec: str) -> list[list[str]]:
     """``"Γ-X-U|K-Γ"`` → ``[["Γ", "X", "U"], ["K", "Γ"]]``."""
-    pieces = [[_normalise_label(p) for p in piece.split("-") if p.strip()] for piece in spec.replace(",", "|").split("|")]
+    pieces = [
+        [_normalise_label(p) for p in piece.split("-") if p.strip()]
+        for piece in spec.replace(",", "|").split("|")
+    ]
     if not pieces or any(len(p) < 2 for p in pieces):
-        raise StructureError(f"path '{spec}' must be labels joined by '-', with '|' between separate pieces, each piece at least two points (e.g. 'Γ-X-U|K-Γ-L').")
+        raise StructureError(
+            f"path '{spec}' must be labels joined by '-', with '|' between separate pieces, each piece at "
+            "least two points (e.g. 'Γ-X-U|K-Γ-L')."
+        )
     return pieces
 
 
@@ -380,7 +446,10 @@ def build_path(
     pieces = parse_path(spec)
     missing = sorted({lab for piece in pieces for lab in piece} - set(points))
     if missing:
-        raise StructureError(f"path '{spec}' uses unknown point label(s) {missing} for {crystal.name}; known labels: {', '.join(sorted(points))}.")
+        raise StructureError(
+            f"path '{spec}' uses unknown point label(s) {missing} for {crystal.name}; known labels: "
+            f"{', '.join(sorted(points))}."
+        )
     qs: list[np.ndarray] = []
     labels: list[str] = []
     ticks: list[float] = []
@@ -396,7 +465,9 @@ def build_path(
             qa, qb = np.asarray(points[a], float), np.asarray(points[b], float)
             nb = int(round(np.max(np.abs(qb - qa)) / step))
             if nb < 1:
-                raise StructureError(f"segment {a}-{b} has zero length. Remove the repeated label from the path.")
+                raise StructureError(
+                    f"segment {a}-{b} has zero length. Remove the repeated label from the path."
+                )
             t = (np.arange(nb) + 0.5) / nb
             qs.append(qa + t[:, None] * (qb - qa))
             n += nb
@@ -410,11 +481,21 @@ def energy_edges(e_min: float, e_max: float, step: float) -> np.ndarray:
     """Energy bin edges from ``e_min`` to ``e_max`` in ``step`` (meV)."""
     n = int(round((e_max - e_min) / step))
     if n < 1 or step <= 0:
-        raise StructureError(f"energy range {e_min}..{e_max} meV with step {step} meV gives no bins. Pass e_max > e_min and step > 0.")
+        raise StructureError(
+            f"energy range {e_min}..{e_max} meV with step {step} meV gives no bins. Pass e_max > e_min and "
+            "step > 0."
+        )
     return e_min + step * np.arange(n + 1)
 
 
-def default_grid(crystal: Crystal, *, path: str | None = None, e_max: float | None = None, e_step: float | None = None, e_min: float | None = None) -> SpectrumGrid:
+def default_grid(
+    crystal: Crystal,
+    *,
+    path: str | None = None,
+    e_max: float | None = None,
+    e_step: float | None = None,
+    e_min: float | None = None,
+) -> SpectrumGrid:
     """The default (q, E) grid of a crystal: the pathSQE path and the material's energy range.
 
     Embedded materials take their energy range from ``material.json``; any other
@@ -428,6 +509,15 @@ def default_grid(crystal: Crystal, *, path: str | None = None, e_max: float | No
     e_step = info.get("energy_step_meV", 0.5) if e_step is None else e_step
     e_max = info.get("energy_max_meV") if e_max is None else e_max
     if e_max is None:
-        raise StructureError(f"no energy range is known for '{crystal.name}'. Pass the maximum energy transfer (--e-max, meV).")
+        raise StructureError(
+            f"no energy range is known for '{crystal.name}'. Pass the maximum energy transfer (--e-max, meV)."
+        )
     q, labels, ticks, seg = build_path(crystal, path)
-    return SpectrumGrid(q_rlu=q, energy_edges=energy_edges(e_min, e_max, e_step), labels=tuple(labels), ticks=tuple(ticks), material=crystal.name, segment_bins=tuple(seg))
+    return SpectrumGrid(
+        q_rlu=q,
+        energy_edges=energy_edges(e_min, e_max, e_step),
+        labels=tuple(labels),
+        ticks=tuple(ticks),
+        material=crystal.name,
+        segment_bins=tuple(seg),
+    )

@@ -10,5 +10,12 @@ from fcinv.pipeline.demo import (
 )
 from fcinv.pipeline.plots import plot_single_scans
 
-__all__ = ["DEFAULT_TRUTH", "DemoReport", "domain_width", "plot_single_scans", "run_demo", "truth_force_constants",
-           "truth_theta"]
+__all__ = [
+    "DEFAULT_TRUTH",
+    "DemoReport",
+    "domain_width",
+    "plot_single_scans",
+    "run_demo",
+    "truth_force_constants",
+    "truth_theta",
+]

@@ -76,18 +76,26 @@ class Prediction:
 
     def as_dict(self) -> dict:
         """θ and σ by name, in eV/Å² (JSON-able)."""
-        return {n: {"theta": float(t), "sigma": float(s)} for n, t, s in zip(self.names, self.theta, self.sigma)}
+        return {
+            n: {"theta": float(t), "sigma": float(s)} for n, t, s in zip(self.names, self.theta, self.sigma)
+        }
 
     @property
     def reconstruction_rms(self) -> float | None:
-        """RMS of (reconstruction − scaled input) over the measured pixels, in [0, 1] units (None for ResNet)."""
+        """RMS of (reconstruction − scaled input) over the measured pixels, [0, 1] units (None for ResNet)."""
         if self.reconstruction is None or self.spectrum is None:
             return None
         x = np.asarray(self.spectrum, float)
         ok = np.isfinite(x)
-        return float(np.sqrt(np.mean((np.asarray(self.reconstruction, float)[ok] - x[ok]) ** 2))) if ok.any() else None
+        return (
+            float(np.sqrt(np.mean((np.asarray(self.reconstruction, float)[ok] - x[ok]) ** 2)))
+            if ok.any()
+            else None
+        )
 
-    def to_result(self, *, material: str | None = None, adequacy: dict | None = None, extra: dict | None = None):
+    def to_result(
+        self, *, material: str | None = None, adequacy: dict | None = None, extra: dict | None = None
+    ):
         """This prediction as an :class:`fcinv.result.FCResult` (σ: the spread over latent samples)."""
         from fcinv.io.provenance import Provenance
         from fcinv.result import SIGMA_ML, SIGMA_POINT, FCResult
@@ -97,9 +105,17 @@ class Prediction:
         spread = self.k_samples > 1
         ext = {"k_samples": int(self.k_samples)}
         ext.update(extra or {})
-        return FCResult(self.names, self.theta, self.sigma, method=self.method,
-                        sigma_meaning=SIGMA_ML if spread else SIGMA_POINT, material=material, adequacy=adq,
-                        provenance=Provenance.now(seed=self.seed), extra=ext)
+        return FCResult(
+            self.names,
+            self.theta,
+            self.sigma,
+            method=self.method,
+            sigma_meaning=SIGMA_ML if spread else SIGMA_POINT,
+            material=material,
+            adequacy=adq,
+            provenance=Provenance.now(seed=self.seed),
+            extra=ext,
+        )
 
 
 class FCPredictor:
@@ -121,7 +137,9 @@ class FCPredictor:
         source: str = "",
     ) -> None:
         if resnet is None and (vae is None or regressor is None):
-            raise CheckpointError("a predictor needs a VAE and a regressor, or a ResNet. Load both checkpoints.")
+            raise CheckpointError(
+                "a predictor needs a VAE and a regressor, or a ResNet. Load both checkpoints."
+            )
         self.grid = grid
         self.names = tuple(names)
         self.target_scaling = target_scaling
@@ -142,11 +160,16 @@ class FCPredictor:
         return self.vae.config.latent_dim if self.vae is not None else None
 
     def __repr__(self) -> str:
-        return f"FCPredictor(kind={self.kind!r}, names={list(self.names)}, grid={self.grid.shape}, source={self.source!r})"
+        return (
+            f"FCPredictor(kind={self.kind!r}, names={list(self.names)}, grid={self.grid.shape}, "
+            f"source={self.source!r})"
+        )
 
     # ----------------------------------------------------------- constructors
     @classmethod
-    def from_vae_regressor(cls, vae_dir: str | os.PathLike, regressor_dir: str | os.PathLike, device: str | None = "cpu") -> "FCPredictor":
+    def from_vae_regressor(
+        cls, vae_dir: str | os.PathLike, regressor_dir: str | os.PathLike, device: str | None = "cpu"
+    ) -> FCPredictor:
         """Load a VAE and the regressor trained on its latent space.
 
         Raises
@@ -165,15 +188,31 @@ class FCPredictor:
         check_grid(rmeta.grid, vmeta.grid, f"regressor checkpoint {regressor_dir}")
         want = rmeta.raw.get("vae", {}).get("weights_sha256")
         if want and want != vmeta.weights_sha256:
-            raise CheckpointError(f"the regressor in {regressor_dir} was trained on another VAE than {vae_dir} (weights differ). Pair it with its own VAE or retrain it.")
+            raise CheckpointError(
+                f"the regressor in {regressor_dir} was trained on another VAE than {vae_dir} (weights "
+                "differ). Pair it with its own VAE or retrain it."
+            )
         if reg.config.latent_dim != vae.config.latent_dim:
-            raise CheckpointError(f"regressor latent size {reg.config.latent_dim} != VAE latent size {vae.config.latent_dim}. Pair matching checkpoints.")
+            raise CheckpointError(
+                f"regressor latent size {reg.config.latent_dim} != VAE latent size "
+                f"{vae.config.latent_dim}. Pair matching checkpoints."
+            )
         if rmeta.target_scaling is None:
-            raise CheckpointError(f"regressor checkpoint {regressor_dir} lacks its target scaling. Retrain it.")
-        return cls(grid=vmeta.grid, names=rmeta.names, target_scaling=rmeta.target_scaling, vae=vae, regressor=reg, device=dev, source=str(regressor_dir))
+            raise CheckpointError(
+                f"regressor checkpoint {regressor_dir} lacks its target scaling. Retrain it."
+            )
+        return cls(
+            grid=vmeta.grid,
+            names=rmeta.names,
+            target_scaling=rmeta.target_scaling,
+            vae=vae,
+            regressor=reg,
+            device=dev,
+            source=str(regressor_dir),
+        )
 
     @classmethod
-    def from_resnet(cls, resnet_dir: str | os.PathLike, device: str | None = "cpu") -> "FCPredictor":
+    def from_resnet(cls, resnet_dir: str | os.PathLike, device: str | None = "cpu") -> FCPredictor:
         """Load a ResNet-18 checkpoint."""
         from fcinv.devices import resolve_device
 
@@ -182,7 +221,14 @@ class FCPredictor:
         meta = net.checkpoint
         if meta.target_scaling is None:
             raise CheckpointError(f"ResNet checkpoint {resnet_dir} lacks its target scaling. Retrain it.")
-        return cls(grid=meta.grid, names=meta.names, target_scaling=meta.target_scaling, resnet=net, device=dev, source=str(resnet_dir))
+        return cls(
+            grid=meta.grid,
+            names=meta.names,
+            target_scaling=meta.target_scaling,
+            resnet=net,
+            device=dev,
+            source=str(resnet_dir),
+        )
 
     # ---------------------------------------------------------------- inputs
     def _prepare(self, spectra: np.ndarray, grid: SpectrumGrid | None, single: bool) -> np.ndarray:
@@ -194,7 +240,8 @@ class FCPredictor:
             expect = f"{want}" if single else f"(N, {want[0]}, {want[1]})"
             raise GridError(
                 f"spectrum has shape {x.shape}; this model expects {expect} (n_q, n_E) on its grid "
-                f"({self.grid.material or 'unnamed'}, {want[0]} q-bins × {want[1]} E-bins). Fold/rebin the data onto the model's grid."
+                f"({self.grid.material or 'unnamed'}, {want[0]} q-bins × {want[1]} E-bins). Fold/rebin the "
+                "data onto the model's grid."
             )
         return minmax_scale(x)
 
@@ -209,7 +256,9 @@ class FCPredictor:
         what = "ResNet-18" if self.kind == "resnet" else "VAE + latent regressor"
         return f"{what} ({self.source or 'in memory'})"
 
-    def predict(self, spectrum, k_samples: int = 100, seed: int = 0, grid: SpectrumGrid | None = None) -> Prediction:
+    def predict(
+        self, spectrum, k_samples: int = 100, seed: int = 0, grid: SpectrumGrid | None = None
+    ) -> Prediction:
         """Infer θ from one spectrum.
 
         Parameters
@@ -250,18 +299,33 @@ class FCPredictor:
                 gen.manual_seed(int(seed))
                 z = VAE.reparameterize(mu.expand(k_samples, -1), logvar.expand(k_samples, -1), gen)
                 samples = self.target_scaling.inverse(self.regressor(z).cpu().numpy())
-                theta, sigma = samples.mean(axis=0), samples.std(axis=0, ddof=1) if k_samples > 1 else np.zeros(len(self.names))
+                theta, sigma = (
+                    samples.mean(axis=0),
+                    samples.std(axis=0, ddof=1) if k_samples > 1 else np.zeros(len(self.names)),
+                )
             else:
                 samples = None
                 theta = self.target_scaling.inverse(self.regressor(mu)[0].cpu().numpy())
                 sigma = np.zeros_like(theta)
         return Prediction(
-            self.names, theta, sigma, samples=samples, mu=mu[0].cpu().numpy(), logvar=logvar[0].cpu().numpy(), reconstruction=recon, spectrum=x,
+            self.names,
+            theta,
+            sigma,
+            samples=samples,
+            mu=mu[0].cpu().numpy(),
+            logvar=logvar[0].cpu().numpy(),
+            reconstruction=recon,
+            spectrum=x,
             **info,
         )
 
     def predict_batch(
-        self, spectra: np.ndarray, k_samples: int = 0, seed: int = 0, batch_size: int = 256, grid: SpectrumGrid | None = None
+        self,
+        spectra: np.ndarray,
+        k_samples: int = 0,
+        seed: int = 0,
+        batch_size: int = 256,
+        grid: SpectrumGrid | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Infer θ for a stack of spectra.
 
@@ -292,7 +356,9 @@ class FCPredictor:
                 mu, logvar = self.vae.encode(xt)  # type: ignore[union-attr]
                 if k_samples > 0:
                     b, d = mu.shape
-                    z = VAE.reparameterize(mu[:, None].expand(b, k_samples, d), logvar[:, None].expand(b, k_samples, d), gen)
+                    z = VAE.reparameterize(
+                        mu[:, None].expand(b, k_samples, d), logvar[:, None].expand(b, k_samples, d), gen
+                    )
                     s = self.target_scaling.inverse(self.regressor(z).cpu().numpy())  # type: ignore[misc]
                     thetas.append(s.mean(axis=1))
                     sigmas.append(s.std(axis=1, ddof=1) if k_samples > 1 else np.zeros_like(s[:, 0]))
@@ -317,14 +383,22 @@ class FCPredictor:
                 mus.append(mu.cpu().numpy())
                 lvs.append(lv.cpu().numpy())
         d = self.vae.config.latent_dim
-        return (np.concatenate(mus), np.concatenate(lvs)) if mus else (np.zeros((0, d), np.float32), np.zeros((0, d), np.float32))
+        return (
+            (np.concatenate(mus), np.concatenate(lvs))
+            if mus
+            else (np.zeros((0, d), np.float32), np.zeros((0, d), np.float32))
+        )
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Latent vectors (N, latent_dim) → reconstructions (N, n_q, n_E) in [0, 1] (VAE only)."""
         if self.vae is None:
             raise CheckpointError("this predictor is a ResNet; it has no decoder. Load a VAE model.")
         with torch.inference_mode():
-            return self.vae.decode(torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.device)).cpu().numpy()
+            return (
+                self.vae.decode(torch.as_tensor(np.asarray(z, dtype=np.float32), device=self.device))
+                .cpu()
+                .numpy()
+            )
 
 
 # ---------------------------------------------------------------------- loading
@@ -338,13 +412,22 @@ def available_models() -> list[str]:
 def _vae_of_regressor(reg_dir: Path) -> Path:
     cfg = read_checkpoint_config(reg_dir, "regressor")
     info = cfg.get("vae") or {}
-    for cand in (reg_dir / str(info.get("path", "")), Path(str(info.get("abs_path", ""))), reg_dir.parent / "vae"):
+    for cand in (
+        reg_dir / str(info.get("path", "")),
+        Path(str(info.get("abs_path", ""))),
+        reg_dir.parent / "vae",
+    ):
         if str(cand) and (cand / CONFIG).exists():
             return cand
-    raise CheckpointError(f"the VAE of regressor {reg_dir} is not at {info.get('path')!r} (relative to it) nor next to it. Pass the folder holding vae/ and regressor/.")
+    raise CheckpointError(
+        f"the VAE of regressor {reg_dir} is not at {info.get('path')!r} (relative to it) nor next to it. "
+        "Pass the folder holding vae/ and regressor/."
+    )
 
 
-def load_model(name_or_dir: str | os.PathLike, kind: ModelKind = "auto", device: str | None = "cpu") -> FCPredictor:
+def load_model(
+    name_or_dir: str | os.PathLike, kind: ModelKind = "auto", device: str | None = "cpu"
+) -> FCPredictor:
     """Load a shipped model by material name (``"ge"``, ``"nb"``) or a model directory.
 
     Parameters
@@ -372,7 +455,10 @@ def load_model(name_or_dir: str | os.PathLike, kind: ModelKind = "auto", device:
         key = str(name_or_dir).lower()
         if key not in lookup:
             shipped = ", ".join(names) if names else "none shipped in this installation"
-            raise MaterialError(f"no model directory or shipped model named {str(name_or_dir)!r} (shipped: {shipped}). Pass a checkpoint directory from fcinv train.")
+            raise MaterialError(
+                f"no model directory or shipped model named {str(name_or_dir)!r} (shipped: {shipped}). "
+                "Pass a checkpoint directory from fcinv train."
+            )
         path = MODELS_DIR / lookup[key]
     if (path / CONFIG).exists():
         ck = read_checkpoint_config(path).get("kind")
@@ -380,7 +466,10 @@ def load_model(name_or_dir: str | os.PathLike, kind: ModelKind = "auto", device:
             return FCPredictor.from_resnet(path, device)
         if ck == "regressor":
             return FCPredictor.from_vae_regressor(_vae_of_regressor(path), path, device)
-        raise CheckpointError(f"{path} is a {ck} checkpoint, which predicts no force constants. Pass its regressor's directory or the folder holding vae/ and regressor/.")
+        raise CheckpointError(
+            f"{path} is a {ck} checkpoint, which predicts no force constants. Pass its regressor's "
+            "directory or the folder holding vae/ and regressor/."
+        )
     has_vae = (path / "vae" / CONFIG).exists() and (path / "regressor" / CONFIG).exists()
     has_resnet = (path / "resnet" / CONFIG).exists()
     if kind in ("auto", "vae") and has_vae:
@@ -388,7 +477,9 @@ def load_model(name_or_dir: str | os.PathLike, kind: ModelKind = "auto", device:
     if kind in ("auto", "resnet") and has_resnet:
         return FCPredictor.from_resnet(path / "resnet", device)
     want = {"auto": "vae/ + regressor/ or resnet/", "vae": "vae/ + regressor/", "resnet": "resnet/"}[kind]
-    raise CheckpointError(f"{path} holds no {want} checkpoints. Train them with fcinv train, or pass a checkpoint directory.")
+    raise CheckpointError(
+        f"{path} holds no {want} checkpoints. Train them with fcinv train, or pass a checkpoint directory."
+    )
 
 
 def export_model(source: str | os.PathLike, dest: str | os.PathLike, kind: ModelKind = "auto") -> Path:
@@ -417,7 +508,9 @@ def export_model(source: str | os.PathLike, dest: str | os.PathLike, kind: Model
 
     pred = load_model(source, kind=kind)
     dest = Path(dest)
-    parts = {"resnet": pred.resnet} if pred.resnet is not None else {"vae": pred.vae, "regressor": pred.regressor}
+    parts = (
+        {"resnet": pred.resnet} if pred.resnet is not None else {"vae": pred.vae, "regressor": pred.regressor}
+    )
     for sub, model in parts.items():
         src_dir = model.checkpoint.path  # type: ignore[union-attr]
         (dest / sub).mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,13 @@ from fcinv.errors import DataError, MaterialError, StructureError
 log = logging.getLogger(__name__)
 
 #: material.json keys and the defaults used when a key (or the whole file) is absent.
-DEFAULTS: dict[str, Any] = {"fwhm_meV": 1.2, "fwhm_slope": 0.0, "cutoff_shells": 5, "energy_min_meV": 0.0,
-                            "energy_step_meV": 0.5}
+DEFAULTS: dict[str, Any] = {
+    "fwhm_meV": 1.2,
+    "fwhm_slope": 0.0,
+    "cutoff_shells": 5,
+    "energy_min_meV": 0.0,
+    "energy_step_meV": 0.5,
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,14 +74,18 @@ class Material:
         folder = Path(folder)
         path = folder / "material.json"
         if not path.is_file():
-            raise MaterialError(f"'{folder}' has no material.json. A material folder holds material.json "
-                                "(name, structure, energy_max_meV, ...) and the structure file it names.")
+            raise MaterialError(
+                f"'{folder}' has no material.json. A material folder holds material.json "
+                "(name, structure, energy_max_meV, ...) and the structure file it names."
+            )
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise MaterialError(f"'{path}' is not valid JSON ({exc}). Fix the file.") from None
         if "structure" not in info:
-            raise MaterialError(f"'{path}' names no structure file. Add \"structure\": \"<file>\" (CIF or POSCAR).")
+            raise MaterialError(
+                f'\'{path}\' names no structure file. Add "structure": "<file>" (CIF or POSCAR).'
+            )
         name = str(info.get("name", folder.name))
         crystal = Crystal.from_file(folder / info["structure"], name=name)
         return cls(crystal, dict(info, name=name), folder, False)
@@ -121,7 +130,11 @@ class Material:
     def energy_range(self) -> tuple[float, float | None, float]:
         """(E_min, E_max or None when unknown, E_step), meV."""
         e_max = self.info.get("energy_max_meV")
-        return float(self._get("energy_min_meV")), None if e_max is None else float(e_max), float(self._get("energy_step_meV"))
+        return (
+            float(self._get("energy_min_meV")),
+            None if e_max is None else float(e_max),
+            float(self._get("energy_step_meV")),
+        )
 
     def grid(self, *, path: str | None = None, e_max: float | None = None, e_step: float | None = None):
         """The (q, E) grid: the default path (or ``path``) and the material's energy bins.
@@ -134,8 +147,10 @@ class Material:
         e_min, e_max0, e_step0 = self.energy_range
         e_max = e_max if e_max is not None else e_max0
         if e_max is None:
-            raise StructureError(f"no energy range is known for '{self.name}'. Pass the maximum energy transfer "
-                                 "(e_max in meV, --e-max), or give energy_max_meV in its material.json.")
+            raise StructureError(
+                f"no energy range is known for '{self.name}'. Pass the maximum energy transfer "
+                "(e_max in meV, --e-max), or give energy_max_meV in its material.json."
+            )
         path = path if path is not None else self.info.get("path")
         return default_grid(self.crystal, path=path, e_max=e_max, e_step=e_step or e_step0, e_min=e_min)
 
@@ -182,9 +197,11 @@ class Material:
             The material has no embedded reference (run ``fcinv reference`` for it).
         """
         if not self.embedded:
-            raise MaterialError(f"'{self.name}' has no Stage I reference (only the embedded materials "
-                                f"{', '.join(available_materials())} ship one). Make one with fcinv reference, "
-                                "or work from θ / a phonopy FC set.")
+            raise MaterialError(
+                f"'{self.name}' has no Stage I reference (only the embedded materials "
+                f"{', '.join(available_materials())} ship one). Make one with fcinv reference, "
+                "or work from θ / a phonopy FC set."
+            )
         from fcinv.reference import load_reference
 
         return load_reference(self.name)
@@ -204,7 +221,7 @@ class Material:
         return list(self.reference.sampled)
 
     def domain(self, names: list[str] | None = None):
-        """The training domain (:class:`~fcinv.dataset.generate.Domain`) of ``names`` (default: the sampled ones):
+        """The training domain (:class:`~fcinv.dataset.generate.Domain`) of ``names`` (default: sampled):
         the ensemble bounds widened by the default rule."""
         from fcinv.dataset.generate import widened_domain
 
@@ -214,7 +231,7 @@ class Material:
         return widened_domain(names, lo, hi, ref.theta_ref[ref.space.index(names)])
 
     def theta_full(self, values: dict[str, float] | None = None) -> np.ndarray:
-        """Every parameter of :attr:`space`: the reference θ (zeros without one) with ``values`` by name, eV/Å².
+        """Every parameter of :attr:`space`, eV/Å²: the reference θ (zeros without one), ``values`` by name.
 
         Raises
         ------
@@ -225,7 +242,9 @@ class Material:
         base = self.reference.theta_ref.copy() if self.reference_available else np.zeros(space.n_params)
         for k, v in (values or {}).items():
             if k not in space.names:
-                raise DataError(f"'{k}' is not a parameter of {self.name}. Parameters: {', '.join(space.names)}.")
+                raise DataError(
+                    f"'{k}' is not a parameter of {self.name}. Parameters: {', '.join(space.names)}."
+                )
             base[space.names.index(k)] = float(v)
         return base
 
@@ -253,8 +272,14 @@ class Material:
         broadening = broadening if broadening is not None else self.broadening
         if self.reference_available:
             ref = self.reference
-            return ForwardModel(ref.space, grid, ref.theta_ref, reference=ref.pairs, free=free or ref.sampled,
-                                broadening=broadening)
+            return ForwardModel(
+                ref.space,
+                grid,
+                ref.theta_ref,
+                reference=ref.pairs,
+                free=free or ref.sampled,
+                broadening=broadening,
+            )
         space = self.space
         th = np.zeros(space.n_params) if theta is None else np.asarray(theta, float)
         return ForwardModel(space, grid, th, free=free, broadening=broadening)

@@ -47,9 +47,18 @@ def colormap(name: str, bad: str | None = "0.75"):
     return cm.with_extremes(bad=bad) if bad is not None else cm
 
 
-def plot_spectrum(ax, spectrum: np.ndarray, grid: SpectrumGrid, *, frequencies: np.ndarray | None = None,
-                  title: str = "", line_color: str = "w", cmap: str = "viridis", vmax: float | None = None,
-                  label: str | None = None):
+def plot_spectrum(
+    ax,
+    spectrum: np.ndarray,
+    grid: SpectrumGrid,
+    *,
+    frequencies: np.ndarray | None = None,
+    title: str = "",
+    line_color: str = "w",
+    cmap: str = "viridis",
+    vmax: float | None = None,
+    label: str | None = None,
+):
     """Draw an I(q, E) image (NaN = unmeasured, shown grey) with optional dispersion lines.
 
     Parameters
@@ -63,16 +72,30 @@ def plot_spectrum(ax, spectrum: np.ndarray, grid: SpectrumGrid, *, frequencies: 
     finite = img.compressed()
     vmax = vmax if vmax is not None else (float(np.percentile(finite, 99.5)) if finite.size else 1.0)
     extent = (0, grid.n_q, grid.energy_edges[0], grid.energy_edges[-1])
-    im = ax.imshow(img.T, origin="lower", aspect="auto", extent=extent, cmap=colormap(cmap), vmin=0,
-                   vmax=vmax or 1.0, interpolation="nearest")
+    im = ax.imshow(
+        img.T,
+        origin="lower",
+        aspect="auto",
+        extent=extent,
+        cmap=colormap(cmap),
+        vmin=0,
+        vmax=vmax or 1.0,
+        interpolation="nearest",
+    )
     if frequencies is not None:
         x = np.arange(grid.n_q) + 0.5
         f = np.asarray(frequencies)
         starts = [0] + [int(t) for t in grid.ticks[1:-1]] + [grid.n_q]
         for mode in range(f.shape[1]):
             for a, b in zip(starts[:-1], starts[1:]):
-                ax.plot(x[a:b], f[a:b, mode], color=line_color, lw=0.8, alpha=0.9,
-                        label=label if (mode == 0 and a == 0) else None)
+                ax.plot(
+                    x[a:b],
+                    f[a:b, mode],
+                    color=line_color,
+                    lw=0.8,
+                    alpha=0.9,
+                    label=label if (mode == 0 and a == 0) else None,
+                )
     grid.plot_axes(ax)
     ax.set_ylim(grid.energy_edges[0], grid.energy_edges[-1])
     ax.set_ylabel("Energy (meV)")
@@ -99,8 +122,9 @@ def save_figure(fig, path: str | Path, *, title: str = "") -> Path:
     return path
 
 
-def save_spectrum_png(path: str | Path, spectrum: np.ndarray, grid: SpectrumGrid, *, frequencies=None,
-                      title: str = "") -> Path:
+def save_spectrum_png(
+    path: str | Path, spectrum: np.ndarray, grid: SpectrumGrid, *, frequencies=None, title: str = ""
+) -> Path:
     """Write a one-panel figure of a spectrum (and dispersion)."""
     fig, ax = new_figure(figsize=(7, 3.6), dpi=130)
     im = plot_spectrum(ax, spectrum, grid, frequencies=frequencies, title=title)

@@ -38,9 +38,11 @@ FORMAT_VERSION = 1
 UNIT = "eV/Å^2"
 
 #: What σ means, per way of making θ.
-SIGMA_ML = ("standard deviation of the regressor's output over latent samples drawn from the encoder's "
-            "N(mu, sigma^2); a spread, not a calibrated error (it does not cover the domain shift between "
-            "simulated and measured spectra)")
+SIGMA_ML = (
+    "standard deviation of the regressor's output over latent samples drawn from the encoder's "
+    "N(mu, sigma^2); a spread, not a calibrated error (it does not cover the domain shift between "
+    "simulated and measured spectra)"
+)
 SIGMA_POINT = "none: a point estimate (sigma = 0)"
 
 
@@ -91,13 +93,19 @@ class FCResult:
         if len(set(names)) != len(names):
             raise ForceConstantError(f"result names {list(names)} repeat a name. Pass each parameter once.")
         if theta.shape != (len(names),) or sigma.shape != theta.shape:
-            raise ForceConstantError(f"result has {len(names)} names, {theta.size} θ and {sigma.size} σ values. "
-                                     "Pass one θ and one σ per name.")
+            raise ForceConstantError(
+                f"result has {len(names)} names, {theta.size} θ and {sigma.size} σ values. "
+                "Pass one θ and one σ per name."
+            )
         if not np.all(np.isfinite(theta)):
-            raise ForceConstantError(f"θ is not finite for {[n for n, t in zip(names, theta) if not np.isfinite(t)]}. "
-                                     "A result holds finite force constants.")
+            raise ForceConstantError(
+                f"θ is not finite for {[n for n, t in zip(names, theta) if not np.isfinite(t)]}. "
+                "A result holds finite force constants."
+            )
         if np.any(np.isnan(sigma)) or np.any(sigma < 0):
-            raise ForceConstantError(f"σ must be >= 0 (or inf), got {sigma.tolist()}. Pass standard deviations.")
+            raise ForceConstantError(
+                f"σ must be >= 0 (or inf), got {sigma.tolist()}. Pass standard deviations."
+            )
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "theta", theta)
         object.__setattr__(self, "sigma", sigma)
@@ -139,7 +147,10 @@ class FCResult:
         head = f"      {'name':<{w}} {'theta':>10} {'± sigma':>9}  unit"
         if truth is not None:
             head += f"    {'truth':>9} {'error':>7}"
-        lines = [title if title is not None else f"{self.method} (sigma: {self.sigma_meaning.split(';')[0]})", head]
+        lines = [
+            title if title is not None else f"{self.method} (sigma: {self.sigma_meaning.split(';')[0]})",
+            head,
+        ]
         rel = self.relative_error(truth) if truth is not None else None
         for i, (n, t, s) in enumerate(zip(self.names, self.theta, self.sigma)):
             line = f"FC{i:<3} {n:<{w}} {t:>10.4f} {s:>9.4f}  eV/Å²"
@@ -162,21 +173,23 @@ class FCResult:
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
         """The JSON layout of the module docstring (plain types; non-finite σ as null)."""
-        return jsonable({
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "names": list(self.names),
-            "theta": self.theta_dict(),
-            "sigma": {n: (v if math.isfinite(v) else None) for n, v in self.sigma_dict().items()},
-            "unit": UNIT,
-            "method": self.method,
-            "sigma_meaning": self.sigma_meaning,
-            "material": self.material,
-            "adequacy": self.adequacy,
-            "provenance": None if self.provenance is None else self.provenance.to_dict(),
-            "extra": _finite_or_none(jsonable(self.extra)),
-            "parts": {k: v.to_dict() for k, v in self.parts.items()},
-        })
+        return jsonable(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "names": list(self.names),
+                "theta": self.theta_dict(),
+                "sigma": {n: (v if math.isfinite(v) else None) for n, v in self.sigma_dict().items()},
+                "unit": UNIT,
+                "method": self.method,
+                "sigma_meaning": self.sigma_meaning,
+                "material": self.material,
+                "adequacy": self.adequacy,
+                "provenance": None if self.provenance is None else self.provenance.to_dict(),
+                "extra": _finite_or_none(jsonable(self.extra)),
+                "parts": {k: v.to_dict() for k, v in self.parts.items()},
+            }
+        )
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The result as JSON text; written atomically to ``path`` when given."""
@@ -195,11 +208,15 @@ class FCResult:
             Not an fcinv result, or a newer format version.
         """
         if d.get("format") != FORMAT:
-            raise DataError(f"this JSON has format {d.get('format')!r}, not {FORMAT!r}. Pass a file written by "
-                            "FCResult.to_json (fcinv infer --json); for other θ files use fcinv.io.read_theta_json.")
+            raise DataError(
+                f"this JSON has format {d.get('format')!r}, not {FORMAT!r}. Pass a file written by "
+                "FCResult.to_json (fcinv infer --json); for other θ files use fcinv.io.read_theta_json."
+            )
         if int(d.get("format_version", 0)) > FORMAT_VERSION:
-            raise DataError(f"result format version {d.get('format_version')} is newer than this fcinv reads "
-                            f"({FORMAT_VERSION}). Upgrade fcinv.")
+            raise DataError(
+                f"result format version {d.get('format_version')} is newer than this fcinv reads "
+                f"({FORMAT_VERSION}). Upgrade fcinv."
+            )
         names = list(d["names"])
         sig = d.get("sigma") or {}
         return cls(
@@ -224,24 +241,39 @@ class FCResult:
         try:
             doc = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise DataError(f"'{p}' is not valid JSON ({exc}). Pass a file written by FCResult.to_json.") from None
+            raise DataError(
+                f"'{p}' is not valid JSON ({exc}). Pass a file written by FCResult.to_json."
+            ) from None
         if not isinstance(doc, dict):
-            raise DataError(f"'{p}' holds a JSON {type(doc).__name__}, not a result. Pass a file written by FCResult.to_json.")
+            raise DataError(
+                f"'{p}' holds a JSON {type(doc).__name__}, not a result. Pass a file written by "
+                "FCResult.to_json."
+            )
         return cls.from_dict(doc)
 
     # ------------------------------------------------------------------- CSV
     def to_csv(self, path: str | Path | None = None) -> str:
-        """``index,name,theta,sigma,unit`` lines (σ ``inf`` where unconstrained); written atomically to ``path``."""
+        """``index,name,theta,sigma,unit`` lines (σ ``inf`` where unconstrained); also written to ``path``."""
         rows = ["index,name,theta,sigma,unit"]
-        rows += [f"{i},{n},{t:.10g},{s:.10g},{UNIT}" for i, (n, t, s) in enumerate(zip(self.names, self.theta, self.sigma))]
+        rows += [
+            f"{i},{n},{t:.10g},{s:.10g},{UNIT}"
+            for i, (n, t, s) in enumerate(zip(self.names, self.theta, self.sigma))
+        ]
         text = "\n".join(rows) + "\n"
         if path is not None:
             write_text(path, text)
         return text
 
     # --------------------------------------------------------------- phonopy
-    def to_phonopy(self, outdir: str | Path, *, material=None, supercell: Sequence[int] | None = None,
-                   compact: bool = False, check: bool = True):
+    def to_phonopy(
+        self,
+        outdir: str | Path,
+        *,
+        material=None,
+        supercell: Sequence[int] | None = None,
+        compact: bool = False,
+        check: bool = True,
+    ):
         """Write the full force-constant set of this θ as phonopy ``FORCE_CONSTANTS`` + ``POSCAR`` (+ YAML).
 
         The parameters not in the result keep the material's reference values; with a reference
@@ -271,30 +303,76 @@ class FCResult:
             raise DataError("this result names no material. Pass material= (e.g. 'Ge' or a Material).")
         mat = load_material(material if material is not None else self.material)
         theta = mat.theta_full(self.theta_dict())
-        meta = {"result_method": self.method, "result_provenance": None if self.provenance is None else self.provenance.to_dict()}
+        meta = {
+            "result_method": self.method,
+            "result_provenance": None if self.provenance is None else self.provenance.to_dict(),
+        }
         if mat.reference_available:
             ref = mat.reference
             smat = mat.reference_supercell if supercell is None else supercell
-            return export_phonopy(outdir, ref.space, theta, reference=ref.pairs, theta_ref=ref.theta_ref, supercell=smat,
-                                  compact=compact, check=check, meta=meta, command=current_command())
+            return export_phonopy(
+                outdir,
+                ref.space,
+                theta,
+                reference=ref.pairs,
+                theta_ref=ref.theta_ref,
+                supercell=smat,
+                compact=compact,
+                check=check,
+                meta=meta,
+                command=current_command(),
+            )
         sc = supercell if supercell is not None else mat.supercell
-        return export_phonopy(outdir, mat.space, theta, supercell=sc, compact=compact, check=check, meta=meta,
-                              command=current_command())
+        return export_phonopy(
+            outdir,
+            mat.space,
+            theta,
+            supercell=sc,
+            compact=compact,
+            check=check,
+            meta=meta,
+            command=current_command(),
+        )
 
     # ------------------------------------------------------------ converters
     @classmethod
-    def from_fit(cls, fit, *, material: str | None = None, provenance: Provenance | None = None,
-                 parts: dict | None = None) -> FCResult:
+    def from_fit(
+        cls,
+        fit,
+        *,
+        material: str | None = None,
+        provenance: Provenance | None = None,
+        parts: dict | None = None,
+    ) -> FCResult:
         """Convert a :class:`fcinv.fitting.FitResult` (the fit's σ: linearised, statistical, local)."""
         note = str(fit.as_dict().get("uncertainty", "1 sigma of the least-squares fit"))
-        adequacy = {"success": bool(fit.success), "chi2_dof": fit.chi2_dof, "dof": int(fit.dof), "cost": float(fit.cost)}
-        extra = {"message": fit.message, "n_iter": int(fit.n_iter), "wall_s": float(fit.wall_s),
-                 "covariance": np.asarray(fit.covariance), "theta_start": dict(zip(fit.names, np.asarray(fit.theta_start, float))),
-                 **{k: v for k, v in (fit.extra or {}).items() if k not in ("names", "theta", "sigma")}}
+        adequacy = {
+            "success": bool(fit.success),
+            "chi2_dof": fit.chi2_dof,
+            "dof": int(fit.dof),
+            "cost": float(fit.cost),
+        }
+        extra = {
+            "message": fit.message,
+            "n_iter": int(fit.n_iter),
+            "wall_s": float(fit.wall_s),
+            "covariance": np.asarray(fit.covariance),
+            "theta_start": dict(zip(fit.names, np.asarray(fit.theta_start, float))),
+            **{k: v for k, v in (fit.extra or {}).items() if k not in ("names", "theta", "sigma")},
+        }
         sigma = np.where(np.isfinite(np.asarray(fit.sigma, float)), np.asarray(fit.sigma, float), np.inf)
-        return cls(tuple(fit.names), np.asarray(fit.theta, float), sigma, method=f"fit: {fit.method}",
-                   sigma_meaning=note, material=material, adequacy=adequacy,
-                   provenance=provenance or Provenance.now(), extra=extra, parts=parts or {})
+        return cls(
+            tuple(fit.names),
+            np.asarray(fit.theta, float),
+            sigma,
+            method=f"fit: {fit.method}",
+            sigma_meaning=note,
+            material=material,
+            adequacy=adequacy,
+            provenance=provenance or Provenance.now(),
+            extra=extra,
+            parts=parts or {},
+        )
 
 
 def _finite_or_none(obj: Any) -> Any:

@@ -15,8 +15,16 @@ from fcinv.pipeline.rebin import rebin_spectrum
 __all__ = ["load_spectrum", "plot_inversion", "rebin_spectrum"]
 
 
-def load_spectrum(path: str | Path, grid, crystal, *, rebin: bool = False, transpose: bool = False,
-                  q_tolerance: float = 0.05, corrections=None):
+def load_spectrum(
+    path: str | Path,
+    grid,
+    crystal,
+    *,
+    rebin: bool = False,
+    transpose: bool = False,
+    q_tolerance: float = 0.05,
+    corrections=None,
+):
     """Any measurement file → a FoldedSpectrum on ``grid`` (format registry, then folding or a grid check)."""
     from fcinv.io.registry import open_measurement, sniff
     from fcinv.material import Material
@@ -26,5 +34,12 @@ def load_spectrum(path: str | Path, grid, crystal, *, rebin: bool = False, trans
     if sniff(path) != "pathsqe":
         opts = {}
     m = open_measurement(path, grid=grid, lattice=crystal.lattice_parameters, **opts)
-    return fold_measurement(m, material, grid, q_tolerance=q_tolerance, corrections=corrections, rebin=rebin,
-                            source=f"'{Path(path).name}'")
+    return fold_measurement(
+        m,
+        material,
+        grid,
+        q_tolerance=q_tolerance,
+        corrections=corrections,
+        rebin=rebin,
+        source=f"'{Path(path).name}'",
+    )

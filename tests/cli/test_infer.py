@@ -1,4 +1,4 @@
-"""Stage III through the command line: fcinv simulate → fcinv infer with a tiny Ge model; grid checks; --rebin."""
+"""Stage III on the command line: fcinv simulate → fcinv infer with a tiny Ge model; grid checks; --rebin."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from fcinv.cli.main import main
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,8 +26,17 @@ def ge_model(tmp_path_factory):
     dom = widened_domain(ref.sampled, lo, hi, model.theta0)
     generate(model, dom, 80, root / "ge.h5", seed=0, progress=False, command="test")
     cfg = dict(batch_size=16, lr=1e-2, progress=False)
-    train_vae(root / "ge.h5", root / "vae", TrainConfig(epochs=1, **cfg), latent_dim=4, channels=(4, 4), hidden_dim=16)
-    train_regressor(root / "ge.h5", root / "regressor", root / "vae", TrainConfig(epochs=1, **cfg), hidden=(16,))
+    train_vae(
+        root / "ge.h5",
+        root / "vae",
+        TrainConfig(epochs=1, **cfg),
+        latent_dim=4,
+        channels=(4, 4),
+        hidden_dim=16,
+    )
+    train_regressor(
+        root / "ge.h5", root / "regressor", root / "vae", TrainConfig(epochs=1, **cfg), hidden=(16,)
+    )
     return root
 
 
@@ -37,7 +45,20 @@ def test_simulate_then_infer(tmp_path, ge_model, capsys, monkeypatch):
     assert main(["simulate", "--material", "Ge", "--theta", "1NN_xx=-2.0", "-o", "s.h5", "--no-png"]) == 0
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({"1NN_xx": -2.0}))
-    rc = main(["infer", "s.h5", "--model", str(ge_model), "--json", "r.json", "--truth", str(truth), "--device", "cpu"])
+    rc = main(
+        [
+            "infer",
+            "s.h5",
+            "--model",
+            str(ge_model),
+            "--json",
+            "r.json",
+            "--truth",
+            str(truth),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "FC0   1NN_xx" in out and "% of the 140×80 grid measured" in out

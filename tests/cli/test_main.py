@@ -10,7 +10,10 @@ from fcinv.cli.main import COMMANDS, EXIT_ERROR, EXIT_OK, EXIT_USAGE, main, spli
 
 
 def test_split_verbosity_takes_whole_words_only():
-    assert split_verbosity(["-v", "fold", "x", "--v", "0", "1", "0"]) == (1, ["fold", "x", "--v", "0", "1", "0"])
+    assert split_verbosity(["-v", "fold", "x", "--v", "0", "1", "0"]) == (
+        1,
+        ["fold", "x", "--v", "0", "1", "0"],
+    )
     assert split_verbosity(["fold", "-vv"]) == (2, ["fold"])
     assert split_verbosity(["-q", "fold", "-v"]) == (-1, ["fold"])
     assert split_verbosity(["fold"]) == (0, ["fold"])
@@ -23,7 +26,10 @@ def test_exit_codes(tmp_path, capsys):
     assert main(["fold", "--help"]) == EXIT_OK
     assert main(["simulate-experiment", "--material", "Ge", "-o", str(tmp_path / "r.h5")]) == EXIT_USAGE
     assert "usage error: --force-constants is required" in capsys.readouterr().err
-    assert main(["fold", str(tmp_path / "missing.h5"), "--material", "Ge", "-o", str(tmp_path / "f.h5")]) == EXIT_ERROR
+    assert (
+        main(["fold", str(tmp_path / "missing.h5"), "--material", "Ge", "-o", str(tmp_path / "f.h5")])
+        == EXIT_ERROR
+    )
     assert "error: input" in capsys.readouterr().err
 
 

@@ -24,7 +24,23 @@ def test_simulate_from_phonopy_files(tmp_path, ge_dft_dir, capsys):
     from fcinv.experiment.folded import read_folded
 
     out = tmp_path / "dft.h5"
-    rc = main(["simulate", "--material", "Ge", "--force-constants", str(ge_dft_dir / "FORCE_CONSTANTS"), "--structure", str(ge_dft_dir / "POSCAR"), "--supercell", "4", "4", "4", "-o", str(out)])
+    rc = main(
+        [
+            "simulate",
+            "--material",
+            "Ge",
+            "--force-constants",
+            str(ge_dft_dir / "FORCE_CONSTANTS"),
+            "--structure",
+            str(ge_dft_dir / "POSCAR"),
+            "--supercell",
+            "4",
+            "4",
+            "4",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     fs = read_folded(out)
     assert fs.intensity.shape == (140, 80) and fs.mask.all()
@@ -36,18 +52,62 @@ def test_simulate_from_phonopy_files(tmp_path, ge_dft_dir, capsys):
 
 def test_simulate_springs_any_structure(tmp_path, ge_dft_dir):
     out = tmp_path / "s.h5"
-    assert main(["simulate", "--crystal", str(ge_dft_dir / "POSCAR"), "--springs", "1NN=6", "2NN=0.6", "--e-max", "60", "-o", str(out), "--no-png"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--crystal",
+                str(ge_dft_dir / "POSCAR"),
+                "--springs",
+                "1NN=6",
+                "2NN=0.6",
+                "--e-max",
+                "60",
+                "-o",
+                str(out),
+                "--no-png",
+            ]
+        )
+        == 0
+    )
     assert out.exists() and not (tmp_path / "s.png").exists()
 
 
 def test_simulate_bad_theta(tmp_path, capsys):
-    rc = main(["simulate", "--crystal", str(_ge_poscar()), "--springs", "1NN=6", "--theta", "7NN_xx=1", "--e-max", "50", "-o", str(tmp_path / "x.h5")])
+    rc = main(
+        [
+            "simulate",
+            "--crystal",
+            str(_ge_poscar()),
+            "--springs",
+            "1NN=6",
+            "--theta",
+            "7NN_xx=1",
+            "--e-max",
+            "50",
+            "-o",
+            str(tmp_path / "x.h5"),
+        ]
+    )
     assert rc == 1
     assert "unknown parameter '7NN_xx'" in capsys.readouterr().err
 
 
 def test_project_prints_theta(ge_dft_dir, capsys, tmp_path):
-    rc = main(["project", str(ge_dft_dir / "FORCE_CONSTANTS"), "--structure", str(ge_dft_dir / "POSCAR"), "--supercell", "4", "4", "4", "--json", str(tmp_path / "t.json")])
+    rc = main(
+        [
+            "project",
+            str(ge_dft_dir / "FORCE_CONSTANTS"),
+            "--structure",
+            str(ge_dft_dir / "POSCAR"),
+            "--supercell",
+            "4",
+            "4",
+            "4",
+            "--json",
+            str(tmp_path / "t.json"),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "1NN_xx" in out and "beyond the cutoff" in out
@@ -58,7 +118,18 @@ def test_project_prints_theta(ge_dft_dir, capsys, tmp_path):
 
 
 def test_project_wrong_supercell(ge_dft_dir, capsys):
-    rc = main(["project", str(ge_dft_dir / "FORCE_CONSTANTS"), "--structure", str(ge_dft_dir / "POSCAR"), "--supercell", "3", "3", "3"])
+    rc = main(
+        [
+            "project",
+            str(ge_dft_dir / "FORCE_CONSTANTS"),
+            "--structure",
+            str(ge_dft_dir / "POSCAR"),
+            "--supercell",
+            "3",
+            "3",
+            "3",
+        ]
+    )
     assert rc == 1
     assert "force-constant array has shape (2, 128, 3, 3)" in capsys.readouterr().err
 

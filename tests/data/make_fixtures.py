@@ -19,8 +19,12 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent / "io"
 
-DIMS = [("[H,0,0]", "r.l.u.", np.linspace(-1, 1, 5)), ("[0,K,0]", "r.l.u.", np.linspace(0, 1.5, 4)),
-        ("[0,0,L]", "r.l.u.", np.linspace(-0.2, 0.2, 3)), ("DeltaE", "meV", np.linspace(0, 10, 7))]
+DIMS = [
+    ("[H,0,0]", "r.l.u.", np.linspace(-1, 1, 5)),
+    ("[0,K,0]", "r.l.u.", np.linspace(0, 1.5, 4)),
+    ("[0,0,L]", "r.l.u.", np.linspace(-0.2, 0.2, 3)),
+    ("DeltaE", "meV", np.linspace(0, 10, 7)),
+]
 
 
 def tiny_signal(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +57,15 @@ def write_mdhisto(path: Path) -> None:
 def write_array(path: Path) -> None:
     sig, es = tiny_signal(1)
     e = DIMS[3][2]
-    np.savez_compressed(path, signal=sig, error=np.sqrt(es), H=DIMS[0][2], K=DIMS[1][2], L=DIMS[2][2],
-                        E=0.5 * (e[1:] + e[:-1]))
+    np.savez_compressed(
+        path,
+        signal=sig,
+        error=np.sqrt(es),
+        H=DIMS[0][2],
+        K=DIMS[1][2],
+        L=DIMS[2][2],
+        E=0.5 * (e[1:] + e[:-1]),
+    )
 
 
 def write_pathsqe(path: Path) -> None:

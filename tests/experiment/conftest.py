@@ -13,6 +13,7 @@ from .exp_helpers import ge_path_grid
 REPO = Path(__file__).resolve().parents[2]
 SHARED = (REPO / ".." / "shared" / "data").resolve()
 
+
 @pytest.fixture(scope="session")
 def ge_grid() -> SpectrumGrid:
     return ge_path_grid()

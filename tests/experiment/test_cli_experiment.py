@@ -44,7 +44,22 @@ def test_fold_command_on_a_run_and_one_orientation(run_file, capsys):
     from fcinv.cli import fold
 
     assert fold.main([str(run_file / "run.h5"), "--material", "Ge", "-o", str(run_file / "all.h5")]) == 0
-    assert fold.main([str(run_file / "run.h5"), "--material", "Ge", "--orientation", "1", "-o", str(run_file / "one.h5"), "--png", str(run_file / "one.png")]) == 0
+    assert (
+        fold.main(
+            [
+                str(run_file / "run.h5"),
+                "--material",
+                "Ge",
+                "--orientation",
+                "1",
+                "-o",
+                str(run_file / "one.h5"),
+                "--png",
+                str(run_file / "one.png"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "folded onto 140 q x 80 E" in out and (run_file / "one.png").is_file()
     whole, one = read_folded(run_file / "all.h5"), read_folded(run_file / "one.h5")
@@ -58,7 +73,12 @@ def test_fold_command_converts_pathsqe_output(tmp_path, ge_grid):
     img = np.random.default_rng(0).uniform(0, 1, ge_grid.shape)
     img[:5] = np.nan
     np.save(tmp_path / "folded_path_plot_3.npy", img)
-    assert fold.main([str(tmp_path / "folded_path_plot_3.npy"), "--material", "Ge", "-o", str(tmp_path / "f.h5")]) == 0
+    assert (
+        fold.main(
+            [str(tmp_path / "folded_path_plot_3.npy"), "--material", "Ge", "-o", str(tmp_path / "f.h5")]
+        )
+        == 0
+    )
     np.testing.assert_array_equal(read_folded(tmp_path / "f.h5").intensity, img)
 
 
@@ -68,7 +88,19 @@ def test_fold_command_bad_input(tmp_path, nxspe_dir, run_file):
     with pytest.raises(DataError, match="does not exist"):
         fold.main([str(tmp_path / "nope.h5"), "--material", "Ge", "-o", str(tmp_path / "x.h5")])
     with pytest.raises(FcinvError, match=r"option\(s\) \['orientation'\] do not apply to volume input"):
-        fold.main([str(run_file / "run.h5"), "--material", "Ge", "--format", "volume", "--orientation", "1", "-o", str(tmp_path / "x.h5")])
+        fold.main(
+            [
+                str(run_file / "run.h5"),
+                "--material",
+                "Ge",
+                "--format",
+                "volume",
+                "--orientation",
+                "1",
+                "-o",
+                str(tmp_path / "x.h5"),
+            ]
+        )
     p = tmp_path / "junk.h5"
     with h5py.File(p, "w") as f:
         f.create_dataset("whatever", data=[1, 2])
@@ -84,7 +116,7 @@ def test_simulate_experiment_needs_force_constants(tmp_path):
 
 
 def test_fold_nxspe_takes_the_material_lattice(tmp_path, nxspe_dir):
-    """NXSPE files carry no orientation: the material's lattice is the default, as an explicit --lattice gives."""
+    """NXSPE files carry no orientation: the material's lattice is the default, as --lattice would give."""
     from fcinv.cli import fold
 
     f = str(nxspe_dir / "MAR11001_test.nxspe")
@@ -94,3 +126,26 @@ def test_fold_nxspe_takes_the_material_lattice(tmp_path, nxspe_dir):
     np.testing.assert_array_equal(a.mask, b.mask)
     np.testing.assert_allclose(a.filled(), b.filled(), rtol=1e-6)
     assert 0 < a.coverage < 1
+
+
+def test_infer_a_run_and_its_single_orientations(run_file, tmp_path, monkeypatch, capsys):
+    """fcinv infer on a simulated run: folded with the one-phonon corrections, then each orientation alone."""
+    import json
+
+    from fcinv.cli.main import main
+    from fcinv.result import FCResult
+
+    monkeypatch.chdir(tmp_path)
+    args = ["infer", str(run_file / "run.h5"), "--model", "ge", "--k-samples", "5", "--per-orientation"]
+    assert main([*args, "--json", "r.json", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "3 single orientations folded and inverted" in out and "wrote run_fcinv.png" in out
+    per = json.loads((tmp_path / "run_orientations.json").read_text())
+    assert (
+        per["psi_deg"] == [0.0, 30.0, 60.0]
+        and len(per["theta"]) == 3
+        and len(per["msd_vs_full_domain_widths"]) == 3
+    )
+    assert (tmp_path / "run_orientations.png").stat().st_size > 10_000
+    res = FCResult.from_json(tmp_path / "r.json")
+    assert 0.5 < res.adequacy["coverage"] < 1 and res.provenance.command.startswith("fcinv infer")

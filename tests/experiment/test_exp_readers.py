@@ -45,8 +45,16 @@ def write_synthetic_mdhisto(path, dims, signal, errors_squared, num_events=None,
         s.attrs["signal"] = 1
         s.attrs["axes"] = ":".join(ids[::-1])
         d.create_dataset("errors_squared", data=np.transpose(errors_squared, rev))
-        d.create_dataset("num_events", data=np.transpose(num_events if num_events is not None else np.ones_like(signal), rev))
-        d.create_dataset("mask", data=np.transpose((mask if mask is not None else np.zeros(signal.shape, bool)).astype(np.int8), rev))
+        d.create_dataset(
+            "num_events",
+            data=np.transpose(num_events if num_events is not None else np.ones_like(signal), rev),
+        )
+        d.create_dataset(
+            "mask",
+            data=np.transpose(
+                (mask if mask is not None else np.zeros(signal.shape, bool)).astype(np.int8), rev
+            ),
+        )
 
 
 def _md_data(seed=0):
@@ -63,7 +71,12 @@ def _md_data(seed=0):
 
 def test_mdhisto_layout_is_read_in_mantid_dimension_order(tmp_path):
     edges, sig, es, mask = _md_data()
-    dims = [("[H,0,0]", "in 1.111 A^-1", edges[0]), ("[0,K,0]", "in 1.111 A^-1", edges[1]), ("[0,0,L]", "in 1.111 A^-1", edges[2]), ("DeltaE", "meV", edges[3])]
+    dims = [
+        ("[H,0,0]", "in 1.111 A^-1", edges[0]),
+        ("[0,K,0]", "in 1.111 A^-1", edges[1]),
+        ("[0,0,L]", "in 1.111 A^-1", edges[2]),
+        ("DeltaE", "meV", edges[3]),
+    ]
     p = tmp_path / "slice.nxs"
     write_synthetic_mdhisto(p, dims, sig, es, mask=mask)
     md = read_mdhisto(p)
@@ -87,7 +100,13 @@ def test_mdhisto_dimensions_in_another_order_are_reordered(tmp_path):
     units = ["r.l.u.", "r.l.u.", "r.l.u.", "meV"]
     dims = [(names[i], units[i], edges[i]) for i in order]
     p = tmp_path / "perm.nxs"
-    write_synthetic_mdhisto(p, dims, np.transpose(sig, order), np.transpose(es, order), ids=["DeltaE", "[0,0,L]", "[H,0,0]", "[0,K,0]"])
+    write_synthetic_mdhisto(
+        p,
+        dims,
+        np.transpose(sig, order),
+        np.transpose(es, order),
+        ids=["DeltaE", "[0,0,L]", "[H,0,0]", "[0,K,0]"],
+    )
     vol = Volume4D.from_mdhisto(p)
     assert vol.shape == sig.shape
     np.testing.assert_array_equal(np.isfinite(vol.to_dense()["signal"]), np.isfinite(sig))
@@ -95,7 +114,12 @@ def test_mdhisto_dimensions_in_another_order_are_reordered(tmp_path):
 
 def test_mdhisto_with_normalisation_workspace(tmp_path):
     edges, sig, es, _ = _md_data(2)
-    dims = [("[H,0,0]", "r.l.u.", edges[0]), ("[0,K,0]", "r.l.u.", edges[1]), ("[0,0,L]", "r.l.u.", edges[2]), ("DeltaE", "meV", edges[3])]
+    dims = [
+        ("[H,0,0]", "r.l.u.", edges[0]),
+        ("[0,K,0]", "r.l.u.", edges[1]),
+        ("[0,0,L]", "r.l.u.", edges[2]),
+        ("DeltaE", "meV", edges[3]),
+    ]
     data = np.nan_to_num(sig, nan=0.0) * 4.0
     norm = np.where(np.isfinite(sig), 4.0, 0.0)
     write_synthetic_mdhisto(tmp_path / "d.nxs", dims, data, es * 16)
@@ -109,7 +133,12 @@ def test_mdhisto_with_normalisation_workspace(tmp_path):
 
 def test_mdhisto_bad_files_are_refused(tmp_path):
     edges, sig, es, _ = _md_data()
-    good = [("[H,0,0]", "r.l.u.", edges[0]), ("[0,K,0]", "r.l.u.", edges[1]), ("[0,0,L]", "r.l.u.", edges[2]), ("DeltaE", "meV", edges[3])]
+    good = [
+        ("[H,0,0]", "r.l.u.", edges[0]),
+        ("[0,K,0]", "r.l.u.", edges[1]),
+        ("[0,0,L]", "r.l.u.", edges[2]),
+        ("DeltaE", "meV", edges[3]),
+    ]
     p = tmp_path / "hh0.nxs"
     write_synthetic_mdhisto(p, [("[H,H,0]", "r.l.u.", edges[0]), *good[1:]], sig, es)
     with pytest.raises(DataError, match=r"cannot identify the H dimension .* only the projections"):
@@ -180,7 +209,9 @@ def test_nxspe_files_bin_into_a_volume(nxspe_dir):
     nx = read_nxspe(paths[0])
     assert vol.edges[3].tolist() == nx["energy_edges"].tolist()
     # every finite pixel lands in exactly one bin: the norms (pixel counts) add up
-    assert vol.norm.sum() == pytest.approx(np.isfinite(nx["data"][:, 0.5 * (nx["energy_edges"][1:] + nx["energy_edges"][:-1]) < nx["ei"]]).sum())
+    assert vol.norm.sum() == pytest.approx(
+        np.isfinite(nx["data"][:, 0.5 * (nx["energy_edges"][1:] + nx["energy_edges"][:-1]) < nx["ei"]]).sum()
+    )
     assert vol.meta["psi_deg"] == [pytest.approx(90.0000025)]
     with pytest.raises(DataError, match="carry no sample orientation"):
         Volume4D.from_nxspe(paths)

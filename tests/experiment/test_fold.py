@@ -42,7 +42,15 @@ def test_cubic_rotations_are_the_48_signed_permutations():
 
 @pytest.mark.parametrize(
     "centering, point, expected",
-    [("F", (2, 0, 0), True), ("F", (1, 1, 1), True), ("F", (1, 1, 0), False), ("F", (2, 1, 1), False), ("I", (1, 1, 0), True), ("I", (1, 0, 0), False), ("P", (1, 0, 0), True)],
+    [
+        ("F", (2, 0, 0), True),
+        ("F", (1, 1, 1), True),
+        ("F", (1, 1, 0), False),
+        ("F", (2, 1, 1), False),
+        ("I", (1, 1, 0), True),
+        ("I", (1, 0, 0), False),
+        ("P", (1, 0, 0), True),
+    ],
 )
 def test_zone_centres_follow_the_lattice_centering(centering, point, expected):
     assert bool(is_zone_centre(np.array([point]), centering)[0]) is expected
@@ -66,7 +74,11 @@ def test_path_segments_and_images_of_the_ge_path(ge_grid):
 
 
 def test_path_segment_with_one_bin_is_refused():
-    grid = SpectrumGrid(q_rlu=np.array([[0.0, 0.5, 0.0], [0.1, 0.1, 0.1], [0.2, 0.2, 0.2]]), energy_edges=np.arange(3.0), segment_bins=(1, 2))
+    grid = SpectrumGrid(
+        q_rlu=np.array([[0.0, 0.5, 0.0], [0.1, 0.1, 0.1], [0.2, 0.2, 0.2]]),
+        energy_edges=np.arange(3.0),
+        segment_bins=(1, 2),
+    )
     with pytest.raises(GridError, match="at least 2 bins per segment"):
         path_segments(grid)
 
@@ -94,7 +106,9 @@ def test_fold_returns_a_known_spectrum_on_the_covered_pixels():
     n_e = grid.n_e
     index = np.concatenate([_index(edges, pts, e) for e in range(n_e)])
     signal = np.concatenate([truth[pix, e] for e in range(n_e)])
-    vol = Volume4D(edges=tuple(edges), index=index, signal=signal, error=0.01 * signal, norm=np.ones(len(signal)))
+    vol = Volume4D(
+        edges=tuple(edges), index=index, signal=signal, error=0.01 * signal, norm=np.ones(len(signal))
+    )
     fs = fold_volume(vol, grid, ROT, centering="F", q_tolerance=0.004)
     assert fs.mask.all()
     np.testing.assert_allclose(fs.intensity, truth, rtol=1e-12)
@@ -152,8 +166,14 @@ def test_volume_energy_bins_finer_than_the_grid_are_summed(ge_grid):
     e_fine = np.arange(0.0, 40.0 + 1e-9, 0.25)
     edges = [regular_edges(-1.1, 1.1, step, offset=step / 2)] * 3 + [e_fine]
     q0 = np.array([0.0125, 0.3125, 0.0125])
-    idx = np.concatenate([_index(edges, q0[None], 8), _index(edges, q0[None], 9)])  # 2.0-2.25 and 2.25-2.5 meV
-    fs = fold_volume(Volume4D(edges=tuple(edges), index=idx, signal=[1.0, 3.0], error=[0.1, 0.1], norm=[1.0, 1.0]), ge_grid, ROT)
+    idx = np.concatenate(
+        [_index(edges, q0[None], 8), _index(edges, q0[None], 9)]
+    )  # 2.0-2.25 and 2.25-2.5 meV
+    fs = fold_volume(
+        Volume4D(edges=tuple(edges), index=idx, signal=[1.0, 3.0], error=[0.1, 0.1], norm=[1.0, 1.0]),
+        ge_grid,
+        ROT,
+    )
     assert fs.mask.sum() == 1 and fs.intensity[12, 4] == pytest.approx(2.0)
 
 
@@ -167,7 +187,9 @@ def test_corrections_and_qmod_range(ge_grid):
     q2 = float(np.sum((q0 @ rc) ** 2))
     e = 10.25
     bose = -np.expm1(-e / (0.08617333262 * 100.0))
-    fs = fold_volume(vol, ge_grid, ROT, corrections=Corrections(background=0.5, bose_temperature=100.0, q2=True))
+    fs = fold_volume(
+        vol, ge_grid, ROT, corrections=Corrections(background=0.5, bose_temperature=100.0, q2=True)
+    )
     assert fs.intensity[12, 20] == pytest.approx((2.0 - 0.5) * bose / q2)
     assert fs.meta["corrections"] == ["background -0.5", "bose T=100 K", "divide by |Q|^2"]
     assert fold_volume(vol, ge_grid, ROT).meta["corrections"] == []

@@ -16,12 +16,20 @@ def _spectrum(grid, seed=0):
     inten[rng.random(grid.shape) < 0.3] = np.nan
     err = np.sqrt(np.abs(inten)) * 0.1
     nc = np.where(np.isfinite(inten), rng.integers(1, 50, grid.shape), 0)
-    return FoldedSpectrum.from_arrays(inten, grid, error=err, n_contrib=nc, meta={"source": "test", "corrections": ["bose T=5 K"], "zones": [{"G": [0, 0, 0], "coverage": 0.5}]})
+    return FoldedSpectrum.from_arrays(
+        inten,
+        grid,
+        error=err,
+        n_contrib=nc,
+        meta={"source": "test", "corrections": ["bose T=5 K"], "zones": [{"G": [0, 0, 0], "coverage": 0.5}]},
+    )
 
 
 def check_folded(actual: FoldedSpectrum, expected: FoldedSpectrum) -> None:
     assert actual.grid.same_as(expected.grid)
-    assert actual.grid.labels == expected.grid.labels and actual.grid.segment_bins == expected.grid.segment_bins
+    assert (
+        actual.grid.labels == expected.grid.labels and actual.grid.segment_bins == expected.grid.segment_bins
+    )
     np.testing.assert_array_equal(actual.mask, expected.mask)
     np.testing.assert_array_equal(actual.intensity, expected.intensity)  # NaN compare equal positionally
     np.testing.assert_array_equal(actual.error, expected.error)
@@ -39,7 +47,11 @@ def test_write_read_round_trip(tmp_path, ge_grid):
         assert f["axes/energy_edges"].attrs["unit"] == "meV"
         assert f["axes/q_rlu"].attrs["unit"] == "r.l.u."
         assert f["intensity"].attrs["unit"] == "arb. units"
-        assert f.attrs["format"] == "fcinv-folded" and f.attrs["seed"] == 11 and f.attrs["command"] == "pytest fold"
+        assert (
+            f.attrs["format"] == "fcinv-folded"
+            and f.attrs["seed"] == 11
+            and f.attrs["command"] == "pytest fold"
+        )
         assert "fcinv_version" in f.attrs
     assert [p.name for p in path.parent.iterdir()] == ["folded.h5"]  # no temporary file left behind
 
@@ -76,7 +88,13 @@ def test_bad_folded_spectra_are_refused(ge_grid):
         FoldedSpectrum.from_arrays(np.ones((80, 140)), ge_grid)
     bad = np.ones(ge_grid.shape)
     with pytest.raises(DataError, match="intensity is NaN/inf at 1 pixels marked measured"):
-        FoldedSpectrum(intensity=np.where(np.arange(bad.size).reshape(bad.shape) == 5, np.nan, bad), error=bad, mask=np.ones(bad.shape, bool), n_contrib=np.ones(bad.shape, int), grid=ge_grid)
+        FoldedSpectrum(
+            intensity=np.where(np.arange(bad.size).reshape(bad.shape) == 5, np.nan, bad),
+            error=bad,
+            mask=np.ones(bad.shape, bool),
+            n_contrib=np.ones(bad.shape, int),
+            grid=ge_grid,
+        )
     with pytest.raises(DataError, match="no measured pixel"):
         FoldedSpectrum.from_arrays(np.full(ge_grid.shape, np.nan), ge_grid)
     with pytest.raises(DataError, match="infinite values"):
@@ -121,7 +139,9 @@ def test_pathsqe_npy_becomes_a_folded_spectrum(tmp_path, ge_grid):
     np.save(t, np.vstack(segs).T)
     with pytest.raises(GridError, match="pass transpose=True"):
         FoldedSpectrum.from_pathsqe(t, ge_grid)
-    np.testing.assert_array_equal(FoldedSpectrum.from_pathsqe(t, ge_grid, transpose=True).intensity, fs.intensity)
+    np.testing.assert_array_equal(
+        FoldedSpectrum.from_pathsqe(t, ge_grid, transpose=True).intensity, fs.intensity
+    )
 
 
 def test_pathsqe_bad_files_are_refused(tmp_path, ge_grid):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fcinv.experiment.instrument import E_K2, Goniometer, Instrument, InstrumentError, energy_to_k, k_to_energy
+from fcinv.experiment.instrument import (
+    E_K2,
+    Goniometer,
+    Instrument,
+    InstrumentError,
+    energy_to_k,
+    k_to_energy,
+)
 
 
 def test_neutron_kinematics():
@@ -23,7 +30,11 @@ def test_detector_coverage_limits():
         return np.array([np.sin(a) * np.cos(b), np.sin(b), np.cos(a) * np.cos(b)])
 
     assert inst.covers(kf(0.0, 0.0)) and inst.covers(kf(-27.0, 26.0)) and inst.covers(kf(134.0, -26.0))
-    assert not inst.covers(kf(-29.0, 0.0)) and not inst.covers(kf(136.0, 0.0)) and not inst.covers(kf(50.0, 28.0))
+    assert (
+        not inst.covers(kf(-29.0, 0.0))
+        and not inst.covers(kf(136.0, 0.0))
+        and not inst.covers(kf(50.0, 28.0))
+    )
     assert inst.covers(np.stack([kf(10, 0), kf(150, 0)])).tolist() == [True, False]
 
 

@@ -33,13 +33,26 @@ def ge(ge_dft_dir):
 @pytest.fixture(scope="module")
 def small_run(ge, ge_grid):
     fc, crystal = ge
-    return simulate_experiment(fc, crystal, goniometer=Goniometer.steps(0.0, 20.0, 6), config=ExperimentConfig(seed=5), region=ge_grid)
+    return simulate_experiment(
+        fc,
+        crystal,
+        goniometer=Goniometer.steps(0.0, 20.0, 6),
+        config=ExperimentConfig(seed=5),
+        region=ge_grid,
+    )
 
 
 def _phonopy_mev(ge_dft_dir, q_prim):
     import phonopy
 
-    ph = phonopy.load(supercell_matrix=[4, 4, 4], primitive_matrix=None, unitcell_filename=str(ge_dft_dir / "POSCAR"), force_constants_filename=str(ge_dft_dir / "FORCE_CONSTANTS"), produce_fc=False, log_level=0)
+    ph = phonopy.load(
+        supercell_matrix=[4, 4, 4],
+        primitive_matrix=None,
+        unitcell_filename=str(ge_dft_dir / "POSCAR"),
+        force_constants_filename=str(ge_dft_dir / "FORCE_CONSTANTS"),
+        produce_fc=False,
+        log_level=0,
+    )
     ph.run_qpoints(np.atleast_2d(q_prim))
     return np.asarray(ph.qpoints.frequencies) * 4.135667696923859
 
@@ -48,7 +61,9 @@ def test_ge_geometry_from_the_poscar(ge):
     _, crystal = ge
     assert crystal.centering == "F"
     rots = cubic_rotations()
-    assert len(crystal.rotations) == 48 and all(any(np.allclose(r, c) for c in rots) for r in crystal.rotations)
+    assert len(crystal.rotations) == 48 and all(
+        any(np.allclose(r, c) for c in rots) for r in crystal.rotations
+    )
     np.testing.assert_allclose(np.linalg.norm(crystal.conventional_lattice, axis=1), 5.64633, atol=1e-4)
     # X = (0,1,0) r.l.u. is (1/2, 0, 1/2) of the primitive reciprocal lattice (fcc)
     np.testing.assert_allclose(crystal.rlu_to_prim_frac([[0, 1, 0]]), [[0.5, 0, 0.5]], atol=1e-12)
@@ -60,7 +75,9 @@ def test_euphonic_mode_energies_match_phonopy(ge, ge_dft_dir):
     energies, sf = one_phonon(fc, crystal, hkl, temperature=5.0)
     prim = np.array([[0.5, 0, 0.5], [0.5, 0.5, 0.5], [0.9, 2.0, 1.2]])  # fcc: f = (k+l, h+l, h+k)/2
     for i in range(3):
-        np.testing.assert_allclose(np.sort(energies[i]), np.sort(_phonopy_mev(ge_dft_dir, prim[i])[0]), atol=0.05)
+        np.testing.assert_allclose(
+            np.sort(energies[i]), np.sort(_phonopy_mev(ge_dft_dir, prim[i])[0]), atol=0.05
+        )
     assert np.all(sf >= 0) and np.all(np.isfinite(sf))
 
 
@@ -126,8 +143,18 @@ def test_seeds_make_runs_reproducible(ge):
     fc, crystal = ge
 
     def run(seed):
-        small = {"instrument": Instrument(ei=15.0, resolution="gaussian"), "e_edges": np.arange(0.0, 12.01, 1.0), "config": ExperimentConfig(seed=seed, dw_mesh=4)}
-        return simulate_experiment(fc, crystal, goniometer=Goniometer.steps(30.0, 40.0, 2), region=ge_path_grid(e_edges=small["e_edges"]), **small)
+        small = {
+            "instrument": Instrument(ei=15.0, resolution="gaussian"),
+            "e_edges": np.arange(0.0, 12.01, 1.0),
+            "config": ExperimentConfig(seed=seed, dw_mesh=4),
+        }
+        return simulate_experiment(
+            fc,
+            crystal,
+            goniometer=Goniometer.steps(30.0, 40.0, 2),
+            region=ge_path_grid(e_edges=small["e_edges"]),
+            **small,
+        )
 
     a, b, c = run(5), run(5), run(6)
     np.testing.assert_array_equal(a.counts, b.counts)
@@ -145,7 +172,6 @@ def test_run_file_round_trip(tmp_path, small_run):
     np.testing.assert_array_equal(back.offsets, small_run.offsets)
     assert back.meta["seed"] == 5 and back.meta["instrument"]["ei_meV"] == 40.0
     with pytest.raises(DataError, match="expected 'fcinv-simulated-run'"):
-
         small_run.total().to_hdf5(tmp_path / "vol.h5")
         SimulatedRun.read(tmp_path / "vol.h5")
 
@@ -160,7 +186,7 @@ def test_folded_simulation_peaks_at_the_phonopy_modes(small_run, ge, ge_dft_dir)
     e = grid.energy
     checked = 0
     for pix in (20, 110):
-        h, k, l = grid.q_rlu[pix]
+        h, k, l = grid.q_rlu[pix]  # noqa: E741 - the Miller indices
         modes = _phonopy_mev(ge_dft_dir, [(k + l) / 2, (h + l) / 2, (h + k) / 2])[0]
         excess = fs.intensity[pix] - background
         far = np.min(np.abs(e[:, None] - modes[None, :]), axis=1) > 4.0
@@ -178,7 +204,12 @@ def test_folded_simulation_peaks_at_the_phonopy_modes(small_run, ge, ge_dft_dir)
 def test_full_volume_contains_the_path_tubes(ge, ge_grid):
     """region=None simulates every covered bin; the path-tube run is a subset with the same intensities."""
     fc, crystal = ge
-    kw = {"instrument": Instrument(ei=8.0, resolution="gaussian"), "goniometer": Goniometer.steps(0.0, 30.0, 3), "config": ExperimentConfig(q_step=0.1), "e_edges": np.arange(0.0, 6.01, 1.0)}
+    kw = {
+        "instrument": Instrument(ei=8.0, resolution="gaussian"),
+        "goniometer": Goniometer.steps(0.0, 30.0, 3),
+        "config": ExperimentConfig(q_step=0.1),
+        "e_edges": np.arange(0.0, 6.01, 1.0),
+    }
     full = simulate_experiment(fc, crystal, region=None, **kw)
     grid = ge_path_grid(e_edges=np.arange(0.0, 6.01, 1.0))
     tubes = simulate_experiment(fc, crystal, region=grid, **kw)

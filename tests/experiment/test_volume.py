@@ -11,7 +11,12 @@ from fcinv.experiment.volume import DENSE_LIMIT, Volume4D, edges_from_axis, regu
 
 
 def _edges(n=(3, 4, 2, 5)):
-    return [np.linspace(-1, 1, n[0] + 1), np.linspace(0, 2, n[1] + 1), np.linspace(-0.5, 0.5, n[2] + 1), np.linspace(0, 10, n[3] + 1)]
+    return [
+        np.linspace(-1, 1, n[0] + 1),
+        np.linspace(0, 2, n[1] + 1),
+        np.linspace(-0.5, 0.5, n[2] + 1),
+        np.linspace(0, 10, n[3] + 1),
+    ]
 
 
 def _dense(seed=0):
@@ -88,7 +93,14 @@ def test_from_points_averages_pixels_per_bin():
 
 def test_hdf5_round_trip_carries_units_and_provenance(tmp_path):
     edges, sig, err = _dense(1)
-    vol = Volume4D.from_dense(edges, sig, err, norm=np.full(sig.shape, 2.0), meta={"source": "test"}, reciprocal_cell=np.eye(3) * 1.1)
+    vol = Volume4D.from_dense(
+        edges,
+        sig,
+        err,
+        norm=np.full(sig.shape, 2.0),
+        meta={"source": "test"},
+        reciprocal_cell=np.eye(3) * 1.1,
+    )
     path = tmp_path / "v.h5"
     vol.to_hdf5(path, command="pytest", seed=3)
     back = Volume4D.from_hdf5(path)
@@ -130,7 +142,12 @@ def test_negative_counts_are_refused():
     with pytest.raises(DataError, match="signal has 1 negative values"):
         Volume4D(edges=_edges(), index=[1, 2], signal=[1.0, -2.0], error=[0.1, 0.1])
     # background-subtracted data may be negative when asked
-    assert Volume4D(edges=_edges(), index=[1, 2], signal=[1.0, -2.0], error=[0.1, 0.1], allow_negative=True).n_covered == 2
+    assert (
+        Volume4D(
+            edges=_edges(), index=[1, 2], signal=[1.0, -2.0], error=[0.1, 0.1], allow_negative=True
+        ).n_covered
+        == 2
+    )
     with pytest.raises(DataError, match="norm has 1 negative values"):
         Volume4D(edges=_edges(), index=[1, 2], signal=[1.0, 2.0], error=[0.1, 0.1], norm=[1.0, -1.0])
 

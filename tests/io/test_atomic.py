@@ -43,5 +43,10 @@ def test_atomic_h5_and_json(tmp_path):
         np.testing.assert_array_equal(f["x"][()], [0, 1, 2])
     doc = {"a": np.float32(1.5), "b": np.arange(2), "c": (1, 2), "d": tmp_path}
     write_json(tmp_path / "d.json", doc)
-    assert json.loads((tmp_path / "d.json").read_text()) == {"a": 1.5, "b": [0, 1], "c": [1, 2], "d": str(tmp_path)}
+    assert json.loads((tmp_path / "d.json").read_text()) == {
+        "a": 1.5,
+        "b": [0, 1],
+        "c": [1, 2],
+        "d": str(tmp_path),
+    }
     assert jsonable({1: np.int64(2)}) == {"1": 2}

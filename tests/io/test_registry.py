@@ -41,7 +41,9 @@ def test_fixtures_are_sniffed(tmp_path):
 def test_fcinv_files_are_sniffed_by_their_format_attribute(tmp_path, ge):
     fs = FoldedSpectrum.from_arrays(np.ones(ge.grid().shape), ge.grid())
     fs.to_hdf5(tmp_path / "f.h5")
-    vol = Volume4D.from_dense([np.arange(3.0)] * 3 + [np.arange(4.0)], np.ones((2, 2, 2, 3)), np.ones((2, 2, 2, 3)))
+    vol = Volume4D.from_dense(
+        [np.arange(3.0)] * 3 + [np.arange(4.0)], np.ones((2, 2, 2, 3)), np.ones((2, 2, 2, 3))
+    )
     vol.to_hdf5(tmp_path / "v.h5")
     assert sniff(tmp_path / "f.h5") == "folded" and sniff(tmp_path / "v.h5") == "volume"
     assert isinstance(open_measurement(tmp_path / "f.h5"), FoldedSpectrum)

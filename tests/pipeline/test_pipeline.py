@@ -1,4 +1,4 @@
-"""Stage III through fcinv.pipeline: the steps, the pluggable refinement and forward model, every input kind."""
+"""Stage III through fcinv.pipeline: the steps, pluggable refinement and forward model, every input kind."""
 
 from __future__ import annotations
 
@@ -45,8 +45,13 @@ def test_refinement_is_pluggable(pipe, spectrum):
 
     def my_refine(model, fs, prediction):
         seen["args"] = (model, fs, prediction)
-        return FCResult(prediction.names, np.asarray(prediction.theta) * 0 - 1.0, np.full(len(prediction.names), 0.1),
-                        method="my refinement", sigma_meaning="made up for the test")
+        return FCResult(
+            prediction.names,
+            np.asarray(prediction.theta) * 0 - 1.0,
+            np.full(len(prediction.names), 0.1),
+            method="my refinement",
+            sigma_meaning="made up for the test",
+        )
 
     p = Pipeline(pipe.predictor, refine=my_refine, config=pipe.config)
     run = p.run(spectrum, refine=True)
@@ -98,5 +103,22 @@ def test_infer_cli_reads_nxspe(tmp_path, monkeypatch, capsys):
     if not f.exists():
         pytest.skip(f"shared test data not found at {f} (the ../shared/data folder beside the repository)")
     monkeypatch.chdir(tmp_path)
-    assert main(["infer", str(f), "--model", "ge", "--k-samples", "5", "--no-png", "--json", "r.json", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                str(f),
+                "--model",
+                "ge",
+                "--k-samples",
+                "5",
+                "--no-png",
+                "--json",
+                "r.json",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert FCResult.from_json(tmp_path / "r.json").adequacy["coverage"] < 0.2

@@ -37,8 +37,12 @@ def configure_logging(verbosity: int) -> dict[str, Any]:
     root = logging.getLogger()
     handler = TqdmHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    state = {"level": root.level, "handler": handler, "token": _VERBOSITY.set(verbosity),
-             "noisy": {n: logging.getLogger(n).level for n in _NOISY}}
+    state = {
+        "level": root.level,
+        "handler": handler,
+        "token": _VERBOSITY.set(verbosity),
+        "noisy": {n: logging.getLogger(n).level for n in _NOISY},
+    }
     root.addHandler(handler)
     root.setLevel(_LEVELS[max(-1, min(2, verbosity))])
     for n in _NOISY:
@@ -62,7 +66,7 @@ def show_progress() -> bool:
 
 
 def add_logging_args(p: argparse.ArgumentParser) -> None:
-    """List the shared ``-v``/``-q`` in a command's help (``fcinv`` itself takes them off the command line)."""
+    """List the shared ``-v``/``-q`` in a command's help (``fcinv`` takes them off the command line)."""
     g = p.add_argument_group("output")
     g.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     g.add_argument("-q", "--quiet", action="store_true", help="errors only, no progress bars")
@@ -72,7 +76,12 @@ def add_material_args(p: argparse.ArgumentParser, *, required: bool = False) -> 
     """``--material NAME`` (embedded) or ``--crystal FILE`` (any structure file)."""
     g = p.add_argument_group("crystal")
     g.add_argument("--material", "-m", default=None, help="embedded material (Ge, Nb) or a material folder")
-    g.add_argument("--crystal", default=None, metavar="FILE", help="any structure file (CIF, POSCAR) instead of an embedded material")
+    g.add_argument(
+        "--crystal",
+        default=None,
+        metavar="FILE",
+        help="any structure file (CIF, POSCAR) instead of an embedded material",
+    )
 
 
 def material_from_args(args):
@@ -91,9 +100,13 @@ def crystal_from_args(args):
 
 def add_fc_file_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("phonopy force constants")
-    g.add_argument("--force-constants", metavar="FILE", help="phonopy FORCE_CONSTANTS or force_constants.hdf5")
+    g.add_argument(
+        "--force-constants", metavar="FILE", help="phonopy FORCE_CONSTANTS or force_constants.hdf5"
+    )
     g.add_argument("--structure", metavar="POSCAR", help="the unit cell the force constants belong to")
-    g.add_argument("--supercell", type=int, nargs="+", metavar="N", help="supercell matrix: 3 integers (diagonal) or 9")
+    g.add_argument(
+        "--supercell", type=int, nargs="+", metavar="N", help="supercell matrix: 3 integers (diagonal) or 9"
+    )
 
 
 def supercell_from_args(values):
@@ -123,11 +136,16 @@ def parse_theta(items: list[str] | None, names: list[str], base):
         except ValueError as exc:
             raise ForceConstantError(f"--theta value {exc}; pass numbers or NAME=VALUE pairs.") from None
         if len(vals) != len(names):
-            raise ForceConstantError(f"--theta has {len(vals)} values; expected {len(names)} ({', '.join(names)}). Pass one value per name or NAME=VALUE pairs.")
+            raise ForceConstantError(
+                f"--theta has {len(vals)} values; expected {len(names)} ({', '.join(names)}). Pass one "
+                "value per name or NAME=VALUE pairs."
+            )
         return np.array(vals)
     for s in items:
         if "=" not in s:
-            raise ForceConstantError(f"--theta item '{s}' is not NAME=VALUE. Mix of plain numbers and pairs is not allowed.")
+            raise ForceConstantError(
+                f"--theta item '{s}' is not NAME=VALUE. Mix of plain numbers and pairs is not allowed."
+            )
         k, v = s.split("=", 1)
         if k not in names:
             raise ForceConstantError(f"unknown parameter '{k}' in --theta. Names: {', '.join(names)}.")
@@ -183,4 +201,8 @@ def cli_main(fn: Callable[[list[str] | None], int]) -> Callable[[list[str] | Non
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="torch device: cpu, cuda or auto (default: auto, i.e. cuda when available)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="torch device: cpu, cuda or auto (default: auto, i.e. cuda when available)",
+    )

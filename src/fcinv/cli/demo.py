@@ -16,11 +16,24 @@ from fcinv.cli._common import add_logging_args, cli_main, show_progress
 def get_parser() -> argparse.ArgumentParser:
     from fcinv.pipeline.demo import DEFAULT_TRUTH
 
-    p = argparse.ArgumentParser(prog="fcinv demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="fcinv demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--model", default="ge", help="shipped model or model directory (default ge)")
-    p.add_argument("--truth", default=DEFAULT_TRUTH, help=f"ensemble member whose force constants are the truth (default {DEFAULT_TRUTH}), or dft:<folder>")
-    p.add_argument("--truth-mode", choices=("sampled", "member"), default="sampled", help="sampled: the reference FC set with the sampled parameters at the member's values (representable); member: the member's own FC set")
+    p.add_argument(
+        "--truth",
+        default=DEFAULT_TRUTH,
+        help=f"ensemble member whose force constants are the truth (default {DEFAULT_TRUTH}), or "
+        "dft:<folder>",
+    )
+    p.add_argument(
+        "--truth-mode",
+        choices=("sampled", "member"),
+        default="sampled",
+        help="sampled: the reference FC set with the sampled parameters at the member's values "
+        "(representable); member: the member's own FC set",
+    )
     p.add_argument("--orientations", type=int, default=120)
     p.add_argument("--single-scans", type=int, default=12, help="single orientations to invert (0: none)")
     p.add_argument("--no-refine", action="store_true")
@@ -36,17 +49,57 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.units import THZ_TO_MEV
 
     t0 = time.perf_counter()
-    print(f"fcinv demo: simulated ARCS-like run ({args.orientations} orientations, 5 K, Ei = 40 meV), truth = {args.truth_mode}:{args.truth}")
-    r = run_demo(args.out, model=args.model, truth=args.truth, truth_mode=args.truth_mode, orientations=args.orientations,
-                 single_scans=args.single_scans, refine=not args.no_refine, seed=args.seed, progress=show_progress())
-    print()
-    print(r.ml_result.table(r.truth_dict))
+    print(
+        f"fcinv demo: simulated ARCS-like run ({args.orientations} orientations, 5 K, Ei = 40 meV), "
+        f"truth = {args.truth_mode}:{args.truth}"
+    )
+    r = run_demo(
+        args.out,
+        model=args.model,
+        truth=args.truth,
+        truth_mode=args.truth_mode,
+        orientations=args.orientations,
+        single_scans=args.single_scans,
+        refine=not args.no_refine,
+        seed=args.seed,
+        progress=show_progress(),
+    )
+    print(comparison_table(r))
+    print("(eV/Å²; σ for ML: " + r.ml_result.sigma_meaning.split(";")[0] + ")")
     if r.refined is not None:
-        print(r.result.table(r.truth_dict))
-    print(f"dispersion of the final θ vs the truth along the path: rms {r.disp_rms_meV:.3f} meV ({r.disp_rms_meV / THZ_TO_MEV:.3f} THz)")
+        print("(σ for the refinement: " + r.result.sigma_meaning.split(":")[0] + ")")
+    print(
+        f"dispersion of the final θ vs the truth along the path: rms {r.disp_rms_meV:.3f} meV "
+        f"({r.disp_rms_meV / THZ_TO_MEV:.3f} THz)"
+    )
     if r.per_orientation:
         p = r.per_orientation
-        print(f"single orientations ({len(p['psi_deg'])} of {args.orientations}): FC0-FC3 relative error median {100 * p['median_rel_err_fc0_3']:.1f} %, worst {100 * p['worst_rel_err_fc0_3']:.1f} %")
-    print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()) + f"; total {time.perf_counter() - t0:.1f} s")
+        print(
+            f"single orientations ({len(p['psi_deg'])} of {args.orientations}): FC0-FC3 relative error "
+            f"median {100 * p['median_rel_err_fc0_3']:.1f} %, worst {100 * p['worst_rel_err_fc0_3']:.1f} %"
+        )
+    print(
+        "timings: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items())
+        + f"; total {time.perf_counter() - t0:.1f} s"
+    )
     print("wrote " + ", ".join(r.files.values()))
     return 0
+
+
+def comparison_table(r) -> str:
+    """Truth, ML ± σ and error, and (when refined) refined ± σ and error, one line per parameter."""
+    ml, e_ml = r.ml_result, r.rel_err("ml")
+    head = f"{'':5} {'name':<8} {'truth':>9} {'ML':>9} {'± σ':>8} {'err':>7}"
+    refined = r.refined is not None
+    if refined:
+        head += f" {'refined':>9} {'± σ':>8} {'err':>7}"
+    lines = [head]
+    e_rf = r.rel_err("refined") if refined else None
+    for i, n in enumerate(r.names):
+        line = f"FC{i:<3} {n:<8} {r.truth[i]:>9.4f} {ml.theta[i]:>9.4f} {ml.sigma[i]:>8.4f}"
+        line += f" {100 * e_ml[i]:>6.1f}%"
+        if e_rf is not None:
+            line += f" {r.result.theta[i]:>9.4f} {r.result.sigma[i]:>8.4f} {100 * e_rf[i]:>6.1f}%"
+        lines.append(line)
+    return "\n".join(lines)

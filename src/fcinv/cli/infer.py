@@ -30,27 +30,68 @@ from fcinv.io import FORMATS
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fcinv infer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="fcinv infer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("data", nargs="+", help="folded spectrum or 4D data (several files only for NXSPE)")
-    p.add_argument("--model", default="ge", help="shipped model name (ge, nb) or a model directory (default: ge)")
+    p.add_argument(
+        "--model", default="ge", help="shipped model name (ge, nb) or a model directory (default: ge)"
+    )
     p.add_argument("--material", default=None, help="material of the data (default: the model's)")
-    p.add_argument("--format", choices=("auto", *FORMATS), default="auto", help="input format (default: sniffed)")
-    p.add_argument("--k-samples", type=int, default=100, help="latent samples for the uncertainty (default 100)")
+    p.add_argument(
+        "--format", choices=("auto", *FORMATS), default="auto", help="input format (default: sniffed)"
+    )
+    p.add_argument(
+        "--k-samples", type=int, default=100, help="latent samples for the uncertainty (default 100)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rebin", action="store_true", help="interpolate a folded spectrum on another binning of the same path onto the model's grid")
+    p.add_argument(
+        "--rebin",
+        action="store_true",
+        help="interpolate a folded spectrum on another binning of the same path onto the model's grid",
+    )
     p.add_argument("--transpose", action="store_true", help="pathSQE array stored (n_E, n_q)")
     p.add_argument("--q-tolerance", type=float, default=0.05, help="folding tube radius in r.l.u. (4D input)")
-    p.add_argument("--temperature", type=float, default=5.0, help="sample temperature (K) for the Bose correction of 4D input (default 5)")
-    p.add_argument("--no-corrections", action="store_true", help="fold 4D input without the one-phonon corrections")
-    p.add_argument("--ub", type=float, nargs=9, metavar="X", help="NXSPE: UB matrix (1/Å, Mantid convention), row by row")
-    p.add_argument("--u", type=float, nargs=3, default=None, help="NXSPE: vector along the beam at psi=0 (r.l.u.)")
-    p.add_argument("--v", type=float, nargs=3, default=None, help="NXSPE: second scattering-plane vector (r.l.u.)")
-    p.add_argument("--per-orientation", action="store_true", help="DATA is a run file: infer every single orientation too, and plot the scatter and the error versus angle")
-    p.add_argument("--refine", action="store_true", help="refine the ML answer by a least-squares fit to the spectrum")
-    p.add_argument("--truth", default=None, metavar="JSON", help="JSON {name: value} of known force constants to compare with")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=5.0,
+        help="sample temperature (K) for the Bose correction of 4D input (default 5)",
+    )
+    p.add_argument(
+        "--no-corrections", action="store_true", help="fold 4D input without the one-phonon corrections"
+    )
+    p.add_argument(
+        "--ub", type=float, nargs=9, metavar="X", help="NXSPE: UB matrix (1/Å, Mantid convention), row by row"
+    )
+    p.add_argument(
+        "--u", type=float, nargs=3, default=None, help="NXSPE: vector along the beam at psi=0 (r.l.u.)"
+    )
+    p.add_argument(
+        "--v", type=float, nargs=3, default=None, help="NXSPE: second scattering-plane vector (r.l.u.)"
+    )
+    p.add_argument(
+        "--per-orientation",
+        action="store_true",
+        help="DATA is a run file: infer every single orientation too, and plot the scatter and the error "
+        "versus angle",
+    )
+    p.add_argument(
+        "--refine", action="store_true", help="refine the ML answer by a least-squares fit to the spectrum"
+    )
+    p.add_argument(
+        "--truth",
+        default=None,
+        metavar="JSON",
+        help="JSON {name: value} of known force constants to compare with",
+    )
     p.add_argument("--json", default=None, help="write the result (fcinv.result.FCResult JSON) to this file")
     p.add_argument("--csv", default=None, help="write name, θ, σ as CSV to this file")
-    p.add_argument("--png", default=None, help="write the figure here (default: DATA stem + _fcinv.png in the current folder)")
+    p.add_argument(
+        "--png",
+        default=None,
+        help="write the figure here (default: DATA stem + _fcinv.png in the current folder)",
+    )
     p.add_argument("--no-png", action="store_true")
     add_device_arg(p)
     add_logging_args(p)
@@ -70,7 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.pipeline import Pipeline, PipelineConfig, one_phonon_corrections
 
     corr = None if args.no_corrections else one_phonon_corrections(args.temperature)
-    cfg = PipelineConfig(k_samples=args.k_samples, seed=args.seed, q_tolerance=args.q_tolerance, corrections=corr, rebin=args.rebin)
+    cfg = PipelineConfig(
+        k_samples=args.k_samples,
+        seed=args.seed,
+        q_tolerance=args.q_tolerance,
+        corrections=corr,
+        rebin=args.rebin,
+    )
     pipe = Pipeline(args.model, args.material, config=cfg, device=str(resolve_device(args.device)))
     data = args.data[0] if len(args.data) == 1 else args.data
     fmt_opts = {k: v for k, v in file_options(args).items() if v is not None}
@@ -80,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     truth = read_theta_json(args.truth)[0] if args.truth else None
     fs, res = run.spectrum, run.result
     name = Path(args.data[0]).name
-    print(f"{name}: {100 * fs.coverage:.0f} % of the {fs.grid.shape[0]}×{fs.grid.shape[1]} grid measured; model {pipe.predictor.describe()}")
+    print(
+        f"{name}: {100 * fs.coverage:.0f} % of the {fs.grid.shape[0]}×{fs.grid.shape[1]} grid measured; "
+        f"model {pipe.predictor.describe()}"
+    )
     print(run.ml.table(truth))
     if run.refined is not None:
         print(run.refined.table(truth))
@@ -122,10 +172,17 @@ def per_orientation(args, pipe, run) -> None:
     width = dom.high - dom.low
     rel = scans.deviation(full, width)
     order = np.argsort(rel)
-    print(f"{len(scans.psi)} single orientations folded and inverted in {dt:.1f} s; mean squared deviation from the full-run answer (in training-domain widths):")
+    print(
+        f"{len(scans.psi)} single orientations folded and inverted in {dt:.1f} s; mean squared deviation "
+        "from the full-run answer (in training-domain widths):"
+    )
     for lab, j in (("best", order[0]), ("median", order[len(order) // 2]), ("worst", order[-1])):
-        print(f"  {lab:<6} ψ = {scans.psi[j]:6.1f}°  {rel[j]:.2e}  (coverage {100 * scans.coverage[j]:.0f} %)")
+        print(
+            f"  {lab:<6} ψ = {scans.psi[j]:6.1f}°  {rel[j]:.2e}  (coverage {100 * scans.coverage[j]:.0f} %)"
+        )
     stem = Path(args.data[0]).stem
-    png = plot_single_scans(Path(f"{stem}_orientations.png"), scans, full, full, width, reference_label="full run")
+    png = plot_single_scans(
+        Path(f"{stem}_orientations.png"), scans, full, full, width, reference_label="full run"
+    )
     write_json(f"{stem}_orientations.json", {**scans.to_dict(), "msd_vs_full_domain_widths": rel.tolist()})
     print(f"wrote {png}, {stem}_orientations.json")

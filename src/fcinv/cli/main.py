@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import logging
 import sys
 
 from fcinv import __version__
@@ -36,9 +35,12 @@ def _usage() -> str:
     for cmd, (module, desc) in COMMANDS.items():
         if importlib.util.find_spec(module) is not None:
             lines.append(f"  {cmd:<{width}}  {desc}")
-    lines += ["", "-v / -vv: more log output (INFO / DEBUG); -q: errors only, no progress bars.",
-              "Run `fcinv <command> --help` for a command's options.",
-              "Exit codes: 0 success, 1 error in the data or the result, 2 usage."]
+    lines += [
+        "",
+        "-v / -vv: more log output (INFO / DEBUG); -q: errors only, no progress bars.",
+        "Run `fcinv <command> --help` for a command's options.",
+        "Exit codes: 0 success, 1 error in the data or the result, 2 usage.",
+    ]
     return "\n".join(lines)
 
 
@@ -93,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fcinv {cmd}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(f"fcinv {cmd}: interrupted (partial outputs are kept where the command supports --resume)", file=sys.stderr)
+        print(
+            f"fcinv {cmd}: interrupted (partial outputs are kept where the command supports --resume)",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     finally:
         restore_logging(state)

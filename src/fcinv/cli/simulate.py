@@ -32,20 +32,56 @@ log = logging.getLogger(__name__)
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fcinv simulate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="fcinv simulate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_material_args(p)
     add_fc_file_args(p)
     g = p.add_argument_group("force constants")
-    g.add_argument("--theta", nargs="+", metavar="NAME=VALUE", help="parameter values (eV/Å²) overriding the reference, or one number per parameter")
-    g.add_argument("--springs", nargs="+", metavar="SHELL=K", help="central-force spring model, e.g. 1NN=6 2NN=0.6 (eV/Å²), for crystals without a reference")
-    g.add_argument("--shells", type=int, default=None, help="number of neighbour shells in θ (default: the material's, else 5)")
+    g.add_argument(
+        "--theta",
+        nargs="+",
+        metavar="NAME=VALUE",
+        help="parameter values (eV/Å²) overriding the reference, or one number per parameter",
+    )
+    g.add_argument(
+        "--springs",
+        nargs="+",
+        metavar="SHELL=K",
+        help="central-force spring model, e.g. 1NN=6 2NN=0.6 (eV/Å²), for crystals without a reference",
+    )
+    g.add_argument(
+        "--shells",
+        type=int,
+        default=None,
+        help="number of neighbour shells in θ (default: the material's, else 5)",
+    )
     s = p.add_argument_group("spectrum")
-    s.add_argument("--path", default=None, help="q-path labels, e.g. 'Γ-X-U|K-Γ-L' (default: pathSQE's path for fcc/bcc)")
-    s.add_argument("--e-max", type=float, default=None, help="maximum energy (meV); default from the material")
+    s.add_argument(
+        "--path", default=None, help="q-path labels, e.g. 'Γ-X-U|K-Γ-L' (default: pathSQE's path for fcc/bcc)"
+    )
+    s.add_argument(
+        "--e-max", type=float, default=None, help="maximum energy (meV); default from the material"
+    )
     s.add_argument("--e-step", type=float, default=None, help="energy bin (meV)")
-    s.add_argument("--fwhm", type=float, default=None, help="Gaussian FWHM at E = 0 (meV); default from the material (1.2)")
-    s.add_argument("--fwhm-slope", type=float, default=None, help="FWHM increase per meV of energy transfer (default: the material's)")
-    p.add_argument("-o", "--output", required=True, help="output HDF5 file (a folded-spectrum file that `fcinv infer` reads)")
+    s.add_argument(
+        "--fwhm",
+        type=float,
+        default=None,
+        help="Gaussian FWHM at E = 0 (meV); default from the material (1.2)",
+    )
+    s.add_argument(
+        "--fwhm-slope",
+        type=float,
+        default=None,
+        help="FWHM increase per meV of energy transfer (default: the material's)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output HDF5 file (a folded-spectrum file that `fcinv infer` reads)",
+    )
     p.add_argument("--png", default=None, help="figure path (default: OUTPUT with .png)")
     p.add_argument("--no-png", action="store_true", help="do not write the figure")
     add_logging_args(p)
@@ -66,7 +102,9 @@ def build_model(args, material):
     if args.force_constants:
         if not args.structure:
             raise UsageError("--force-constants needs --structure (the POSCAR the force constants belong to)")
-        pairs = read_phonopy(crystal, args.force_constants, args.structure, supercell_from_args(args.supercell))
+        pairs = read_phonopy(
+            crystal, args.force_constants, args.structure, supercell_from_args(args.supercell)
+        )
         model = ForwardModel.from_pairs(space, grid, pairs, broadening=br)
         source = f"phonopy force constants {args.force_constants}"
     elif args.springs:
@@ -80,7 +118,10 @@ def build_model(args, material):
             ref = load_reference(crystal.name)
         except (MaterialError, DataError) as exc:
             if not args.theta:
-                raise UsageError(f"no reference force constants for '{crystal.name}' ({exc}). Pass --theta (all values), --springs or --force-constants.") from None
+                raise UsageError(
+                    f"no reference force constants for '{crystal.name}' ({exc}). Pass --theta (all "
+                    "values), --springs or --force-constants."
+                ) from None
             model = ForwardModel(space, grid, np.zeros(space.n_params), broadening=br)
             source = "θ given on the command line"
         else:
@@ -103,7 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     spec, freqs = model.spectra(theta, return_frequencies=True)
     lowest = float(model.lowest_energy(theta)[0])
     if lowest < -0.05:
-        log.warning("this θ is dynamically unstable: lowest mode %.2f meV (imaginary). The spectrum shows only real modes.", lowest)
+        log.warning(
+            "this θ is dynamically unstable: lowest mode %.2f meV (imaginary). The spectrum shows only "
+            "real modes.",
+            lowest,
+        )
     names = model.space.names
     meta = {
         "source": "fcinv simulate",
@@ -118,9 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     fs = FoldedSpectrum.from_arrays(spec[0].astype(float), model.grid, meta=meta)
     out = Path(args.output)
     fs.to_hdf5(out)
-    print(f"wrote {out}: I(q, E) {model.grid.shape[0]} q × {model.grid.shape[1]} E bins ({crystal.name}, {source})")
+    print(
+        f"wrote {out}: I(q, E) {model.grid.shape[0]} q × {model.grid.shape[1]} E bins ({crystal.name}, "
+        f"{source})"
+    )
     if not args.no_png:
         png = Path(args.png) if args.png else out.with_suffix(".png")
-        save_spectrum_png(png, spec[0], model.grid, frequencies=freqs[0], title=f"{crystal.name}: forward model I(q, E), dispersion overlaid")
+        save_spectrum_png(
+            png,
+            spec[0],
+            model.grid,
+            frequencies=freqs[0],
+            title=f"{crystal.name}: forward model I(q, E), dispersion overlaid",
+        )
         print(f"wrote {png}")
     return 0

@@ -15,7 +15,9 @@ from fcinv.io.provenance import read_meta, stamp_h5
 __all__ = ["atomic_h5", "json_dumps", "open_checked", "put", "read_meta", "stamp"]
 
 
-def put(group: h5py.Group, name: str, data: Any, unit: str, *, compress: bool = False, **attrs: Any) -> h5py.Dataset:
+def put(
+    group: h5py.Group, name: str, data: Any, unit: str, *, compress: bool = False, **attrs: Any
+) -> h5py.Dataset:
     """Write a dataset with its ``unit`` attribute (and any other attributes)."""
     kw: dict[str, Any] = {}
     if compress and np.size(data) > 1024:
@@ -27,8 +29,15 @@ def put(group: h5py.Group, name: str, data: Any, unit: str, *, compress: bool = 
     return ds
 
 
-def stamp(f: h5py.File, fmt: str, fmt_version: int, *, command: str | None, seed: int | None,
-          meta: dict | None = None) -> None:
+def stamp(
+    f: h5py.File,
+    fmt: str,
+    fmt_version: int,
+    *,
+    command: str | None,
+    seed: int | None,
+    meta: dict | None = None,
+) -> None:
     """Root attributes every fcinv experiment file carries (see :func:`fcinv.io.stamp_h5`)."""
     stamp_h5(f, fmt, fmt_version, command=command, seed=seed, meta=meta)
 
@@ -41,13 +50,17 @@ def open_checked(path: str | Path, fmt: str) -> h5py.File:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(f"'{path}' is not a readable HDF5 file ({str(exc).splitlines()[0]}). "
-                        "Pass a file written by fcinv.") from None
+        raise DataError(
+            f"'{path}' is not a readable HDF5 file ({str(exc).splitlines()[0]}). "
+            "Pass a file written by fcinv."
+        ) from None
     got = f.attrs.get("format", None)
     if isinstance(got, bytes):
         got = got.decode()
     if got != fmt:
         f.close()
-        raise DataError(f"'{path}' has format {got!r}, expected {fmt!r}. "
-                        "Pass a file of that kind (see its writer's docstring).")
+        raise DataError(
+            f"'{path}' has format {got!r}, expected {fmt!r}. "
+            "Pass a file of that kind (see its writer's docstring)."
+        )
     return f

@@ -65,21 +65,32 @@ class FoldedSpectrum:
         for name, dtype in (("intensity", float), ("error", float), ("mask", bool), ("n_contrib", np.int64)):
             a = np.asarray(getattr(self, name))
             if a.shape != shape:
-                raise GridError(f"{name} has shape {a.shape} but the grid is {shape} (n_q, n_E). Fold or rebin onto the grid first.")
+                raise GridError(
+                    f"{name} has shape {a.shape} but the grid is {shape} (n_q, n_E). Fold or rebin onto "
+                    "the grid first."
+                )
             arrs[name] = a.astype(dtype, copy=False)
         inten, err, mask = arrs["intensity"], arrs["error"], arrs["mask"]
         bad = mask & ~np.isfinite(inten)
         if np.any(bad):
-            raise DataError(f"intensity is NaN/inf at {int(bad.sum())} pixels marked measured. Set mask False there (or pass finite values).")
+            raise DataError(
+                f"intensity is NaN/inf at {int(bad.sum())} pixels marked measured. Set mask False there "
+                "(or pass finite values)."
+            )
         if np.any(~mask & ~np.isnan(inten)):
             inten = np.where(mask, inten, np.nan)
         if np.any(err[np.isfinite(err)] < 0):
-            raise DataError(f"error has negative values (min {np.nanmin(err):g}). Pass standard errors (>= 0).")
+            raise DataError(
+                f"error has negative values (min {np.nanmin(err):g}). Pass standard errors (>= 0)."
+            )
         err = np.where(mask, err, np.nan)
         if np.any(arrs["n_contrib"] < -1):
             raise DataError("n_contrib has values below -1. Pass counts (>= 0) or -1 for unknown.")
         if not np.any(mask):
-            raise DataError("the folded spectrum has no measured pixel. Check the data's coverage, the q tolerance and the zones used.")
+            raise DataError(
+                "the folded spectrum has no measured pixel. Check the data's coverage, the q tolerance and "
+                "the zones used."
+            )
         object.__setattr__(self, "intensity", inten)
         object.__setattr__(self, "error", err)
         object.__setattr__(self, "mask", mask)
@@ -110,9 +121,15 @@ class FoldedSpectrum:
         """Build from an intensity image whose NaNs mark unmeasured pixels."""
         intensity = np.asarray(intensity, dtype=float)
         if intensity.shape != grid.shape:
-            raise GridError(f"the spectrum has shape {intensity.shape} but the grid is {grid.shape} (n_q, n_E). Pass a spectrum on this grid, or rebin it.")
+            raise GridError(
+                f"the spectrum has shape {intensity.shape} but the grid is {grid.shape} (n_q, n_E). Pass a "
+                "spectrum on this grid, or rebin it."
+            )
         if np.any(np.isinf(intensity)):
-            raise DataError(f"the spectrum has {int(np.isinf(intensity).sum())} infinite values. Mark unmeasured pixels with NaN, not inf.")
+            raise DataError(
+                f"the spectrum has {int(np.isinf(intensity).sum())} infinite values. Mark unmeasured "
+                "pixels with NaN, not inf."
+            )
         mask = np.isfinite(intensity)
         err = np.full(grid.shape, np.nan) if error is None else np.asarray(error, dtype=float)
         nc = np.full(grid.shape, -1, dtype=np.int64) if n_contrib is None else np.asarray(n_contrib)
@@ -127,13 +144,28 @@ class FoldedSpectrum:
         d = read_pathsqe_folded(path, transpose=transpose)
         img = d["intensity"]
         if img.shape != grid.shape:
-            hint = " It looks transposed: pass transpose=True (--transpose)." if img.shape == grid.shape[::-1] else ""
-            raise GridError(f"pathSQE file '{path}' holds a {img.shape} image but the grid is {grid.shape} (n_q, n_E).{hint} Otherwise fold with the grid pathSQE used.")
-        meta = {"source": str(path), "source_format": "pathSQE folded_path_plot", "errors": "unknown (pathSQE output has none)", "corrections": []}
+            hint = (
+                " It looks transposed: pass transpose=True (--transpose)."
+                if img.shape == grid.shape[::-1]
+                else ""
+            )
+            raise GridError(
+                f"pathSQE file '{path}' holds a {img.shape} image but the grid is {grid.shape} (n_q, "
+                f"n_E).{hint} Otherwise fold with the grid pathSQE used."
+            )
+        meta = {
+            "source": str(path),
+            "source_format": "pathSQE folded_path_plot",
+            "errors": "unknown (pathSQE output has none)",
+            "corrections": [],
+        }
         return cls.from_arrays(img, grid, meta=meta)
 
     def __repr__(self) -> str:
-        return f"FoldedSpectrum(shape={self.grid.shape}, coverage={100 * self.coverage:.1f} %, source={self.meta.get('source', '?')!r})"
+        return (
+            f"FoldedSpectrum(shape={self.grid.shape}, coverage={100 * self.coverage:.1f} %, "
+            f"source={self.meta.get('source', '?')!r})"
+        )
 
     # ---------------------------------------------------------------- files
     def to_hdf5(self, path: str | Path, *, command: str | None = None, seed: int | None = None) -> Path:
@@ -159,13 +191,16 @@ class FoldedSpectrum:
                 grid = SpectrumGrid.from_json(raw.decode() if isinstance(raw, bytes) else raw)
                 arrs = {k: f[k][()] for k in ("intensity", "error", "mask", "n_contrib")}
             except KeyError as exc:
-                raise DataError(f"'{path}' lacks {exc}. The file is truncated or not a folded spectrum; "
-                                "regenerate it.") from None
+                raise DataError(
+                    f"'{path}' lacks {exc}. The file is truncated or not a folded spectrum; regenerate it."
+                ) from None
             meta = _h5.read_meta(f)
         return cls(grid=grid, meta=meta, **arrs)
 
 
-def write_folded(path: str | Path, fs: FoldedSpectrum, *, command: str | None = None, seed: int | None = None) -> None:
+def write_folded(
+    path: str | Path, fs: FoldedSpectrum, *, command: str | None = None, seed: int | None = None
+) -> None:
     """Write a :class:`FoldedSpectrum` (same as :meth:`FoldedSpectrum.to_hdf5`)."""
     fs.to_hdf5(path, command=command, seed=seed)
 

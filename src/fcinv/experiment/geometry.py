@@ -36,17 +36,26 @@ AXIS_UNITS = ("r.l.u.", "r.l.u.", "r.l.u.", "meV")
 def check_edges(edges: Sequence[np.ndarray], what: str = "the volume") -> tuple[np.ndarray, ...]:
     """Validate four 1-D increasing finite edge arrays; return them as float64."""
     if len(edges) != 4:
-        raise DataError(f"{what} has {len(edges)} axes; expected 4 (H, K, L in r.l.u., E in meV). Pass one edge array per axis.")
+        raise DataError(
+            f"{what} has {len(edges)} axes; expected 4 (H, K, L in r.l.u., E in meV). Pass one edge array "
+            "per axis."
+        )
     out = []
     for name, e in zip(AXIS_NAMES, edges):
         e = np.asarray(e, dtype=float)
         if e.ndim != 1 or len(e) < 2:
-            raise DataError(f"{what}: axis {name} has edges of shape {e.shape}; expected a 1-D array of at least 2 bin edges.")
+            raise DataError(
+                f"{what}: axis {name} has edges of shape {e.shape}; expected a 1-D array of at least 2 bin "
+                "edges."
+            )
         if not np.all(np.isfinite(e)):
             raise DataError(f"{what}: axis {name} edges contain NaN or inf. Pass finite bin edges.")
         if not np.all(np.diff(e) > 0):
             i = int(np.argmin(np.diff(e)))
-            raise DataError(f"{what}: axis {name} edges are not increasing (edge {i + 1} = {e[i + 1]:g} after {e[i]:g}). Pass monotonically increasing bin edges.")
+            raise DataError(
+                f"{what}: axis {name} edges are not increasing (edge {i + 1} = {e[i + 1]:g} after "
+                f"{e[i]:g}). Pass monotonically increasing bin edges."
+            )
         out.append(e)
     return tuple(out)
 
@@ -61,9 +70,15 @@ def edges_from_axis(values: np.ndarray, n_bins: int, name: str, what: str) -> np
             raise DataError(f"{what}: axis {name} has a single centre; give its 2 bin edges instead.")
         d = np.diff(v)
         if not np.allclose(d, d[0], rtol=1e-6, atol=1e-9):
-            raise DataError(f"{what}: axis {name} gives {n_bins} unevenly spaced centres; pass the {n_bins + 1} bin edges instead.")
+            raise DataError(
+                f"{what}: axis {name} gives {n_bins} unevenly spaced centres; pass the {n_bins + 1} bin "
+                "edges instead."
+            )
         return np.concatenate([v - d[0] / 2, [v[-1] + d[0] / 2]])
-    raise DataError(f"{what}: axis {name} has {len(v)} values for {n_bins} bins; expected {n_bins + 1} edges or {n_bins} centres.")
+    raise DataError(
+        f"{what}: axis {name} has {len(v)} values for {n_bins} bins; expected {n_bins + 1} edges or "
+        f"{n_bins} centres."
+    )
 
 
 # ------------------------------------------------------------------ lattice and orientation
@@ -75,12 +90,16 @@ def normalise_lattice(lattice: Sequence[float]) -> list[float]:
     if len(lat) == 3:
         lat = lat + [90.0, 90.0, 90.0]
     if len(lat) != 6:
-        raise DataError(f"lattice has {len(lattice)} numbers; pass a (cubic), a b c, or a b c alpha beta gamma "
-                        "(Å, degrees).")
+        raise DataError(
+            f"lattice has {len(lattice)} numbers; pass a (cubic), a b c, or a b c alpha beta gamma "
+            "(Å, degrees)."
+        )
     return lat
 
 
-def lattice_b_matrix(a: float, b: float, c: float, alpha: float = 90.0, beta: float = 90.0, gamma: float = 90.0) -> np.ndarray:
+def lattice_b_matrix(
+    a: float, b: float, c: float, alpha: float = 90.0, beta: float = 90.0, gamma: float = 90.0
+) -> np.ndarray:
     """Busing–Levy B matrix (1/Å, without 2π): columns give the reciprocal vectors in a Cartesian frame.
 
     Angles in degrees. ``B @ hkl`` is Q/2π in the crystal Cartesian frame (a* along x).
@@ -95,7 +114,10 @@ def lattice_b_matrix(a: float, b: float, c: float, alpha: float = 90.0, beta: fl
     )
     A[2, 2] = np.sqrt(max(c * c - A[2, 0] ** 2 - A[2, 1] ** 2, 0.0))
     if not np.all(np.isfinite(A)) or abs(np.linalg.det(A)) < 1e-9:
-        raise DataError(f"lattice a={a}, b={b}, c={c}, angles {alpha}/{beta}/{gamma} is degenerate. Pass positive lengths (Å) and angles in degrees.")
+        raise DataError(
+            f"lattice a={a}, b={b}, c={c}, angles {alpha}/{beta}/{gamma} is degenerate. Pass positive "
+            "lengths (Å) and angles in degrees."
+        )
     recip = np.linalg.inv(A).T  # rows a*, b*, c* (no 2π)
     # Busing-Levy: express in a frame with a* along x, b* in the xy plane
     _, r = np.linalg.qr(recip.T)
@@ -104,14 +126,17 @@ def lattice_b_matrix(a: float, b: float, c: float, alpha: float = 90.0, beta: fl
 
 
 def ub_from_vectors(b_matrix: np.ndarray, u: Sequence[float], v: Sequence[float]) -> np.ndarray:
-    """UB (1/Å, without 2π) such that at ψ = 0, ``u`` (r.l.u.) points along the beam (+z) and ``v`` lies in the horizontal plane towards +x.
+    """UB (1/Å, without 2π): at ψ = 0, ``u`` (r.l.u.) points along the beam (+z), ``v`` lies in the
+    horizontal plane towards +x.
 
     Lab frame: z along the incident beam, y vertically up, x = y × z.
     """
     B = np.asarray(b_matrix, dtype=float)
     bu, bv = B @ np.asarray(u, float), B @ np.asarray(v, float)
     if np.linalg.norm(np.cross(bu, bv)) < 1e-9 * np.linalg.norm(bu) * np.linalg.norm(bv):
-        raise DataError(f"u={list(u)} and v={list(v)} are parallel. Pass two non-parallel scattering-plane vectors.")
+        raise DataError(
+            f"u={list(u)} and v={list(v)} are parallel. Pass two non-parallel scattering-plane vectors."
+        )
     ez = bu / np.linalg.norm(bu)
     ex = bv - (bv @ ez) * ez
     ex /= np.linalg.norm(ex)
@@ -152,7 +177,10 @@ def nxspe_to_points(nx: dict, ub: np.ndarray, *, psi_offset: float = 0.0) -> dic
     """
     ub = np.asarray(ub, dtype=float)
     if ub.shape != (3, 3) or abs(np.linalg.det(ub)) < 1e-12:
-        raise DataError(f"UB has shape {ub.shape} or is singular. Pass a (3, 3) UB matrix (1/Å, Mantid convention) or lattice + u, v.")
+        raise DataError(
+            f"UB has shape {ub.shape} or is singular. Pass a (3, 3) UB matrix (1/Å, Mantid convention) or "
+            "lattice + u, v."
+        )
     ei = nx["ei"]
     e = nx["energy_edges"]
     ec = 0.5 * (e[1:] + e[:-1])
@@ -173,5 +201,3 @@ def nxspe_to_points(nx: dict, ub: np.ndarray, *, psi_offset: float = 0.0) -> dic
         "signal": nx["data"][:, ok_e].ravel(),
         "error": nx["error"][:, ok_e].ravel(),
     }
-
-

@@ -45,7 +45,6 @@ import h5py
 import numpy as np
 
 from fcinv.errors import DataError
-from fcinv.io.atomic import atomic_path
 from fcinv.experiment.geometry import (  # noqa: F401  (re-exported: the geometry used to live here)
     AXIS_NAMES,
     check_edges,
@@ -55,6 +54,7 @@ from fcinv.experiment.geometry import (  # noqa: F401  (re-exported: the geometr
     rotation_y,
     ub_from_vectors,
 )
+from fcinv.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ def _open_h5(path: str | Path, what: str) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(f"'{path}' is not a readable HDF5/NeXus file ({str(exc).splitlines()[0]}). Pass a {what} file.") from None
+        raise DataError(
+            f"'{path}' is not a readable HDF5/NeXus file ({str(exc).splitlines()[0]}). Pass a {what} file."
+        ) from None
 
 
 def _str(v) -> str:
@@ -99,10 +101,16 @@ def read_mdhisto(path: str | Path) -> dict:
     with _open_h5(path, "Mantid MDHisto") as f:
         if "MDHistoWorkspace" not in f:
             top = ", ".join(list(f.keys())[:5])
-            raise DataError(f"'{path}' has no /MDHistoWorkspace group (top level: {top}). Save the histogram workspace with Mantid's SaveMD (an MDEventWorkspace must be binned first).")
+            raise DataError(
+                f"'{path}' has no /MDHistoWorkspace group (top level: {top}). Save the histogram workspace "
+                "with Mantid's SaveMD (an MDEventWorkspace must be binned first)."
+            )
         ws = f["MDHistoWorkspace"]
         if "data" not in ws or "signal" not in ws["data"]:
-            raise DataError(f"'{path}' has no /MDHistoWorkspace/data/signal. The file is truncated or not written by SaveMD.")
+            raise DataError(
+                f"'{path}' has no /MDHistoWorkspace/data/signal. The file is truncated or not written by "
+                "SaveMD."
+            )
         d = ws["data"]
         sig = d["signal"]
         axes = _str(sig.attrs.get("axes", ""))
@@ -111,11 +119,16 @@ def read_mdhisto(path: str | Path) -> dict:
             ids_rev = [k for k in d if k not in ("signal", "errors_squared", "num_events", "mask")][::-1]
         ids = ids_rev[::-1]
         if len(ids) != sig.ndim:
-            raise DataError(f"'{path}': signal has {sig.ndim} dimensions but the axes attribute names {len(ids)} ({axes!r}). The file is corrupt.")
+            raise DataError(
+                f"'{path}': signal has {sig.ndim} dimensions but the axes attribute names {len(ids)} "
+                f"({axes!r}). The file is corrupt."
+            )
         names, units, frames, edges = [], [], [], []
         for i in ids:
             if i not in d:
-                raise DataError(f"'{path}': dimension {i!r} named in signal's axes has no dataset. The file is corrupt.")
+                raise DataError(
+                    f"'{path}': dimension {i!r} named in signal's axes has no dataset. The file is corrupt."
+                )
             ds = d[i]
             edges.append(np.asarray(ds[()], dtype=float))
             names.append(_str(ds.attrs.get("long_name", i)))
@@ -133,26 +146,40 @@ def read_mdhisto(path: str | Path) -> dict:
         for key in ("errors_squared", "num_events"):
             out[key] = np.transpose(np.asarray(d[key][()], dtype=float), order) if key in d else None
         out["mask"] = np.transpose(np.asarray(d["mask"][()]) != 0, order) if "mask" in d else None
-        out["coordinate_system"] = int(np.asarray(ws["coordinate_system"][()]).ravel()[0]) if "coordinate_system" in ws else -1
+        out["coordinate_system"] = (
+            int(np.asarray(ws["coordinate_system"][()]).ravel()[0]) if "coordinate_system" in ws else -1
+        )
     shape = out["signal"].shape
     for k, (e, n) in enumerate(zip(out["edges"], shape)):
         if len(e) != n + 1:
-            raise DataError(f"'{path}': dimension {out['names'][k]!r} has {len(e)} boundaries for {n} bins; expected {n + 1}. The file is corrupt.")
+            raise DataError(
+                f"'{path}': dimension {out['names'][k]!r} has {len(e)} boundaries for {n} bins; expected "
+                f"{n + 1}. The file is corrupt."
+            )
     return out
 
 
 def mdhisto_axes(md: dict) -> list[int]:
     """Positions of H, K, L, E among an MDHisto's dimensions, or :class:`DataError` if not (H,K,L,E)."""
     if len(md["names"]) != 4:
-        raise DataError(f"the workspace has {len(md['names'])} dimensions ({', '.join(md['names'])}); expected 4: [H,0,0], [0,K,0], [0,0,L], DeltaE. Bin it in 4D with these projections.")
+        raise DataError(
+            f"the workspace has {len(md['names'])} dimensions ({', '.join(md['names'])}); expected 4: "
+            "[H,0,0], [0,K,0], [0,0,L], DeltaE. Bin it in 4D with these projections."
+        )
     pos = []
     for ax in AXIS_NAMES:
-        hits = [i for i, (n, i_d) in enumerate(zip(md["names"], md["ids"])) if _DIM_PATTERNS[ax].match(n.replace(" ", "").upper()) or _DIM_PATTERNS[ax].match(i_d.replace(" ", "").upper())]
+        hits = [
+            i
+            for i, (n, i_d) in enumerate(zip(md["names"], md["ids"]))
+            if _DIM_PATTERNS[ax].match(n.replace(" ", "").upper())
+            or _DIM_PATTERNS[ax].match(i_d.replace(" ", "").upper())
+        ]
         if ax == "E" and not hits:
             hits = [i for i, u in enumerate(md["units"]) if u.strip().lower() in ("mev", "deltae")]
         if len(hits) != 1:
             raise DataError(
-                f"cannot identify the {ax} dimension among {md['names']}; only the projections [H,0,0], [0,K,0], [0,0,L], DeltaE are supported. "
+                f"cannot identify the {ax} dimension among {md['names']}; only the projections [H,0,0], "
+                "[0,K,0], [0,0,L], DeltaE are supported. "
                 "Rebin in Mantid (BinMD/MDNorm) with u=1,0,0 v=0,1,0 w=0,0,1."
             )
         pos.append(hits[0])
@@ -177,13 +204,19 @@ def read_nxspe(path: str | Path) -> dict:
                 entry = name
                 break
         if entry is None:
-            raise DataError(f"'{path}' has no NXSPE entry (a group with data/ and NXSPE_info/; top level: {', '.join(f.keys())}). Pass an NXSPE file.")
+            raise DataError(
+                f"'{path}' has no NXSPE entry (a group with data/ and NXSPE_info/; top level: "
+                f"{', '.join(f.keys())}). Pass an NXSPE file."
+            )
         g = f[entry]
         d, info = g["data"], g["NXSPE_info"]
 
         def need(grp, key):
             if key not in grp:
-                raise DataError(f"'{path}': NXSPE entry {entry!r} lacks {grp.name}/{key}. The file is truncated or not NXSPE.")
+                raise DataError(
+                    f"'{path}': NXSPE entry {entry!r} lacks {grp.name}/{key}. The file is truncated or not "
+                    "NXSPE."
+                )
             return np.asarray(grp[key][()], dtype=float)
 
         def opt(grp, key):
@@ -201,23 +234,36 @@ def read_nxspe(path: str | Path) -> dict:
             "distance": opt(d, "distance"),
             "ei": float(need(info, "fixed_energy").ravel()[0]),
             "psi": float(need(info, "psi").ravel()[0]) if "psi" in info else 0.0,
-            "ki_over_kf_scaling": bool(np.asarray(info["ki_over_kf_scaling"][()]).ravel()[0]) if "ki_over_kf_scaling" in info else True,
+            "ki_over_kf_scaling": bool(np.asarray(info["ki_over_kf_scaling"][()]).ravel()[0])
+            if "ki_over_kf_scaling" in info
+            else True,
         }
     n_det = len(out["polar"])
     data, err, e = out["data"], out["error"], out["energy_edges"]
     if data.ndim != 2 or data.shape != err.shape or data.shape[0] != n_det or len(out["azimuthal"]) != n_det:
-        raise DataError(f"'{path}': data {data.shape}, error {err.shape}, {n_det} polar and {len(out['azimuthal'])} azimuthal angles do not match; expected (n_det, n_E) twice and n_det angles.")
+        raise DataError(
+            f"'{path}': data {data.shape}, error {err.shape}, {n_det} polar and {len(out['azimuthal'])} "
+            "azimuthal angles do not match; expected (n_det, n_E) twice and n_det angles."
+        )
     if len(e) == data.shape[1]:
-        raise DataError(f"'{path}': energy has {len(e)} values for {data.shape[1]} bins; NXSPE energy must hold the {data.shape[1] + 1} bin edges.")
+        raise DataError(
+            f"'{path}': energy has {len(e)} values for {data.shape[1]} bins; NXSPE energy must hold the "
+            f"{data.shape[1] + 1} bin edges."
+        )
     if len(e) != data.shape[1] + 1:
-        raise DataError(f"'{path}': energy has {len(e)} edges for {data.shape[1]} energy bins; expected {data.shape[1] + 1}.")
+        raise DataError(
+            f"'{path}': energy has {len(e)} edges for {data.shape[1]} energy bins; expected "
+            f"{data.shape[1] + 1}."
+        )
     if not np.all(np.isfinite(e)) or not np.all(np.diff(e) > 0):
         raise DataError(f"'{path}': energy edges are not finite and increasing. The file is corrupt.")
     if not (np.all(np.isfinite(out["polar"])) and np.all(np.isfinite(out["azimuthal"]))):
         raise DataError(f"'{path}': detector angles contain NaN. The file is corrupt.")
     bad = np.isfinite(data) & ~np.isfinite(err)
     if np.any(bad):
-        raise DataError(f"'{path}': error is NaN for {int(bad.sum())} pixels with finite data. The file is corrupt.")
+        raise DataError(
+            f"'{path}': error is NaN for {int(bad.sum())} pixels with finite data. The file is corrupt."
+        )
     if not np.isfinite(out["ei"]) or out["ei"] <= 0:
         raise DataError(f"'{path}': fixed_energy (Ei) is {out['ei']}; expected a positive energy in meV.")
     return out
@@ -242,21 +288,31 @@ def read_array4d(path: str | Path, group: str | None = None) -> dict:
             with np.load(path, allow_pickle=False) as z:
                 raw = {k: np.asarray(z[k]) for k in keys if k in z.files}
         except (OSError, ValueError) as exc:
-            raise DataError(f"'{path}' is not a readable NPZ file ({exc}). Pass an .npz or HDF5 file.") from None
+            raise DataError(
+                f"'{path}' is not a readable NPZ file ({exc}). Pass an .npz or HDF5 file."
+            ) from None
     else:
         with _open_h5(path, "4D array") as f:
             g = f[group] if group else f
             raw = {k: np.asarray(g[k][()]) for k in keys if k in g}
     if "signal" not in raw and "counts" not in raw:
-        raise DataError(f"'{path}' has neither 'signal' nor 'counts' (keys: {', '.join(raw) or 'none'}). Store the 4D array under 'signal' (with 'error') or 'counts' (with 'norm').")
+        raise DataError(
+            f"'{path}' has neither 'signal' nor 'counts' (keys: {', '.join(raw) or 'none'}). Store the 4D "
+            "array under 'signal' (with 'error') or 'counts' (with 'norm')."
+        )
     main = raw.get("signal", raw.get("counts"))
     assert main is not None
     if main.ndim != 4:
         raise DataError(f"'{path}': the 4D array has shape {main.shape}; expected (n_H, n_K, n_L, n_E).")
     missing = [a for a in AXIS_NAMES if a not in raw]
     if missing:
-        raise DataError(f"'{path}' lacks the axis arrays {missing}. Store H, K, L (r.l.u.) and E (meV) as bin edges or centres.")
-    edges = check_edges([edges_from_axis(raw[a], n, a, str(path)) for a, n in zip(AXIS_NAMES, main.shape)], str(path))
+        raise DataError(
+            f"'{path}' lacks the axis arrays {missing}. Store H, K, L (r.l.u.) and E (meV) as bin edges or "
+            "centres."
+        )
+    edges = check_edges(
+        [edges_from_axis(raw[a], n, a, str(path)) for a, n in zip(AXIS_NAMES, main.shape)], str(path)
+    )
     return {
         "edges": list(edges),
         "signal": raw.get("signal"),
@@ -268,7 +324,13 @@ def read_array4d(path: str | Path, group: str | None = None) -> dict:
     }
 
 
-def write_array4d(path: str | Path, edges: Sequence[np.ndarray], signal: np.ndarray, error: np.ndarray, norm: np.ndarray | None = None) -> None:
+def write_array4d(
+    path: str | Path,
+    edges: Sequence[np.ndarray],
+    signal: np.ndarray,
+    error: np.ndarray,
+    norm: np.ndarray | None = None,
+) -> None:
     """Write the plain 4D-array layout (NPZ when ``path`` ends in .npz, else HDF5 with unit attributes)."""
     path = Path(path)
     arrays = {"signal": signal, "error": error, **dict(zip(AXIS_NAMES, edges))}
@@ -283,7 +345,13 @@ def write_array4d(path: str | Path, edges: Sequence[np.ndarray], signal: np.ndar
         return
     with _h5.atomic_h5(path) as f:
         for k, v in arrays.items():
-            _h5.put(f, k, v, "meV" if k == "E" else "r.l.u." if k in ("H", "K", "L") else "arb. units", compress=True)
+            _h5.put(
+                f,
+                k,
+                v,
+                "meV" if k == "E" else "r.l.u." if k in ("H", "K", "L") else "arb. units",
+                compress=True,
+            )
 
 
 # ------------------------------------------------------------------------ pathSQE
@@ -297,26 +365,42 @@ def read_pathsqe_folded(path: str | Path, *, transpose: bool = False) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"pathSQE file '{path}' does not exist. Check the path (pathSQE writes folding_progess/folded_path_plot_<n>.npy).")
+        raise DataError(
+            f"pathSQE file '{path}' does not exist. Check the path (pathSQE writes "
+            "folding_progess/folded_path_plot_<n>.npy)."
+        )
     seg_bins = None
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as z:
-                names = sorted(z.files, key=lambda s: int(s.split("_")[-1]) if s.split("_")[-1].isdigit() else s)
+                names = sorted(
+                    z.files, key=lambda s: int(s.split("_")[-1]) if s.split("_")[-1].isdigit() else s
+                )
                 segs = [np.asarray(z[n], dtype=float) for n in names]
             if any(s.ndim != 2 for s in segs) or len({s.shape[1] for s in segs}) != 1:
-                raise DataError(f"pathSQE archive '{path}' holds arrays of shapes {[s.shape for s in segs]}; expected 2D (n_q_segment, n_E) images with one n_E.")
+                raise DataError(
+                    f"pathSQE archive '{path}' holds arrays of shapes {[s.shape for s in segs]}; expected "
+                    "2D (n_q_segment, n_E) images with one n_E."
+                )
             seg_bins = [s.shape[0] for s in segs]
             img = np.vstack(segs)
         else:
             img = np.asarray(np.load(path, allow_pickle=False), dtype=float)
     except (OSError, ValueError) as exc:
-        raise DataError(f"'{path}' is not a readable NumPy file ({str(exc).splitlines()[0]}). Pass pathSQE's folded_path_plot_<n>.npy.") from None
+        raise DataError(
+            f"'{path}' is not a readable NumPy file ({str(exc).splitlines()[0]}). Pass pathSQE's "
+            "folded_path_plot_<n>.npy."
+        ) from None
     img = np.squeeze(img)
     if img.ndim != 2:
-        raise DataError(f"pathSQE file '{path}' holds an array of shape {img.shape}; expected a 2D (n_q, n_E) image.")
+        raise DataError(
+            f"pathSQE file '{path}' holds an array of shape {img.shape}; expected a 2D (n_q, n_E) image."
+        )
     if transpose:
         img = img.T
     if np.any(np.isinf(img)):
-        raise DataError(f"pathSQE file '{path}' has {int(np.isinf(img).sum())} infinite values (data/0). Mask them as NaN.")
+        raise DataError(
+            f"pathSQE file '{path}' has {int(np.isinf(img).sum())} infinite values (data/0). Mask them as "
+            "NaN."
+        )
     return {"intensity": img, "segment_bins": seg_bins}

@@ -123,7 +123,9 @@ class Volume4D:
         index = np.asarray(self.index, dtype=np.int64).ravel()
         n = len(index)
         if n == 0:
-            raise DataError("the volume is empty (no covered bins). Check the coverage of the data or the binning.")
+            raise DataError(
+                "the volume is empty (no covered bins). Check the coverage of the data or the binning."
+            )
         arrays = {"signal": self.signal, "error": self.error}
         if self.norm is not None:
             arrays["norm"] = self.norm
@@ -131,33 +133,56 @@ class Volume4D:
         for name, a in arrays.items():
             a = np.asarray(a, dtype=float).ravel()
             if len(a) != n:
-                raise DataError(f"the volume has {n} bin indices but {len(a)} {name} values. Pass one value per covered bin.")
+                raise DataError(
+                    f"the volume has {n} bin indices but {len(a)} {name} values. Pass one value per "
+                    "covered bin."
+                )
             if not np.all(np.isfinite(a)):
-                raise DataError(f"{name} has {int(np.sum(~np.isfinite(a)))} NaN/inf values in covered bins. Drop uncovered bins from the index instead of storing NaN.")
+                raise DataError(
+                    f"{name} has {int(np.sum(~np.isfinite(a)))} NaN/inf values in covered bins. Drop "
+                    "uncovered bins from the index instead of storing NaN."
+                )
             conv[name] = a
         if np.any(conv["error"] < 0):
-            raise DataError(f"error has {int(np.sum(conv['error'] < 0))} negative values (min {conv['error'].min():g}). Pass standard errors (>= 0).")
+            raise DataError(
+                f"error has {int(np.sum(conv['error'] < 0))} negative values (min "
+                f"{conv['error'].min():g}). Pass standard errors (>= 0)."
+            )
         if "norm" in conv and np.any(conv["norm"] < 0):
-            raise DataError(f"norm has {int(np.sum(conv['norm'] < 0))} negative values (min {conv['norm'].min():g}); a normalisation (exposure) cannot be negative. Check the normalisation input.")
+            raise DataError(
+                f"norm has {int(np.sum(conv['norm'] < 0))} negative values (min {conv['norm'].min():g}); a "
+                "normalisation (exposure) cannot be negative. Check the normalisation input."
+            )
         if not self.allow_negative and np.any(conv["signal"] < 0):
             raise DataError(
-                f"signal has {int(np.sum(conv['signal'] < 0))} negative values (min {conv['signal'].min():g}). "
-                "Counts and intensities must be >= 0; pass allow_negative=True for background-subtracted data."
+                f"signal has {int(np.sum(conv['signal'] < 0))} negative values (min "
+                f"{conv['signal'].min():g}). "
+                "Counts and intensities must be >= 0; pass allow_negative=True for background-subtracted "
+                "data."
             )
         total = int(np.prod(shape, dtype=np.int64))
         if index.min() < 0 or index.max() >= total:
-            raise DataError(f"bin index out of range [0, {total}) for shape {shape} (got {index.min()}..{index.max()}). Indices are flat C-order into (n_H, n_K, n_L, n_E).")
+            raise DataError(
+                f"bin index out of range [0, {total}) for shape {shape} (got "
+                f"{index.min()}..{index.max()}). Indices are flat C-order into (n_H, n_K, n_L, n_E)."
+            )
         if n > 1 and not np.all(np.diff(index) > 0):
             order = np.argsort(index, kind="stable")
             index = index[order]
             if np.any(np.diff(index) == 0):
-                raise DataError("the volume lists some bins twice. Combine duplicate bins (Volume4D.from_points sums them) before building the volume.")
+                raise DataError(
+                    "the volume lists some bins twice. Combine duplicate bins (Volume4D.from_points sums "
+                    "them) before building the volume."
+                )
             conv = {k: v[order] for k, v in conv.items()}
         rc = None
         if self.reciprocal_cell is not None:
             rc = np.asarray(self.reciprocal_cell, dtype=float)
             if rc.shape != (3, 3) or not np.all(np.isfinite(rc)) or abs(np.linalg.det(rc)) < 1e-12:
-                raise DataError(f"reciprocal_cell has shape {rc.shape} or is singular; expected a (3, 3) matrix of reciprocal lattice vectors (1/Å) as rows.")
+                raise DataError(
+                    f"reciprocal_cell has shape {rc.shape} or is singular; expected a (3, 3) matrix of "
+                    "reciprocal lattice vectors (1/Å) as rows."
+                )
         object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "index", index)
         object.__setattr__(self, "signal", conv["signal"])
@@ -225,13 +250,18 @@ class Volume4D:
         shape = tuple(len(e) - 1 for e in edges)
         signal = np.asarray(signal, dtype=float)
         if signal.shape != shape:
-            raise DataError(f"signal has shape {signal.shape} but the axes give {shape} bins (n_H, n_K, n_L, n_E). Check the axis order and the edge lengths.")
+            raise DataError(
+                f"signal has shape {signal.shape} but the axes give {shape} bins (n_H, n_K, n_L, n_E). "
+                "Check the axis order and the edge lengths."
+            )
         if error is None and errors_squared is None:
             raise DataError("no error given. Pass error (standard errors) or errors_squared with the signal.")
         if error is None:
             es = np.asarray(errors_squared, dtype=float)
             if es.shape == shape and np.any(es[np.isfinite(es)] < 0):
-                raise DataError(f"errors_squared has negative values (min {np.nanmin(es):g}). Pass variances (>= 0).")
+                raise DataError(
+                    f"errors_squared has negative values (min {np.nanmin(es):g}). Pass variances (>= 0)."
+                )
             error = np.sqrt(np.abs(es))
         error = np.asarray(error, dtype=float)
         if error.shape != shape:
@@ -240,7 +270,9 @@ class Volume4D:
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
             if mask.shape != shape:
-                raise DataError(f"mask has shape {mask.shape}, signal {shape}. Pass arrays of the same shape.")
+                raise DataError(
+                    f"mask has shape {mask.shape}, signal {shape}. Pass arrays of the same shape."
+                )
             covered &= ~mask
         nrm = None
         if norm is not None:
@@ -250,7 +282,10 @@ class Volume4D:
             covered &= np.isfinite(nrm) & (nrm != 0)
         bad = covered & ~np.isfinite(error)
         if np.any(bad):
-            raise DataError(f"error is NaN/inf in {int(bad.sum())} bins whose signal is finite. Give every measured bin a finite error, or mark the bin uncovered (NaN signal).")
+            raise DataError(
+                f"error is NaN/inf in {int(bad.sum())} bins whose signal is finite. Give every measured "
+                "bin a finite error, or mark the bin uncovered (NaN signal)."
+            )
         flat = np.flatnonzero(covered.ravel())
         return cls(
             edges=edges,  # type: ignore[arg-type]
@@ -282,19 +317,39 @@ class Volume4D:
         norm = np.asarray(norm, dtype=float).ravel()
         index = np.asarray(index, dtype=np.int64).ravel()
         if not (len(counts) == len(norm) == len(index)):
-            raise DataError(f"index, counts and norm have lengths {len(index)}, {len(counts)}, {len(norm)}. Pass one value per bin.")
+            raise DataError(
+                f"index, counts and norm have lengths {len(index)}, {len(counts)}, {len(norm)}. Pass one "
+                "value per bin."
+            )
         if np.any(~np.isfinite(counts)):
-            raise DataError(f"counts contain {int(np.sum(~np.isfinite(counts)))} NaN/inf values. Counts must be finite integers >= 0.")
+            raise DataError(
+                f"counts contain {int(np.sum(~np.isfinite(counts)))} NaN/inf values. Counts must be finite "
+                "integers >= 0."
+            )
         if np.any(counts < 0):
-            raise DataError(f"counts contain {int(np.sum(counts < 0))} negative values (min {counts.min():g}). Counts must be >= 0; check the input.")
+            raise DataError(
+                f"counts contain {int(np.sum(counts < 0))} negative values (min {counts.min():g}). Counts "
+                "must be >= 0; check the input."
+            )
         if np.any(norm < 0) or np.any(~np.isfinite(norm)):
-            raise DataError("norm contains negative or non-finite values. A normalisation (exposure) must be finite and >= 0.")
+            raise DataError(
+                "norm contains negative or non-finite values. A normalisation (exposure) must be finite "
+                "and >= 0."
+            )
         keep = norm > 0
         counts, norm, index = counts[keep], norm[keep], index[keep]
         with np.errstate(divide="ignore", invalid="ignore"):
             signal = counts / norm
             error = np.sqrt(counts) / norm
-        return cls(edges=tuple(edges), index=index, signal=signal, error=error, norm=norm, meta=meta or {}, reciprocal_cell=reciprocal_cell)  # type: ignore[arg-type]
+        return cls(
+            edges=tuple(edges),
+            index=index,
+            signal=signal,
+            error=error,
+            norm=norm,
+            meta=meta or {},
+            reciprocal_cell=reciprocal_cell,
+        )  # type: ignore[arg-type]
 
     @classmethod
     def from_points(
@@ -329,11 +384,17 @@ class Volume4D:
         signal = np.asarray(signal, dtype=float).ravel()
         error = np.asarray(error, dtype=float).ravel()
         if not (len(hkl) == len(energy) == len(signal) == len(error)):
-            raise DataError(f"hkl, energy, signal and error have {len(hkl)}, {len(energy)}, {len(signal)}, {len(error)} points. Pass one value per point.")
+            raise DataError(
+                f"hkl, energy, signal and error have {len(hkl)}, {len(energy)}, {len(signal)}, "
+                f"{len(error)} points. Pass one value per point."
+            )
         ok = np.isfinite(signal)
         bad = ok & ~np.isfinite(error)
         if np.any(bad):
-            raise DataError(f"error is NaN/inf for {int(bad.sum())} points with finite signal. Give every measured point a finite error.")
+            raise DataError(
+                f"error is NaN/inf for {int(bad.sum())} points with finite signal. Give every measured "
+                "point a finite error."
+            )
         coords = (hkl[:, 0], hkl[:, 1], hkl[:, 2], energy)
         shape = tuple(len(e) - 1 for e in edges)
         idx = []
@@ -346,7 +407,16 @@ class Volume4D:
         n = np.bincount(inv).astype(float)
         s = np.bincount(inv, weights=signal[ok]) / n
         e = np.sqrt(np.bincount(inv, weights=error[ok] ** 2)) / n
-        return cls(edges=edges, index=uniq, signal=s, error=e, norm=n, meta=meta or {}, reciprocal_cell=reciprocal_cell, allow_negative=True)  # type: ignore[arg-type]
+        return cls(
+            edges=edges,
+            index=uniq,
+            signal=s,
+            error=e,
+            norm=n,
+            meta=meta or {},
+            reciprocal_cell=reciprocal_cell,
+            allow_negative=True,
+        )  # type: ignore[arg-type]
 
     @classmethod
     def combine(cls, volumes: Sequence[Volume4D], *, meta: dict | None = None) -> Volume4D:
@@ -359,9 +429,15 @@ class Volume4D:
         first = volumes[0]
         for v in volumes:
             if v.norm is None:
-                raise DataError("a volume without norm cannot be combined by data and normalisation. Build it with norm (exposure) or from_counts.")
+                raise DataError(
+                    "a volume without norm cannot be combined by data and normalisation. Build it with "
+                    "norm (exposure) or from_counts."
+                )
             if v.shape != first.shape or not all(np.allclose(a, b) for a, b in zip(v.edges, first.edges)):
-                raise DataError(f"volumes are on different grids ({v.shape} vs {first.shape}). Rebin them onto the same edges first.")
+                raise DataError(
+                    f"volumes are on different grids ({v.shape} vs {first.shape}). Rebin them onto the "
+                    "same edges first."
+                )
         index = np.concatenate([v.index for v in volumes])
         data = np.concatenate([v.signal * v.norm for v in volumes])  # type: ignore[operator]
         var = np.concatenate([(v.error * v.norm) ** 2 for v in volumes])  # type: ignore[operator]
@@ -385,9 +461,14 @@ class Volume4D:
     # ------------------------------------------------------------- from files
     @classmethod
     def from_mdhisto(
-        cls, path: str | Path, *, norm_path: str | Path | None = None, reciprocal_cell: np.ndarray | None = None, allow_negative: bool = False
+        cls,
+        path: str | Path,
+        *,
+        norm_path: str | Path | None = None,
+        reciprocal_cell: np.ndarray | None = None,
+        allow_negative: bool = False,
     ) -> Volume4D:
-        """A Mantid MDHistoWorkspace saved with SaveMD, dimensions [H,0,0], [0,K,0], [0,0,L], DeltaE in any order.
+        """A Mantid MDHistoWorkspace saved by SaveMD; dimensions [H,0,0], [0,K,0], [0,0,L], DeltaE, any order.
 
         A bin is covered where the signal is finite and not masked. With ``norm_path`` (the
         normalisation workspace MDNorm writes beside the data, as pathSQE saves them) the file
@@ -401,25 +482,62 @@ class Volume4D:
         def arr(a):
             return None if a is None else np.transpose(a, order)
 
-        sig, es, nev, mask = arr(md["signal"]), arr(md["errors_squared"]), arr(md["num_events"]), arr(md["mask"])
+        sig, es, nev, mask = (
+            arr(md["signal"]),
+            arr(md["errors_squared"]),
+            arr(md["num_events"]),
+            arr(md["mask"]),
+        )
         if nev is not None and np.any(nev[np.isfinite(nev)] < 0):
-            raise DataError(f"'{path}': num_events has {int(np.sum(nev < 0))} negative values (min {np.nanmin(nev):g}); event counts cannot be negative. The file is corrupt.")
+            raise DataError(
+                f"'{path}': num_events has {int(np.sum(nev < 0))} negative values (min "
+                f"{np.nanmin(nev):g}); event counts cannot be negative. The file is corrupt."
+            )
         if es is None:
-            raise DataError(f"'{path}' has no errors_squared. Save the workspace with SaveMD (it writes errors_squared).")
-        meta = {"source": str(path), "source_format": "Mantid MDHisto (SaveMD)", "dimensions": [md["names"][i] for i in order]}
+            raise DataError(
+                f"'{path}' has no errors_squared. Save the workspace with SaveMD (it writes errors_squared)."
+            )
+        meta = {
+            "source": str(path),
+            "source_format": "Mantid MDHisto (SaveMD)",
+            "dimensions": [md["names"][i] for i in order],
+        }
         if norm_path is None:
-            return cls.from_dense(edges, sig, errors_squared=es, mask=mask, meta=meta, reciprocal_cell=reciprocal_cell, allow_negative=allow_negative)
+            return cls.from_dense(
+                edges,
+                sig,
+                errors_squared=es,
+                mask=mask,
+                meta=meta,
+                reciprocal_cell=reciprocal_cell,
+                allow_negative=allow_negative,
+            )
         nm = read_mdhisto(norm_path)
         norm = np.transpose(nm["signal"], mdhisto_axes(nm))
         if norm.shape != sig.shape:
-            raise DataError(f"normalisation '{norm_path}' has shape {norm.shape}, data '{path}' {sig.shape}. Pass the _norm workspace written with the same binning.")
+            raise DataError(
+                f"normalisation '{norm_path}' has shape {norm.shape}, data '{path}' {sig.shape}. Pass the "
+                "_norm workspace written with the same binning."
+            )
         if np.any(norm[np.isfinite(norm)] < 0):
-            raise DataError(f"normalisation '{norm_path}' has negative values (min {np.nanmin(norm):g}). Pass MDNorm's normalisation workspace.")
+            raise DataError(
+                f"normalisation '{norm_path}' has negative values (min {np.nanmin(norm):g}). Pass MDNorm's "
+                "normalisation workspace."
+            )
         with np.errstate(divide="ignore", invalid="ignore"):
             signal = np.where(norm > 0, sig / norm, np.nan)
             error = np.where(norm > 0, np.sqrt(np.abs(es)) / norm, np.nan)
         meta["normalisation"] = str(norm_path)
-        return cls.from_dense(edges, signal, error, norm=np.where(norm > 0, norm, 0.0), mask=mask, meta=meta, reciprocal_cell=reciprocal_cell, allow_negative=allow_negative)
+        return cls.from_dense(
+            edges,
+            signal,
+            error,
+            norm=np.where(norm > 0, norm, 0.0),
+            mask=mask,
+            meta=meta,
+            reciprocal_cell=reciprocal_cell,
+            allow_negative=allow_negative,
+        )
 
     @classmethod
     def from_nxspe(
@@ -450,7 +568,10 @@ class Volume4D:
             raise DataError("no NXSPE files given. Pass one file per sample orientation.")
         if ub is None:
             if lattice is None:
-                raise DataError("NXSPE files carry no sample orientation. Pass ub (3x3, 1/Å) or lattice (a, b, c, alpha, beta, gamma) with u and v.")
+                raise DataError(
+                    "NXSPE files carry no sample orientation. Pass ub (3x3, 1/Å) or lattice (a, b, c, "
+                    "alpha, beta, gamma) with u and v."
+                )
             lat = normalise_lattice(lattice)
             b = lattice_b_matrix(*lat)
             ub = ub_from_vectors(b, u, v)
@@ -472,10 +593,14 @@ class Volume4D:
                 raise DataError(f"q_step = {q_step}; pass a positive bin width in r.l.u.")
             ok = np.isfinite(signal)
             if not np.any(ok):
-                raise DataError(f"every pixel of {len(paths)} NXSPE file(s) is masked (NaN). Check the files.")
+                raise DataError(
+                    f"every pixel of {len(paths)} NXSPE file(s) is masked (NaN). Check the files."
+                )
             lo, hi = hkl[ok].min(axis=0), hkl[ok].max(axis=0)
             e_ax = np.asarray(e_edges, float) if e_edges is not None else read_nxspe(paths[0])["energy_edges"]
-            edges = [regular_edges(lo[a], max(hi[a], lo[a] + q_step), q_step, offset=q_step / 4) for a in range(3)] + [e_ax]
+            edges = [
+                regular_edges(lo[a], max(hi[a], lo[a] + q_step), q_step, offset=q_step / 4) for a in range(3)
+            ] + [e_ax]
         return cls.from_points(edges, hkl, energy, signal, error, meta=meta, reciprocal_cell=rc)
 
     @classmethod
@@ -487,12 +612,29 @@ class Volume4D:
             counts = np.asarray(d["counts"], dtype=float)
             norm = np.ones_like(counts) if d["norm"] is None else np.asarray(d["norm"], dtype=float)
             if norm.shape != counts.shape:
-                raise DataError(f"'{path}': norm has shape {norm.shape}, counts {counts.shape}. Pass arrays of the same shape.")
+                raise DataError(
+                    f"'{path}': norm has shape {norm.shape}, counts {counts.shape}. Pass arrays of the "
+                    "same shape."
+                )
             covered = np.isfinite(counts) & np.isfinite(norm) & (norm > 0)
             flat = np.flatnonzero(covered.ravel())
-            return cls.from_counts(d["edges"], flat, counts.ravel()[flat], norm.ravel()[flat], meta=meta, reciprocal_cell=d["reciprocal_cell"])
+            return cls.from_counts(
+                d["edges"],
+                flat,
+                counts.ravel()[flat],
+                norm.ravel()[flat],
+                meta=meta,
+                reciprocal_cell=d["reciprocal_cell"],
+            )
         return cls.from_dense(
-            d["edges"], d["signal"], d["error"], errors_squared=d["errors_squared"], norm=d["norm"], meta=meta, reciprocal_cell=d["reciprocal_cell"], allow_negative=True
+            d["edges"],
+            d["signal"],
+            d["error"],
+            errors_squared=d["errors_squared"],
+            norm=d["norm"],
+            meta=meta,
+            reciprocal_cell=d["reciprocal_cell"],
+            allow_negative=True,
         )
 
     # --------------------------------------------------------------- export
@@ -503,9 +645,16 @@ class Volume4D:
         """
         total = int(np.prod(self.shape, dtype=np.int64))
         if total > DENSE_LIMIT:
-            raise DataError(f"the dense volume would have {total:,} bins (limit {DENSE_LIMIT:,}). Work with the sparse arrays (index, signal, error, norm) instead.")
+            raise DataError(
+                f"the dense volume would have {total:,} bins (limit {DENSE_LIMIT:,}). Work with the sparse "
+                "arrays (index, signal, error, norm) instead."
+            )
         out = {}
-        for name, fill, vals in (("signal", np.nan, self.signal), ("error", np.nan, self.error), ("norm", 0.0, self.weights)):
+        for name, fill, vals in (
+            ("signal", np.nan, self.signal),
+            ("error", np.nan, self.error),
+            ("norm", 0.0, self.weights),
+        ):
             a = np.full(total, fill)
             a[self.index] = vals
             out[name] = a.reshape(self.shape)
@@ -524,7 +673,14 @@ class Volume4D:
             g = f.create_group("edges")
             for name, unit, e in zip(AXIS_NAMES, AXIS_UNITS, self.edges):
                 _h5.put(g, name, e, unit)
-            _h5.put(f, "index", self.index, "1", compress=True, description="flat C-order index into (n_H, n_K, n_L, n_E)")
+            _h5.put(
+                f,
+                "index",
+                self.index,
+                "1",
+                compress=True,
+                description="flat C-order index into (n_H, n_K, n_L, n_E)",
+            )
             _h5.put(f, "signal", self.signal, "arb. units", compress=True)
             _h5.put(f, "error", self.error, "arb. units", compress=True)
             if self.norm is not None:
@@ -540,7 +696,9 @@ class Volume4D:
                 edges = tuple(f["edges"][n][()] for n in AXIS_NAMES)
                 kw = {"index": f["index"][()], "signal": f["signal"][()], "error": f["error"][()]}
             except KeyError as exc:
-                raise DataError(f"'{path}' lacks {exc}. The file is truncated or not a Volume4D file; regenerate it.") from None
+                raise DataError(
+                    f"'{path}' lacks {exc}. The file is truncated or not a Volume4D file; regenerate it."
+                ) from None
             norm = f["norm"][()] if "norm" in f else None
             rc = f["reciprocal_cell"][()] if "reciprocal_cell" in f else None
             meta = _h5.read_meta(f)
@@ -548,4 +706,7 @@ class Volume4D:
         return cls(edges=edges, norm=norm, reciprocal_cell=rc, meta=meta, allow_negative=allow, **kw)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        return f"Volume4D(shape={self.shape}, covered={self.n_covered:,} ({100 * self.coverage:.2f} %), norm={'yes' if self.norm is not None else 'no'})"
+        return (
+            f"Volume4D(shape={self.shape}, covered={self.n_covered:,} ({100 * self.coverage:.2f} %), "
+            f"norm={'yes' if self.norm is not None else 'no'})"
+        )

@@ -83,8 +83,12 @@ class Provenance:
     @classmethod
     def now(cls, *, seed: int | None = None, command: str | None = None) -> Provenance:
         """A stamp for something made now (``command`` defaults to :func:`current_command`)."""
-        return cls(fcinv_version(), command if command is not None else current_command(),
-                   None if seed is None else int(seed), now())
+        return cls(
+            fcinv_version(),
+            command if command is not None else current_command(),
+            None if seed is None else int(seed),
+            now(),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-able)."""
@@ -95,11 +99,21 @@ class Provenance:
         """Inverse of :meth:`to_dict`; missing keys read as unknown."""
         seed = d.get("seed")
         seed = None if seed is None or int(seed) < 0 else int(seed)
-        return cls(str(d.get("fcinv_version", "?")), str(d.get("command", "?")), seed, str(d.get("created", "?")))
+        return cls(
+            str(d.get("fcinv_version", "?")), str(d.get("command", "?")), seed, str(d.get("created", "?"))
+        )
 
 
-def stamp_h5(f: Any, fmt: str, fmt_version: int, *, provenance: Provenance | None = None,
-             command: str | None = None, seed: int | None = None, meta: dict | None = None) -> None:
+def stamp_h5(
+    f: Any,
+    fmt: str,
+    fmt_version: int,
+    *,
+    provenance: Provenance | None = None,
+    command: str | None = None,
+    seed: int | None = None,
+    meta: dict | None = None,
+) -> None:
     """Root attributes every fcinv HDF5 file carries: format, format_version, the stamp, meta (JSON).
 
     Parameters
@@ -134,8 +148,9 @@ def _attr(f: Any, key: str, default: Any) -> Any:
 
 def read_stamp(f: Any) -> Provenance:
     """The :class:`Provenance` of an open fcinv HDF5 file (unknown fields read as ``"?"``)."""
-    return Provenance.from_dict({k: _attr(f, k, "?" if k != "seed" else -1)
-                                 for k in ("fcinv_version", "command", "seed", "created")})
+    return Provenance.from_dict(
+        {k: _attr(f, k, "?" if k != "seed" else -1) for k in ("fcinv_version", "command", "seed", "created")}
+    )
 
 
 def read_meta(f: Any) -> dict:
@@ -144,5 +159,6 @@ def read_meta(f: Any) -> dict:
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
-        raise DataError(f"the 'meta' attribute of '{f.filename}' is not valid JSON. "
-                        "The file is corrupt; regenerate it.") from None
+        raise DataError(
+            f"the 'meta' attribute of '{f.filename}' is not valid JSON. The file is corrupt; regenerate it."
+        ) from None

@@ -136,8 +136,14 @@ def _reciprocal_cell(lattice: Sequence[float] | None) -> np.ndarray | None:
     return 2 * np.pi * lattice_b_matrix(*normalise_lattice(lattice)).T
 
 
-def _load_mdhisto(paths: list[Path], *, norm_path: str | Path | None = None,
-                  reciprocal_cell: np.ndarray | None = None, lattice=None, **_: Any):
+def _load_mdhisto(
+    paths: list[Path],
+    *,
+    norm_path: str | Path | None = None,
+    reciprocal_cell: np.ndarray | None = None,
+    lattice=None,
+    **_: Any,
+):
     from fcinv.experiment.volume import Volume4D
 
     rc = reciprocal_cell if reciprocal_cell is not None else _reciprocal_cell(lattice)
@@ -150,28 +156,44 @@ def _load_array(paths: list[Path], *, group: str | None = None, **_: Any):
     return Volume4D.from_array_file(paths[0], group=group)
 
 
-def _load_nxspe(paths: list[Path], *, ub=None, lattice=None, u=(1.0, 0.0, 0.0), v=(0.0, 1.0, 0.0),
-                psi_offset: float = 0.0, q_step: float = 0.05, e_edges=None, grid=None, **_: Any):
+def _load_nxspe(
+    paths: list[Path],
+    *,
+    ub=None,
+    lattice=None,
+    u=(1.0, 0.0, 0.0),
+    v=(0.0, 1.0, 0.0),
+    psi_offset: float = 0.0,
+    q_step: float = 0.05,
+    e_edges=None,
+    grid=None,
+    **_: Any,
+):
     from fcinv.experiment.geometry import normalise_lattice
     from fcinv.experiment.volume import Volume4D
 
     if ub is None and lattice is None:
-        raise DataError("NXSPE files carry no sample orientation. Pass the material (its lattice) or ub "
-                        "(3x3, 1/Å) / lattice (a, b, c[, alpha, beta, gamma]) with u and v.")
+        raise DataError(
+            "NXSPE files carry no sample orientation. Pass the material (its lattice) or ub "
+            "(3x3, 1/Å) / lattice (a, b, c[, alpha, beta, gamma]) with u and v."
+        )
     if e_edges is None and grid is not None:
         e_edges = grid.energy_edges
     lat = None if lattice is None else normalise_lattice(lattice)
     ub_arr = None if ub is None else np.asarray(ub, dtype=float).reshape(3, 3)
-    return Volume4D.from_nxspe(paths, ub=ub_arr, lattice=lat, u=u, v=v, psi_offset=psi_offset,
-                               q_step=q_step, e_edges=e_edges)
+    return Volume4D.from_nxspe(
+        paths, ub=ub_arr, lattice=lat, u=u, v=v, psi_offset=psi_offset, q_step=q_step, e_edges=e_edges
+    )
 
 
 def _load_pathsqe(paths: list[Path], *, grid=None, transpose: bool = False, **_: Any):
     from fcinv.experiment.folded import FoldedSpectrum
 
     if grid is None:
-        raise DataError(f"'{paths[0]}' is pathSQE output, which carries no q-path. "
-                        "Pass the grid it was folded on (grid=material.grid(), or --material).")
+        raise DataError(
+            f"'{paths[0]}' is pathSQE output, which carries no q-path. "
+            "Pass the grid it was folded on (grid=material.grid(), or --material)."
+        )
     return FoldedSpectrum.from_pathsqe(paths[0], grid, transpose=transpose)
 
 
@@ -187,7 +209,9 @@ def _is_mdhisto(p: Probe) -> bool:
 def _is_nxspe(p: Probe) -> bool:
     if p.suffix == ".nxspe":
         return True
-    return p.h5 is not None and any("NXSPE_info" in keys and "data" in keys for keys in p.h5["groups"].values())
+    return p.h5 is not None and any(
+        "NXSPE_info" in keys and "data" in keys for keys in p.h5["groups"].values()
+    )
 
 
 def _is_array(p: Probe) -> bool:
@@ -208,19 +232,55 @@ def _is_pathsqe(p: Probe) -> bool:
 FORMATS: dict[str, MeasurementFormat] = {
     f.name: f
     for f in (
-        MeasurementFormat("folded", "folded", "fcinv folded spectrum (fcinv fold / simulate)",
-                          _is_fcinv("fcinv-folded"), _load_folded),
+        MeasurementFormat(
+            "folded",
+            "folded",
+            "fcinv folded spectrum (fcinv fold / simulate)",
+            _is_fcinv("fcinv-folded"),
+            _load_folded,
+        ),
         MeasurementFormat("volume", "volume", "fcinv Volume4D HDF5", _is_fcinv("fcinv-volume"), _load_volume),
-        MeasurementFormat("run", "volume", "fcinv simulated run (fcinv simulate-experiment)",
-                          _is_fcinv("fcinv-simulated-run"), _load_run, frozenset({"orientation"})),
-        MeasurementFormat("mdhisto", "volume", "Mantid MDHistoWorkspace saved with SaveMD (.nxs)", _is_mdhisto,
-                          _load_mdhisto, frozenset({"norm_path", "reciprocal_cell"})),
-        MeasurementFormat("nxspe", "volume", "NXSPE, one file per sample orientation", _is_nxspe, _load_nxspe,
-                          frozenset({"ub", "u", "v", "psi_offset", "q_step", "e_edges"}), multi=True),
-        MeasurementFormat("array", "volume", "plain 4D array (HDF5/NPZ: signal or counts, H, K, L, E)",
-                          _is_array, _load_array, frozenset({"group"})),
-        MeasurementFormat("pathsqe", "folded", "pathSQE folded output (folded_path_plot_<n>.npy / .npz)",
-                          _is_pathsqe, _load_pathsqe, frozenset({"transpose"})),
+        MeasurementFormat(
+            "run",
+            "volume",
+            "fcinv simulated run (fcinv simulate-experiment)",
+            _is_fcinv("fcinv-simulated-run"),
+            _load_run,
+            frozenset({"orientation"}),
+        ),
+        MeasurementFormat(
+            "mdhisto",
+            "volume",
+            "Mantid MDHistoWorkspace saved with SaveMD (.nxs)",
+            _is_mdhisto,
+            _load_mdhisto,
+            frozenset({"norm_path", "reciprocal_cell"}),
+        ),
+        MeasurementFormat(
+            "nxspe",
+            "volume",
+            "NXSPE, one file per sample orientation",
+            _is_nxspe,
+            _load_nxspe,
+            frozenset({"ub", "u", "v", "psi_offset", "q_step", "e_edges"}),
+            multi=True,
+        ),
+        MeasurementFormat(
+            "array",
+            "volume",
+            "plain 4D array (HDF5/NPZ: signal or counts, H, K, L, E)",
+            _is_array,
+            _load_array,
+            frozenset({"group"}),
+        ),
+        MeasurementFormat(
+            "pathsqe",
+            "folded",
+            "pathSQE folded output (folded_path_plot_<n>.npy / .npz)",
+            _is_pathsqe,
+            _load_pathsqe,
+            frozenset({"transpose"}),
+        ),
     )
 }
 
@@ -291,12 +351,16 @@ def open_measurement(path: str | Path | Sequence[str | Path], *, format: str = "
         raise DataError(f"format {name!r} is unknown. Known formats: {', '.join(FORMATS)}.")
     fmt = FORMATS[name]
     if len(paths) > 1 and not fmt.multi:
-        raise DataError(f"{len(paths)} input files given, but {name} ({fmt.description}) is one file per "
-                        "measurement; only NXSPE input takes several files (one per orientation).")
+        raise DataError(
+            f"{len(paths)} input files given, but {name} ({fmt.description}) is one file per "
+            "measurement; only NXSPE input takes several files (one per orientation)."
+        )
     given = {k: v for k, v in options.items() if v is not None}
     extra = sorted(set(given) - fmt.options - CONTEXT_OPTIONS)
     if extra:
-        raise DataError(f"option(s) {extra} do not apply to {name} input ({fmt.description}); "
-                        f"it takes {sorted(fmt.options) or 'none'}. Drop them.")
+        raise DataError(
+            f"option(s) {extra} do not apply to {name} input ({fmt.description}); "
+            f"it takes {sorted(fmt.options) or 'none'}. Drop them."
+        )
     log.debug("reading %s as %s", paths[0], name)
     return fmt.load(paths, **given)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fcinv.errors import DataError
 
-_HINT = "Pass the JSON written by fcinv infer / fit / fit-dispersion, or {\"1NN_xx\": -1.4, ...}."
+_HINT = 'Pass the JSON written by fcinv infer / fit / fit-dispersion, or {"1NN_xx": -1.4, ...}.'
 
 
 def read_theta_json(path: str | Path) -> tuple[dict[str, float], dict]:
@@ -38,7 +38,9 @@ def read_theta_json(path: str | Path) -> tuple[dict[str, float], dict]:
         raise DataError(f"'{p}' is not valid JSON ({exc}). {_HINT}") from None
     if not isinstance(doc, dict):
         raise DataError(f"'{p}' holds a JSON {type(doc).__name__}, not an object of θ by name. {_HINT}")
-    src = next((doc[k] for k in ("theta_full", "theta", "refined", "ml") if isinstance(doc.get(k), dict)), doc)
+    src = next(
+        (doc[k] for k in ("theta_full", "theta", "refined", "ml") if isinstance(doc.get(k), dict)), doc
+    )
     out: dict[str, float] = {}
     for k, v in src.items():
         if isinstance(v, dict):

@@ -47,9 +47,17 @@ def one_phonon_corrections(temperature: float = 5.0) -> Corrections:
     return Corrections(bose_temperature=temperature, q2=True, energy=True)
 
 
-def fold_measurement(measurement: FoldedSpectrum | Volume4D, material, grid: SpectrumGrid, *,
-                     q_tolerance: float = 0.05, corrections: Corrections | None = None,
-                     rebin: bool = False, source: str = "the input", **fold_options: Any) -> FoldedSpectrum:
+def fold_measurement(
+    measurement: FoldedSpectrum | Volume4D,
+    material,
+    grid: SpectrumGrid,
+    *,
+    q_tolerance: float = 0.05,
+    corrections: Corrections | None = None,
+    rebin: bool = False,
+    source: str = "the input",
+    **fold_options: Any,
+) -> FoldedSpectrum:
     """A measurement on ``grid``: a 4D volume is folded with the material's point group and centering;
     a folded spectrum is checked against the grid (or rebinned onto it with ``rebin``).
     ``fold_options`` (``qmod_range``, ``min_zone_coverage``) go to :func:`~fcinv.experiment.fold.fold_volume`.
@@ -68,12 +76,23 @@ def fold_measurement(measurement: FoldedSpectrum | Volume4D, material, grid: Spe
             grid.check_same(measurement.grid, what=source)
         return rebin_spectrum(measurement, grid)
     if not isinstance(measurement, Volume4D):
-        raise DataError(f"cannot fold a {type(measurement).__name__}. Pass a FoldedSpectrum, a Volume4D or a file.")
+        raise DataError(
+            f"cannot fold a {type(measurement).__name__}. Pass a FoldedSpectrum, a Volume4D or a file."
+        )
     if material.centering not in FOLD_CENTERINGS:
-        raise DataError(f"{material.name} has a {material.centering}-centred lattice ({material.crystal.spacegroup[0]}); "
-                        f"folding supports {', '.join(FOLD_CENTERINGS)} lattices.")
-    return fold_volume(measurement, grid, material.point_group, centering=material.centering,  # type: ignore[arg-type]
-                       q_tolerance=q_tolerance, corrections=corrections, **fold_options)
+        raise DataError(
+            f"{material.name} has a {material.centering}-centred lattice ({material.crystal.spacegroup[0]}); "
+            f"folding supports {', '.join(FOLD_CENTERINGS)} lattices."
+        )
+    return fold_volume(
+        measurement,
+        grid,
+        material.point_group,
+        centering=material.centering,  # type: ignore[arg-type]
+        q_tolerance=q_tolerance,
+        corrections=corrections,
+        **fold_options,
+    )
 
 
 @dataclass(frozen=True)
@@ -163,8 +182,13 @@ class OrientationScans:
         return np.mean(((self.theta - np.asarray(reference)) / np.asarray(scale)) ** 2, axis=1)
 
     def to_dict(self) -> dict:
-        return {"names": list(self.names), "psi_deg": self.psi.tolist(), "coverage": self.coverage.tolist(),
-                "theta": self.theta.tolist(), "unit": "eV/Å^2"}
+        return {
+            "names": list(self.names),
+            "psi_deg": self.psi.tolist(),
+            "coverage": self.coverage.tolist(),
+            "theta": self.theta.tolist(),
+            "unit": "eV/Å^2",
+        }
 
 
 class Pipeline:
@@ -188,8 +212,16 @@ class Pipeline:
         Torch device when ``model`` is loaded here.
     """
 
-    def __init__(self, model, material=None, *, forward_model=None, refine: Refine | None = None,
-                 config: PipelineConfig | None = None, device: str | None = "cpu") -> None:
+    def __init__(
+        self,
+        model,
+        material=None,
+        *,
+        forward_model=None,
+        refine: Refine | None = None,
+        config: PipelineConfig | None = None,
+        device: str | None = "cpu",
+    ) -> None:
         from fcinv.inference import FCPredictor, load_model
         from fcinv.material import load_material
 
@@ -197,11 +229,16 @@ class Pipeline:
         mat = material if material is not None else (self.predictor.material or str(model))
         self.material = load_material(mat)
         self.config = config or PipelineConfig()
-        fm = forward_model if forward_model is not None else self.material.forward_model(
-            free=list(self.predictor.names), grid=self.predictor.grid)
+        fm = (
+            forward_model
+            if forward_model is not None
+            else self.material.forward_model(free=list(self.predictor.names), grid=self.predictor.grid)
+        )
         if tuple(fm.names) != tuple(self.predictor.names):
-            raise GridError(f"the model predicts {list(self.predictor.names)} but the forward model varies "
-                            f"{list(fm.names)}. Build the forward model with free=model.names.")
+            raise GridError(
+                f"the model predicts {list(self.predictor.names)} but the forward model varies "
+                f"{list(fm.names)}. Build the forward model with free=model.names."
+            )
         self.forward_model = fm
         self._refine = refine
 
@@ -219,7 +256,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------- steps
     def load(self, data, **options: Any) -> FoldedSpectrum | Volume4D:
-        """Step 1: a path (or paths, for NXSPE) → FoldedSpectrum | Volume4D, via :func:`fcinv.io.open_measurement`.
+        """Step 1: a path (paths, for NXSPE) → FoldedSpectrum | Volume4D (:func:`fcinv.io.open_measurement`).
 
         The model's grid and the material's lattice are passed as context (pathSQE output needs
         the grid; NXSPE files take their orientation from the lattice unless ``ub`` is given).
@@ -227,8 +264,10 @@ class Pipeline:
         """
         if isinstance(data, (FoldedSpectrum, Volume4D)):
             if options:
-                raise DataError(f"options {sorted(options)} apply to files only; the input is already a "
-                                f"{type(data).__name__}.")
+                raise DataError(
+                    f"options {sorted(options)} apply to files only; the input is already a "
+                    f"{type(data).__name__}."
+                )
             return data
         options.setdefault("lattice", self.material.lattice)
         return open_measurement(data, grid=self.grid, **options)
@@ -236,8 +275,15 @@ class Pipeline:
     def fold(self, measurement: FoldedSpectrum | Volume4D, *, source: str = "the input") -> FoldedSpectrum:
         """Step 2: onto the model's grid (4D data folded with the configured corrections)."""
         cfg = self.config
-        return fold_measurement(measurement, self.material, self.grid, q_tolerance=cfg.q_tolerance,
-                                corrections=cfg.corrections, rebin=cfg.rebin, source=source)
+        return fold_measurement(
+            measurement,
+            self.material,
+            self.grid,
+            q_tolerance=cfg.q_tolerance,
+            corrections=cfg.corrections,
+            rebin=cfg.rebin,
+            source=source,
+        )
 
     def predict(self, spectrum: FoldedSpectrum):
         """Step 3: the ML answer: ``(prediction, FCResult)``; adequacy: coverage, reconstruction misfit,
@@ -248,7 +294,9 @@ class Pipeline:
         if self.material.reference_available:
             dom = self.material.domain(list(self.names))
             adequacy["in_domain"] = bool(dom.contains(pred.theta)[0])
-        res = pred.to_result(material=self.material.name, adequacy=adequacy, extra={"model": self.predictor.source})
+        res = pred.to_result(
+            material=self.material.name, adequacy=adequacy, extra={"model": self.predictor.source}
+        )
         return pred, res
 
     def refine(self, spectrum: FoldedSpectrum, prediction, ml: FCResult) -> FCResult:
@@ -258,17 +306,27 @@ class Pipeline:
             from fcinv.fitting import refine as fn
         out = fn(self.forward_model, spectrum, prediction)
         if not isinstance(out, FCResult):
-            out = FCResult.from_fit(out, material=self.material.name, provenance=Provenance.now(seed=self.config.seed))
-        return replace(out, material=out.material or ml.material, parts={"ml": ml, **out.parts},
-                       adequacy={"coverage": ml.adequacy.get("coverage"), **out.adequacy})
+            out = FCResult.from_fit(
+                out, material=self.material.name, provenance=Provenance.now(seed=self.config.seed)
+            )
+        return replace(
+            out,
+            material=out.material or ml.material,
+            parts={"ml": ml, **out.parts},
+            adequacy={"coverage": ml.adequacy.get("coverage"), **out.adequacy},
+        )
 
     def frequencies(self, result: FCResult) -> np.ndarray:
         """The forward model's dispersion at the result's θ, shape (n_q, n_modes) meV."""
         d = result.theta_dict()
         missing = [n for n in self.forward_model.names if n not in d]
         if missing:
-            raise DataError(f"the result lacks {missing}, which the forward model varies. Pass a result of this model.")
-        return np.asarray(self.forward_model.frequencies(np.array([d[n] for n in self.forward_model.names]))[0])
+            raise DataError(
+                f"the result lacks {missing}, which the forward model varies. Pass a result of this model."
+            )
+        return np.asarray(
+            self.forward_model.frequencies(np.array([d[n] for n in self.forward_model.names]))[0]
+        )
 
     # --------------------------------------------------------------------- run
     def run(self, data, *, refine: bool = False, **options: Any) -> InversionRun:
@@ -308,7 +366,9 @@ class Pipeline:
         """:meth:`run` and return only the θ ± σ."""
         return self.run(data, refine=refine, **options).result
 
-    def scans(self, run, *, orientations: Sequence[int] | None = None, progress: bool = False) -> OrientationScans:
+    def scans(
+        self, run, *, orientations: Sequence[int] | None = None, progress: bool = False
+    ) -> OrientationScans:
         """Step 5: the ML answer of each single orientation of a simulated run (a path or a SimulatedRun)."""
         from fcinv.experiment.simulate import SimulatedRun, fold_orientations
 
@@ -316,13 +376,26 @@ class Pipeline:
             from fcinv.io.registry import sniff
 
             if sniff(run) != "run":
-                raise DataError(f"'{run}' is not a simulated run (fcinv simulate-experiment output); single-orientation "
-                                "scans need the per-orientation data.")
+                raise DataError(
+                    f"'{run}' is not a simulated run (fcinv simulate-experiment output); single-orientation "
+                    "scans need the per-orientation data."
+                )
             run = SimulatedRun.read(run)
         which = list(range(run.n_orientations)) if orientations is None else [int(j) for j in orientations]
-        scans = fold_orientations(run, self.grid, self.material.point_group, orientations=which,
-                                  centering=self.material.centering, q_tolerance=self.config.q_tolerance,
-                                  corrections=self.config.corrections, progress=progress)
+        scans = fold_orientations(
+            run,
+            self.grid,
+            self.material.point_group,
+            orientations=which,
+            centering=self.material.centering,
+            q_tolerance=self.config.q_tolerance,
+            corrections=self.config.corrections,
+            progress=progress,
+        )
         cfg = self.config
-        theta = np.array([self.predictor.predict(s, k_samples=cfg.k_samples, seed=cfg.seed).theta for s in scans])
-        return OrientationScans(self.names, np.asarray(run.psi)[which], np.array([s.coverage for s in scans]), theta)
+        theta = np.array(
+            [self.predictor.predict(s, k_samples=cfg.k_samples, seed=cfg.seed).theta for s in scans]
+        )
+        return OrientationScans(
+            self.names, np.asarray(run.psi)[which], np.array([s.coverage for s in scans]), theta
+        )

@@ -103,15 +103,24 @@ class DemoReport:
         return res.relative_error(self.truth_dict)
 
     def as_dict(self) -> dict:
-        d = {"truth_label": self.truth_label, "truth": self.truth_dict, "result": self.result.to_dict(),
-             "ml_rel_err": self.rel_err("ml").tolist(), "disp_rms_meV": self.disp_rms_meV,
-             "per_orientation": self.per_orientation, "timings_s": self.timings, "files": self.files}
+        d = {
+            "truth_label": self.truth_label,
+            "truth": self.truth_dict,
+            "result": self.result.to_dict(),
+            "ml_rel_err": self.rel_err("ml").tolist(),
+            "disp_rms_meV": self.disp_rms_meV,
+            "per_orientation": self.per_orientation,
+            "timings_s": self.timings,
+            "files": self.files,
+        }
         if self.refined is not None:
             d["refined_rel_err"] = self.rel_err("refined").tolist()
         return d
 
 
-def truth_force_constants(ref, member: str = DEFAULT_TRUTH, mode: str = "sampled", names: list[str] | None = None):
+def truth_force_constants(
+    ref, member: str = DEFAULT_TRUTH, mode: str = "sampled", names: list[str] | None = None
+):
     """The truth as a phonopy FC array on its unit cell, and its sampled parameters.
 
     Parameters
@@ -152,7 +161,12 @@ def truth_force_constants(ref, member: str = DEFAULT_TRUTH, mode: str = "sampled
 
             unit, _ = read_crystal_structure(str(folder / "POSCAR"), interface_mode="vasp")
             masses = np.full(len(unit), c.masses[0]) if len(set(unit.numbers)) == 1 else None
-            return parse_FORCE_CONSTANTS(str(folder / "FORCE_CONSTANTS")), (unit.cell, unit.scaled_positions, unit.numbers, masses), np.diag([4, 4, 4]), member_theta[idx]
+            return (
+                parse_FORCE_CONSTANTS(str(folder / "FORCE_CONSTANTS")),
+                (unit.cell, unit.scaled_positions, unit.numbers, masses),
+                np.diag([4, 4, 4]),
+                member_theta[idx],
+            )
     else:
         member_theta = truth_theta(ref, member)
         if mode == "member":
@@ -164,9 +178,17 @@ def truth_force_constants(ref, member: str = DEFAULT_TRUTH, mode: str = "sampled
     smat = np.asarray(d["supercell_matrix"])
     delta = np.zeros(ref.space.n_params)
     delta[idx] = member_theta[idx] - ref.theta_ref[idx]
-    unit = (np.asarray(d["lattice"]), np.asarray(d["positions"]), np.asarray(d["numbers"]), np.asarray(d["masses"]))
+    unit = (
+        np.asarray(d["lattice"]),
+        np.asarray(d["positions"]),
+        np.asarray(d["numbers"]),
+        np.asarray(d["masses"]),
+    )
     if not (np.allclose(unit[0], c.lattice) and np.allclose(unit[1], c.positions)):
-        raise DataError("the reference FC file's unit cell differs from the crystal's; regenerate it with `fcinv reference`.")
+        raise DataError(
+            "the reference FC file's unit cell differs from the crystal's; regenerate it with `fcinv "
+            "reference`."
+        )
     full = ref.space.to_phonopy(delta, smat)
     fc = np.asarray(d["force_constants"]) + full[np.asarray(d["p2s_map"])]
     return fc, unit, smat, member_theta[idx]
@@ -178,7 +200,10 @@ def truth_theta(ref, member: str = DEFAULT_TRUTH) -> np.ndarray:
 
     members = {m["name"]: m for m in ref.ensemble.get("members", []) if m.get("projection")}
     if member not in members:
-        raise DataError(f"no ensemble member '{member}' with force constants in the embedded {ref.material} data. Members: {', '.join(members)}.")
+        raise DataError(
+            f"no ensemble member '{member}' with force constants in the embedded {ref.material} data. "
+            f"Members: {', '.join(members)}."
+        )
     th = members[member]["projection"]["theta"]
     return np.array([th[n] for n in ref.space.names])
 
@@ -221,7 +246,9 @@ def run_demo(
     timings: dict[str, float] = {}
     t = time.perf_counter()
     corr = corrections if corrections is not None else one_phonon_corrections(5.0)
-    pipe = Pipeline(model, refine=refine_fn, config=PipelineConfig(k_samples=100, seed=seed, corrections=corr))
+    pipe = Pipeline(
+        model, refine=refine_fn, config=PipelineConfig(k_samples=100, seed=seed, corrections=corr)
+    )
     names = list(pipe.names)
     ref = pipe.material.reference
     timings["load"] = time.perf_counter() - t
@@ -234,8 +261,15 @@ def run_demo(
     t = time.perf_counter()
     gonio = Goniometer.steps(0.0, 1.0, orientations)
     prov = {"truth": f"{truth_mode}:{truth}", "truth_theta_sampled": dict(zip(names, truth_sampled.tolist()))}
-    run = simulate_experiment(efc, ecrystal, goniometer=gonio, config=ExperimentConfig(seed=seed), region=pipe.grid,
-                              progress=progress, provenance=prov)
+    run = simulate_experiment(
+        efc,
+        ecrystal,
+        goniometer=gonio,
+        config=ExperimentConfig(seed=seed),
+        region=pipe.grid,
+        progress=progress,
+        provenance=prov,
+    )
     timings["simulate"] = time.perf_counter() - t
     run.to_hdf5(out / "run.h5")
 
@@ -247,8 +281,13 @@ def run_demo(
     inv.spectrum.to_hdf5(out / "folded.h5", seed=seed)
     truth_f = pipe.forward_model.frequencies(truth_sampled)[0]
     disp_rms = float(np.sqrt(np.mean((inv.frequencies - truth_f) ** 2)))
-    fig = plot_inversion(out / "inversion.png", inv, truth_frequencies=truth_f,
-                         title=f"{pipe.material.name}, simulated ARCS run ({orientations} orientations), truth = {truth_mode}:{truth}")
+    fig = plot_inversion(
+        out / "inversion.png",
+        inv,
+        truth_frequencies=truth_f,
+        title=f"{pipe.material.name}, simulated ARCS run ({orientations} orientations), truth = "
+        f"{truth_mode}:{truth}",
+    )
 
     # 5. single orientations
     per: dict = {}
@@ -259,11 +298,17 @@ def run_demo(
         scans = pipe.scans(run, orientations=list(which))
         timings["single_scans"] = time.perf_counter() - t
         err = np.abs(scans.theta - truth_sampled) / np.abs(truth_sampled)
-        per = {**scans.to_dict(), "median_rel_err_fc0_3": float(np.median(err[:, :4])),
-               "worst_rel_err_fc0_3": float(err[:, :4].max())}
+        per = {
+            **scans.to_dict(),
+            "median_rel_err_fc0_3": float(np.median(err[:, :4])),
+            "worst_rel_err_fc0_3": float(err[:, :4].max()),
+        }
         dom = pipe.material.domain(names)
-        files["single_scans"] = str(plot_single_scans(out / "single_scans.png", scans, truth_sampled, inv.ml.theta,
-                                                      dom.high - dom.low))
+        files["single_scans"] = str(
+            plot_single_scans(
+                out / "single_scans.png", scans, truth_sampled, inv.ml.theta, dom.high - dom.low
+            )
+        )
     report = DemoReport(f"{truth_mode}:{truth}", truth_sampled, inv.result, disp_rms, per, timings, files)
     inv.result.to_json(out / "result.json")
     files["result"] = str(out / "result.json")

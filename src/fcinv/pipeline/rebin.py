@@ -19,7 +19,8 @@ def rebin_spectrum(fs: FoldedSpectrum, grid: SpectrumGrid) -> FoldedSpectrum:
     src = fs.grid
     if tuple(src.labels) != tuple(grid.labels) or not src.segment_bins or not grid.segment_bins:
         raise GridError(
-            f"cannot rebin: the input path {'-'.join(src.labels) or '?'} differs from the model's {'-'.join(grid.labels)}. Fold the data onto the model's path instead."
+            f"cannot rebin: the input path {'-'.join(src.labels) or '?'} differs from the model's "
+            f"{'-'.join(grid.labels)}. Fold the data onto the model's path instead."
         )
 
     def seg_coords(g: SpectrumGrid) -> np.ndarray:
@@ -39,14 +40,22 @@ def rebin_spectrum(fs: FoldedSpectrum, grid: SpectrumGrid) -> FoldedSpectrum:
         for k in np.unique(seg_t):
             s_idx, t_idx = np.nonzero(seg_s == k)[0], np.nonzero(seg_t == k)[0]
             for j in range(a.shape[1]):
-                tmp[t_idx, j] = np.interp(xt[t_idx], xs[s_idx], a[s_idx, j], left=np.nan, right=np.nan) if len(s_idx) > 1 else a[s_idx[0], j]
+                tmp[t_idx, j] = (
+                    np.interp(xt[t_idx], xs[s_idx], a[s_idx, j], left=np.nan, right=np.nan)
+                    if len(s_idx) > 1
+                    else a[s_idx[0], j]
+                )
         out = np.full((len(xt), len(et)), np.nan)
         for i in range(len(xt)):
             out[i] = np.interp(et, es, tmp[i], left=np.nan, right=np.nan)
         return out
 
     inten = interp2(img)
-    err = interp2(np.where(fs.mask, fs.error, np.nan)) if np.isfinite(fs.error).any() else np.full(grid.shape, np.nan)
+    err = (
+        interp2(np.where(fs.mask, fs.error, np.nan))
+        if np.isfinite(fs.error).any()
+        else np.full(grid.shape, np.nan)
+    )
     meta = dict(fs.meta)
     meta["rebinned_from"] = {"shape": list(src.shape), "fingerprint": src.fingerprint()}
     return FoldedSpectrum.from_arrays(inten, grid, error=err, meta=meta)
