@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     verbosity, argv = split_verbosity(argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(_usage())
-        return EXIT_OK if (not argv or argv[0] != "help" or len(argv) == 1) else EXIT_USAGE
+        return EXIT_OK
     if argv[0] in {"-V", "--version"}:
         print(f"fcinv {__version__}")
         return EXIT_OK
