@@ -237,17 +237,6 @@ def test_nxspe_bad_files_are_refused(tmp_path):
         read_nxspe(q)
 
 
-def test_ub_puts_u_along_the_beam():
-    b = lattice_b_matrix(5.0, 5.0, 5.0)
-    ub = ub_from_vectors(b, (1, 0, 0), (0, 1, 0))
-    qu, qv = ub @ np.array([1, 0, 0]), ub @ np.array([0, 1, 0])
-    np.testing.assert_allclose(qu / np.linalg.norm(qu), [0, 0, 1], atol=1e-12)
-    np.testing.assert_allclose(qv / np.linalg.norm(qv), [1, 0, 0], atol=1e-12)
-    np.testing.assert_allclose(np.linalg.norm(qu), 0.2)
-    with pytest.raises(DataError, match="are parallel"):
-        ub_from_vectors(b, (1, 0, 0), (2, 0, 0))
-
-
 # ------------------------------------------------------------------ plain arrays
 def _plain(seed=0):
     rng = np.random.default_rng(seed)

@@ -101,16 +101,15 @@ def path_bin_frequencies(crystal: Crystal, res: MemberResult) -> list[list[float
 
 
 def _material_broadening(crystal: Crystal):
-    """The material's energy broadening (``fwhm_meV`` in material.json), as the core's forward model uses it."""
-    from fcinv.crystal import material_info
+    """The material's energy broadening (:attr:`fcinv.material.Material.broadening`), as the core's forward model uses it."""
     from fcinv.errors import MaterialError
     from fcinv.forward.model import Broadening
+    from fcinv.material import Material
 
     try:
-        info = material_info(crystal.name)
+        return Material.from_name(crystal.name).broadening
     except MaterialError:
         return Broadening()
-    return Broadening(float(info.get("fwhm_meV", 1.2)), float(info.get("fwhm_slope", 0.0)))
 
 
 def analyse(crystal: Crystal, results: list[MemberResult], *, top_k: int = 8) -> dict:
