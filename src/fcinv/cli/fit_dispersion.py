@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.errors import DataError, MaterialError, StructureError
     from fcinv.fcspace import FCSpace
     from fcinv.fitting import fit_dispersion, read_points
-    from fcinv.io import read_theta_json
+    from fcinv.fitting._base import read_theta_json
     from fcinv.fitting.dispersion_fit import model_energies, scaled_start
 
     points = read_points(args.points)
