@@ -170,7 +170,7 @@ def test_resnet_point_estimate(tmp_path, trained):
 
 def test_shipped_models_load():
     names = available_models()
-    assert names == ["ge", "nb"], f"the shipped models in {MODELS_DIR}"
+    assert {"ge", "nb"} <= set(names), f"the shipped models in {MODELS_DIR}: {names}"
     for name in names:
         p = load_model(name)
         r = p.predict(np.random.default_rng(0).random(p.grid.shape), k_samples=10)

@@ -352,6 +352,9 @@ class FCResult:
             "dof": int(fit.dof),
             "cost": float(fit.cost),
         }
+        for key in ("stable", "warnings", "fallback"):  # what a trust-checking fit reports, when it does
+            if key in (fit.extra or {}):
+                adequacy[key] = fit.extra[key]
         extra = {
             "message": fit.message,
             "n_iter": int(fit.n_iter),
