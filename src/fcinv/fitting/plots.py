@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from fcinv.grid import SpectrumGrid
-from fcinv.plotting import colormap, new_figure, save_figure
+from fcinv.plotting import _plt, save_figure
 
 
 def save_spectrum_fit_png(path: str | Path, data: np.ndarray, fitted: np.ndarray, grid: SpectrumGrid, *, frequencies: np.ndarray | None = None, title: str = "") -> Path:
@@ -22,14 +22,15 @@ def save_spectrum_fit_png(path: str | Path, data: np.ndarray, fitted: np.ndarray
     """
     from fcinv.plotting import plot_spectrum
 
-    fig, axes = new_figure(1, 3, figsize=(15, 3.8), dpi=110, sharey=True)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), dpi=110, sharey=True)
     vmax = float(np.nanpercentile(data, 99.5)) if np.any(np.isfinite(data)) else 1.0
     plot_spectrum(axes[0], data, grid, frequencies=frequencies, title="data, fitted dispersion", vmax=vmax)
     plot_spectrum(axes[1], fitted, grid, title="fitted model", vmax=vmax)
     diff = np.where(np.isfinite(data), data - fitted, np.nan)
     lim = float(np.nanpercentile(np.abs(diff), 99.5)) if np.any(np.isfinite(diff)) else 1.0
     img = np.ma.masked_invalid(diff)
-    cm = colormap("RdBu_r")
+    cm = plt.get_cmap("RdBu_r").with_extremes(bad="0.75")
     axes[2].imshow(img.T, origin="lower", aspect="auto", extent=(0, grid.n_q, grid.energy_edges[0], grid.energy_edges[-1]), cmap=cm, vmin=-lim, vmax=lim, interpolation="nearest")
     grid.plot_axes(axes[2])
     axes[2].set_title("data − model", fontsize=9)
@@ -103,7 +104,8 @@ def save_dispersion_fit_png(path: str | Path, crystal, grid: SpectrumGrid, path_
     energy_model
         Shape (n,) meV: the fitted energy of each point's assigned branch.
     """
-    fig, (ax, ax2) = new_figure(1, 2, figsize=(13, 4.2), dpi=110, gridspec_kw={"width_ratios": [2.2, 1]})
+    plt = _plt()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.2), dpi=110, gridspec_kw={"width_ratios": [2.2, 1]})
     x = np.arange(grid.n_q) + 0.5
     starts = [0] + [int(t) for t in grid.ticks[1:-1]] + [grid.n_q]
     for mode in range(path_energies.shape[1]):
