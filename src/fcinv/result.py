@@ -147,10 +147,8 @@ class FCResult:
         head = f"      {'name':<{w}} {'theta':>10} {'± sigma':>9}  unit"
         if truth is not None:
             head += f"    {'truth':>9} {'error':>7}"
-        lines = [
-            title if title is not None else f"{self.method} (sigma: {self.sigma_meaning.split(';')[0]})",
-            head,
-        ]
+        first = [title] if title is not None else [self.method, f"σ: {self.sigma_meaning.split(';')[0]}"]
+        lines = [*first, head]
         rel = self.relative_error(truth) if truth is not None else None
         for i, (n, t, s) in enumerate(zip(self.names, self.theta, self.sigma)):
             line = f"FC{i:<3} {n:<{w}} {t:>10.4f} {s:>9.4f}  eV/Å²"
