@@ -67,11 +67,13 @@ def build(args):
     names = ref.sampled[: args.top_k] if args.top_k else list(ref.sampled)
     domain = ref.domain(names, widen=tuple(args.widen))
     rnd = None
-    if args.randomise:
+    if args.randomise and args.intensity == "paper":
         rnd = Randomisation(temperature_K=tuple(args.temperature), clean_fraction=args.clean_fraction)
     if args.intensity == "physical":
-        from fcinv.dataset.physical import physical_forward
+        from fcinv.dataset.physical import physical_forward, physical_randomisation
 
+        if args.randomise:
+            rnd = physical_randomisation(tuple(args.temperature), clean_fraction=args.clean_fraction)
         model = physical_forward(ref, names, coverages=args.coverage, temperature_K=args.temperature[0], randomised=rnd is not None)
     else:
         model = ref.forward_model(free=names)

@@ -19,7 +19,7 @@ condition              drawn as                                         per
 =====================  ==============================================  ==================
 
 A fraction ``clean_fraction`` of the groups is *clean*: coverage 0 (the first
-one, normally full coverage), the lowest temperature, ``fwhm_scale`` 1, B = 0 and
+one), the lowest temperature (the first level of a palette), ``fwhm_scale`` 1, B = 0 and
 P = ∞, so the set keeps noise-free, fully covered examples. ``measured_fraction``
 (the share of finite pixels) is recorded too. The temperature, resolution and
 coverage are drawn per *group* of ``group`` consecutive samples because a
@@ -100,6 +100,10 @@ class Randomisation:
         Fraction of groups that are clean (coverage 0, lowest T, FWHM × 1, no noise).
     group
         Samples that share one (temperature, resolution, coverage) setting.
+    temperature_levels, fwhm_levels
+        Optional discrete palettes: draw the temperature (the FWHM factor) uniformly from
+        these values instead of the continuous range (a physical model precomputes per
+        setting, so a palette bounds the number of builds). They must lie in the ranges.
     """
 
     temperature_K: tuple[float, float] = (5.0, 300.0)
@@ -108,6 +112,8 @@ class Randomisation:
     counts_scale: tuple[float, float] = (30.0, 1e4)
     clean_fraction: float = 0.1
     group: int = 25
+    temperature_levels: tuple[float, ...] | None = None
+    fwhm_levels: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "temperature_K", _range("temperature_K", self.temperature_K, positive=True))
@@ -118,6 +124,14 @@ class Randomisation:
             raise RandomisationError(f"clean_fraction={self.clean_fraction} is outside [0, 1]. Pass the share of clean groups, e.g. 0.1.")
         if int(self.group) != self.group or self.group < 1:
             raise RandomisationError(f"group={self.group} must be a positive integer (samples per measurement setting).")
+        for name, levels, (lo, hi) in (("temperature_levels", self.temperature_levels, self.temperature_K),
+                                       ("fwhm_levels", self.fwhm_levels, self.fwhm_scale)):
+            if levels is None:
+                continue
+            lv = tuple(float(v) for v in levels)
+            if not lv or any(not lo <= v <= hi for v in lv):
+                raise RandomisationError(f"{name}={lv} must be non-empty and inside its range [{lo:g}, {hi:g}]. Pass values in the range.")
+            object.__setattr__(self, name, lv)
 
     def draw(self, m: int, n_coverages: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Conditions of ``m`` consecutive samples (groups of :attr:`group`), shape (m,) each."""
@@ -127,9 +141,13 @@ class Randomisation:
         clean_g = rng.random(n_groups) < self.clean_fraction
         t_g = rng.uniform(*self.temperature_K, n_groups)
         s_g = rng.uniform(*self.fwhm_scale, n_groups)
+        if self.temperature_levels is not None:
+            t_g = np.asarray(self.temperature_levels)[rng.integers(0, len(self.temperature_levels), n_groups)]
+        if self.fwhm_levels is not None:
+            s_g = np.asarray(self.fwhm_levels)[rng.integers(0, len(self.fwhm_levels), n_groups)]
         c_g = rng.integers(0, n_coverages, n_groups)
-        t_g = np.where(clean_g, self.temperature_K[0], t_g)
-        s_g = np.where(clean_g, 1.0, s_g)
+        t_g = np.where(clean_g, self.temperature_levels[0] if self.temperature_levels else self.temperature_K[0], t_g)
+        s_g = np.where(clean_g, 1.0 if self.fwhm_scale[0] <= 1.0 <= self.fwhm_scale[1] else self.fwhm_scale[0], s_g)
         c_g = np.where(clean_g, 0, c_g)
         b = rng.uniform(*self.background, m)
         lp = np.log10(self.counts_scale)
@@ -146,7 +164,7 @@ class Randomisation:
         }
 
     def as_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        return {k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in asdict(self).items()}
 
 
 class Conditioner(Protocol):
