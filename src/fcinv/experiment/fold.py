@@ -420,6 +420,7 @@ class FoldPlan:
         *,
         qmod_range: tuple[float, float] | None = None,
         min_zone_coverage: float = 0.0,
+        by_bin: bool = False,
     ) -> dict[str, np.ndarray]:
         """Per folded pixel, the (image, zone) pairs the fold combines there and their summed weights.
 
@@ -429,11 +430,15 @@ class FoldPlan:
         same energy mapping, ``qmod_range`` and zone selection as :meth:`apply` (corrections do
         not change weights). Nothing depends on the volume's signal.
 
+        With ``by_bin`` the entries are not summed over the 4D bins: one entry per (Q-bin,
+        image, zone, E), with the Q-bin's flat index (into (n_H, n_K, n_L)) in ``q3``.
+
         Returns
         -------
         dict with ``pixel``, ``image`` (row of the plan's segment images), ``zone`` (row of
         ``self.zones``) and ``e`` (grid energy bin) int64 arrays and ``w`` float64, one entry per
-        (pixel, image, zone, E) with w > 0, sorted by (zone, image, pixel, E).
+        (pixel, image, zone, E) with w > 0, sorted by (zone, image, pixel, E) (with ``by_bin``:
+        also ``q3``, sorted by (zone, image, Q-bin, E)).
         """
         if not self.matches(volume):
             raise DataError(f"the volume's Q grid {volume.shape[:3]} differs from the fold plan's {tuple(len(e) - 1 for e in self.q_edges)}. Build a FoldPlan for this volume.")
@@ -465,6 +470,7 @@ class FoldPlan:
         cell_e = np.where(w > 0, e_map[volume.index % ne_vol], -1)
         n_img = max(self.n_images, 1)
         n_e = grid.n_e
+        n_q3 = int(np.prod([len(e) - 1 for e in self.q_edges]))
         lengths = ptr[row + 1] - ptr[row]
         cum = np.cumsum(lengths)
         keys, vals = [], []
@@ -479,7 +485,10 @@ class FoldPlan:
                 ce = cell_e[entry]
                 ok = ce >= 0
                 r = rep[ok]
-                key = ((zone[r] * n_img + image[r]) * grid.n_q + pix[r]) * n_e + ce[ok]
+                if by_bin:
+                    key = ((zone[r] * n_img + image[r]) * n_q3 + uq[row[r]]) * n_e + ce[ok]
+                else:
+                    key = ((zone[r] * n_img + image[r]) * grid.n_q + pix[r]) * n_e + ce[ok]
                 uk, inv = np.unique(key, return_inverse=True)
                 keys.append(uk)
                 vals.append(np.bincount(inv.ravel(), weights=w[entry[ok]], minlength=len(uk)))
@@ -491,17 +500,34 @@ class FoldPlan:
             uk, wk = np.zeros(0, dtype=np.int64), np.zeros(0)
         e_k = uk % n_e
         rest = uk // n_e
-        pix_k = rest % grid.n_q
-        rest //= grid.n_q
-        img_k = rest % n_img
-        zone_k = rest // n_img
+        q3_k = None
+        if by_bin:
+            q3_k = rest % n_q3
+            rest //= n_q3
+            img_k = rest % n_img
+            zone_k = rest // n_img
+            # the pixel of each (Q-bin, image): look the membership up
+            mkey = (mem["zone"] * n_img + mem["image"]) * n_q3 + mem["q3"]
+            order = np.argsort(mkey, kind="stable")
+            pos_m = np.searchsorted(mkey[order], (zone_k * n_img + img_k) * n_q3 + q3_k)
+            pix_k = mem["pixel"][order[np.minimum(pos_m, len(order) - 1)]]
+        else:
+            pix_k = rest % grid.n_q
+            rest //= grid.n_q
+            img_k = rest % n_img
+            zone_k = rest // n_img
         if min_zone_coverage > 0 and len(uk):
             cells = np.unique(zone_k * (grid.n_q * n_e) + pix_k * n_e + e_k)
             zcov = np.bincount(cells // (grid.n_q * n_e), minlength=len(self.zones)) / (grid.n_q * n_e)
             keep = zcov[zone_k] >= min_zone_coverage
             e_k, pix_k, img_k, zone_k, wk = e_k[keep], pix_k[keep], img_k[keep], zone_k[keep], wk[keep]
+            if q3_k is not None:
+                q3_k = q3_k[keep]
         pos = wk > 0
-        return {"pixel": pix_k[pos], "image": img_k[pos], "zone": zone_k[pos], "e": e_k[pos], "w": wk[pos]}
+        out = {"pixel": pix_k[pos], "image": img_k[pos], "zone": zone_k[pos], "e": e_k[pos], "w": wk[pos]}
+        if q3_k is not None:
+            out["q3"] = q3_k[pos]
+        return out
 
     def apply(
         self,

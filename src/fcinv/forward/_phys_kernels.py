@@ -18,8 +18,9 @@ from fcinv.forward._kernels import _cdf
 def _jacobi_eigh(a, w, v, n):
     """Eigenpairs of the symmetric ``a`` (n × n, overwritten): values ``w`` ascending, vectors columns of ``v``.
 
-    Cyclic Jacobi rotations accumulated in ``v``; full double precision, also for
-    degenerate eigenvalues.
+    Cyclic Jacobi rotations accumulated in ``v``, until the off-diagonal norm is below 1e-13 of
+    the diagonal's (eigenvalues then agree with LAPACK to ~1e-13 relative), also for degenerate
+    eigenvalues.
     """
     for i in range(n):
         for j in range(n):
@@ -32,7 +33,7 @@ def _jacobi_eigh(a, w, v, n):
             scale += a[p, p] * a[p, p]
             for q in range(p + 1, n):
                 off += a[p, q] * a[p, q]
-        if off <= 1e-32 * scale or off == 0.0:
+        if off <= 1e-26 * scale or off == 0.0:
             break
         for p in range(n - 1):
             for q in range(p + 1, n):
@@ -192,129 +193,141 @@ def dw_traces(Mc, Mp, nblk, bstart, bdup, theta, proj, qweight, kT, conv, f_min,
 @njit(parallel=True, cache=True)
 def physical_spectra(
     Mc, Mp, nblk, bstart, bdup, theta, conv, e_lo, de, n_e, fw_tab, fw_e0, fw_de, nsig,
-    table, zmax, scale, mpix, ck, kT, e_min_mode, efac, spectra, freqs, want_freqs, nthreads,
+    table, zmax, scale, pstart, poff, bpoff, npack, packed, ck, kT, e_min_mode, efac, spectra, nthreads,
 ):
-    """Coherent one-phonon images (B, n_q, n_E) of the folded measurement for a batch of θ.
+    """Coherent one-phonon images (B, n_pix, n_E) of the folded measurement for a batch of θ.
 
-    For each (sample b, path q) the blocks of D(q; θ_b) are diagonalised (vectors y in the
-    block basis); mode ν of energy ω > ``e_min_mode`` adds, in every energy bin j of its
-    ±``nsig``σ window,
+    Sample points s (the rows of ``Mc``) are grouped by output pixel: pixel p owns points
+    ``pstart[p]:pstart[p+1]``. For each point and sample b the blocks of D(q_s; θ_b) are
+    diagonalised (vectors y in the block basis); mode ν of energy ω > ``e_min_mode`` adds, in
+    every energy bin j of its ±``nsig``σ window,
 
-        efac_j · (n(ω)+1)/ω · Σ_k ck[b, k] yᵀ mpix[k, q, j] y · ∫_bin G(E − ω; σ(ω)) dE / ΔE,
+        efac_j · (n(ω)+1)/ω · Σ_k ck[b, k] yᵀ M_k(s, j) y · ∫_bin G(E − ω; σ(ω)) dE / ΔE
 
-    σ from the FWHM table ``fw_tab`` (meV, sampled from ``fw_e0`` in steps ``fw_de``).
-    ``mpix`` (K, n_q, n_E, m, m) holds the coverage-weighted structure-factor matrices
-    (constants and 1/(2N) included); only its block-diagonal entries are read.
+    to pixel p, σ from the FWHM table ``fw_tab`` (meV, from ``fw_e0`` in steps ``fw_de``).
+    M_k(s, j) are packed block by block (upper triangles, row-major) in ``packed``: point s
+    starts at ``poff[s]`` with layout [k][j][npack[s]], block ``blk`` at ``bpoff[s, blk]``.
     """
     B, k = theta.shape
     nq, m, _ = Mc.shape
     nk = ck.shape[1]
     nfw = fw_tab.shape[0]
-    total = B * nq
-    chunk = (total + nthreads - 1) // nthreads
+    npix = pstart.shape[0] - 1
+    chunk = (npix + nthreads - 1) // nthreads
     for t in prange(nthreads):
         a = np.empty((m, m))
         w = np.empty(m)
         v = np.empty((m, m))
-        wall = np.empty(m)
-        row = np.empty(n_e)
-        for idx in range(t * chunk, min(total, (t + 1) * chunk)):
-            b = idx // nq
-            q = idx - b * nq
-            for j in range(n_e):
-                row[j] = 0.0
-            for blk in range(nblk[q]):
-                o = bstart[q, blk]
-                sz = bstart[q, blk + 1] - o
-                if not bdup[q, blk]:
-                    _block_eigh(Mc, Mp, theta, b, q, blk, bstart, k, a, w, v)
-                for i in range(sz):
-                    lam = w[i]
-                    e = math.sqrt(lam) * conv if lam >= 0.0 else -math.sqrt(-lam) * conv
-                    wall[o + i] = e
-                    if e <= e_min_mode:
-                        continue
-                    # resolution at the mode energy (linear interpolation in the table)
-                    x = (e - fw_e0) / fw_de
-                    if x <= 0.0:
-                        fw = fw_tab[0]
-                    elif x >= nfw - 1:
-                        fw = fw_tab[nfw - 1]
-                    else:
-                        ix = int(x)
-                        fx = x - ix
-                        fw = fw_tab[ix] + fx * (fw_tab[ix + 1] - fw_tab[ix])
-                    sigma = fw / 2.3548200450309493
-                    if sigma <= 0.0:
-                        continue
-                    lo = int(math.floor((e - nsig * sigma - e_lo) / de))
-                    hi = int(math.ceil((e + nsig * sigma - e_lo) / de))
-                    if lo < 0:
-                        lo = 0
-                    if hi > n_e:
-                        hi = n_e
-                    if hi <= lo:
-                        continue
-                    amp = 1.0 / e
-                    if kT > 0.0:
-                        amp = amp / (-math.expm1(-e / kT))
-                    inv = 1.0 / sigma
-                    prev = _cdf((e_lo + lo * de - e) * inv, table, zmax, scale)
-                    for j in range(lo, hi):
-                        nxt = _cdf((e_lo + (j + 1) * de - e) * inv, table, zmax, scale)
-                        g = nxt - prev
-                        prev = nxt
-                        if g == 0.0:
-                            continue
-                        qf = 0.0
-                        for kk in range(nk):
-                            c = ck[b, kk]
-                            if c == 0.0:
+        yy = np.empty(m * (m + 1) // 2)
+        for p in range(t * chunk, min(npix, (t + 1) * chunk)):
+            for b in range(B):
+                for j in range(n_e):
+                    spectra[b, p, j] = 0.0
+            for s in range(pstart[p], pstart[p + 1]):
+                base = poff[s]
+                nps = npack[s]
+                for b in range(B):
+                    for blk in range(nblk[s]):
+                        o = bstart[s, blk]
+                        sz = bstart[s, blk + 1] - o
+                        if not bdup[s, blk]:
+                            _block_eigh(Mc, Mp, theta, b, s, blk, bstart, k, a, w, v)
+                        bo = bpoff[s, blk]
+                        for i in range(sz):
+                            lam = w[i]
+                            if lam <= 0.0:
                                 continue
-                            s = 0.0
+                            e = math.sqrt(lam) * conv
+                            if e <= e_min_mode:
+                                continue
+                            x = (e - fw_e0) / fw_de
+                            if x <= 0.0:
+                                fw = fw_tab[0]
+                            elif x >= nfw - 1:
+                                fw = fw_tab[nfw - 1]
+                            else:
+                                ix = int(x)
+                                fx = x - ix
+                                fw = fw_tab[ix] + fx * (fw_tab[ix + 1] - fw_tab[ix])
+                            sigma = fw / 2.3548200450309493
+                            lo = int(math.floor((e - nsig * sigma - e_lo) / de))
+                            hi = int(math.ceil((e + nsig * sigma - e_lo) / de))
+                            if lo < 0:
+                                lo = 0
+                            if hi > n_e:
+                                hi = n_e
+                            if hi <= lo:
+                                continue
+                            amp = 1.0 / e
+                            if kT > 0.0:
+                                amp = amp / (-math.expm1(-e / kT))
+                            # packed outer product (off-diagonal entries doubled)
+                            n = 0
                             for r in range(sz):
                                 yr = v[r, i]
-                                s += yr * yr * mpix[kk, q, j, o + r, o + r]
-                                for cc in range(r + 1, sz):
-                                    s += 2.0 * yr * v[cc, i] * mpix[kk, q, j, o + r, o + cc]
-                            qf += c * s
-                        row[j] += amp * qf * g
-            for j in range(n_e):
-                spectra[b, q, j] = row[j] * efac[j] / de
-            if want_freqs:
-                for i in range(1, m):
-                    x = wall[i]
-                    jj = i - 1
-                    while jj >= 0 and wall[jj] > x:
-                        wall[jj + 1] = wall[jj]
-                        jj -= 1
-                    wall[jj + 1] = x
-                for i in range(m):
-                    freqs[b, q, i] = wall[i]
+                                yy[n] = yr * yr
+                                n += 1
+                                for c in range(r + 1, sz):
+                                    yy[n] = 2.0 * yr * v[c, i]
+                                    n += 1
+                            inv = 1.0 / sigma
+                            prev = _cdf((e_lo + lo * de - e) * inv, table, zmax, scale)
+                            for j in range(lo, hi):
+                                nxt = _cdf((e_lo + (j + 1) * de - e) * inv, table, zmax, scale)
+                                g = nxt - prev
+                                prev = nxt
+                                if g == 0.0:
+                                    continue
+                                qf = 0.0
+                                for kk in range(nk):
+                                    c = ck[b, kk]
+                                    if c == 0.0:
+                                        continue
+                                    off = base + (kk * n_e + j) * nps + bo
+                                    sacc = 0.0
+                                    for r in range(n):
+                                        sacc += yy[r] * packed[off + r]
+                                    qf += c * sacc
+                                spectra[b, p, j] += amp * qf * g
+            for b in range(B):
+                for j in range(n_e):
+                    spectra[b, p, j] *= efac[j] / de
 
 
 @njit(cache=True)
-def accumulate_pixels(ar, ai, tq, q2pow, e_idx, t_idx, wts, dwfac, nk, mpix, wsum):
-    """Scatter coverage entries into the per-pixel matrices.
+def accumulate_packed(ar, ai, tpt, q2, e_idx, t_idx, wts, fac, nk, n_e, nblk, bstart, poff, bpoff, npack, packed, allbuf):
+    """Scatter coverage entries into the packed per-point matrices.
 
-    ``ar``, ``ai`` (n_t, m): real and imaginary parts of the amplitude row a_t (block basis)
-    of each (pixel, image, zone) triple ``t`` with path q ``tq[t]``; ``q2pow[t]`` = |Q|²,
-    ``dwfac[t]`` = the Debye–Waller factor and corrections of the triple. Entry n adds
-    ``wts[n]``·dwfac·|Q|^{2k}/k!·(ar arᵀ + ai aiᵀ) to ``mpix[k, tq, e_idx[n]]`` and ``wts[n]`` to ``wsum``.
+    ``ar``, ``ai`` (n_t, m): real and imaginary parts of the amplitude row a_t (block basis of
+    its point ``tpt[t]``); ``q2[t]`` = |Q_t|², ``fac[t]`` the constant factor of the term.
+    Entry n adds ``wts[n]``·fac·|Q|^{2k}/k!·(ar arᵀ + ai aiᵀ) (block upper triangles) at energy
+    bin ``e_idx[n]`` into ``packed``, or, when ``e_idx[n]`` < 0, into ``allbuf`` (point s at
+    ``s·nk·P``, layout [k][P], P = max npack), meant for every energy bin.
     """
-    m = ar.shape[1]
+    P = npack.max()
     for n in range(e_idx.shape[0]):
         t = t_idx[n]
-        q = tq[t]
+        s = tpt[t]
         j = e_idx[n]
-        wsum[q, j] += wts[n]
-        base = wts[n] * dwfac[t]
-        f = base
+        f = wts[n] * fac[t]
         for kk in range(nk):
             if kk > 0:
-                f = f * q2pow[t] / kk
-            for r in range(m):
-                xr = ar[t, r]
-                xi = ai[t, r]
-                for c in range(m):
-                    mpix[kk, q, j, r, c] += f * (xr * ar[t, c] + xi * ai[t, c])
+                f = f * q2[t] / kk
+            if j >= 0:
+                off = poff[s] + (kk * n_e + j) * npack[s]
+            else:
+                off = (s * nk + kk) * P
+            for blk in range(nblk[s]):
+                o = bstart[s, blk]
+                sz = bstart[s, blk + 1] - o
+                idx = off + bpoff[s, blk]
+                for r in range(sz):
+                    xr = ar[t, o + r]
+                    xi = ai[t, o + r]
+                    for c in range(r, sz):
+                        val = f * (xr * ar[t, o + c] + xi * ai[t, o + c])
+                        if j >= 0:
+                            packed[idx] += val
+                        else:
+                            allbuf[idx] += val
+                        idx += 1

@@ -39,12 +39,14 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   M_k(q, j) = Σ_t w_t(j) |Q_t|^{2k}/k! (Re a_tᵀ Re a_t + Im a_tᵀ Im a_t) / Σ_t w_t(j); a θ then
   costs one blocked eigen-decomposition per q and one small quadratic form yᵀ M y per mode and
   energy bin of its resolution window.
-- Debye–Waller (``dw``): ``"theta"`` (default) recomputes it from θ on Euphonic's
-  Monkhorst–Pack ``dw_mesh``³ grid (shifted, symmetry-reduced when the grid allows),
-  W_κ = ħ/(4 m_κ N_q) Σ_qν e_κν e_κν^H coth(ħω/2k_BT)/ω (modes < 0.01 meV left out; 1/ω at
-  T = 0), and applies exp(−2 Δw Q²) = Σ_k (−2Δw Q²)^k/k! (order 4, truncation < 1e-6 for
-  |2ΔwQ²| < 0.25, warned beyond) around the reference, Δw = w(θ) − w(θ_ref); it needs every
-  atom's W isotropic and equal (cubic sites of one orbit: Ge, Nb). ``"reference"`` keeps the
+- Debye–Waller (``dw``): W_κ = ħ/(4 m_κ N_q) Σ_qν e_κν e_κν^H coth(ħω/2k_BT)/ω (Euphonic's
+  ``calculate_debye_waller``; modes < 0.01 meV left out; 1/ω at T = 0). At the reference it is
+  summed on Euphonic's shifted Monkhorst–Pack ``dw_mesh``³ grid and symmetrised, as the
+  simulation does. ``"theta"`` (default) follows θ: the change Δw = w(θ) − w(θ_ref) of the
+  isotropic coefficient (W = w|Q|²) is summed on the irreducible points of the Γ-centred
+  ``dw_mesh``³ grid (spglib; ~50 points for Ge instead of 1000) and applied as
+  exp(−2ΔwQ²) = Σ_k (−2ΔwQ²)^k/k! (order 6, truncation < 1e-6 for |2ΔwQ²| < 0.25, warned
+  beyond); it needs every atom's W isotropic and equal (cubic sites of one orbit: Ge, Nb). ``"reference"`` keeps the
   reference's (full, symmetrised) W_κ for every θ; ``"none"`` drops it. Note: the simulated
   experiment uses no Debye–Waller factor at T = 0; pass ``dw="none"`` to reproduce it there.
 - Resolution: a Gaussian of FWHM(ω) at the mode energy, from
@@ -82,6 +84,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -112,7 +115,7 @@ HBAR2_AMU_MEV_A2 = 4.180159286375
 #: |F|²/ω with b in fm, Q in 1/Å, m in amu, ω in meV → mbarn (1 fm² = 10 mbarn).
 SF_TO_MBARN = 10.0 * HBAR2_AMU_MEV_A2
 #: Order of the Taylor expansion of the Debye–Waller change.
-DW_ORDER = 4
+DW_ORDER = 6
 
 DWMode = Literal["theta", "reference", "none"]
 
@@ -145,6 +148,10 @@ class Coverage:
         How it was made (``"full"``, ``"fold"``, ``"run"``).
     meta
         Provenance (Ei, angles, numbers of terms).
+    q
+        Optional shape (n_t, 3) float64, r.l.u.: the q of each term in the path's frame, with
+        Q_t = g q_t + G the centre of the 4D bins it stands for (``sampling="bins"``); None: the
+        pixel's path point (``sampling="path"``).
     """
 
     grid: SpectrumGrid
@@ -157,9 +164,12 @@ class Coverage:
     w: np.ndarray
     source: str = ""
     meta: dict = field(default_factory=dict)
+    q: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n_t = len(self.pixel)
+        if self.q is not None and np.shape(self.q) != (n_t, 3):
+            raise PhysicalModelError(f"coverage q has shape {np.shape(self.q)}; expected ({n_t}, 3), one path-frame q per term.")
         if not (len(self.rot) == n_t == len(self.zone)) or not (len(self.t_idx) == len(self.e_idx) == len(self.w)):
             raise PhysicalModelError(
                 f"coverage arrays disagree in length (pixel {n_t}, rot {len(self.rot)}, zone {len(self.zone)}; "
@@ -175,9 +185,13 @@ class Coverage:
         """Number of (pixel, image, zone) terms."""
         return len(self.pixel)
 
+    def term_q(self) -> np.ndarray:
+        """The path-frame q of every term, shape (n_t, 3) float64, r.l.u."""
+        return self.grid.q_rlu[self.pixel] if self.q is None else np.asarray(self.q, float)
+
     def hkl(self) -> np.ndarray:
-        """Q_t = g·q + G of every term, shape (n_t, 3) float64, conventional r.l.u."""
-        q = self.grid.q_rlu[self.pixel]
+        """Q_t = g·q_t + G of every term, shape (n_t, 3) float64, conventional r.l.u."""
+        q = self.term_q()
         return np.einsum("tij,tj->ti", self.rotations[self.rot], q) + self.zone
 
     @property
@@ -201,6 +215,7 @@ class Coverage:
     def describe(self) -> dict:
         """JSON-able summary."""
         return {"source": self.source, "n_terms": self.n_terms, "n_entries": len(self.w),
+                "sampling": "path" if self.q is None else "bins",
                 "covered_fraction": float(self.mask.mean()), **self.meta}
 
 
@@ -254,13 +269,17 @@ def full_coverage(crystal, grid: SpectrumGrid, *, qmax: float = 8.0, rotations: 
 
 
 def coverage_from_fold(plan, volume, *, qmod_range: tuple[float, float] | None = None, min_zone_coverage: float = 0.0,
-                       rotations: np.ndarray | None = None) -> Coverage:
+                       rotations: np.ndarray | None = None, sampling: str = "bins") -> Coverage:
     """The coverage of a real fold: :class:`~fcinv.experiment.fold.FoldPlan` + the volume it folds.
 
     ``rotations`` must be the point group the plan was built with (default: the cubic group
     when the plan has 48 rotations). Weights are the volume's normalisation (``volume.weights``),
-    exactly as :meth:`FoldPlan.apply` sums them.
+    exactly as :meth:`FoldPlan.apply` sums them. ``sampling="bins"`` keeps, per term, where the
+    4D bins' centres lie in the tube (their path-frame q = g⁻¹(Q_bin − G)), so the model sees the
+    dispersion across the tube; ``"path"`` puts every term at its pixel's path point.
     """
+    if sampling not in ("bins", "path"):
+        raise PhysicalModelError(f"sampling = {sampling!r}; pass 'bins' (4D-bin centres) or 'path' (path points).")
     from fcinv.experiment.fold import cubic_rotations
 
     if rotations is None:
@@ -271,18 +290,31 @@ def coverage_from_fold(plan, volume, *, qmod_range: tuple[float, float] | None =
     if len(rots) != plan.n_rotations:
         raise PhysicalModelError(f"{len(rots)} rotations given but the fold plan used {plan.n_rotations}. Pass the plan's rotations.")
     images, img_rot = _rotation_of_images(plan.grid, rots)
-    iw = plan.image_weights(volume, qmod_range=qmod_range, min_zone_coverage=min_zone_coverage)
+    by_bin = sampling == "bins"
+    iw = plan.image_weights(volume, qmod_range=qmod_range, min_zone_coverage=min_zone_coverage, by_bin=by_bin)
     if len(iw["w"]) == 0:
         raise PhysicalModelError("nothing of the volume lands on the path: the coverage is empty. Check the volume and the plan.")
-    key = (iw["zone"] * len(images) + iw["image"]) * plan.grid.n_q + iw["pixel"]
-    ukey, t_idx = np.unique(key, return_inverse=True)
-    pixel = ukey % plan.grid.n_q
-    rest = ukey // plan.grid.n_q
-    image = rest % len(images)
-    zone = rest // len(images)
+    n_q = plan.grid.n_q
+    if by_bin:
+        n_q3 = int(np.prod([len(e) - 1 for e in plan.q_edges]))
+        key = (iw["zone"] * len(images) + iw["image"]) * n_q3 + iw["q3"]
+    else:
+        key = (iw["zone"] * len(images) + iw["image"]) * n_q + iw["pixel"]
+    ukey, first, t_idx = np.unique(key, return_index=True, return_inverse=True)
+    pixel = iw["pixel"][first]
+    image = iw["image"][first]
+    zone = iw["zone"][first]
+    q = None
+    if by_bin:
+        shape3 = tuple(len(e) - 1 for e in plan.q_edges)
+        cen = [0.5 * (e[1:] + e[:-1]) for e in plan.q_edges]
+        ih, ik, il = np.unravel_index(iw["q3"][first], shape3)
+        Qb = np.stack([cen[0][ih], cen[1][ik], cen[2][il]], axis=1)
+        ginv = np.linalg.inv(rots)[img_rot[image]]
+        q = np.einsum("tij,tj->ti", ginv, Qb - plan.zones[zone])
     return Coverage(grid=plan.grid, rotations=rots, pixel=pixel.astype(np.int64), rot=img_rot[image], zone=plan.zones[zone].astype(float),
                     t_idx=t_idx.ravel().astype(np.int64), e_idx=iw["e"].astype(np.int64), w=iw["w"].astype(float),
-                    source="fold", meta={"q_tolerance_rlu": plan.q_tolerance, "n_zones": int(len(np.unique(zone)))})
+                    source="fold", meta={"q_tolerance_rlu": plan.q_tolerance, "n_zones": int(len(np.unique(zone)))}, q=q)
 
 
 def coverage_for_run(
@@ -297,6 +329,7 @@ def coverage_for_run(
     q_step: float = 0.05,
     q_tolerance: float = 0.05,
     exposure: bool = True,
+    sampling: str = "bins",
 ) -> Coverage:
     """The coverage of a (simulated-geometry) ARCS-like run, without computing any S(Q, E).
 
@@ -304,7 +337,8 @@ def coverage_for_run(
     :func:`fcinv.experiment.simulate.simulate_experiment` with ``region=grid``, folded by
     :class:`~fcinv.experiment.fold.FoldPlan` as ``fcinv fold`` does. ``exposure=True`` weights
     each 4D bin by its summed normalisation (the fold of the counts); ``False`` weights every
-    covered bin 1 (the fold of :meth:`SimulatedRun.expected_volume`).
+    covered bin 1 (the fold of :meth:`SimulatedRun.expected_volume`). ``sampling`` as in
+    :func:`coverage_from_fold`.
 
     Parameters
     ----------
@@ -355,11 +389,11 @@ def coverage_for_run(
     norm = np.bincount(inv.ravel(), weights=cov["w"]) if exposure else np.ones(len(ukey))
     vol = Volume4D(edges=edges, index=ukey, signal=np.zeros(len(ukey)), error=np.zeros(len(ukey)), norm=norm,
                    meta={"source": "coverage_for_run"}, reciprocal_cell=rc)
-    out = coverage_from_fold(plan, vol, rotations=rots)
+    out = coverage_from_fold(plan, vol, rotations=rots, sampling=sampling)
     meta = dict(out.meta, ei_meV=float(inst.ei), n_orientations=len(psi), psi_deg=[float(psi[0]), float(psi[-1])],
                 u=list(u), v=list(v), q_step_rlu=q_step, exposure=bool(exposure))
     return Coverage(grid=out.grid, rotations=out.rotations, pixel=out.pixel, rot=out.rot, zone=out.zone,
-                    t_idx=out.t_idx, e_idx=out.e_idx, w=out.w, source="run", meta=meta)
+                    t_idx=out.t_idx, e_idx=out.e_idx, w=out.w, source="run", meta=meta, q=out.q)
 
 
 # ---------------------------------------------------------------- symmetry helpers
@@ -382,6 +416,30 @@ def _cartesian_ops(crystal):
     return g_rlu, cart, np.array(perms)
 
 
+def _composition_table(rots: np.ndarray) -> np.ndarray | None:
+    """comp[i, j] = index of rots[i] @ rots[j] in ``rots``, or None when the set is not a group."""
+    n = len(rots)
+    flat = np.round(rots.reshape(n, 9), 6)
+    lut = {tuple(r): i for i, r in enumerate(flat)}
+    comp = np.empty((n, n), dtype=np.int64)
+    prod = np.round(np.einsum("aij,bjk->abik", rots, rots).reshape(n, n, 9), 6)
+    for i in range(n):
+        for j in range(n):
+            k = lut.get(tuple(prod[i, j]))
+            if k is None:
+                return None
+            comp[i, j] = k
+    return comp
+
+
+def _inverse_index(rots: np.ndarray) -> np.ndarray:
+    """Index of the inverse of each rotation in ``rots`` (a group)."""
+    n = len(rots)
+    flat = np.round(rots.reshape(n, 9), 6)
+    lut = {tuple(r): i for i, r in enumerate(flat)}
+    return np.array([lut[tuple(np.round(np.linalg.inv(r).reshape(9), 6))] for r in rots], dtype=np.int64)
+
+
 def _mp_grid_rlu(crystal, n: int) -> np.ndarray:
     """Euphonic's Monkhorst–Pack n³ grid (primitive reciprocal fractions) in conventional r.l.u."""
     k = (2 * (np.arange(n) + 1) - n - 1) / (2 * n)
@@ -391,34 +449,15 @@ def _mp_grid_rlu(crystal, n: int) -> np.ndarray:
 
 
 def _reduce_mesh(crystal, n: int):
-    """The MP grid reduced by the point group (and time reversal) when closed under it: (q_rlu, weights)."""
-    q_rlu, frac = _mp_grid_rlu(crystal, n)
-    to_frac = np.linalg.inv(crystal.conventional_lattice).T @ crystal.lattice.T
-    idx = np.round(frac * 2 * n).astype(np.int64)  # odd integers in (-n, n)
-    lut = {tuple(r): i for i, r in enumerate(idx)}
-    ops = np.asarray(crystal.point_group_rlu, float)
-    label = -np.ones(len(q_rlu), dtype=np.int64)
-    reps, wts = [], []
-    for i in range(len(q_rlu)):
-        if label[i] >= 0:
-            continue
-        orbit = set()
-        for g in ops:
-            for sgn in (1.0, -1.0):
-                f = (sgn * (g @ q_rlu[i])) @ to_frac * 2 * n
-                fi = np.round(f).astype(np.int64)
-                if np.abs(f - fi).max() > 1e-6:
-                    return q_rlu, np.ones(len(q_rlu))
-                fi = (fi + n) % (2 * n) - n  # back into the grid (period 2n in these units)
-                j = lut.get(tuple(fi))
-                if j is None:
-                    return q_rlu, np.ones(len(q_rlu))
-                orbit.add(j)
-        for j in orbit:
-            label[j] = len(reps)
-        reps.append(i)
-        wts.append(len(orbit))
-    return q_rlu[reps], np.asarray(wts, float)
+    """Irreducible points of the Γ-centred n³ mesh (spglib, time reversal included): (q_rlu, weights)."""
+    import spglib
+
+    cell = (crystal.lattice, crystal.positions, crystal.numbers)
+    mapping, grid = spglib.get_ir_reciprocal_mesh([n] * 3, cell, is_shift=[0, 0, 0])
+    uniq, counts = np.unique(mapping, return_counts=True)
+    frac = grid[uniq] / float(n)
+    to_frac = np.linalg.inv(crystal.conventional_lattice).T @ crystal.lattice.T  # q_frac = q_rlu @ to_frac
+    return frac @ np.linalg.inv(to_frac), counts.astype(float)
 
 
 # --------------------------------------------------------------------- the model
@@ -455,6 +494,12 @@ class PhysicalModel:
         ``{symbol: b_fm}`` overriding the Sears table.
     mesh
         Γ-centred mesh of the stability test (as :class:`ForwardModel`).
+    e_min_mode
+        Modes at or below this energy (meV) are left out (as the simulation does).
+    sampling
+        ``"bins"``: diagonalise at every distinct 4D-bin position of the coverage (exact fold of
+        the one-phonon S at the bin centres); ``"path"``: only at the path points (fast; misses the
+        dispersion across the tube); ``"auto"``: ``"bins"`` when the coverage has the positions.
     """
 
     def __init__(
@@ -474,6 +519,7 @@ class PhysicalModel:
         scattering_lengths: dict | None = None,
         mesh: int = 4,
         e_min_mode: float = 0.05,
+        sampling: str = "auto",
     ):
         from fcinv.experiment.instrument import Instrument
 
@@ -510,6 +556,11 @@ class PhysicalModel:
                 "Build the coverage on the model's grid."
             )
         self.coverage = cov
+        if sampling not in ("auto", "bins", "path"):
+            raise PhysicalModelError(f"sampling = {sampling!r}; pass 'auto', 'bins' or 'path'.")
+        if sampling == "bins" and cov.q is None:
+            raise PhysicalModelError("sampling='bins' needs a coverage that keeps the 4D-bin positions (coverage_from_fold/coverage_for_run with sampling='bins').")
+        self.sampling = "path" if sampling == "path" or cov.q is None else "bins"
         # resolution table
         res = resolution if resolution is not None else Instrument()
         self.resolution = res
@@ -524,7 +575,7 @@ class PhysicalModel:
         if not np.all(np.isfinite(fw)) or np.any(fw <= 0):
             raise PhysicalModelError("the resolution FWHM is not positive over the energy range. Check the instrument settings.")
         self._fw = (np.ascontiguousarray(fw), float(fw_e[0]), 0.01)
-        self._nsig = 6.0
+        self._nsig = 5.0
 
         crystal = space.crystal
         self.path = LinearDynamics(space, grid.q_rlu, self.theta_ref, self.free_idx, reference)
@@ -605,67 +656,147 @@ class PhysicalModel:
         m = self.space.crystal.masses
         return (tr * HBAR2_AMU_MEV_A2 / (4.0 * m[None]) / 3.0).mean(axis=1)
 
+    def _sample_points(self) -> None:
+        """The q-points diagonalised per θ, grouped by output pixel (``sampling``)."""
+        cov = self.coverage
+        g = self.grid
+        self._term_rot = cov.rot
+        if self.sampling == "path":
+            self._pts_q = g.q_rlu
+            self._pts_dyn = self.path
+            self._pts_pixel = np.arange(g.n_q, dtype=np.int64)
+            self._term_point = cov.pixel.astype(np.int64)
+        else:
+            qt = cov.term_q()
+            key = np.concatenate([cov.pixel[:, None], np.round(qt * 1e6).astype(np.int64)], axis=1)
+            ukey, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+            inv = inv.ravel()
+            pts_q, pts_pix = qt[first], ukey[:, 0]
+            # merge the points of one pixel related by a point-group operation: q = h r, so the
+            # term (q, g) becomes (r, g·h) with the same Q = g h r + G
+            rots = cov.rotations
+            comp = _composition_table(rots)
+            if comp is not None:
+                img = np.einsum("nij,sj->sni", rots, pts_q)  # (n_pts, n_rot, 3): h0 q
+                keyi = np.round(img * 1e6).astype(np.int64)
+                best = np.zeros(len(pts_q), dtype=np.int64)
+                for sidx in range(len(pts_q)):
+                    k3 = keyi[sidx]
+                    best[sidx] = int(np.lexsort((k3[:, 2], k3[:, 1], k3[:, 0]))[-1])
+                rep = keyi[np.arange(len(pts_q)), best]
+                key2 = np.concatenate([pts_pix[:, None], rep], axis=1)
+                uk2, first2, inv2 = np.unique(key2, axis=0, return_index=True, return_inverse=True)
+                inv2 = inv2.ravel()
+                h0 = best[inv]  # per term: r = h0 q  →  q = h0⁻¹ r
+                h0inv = _inverse_index(rots)[h0]
+                self._term_rot = comp[cov.rot, h0inv]
+                r_q = img[first2, best[first2]]
+                self._term_point = inv2[inv].astype(np.int64)
+                pts_q, pts_pix = r_q, uk2[:, 0]
+            else:
+                self._term_point = inv.astype(np.int64)
+            self._pts_pixel = pts_pix.astype(np.int64)
+            self._pts_dyn = self._dynamics(pts_q)
+            self._pts_q = pts_q
+            if not self._pts_dyn.real:
+                raise PhysicalModelError("the sample points lost the real basis; use sampling='path'.")
+        self._pstart = np.searchsorted(self._pts_pixel, np.arange(g.n_q + 1)).astype(np.int64)
+
     def _precompute(self) -> None:
-        """Per pixel (q, E-bin) the coverage-weighted structure-factor matrices in the block basis."""
+        """Per sample point and energy bin the coverage-weighted structure-factor matrices, packed by block."""
         crystal = self.space.crystal
         cov = self.coverage
         n_at = crystal.n_atoms
         m = 3 * n_at
         g_ops, cart, perms = _cartesian_ops(crystal)
-        # map each coverage rotation (r.l.u.) to a space-group operation
         op_of_rot = np.empty(len(cov.rotations), dtype=np.int64)
-        for i, g in enumerate(cov.rotations):
-            hit = np.nonzero(np.all(np.abs(g_ops - g[None]) < 1e-6, axis=(1, 2)))[0]
+        for i, gm in enumerate(cov.rotations):
+            hit = np.nonzero(np.all(np.abs(g_ops - gm[None]) < 1e-6, axis=(1, 2)))[0]
             if len(hit) == 0:
                 raise PhysicalModelError(f"coverage rotation {i} is not in {crystal.name}'s point group. Build the coverage with the crystal's point_group_rlu.")
             op_of_rot[i] = hit[0]
         self._check_transforms(op_of_rot, cart, perms)
-        C = 2 * np.pi * np.linalg.inv(crystal.conventional_lattice)  # Q_cart = C @ hkl
-        Qc = cov.hkl() @ C.T
-        Gc = cov.zone @ C.T
-        r_cart = crystal.positions @ crystal.lattice
-        q2 = np.einsum("ti,ti->t", Qc, Qc)
-        ops = op_of_rot[cov.rot]
-        S = cart[ops]  # (n_t, 3, 3)
-        P = perms[ops]  # (n_t, n_at): κ → κ'
-        StQ = np.einsum("tji,tj->ti", S, Qc)  # Sᵀ Q
-        c = self.b_fm / np.sqrt(crystal.masses)
-        u = np.empty((cov.n_terms, n_at, 3), dtype=complex)
-        for kappa in range(n_at):
-            kp = P[:, kappa]
-            ph = np.exp(-1j * np.einsum("ti,ti->t", Gc, r_cart[kp]))
-            dwf = np.exp(-np.einsum("ti,tij,tj->t", Qc, self._dw_ref[kp], Qc))
-            u[:, kappa] = (c[kp] * ph * dwf)[:, None] * StQ
-        u = u.reshape(cov.n_terms, m)
-        # a_t = u_tᵀ U^H V_q
-        Uh = self.path.U.conj().T
-        a = np.einsum("ti,ij,tjk->tk", u, Uh, self.path.basis[cov.pixel])
-        fac = np.full(cov.n_terms, SF_TO_MBARN / (2.0 * n_at))
-        corr = self.corrections
-        if corr is not None and corr.q2:
-            fac = fac / np.where(q2 > 0, q2, np.inf)
+        self._sample_points()
+        dyn = self._pts_dyn
+        n_pts = len(self._pts_pixel)
         nk = DW_ORDER + 1 if self.dw == "theta" else 1
         g = self.grid
-        mpix = np.zeros((nk, g.n_q, g.n_e, m, m))
+        # packing offsets
+        nblk, bstart = dyn.nblk, dyn.bstart
+        bpoff = np.zeros_like(bstart)
+        npack = np.zeros(n_pts, dtype=np.int64)
+        for sidx in range(n_pts):
+            sizes = np.diff(bstart[sidx, : nblk[sidx] + 1])
+            tri = sizes * (sizes + 1) // 2
+            bpoff[sidx, : nblk[sidx]] = np.concatenate([[0], np.cumsum(tri)[:-1]])
+            npack[sidx] = tri.sum()
+        poff = np.concatenate([[0], np.cumsum(nk * g.n_e * npack)]).astype(np.int64)
+        packed = np.zeros(int(poff[-1]))
+        P = int(npack.max())
+        allbuf = np.zeros(n_pts * nk * P)
         wsum = np.zeros((g.n_q, g.n_e))
-        per = cov.e_idx >= 0
-        ar, ai = np.ascontiguousarray(a.real), np.ascontiguousarray(a.imag)
-        if np.any(per):
-            pk.accumulate_pixels(ar, ai, cov.pixel, q2, cov.e_idx[per], cov.t_idx[per], cov.w[per], fac, nk, mpix, wsum)
-        if np.any(~per):
-            mq = np.zeros((nk, g.n_q, 1, m, m))
-            wq = np.zeros((g.n_q, 1))
-            sel = ~per
-            pk.accumulate_pixels(ar, ai, cov.pixel, q2, np.zeros(int(sel.sum()), dtype=np.int64), cov.t_idx[sel], cov.w[sel], fac, nk, mq, wq)
-            mpix += mq
-            wsum += wq
+        wq = np.zeros(g.n_q)
+
+        C = 2 * np.pi * np.linalg.inv(crystal.conventional_lattice)  # Q_cart = C @ hkl
+        r_cart = crystal.positions @ crystal.lattice
+        c = self.b_fm / np.sqrt(crystal.masses)
+        Uh = dyn.U.conj().T
+        corr = self.corrections
+        q2max = 0.0
+        chunk = 100_000
+        # entries are sorted by term (t_idx from np.unique); process terms in chunks
+        order = np.argsort(cov.t_idx, kind="stable")
+        t_sorted = cov.t_idx[order]
+        for t0 in range(0, cov.n_terms, chunk):
+            t1 = min(cov.n_terms, t0 + chunk)
+            sl = slice(t0, t1)
+            qt = self._pts_q[self._term_point[sl]]
+            hkl = np.einsum("tij,tj->ti", cov.rotations[self._term_rot[sl]], qt) + cov.zone[sl]
+            Qc = hkl @ C.T
+            Gc = cov.zone[sl] @ C.T
+            q2 = np.einsum("ti,ti->t", Qc, Qc)
+            q2max = max(q2max, float(q2.max()))
+            ops = op_of_rot[self._term_rot[sl]]
+            S = cart[ops]
+            Pm = perms[ops]
+            StQ = np.einsum("tji,tj->ti", S, Qc)
+            u = np.empty((t1 - t0, n_at, 3), dtype=complex)
+            for kappa in range(n_at):
+                kp = Pm[:, kappa]
+                ph = np.exp(-1j * np.einsum("ti,ti->t", Gc, r_cart[kp]))
+                dwf = np.exp(-np.einsum("ti,tij,tj->t", Qc, self._dw_ref[kp], Qc))
+                u[:, kappa] = (c[kp] * ph * dwf)[:, None] * StQ
+            tp = self._term_point[sl]
+            av = np.einsum("ti,ij,tjk->tk", u.reshape(t1 - t0, m), Uh, dyn.basis[tp])
+            fac = np.full(t1 - t0, SF_TO_MBARN / (2.0 * n_at))
+            if corr is not None and corr.q2:
+                fac = fac / np.where(q2 > 0, q2, np.inf)
+            e0, e1 = np.searchsorted(t_sorted, [t0, t1])
+            ent = order[e0:e1]
+            te = cov.t_idx[ent] - t0
+            ee = cov.e_idx[ent]
+            ww = cov.w[ent]
+            pk.accumulate_packed(np.ascontiguousarray(av.real), np.ascontiguousarray(av.imag), np.ascontiguousarray(tp), q2,
+                                 np.ascontiguousarray(ee), np.ascontiguousarray(te), np.ascontiguousarray(ww), fac, nk, g.n_e,
+                                 nblk, bstart, poff, bpoff, npack, packed, allbuf)
+            pix = cov.pixel[cov.t_idx[ent]]
+            per = ee >= 0
+            np.add.at(wsum, (pix[per], ee[per]), ww[per])
+            np.add.at(wq, pix[~per], ww[~per])
+        wsum += wq[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             inv = np.where(wsum > 0, 1.0 / np.where(wsum > 0, wsum, 1.0), 0.0)
-        mpix *= inv[None, :, :, None, None]
-        self._mpix = np.ascontiguousarray(mpix)
+        for sidx in range(n_pts):
+            nps = int(npack[sidx])
+            view = packed[poff[sidx] : poff[sidx + 1]].reshape(nk, g.n_e, nps)
+            view += allbuf[sidx * nk * P : (sidx + 1) * nk * P].reshape(nk, P)[:, None, :nps]
+            view *= inv[self._pts_pixel[sidx]][None, :, None]
+        self._packed = packed.astype(np.float32)
+        self._pack = (poff, bpoff, npack)
         self._mask = wsum > 0
-        self._q2max = float(q2.max())
-        log.info("physical model: %d coverage terms, %d entries, %d of %d pixels covered", cov.n_terms, len(cov.w), int(self._mask.sum()), self._mask.size)
+        self._q2max = q2max
+        log.info("physical model: %d coverage terms, %d entries, %d sample points, %d of %d pixels covered",
+                 cov.n_terms, len(cov.w), n_pts, int(self._mask.sum()), self._mask.size)
 
     def _check_transforms(self, op_of_rot: np.ndarray, cart: np.ndarray, perms: np.ndarray) -> None:
         """D(S q + G) = T D(q) T^H for every operation used (one random q each)."""
@@ -812,24 +943,29 @@ class PhysicalModel:
         B = len(t)
         g = self.grid
         e = g.energy_edges
-        m = self.path.Mc.shape[-1]
         if self.dw == "theta":
             dw = self._dw_w(t) - self._dw_w_ref_reduced
             x = -2.0 * dw
-            if np.abs(x).max() * self._q2max > 0.25:
+            if np.abs(x).max() * self._q2max > 0.6:
                 log.warning("Debye–Waller change %.3g Å² is large for the order-%d expansion (|2ΔwQ²| up to %.2f)", float(np.abs(dw).max()), DW_ORDER, float(np.abs(x).max() * self._q2max))
             ck = np.stack([x**kk for kk in range(DW_ORDER + 1)], axis=1)
+            # per sample, the lowest order whose truncation is below 1e-7 of the factor
+            xm = np.abs(x) * self._q2max
+            for kk in range(1, DW_ORDER + 1):
+                ck[xm ** kk / math.factorial(kk) < 1e-7, kk] = 0.0
         else:
             ck = np.ones((B, 1))
         out = np.zeros((B, g.n_q, g.n_e), dtype=np.float32)
-        freqs = np.empty((B, g.n_q, m) if return_frequencies else (1, 1, 1))
-        p = self.path
+        d = self._pts_dyn
         fw_tab, fw_e0, fw_de = self._fw
+        poff, bpoff, npack = self._pack
         pk.physical_spectra(
-            p.Mc, p.Mp, p.nblk, p.bstart, p.bdup, t, EV_A2_AMU_TO_MEV, float(e[0]), float(e[1] - e[0]), g.n_e,
-            fw_tab, fw_e0, fw_de, self._nsig, *_CDF, self._mpix, np.ascontiguousarray(ck), self._kT, self.e_min_mode,
-            self._efac, out, freqs, return_frequencies, _threads(),
+            d.Mc, d.Mp, d.nblk, d.bstart, d.bdup, t, EV_A2_AMU_TO_MEV, float(e[0]), float(e[1] - e[0]), g.n_e,
+            fw_tab, fw_e0, fw_de, self._nsig, *_CDF, self._pstart, poff, bpoff, npack, self._packed,
+            np.ascontiguousarray(ck), self._kT, self.e_min_mode, self._efac, out, _threads(),
         )
+        if return_frequencies:
+            freqs = _signed_mev(self.path.omega2(t))
         return (out, freqs) if return_frequencies else out
 
     def lowest_energy(self, theta) -> np.ndarray:
@@ -866,13 +1002,15 @@ class PhysicalModel:
             "corrections": corr.names() if corr is not None else [],
             "scattering_lengths_fm": {s: [float(b.real), float(b.imag)] for s, b in zip(self.space.crystal.symbols, self.b_fm)},
             "coverage": self.coverage.describe(),
+            "sampling": self.sampling,
+            "n_sample_points": int(len(self._pts_pixel)),
             "stability_mesh": self.mesh,
             "stability_tol_meV": STABILITY_TOL_MEV,
         }
 
 
 # ---------------------------------------------------------------------- factory
-_PHYSICAL_ONLY = ("coverage", "temperature", "resolution", "dw", "dw_mesh", "corrections", "scattering_lengths", "e_min_mode")
+_PHYSICAL_ONLY = ("coverage", "temperature", "resolution", "dw", "dw_mesh", "corrections", "scattering_lengths", "e_min_mode", "sampling")
 
 
 def make_forward(space: FCSpace, grid: SpectrumGrid, theta_ref, *, intensity: str = "paper", **kw):
