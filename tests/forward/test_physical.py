@@ -361,3 +361,24 @@ def test_bad_inputs_raise(ge):
 
     with pytest.raises(ForceConstantError, match="theta has shape"):
         model.spectra(np.zeros(3))
+
+
+def test_structure_factor_matches_euphonic_nb(nb_crystal):
+    """A one-atom bcc crystal (Nb, embedded reference θ): the same agreement with Euphonic."""
+    pytest.importorskip("euphonic")
+    from fcinv.experiment.simulate import force_constants_from_array, one_phonon
+    from fcinv.reference import load_reference
+
+    ref = load_reference("Nb")
+    space, theta = ref.space, ref.theta_ref
+    c = space.crystal
+    efc, ecrystal = force_constants_from_array(space.to_phonopy(theta, np.diag([5, 5, 5])), c.lattice, c.positions, c.numbers, (5, 5, 5), masses=c.masses)
+    grid = default_grid(c)
+    model = PhysicalModel(space, grid, theta, coverage=full_coverage(c, grid, qmax=2.0), temperature=300.0)
+    hkl = np.array([[2.1, 0.3, 0.2], [1.5, 1.5, 1.0], [0.3, 0.1, 2.05], [-1.7, 1.3, 0.9]])
+    om, sf = model.structure_factor(model.theta0, hkl)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        e_eu, sf_eu = one_phonon(efc, ecrystal, hkl, temperature=300.0, dw_mesh=10)
+    np.testing.assert_allclose(np.sort(om[0], axis=1), np.sort(e_eu, axis=1), atol=1e-6)
+    assert np.abs(sf[0] - sf_eu).max() < 1e-6 * sf_eu.max()

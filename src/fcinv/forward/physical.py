@@ -809,7 +809,8 @@ class PhysicalModel:
             q = rng.normal(size=3) * 0.3
             S = cart[op]
             g = A @ S @ np.linalg.inv(A)
-            G = np.array([1.0, 1.0, 1.0]) if crystal.lattice_type in ("fcc", "bcc") else np.array([1.0, 0.0, 0.0])
+            Gs = crystal.reciprocal_lattice_rlu(2)
+            G = Gs[np.argmax(np.abs(Gs).sum(axis=1) > 0)]
             D0, D1 = pairs.dynamical_matrices(np.stack([q, g @ q + G]))
             T = np.zeros((3 * n_at, 3 * n_at), dtype=complex)
             Gc = 2 * np.pi * np.linalg.inv(A) @ G
