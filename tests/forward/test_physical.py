@@ -219,6 +219,15 @@ def test_fold_image_weights_reproduce_the_fold(ge):
             num = np.zeros(grid.shape)
             np.add.at(num, (iw["pixel"], iw["e"]), iw["w"] * f[iw["q3"]])
             np.testing.assert_allclose(num[fs.mask] / W[fs.mask], fs.intensity[fs.mask], rtol=1e-12)
+    from fcinv.experiment.fold import cubic_rotations
+
+    assert not np.allclose(cubic_rotations(), crystal.point_group_rlu)  # same group, another order
+    with pytest.raises(PhysicalModelError, match="not the 48 the fold plan was built with"):
+        coverage_from_fold(plan, vol, rotations=cubic_rotations())
+    for sampling in ("bins", "path"):
+        cov = coverage_from_fold(plan, vol, sampling=sampling)  # the plan's own rotations
+        assert np.array_equal(cov.mask, fs.mask)
+        np.testing.assert_allclose(cov.weight_sum[fs.mask], W[fs.mask], rtol=1e-12)
 
 
 def test_model_predicts_euphonic_plus_fold_of_a_simulated_orientation(ge):

@@ -385,6 +385,8 @@ class FoldPlan:
     n_rotations: int
     n_images: int
     build_seconds: float
+    #: the point-group matrices the plan was built with (their order fixes the segment images)
+    rotations: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -408,7 +410,8 @@ class FoldPlan:
         mem = tube_bins(q_edges, images, zones, q_tolerance)
         order = np.argsort(mem["q3"], kind="stable")
         mem = {k: v[order] for k, v in mem.items()}
-        return cls(grid, q_edges, zones, mem, centering, q_tolerance, len(rotations), len(images), time.perf_counter() - t0)
+        return cls(grid, q_edges, zones, mem, centering, q_tolerance, len(rotations), len(images), time.perf_counter() - t0,
+                   np.asarray(rotations, dtype=float))
 
     def matches(self, volume: Volume4D) -> bool:
         """Whether ``volume`` has this plan's Q grid."""

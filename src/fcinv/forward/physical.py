@@ -272,24 +272,25 @@ def coverage_from_fold(plan, volume, *, qmod_range: tuple[float, float] | None =
                        rotations: np.ndarray | None = None, sampling: str = "bins") -> Coverage:
     """The coverage of a real fold: :class:`~fcinv.experiment.fold.FoldPlan` + the volume it folds.
 
-    ``rotations`` must be the point group the plan was built with (default: the cubic group
-    when the plan has 48 rotations). Weights are the volume's normalisation (``volume.weights``),
+    ``rotations`` must be the point group the plan was built with, in the same order (default:
+    the plan's own). Weights are the volume's normalisation (``volume.weights``),
     exactly as :meth:`FoldPlan.apply` sums them. ``sampling="bins"`` keeps, per term, where the
     4D bins' centres lie in the tube (their path-frame q = g⁻¹(Q_bin − G)), so the model sees the
     dispersion across the tube; ``"path"`` puts every term at its pixel's path point.
     """
     if sampling not in ("bins", "path"):
         raise PhysicalModelError(f"sampling = {sampling!r}; pass 'bins' (4D-bin centres) or 'path' (path points).")
-    from fcinv.experiment.fold import cubic_rotations
-
     if rotations is None:
-        if plan.n_rotations != 48:
-            raise PhysicalModelError(f"the fold plan used {plan.n_rotations} rotations; pass the same rotations=... it was built with.")
-        rotations = cubic_rotations()
+        rotations = getattr(plan, "rotations", None)
+        if rotations is None:
+            raise PhysicalModelError("the fold plan does not carry its rotations; pass rotations=... (the point group it was built with).")
     rots = np.asarray(rotations, float)
-    if len(rots) != plan.n_rotations:
-        raise PhysicalModelError(f"{len(rots)} rotations given but the fold plan used {plan.n_rotations}. Pass the plan's rotations.")
+    if len(rots) != plan.n_rotations or (getattr(plan, "rotations", None) is not None and not np.allclose(rots, plan.rotations)):
+        raise PhysicalModelError(f"the {len(rots)} rotations given are not the {plan.n_rotations} the fold plan was built with "
+                                 "(their order fixes the segment images). Pass the plan's rotations.")
     images, img_rot = _rotation_of_images(plan.grid, rots)
+    if len(images) != plan.n_images:
+        raise PhysicalModelError(f"the rotations give {len(images)} segment images but the plan has {plan.n_images}. Pass the plan's rotations.")
     by_bin = sampling == "bins"
     iw = plan.image_weights(volume, qmod_range=qmod_range, min_zone_coverage=min_zone_coverage, by_bin=by_bin)
     if len(iw["w"]) == 0:
