@@ -907,8 +907,8 @@ class PhysicalModel:
     def structure_factor(self, theta, hkl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mode energies and one-phonon structure factors at full Q-points, computed directly at Q.
 
-        A plain-numpy route independent of the coverage precompute: eigenvectors of D(Q) itself
-        (bond phase convention, so F_ν* = Σ_κ b_κ m_κ^{-1/2} e^{−W_κ(Q)} Q·e_κν(Q)), Euphonic's
+        A plain-numpy route independent of the coverage precompute and of the compiled eigen-solver:
+        LAPACK eigenvectors of D(Q) itself (bond phase convention, so F_ν* = Σ_κ b_κ m_κ^{-1/2} e^{−W_κ(Q)} Q·e_κν(Q)), Euphonic's
         definition |F|²/(2Nω) with the model's Debye–Waller factor, no Bose factor.
 
         Parameters
@@ -926,7 +926,13 @@ class PhysicalModel:
         t = self.check(theta)
         crystal = self.space.crystal
         hkl = np.atleast_2d(np.asarray(hkl, float))
-        om, E = self.eigenvectors(t, hkl)
+        # D(Q; θ) = D_ref(Q) + Σ_p (θ − θ_ref)_p B_p(Q) in the Cartesian basis, LAPACK eigh
+        units = self.space.unit_pairs()
+        B = np.stack([units[i].dynamical_matrices(hkl) for i in self.free_idx])  # (k, n, m, m)
+        D_ref = (self.reference if self.reference is not None else self.space.to_pairs(self.theta_ref)).dynamical_matrices(hkl)
+        D = D_ref[None] + np.einsum("bp,pqij->bqij", t - self.theta0[None], B)
+        lam, E = np.linalg.eigh(D)
+        om = _signed_mev(lam)
         Qc = hkl @ (2 * np.pi * np.linalg.inv(crystal.conventional_lattice)).T
         n_at = crystal.n_atoms
         Ek = E.reshape(len(t), len(hkl), n_at, 3, -1)
