@@ -257,6 +257,14 @@ def test_model_predicts_euphonic_plus_fold_of_a_simulated_orientation(ge):
         m = fs.mask
         assert np.array_equal(m, model.mask)
         assert np.abs(pred[m] - fs.intensity[m]).max() < 1e-4 * np.abs(fs.intensity[m]).max()
+    # the synthetic coverage of the same geometry (no S computed) is the fold's coverage
+    run_cov = coverage_for_run(crystal, grid, ei=40.0, psi=[20.0])
+    exposure = run.meta["config"]["count_rate"] * run.meta["config"]["counting_time"]  # the run's norm = rate·time·w
+    np.testing.assert_allclose(run_cov.weight_sum * exposure, cov.weight_sum, rtol=1e-9, atol=1e-12)
+    model = PhysicalModel(ge["space"], grid, ge["theta"], coverage=run_cov, temperature=300.0, resolution=inst)
+    fs = plan.apply(vol)
+    pred = model.spectra(model.theta0)[0]
+    assert np.abs(pred[fs.mask] - fs.intensity[fs.mask]).max() < 1e-4 * fs.intensity[fs.mask].max()
 
 
 def test_coverage_for_run_matches_the_fold_geometry(ge):
