@@ -42,6 +42,11 @@ def _jacobi_eigh(a, w, v, n):
                     continue
                 app = a[p, p]
                 aqq = a[q, q]
+                if abs(apq) < 1e-12 * (abs(app) + abs(aqq)):
+                    # negligible: the rotation would move the eigenvalues by ~1e-24 and the vectors by ~1e-12
+                    a[p, q] = 0.0
+                    a[q, p] = 0.0
+                    continue
                 theta = (aqq - app) / (2.0 * apq)
                 t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
                 if theta < 0.0:
