@@ -252,3 +252,47 @@ def test_refine_failure_returns_the_ml_answer(ge_spring):
     assert "returned unchanged" in res.message and "rejected_fit" in res.extra
     ok = refine(m, data, SimpleNamespace(names=tuple(m.names), theta=truth * 1.02))
     assert ok.success and np.allclose(ok.theta, truth, rtol=1e-4)
+
+
+class _DuckModel:
+    """A model with the forward-model interface that is not a ForwardModel (as the physical model): central differences."""
+
+    def __init__(self, m):
+        self._m = m
+        for a in ("space", "grid", "theta_ref", "reference", "names", "k", "theta0", "free_idx"):
+            setattr(self, a, getattr(m, a))
+
+    def check(self, t):
+        return self._m.check(t)
+
+    def full_theta(self, t):
+        return self._m.full_theta(t)
+
+    def spectra(self, t):
+        return self._m.spectra(t).astype(np.float64)
+
+    def lowest_energy(self, t):
+        return self._m.lowest_energy(t)
+
+    def is_stable(self, t, *a):
+        return self._m.is_stable(t, *a)
+
+
+def test_fit_with_any_forward_model(ge_spring):
+    """fit_spectrum takes any model with the interface (finite-difference Jacobian) and a free subset of it."""
+    from fcinv.fitting import fit_spectrum, spectrum_and_jacobian
+    from fcinv.fitting.spectrum_fit import _image_and_jacobian
+
+    m = ge_spring
+    duck = _DuckModel(m)
+    theta = m.theta0 * np.array([1.05, 0.97, 1.1, 0.9])
+    _, ja = spectrum_and_jacobian(m, theta)
+    _, jf = _image_and_jacobian(duck, theta)
+    assert np.abs(ja - jf).max() < 2e-3 * np.abs(ja).max()
+    truth = m.theta0 * np.array([1.04, 0.96, 1.05, 0.95])
+    data = 3.0 * m.spectra(truth)[0] + 0.1
+    res = fit_spectrum(duck, data, presmooth_meV=None)
+    assert res.success and np.allclose(res.theta, truth, rtol=1e-4)
+    assert "central-difference" in res.method
+    sub = fit_spectrum(duck, 3.0 * m.spectra(np.r_[truth[:2], m.theta0[2:]])[0] + 0.1, free=["1NN_xx", "1NN_xy"], presmooth_meV=None)
+    assert sub.names == ["1NN_xx", "1NN_xy"] and np.allclose(sub.theta, truth[:2], rtol=1e-4)

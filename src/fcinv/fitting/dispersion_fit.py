@@ -25,7 +25,9 @@ Assignments are redone at every evaluation of the residuals.
 Outliers (on by default): a first fit with the soft-L1 loss (f_scale = 3, bounded influence
 of any one point) is followed by flagging every point whose residual exceeds
 ``outlier_sigma`` (default 5) × max(1, 1.4826 · median |r|) and a plain least-squares fit of
-the rest; flagged points are reported, not silently dropped. ``outliers=False`` skips both.
+the rest; flagged points are reported, not silently dropped. When more than
+``max_outlier_fraction`` (10 %) would be flagged the misfit is systematic: nothing is left out
+and a warning says so. ``outliers=False`` skips both.
 
 A result is trusted (``success=True``) only when the final fit converged and no mode on a
 full-zone mesh (and at the points) is imaginary; directions held by the prior are named.
@@ -400,6 +402,7 @@ def fit_dispersion(
     material_reference=None,
     outliers: bool = True,
     outlier_sigma: float = 5.0,
+    max_outlier_fraction: float = 0.1,
     stability_mesh: int = STABILITY_MESH,
     max_nfev: int = 200,
     ftol: float = 1e-12,
@@ -440,6 +443,9 @@ def fit_dispersion(
         Robust first stage and flagging of outlying points (module docstring); False: one plain fit.
     outlier_sigma
         Flagging threshold in units of max(1, the robust residual scale).
+    max_outlier_fraction
+        When more than this fraction of the points would be flagged the misfit is systematic:
+        nothing is left out and a warning says so.
     stability_mesh
         N of the Γ-centred N³ mesh of the stability check.
     max_nfev
@@ -495,7 +501,12 @@ def fit_dispersion(
             r = prob.data_residual(x)
             scale = max(1.0, 1.4826 * float(np.median(np.abs(r))))
             bad = np.abs(r) > outlier_sigma * scale
-            if np.any(bad) and int((~bad).sum()) >= 2:
+            if np.mean(bad) > max_outlier_fraction:
+                warnings.append(
+                    f"{int(bad.sum())} points ({100 * np.mean(bad):.0f} %) lie beyond {outlier_sigma:g}× the robust scale: a systematic misfit "
+                    "(wrong labels, too few shells?), not outliers; none left out"
+                )
+            elif np.any(bad) and int((~bad).sum()) >= 2:
                 prob.active = ~bad
                 for i in np.nonzero(bad)[0]:
                     flagged.append({"point": int(i), "q_rlu": points.q_rlu[i].tolist(), "energy_meV": float(points.energy[i]), "sigma_meV": float(points.sigma[i]),

@@ -5,7 +5,12 @@ The misfit is, over the measured pixels only (the mask),
     r_ij = w_ij · (s · I_ij(θ) + b − y_ij),
 
 with I(θ) the forward model's image, a fitted scale s and flat background b, and
-weights w = 1/error where the data carry errors (else 1). It is minimised with
+weights w = 1/error where the data carry errors (else 1; a zero error, a pixel with zero
+counts, takes the 10th percentile of the positive errors), plus the prior rows
+(θ − μ)/σ of :mod:`fcinv.fitting.priors` (default: the training domain). The forward model
+is the paper's :class:`~fcinv.forward.ForwardModel` (analytic Jacobian, below) or any model
+with its interface, e.g. the physical model (central-difference Jacobian from one batched
+``spectra`` call of 2k + 1 images). It is minimised with
 scipy's Levenberg–Marquardt (``least_squares``, method ``lm``) and the analytic
 Jacobian: the forward model's dynamical matrix is linear in θ,
 D(q; θ) = M_c + Σ_p θ_p M_p, so with eigenpairs (ω²_n, e_n)
@@ -241,10 +246,12 @@ def _as_pixels(model: ForwardModel, data, weighting: Weighting) -> tuple[np.ndar
         raise FitError(f"weighting={weighting!r} is unknown. Use 'auto', 'errors' or 'uniform'.")
     if has and weighting != "uniform":
         pos = e[e > 0]
-        floor = float(pos.min())
+        # a zero error (a pixel with zero counts) is not an infinitely precise pixel: such pixels get the
+        # 10th percentile of the positive errors (about one count's worth), not the smallest one
+        floor = float(np.percentile(pos, 10.0))
         if np.any(e <= 0):
-            log.info("%d pixels have zero error; using the smallest positive error %.3g there", int((e <= 0).sum()), floor)
-        w = 1.0 / np.maximum(e, floor)
+            log.info("%d pixels have zero error; using the 10th percentile of the positive errors (%.3g) there", int((e <= 0).sum()), floor)
+        w = 1.0 / np.where(e > 0, e, floor)
         return y[mask], w, mask, True
     return y[mask], np.ones(n), mask, False
 
@@ -417,6 +424,7 @@ def fit_spectrum(
     material_reference=None,
     outliers: bool = True,
     outlier_sigma: float = 5.0,
+    max_outlier_fraction: float = 0.02,
     stability_mesh: int = STABILITY_MESH,
     max_nfev: int = 200,
     ftol: float = 1e-8,
@@ -435,7 +443,8 @@ def fit_spectrum(
     errors the data rows are (s·I + b − y)/error; without errors (uniform weights) their noise
     level is unknown, so a first fit without the prior measures it (rms residual) and the data
     rows are divided by it before the prior is added. Outlying pixels (|r| > ``outlier_sigma``
-    × max(1, 1.4826 · median |r|) in those units) are flagged and the fit is redone without them.
+    × max(1, 1.4826 · median |r|) in those units) are flagged and the fit is redone without them,
+    unless more than ``max_outlier_fraction`` of the pixels would be (a systematic misfit: warned).
     The result is trusted (``success``) only when the fit converged and no mode is imaginary on
     the path, on a full-zone mesh (``stability_mesh``³) and, for the paper model, on its own mesh.
 
@@ -487,6 +496,9 @@ def fit_spectrum(
         Flag outlying pixels and refit without them (False: off).
     outlier_sigma
         The flagging threshold (see above).
+    max_outlier_fraction
+        When more than this fraction of the pixels would be flagged, the misfit is systematic
+        (the forward model, not the pixels): nothing is left out and a warning says so.
     stability_mesh
         N of the Γ-centred N³ mesh of the stability check.
     max_nfev
@@ -585,7 +597,12 @@ def fit_spectrum(
         exact = (not has_errors) and prob.data_scale <= 1e-5 * (float(np.sqrt(np.mean((w * y) ** 2))) or 1.0)
         scale = max(1.0, 1.4826 * float(np.median(np.abs(r))))
         bad = np.abs(r) > outlier_sigma * scale
-        if not exact and np.any(bad) and int((~bad).sum()) > n_x:
+        if not exact and np.mean(bad) > max_outlier_fraction:
+            warnings.append(
+                f"{int(bad.sum())} pixels ({100 * np.mean(bad):.1f} %) lie beyond {outlier_sigma:g}× the robust scale: a systematic misfit of the "
+                f"forward model, not outliers (none left out; more than {100 * max_outlier_fraction:g} % would be)"
+            )
+        elif not exact and np.any(bad) and int((~bad).sum()) > n_x:
             prob.active = ~bad
             flagged_idx = np.nonzero(bad)[0]
             again = _local_fit(prob, best.x[: model.k].copy(), **dict(fit_kw, presmooth_meV=None))
