@@ -254,14 +254,14 @@ def undetermined_directions(jac_data: np.ndarray, names: Sequence[str], prior: P
         norms = np.linalg.norm(J, axis=0)
         Js = J / np.where(norms > 0, norms, 1.0)
         thr, held = None, "nothing (unconstrained)"
-    _, s, Vt = np.linalg.svd(Js, full_matrices=True)
-    s_full = np.zeros(J.shape[1])
-    s_full[: len(s)] = s
+    # singular values and right-singular vectors from the k × k normal matrix (never the n × n U)
+    lam, V = np.linalg.eigh(Js.T @ Js)
+    s_full = np.sqrt(np.maximum(lam, 0.0))
     if thr is None:
         thr = 1e-6 * max(float(s_full.max()), 1e-300)
     out = []
     for i in np.nonzero(s_full < thr)[0]:
-        v = Vt[i]
+        v = V[:, i]
         if v[int(np.argmax(np.abs(v)))] < 0:
             v = -v
         out.append({
