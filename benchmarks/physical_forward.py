@@ -57,8 +57,15 @@ def truth_fold(run, grid, crystal):
     s_mean = float(run.meta["mean_one_phonon_mbarn_per_meV"])
     bg = float(run.meta["config"]["background"])
     sig = (run.expected - bg) * s_mean
-    vol = Volume4D(edges=run.edges, index=run.expected_index, signal=sig, error=np.zeros(len(sig)), norm=tot.weights,
-                   meta={"source": "noise-free expected, exposure-weighted"}, reciprocal_cell=run.reciprocal_cell)
+    vol = Volume4D(
+        edges=run.edges,
+        index=run.expected_index,
+        signal=sig,
+        error=np.zeros(len(sig)),
+        norm=tot.weights,
+        meta={"source": "noise-free expected, exposure-weighted"},
+        reciprocal_cell=run.reciprocal_cell,
+    )
     t = time.perf_counter()
     plan = FoldPlan.build(run.edges[:3], grid, crystal.point_group_rlu, centering="F", q_tolerance=0.05)
     fs = plan.apply(vol)
@@ -86,7 +93,12 @@ def main() -> None:
 
     from fcinv.crystal import Crystal, default_grid
     from fcinv.experiment.instrument import Goniometer, Instrument
-    from fcinv.experiment.simulate import ExperimentConfig, force_constants_from_array, load_force_constants, simulate_experiment
+    from fcinv.experiment.simulate import (
+        ExperimentConfig,
+        force_constants_from_array,
+        load_force_constants,
+        simulate_experiment,
+    )
     from fcinv.fcspace import FCSpace, read_phonopy
     from fcinv.forward import PhysicalModel, coverage_from_fold
 
@@ -99,15 +111,22 @@ def main() -> None:
     theta_proj = space.project(pairs).theta
     inst = Instrument(ei=40.0)
     gon = Goniometer.steps(0.0, 1.0, args.n_orientations)
-    truths = [("DFT file", load_force_constants(SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))[0], pairs)]
+    truths = [
+        ("DFT file", load_force_constants(SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))[0], pairs)
+    ]
     if not args.no_projection:
         arr = space.to_phonopy(theta_proj, np.diag([4, 4, 4]))
-        efc_p, _ = force_constants_from_array(arr, crystal.lattice, crystal.positions, crystal.numbers, (4, 4, 4), masses=crystal.masses)
+        efc_p, _ = force_constants_from_array(
+            arr, crystal.lattice, crystal.positions, crystal.numbers, (4, 4, 4), masses=crystal.masses
+        )
         truths.append(("5-shell projection", efc_p, None))
     _, ecrystal = load_force_constants(SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
 
-    print(f"truth: DFT Ge FORCE_CONSTANTS (whole file, 4x4x4) at {SHARED.resolve()}; Ei 40 meV, {args.n_orientations} orientations (1° steps), "
-          f"grid {grid.shape}, resolution {inst.resolution_model()} FWHM(0) = {float(inst.fwhm(0.0)):.3f} meV")
+    print(
+        f"truth: DFT Ge FORCE_CONSTANTS (whole file, 4x4x4) at {SHARED.resolve()}; Ei 40 meV, "
+        f"{args.n_orientations} orientations (1° steps), "
+        f"grid {grid.shape}, resolution {inst.resolution_model()} FWHM(0) = {float(inst.fwhm(0.0)):.3f} meV"
+    )
     devs = {}
     euph_s = []
     models = {}
@@ -124,7 +143,12 @@ def main() -> None:
                 t = time.perf_counter()
                 cov = coverage_from_fold(plan, vol, rotations=crystal.point_group_rlu, sampling=sampling)
                 # the simulation has no Debye–Waller factor at T = 0
-                kw = dict(coverage=cov, temperature=T, resolution=inst, dw="theta" if T > 0 else "none")
+                kw = {
+                    "coverage": cov,
+                    "temperature": T,
+                    "resolution": inst,
+                    "dw": "theta" if T > 0 else "none",
+                }
                 if ref_pairs is not None:
                     model = PhysicalModel.from_pairs(space, grid, ref_pairs, **kw)
                 else:
@@ -134,9 +158,13 @@ def main() -> None:
                 devs[(T, label, sampling)] = mx
                 if ref_pairs is not None:
                     models[sampling] = model
-                print(f"T={T:g} K truth={label} sampling={sampling} ({len(model._pts_pixel)} points): max_dev_rel={mx:.2e} rms_dev_rel={rms:.2e} "
-                      f"covered={int((fs.mask & model.mask).sum())} px; Euphonic simulate {t_sim:.1f} s + fold {t_fold:.1f} s; "
-                      f"model build (coverage + precompute) {t_build:.1f} s")
+                print(
+                    f"T={T:g} K truth={label} sampling={sampling} ({len(model._pts_pixel)} points): "
+                    f"max_dev_rel={mx:.2e} rms_dev_rel={rms:.2e} "
+                    f"covered={int((fs.mask & model.mask).sum())} px; Euphonic simulate {t_sim:.1f} s + "
+                    f"fold {t_fold:.1f} s; "
+                    f"model build (coverage + precompute) {t_build:.1f} s"
+                )
 
     # speed (all 16 parameters free, DFT file as D_ref, the last temperature's coverage), stable θ only
     rng = np.random.default_rng(0)
@@ -152,17 +180,29 @@ def main() -> None:
             model.spectra(theta)
             best, best_cpu = min(best, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
         sps[sampling] = len(theta) / best
-        print(f"physical model sampling={sampling}: {sps[sampling]:.0f} spectra/s wall, {len(theta) / best_cpu:.0f} per CPU-second "
-              f"({len(theta)} stable θ within ±10 %, best of 3, {model.k} parameters, dw={model.dw}, {numba.get_num_threads()} threads, "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+        print(
+            f"physical model sampling={sampling}: {sps[sampling]:.0f} spectra/s wall, "
+            f"{len(theta) / best_cpu:.0f} per CPU-second "
+            f"({len(theta)} stable θ within ±10 %, best of 3, {model.k} parameters, dw={model.dw}, "
+            f"{numba.get_num_threads()} threads, "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        )
     euph_per = float(np.median(euph_s))
-    print(f"Euphonic + fold: {euph_per:.1f} s per spectrum (median over temperatures; phonons once per Q-bin)")
+    print(
+        f"Euphonic + fold: {euph_per:.1f} s per spectrum (median over temperatures; phonons once per Q-bin)"
+    )
     for sampling in ("path",):
         worst_p = max(v for (T, lab, smp), v in devs.items() if lab == "DFT file" and smp == sampling)
-        print(f"sampling={sampling} (fast, path points only): max_dev_rel={worst_p:.4f} spectra_per_s={sps[sampling]:.0f} "
-              f"speedup_vs_euphonic={euph_per * sps[sampling]:.0f}")
+        print(
+            f"sampling={sampling} (fast, path points only): max_dev_rel={worst_p:.4f} "
+            f"spectra_per_s={sps[sampling]:.0f} "
+            f"speedup_vs_euphonic={euph_per * sps[sampling]:.0f}"
+        )
     worst = max(v for (T, lab, smp), v in devs.items() if lab == "DFT file" and smp == "bins")
-    print(f"RESULT max_dev_rel={worst:.2e} spectra_per_s={sps['bins']:.0f} speedup_vs_euphonic={euph_per * sps['bins']:.0f}")
+    print(
+        f"RESULT max_dev_rel={worst:.2e} spectra_per_s={sps['bins']:.0f} "
+        f"speedup_vs_euphonic={euph_per * sps['bins']:.0f}"
+    )
 
 
 if __name__ == "__main__":

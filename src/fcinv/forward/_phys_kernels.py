@@ -16,7 +16,7 @@ from fcinv.forward._kernels import _cdf
 
 @njit(cache=True, inline="always")
 def _jacobi_eigh(a, w, v, n):
-    """Eigenpairs of the symmetric ``a`` (n × n, overwritten): values ``w`` ascending, vectors columns of ``v``.
+    """Eigenpairs of the symmetric ``a`` (n × n, overwritten): ``w`` ascending, vectors as columns of ``v``.
 
     Cyclic Jacobi rotations accumulated in ``v``, until the off-diagonal norm is below 1e-9 of the
     diagonal's: the eigenvalues are then exact to second order (~1e-18 relative) and the vectors
@@ -116,7 +116,9 @@ def _block_eigh(Mc, Mp, theta, b, q, blk, bstart, k, a, w, v):
 
 @njit(parallel=True, cache=True)
 def eigh_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
-    """Eigenvalues (B, n_q, m) and eigenvectors (B, n_q, m, m) in the block basis (columns; unsorted across blocks).
+    """Eigenvalues (B, n_q, m) and eigenvectors (B, n_q, m, m) in the block basis.
+
+    Vectors are columns; modes are not sorted across blocks.
 
     Mode ``i`` of q lives in the block containing column ``i``; its vector is column ``i``.
     """
@@ -197,8 +199,34 @@ def dw_traces(Mc, Mp, nblk, bstart, bdup, theta, proj, qweight, kT, conv, f_min,
 
 @njit(parallel=True, cache=True, fastmath=True)
 def physical_spectra(
-    Mc, Mp, nblk, bstart, bdup, theta, conv, e_lo, de, n_e, fw_tab, fw_e0, fw_de, nsig,
-    table, zmax, scale, pstart, poff, bpoff, npack, packed, ck, kT, e_min_mode, efac, spectra, nthreads,
+    Mc,
+    Mp,
+    nblk,
+    bstart,
+    bdup,
+    theta,
+    conv,
+    e_lo,
+    de,
+    n_e,
+    fw_tab,
+    fw_e0,
+    fw_de,
+    nsig,
+    table,
+    zmax,
+    scale,
+    pstart,
+    poff,
+    bpoff,
+    npack,
+    packed,
+    ck,
+    kT,
+    e_min_mode,
+    efac,
+    spectra,
+    nthreads,
 ):
     """Coherent one-phonon images (B, n_pix, n_E) of the folded measurement for a batch of θ.
 
@@ -214,7 +242,7 @@ def physical_spectra(
     starts at ``poff[s]`` with layout [k][j][npack[s]], block ``blk`` at ``bpoff[s, blk]``.
     """
     B, k = theta.shape
-    nq, m, _ = Mc.shape
+    m = Mc.shape[1]
     nk = ck.shape[1]
     nfw = fw_tab.shape[0]
     npix = pstart.shape[0] - 1
@@ -257,10 +285,8 @@ def physical_spectra(
                             sigma = fw / 2.3548200450309493
                             lo = int(math.floor((e - nsig * sigma - e_lo) / de))
                             hi = int(math.ceil((e + nsig * sigma - e_lo) / de))
-                            if lo < 0:
-                                lo = 0
-                            if hi > n_e:
-                                hi = n_e
+                            lo = max(lo, 0)
+                            hi = min(hi, n_e)
                             if hi <= lo:
                                 continue
                             amp = 1.0 / e
@@ -300,7 +326,9 @@ def physical_spectra(
 
 
 @njit(cache=True)
-def accumulate_packed(ar, ai, tpt, q2, e_idx, t_idx, wts, fac, nk, n_e, nblk, bstart, poff, bpoff, npack, packed, allbuf):
+def accumulate_packed(
+    ar, ai, tpt, q2, e_idx, t_idx, wts, fac, nk, n_e, nblk, bstart, poff, bpoff, npack, packed, allbuf
+):
     """Scatter coverage entries into the packed per-point matrices.
 
     ``ar``, ``ai`` (n_t, m): real and imaginary parts of the amplitude row a_t (block basis of

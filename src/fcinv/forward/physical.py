@@ -46,7 +46,8 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   isotropic coefficient (W = w|Q|²) is summed on the irreducible points of the Γ-centred
   ``dw_mesh``³ grid (spglib; ~50 points for Ge instead of 1000) and applied as
   exp(−2ΔwQ²) = Σ_k (−2ΔwQ²)^k/k! (order 6, truncation < 1e-6 for |2ΔwQ²| < 0.25, warned
-  beyond); it needs every atom's W isotropic and equal (cubic sites of one orbit: Ge, Nb). ``"reference"`` keeps the
+  beyond); it needs every atom's W isotropic and equal (cubic sites of one orbit: Ge, Nb).
+  ``"reference"`` keeps the
   reference's (full, symmetrised) W_κ for every θ; ``"none"`` drops it. Note: the simulated
   experiment uses no Debye–Waller factor at T = 0; pass ``dw="none"`` to reproduce it there.
 - Resolution: a Gaussian of FWHM(ω) at the mode energy, from
@@ -81,7 +82,8 @@ Example::
 
     ref = load_reference("Ge")
     grid = default_grid(ref.space.crystal)
-    cov = coverage_for_run(ref.space.crystal, grid, ei=40.0, psi=range(0, 120))  # or psi=[30.0], full_coverage(...)
+    # one orientation: psi=[30.0]; every image equally: full_coverage(ref.space.crystal, grid)
+    cov = coverage_for_run(ref.space.crystal, grid, ei=40.0, psi=range(0, 120))
     model = PhysicalModel(ref.space, grid, ref.theta_ref, coverage=cov, temperature=5.0,
                           resolution=Instrument(ei=40.0))
     images = model.spectra(theta_batch)   # (B, n_q, n_E) float32, mbarn/meV per atom; 0 outside model.mask
@@ -175,16 +177,26 @@ class Coverage:
     def __post_init__(self) -> None:
         n_t = len(self.pixel)
         if self.q is not None and np.shape(self.q) != (n_t, 3):
-            raise PhysicalModelError(f"coverage q has shape {np.shape(self.q)}; expected ({n_t}, 3), one path-frame q per term.")
-        if not (len(self.rot) == n_t == len(self.zone)) or not (len(self.t_idx) == len(self.e_idx) == len(self.w)):
             raise PhysicalModelError(
-                f"coverage arrays disagree in length (pixel {n_t}, rot {len(self.rot)}, zone {len(self.zone)}; "
-                f"entries {len(self.t_idx)}, {len(self.e_idx)}, {len(self.w)}). Build it with the coverage functions."
+                f"coverage q has shape {np.shape(self.q)}; expected ({n_t}, 3), one path-frame q per term."
+            )
+        if not (len(self.rot) == n_t == len(self.zone)) or not (
+            len(self.t_idx) == len(self.e_idx) == len(self.w)
+        ):
+            raise PhysicalModelError(
+                f"coverage arrays disagree in length (pixel {n_t}, rot {len(self.rot)}, zone "
+                f"{len(self.zone)}; "
+                f"entries {len(self.t_idx)}, {len(self.e_idx)}, {len(self.w)}). Build it with the coverage "
+                "functions."
             )
         if n_t == 0 or len(self.w) == 0:
-            raise PhysicalModelError("the coverage is empty: no image reaches the path. Check Ei, the angles and the grid.")
+            raise PhysicalModelError(
+                "the coverage is empty: no image reaches the path. Check Ei, the angles and the grid."
+            )
         if np.any(self.w <= 0) or not np.all(np.isfinite(self.w)):
-            raise PhysicalModelError("coverage weights must be finite and > 0. Drop the entries without exposure.")
+            raise PhysicalModelError(
+                "coverage weights must be finite and > 0. Drop the entries without exposure."
+            )
 
     @property
     def n_terms(self) -> int:
@@ -220,9 +232,14 @@ class Coverage:
 
     def describe(self) -> dict:
         """JSON-able summary."""
-        return {"source": self.source, "n_terms": self.n_terms, "n_entries": len(self.w),
-                "sampling": "path" if self.q is None else "bins",
-                "covered_fraction": float(self.mask.mean()), **self.meta}
+        return {
+            "source": self.source,
+            "n_terms": self.n_terms,
+            "n_entries": len(self.w),
+            "sampling": "path" if self.q is None else "bins",
+            "covered_fraction": float(self.mask.mean()),
+            **self.meta,
+        }
 
 
 def _rotation_of_images(grid: SpectrumGrid, rotations: np.ndarray):
@@ -236,13 +253,20 @@ def _rotation_of_images(grid: SpectrumGrid, rotations: np.ndarray):
         s = segs[int(images.segment[m])]
         a = rotations @ s.start
         st = rotations @ s.step
-        ok = np.flatnonzero(np.all(np.abs(a - images.start[m]) < 1e-6, axis=1) & np.all(np.abs(st - images.step[m]) < 1e-6, axis=1))
+        ok = np.flatnonzero(
+            np.all(np.abs(a - images.start[m]) < 1e-6, axis=1)
+            & np.all(np.abs(st - images.step[m]) < 1e-6, axis=1)
+        )
         rot[m] = int(ok[0])
     return images, rot
 
 
-def full_coverage(crystal, grid: SpectrumGrid, *, qmax: float = 8.0, rotations: np.ndarray | None = None) -> Coverage:
-    """Every distinct image of every path segment in every zone with |Q| <= ``qmax`` (1/Å), weight 1 at all energies.
+def full_coverage(
+    crystal, grid: SpectrumGrid, *, qmax: float = 8.0, rotations: np.ndarray | None = None
+) -> Coverage:
+    """Every distinct image of every path segment in every zone with |Q| <= ``qmax`` (1/Å).
+
+    Weight 1 at all energies (an idealised, fully covered measurement).
 
     ``crystal`` is a :class:`fcinv.crystal.Crystal`; ``rotations`` default to its point group.
     """
@@ -269,13 +293,29 @@ def full_coverage(crystal, grid: SpectrumGrid, *, qmax: float = 8.0, rotations: 
         zon.append(zones[zz])
     pixel = np.concatenate(pix).astype(np.int64)
     n_t = len(pixel)
-    return Coverage(grid=grid, rotations=rots, pixel=pixel, rot=np.concatenate(rot).astype(np.int64), zone=np.concatenate(zon),
-                    t_idx=np.arange(n_t, dtype=np.int64), e_idx=np.full(n_t, -1, dtype=np.int64), w=np.ones(n_t),
-                    source="full", meta={"qmax_inv_A": qmax})
+    return Coverage(
+        grid=grid,
+        rotations=rots,
+        pixel=pixel,
+        rot=np.concatenate(rot).astype(np.int64),
+        zone=np.concatenate(zon),
+        t_idx=np.arange(n_t, dtype=np.int64),
+        e_idx=np.full(n_t, -1, dtype=np.int64),
+        w=np.ones(n_t),
+        source="full",
+        meta={"qmax_inv_A": qmax},
+    )
 
 
-def coverage_from_fold(plan, volume, *, qmod_range: tuple[float, float] | None = None, min_zone_coverage: float = 0.0,
-                       rotations: np.ndarray | None = None, sampling: str = "bins") -> Coverage:
+def coverage_from_fold(
+    plan,
+    volume,
+    *,
+    qmod_range: tuple[float, float] | None = None,
+    min_zone_coverage: float = 0.0,
+    rotations: np.ndarray | None = None,
+    sampling: str = "bins",
+) -> Coverage:
     """The coverage of a real fold: :class:`~fcinv.experiment.fold.FoldPlan` + the volume it folds.
 
     ``rotations`` must be the point group the plan was built with, in the same order (default:
@@ -285,29 +325,43 @@ def coverage_from_fold(plan, volume, *, qmod_range: tuple[float, float] | None =
     dispersion across the tube; ``"path"`` puts every term at its pixel's path point.
     """
     if sampling not in ("bins", "path"):
-        raise PhysicalModelError(f"sampling = {sampling!r}; pass 'bins' (4D-bin centres) or 'path' (path points).")
+        raise PhysicalModelError(
+            f"sampling = {sampling!r}; pass 'bins' (4D-bin centres) or 'path' (path points)."
+        )
     if rotations is None:
         rotations = getattr(plan, "rotations", None)
         if rotations is None:
-            raise PhysicalModelError("the fold plan does not carry its rotations; pass rotations=... (the point group it was built with).")
+            raise PhysicalModelError(
+                "the fold plan does not carry its rotations; pass rotations=... (the point group it was "
+                "built with)."
+            )
     rots = np.asarray(rotations, float)
-    if len(rots) != plan.n_rotations or (getattr(plan, "rotations", None) is not None and not np.allclose(rots, plan.rotations)):
-        raise PhysicalModelError(f"the {len(rots)} rotations given are not the {plan.n_rotations} the fold plan was built with "
-                                 "(their order fixes the segment images). Pass the plan's rotations.")
+    if len(rots) != plan.n_rotations or (
+        getattr(plan, "rotations", None) is not None and not np.allclose(rots, plan.rotations)
+    ):
+        raise PhysicalModelError(
+            f"the {len(rots)} rotations given are not the {plan.n_rotations} the fold plan was built with "
+            "(their order fixes the segment images). Pass the plan's rotations."
+        )
     images, img_rot = _rotation_of_images(plan.grid, rots)
     if len(images) != plan.n_images:
-        raise PhysicalModelError(f"the rotations give {len(images)} segment images but the plan has {plan.n_images}. Pass the plan's rotations.")
+        raise PhysicalModelError(
+            f"the rotations give {len(images)} segment images but the plan has {plan.n_images}. Pass the "
+            "plan's rotations."
+        )
     by_bin = sampling == "bins"
     iw = plan.image_weights(volume, qmod_range=qmod_range, min_zone_coverage=min_zone_coverage, by_bin=by_bin)
     if len(iw["w"]) == 0:
-        raise PhysicalModelError("nothing of the volume lands on the path: the coverage is empty. Check the volume and the plan.")
+        raise PhysicalModelError(
+            "nothing of the volume lands on the path: the coverage is empty. Check the volume and the plan."
+        )
     n_q = plan.grid.n_q
     if by_bin:
         n_q3 = int(np.prod([len(e) - 1 for e in plan.q_edges]))
         key = (iw["zone"] * len(images) + iw["image"]) * n_q3 + iw["q3"]
     else:
         key = (iw["zone"] * len(images) + iw["image"]) * n_q + iw["pixel"]
-    ukey, first, t_idx = np.unique(key, return_index=True, return_inverse=True)
+    _, first, t_idx = np.unique(key, return_index=True, return_inverse=True)
     pixel = iw["pixel"][first]
     image = iw["image"][first]
     zone = iw["zone"][first]
@@ -319,9 +373,19 @@ def coverage_from_fold(plan, volume, *, qmod_range: tuple[float, float] | None =
         Qb = np.stack([cen[0][ih], cen[1][ik], cen[2][il]], axis=1)
         ginv = np.linalg.inv(rots)[img_rot[image]]
         q = np.einsum("tij,tj->ti", ginv, Qb - plan.zones[zone])
-    return Coverage(grid=plan.grid, rotations=rots, pixel=pixel.astype(np.int64), rot=img_rot[image], zone=plan.zones[zone].astype(float),
-                    t_idx=t_idx.ravel().astype(np.int64), e_idx=iw["e"].astype(np.int64), w=iw["w"].astype(float),
-                    source="fold", meta={"q_tolerance_rlu": plan.q_tolerance, "n_zones": int(len(np.unique(zone)))}, q=q)
+    return Coverage(
+        grid=plan.grid,
+        rotations=rots,
+        pixel=pixel.astype(np.int64),
+        rot=img_rot[image],
+        zone=plan.zones[zone].astype(float),
+        t_idx=t_idx.ravel().astype(np.int64),
+        e_idx=iw["e"].astype(np.int64),
+        w=iw["w"].astype(float),
+        source="fold",
+        meta={"q_tolerance_rlu": plan.q_tolerance, "n_zones": len(np.unique(zone))},
+        q=q,
+    )
 
 
 def coverage_for_run(
@@ -369,10 +433,14 @@ def coverage_for_run(
     inst = instrument or Instrument(ei=float(ei))
     psi = np.atleast_1d(np.asarray(list(psi), dtype=float))
     if len(psi) == 0 or not np.all(np.isfinite(psi)):
-        raise PhysicalModelError(f"psi has {len(psi)} angles (or NaN); pass at least one finite goniometer angle in degrees.")
+        raise PhysicalModelError(
+            f"psi has {len(psi)} angles (or NaN); pass at least one finite goniometer angle in degrees."
+        )
     e_edges = grid.energy_edges
     if e_edges[0] >= inst.ei:
-        raise PhysicalModelError(f"the grid's energies start at {e_edges[0]:g} meV, above Ei = {inst.ei:g} meV. Raise Ei.")
+        raise PhysicalModelError(
+            f"the grid's energies start at {e_edges[0]:g} meV, above Ei = {inst.ei:g} meV. Raise Ei."
+        )
     ec = ExperimentCrystal.from_cell(crystal.lattice, crystal.positions, crystal.numbers, name=crystal.name)
     rots = np.asarray(crystal.point_group_rlu, float)
     ub = ub_from_vectors(ec.b_matrix(), tuple(u), tuple(v))
@@ -380,7 +448,13 @@ def coverage_for_run(
     edges = (*(regular_edges(-x, x, q_step, offset=q_step / 4) for x in ext_box), e_edges)
     shape = tuple(len(e) - 1 for e in edges)
     centering = {"fcc": "F", "bcc": "I"}.get(crystal.lattice_type, "P")
-    plan = FoldPlan.build(edges[:3], grid, rots, centering=centering, q_tolerance=q_tolerance)  # type: ignore[arg-type]
+    plan = FoldPlan.build(
+        edges[:3],
+        grid,
+        rots,
+        centering=centering,
+        q_tolerance=q_tolerance,  # type: ignore[arg-type]
+    )
     q3 = np.unique(plan.members["q3"])
     cen = [0.5 * (e[1:] + e[:-1]) for e in edges[:3]]
     ih, ik, il = np.unravel_index(q3, shape[:3])
@@ -394,13 +468,39 @@ def coverage_for_run(
     key = q3[cov["q"]] * shape[3] + cov["e"]
     ukey, inv = np.unique(key, return_inverse=True)
     norm = np.bincount(inv.ravel(), weights=cov["w"]) if exposure else np.ones(len(ukey))
-    vol = Volume4D(edges=edges, index=ukey, signal=np.zeros(len(ukey)), error=np.zeros(len(ukey)), norm=norm,
-                   meta={"source": "coverage_for_run"}, reciprocal_cell=rc)
+    vol = Volume4D(
+        edges=edges,
+        index=ukey,
+        signal=np.zeros(len(ukey)),
+        error=np.zeros(len(ukey)),
+        norm=norm,
+        meta={"source": "coverage_for_run"},
+        reciprocal_cell=rc,
+    )
     out = coverage_from_fold(plan, vol, rotations=rots, sampling=sampling)
-    meta = dict(out.meta, ei_meV=float(inst.ei), n_orientations=len(psi), psi_deg=[float(psi[0]), float(psi[-1])],
-                u=list(u), v=list(v), q_step_rlu=q_step, exposure=bool(exposure))
-    return Coverage(grid=out.grid, rotations=out.rotations, pixel=out.pixel, rot=out.rot, zone=out.zone,
-                    t_idx=out.t_idx, e_idx=out.e_idx, w=out.w, source="run", meta=meta, q=out.q)
+    meta = dict(
+        out.meta,
+        ei_meV=float(inst.ei),
+        n_orientations=len(psi),
+        psi_deg=[float(psi[0]), float(psi[-1])],
+        u=list(u),
+        v=list(v),
+        q_step_rlu=q_step,
+        exposure=bool(exposure),
+    )
+    return Coverage(
+        grid=out.grid,
+        rotations=out.rotations,
+        pixel=out.pixel,
+        rot=out.rot,
+        zone=out.zone,
+        t_idx=out.t_idx,
+        e_idx=out.e_idx,
+        w=out.w,
+        source="run",
+        meta=meta,
+        q=out.q,
+    )
 
 
 # ---------------------------------------------------------------- symmetry helpers
@@ -541,7 +641,9 @@ class PhysicalModel:
         self.theta_ref = space.check_theta(theta_ref, what="reference theta").copy()
         self.free = list(free) if free is not None else list(space.names)
         if len(set(self.free)) != len(self.free) or not self.free:
-            raise ForceConstantError(f"free parameters {self.free} must be a non-empty list of distinct names from {space.names}.")
+            raise ForceConstantError(
+                f"free parameters {self.free} must be a non-empty list of distinct names from {space.names}."
+            )
         self.free_idx = space.index(self.free)
         self.reference = reference
         self.temperature = float(temperature)
@@ -553,20 +655,29 @@ class PhysicalModel:
         e = grid.energy_edges
         steps = np.diff(e)
         if not np.allclose(steps, steps[0], rtol=1e-9, atol=1e-12):
-            raise PhysicalModelError("the physical model needs equally spaced energy bins. Build the grid with a constant step.")
+            raise PhysicalModelError(
+                "the physical model needs equally spaced energy bins. Build the grid with a constant step."
+            )
         cov = coverage if coverage is not None else full_coverage(space.crystal, grid)
         if not isinstance(cov, Coverage):
-            raise PhysicalModelError(f"coverage is a {type(cov).__name__}; pass a fcinv.forward.physical.Coverage (coverage_for_run, coverage_from_fold, full_coverage).")
+            raise PhysicalModelError(
+                f"coverage is a {type(cov).__name__}; pass a fcinv.forward.physical.Coverage "
+                "(coverage_for_run, coverage_from_fold, full_coverage)."
+            )
         if not cov.grid.same_as(grid):
             raise PhysicalModelError(
-                f"the coverage was made on another grid ({cov.grid.shape} vs the model's {grid.shape}, or other q-points). "
+                f"the coverage was made on another grid ({cov.grid.shape} vs the model's {grid.shape}, or "
+                "other q-points). "
                 "Build the coverage on the model's grid."
             )
         self.coverage = cov
         if sampling not in ("auto", "bins", "path"):
             raise PhysicalModelError(f"sampling = {sampling!r}; pass 'auto', 'bins' or 'path'.")
         if sampling == "bins" and cov.q is None:
-            raise PhysicalModelError("sampling='bins' needs a coverage that keeps the 4D-bin positions (coverage_from_fold/coverage_for_run with sampling='bins').")
+            raise PhysicalModelError(
+                "sampling='bins' needs a coverage that keeps the 4D-bin positions "
+                "(coverage_from_fold/coverage_for_run with sampling='bins')."
+            )
         self.sampling = "path" if sampling == "path" or cov.q is None else "bins"
         # resolution table
         res = resolution if resolution is not None else Instrument()
@@ -578,16 +689,24 @@ class PhysicalModel:
         elif isinstance(res, Instrument):
             fw = res.fwhm(np.clip(fw_e, 0.0, None))
         else:
-            raise PhysicalModelError(f"resolution is a {type(res).__name__}; pass an experiment.instrument.Instrument or a forward.Broadening.")
+            raise PhysicalModelError(
+                f"resolution is a {type(res).__name__}; pass an experiment.instrument.Instrument or a "
+                "forward.Broadening."
+            )
         if not np.all(np.isfinite(fw)) or np.any(fw <= 0):
-            raise PhysicalModelError("the resolution FWHM is not positive over the energy range. Check the instrument settings.")
+            raise PhysicalModelError(
+                "the resolution FWHM is not positive over the energy range. Check the instrument settings."
+            )
         self._fw = (np.ascontiguousarray(fw), float(fw_e[0]), 0.01)
         self._nsig = 5.0
 
         crystal = space.crystal
         self.path = LinearDynamics(space, grid.q_rlu, self.theta_ref, self.free_idx, reference)
         if not self.path.real:
-            raise PhysicalModelError(f"{crystal.name} has no inversion centre with an atom permutation; the physical model needs a centrosymmetric crystal.")
+            raise PhysicalModelError(
+                f"{crystal.name} has no inversion centre with an atom permutation; the physical model "
+                "needs a centrosymmetric crystal."
+            )
         self._mesh_dyn: LinearDynamics | None = None
         self.b_fm = coherent_lengths(crystal.symbols, scattering_lengths)
         kT = KB_MEV_PER_K * self.temperature
@@ -603,7 +722,7 @@ class PhysicalModel:
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_pairs(cls, space: FCSpace, grid: SpectrumGrid, pairs: PairFC, **kw) -> "PhysicalModel":
+    def from_pairs(cls, space: FCSpace, grid: SpectrumGrid, pairs: PairFC, **kw) -> PhysicalModel:
         """Use a full FC set as D_ref, with θ_ref its projection onto ``space``."""
         proj = space.project(pairs)
         return cls(space, grid, proj.theta, reference=pairs, **kw)
@@ -636,7 +755,8 @@ class PhysicalModel:
             aniso = max(np.abs(w - np.eye(3) * i).max() for w, i in zip(self._dw_ref, iso))
             if aniso > 1e-6 * max(iso.max(), 1e-30) or np.ptp(iso) > 1e-6 * max(iso.max(), 1e-30):
                 raise PhysicalModelError(
-                    f"dw='theta' needs every atom's Debye–Waller tensor isotropic and equal; {crystal.name} has "
+                    "dw='theta' needs every atom's Debye–Waller tensor isotropic and equal; "
+                    f"{crystal.name} has "
                     f"{np.round(iso, 6).tolist()} Å² (anisotropy {aniso:.2e}). Pass dw='reference'."
                 )
             q_red, wts = _reduce_mesh(crystal, self.dw_mesh)
@@ -655,8 +775,20 @@ class PhysicalModel:
     def _dw_w(self, t: np.ndarray) -> np.ndarray:
         """Isotropic Debye–Waller coefficient w(θ) (Å², W = w Q²) on the reduced mesh, shape (B,)."""
         dyn, proj, wts = self._dwdyn
-        tr = pk.dw_traces(dyn.Mc, dyn.Mp, dyn.nblk, dyn.bstart, dyn.bdup, np.ascontiguousarray(t), proj, wts, self._kT,
-                          EV_A2_AMU_TO_MEV, 0.01, _threads())
+        tr = pk.dw_traces(
+            dyn.Mc,
+            dyn.Mp,
+            dyn.nblk,
+            dyn.bstart,
+            dyn.bdup,
+            np.ascontiguousarray(t),
+            proj,
+            wts,
+            self._kT,
+            EV_A2_AMU_TO_MEV,
+            0.01,
+            _threads(),
+        )
         m = self.space.crystal.masses
         return (tr * HBAR2_AMU_MEV_A2 / (4.0 * m[None]) / 3.0).mean(axis=1)
 
@@ -707,7 +839,7 @@ class PhysicalModel:
         self._pstart = np.searchsorted(self._pts_pixel, np.arange(g.n_q + 1)).astype(np.int64)
 
     def _precompute(self) -> None:
-        """Per sample point and energy bin the coverage-weighted structure-factor matrices, packed by block."""
+        """Per sample point and energy bin the coverage-weighted structure-factor matrices (packed)."""
         crystal = self.space.crystal
         cov = self.coverage
         n_at = crystal.n_atoms
@@ -717,7 +849,10 @@ class PhysicalModel:
         for i, gm in enumerate(cov.rotations):
             hit = np.nonzero(np.all(np.abs(g_ops - gm[None]) < 1e-6, axis=(1, 2)))[0]
             if len(hit) == 0:
-                raise PhysicalModelError(f"coverage rotation {i} is not in {crystal.name}'s point group. Build the coverage with the crystal's point_group_rlu.")
+                raise PhysicalModelError(
+                    f"coverage rotation {i} is not in {crystal.name}'s point group. Build the coverage "
+                    "with the crystal's point_group_rlu."
+                )
             op_of_rot[i] = hit[0]
         self._check_transforms(op_of_rot, cart, perms)
         self._sample_points()
@@ -780,12 +915,30 @@ class PhysicalModel:
             te = cov.t_idx[ent] - t0
             ee = cov.e_idx[ent]
             ww = cov.w[ent]
-            pk.accumulate_packed(np.ascontiguousarray(av.real), np.ascontiguousarray(av.imag), np.ascontiguousarray(tp), q2,
-                                 np.ascontiguousarray(ee), np.ascontiguousarray(te), np.ascontiguousarray(ww), fac, nk, g.n_e,
-                                 nblk, bstart, poff, bpoff, npack, packed, allbuf)
+            pk.accumulate_packed(
+                np.ascontiguousarray(av.real),
+                np.ascontiguousarray(av.imag),
+                np.ascontiguousarray(tp),
+                q2,
+                np.ascontiguousarray(ee),
+                np.ascontiguousarray(te),
+                np.ascontiguousarray(ww),
+                fac,
+                nk,
+                g.n_e,
+                nblk,
+                bstart,
+                poff,
+                bpoff,
+                npack,
+                packed,
+                allbuf,
+            )
             pix = cov.pixel[cov.t_idx[ent]]
             per = ee >= 0
-            wsum += np.bincount(pix[per] * g.n_e + ee[per], weights=ww[per], minlength=g.n_q * g.n_e).reshape(g.shape)
+            wsum += np.bincount(pix[per] * g.n_e + ee[per], weights=ww[per], minlength=g.n_q * g.n_e).reshape(
+                g.shape
+            )
             wq += np.bincount(pix[~per], weights=ww[~per], minlength=g.n_q)
         wsum += wq[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -799,8 +952,14 @@ class PhysicalModel:
         self._pack = (poff, bpoff, npack)
         self._mask = wsum > 0
         self._q2max = q2max
-        log.info("physical model: %d coverage terms, %d entries, %d sample points, %d of %d pixels covered",
-                 cov.n_terms, len(cov.w), n_pts, int(self._mask.sum()), self._mask.size)
+        log.info(
+            "physical model: %d coverage terms, %d entries, %d sample points, %d of %d pixels covered",
+            cov.n_terms,
+            len(cov.w),
+            n_pts,
+            int(self._mask.sum()),
+            self._mask.size,
+        )
 
     def _check_transforms(self, op_of_rot: np.ndarray, cart: np.ndarray, perms: np.ndarray) -> None:
         """D(S q + G) = T D(q) T^H for every operation used (one random q each)."""
@@ -824,7 +983,10 @@ class PhysicalModel:
                 T[3 * kp : 3 * kp + 3, 3 * kappa : 3 * kappa + 3] = np.exp(-1j * Gc @ r[kp]) * S
             err = np.abs(T @ D0 @ T.conj().T - D1).max()
             if err > 1e-8 * max(np.abs(D1).max(), 1e-30):
-                raise PhysicalModelError(f"symmetry operation {op} does not map D(q) onto D(Sq+G) (error {err:.2e}); the crystal's symmetry and FC set disagree.")
+                raise PhysicalModelError(
+                    f"symmetry operation {op} does not map D(q) onto D(Sq+G) (error {err:.2e}); the "
+                    "crystal's symmetry and FC set disagree."
+                )
 
     def _energy_factor(self) -> np.ndarray:
         e = self.grid.energy
@@ -833,7 +995,9 @@ class PhysicalModel:
         if corr is not None:
             if corr.bose_temperature is not None:
                 if not corr.bose_temperature > 0:
-                    raise PhysicalModelError(f"Bose correction temperature {corr.bose_temperature} K; pass a positive temperature.")
+                    raise PhysicalModelError(
+                        f"Bose correction temperature {corr.bose_temperature} K; pass a positive temperature."
+                    )
                 f = f * -np.expm1(-e / (KB_MEV_PER_K * corr.bose_temperature))
             if corr.energy:
                 f = f * np.abs(e)
@@ -884,7 +1048,8 @@ class PhysicalModel:
         return _signed_mev(dyn.omega2(t))
 
     def eigenvectors(self, theta, q_rlu: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Energies (B, n_q, m) meV ascending and Cartesian eigenvectors (B, n_q, m, m) complex (columns), bond phase convention."""
+        """Energies (B, n_q, m) meV ascending and Cartesian eigenvectors (B, n_q, m, m) complex (columns), "
+        "bond phase convention."""
         t = self.check(theta)
         dyn = self.path if q_rlu is None else self._dynamics(q_rlu)
         vals, vecs = pk.eigh_real(dyn.Mc, dyn.Mp, dyn.nblk, dyn.bstart, dyn.bdup, t, _threads())
@@ -908,8 +1073,9 @@ class PhysicalModel:
         """Mode energies and one-phonon structure factors at full Q-points, computed directly at Q.
 
         A plain-numpy route independent of the coverage precompute and of the compiled eigen-solver:
-        LAPACK eigenvectors of D(Q) itself (bond phase convention, so F_ν* = Σ_κ b_κ m_κ^{-1/2} e^{−W_κ(Q)} Q·e_κν(Q)), Euphonic's
-        definition |F|²/(2Nω) with the model's Debye–Waller factor, no Bose factor.
+        LAPACK eigenvectors of D(Q) itself (bond phase convention, so
+        F_ν* = Σ_κ b_κ m_κ^{-1/2} e^{−W_κ(Q)} Q·e_κν(Q)); Euphonic's definition |F|²/(2Nω) with the
+        model's Debye–Waller factor, no Bose factor.
 
         Parameters
         ----------
@@ -929,7 +1095,9 @@ class PhysicalModel:
         # D(Q; θ) = D_ref(Q) + Σ_p (θ − θ_ref)_p B_p(Q) in the Cartesian basis, LAPACK eigh
         units = self.space.unit_pairs()
         B = np.stack([units[i].dynamical_matrices(hkl) for i in self.free_idx])  # (k, n, m, m)
-        D_ref = (self.reference if self.reference is not None else self.space.to_pairs(self.theta_ref)).dynamical_matrices(hkl)
+        D_ref = (
+            self.reference if self.reference is not None else self.space.to_pairs(self.theta_ref)
+        ).dynamical_matrices(hkl)
         D = D_ref[None] + np.einsum("bp,pqij->bqij", t - self.theta0[None], B)
         lam, E = np.linalg.eigh(D)
         om = _signed_mev(lam)
@@ -941,7 +1109,9 @@ class PhysicalModel:
             dwf = np.exp(-w[:, None, None] * np.einsum("qi,qi->q", Qc, Qc)[None, :, None])  # (B, n, 1)
             dwf = np.broadcast_to(dwf, (len(t), len(hkl), n_at))
         else:
-            dwf = np.broadcast_to(np.exp(-np.einsum("qi,kij,qj->qk", Qc, self._dw_ref, Qc))[None], (len(t), len(hkl), n_at))
+            dwf = np.broadcast_to(
+                np.exp(-np.einsum("qi,kij,qj->qk", Qc, self._dw_ref, Qc))[None], (len(t), len(hkl), n_at)
+            )
         c = self.b_fm / np.sqrt(crystal.masses)
         F = np.einsum("k,bqk,qa,bqkan->bqn", c, dwf, Qc, Ek)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -949,7 +1119,8 @@ class PhysicalModel:
         return om, sf * SF_TO_MBARN / (2.0 * n_at)
 
     def spectra(self, theta, *, return_frequencies: bool = False):
-        """Folded one-phonon images, shape (B, n_q, n_E) float32, mbarn/meV per atom (and energies (B, n_q, m) meV if asked)."""
+        """Folded one-phonon images, shape (B, n_q, n_E) float32, mbarn/meV per atom (and energies (B, "
+        "n_q, m) meV if asked)."""
         t = self.check(theta)
         B = len(t)
         g = self.grid
@@ -958,12 +1129,17 @@ class PhysicalModel:
             dw = self._dw_w(t) - self._dw_w_ref_reduced
             x = -2.0 * dw
             if np.abs(x).max() * self._q2max > 0.6:
-                log.warning("Debye–Waller change %.3g Å² is large for the order-%d expansion (|2ΔwQ²| up to %.2f)", float(np.abs(dw).max()), DW_ORDER, float(np.abs(x).max() * self._q2max))
+                log.warning(
+                    "Debye–Waller change %.3g Å² is large for the order-%d expansion (|2ΔwQ²| up to %.2f)",
+                    float(np.abs(dw).max()),
+                    DW_ORDER,
+                    float(np.abs(x).max() * self._q2max),
+                )
             ck = np.stack([x**kk for kk in range(DW_ORDER + 1)], axis=1)
             # per sample, the lowest order whose truncation is below 1e-7 of the factor
             xm = np.abs(x) * self._q2max
             for kk in range(1, DW_ORDER + 1):
-                ck[xm ** kk / math.factorial(kk) < 1e-7, kk] = 0.0
+                ck[xm**kk / math.factorial(kk) < 1e-7, kk] = 0.0
         else:
             ck = np.ones((B, 1))
         out = np.zeros((B, g.n_q, g.n_e), dtype=np.float32)
@@ -971,9 +1147,32 @@ class PhysicalModel:
         fw_tab, fw_e0, fw_de = self._fw
         poff, bpoff, npack = self._pack
         pk.physical_spectra(
-            d.Mc, d.Mp, d.nblk, d.bstart, d.bdup, t, EV_A2_AMU_TO_MEV, float(e[0]), float(e[1] - e[0]), g.n_e,
-            fw_tab, fw_e0, fw_de, self._nsig, *_CDF, self._pstart, poff, bpoff, npack, self._packed,
-            np.ascontiguousarray(ck), self._kT, self.e_min_mode, self._efac, out, _threads(),
+            d.Mc,
+            d.Mp,
+            d.nblk,
+            d.bstart,
+            d.bdup,
+            t,
+            EV_A2_AMU_TO_MEV,
+            float(e[0]),
+            float(e[1] - e[0]),
+            g.n_e,
+            fw_tab,
+            fw_e0,
+            fw_de,
+            self._nsig,
+            *_CDF,
+            self._pstart,
+            poff,
+            bpoff,
+            npack,
+            self._packed,
+            np.ascontiguousarray(ck),
+            self._kT,
+            self.e_min_mode,
+            self._efac,
+            out,
+            _threads(),
         )
         if return_frequencies:
             freqs = _signed_mev(self.path.omega2(t))
@@ -1004,28 +1203,43 @@ class PhysicalModel:
             "free": list(self.free),
             "theta_ref": self.theta_ref.tolist(),
             "reference": "full FC set" if self.reference is not None else "theta_ref",
-            "intensity": "physical: coherent one-phonon |F|^2 (n+1)/omega, Debye-Waller, folded with the coverage weights",
+            "intensity": "physical: coherent one-phonon |F|^2 (n+1)/omega, Debye-Waller, folded with the "
+            "coverage weights",
             "units": "mbarn/meV per atom",
             "temperature_K": self.temperature,
             "debye_waller": self.dw,
             "dw_mesh": self.dw_mesh,
             "resolution": res.describe() if isinstance(res, Instrument) else {"broadening": res.as_dict()},
             "corrections": corr.names() if corr is not None else [],
-            "scattering_lengths_fm": {s: [float(b.real), float(b.imag)] for s, b in zip(self.space.crystal.symbols, self.b_fm)},
+            "scattering_lengths_fm": {
+                s: [float(b.real), float(b.imag)] for s, b in zip(self.space.crystal.symbols, self.b_fm)
+            },
             "coverage": self.coverage.describe(),
             "sampling": self.sampling,
-            "n_sample_points": int(len(self._pts_pixel)),
+            "n_sample_points": len(self._pts_pixel),
             "stability_mesh": self.mesh,
             "stability_tol_meV": STABILITY_TOL_MEV,
         }
 
 
 # ---------------------------------------------------------------------- factory
-_PHYSICAL_ONLY = ("coverage", "temperature", "resolution", "dw", "dw_mesh", "corrections", "scattering_lengths", "e_min_mode", "sampling")
+_PHYSICAL_ONLY = (
+    "coverage",
+    "temperature",
+    "resolution",
+    "dw",
+    "dw_mesh",
+    "corrections",
+    "scattering_lengths",
+    "e_min_mode",
+    "sampling",
+)
 
 
 def make_forward(space: FCSpace, grid: SpectrumGrid, theta_ref, *, intensity: str = "paper", **kw):
-    """A forward model by intensity convention: ``"paper"`` (:class:`ForwardModel`, every mode weight 1) or ``"physical"``.
+    """A forward model by intensity convention.
+
+    ``"paper"``: :class:`ForwardModel` (every mode weight 1); ``"physical"``: :class:`PhysicalModel`.
 
     Keyword arguments go to the chosen class; physical-only ones (coverage, temperature,
     resolution, dw, ...) are refused for ``"paper"``.
@@ -1033,10 +1247,15 @@ def make_forward(space: FCSpace, grid: SpectrumGrid, theta_ref, *, intensity: st
     if intensity == "paper":
         bad = [k for k in kw if k in _PHYSICAL_ONLY]
         if bad:
-            raise PhysicalModelError(f"{', '.join(bad)} only apply to intensity='physical'; drop them or pass intensity='physical'.")
+            raise PhysicalModelError(
+                f"{', '.join(bad)} only apply to intensity='physical'; drop them or pass "
+                "intensity='physical'."
+            )
         return ForwardModel(space, grid, theta_ref, **kw)
     if intensity == "physical":
         if "broadening" in kw:
             kw["resolution"] = kw.pop("broadening")
         return PhysicalModel(space, grid, theta_ref, **kw)
-    raise PhysicalModelError(f"intensity = {intensity!r}; pass 'paper' (weight-1 modes) or 'physical' (coherent one-phonon).")
+    raise PhysicalModelError(
+        f"intensity = {intensity!r}; pass 'paper' (weight-1 modes) or 'physical' (coherent one-phonon)."
+    )
