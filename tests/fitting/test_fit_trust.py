@@ -296,3 +296,32 @@ def test_fit_with_any_forward_model(ge_spring):
     assert "central-difference" in res.method
     sub = fit_spectrum(duck, 3.0 * m.spectra(np.r_[truth[:2], m.theta0[2:]])[0] + 0.1, free=["1NN_xx", "1NN_xy"], presmooth_meV=None)
     assert sub.names == ["1NN_xx", "1NN_xy"] and np.allclose(sub.theta, truth[:2], rtol=1e-4)
+
+
+def test_fit_cli_physical_intensities(ge_reference, tmp_path, capsys):
+    """fcinv fit --intensity physical: the coherent one-phonon model of the fold, scale and background free, θ recovered."""
+    pytest.importorskip("fcinv.forward.physical")
+    from fcinv.experiment.folded import FoldedSpectrum, write_folded
+    from fcinv.experiment.instrument import Instrument
+    from fcinv.forward.physical import PhysicalModel, full_coverage
+
+    ref = ge_reference
+    free = ["1NN_xx", "1NN_xy"]
+    from fcinv.crystal import default_grid
+
+    grid = default_grid(ref.crystal)
+    pm = PhysicalModel(ref.space, grid, ref.theta_ref, reference=ref.pairs, free=free, coverage=full_coverage(ref.crystal, grid),
+                       temperature=5.0, resolution=Instrument(ei=40.0), dw="none")
+    truth = pm.theta0 * np.array([1.04, 0.97])
+    img = 2.0 * np.asarray(pm.spectra(truth)[0], float) + 0.05
+    img[~pm.mask] = np.nan
+    data = tmp_path / "phys.h5"
+    write_folded(data, FoldedSpectrum.from_arrays(img, grid))
+    out = tmp_path / "phys_fit.json"
+    rc, text, err = run_cli(["fit", str(data), "--material", "Ge", "--intensity", "physical", "--dw", "none", "--free", ",".join(free),
+                             "-o", str(out), "--no-png"], capsys)
+    assert rc == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["theta"]["1NN_xx"] == pytest.approx(truth[0], rel=1e-3) and doc["theta"]["1NN_xy"] == pytest.approx(truth[1], rel=1e-3)
+    assert doc["scale"] == pytest.approx(2.0, rel=1e-3) and "physical intensities" in text
+    assert "central-difference" in doc["method"] and doc["forward_model"]["intensity"] != "every mode weight 1; no eigenvectors, Debye-Waller or Bose factor"

@@ -19,6 +19,7 @@ fcinv fit data.h5 --material Ge
 fcinv fit data.h5 --material Ge --free top:4 --starts 16 --seed 1
 fcinv fit data.h5 --material Ge --free all --theta-start infer.json -o fit.json
 fcinv fit data.h5 --material Ge --free 1NN,2NN --prior none --no-outlier-rejection
+fcinv fit raw_fold.h5 --material Ge --intensity physical --temperature 5 --ei 40 --psi 0 1 120
 fcinv fit si.h5 --crystal Si.cif --springs 1NN=7 2NN=0.7 --free 1NN,2NN
 """
 
@@ -72,6 +73,17 @@ def get_parser() -> argparse.ArgumentParser:
     f.add_argument("--stability-mesh", type=int, default=8, metavar="N", help="N³ full-zone mesh of the stability check (default 8)")
     f.add_argument("--allow-unstable", action="store_true", help="exit 0 even when the fitted θ has imaginary modes (the warning stays)")
     f.add_argument("--fwhm", type=float, default=None, help="Gaussian FWHM of the model lines at E = 0 (meV); default: the material's")
+    ph = p.add_argument_group("intensity model")
+    ph.add_argument("--intensity", choices=("paper", "physical"), default="paper",
+                    help="paper: every mode weight 1 (for a fold with --one-phonon corrections); physical: coherent one-phonon intensity "
+                         "of the folded measurement (structure factors, Debye-Waller, Bose, 1/ω, resolution, coverage)")
+    ph.add_argument("--temperature", type=float, default=5.0, help="physical: sample temperature, K (default 5)")
+    ph.add_argument("--ei", type=float, default=40.0, help="physical: incident energy of the ARCS-like instrument, meV (default 40)")
+    ph.add_argument("--psi", type=float, nargs=3, default=None, metavar=("START", "STEP", "N"),
+                    help="physical: the run's orientations (degrees), for its coverage; default: full coverage (every zone and image)")
+    ph.add_argument("--one-phonon", type=float, default=None, metavar="T",
+                    help="physical: the fold was made with fcinv fold --one-phonon T (Bose T, |Q|², E corrections): predict that")
+    ph.add_argument("--dw", choices=("theta", "reference", "none"), default="theta", help="physical: Debye-Waller factor from θ (default), the reference's, or none")
     p.add_argument("-o", "--output", default=None, help="result JSON (default: DATA with _fit.json)")
     p.add_argument("--png", default=None, help="figure path (default: the JSON with .png)")
     p.add_argument("--no-png", action="store_true", help="do not write the figure")
@@ -91,6 +103,8 @@ def build(args, crystal, grid, data_meta: dict | None = None):
         info = {}
     br = Broadening(args.fwhm if args.fwhm is not None else float(info.get("fwhm_meV", 1.2)), float(info.get("fwhm_slope", 0.0)))
     if args.springs:
+        if getattr(args, "intensity", "paper") == "physical":
+            raise UsageError("--intensity physical needs the material's embedded reference; drop --springs or use --intensity paper.")
         space = FCSpace(crystal, n_shells=args.shells) if args.shells else FCSpace.for_material(crystal)
         model = ForwardModel(space, grid, space.central_force_theta(parse_springs(args.springs)), broadening=br)
         return model, None, "central-force springs", list(space.names), None
@@ -118,8 +132,32 @@ def build(args, crystal, grid, data_meta: dict | None = None):
         else:
             tail = ref.tail_for(free) if hasattr(ref, "tail_for") else "reference"
     kw = {"tail": tail} if hasattr(ref, "tail_for") else {}
+    what = f"embedded reference ({ref.reference_member}), {len(ref.space.shells)} shells, beyond the cutoff: {tail}"
+    if getattr(args, "intensity", "paper") == "physical":
+        return physical_model(args, ref, grid, free, tail), ranking, what + "; physical intensities", free, ref
     model = ref.forward_model(grid=grid, broadening=br, free=free, **kw)
-    return model, ranking, f"embedded reference ({ref.reference_member}), {len(ref.space.shells)} shells, beyond the cutoff: {tail}", free, ref
+    return model, ranking, what, free, ref
+
+
+def physical_model(args, ref, grid, free, tail):
+    """The physical forward model (fcinv.forward.physical) of the fold, on ``grid``, varying ``free``."""
+    from fcinv.experiment.fold import Corrections
+    from fcinv.experiment.instrument import Instrument
+    from fcinv.forward.physical import PhysicalModel, coverage_for_run, full_coverage
+
+    if args.psi is not None:
+        start, step, n = args.psi
+        if n < 1 or n != int(n) or step == 0:
+            raise UsageError(f"--psi {start:g} {step:g} {n:g}: pass START STEP N with N a positive integer and STEP non-zero (degrees).")
+        psi = tuple(float(start + step * i) for i in range(int(n)))
+        cov = coverage_for_run(ref.crystal, grid, ei=args.ei, psi=psi)
+    else:
+        cov = full_coverage(ref.crystal, grid)
+    corr = Corrections(bose_temperature=args.one_phonon, q2=True, energy=True) if args.one_phonon is not None else None
+    return PhysicalModel(
+        ref.space, grid, ref.theta_ref, reference=ref.pairs if tail == "reference" else None, free=free, coverage=cov,
+        temperature=args.temperature, resolution=Instrument(ei=args.ei), dw=args.dw, corrections=corr,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.experiment.folded import read_folded
     from fcinv.fitting import fit_spectrum
     from fcinv.fitting._base import read_theta_json
-    from fcinv.fitting.spectrum_fit import model_with_free, spectrum_and_jacobian
+    from fcinv.fitting.spectrum_fit import _image_and_jacobian, model_with_free
 
     fs = read_folded(args.data)
     crystal = crystal_from_args(args)
@@ -169,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_png:
         from fcinv.fitting.plots import save_spectrum_fit_png
 
-        img, _ = spectrum_and_jacobian(model, res.theta, jacobian=False)
+        img, _ = _image_and_jacobian(model, res.theta, jacobian=False)
         fitted = ex["scale"] * img + ex["background"]
         freqs = model.frequencies(res.theta)[0]
         png = Path(args.png) if args.png else out.with_suffix(".png")
