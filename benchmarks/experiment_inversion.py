@@ -188,17 +188,30 @@ def dispersion_best_theta(ref, truth: dict, q_path, q_mesh, disp_path, disp_mesh
 
 
 def ml_input_kind(predictor) -> tuple[str, str]:
-    """Which fold the model was trained to read ("paper": corrected, weight-1 images; "physical": raw), and a description."""
+    """The fold the model reads, and a description of the model (what it was trained on).
+
+    Every shipped model reads the one-phonon-corrected fold (``fcinv fold --one-phonon T``): the
+    paper models were trained on weight-1 images, the physical ones on the physical model's
+    prediction of that corrected fold (``fcinv.dataset.physical``).
+    """
     src = Path(str(predictor.source))
     cfg_path = src / "config.json"
-    text, desc = "", f"{src.parent.name} ({predictor.kind}, {len(predictor.names)} parameters)"
+    desc = f"{src.parent.name} ({predictor.kind}, {len(predictor.names)} parameters)"
     if cfg_path.is_file():
         cfg = json.loads(cfg_path.read_text())
         ds = cfg.get("dataset", {})
-        text = json.dumps(ds).lower() + json.dumps(cfg.get("train_config", {})).lower()
         desc += f", trained {cfg.get('created', '?')} on {ds.get('path', '?')} (n = {ds.get('n', '?')})"
-    kind = "physical" if "physical" in text else "paper"
-    return kind, desc + f"; reads the {'raw' if kind == 'physical' else 'one-phonon-corrected (Bose, |Q|², E)'} fold"
+        intensity = "unknown (dataset file not on this machine)"
+        try:
+            import h5py
+
+            with h5py.File(ds.get("path", ""), "r") as f:
+                meta = json.loads(f.attrs.get("meta", "{}")) if isinstance(f.attrs.get("meta"), (str, bytes)) else {}
+            intensity = str(meta.get("forward_model", {}).get("intensity", intensity))[:60]
+        except (OSError, ValueError, TypeError):
+            pass
+        desc += f", training intensity: {intensity}"
+    return "paper", desc + "; reads the one-phonon-corrected (Bose, |Q|², E) fold"
 
 
 def rel_err(est: dict, truth: dict, names) -> np.ndarray:
