@@ -67,7 +67,12 @@ def simulate_and_fold(out: Path, label: str, temperature: float, n_orient: int, 
     from fcinv.experiment.fold import Corrections, fold_volume
     from fcinv.experiment.folded import read_folded, write_folded
     from fcinv.experiment.instrument import Goniometer
-    from fcinv.experiment.simulate import ExperimentConfig, SimulatedRun, load_force_constants, simulate_experiment
+    from fcinv.experiment.simulate import (
+        ExperimentConfig,
+        SimulatedRun,
+        load_force_constants,
+        simulate_experiment,
+    )
 
     d = out / label
     d.mkdir(parents=True, exist_ok=True)
@@ -77,8 +82,12 @@ def simulate_and_fold(out: Path, label: str, temperature: float, n_orient: int, 
         t = time.perf_counter()
         efc, ecrystal = load_force_constants(SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
         run = simulate_experiment(
-            efc, ecrystal, goniometer=Goniometer.steps(0.0, 1.0, n_orient), config=ExperimentConfig(temperature=temperature, seed=0),
-            region=grid, provenance={"truth": f"DFT Ge FORCE_CONSTANTS (whole file) {SHARED}"},
+            efc,
+            ecrystal,
+            goniometer=Goniometer.steps(0.0, 1.0, n_orient),
+            config=ExperimentConfig(temperature=temperature, seed=0),
+            region=grid,
+            provenance={"truth": f"DFT Ge FORCE_CONSTANTS (whole file) {SHARED}"},
         )
         run.write(d / "run.h5")
         info["simulate_s"] = time.perf_counter() - t
@@ -86,11 +95,16 @@ def simulate_and_fold(out: Path, label: str, temperature: float, n_orient: int, 
     run = SimulatedRun.read(d / "run.h5")
     vol = run.total()
     centering = {"fcc": "F", "bcc": "I"}.get(crystal.lattice_type, "P")
-    for kind, corr in (("paper", Corrections(bose_temperature=temperature, **PAPER_CORRECTIONS)), ("raw", None)):
+    for kind, corr in (
+        ("paper", Corrections(bose_temperature=temperature, **PAPER_CORRECTIONS)),
+        ("raw", None),
+    ):
         f = d / f"folded_{kind}.h5"
         if not f.is_file() or f"fold_{kind}_s" not in info:
             t = time.perf_counter()
-            fs = fold_volume(vol, grid, crystal.point_group_rlu, centering=centering, q_tolerance=0.05, corrections=corr)
+            fs = fold_volume(
+                vol, grid, crystal.point_group_rlu, centering=centering, q_tolerance=0.05, corrections=corr
+            )
             info[f"fold_{kind}_s"] = time.perf_counter() - t
             write_folded(f, fs)
             _atomic_json(info_path, info)
@@ -101,7 +115,9 @@ def simulate_and_fold(out: Path, label: str, temperature: float, n_orient: int, 
     return info
 
 
-def plain_fold_seconds_per_bin(run, grid, crystal, n_bins: int, q_tolerance: float = 0.05, seed: int = 0) -> float:
+def plain_fold_seconds_per_bin(
+    run, grid, crystal, n_bins: int, q_tolerance: float = 0.05, seed: int = 0
+) -> float:
     """A straightforward per-bin fold (what one writes first), timed on ``n_bins`` covered bins."""
     vol = run.total()
     rng = np.random.default_rng(seed)
@@ -151,8 +167,14 @@ def phonopy_thz(crystal, q_rlu: np.ndarray) -> np.ndarray:
     """The DFT set's own dispersion (phonopy, the whole FORCE_CONSTANTS file), THz, ascending per q."""
     import phonopy
 
-    ph = phonopy.load(supercell_matrix=np.diag([4, 4, 4]), primitive_matrix=None, unitcell_filename=str(SHARED / "POSCAR"),
-                      force_constants_filename=str(SHARED / "FORCE_CONSTANTS"), produce_fc=False, log_level=0)
+    ph = phonopy.load(
+        supercell_matrix=np.diag([4, 4, 4]),
+        primitive_matrix=None,
+        unitcell_filename=str(SHARED / "POSCAR"),
+        force_constants_filename=str(SHARED / "FORCE_CONSTANTS"),
+        produce_fc=False,
+        log_level=0,
+    )
     ph.run_qpoints(crystal.rlu_to_prim_frac(q_rlu))
     return np.sort(np.asarray(ph.qpoints.frequencies, float), axis=1)
 
@@ -206,7 +228,11 @@ def ml_input_kind(predictor) -> tuple[str, str]:
             import h5py
 
             with h5py.File(ds.get("path", ""), "r") as f:
-                meta = json.loads(f.attrs.get("meta", "{}")) if isinstance(f.attrs.get("meta"), (str, bytes)) else {}
+                meta = (
+                    json.loads(f.attrs.get("meta", "{}"))
+                    if isinstance(f.attrs.get("meta"), (str, bytes))
+                    else {}
+                )
             intensity = str(meta.get("forward_model", {}).get("intensity", intensity))[:60]
         except (OSError, ValueError, TypeError):
             pass
@@ -222,7 +248,19 @@ def rms(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((a - b) ** 2)))
 
 
-def evaluate_run(label: str, info: dict, predictor, ref, truth: dict, q_path, q_mesh, disp_path, disp_mesh, temperature: float, args) -> dict:
+def evaluate_run(
+    label: str,
+    info: dict,
+    predictor,
+    ref,
+    truth: dict,
+    q_path,
+    q_mesh,
+    disp_path,
+    disp_mesh,
+    temperature: float,
+    args,
+) -> dict:
     """ML alone, the physical refinement and the paper-convention refinement on one run."""
     from fcinv.experiment.fold import FoldPlan
     from fcinv.experiment.instrument import Instrument
@@ -243,9 +281,19 @@ def evaluate_run(label: str, info: dict, predictor, ref, truth: dict, q_path, q_
     ml_full = dict(zip(names_all, ref.theta_ref.tolist()))
     ml_full.update(ml)
     ml_tail = "zero" if predicts_all else "reference"
-    out = {"label": label, "temperature_K": temperature, "orientations": info["run"].n_orientations, "ml_kind": kind, "infer_ms": infer_ms,
-           "fold_s": info["fold_raw_s"] if kind == "physical" else info["fold_paper_s"], "fold_paper_s": info["fold_paper_s"], "fold_raw_s": info["fold_raw_s"],
-           "coverage": float(fs_ml.mask.mean()), "ml": ml, "ml_sigma": ml_sig}
+    out = {
+        "label": label,
+        "temperature_K": temperature,
+        "orientations": info["run"].n_orientations,
+        "ml_kind": kind,
+        "infer_ms": infer_ms,
+        "fold_s": info["fold_raw_s"] if kind == "physical" else info["fold_paper_s"],
+        "fold_paper_s": info["fold_paper_s"],
+        "fold_raw_s": info["fold_raw_s"],
+        "coverage": float(fs_ml.mask.mean()),
+        "ml": ml,
+        "ml_sigma": ml_sig,
+    }
     out["ml_rel_err"] = dict(zip(fc03, rel_err(ml_full, truth, fc03).tolist()))
     out["ml_disp_rms_THz"] = rms(model_thz(ref, ml_full, q_path, ml_tail), disp_path)
     out["ml_mesh_rms_THz"] = rms(model_thz(ref, ml_full, q_mesh, ml_tail), disp_mesh)
@@ -256,7 +304,9 @@ def evaluate_run(label: str, info: dict, predictor, ref, truth: dict, q_path, q_
     fits = {}
     # paper convention (weight-1 lines) on the corrected fold, same parameters, zero tail
     fm = ref.forward_model(grid=predictor.grid, free=names_all, tail="zero")
-    fits["paper"] = run_refinement(fm, info["folded_paper"], start, ref, truth, fc03, q_path, q_mesh, disp_path, disp_mesh)
+    fits["paper"] = run_refinement(
+        fm, info["folded_paper"], start, ref, truth, fc03, q_path, q_mesh, disp_path, disp_mesh
+    )
     # physical forward model on the raw fold; the paper fit's θ is screened with the ML start by misfit (refine's candidates)
     try:
         from fcinv.forward.physical import PhysicalModel, coverage_from_fold
@@ -267,42 +317,86 @@ def evaluate_run(label: str, info: dict, predictor, ref, truth: dict, q_path, q_
         vol = info["run"].total()
         crystal = ref.crystal
         t = time.perf_counter()
-        plan = FoldPlan.build(vol.edges[:3], predictor.grid, crystal.point_group_rlu, centering="F", q_tolerance=0.05)
+        plan = FoldPlan.build(
+            vol.edges[:3], predictor.grid, crystal.point_group_rlu, centering="F", q_tolerance=0.05
+        )
         cov = coverage_from_fold(plan, vol, rotations=crystal.point_group_rlu, sampling=args.sampling)
-        pm = PhysicalModel(ref.space, predictor.grid, ref.theta_ref, free=names_all, coverage=cov, temperature=temperature,
-                           resolution=Instrument(ei=40.0), sampling=args.sampling)
+        pm = PhysicalModel(
+            ref.space,
+            predictor.grid,
+            ref.theta_ref,
+            free=names_all,
+            coverage=cov,
+            temperature=temperature,
+            resolution=Instrument(ei=40.0),
+            sampling=args.sampling,
+        )
         t_build = time.perf_counter() - t
-        cand = np.array([[fits["paper"]["theta"][n] for n in names_all]]) if fits["paper"]["success"] else None
-        fits["physical"] = run_refinement(pm, info["folded_raw"], start, ref, truth, fc03, q_path, q_mesh, disp_path, disp_mesh, candidates=cand)
+        cand = (
+            np.array([[fits["paper"]["theta"][n] for n in names_all]]) if fits["paper"]["success"] else None
+        )
+        fits["physical"] = run_refinement(
+            pm,
+            info["folded_raw"],
+            start,
+            ref,
+            truth,
+            fc03,
+            q_path,
+            q_mesh,
+            disp_path,
+            disp_mesh,
+            candidates=cand,
+        )
         fits["physical"]["model_build_s"] = t_build
     out["refined"] = fits
     return out
 
 
-def run_refinement(model, fs, start: dict, ref, truth, fc03, q_path, q_mesh, disp_path, disp_mesh, candidates=None) -> dict:
+def run_refinement(
+    model, fs, start: dict, ref, truth, fc03, q_path, q_mesh, disp_path, disp_mesh, candidates=None
+) -> dict:
     """refine() from ``start`` (or the best of it and ``candidates`` by misfit), every parameter free, the training-domain prior."""
     from fcinv.fitting import refine
 
     t = time.perf_counter()
-    res = refine(model, fs, {n: start[n] for n in model.names}, prior="domain", material_reference=ref, max_nfev=300, candidates=candidates)
+    res = refine(
+        model,
+        fs,
+        {n: start[n] for n in model.names},
+        prior="domain",
+        material_reference=ref,
+        max_nfev=300,
+        candidates=candidates,
+    )
     wall = time.perf_counter() - t
     th = dict(zip(ref.space.names, [res.extra["theta_full"][n] for n in ref.space.names]))
     return {
-        "success": bool(res.success), "message": res.message, "warnings": res.extra.get("warnings", []), "wall_s": wall,
-        "chi2_dof": res.chi2_dof, "r_factor": res.extra.get("r_factor"), "lowest_mode_meV": res.extra.get("lowest_mode_meV"),
-        "theta": th, "sigma": dict(zip(res.names, [float(x) for x in res.sigma])),
+        "success": bool(res.success),
+        "message": res.message,
+        "warnings": res.extra.get("warnings", []),
+        "wall_s": wall,
+        "chi2_dof": res.chi2_dof,
+        "r_factor": res.extra.get("r_factor"),
+        "lowest_mode_meV": res.extra.get("lowest_mode_meV"),
+        "theta": th,
+        "sigma": dict(zip(res.names, [float(x) for x in res.sigma])),
         "rel_err": dict(zip(fc03, rel_err(th, truth, fc03).tolist())),
         "all_rel_err": dict(zip(ref.space.names, rel_err(th, truth, ref.space.names).tolist())),
         "disp_rms_THz": rms(model_thz(ref, th, q_path, "zero"), disp_path),
         "mesh_rms_THz": rms(model_thz(ref, th, q_mesh, "zero"), disp_mesh),
         "undetermined": [d["label"] for d in res.extra.get("undetermined", [])],
-        "started_from": "ML answer" if np.allclose(res.theta_start, [start[n] for n in model.names]) else "the paper fit (lower misfit)",
+        "started_from": "ML answer"
+        if np.allclose(res.theta_start, [start[n] for n in model.names])
+        else "the paper fit (lower misfit)",
     }
 
 
 def print_run(r: dict, truth: dict, fc03) -> None:
-    print(f"--- {r['label']}: {r['temperature_K']:g} K, {r['orientations']} orientations; coverage {r['coverage']:.2f}; "
-          f"fold {r['fold_s']:.2f} s; ML input: {r['ml_kind']} fold; inference {r['infer_ms']:.0f} ms")
+    print(
+        f"--- {r['label']}: {r['temperature_K']:g} K, {r['orientations']} orientations; coverage {r['coverage']:.2f}; "
+        f"fold {r['fold_s']:.2f} s; ML input: {r['ml_kind']} fold; inference {r['infer_ms']:.0f} ms"
+    )
     head = f"{'':4} {'name':<8} {'truth':>9} {'ML':>9} {'±σ':>7} {'err':>7}"
     kinds = [k for k in ("physical", "paper") if "theta" in r["refined"].get(k, {})]
     for k in kinds:
@@ -314,30 +408,45 @@ def print_run(r: dict, truth: dict, fc03) -> None:
             f = r["refined"][k]
             line += f" {f['theta'][n]:>13.4f} {100 * f['rel_err'][n]:>6.1f}%"
         print(line)
-    print(f"ML alone: FC0-FC3 max {max(r['ml_rel_err'].values()):.3f}; dispersion rms {r['ml_disp_rms_THz']:.3f} THz (path), {r['ml_mesh_rms_THz']:.3f} THz (mesh)")
+    print(
+        f"ML alone: FC0-FC3 max {max(r['ml_rel_err'].values()):.3f}; dispersion rms {r['ml_disp_rms_THz']:.3f} THz (path), {r['ml_mesh_rms_THz']:.3f} THz (mesh)"
+    )
     for k in ("physical", "paper"):
         f = r["refined"].get(k, {})
         if "theta" not in f:
             print(f"refined ({k}): {f.get('error', 'not run')}")
             continue
         worst = max(f["all_rel_err"], key=f["all_rel_err"].get)
-        print(f"refined ({k} model): success={f['success']}, FC0-FC3 max {max(f['rel_err'].values()):.3f}; dispersion rms {f['disp_rms_THz']:.3f} THz (path), "
-              f"{f['mesh_rms_THz']:.3f} THz (mesh); chi2/dof {f['chi2_dof'] if f['chi2_dof'] is not None else float('nan'):.2f}, R {f['r_factor']:.3f}; "
-              f"lowest mode {f['lowest_mode_meV']:.2f} meV; worst parameter {worst} {100 * f['all_rel_err'][worst]:.0f}%; {f['wall_s']:.1f} s; "
-              f"started from {f['started_from']}")
+        print(
+            f"refined ({k} model): success={f['success']}, FC0-FC3 max {max(f['rel_err'].values()):.3f}; dispersion rms {f['disp_rms_THz']:.3f} THz (path), "
+            f"{f['mesh_rms_THz']:.3f} THz (mesh); chi2/dof {f['chi2_dof'] if f['chi2_dof'] is not None else float('nan'):.2f}, R {f['r_factor']:.3f}; "
+            f"lowest mode {f['lowest_mode_meV']:.2f} meV; worst parameter {worst} {100 * f['all_rel_err'][worst]:.0f}%; {f['wall_s']:.1f} s; "
+            f"started from {f['started_from']}"
+        )
         if "rel_err_vs_dispersion_best" in f:
-            print(f"    FC0-FC3 against the best fit of the truth's dispersion (not its projection): max {max(f['rel_err_vs_dispersion_best'].values()):.3f}")
+            print(
+                f"    FC0-FC3 against the best fit of the truth's dispersion (not its projection): max {max(f['rel_err_vs_dispersion_best'].values()):.3f}"
+            )
         for w in f["warnings"]:
             print(f"    warning: {w}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="ge", help="installed model name or folder (default ge: whichever is installed)")
+    ap.add_argument(
+        "--model", default="ge", help="installed model name or folder (default ge: whichever is installed)"
+    )
     ap.add_argument("--out", default="out/experiment_inversion")
-    ap.add_argument("--runs", default=",".join(r[0] for r in RUNS), help="which runs (comma-separated labels)")
+    ap.add_argument(
+        "--runs", default=",".join(r[0] for r in RUNS), help="which runs (comma-separated labels)"
+    )
     ap.add_argument("--plain-bins", type=int, default=300, help="bins timed for the plain per-bin fold peer")
-    ap.add_argument("--sampling", default="bins", choices=("bins", "path"), help="physical model: diagonalise at the 4D-bin positions or the path")
+    ap.add_argument(
+        "--sampling",
+        default="bins",
+        choices=("bins", "path"),
+        help="physical model: diagonalise at the 4D-bin positions or the path",
+    )
     ap.add_argument("--mesh-points", type=int, default=400)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -351,9 +460,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     predictor = load_model(args.model)
     ref = load_reference("Ge")
-    kind, desc = ml_input_kind(predictor)
-    print(f"truth: the DFT Ge FORCE_CONSTANTS file as it is ({SHARED}, 4x4x4 supercell); compared with its projection onto the "
-          f"{ref.space.n_params} parameters of {len(ref.space.shells)} shells and with its own phonopy dispersion")
+    _, desc = ml_input_kind(predictor)
+    print(
+        f"truth: the DFT Ge FORCE_CONSTANTS file as it is ({SHARED}, 4x4x4 supercell); compared with its projection onto the "
+        f"{ref.space.n_params} parameters of {len(ref.space.shells)} shells and with its own phonopy dispersion"
+    )
     print(f"ML model: {args.model} = {desc}")
     truth = truth_projection(ref)
     fc03 = list(ref.sampled[:4])
@@ -363,18 +474,26 @@ def main() -> None:
     t = time.perf_counter()
     disp_path, disp_mesh = phonopy_thz(ref.crystal, q_path), phonopy_thz(ref.crystal, q_mesh)
     t_ph = time.perf_counter() - t
-    print(f"phonopy (peer, the truth's dispersion): {len(q_path)} path + {len(q_mesh)} mesh q-points in {t_ph:.2f} s")
+    print(
+        f"phonopy (peer, the truth's dispersion): {len(q_path)} path + {len(q_mesh)} mesh q-points in {t_ph:.2f} s"
+    )
     proj_path = rms(model_thz(ref, truth, q_path, "zero"), disp_path)
     proj_mesh = rms(model_thz(ref, truth, q_mesh, "zero"), disp_mesh)
-    print(f"floor: the truth's own projection (zero beyond the cutoff) is {proj_path:.3f} THz (path), {proj_mesh:.3f} THz (mesh) from the full set")
+    print(
+        f"floor: the truth's own projection (zero beyond the cutoff) is {proj_path:.3f} THz (path), {proj_mesh:.3f} THz (mesh) from the full set"
+    )
     best = dispersion_best_theta(ref, truth, q_path, q_mesh, disp_path, disp_mesh)
     b_err = rel_err(best, truth, fc03)
-    print(f"best {ref.space.n_params}-parameter fit of the truth's own dispersion (fit_dispersion to its phonopy energies): "
-          f"{rms(model_thz(ref, best, q_path, 'zero'), disp_path):.3f} THz (path), {rms(model_thz(ref, best, q_mesh, 'zero'), disp_mesh):.3f} THz (mesh); "
-          f"its FC0-FC3 differ from the projection by " + ", ".join(f"{100 * x:.1f} %" for x in b_err))
+    print(
+        f"best {ref.space.n_params}-parameter fit of the truth's own dispersion (fit_dispersion to its phonopy energies): "
+        f"{rms(model_thz(ref, best, q_path, 'zero'), disp_path):.3f} THz (path), {rms(model_thz(ref, best, q_mesh, 'zero'), disp_mesh):.3f} THz (mesh); "
+        f"its FC0-FC3 differ from the projection by " + ", ".join(f"{100 * x:.1f} %" for x in b_err)
+    )
     results = {}
     wanted = [r for r in RUNS if r[0] in args.runs.split(",")]
-    for label, temp, n_or in sorted(wanted, key=lambda r: r[0] == "T5_n120"):  # the headline last, above RESULT
+    for label, temp, n_or in sorted(
+        wanted, key=lambda r: r[0] == "T5_n120"
+    ):  # the headline last, above RESULT
         info = simulate_and_fold(out, label, temp, n_or, predictor.grid, ref.crystal)
         r = evaluate_run(label, info, predictor, ref, truth, q_path, q_mesh, disp_path, disp_mesh, temp, args)
         for f in r["refined"].values():
@@ -383,20 +502,39 @@ def main() -> None:
         results[label] = r
         print_run(r, truth, fc03)
         if label == "T5_n120":
-            per_bin, n_bins = plain_fold_seconds_per_bin(info["run"], predictor.grid, ref.crystal, args.plain_bins)
+            per_bin, n_bins = plain_fold_seconds_per_bin(
+                info["run"], predictor.grid, ref.crystal, args.plain_bins
+            )
             r["plain_fold_s"] = per_bin * n_bins
-            print(f"fold peer: plain per-bin loop {per_bin * 1e6:.0f} µs/bin over {n_bins:,} bins -> {per_bin * n_bins:.0f} s "
-                  f"against fcinv's {r['fold_s']:.2f} s ({per_bin * n_bins / r['fold_s']:.0f}x)")
-        _atomic_json(out / "summary.json", {"truth": truth, "dispersion_best": best, "model": desc, "floor_projection_THz": [proj_path, proj_mesh], "runs": results})
+            print(
+                f"fold peer: plain per-bin loop {per_bin * 1e6:.0f} µs/bin over {n_bins:,} bins -> {per_bin * n_bins:.0f} s "
+                f"against fcinv's {r['fold_s']:.2f} s ({per_bin * n_bins / r['fold_s']:.0f}x)"
+            )
+        _atomic_json(
+            out / "summary.json",
+            {
+                "truth": truth,
+                "dispersion_best": best,
+                "model": desc,
+                "floor_projection_THz": [proj_path, proj_mesh],
+                "runs": results,
+            },
+        )
     h = results.get("T5_n120")
     if h is None:
         return
     f = h["refined"].get("physical", {})
     if "theta" not in f:
-        f = {"rel_err": {n: float("nan") for n in fc03}, "disp_rms_THz": float("nan"), "mesh_rms_THz": float("nan")}
-    print(f"RESULT ml_fc0_3_max_rel_err={max(h['ml_rel_err'].values()):.4f} refined_fc0_3_max_rel_err={max(f['rel_err'].values()):.4f} "
-          f"disp_rms_THz={f['disp_rms_THz']:.4f} mesh_rms_THz={f['mesh_rms_THz']:.4f} ml_disp_rms_THz={h['ml_disp_rms_THz']:.4f} "
-          f"fold_s={h['fold_s']:.2f} infer_ms={h['infer_ms']:.1f}")
+        f = {
+            "rel_err": {n: float("nan") for n in fc03},
+            "disp_rms_THz": float("nan"),
+            "mesh_rms_THz": float("nan"),
+        }
+    print(
+        f"RESULT ml_fc0_3_max_rel_err={max(h['ml_rel_err'].values()):.4f} refined_fc0_3_max_rel_err={max(f['rel_err'].values()):.4f} "
+        f"disp_rms_THz={f['disp_rms_THz']:.4f} mesh_rms_THz={f['mesh_rms_THz']:.4f} ml_disp_rms_THz={h['ml_disp_rms_THz']:.4f} "
+        f"fold_s={h['fold_s']:.2f} infer_ms={h['infer_ms']:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -81,11 +81,15 @@ def test_labels_recover_theta_with_chi2_one(nb_ref, tmp_path, capsys):
     truth = ref.theta_ref.copy()
     truth[:3] *= np.array([1.1, 0.9, 1.05])
     tail_ref = ref.pairs if ref.tail_for(ref.space.names) == "reference" else None
-    pts = line_table(ref.space, truth, reference=tail_ref, theta_ref=ref.theta_ref if tail_ref is not None else None)
+    pts = line_table(
+        ref.space, truth, reference=tail_ref, theta_ref=ref.theta_ref if tail_ref is not None else None
+    )
     csv = write_points(tmp_path / "nb.csv", pts)
     text = csv.read_text()
     assert ",T1\n" in text and ",T2\n" in text and ",L\n" in text
-    rc, out, err = run_cli(["fit-dispersion", "--material", "Nb", str(csv), "-o", str(tmp_path / "fit.json")], capsys)
+    rc, out, err = run_cli(
+        ["fit-dispersion", "--material", "Nb", str(csv), "-o", str(tmp_path / "fit.json")], capsys
+    )
     assert rc == 0, err
     doc = json.loads((tmp_path / "fit.json").read_text())
     assert doc["chi2_dof"] == pytest.approx(1.0, abs=4 * np.sqrt(2.0 / doc["dof"]))
@@ -119,7 +123,14 @@ def test_labels_beat_nearest_energy_at_crossings(nb_ref):
     assert lab.success and np.all(np.abs(lab.theta - truth[idx]) < 4 * lab.sigma)
     assert abs(lab.chi2_dof - 1) < 4 * np.sqrt(2 / lab.dof)
     assert not any("nearest energy" in w for w in lab.extra["warnings"])
-    near = fit_dispersion(sp, DispersionPoints(pts.q_rlu, pts.energy, pts.sigma, None), ref.theta_ref, free=free, theta_start=start, prior=None)
+    near = fit_dispersion(
+        sp,
+        DispersionPoints(pts.q_rlu, pts.energy, pts.sigma, None),
+        ref.theta_ref,
+        free=free,
+        theta_start=start,
+        prior=None,
+    )
     assert any("nearest energy" in w for w in near.extra["warnings"])
 
 
@@ -132,7 +143,10 @@ def test_rank_deficient_bcc_eight_shells_held_by_prior(nb_ref, tmp_path, capsys)
     pts = line_table(ref.space, truth)
     csv = write_points(tmp_path / "nb.csv", pts)
     out_json = tmp_path / "fit8.json"
-    rc, out, err = run_cli(["fit-dispersion", "--material", "Nb", str(csv), "--shells", "8", "-o", str(out_json), "--no-png"], capsys)
+    rc, out, err = run_cli(
+        ["fit-dispersion", "--material", "Nb", str(csv), "--shells", "8", "-o", str(out_json), "--no-png"],
+        capsys,
+    )
     doc = json.loads(out_json.read_text())
     assert doc["n_shells"] == 8 and len(doc["names"]) == 23
     assert rc == 0, err
@@ -167,13 +181,28 @@ def test_diamond_fifteen_high_symmetry_frequencies(ge_reference, tmp_path, capsy
     pts = DispersionPoints(q, e * 1.05, np.full(15, 0.2), None)
     csv = write_points(tmp_path / "ge15.csv", pts)
     out_json = tmp_path / "ge15.json"
-    rc, out, err = run_cli(["fit-dispersion", "--material", "Ge", str(csv), "--free", "1NN,2NN", "-o", str(out_json), "--no-png"], capsys)
+    rc, _, _ = run_cli(
+        [
+            "fit-dispersion",
+            "--material",
+            "Ge",
+            str(csv),
+            "--free",
+            "1NN,2NN",
+            "-o",
+            str(out_json),
+            "--no-png",
+        ],
+        capsys,
+    )
     doc = json.loads(out_json.read_text())
     theta = np.array([doc["theta"][n] for n in doc["names"]])
     mu = np.array([doc["prior"]["mean"][n] for n in doc["names"]])
     s = np.array([doc["prior"]["sigma"][n] for n in doc["names"]])
     assert np.all(np.isfinite(theta)) and np.all(np.abs((theta - mu) / s) < 5)
-    assert doc["undetermined"], "6 parameters from 3 q-points: some directions must be reported as undetermined"
+    assert doc["undetermined"], (
+        "6 parameters from 3 q-points: some directions must be reported as undetermined"
+    )
     assert any("nearest energy" in w for w in doc["warnings"])
     assert rc == (0 if doc["stable"] and doc["converged"] else 1)
 
@@ -185,16 +214,42 @@ def test_absurd_point_is_flagged_and_does_not_move_the_answer(ge_reference, tmp_
     rng = np.random.default_rng(11)
     q = rng.uniform(-1, 1, (80, 3))
     # --free 1NN,2NN holds the rest at the reference member (its full FC set as D_ref): generate the same way
-    E = model_modes(ref.space, ref.theta_ref, DispersionPoints(q, np.ones(80), np.ones(80), None), reference=ref.pairs, theta_ref=ref.theta_ref)[0]
+    E = model_modes(
+        ref.space,
+        ref.theta_ref,
+        DispersionPoints(q, np.ones(80), np.ones(80), None),
+        reference=ref.pairs,
+        theta_ref=ref.theta_ref,
+    )[0]
     b = rng.integers(0, 6, 80)
     keep = E[np.arange(80), b] > 3.0
     q, b = q[keep], b[keep]
     e = E[keep][np.arange(len(b)), b] + 0.2 * rng.normal(size=len(b))
     good = DispersionPoints(q, e, np.full(len(b), 0.2), b)
-    bad = DispersionPoints(np.vstack([q, [[0.3, 0.1, 0.0]]]), np.append(e, 1e5), np.full(len(b) + 1, 0.2), np.append(b, 2))
+    bad = DispersionPoints(
+        np.vstack([q, [[0.3, 0.1, 0.0]]]), np.append(e, 1e5), np.full(len(b) + 1, 0.2), np.append(b, 2)
+    )
     args = ["--material", "Ge", "--free", "1NN,2NN", "--no-png"]
-    rc0, _, _ = run_cli(["fit-dispersion", str(write_points(tmp_path / "good.csv", good)), *args, "-o", str(tmp_path / "good.json")], capsys)
-    rc1, out, err = run_cli(["fit-dispersion", str(write_points(tmp_path / "bad.csv", bad)), *args, "-o", str(tmp_path / "bad.json")], capsys)
+    rc0, _, _ = run_cli(
+        [
+            "fit-dispersion",
+            str(write_points(tmp_path / "good.csv", good)),
+            *args,
+            "-o",
+            str(tmp_path / "good.json"),
+        ],
+        capsys,
+    )
+    rc1, out, err = run_cli(
+        [
+            "fit-dispersion",
+            str(write_points(tmp_path / "bad.csv", bad)),
+            *args,
+            "-o",
+            str(tmp_path / "bad.json"),
+        ],
+        capsys,
+    )
     assert rc0 == 0 and rc1 == 0, err
     d0 = json.loads((tmp_path / "good.json").read_text())
     d1 = json.loads((tmp_path / "bad.json").read_text())
@@ -203,7 +258,17 @@ def test_absurd_point_is_flagged_and_does_not_move_the_answer(ge_reference, tmp_
     for n in d0["names"]:
         assert abs(d1["theta"][n] - d0["theta"][n]) < d0["sigma"][n], n
     # with rejection off the point is kept and the fit is visibly wrecked (χ²/dof huge)
-    rc2, _, _ = run_cli(["fit-dispersion", str(tmp_path / "bad.csv"), *args, "--no-outlier-rejection", "-o", str(tmp_path / "off.json")], capsys)
+    _, _, _ = run_cli(
+        [
+            "fit-dispersion",
+            str(tmp_path / "bad.csv"),
+            *args,
+            "--no-outlier-rejection",
+            "-o",
+            str(tmp_path / "off.json"),
+        ],
+        capsys,
+    )
     d2 = json.loads((tmp_path / "off.json").read_text())
     assert d2["outliers"] == [] and d2["chi2_dof"] > 1e3
 
@@ -225,14 +290,43 @@ def test_unstable_result_exits_nonzero(nb_ref, tmp_path, capsys):
     ok = E.min(axis=1) > 2.0
     q, E = q[ok], E[ok]
     b = rng.integers(0, 3, len(q))
-    pts = DispersionPoints(q, E[np.arange(len(q)), b] + 0.05 * rng.normal(size=len(q)), np.full(len(q), 0.05), None)
+    pts = DispersionPoints(
+        q, E[np.arange(len(q)), b] + 0.05 * rng.normal(size=len(q)), np.full(len(q), 0.05), None
+    )
     csv = write_points(tmp_path / "unstable.csv", pts)
-    rc, out, err = run_cli(["fit-dispersion", "--material", "Nb", str(csv), "--prior", "none", "-o", str(tmp_path / "u.json"), "--no-png"], capsys)
+    rc, out, err = run_cli(
+        [
+            "fit-dispersion",
+            "--material",
+            "Nb",
+            str(csv),
+            "--prior",
+            "none",
+            "-o",
+            str(tmp_path / "u.json"),
+            "--no-png",
+        ],
+        capsys,
+    )
     doc = json.loads((tmp_path / "u.json").read_text())
     assert rc == 1 and not doc["success"] and not doc["stable"] and doc["converged"]
     assert doc["lowest_mode_meV"] < -0.05
     assert "DYNAMICALLY UNSTABLE" in out and "dynamically unstable" in err
-    rc2, _, err2 = run_cli(["fit-dispersion", "--material", "Nb", str(csv), "--prior", "none", "--allow-unstable", "-o", str(tmp_path / "u2.json"), "--no-png"], capsys)
+    rc2, _, err2 = run_cli(
+        [
+            "fit-dispersion",
+            "--material",
+            "Nb",
+            str(csv),
+            "--prior",
+            "none",
+            "--allow-unstable",
+            "-o",
+            str(tmp_path / "u2.json"),
+            "--no-png",
+        ],
+        capsys,
+    )
     assert rc2 == 0 and "accepted (--allow-unstable)" in err2
 
 
@@ -294,7 +388,12 @@ def test_fit_with_any_forward_model(ge_spring):
     res = fit_spectrum(duck, data, presmooth_meV=None)
     assert res.success and np.allclose(res.theta, truth, rtol=1e-4)
     assert "central-difference" in res.method
-    sub = fit_spectrum(duck, 3.0 * m.spectra(np.r_[truth[:2], m.theta0[2:]])[0] + 0.1, free=["1NN_xx", "1NN_xy"], presmooth_meV=None)
+    sub = fit_spectrum(
+        duck,
+        3.0 * m.spectra(np.r_[truth[:2], m.theta0[2:]])[0] + 0.1,
+        free=["1NN_xx", "1NN_xy"],
+        presmooth_meV=None,
+    )
     assert sub.names == ["1NN_xx", "1NN_xy"] and np.allclose(sub.theta, truth[:2], rtol=1e-4)
 
 
@@ -310,18 +409,49 @@ def test_fit_cli_physical_intensities(ge_reference, tmp_path, capsys):
     from fcinv.crystal import default_grid
 
     grid = default_grid(ref.crystal)
-    pm = PhysicalModel(ref.space, grid, ref.theta_ref, reference=ref.pairs, free=free, coverage=full_coverage(ref.crystal, grid),
-                       temperature=5.0, resolution=Instrument(ei=40.0), dw="none")
+    pm = PhysicalModel(
+        ref.space,
+        grid,
+        ref.theta_ref,
+        reference=ref.pairs,
+        free=free,
+        coverage=full_coverage(ref.crystal, grid),
+        temperature=5.0,
+        resolution=Instrument(ei=40.0),
+        dw="none",
+    )
     truth = pm.theta0 * np.array([1.04, 0.97])
     img = 2.0 * np.asarray(pm.spectra(truth)[0], float) + 0.05
     img[~pm.mask] = np.nan
     data = tmp_path / "phys.h5"
     write_folded(data, FoldedSpectrum.from_arrays(img, grid))
     out = tmp_path / "phys_fit.json"
-    rc, text, err = run_cli(["fit", str(data), "--material", "Ge", "--intensity", "physical", "--dw", "none", "--free", ",".join(free),
-                             "-o", str(out), "--no-png"], capsys)
+    rc, text, err = run_cli(
+        [
+            "fit",
+            str(data),
+            "--material",
+            "Ge",
+            "--intensity",
+            "physical",
+            "--dw",
+            "none",
+            "--free",
+            ",".join(free),
+            "-o",
+            str(out),
+            "--no-png",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     doc = json.loads(out.read_text())
-    assert doc["theta"]["1NN_xx"] == pytest.approx(truth[0], rel=1e-3) and doc["theta"]["1NN_xy"] == pytest.approx(truth[1], rel=1e-3)
+    assert doc["theta"]["1NN_xx"] == pytest.approx(truth[0], rel=1e-3) and doc["theta"][
+        "1NN_xy"
+    ] == pytest.approx(truth[1], rel=1e-3)
     assert doc["scale"] == pytest.approx(2.0, rel=1e-3) and "physical intensities" in text
-    assert "central-difference" in doc["method"] and doc["forward_model"]["intensity"] != "every mode weight 1; no eigenvectors, Debye-Waller or Bose factor"
+    assert (
+        "central-difference" in doc["method"]
+        and doc["forward_model"]["intensity"]
+        != "every mode weight 1; no eigenvectors, Debye-Waller or Bose factor"
+    )

@@ -20,12 +20,12 @@ from fcinv.fitting.priors import Prior, build_prior, undetermined_directions
 from fcinv.fitting.spectrum_fit import fit_spectrum, model_with_free, refine, spectrum_and_jacobian
 
 __all__ = [
+    "UNCERTAINTY_NOTE",
     "DispersionPoints",
     "ExportResult",
     "FitError",
     "FitResult",
     "Prior",
-    "UNCERTAINTY_NOTE",
     "build_prior",
     "export_phonopy",
     "fit_dispersion",

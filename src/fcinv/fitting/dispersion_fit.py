@@ -39,9 +39,9 @@ import csv
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -71,7 +71,9 @@ def _split_branches(raw, n: int, source: str) -> tuple[np.ndarray, tuple[str, ..
         return np.full(n, -1, dtype=np.int64), ("",) * n
     arr = np.asarray(raw, dtype=object).ravel()
     if arr.shape != (n,):
-        raise DataError(f"dispersion points have {n} energies but {arr.size} branch entries{_src(source)}. Pass one per point.")
+        raise DataError(
+            f"dispersion points have {n} energies but {arr.size} branch entries{_src(source)}. Pass one per point."
+        )
     idx = np.full(n, -1, dtype=np.int64)
     lab = [""] * n
     for i, v in enumerate(arr):
@@ -90,7 +92,9 @@ def _split_branches(raw, n: int, source: str) -> tuple[np.ndarray, tuple[str, ..
                 ) from None
         f = float(v)
         if f != round(f) or f < -1:
-            raise DataError(f"branch {v!r} of point {i}{_src(source)}: indices must be integers >= 0 (or a label L/T/T1/T2, or empty for nearest-energy matching).")
+            raise DataError(
+                f"branch {v!r} of point {i}{_src(source)}: indices must be integers >= 0 (or a label L/T/T1/T2, or empty for nearest-energy matching)."
+            )
         idx[i] = int(f)
     return idx, tuple(lab)
 
@@ -131,25 +135,37 @@ class DispersionPoints:
         s = np.asarray(self.sigma, dtype=float).ravel()
         n = len(e)
         if n == 0:
-            raise DataError(f"no dispersion points{_src(self.source)}. Pass at least one (h, k, l, energy, sigma) row.")
+            raise DataError(
+                f"no dispersion points{_src(self.source)}. Pass at least one (h, k, l, energy, sigma) row."
+            )
         if q.shape != (n, 3) or s.shape != (n,):
-            raise DataError(f"dispersion points have q {q.shape}, energy ({n},), sigma {s.shape}; expected (n, 3), (n,), (n,).")
+            raise DataError(
+                f"dispersion points have q {q.shape}, energy ({n},), sigma {s.shape}; expected (n, 3), (n,), (n,)."
+            )
         b, lab = _split_branches(self.branch, n, self.source)
         if self.label is not None:
             given = tuple("" if not x else (parse_label(str(x)) or "?") for x in self.label)
             if len(given) != n or "?" in given:
-                raise DataError(f"labels {list(self.label)[:5]}... are not {n} polarisation labels (L, T, T1, T2, LA, TO ...){_src(self.source)}.")
+                raise DataError(
+                    f"labels {list(self.label)[:5]}... are not {n} polarisation labels (L, T, T1, T2, LA, TO ...){_src(self.source)}."
+                )
             lab = tuple(g or l for g, l in zip(given, lab))
         both = [i for i in range(n) if lab[i] and b[i] >= 0]
         if both:
-            raise DataError(f"point {both[0]} has both a branch index and a label{_src(self.source)}. Give one.")
+            raise DataError(
+                f"point {both[0]} has both a branch index and a label{_src(self.source)}. Give one."
+            )
         for name, arr in (("h/k/l", q), ("energy", e), ("sigma", s)):
             bad = ~np.isfinite(arr).reshape(n, -1).all(axis=1)
             if np.any(bad):
-                raise DataError(f"{name} is NaN or infinite in point {int(np.argmax(bad))}{_src(self.source)}. Remove the row or give a number.")
+                raise DataError(
+                    f"{name} is NaN or infinite in point {int(np.argmax(bad))}{_src(self.source)}. Remove the row or give a number."
+                )
         if np.any(s <= 0):
             i = int(np.argmax(s <= 0))
-            raise DataError(f"sigma of point {i} is {s[i]:g} meV{_src(self.source)}; standard errors must be positive. Fix the sigma column.")
+            raise DataError(
+                f"sigma of point {i} is {s[i]:g} meV{_src(self.source)}; standard errors must be positive. Fix the sigma column."
+            )
         object.__setattr__(self, "q_rlu", q)
         object.__setattr__(self, "energy", e)
         object.__setattr__(self, "sigma", s)
@@ -164,11 +180,13 @@ class DispersionPoints:
         """Per point: its label, its index as text, or ``"nearest"``."""
         return [lab or (str(int(b)) if b >= 0 else "nearest") for lab, b in zip(self.label, self.branch)]
 
-    def subset(self, keep: np.ndarray) -> "DispersionPoints":
+    def subset(self, keep: np.ndarray) -> DispersionPoints:
         """The points where ``keep`` (bool (n,)) is True."""
         k = np.asarray(keep, bool)
         lab = tuple(x for x, y in zip(self.label, k) if y)
-        return DispersionPoints(self.q_rlu[k], self.energy[k], self.sigma[k], self.branch[k], source=self.source, label=lab)
+        return DispersionPoints(
+            self.q_rlu[k], self.energy[k], self.sigma[k], self.branch[k], source=self.source, label=lab
+        )
 
 
 def _src(source: str) -> str:
@@ -191,36 +209,50 @@ def read_points(path: str | Path) -> DispersionPoints:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"dispersion-point file '{path}' does not exist. Pass a CSV with columns h,k,l,energy_meV,sigma_meV[,branch].")
+        raise DataError(
+            f"dispersion-point file '{path}' does not exist. Pass a CSV with columns h,k,l,energy_meV,sigma_meV[,branch]."
+        )
     lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
-        raise DataError(f"'{path}' is empty. Pass a CSV with a header h,k,l,energy_meV,sigma_meV[,branch] and one row per point.")
+        raise DataError(
+            f"'{path}' is empty. Pass a CSV with a header h,k,l,energy_meV,sigma_meV[,branch] and one row per point."
+        )
     reader = csv.reader(lines)
     header = [h.strip().lower() for h in next(reader)]
     missing = [c for c in ("h", "k", "l") if c not in header]
     units = next(((e, s, f) for e, s, f in _ENERGY_COLUMNS if e in header and s in header), None)
     if missing or units is None:
         need = missing + ([] if units else ["energy_meV", "sigma_meV"])
-        raise DataError(f"'{path}' lacks the column(s) {need} (header: {','.join(header)}). The header must be h,k,l,energy_meV,sigma_meV[,branch] (or energy_THz,sigma_THz).")
+        raise DataError(
+            f"'{path}' lacks the column(s) {need} (header: {','.join(header)}). The header must be h,k,l,energy_meV,sigma_meV[,branch] (or energy_THz,sigma_THz)."
+        )
     ecol, scol, factor = units
     cols = {c: header.index(c) for c in ("h", "k", "l", ecol, scol)}
     bcol = header.index("branch") if "branch" in header else None
     q, e, s, b = [], [], [], []
     for lineno, row in enumerate(reader, start=2):
         if len(row) < len(header):
-            raise DataError(f"'{path}' data row {lineno - 1} has {len(row)} fields, the header {len(header)}. Give every column on every row.")
+            raise DataError(
+                f"'{path}' data row {lineno - 1} has {len(row)} fields, the header {len(header)}. Give every column on every row."
+            )
         vals = {}
         for c, i in cols.items():
             txt = row[i].strip()
             try:
                 v = float(txt)
             except ValueError:
-                raise DataError(f"'{path}' data row {lineno - 1}: {c} = '{txt}' is not a number. Fix or remove the row.") from None
+                raise DataError(
+                    f"'{path}' data row {lineno - 1}: {c} = '{txt}' is not a number. Fix or remove the row."
+                ) from None
             if not math.isfinite(v):
-                raise DataError(f"'{path}' data row {lineno - 1}: {c} is {txt}. Remove the row or give a finite number.")
+                raise DataError(
+                    f"'{path}' data row {lineno - 1}: {c} is {txt}. Remove the row or give a finite number."
+                )
             vals[c] = v
         if vals[scol] <= 0:
-            raise DataError(f"'{path}' data row {lineno - 1}: {scol} = {vals[scol]:g}; standard errors must be positive. Fix the sigma column.")
+            raise DataError(
+                f"'{path}' data row {lineno - 1}: {scol} = {vals[scol]:g}; standard errors must be positive. Fix the sigma column."
+            )
         br = row[bcol].strip() if bcol is not None else ""
         if br in ("", "-", "-1"):
             b.append("")
@@ -235,7 +267,9 @@ def read_points(path: str | Path) -> DispersionPoints:
                     "Leave it empty for nearest-energy matching."
                 ) from None
             if bi < 0:
-                raise DataError(f"'{path}' data row {lineno - 1}: branch = {bi}; pass an index >= 0 (0 = lowest mode), a label, or leave it empty.")
+                raise DataError(
+                    f"'{path}' data row {lineno - 1}: branch = {bi}; pass an index >= 0 (0 = lowest mode), a label, or leave it empty."
+                )
             b.append(str(bi))
         q.append((vals["h"], vals["k"], vals["l"]))
         e.append(vals[ecol] * factor)
@@ -261,7 +295,9 @@ class _DispersionProblem:
     (atom, x, y, z) basis of the crystal's Cartesian frame.
     """
 
-    def __init__(self, space, points: DispersionPoints, theta_ref: np.ndarray, free_idx: np.ndarray, reference):
+    def __init__(
+        self, space, points: DispersionPoints, theta_ref: np.ndarray, free_idx: np.ndarray, reference
+    ):
         q = points.q_rlu
         units = space.unit_pairs()
         B = np.stack([units[p].dynamical_matrices(q) for p in free_idx])  # (k, n, m, m)
@@ -277,7 +313,9 @@ class _DispersionProblem:
         bad = points.branch >= self.m
         if np.any(bad):
             i = int(np.argmax(bad))
-            raise FitError(f"point {i} has branch {points.branch[i]}, but {space.crystal.name} has {self.m} branches (0..{self.m - 1}). Fix the branch column.")
+            raise FitError(
+                f"point {i} has branch {points.branch[i]}, but {space.crystal.name} has {self.m} branches (0..{self.m - 1}). Fix the branch column."
+            )
         check_labels(points.label, self.m, points.source)
         # polarisation axes (Cartesian) of labelled points, and groups of labelled points sharing a q
         lat = space.crystal.conventional_lattice
@@ -352,7 +390,9 @@ def scaled_start(space, points: DispersionPoints, theta_full: np.ndarray, *, n_i
     E, _ = prob._eval(theta_full)
     e_max = float(np.max(E))
     if not e_max > 0:
-        raise FitError("the start θ has no positive phonon energy at the points. Pass a stable start (e.g. --springs 1NN=3 2NN=1).")
+        raise FitError(
+            "the start θ has no positive phonon energy at the points. Pass a stable start (e.g. --springs 1NN=3 2NN=1)."
+        )
     c = float(points.energy.max()) / e_max
     w = 1.0 / points.sigma**2
     for _ in range(n_iter):
@@ -363,7 +403,9 @@ def scaled_start(space, points: DispersionPoints, theta_full: np.ndarray, *, n_i
             break
         c = float(np.sum(w * em * points.energy)) / denom
     if not c > 0:
-        raise FitError("could not scale the start θ to the points (non-positive scale). Pass a better start θ.")
+        raise FitError(
+            "could not scale the start θ to the points (non-positive scale). Pass a better start θ."
+        )
     return theta_full * c * c
 
 
@@ -383,7 +425,9 @@ def _start(space, theta_ref, names, free_idx, theta_start) -> np.ndarray:
         elif t.shape == (space.n_params,):
             x0 = t[free_idx]
         else:
-            raise FitError(f"theta_start has {t.size} values; pass {k} (the free parameters {', '.join(names)}) or all {space.n_params}, or a dict by name.")
+            raise FitError(
+                f"theta_start has {t.size} values; pass {k} (the free parameters {', '.join(names)}) or all {space.n_params}, or a dict by name."
+            )
     if not np.all(np.isfinite(x0)):
         raise FitError("theta_start contains NaN or inf. Pass finite force constants (eV/Å²).")
     return x0
@@ -473,9 +517,13 @@ def fit_dispersion(
     free_idx = space.index(names)
     k = len(names)
     if len(points) <= k and prior is None:
-        raise FitError(f"{len(points)} points cannot determine {k} parameters without a prior. Measure more points, free fewer parameters (e.g. --free 1NN,2NN) or use a prior.")
+        raise FitError(
+            f"{len(points)} points cannot determine {k} parameters without a prior. Measure more points, free fewer parameters (e.g. --free 1NN,2NN) or use a prior."
+        )
     if len(points) < 2:
-        raise FitError(f"{len(points)} point cannot support a fit with a residual check. Measure more points.")
+        raise FitError(
+            f"{len(points)} point cannot support a fit with a residual check. Measure more points."
+        )
     x0 = _start(space, theta_ref, names, free_idx, theta_start)
     pri = build_prior(names, x0, spec=prior, ref=material_reference)
     prob = _DispersionProblem(space, points, theta_ref, free_idx, reference)
@@ -494,7 +542,19 @@ def fit_dispersion(
     with np.errstate(over="ignore", invalid="ignore"):
         x = x0
         if outliers:
-            rob = least_squares(res_all, x, jac=jac_all, method="trf", loss="soft_l1", f_scale=3.0, x_scale="jac", ftol=1e-10, xtol=1e-10, gtol=1e-10, max_nfev=max_nfev)
+            rob = least_squares(
+                res_all,
+                x,
+                jac=jac_all,
+                method="trf",
+                loss="soft_l1",
+                f_scale=3.0,
+                x_scale="jac",
+                ftol=1e-10,
+                xtol=1e-10,
+                gtol=1e-10,
+                max_nfev=max_nfev,
+            )
             n_total += rob.nfev
             if np.all(np.isfinite(rob.x)):
                 x = rob.x
@@ -509,9 +569,27 @@ def fit_dispersion(
             elif np.any(bad) and int((~bad).sum()) >= 2:
                 prob.active = ~bad
                 for i in np.nonzero(bad)[0]:
-                    flagged.append({"point": int(i), "q_rlu": points.q_rlu[i].tolist(), "energy_meV": float(points.energy[i]), "sigma_meV": float(points.sigma[i]),
-                                    "branch": points.names[i], "residual_sigma_robust_fit": float(r[i])})
-        res = least_squares(res_all, x, jac=jac_all, method="trf", x_scale="jac", ftol=ftol, xtol=xtol, gtol=ftol, max_nfev=max_nfev)
+                    flagged.append(
+                        {
+                            "point": int(i),
+                            "q_rlu": points.q_rlu[i].tolist(),
+                            "energy_meV": float(points.energy[i]),
+                            "sigma_meV": float(points.sigma[i]),
+                            "branch": points.names[i],
+                            "residual_sigma_robust_fit": float(r[i]),
+                        }
+                    )
+        res = least_squares(
+            res_all,
+            x,
+            jac=jac_all,
+            method="trf",
+            x_scale="jac",
+            ftol=ftol,
+            xtol=xtol,
+            gtol=ftol,
+            max_nfev=max_nfev,
+        )
         n_total += res.nfev
     theta = res.x
     r_data = prob.data_residual(theta)
@@ -534,24 +612,46 @@ def fit_dispersion(
     full = theta_ref.copy()
     full[free_idx] = theta
     lowest_pts = float(E.min())
-    lowest_mesh, q_low = mesh_lowest_mode(space, full, reference=reference, theta_ref=theta_ref if reference is not None else None, mesh=stability_mesh)
+    lowest_mesh, q_low = mesh_lowest_mode(
+        space,
+        full,
+        reference=reference,
+        theta_ref=theta_ref if reference is not None else None,
+        mesh=stability_mesh,
+    )
     lowest = min(lowest_pts, lowest_mesh)
     stable = lowest > -STABILITY_TOL_MEV
     converged = bool(res.status > 0 and np.isfinite(res.cost) and np.all(np.isfinite(theta)))
     msg = res.message
     if not converged:
-        warnings.append(f"NOT CONVERGED after {n_total} evaluations ({res.message}): free fewer parameters, give a better start, or raise max_nfev")
+        warnings.append(
+            f"NOT CONVERGED after {n_total} evaluations ({res.message}): free fewer parameters, give a better start, or raise max_nfev"
+        )
     if not stable:
-        where = f"at q = {np.round(q_low, 3).tolist()} r.l.u. on the {stability_mesh}³ mesh" if lowest_mesh <= lowest_pts else "at a fitted point"
-        warnings.append(f"DYNAMICALLY UNSTABLE: lowest mode {lowest:.2f} meV {where}; the result is not a physical crystal")
+        where = (
+            f"at q = {np.round(q_low, 3).tolist()} r.l.u. on the {stability_mesh}³ mesh"
+            if lowest_mesh <= lowest_pts
+            else "at a fitted point"
+        )
+        warnings.append(
+            f"DYNAMICALLY UNSTABLE: lowest mode {lowest:.2f} meV {where}; the result is not a physical crystal"
+        )
     if undetermined:
         held = "held by the prior" if pri is not None else "unconstrained (no prior)"
-        warnings.append(f"{len(undetermined)} direction(s) the points do not determine, {held}: " + "; ".join(d["label"] for d in undetermined))
+        warnings.append(
+            f"{len(undetermined)} direction(s) the points do not determine, {held}: "
+            + "; ".join(d["label"] for d in undetermined)
+        )
     if flagged:
-        warnings.append(f"{len(flagged)} outlying point(s) flagged and left out: " + ", ".join(f"#{f['point']} ({f['residual_sigma_robust_fit']:.3g}σ)" for f in flagged[:8]))
+        warnings.append(
+            f"{len(flagged)} outlying point(s) flagged and left out: "
+            + ", ".join(f"#{f['point']} ({f['residual_sigma_robust_fit']:.3g}σ)" for f in flagged[:8])
+        )
     n_nearest = int(np.sum((points.branch < 0) & np.array([not x for x in points.label])))
     if n_nearest:
-        warnings.append(f"{n_nearest} point(s) without a branch label matched by nearest energy (can swap branches at crossings; label them L/T/T1/T2)")
+        warnings.append(
+            f"{n_nearest} point(s) without a branch label matched by nearest energy (can swap branches at crossings; label them L/T/T1/T2)"
+        )
     success = converged and stable
     if not success:
         text = "; ".join(w for w in warnings if w.startswith(("NOT", "DYN")))
@@ -576,12 +676,16 @@ def fit_dispersion(
         "rms_residual_meV": rms,
         "rms_residual_THz": rms / THZ_TO_MEV,
         "outliers": flagged,
-        "outlier_rejection": f"soft-L1 first stage, flag |r| > {outlier_sigma:g} max(1, robust scale)" if outliers else "off",
+        "outlier_rejection": f"soft-L1 first stage, flag |r| > {outlier_sigma:g} max(1, robust scale)"
+        if outliers
+        else "off",
         "undetermined": undetermined,
         "prior": None if pri is None else pri.as_dict(),
         "prior_chi2": None if pri is None else float(np.sum(pri.residual(theta) ** 2)),
         "lowest_mode_meV": lowest,
-        "lowest_mode_q_rlu": q_low if lowest_mesh <= lowest_pts else points.q_rlu[int(np.argmin(E.min(axis=1)))].tolist(),
+        "lowest_mode_q_rlu": q_low
+        if lowest_mesh <= lowest_pts
+        else points.q_rlu[int(np.argmin(E.min(axis=1)))].tolist(),
         "stability_mesh": int(stability_mesh),
         "stable": bool(stable),
         "converged": converged,
@@ -600,9 +704,15 @@ def fit_dispersion(
         n_iter=int(prob.n_eval),
         wall_s=time.perf_counter() - t_wall,
         success=success,
-        message=msg + ("" if success else " [" + "; ".join(w.split(":")[0] for w in warnings if w.startswith(("NOT", "DYN"))) + "]"),
+        message=msg
+        + (
+            ""
+            if success
+            else " [" + "; ".join(w.split(":")[0] for w in warnings if w.startswith(("NOT", "DYN"))) + "]"
+        ),
         method="weighted least squares (scipy trf, analytic Jacobian) to dispersion points with a Gaussian prior"
-        + (", soft-L1 outlier stage" if outliers else "") + "; modes by index / polarisation label / nearest energy",
+        + (", soft-L1 outlier stage" if outliers else "")
+        + "; modes by index / polarisation label / nearest energy",
         n_eval_total=int(prob.n_eval),
         extra=extra,
     )
@@ -622,7 +732,9 @@ def model_energies(space, theta_full, q_rlu: np.ndarray, *, reference=None, thet
     return np.sign(w2) * np.sqrt(np.abs(w2)) * EV_A2_AMU_TO_MEV
 
 
-def model_modes(space, theta_full, points: DispersionPoints, *, reference=None, theta_ref=None) -> tuple[np.ndarray, np.ndarray]:
+def model_modes(
+    space, theta_full, points: DispersionPoints, *, reference=None, theta_ref=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Energies (n, m) meV and the assigned mode (n,) of every point at a full θ (same rules as the fit)."""
     tref = space.check_theta(theta_full if theta_ref is None else theta_ref, what="theta_ref")
     prob = _DispersionProblem(space, points, tref, np.arange(space.n_params), reference)

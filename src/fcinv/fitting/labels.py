@@ -71,7 +71,9 @@ def polarisation_axes(q_cart: np.ndarray, q_rlu: np.ndarray) -> tuple[np.ndarray
     return l, t1, t2 / np.linalg.norm(t2)
 
 
-def label_weights(label: str, V: np.ndarray, axes: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> np.ndarray:
+def label_weights(
+    label: str, V: np.ndarray, axes: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+) -> np.ndarray:
     """Polarisation weight of every mode for ``label``: shape (m,). ``V`` (m, m): eigenvectors in columns."""
     m = V.shape[0]
     if axes is None:  # q = Γ: no direction to be polarised along
@@ -90,7 +92,9 @@ def label_weights(label: str, V: np.ndarray, axes: tuple[np.ndarray, np.ndarray,
     return 1.0 - wl
 
 
-def assign_labelled(labels: np.ndarray, groups: list[np.ndarray], E: np.ndarray, V: np.ndarray, energy: np.ndarray, axes: list) -> np.ndarray:
+def assign_labelled(
+    labels: np.ndarray, groups: list[np.ndarray], E: np.ndarray, V: np.ndarray, energy: np.ndarray, axes: list
+) -> np.ndarray:
     """Mode index of every labelled point (−1 elsewhere).
 
     Parameters
@@ -134,4 +138,6 @@ def check_labels(labels, n_modes: int, source: str = "") -> None:
     """Refuse A/O labels in a crystal without optical modes."""
     if n_modes <= 3 and any(len(lab) > 1 and lab[1] == "O" for lab in labels if lab):
         src = f" of '{source}'" if source else ""
-        raise DataError(f"optical labels (LO/TO) in a crystal with {n_modes} branches (no optical modes){src}. Use L, T, T1, T2.")
+        raise DataError(
+            f"optical labels (LO/TO) in a crystal with {n_modes} branches (no optical modes){src}. Use L, T, T1, T2."
+        )

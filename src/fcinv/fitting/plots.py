@@ -10,7 +10,15 @@ from fcinv.grid import SpectrumGrid
 from fcinv.plotting import _plt, save_figure
 
 
-def save_spectrum_fit_png(path: str | Path, data: np.ndarray, fitted: np.ndarray, grid: SpectrumGrid, *, frequencies: np.ndarray | None = None, title: str = "") -> Path:
+def save_spectrum_fit_png(
+    path: str | Path,
+    data: np.ndarray,
+    fitted: np.ndarray,
+    grid: SpectrumGrid,
+    *,
+    frequencies: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
     """Three panels: the measured image, the fitted model (scale and background applied), their difference.
 
     Parameters
@@ -31,7 +39,16 @@ def save_spectrum_fit_png(path: str | Path, data: np.ndarray, fitted: np.ndarray
     lim = float(np.nanpercentile(np.abs(diff), 99.5)) if np.any(np.isfinite(diff)) else 1.0
     img = np.ma.masked_invalid(diff)
     cm = plt.get_cmap("RdBu_r").with_extremes(bad="0.75")
-    axes[2].imshow(img.T, origin="lower", aspect="auto", extent=(0, grid.n_q, grid.energy_edges[0], grid.energy_edges[-1]), cmap=cm, vmin=-lim, vmax=lim, interpolation="nearest")
+    axes[2].imshow(
+        img.T,
+        origin="lower",
+        aspect="auto",
+        extent=(0, grid.n_q, grid.energy_edges[0], grid.energy_edges[-1]),
+        cmap=cm,
+        vmin=-lim,
+        vmax=lim,
+        interpolation="nearest",
+    )
     grid.plot_axes(axes[2])
     axes[2].set_title("data − model", fontsize=9)
     return save_figure(fig, path, title=title)
@@ -92,7 +109,16 @@ def points_on_path(crystal, grid: SpectrumGrid, q_rlu: np.ndarray, tol: float = 
     return x
 
 
-def save_dispersion_fit_png(path: str | Path, crystal, grid: SpectrumGrid, path_energies: np.ndarray, points, energy_model: np.ndarray, *, title: str = "") -> Path:
+def save_dispersion_fit_png(
+    path: str | Path,
+    crystal,
+    grid: SpectrumGrid,
+    path_energies: np.ndarray,
+    points,
+    energy_model: np.ndarray,
+    *,
+    title: str = "",
+) -> Path:
     """Two panels: the fitted dispersion along the path with the points that lie on it; model vs measured energy.
 
     Parameters
@@ -113,7 +139,17 @@ def save_dispersion_fit_png(path: str | Path, crystal, grid: SpectrumGrid, path_
             ax.plot(x[a:b], path_energies[a:b, mode], color="C0", lw=1.2)
     xp = points_on_path(crystal, grid, points.q_rlu)
     on = np.isfinite(xp)
-    ax.errorbar(xp[on], points.energy[on], yerr=points.sigma[on], fmt="o", ms=3.5, color="C3", ecolor="C3", elinewidth=0.8, label=f"points on the path ({int(on.sum())} of {len(on)})")
+    ax.errorbar(
+        xp[on],
+        points.energy[on],
+        yerr=points.sigma[on],
+        fmt="o",
+        ms=3.5,
+        color="C3",
+        ecolor="C3",
+        elinewidth=0.8,
+        label=f"points on the path ({int(on.sum())} of {len(on)})",
+    )
     grid.plot_axes(ax)
     for t in grid.ticks[1:-1]:
         ax.axvline(t, color="0.7", lw=0.6)
@@ -134,7 +170,9 @@ def save_dispersion_fit_png(path: str | Path, crystal, grid: SpectrumGrid, path_
     return save_figure(fig, path, title=title)
 
 
-def save_dispersion_residuals_png(path: str | Path, points, residual_meV: np.ndarray, *, flagged=(), title: str = "") -> Path:
+def save_dispersion_residuals_png(
+    path: str | Path, points, residual_meV: np.ndarray, *, flagged=(), title: str = ""
+) -> Path:
     """One panel per branch (label, index or "nearest"): residual (model − measured, meV) against |q| with ±σ bars.
 
     Parameters
@@ -162,9 +200,22 @@ def save_dispersion_residuals_png(path: str | Path, points, residual_meV: np.nda
         sel = np.array([x == g for x in names])
         ok, out = sel & ~bad, sel & bad
         ax.errorbar(qn[ok], res[ok], yerr=points.sigma[ok], fmt="o", ms=3, color="C0", elinewidth=0.8)
-        lim = max(3.0 * float(np.max(points.sigma[sel])), float(np.max(np.abs(res[ok]) + points.sigma[ok])) if np.any(ok) else 1.0) * 1.1
+        lim = (
+            max(
+                3.0 * float(np.max(points.sigma[sel])),
+                float(np.max(np.abs(res[ok]) + points.sigma[ok])) if np.any(ok) else 1.0,
+            )
+            * 1.1
+        )
         if np.any(out):
-            ax.plot(qn[out], np.clip(res[out], -lim, lim), "x", color="C3", ms=7, label="flagged: " + ", ".join(f"{v:.3g}" for v in res[out][:3]) + " meV")
+            ax.plot(
+                qn[out],
+                np.clip(res[out], -lim, lim),
+                "x",
+                color="C3",
+                ms=7,
+                label="flagged: " + ", ".join(f"{v:.3g}" for v in res[out][:3]) + " meV",
+            )
             ax.legend(fontsize=7, loc="upper right")
         ax.axhline(0.0, color="0.5", lw=0.8)
         ax.set_ylim(-lim, lim)

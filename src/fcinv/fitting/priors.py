@@ -26,9 +26,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -70,26 +70,42 @@ class Prior:
         m = np.asarray(self.mean, float).ravel()
         s = np.asarray(self.sigma, float).ravel()
         if m.shape != (len(self.names),) or s.shape != m.shape:
-            raise FitError(f"prior has {len(self.names)} names but mean {m.shape} and sigma {s.shape}. Pass one mean and sigma per name.")
-        bad = [n for n, a, b in zip(self.names, m, s) if not (math.isfinite(a) and math.isfinite(b) and b > 0)]
+            raise FitError(
+                f"prior has {len(self.names)} names but mean {m.shape} and sigma {s.shape}. Pass one mean and sigma per name."
+            )
+        bad = [
+            n for n, a, b in zip(self.names, m, s) if not (math.isfinite(a) and math.isfinite(b) and b > 0)
+        ]
         if bad:
-            raise FitError(f"prior mean/sigma not finite or sigma <= 0 for {bad}. Pass finite means and positive sigmas (eV/Å²).")
+            raise FitError(
+                f"prior mean/sigma not finite or sigma <= 0 for {bad}. Pass finite means and positive sigmas (eV/Å²)."
+            )
         object.__setattr__(self, "names", tuple(self.names))
         object.__setattr__(self, "mean", m)
         object.__setattr__(self, "sigma", s)
 
     @classmethod
-    def from_domain(cls, domain, source: str = "training domain") -> "Prior":
+    def from_domain(cls, domain, source: str = "training domain") -> Prior:
         """μ = box centre, σ = box half-width / 2 (the module docstring)."""
         lo, hi = np.asarray(domain.low, float), np.asarray(domain.high, float)
-        return cls(tuple(domain.names), 0.5 * (lo + hi), 0.25 * (hi - lo), f"{source}: centre of the box, half-width = 2σ")
+        return cls(
+            tuple(domain.names),
+            0.5 * (lo + hi),
+            0.25 * (hi - lo),
+            f"{source}: centre of the box, half-width = 2σ",
+        )
 
     @classmethod
-    def weak(cls, names: Sequence[str], start: np.ndarray) -> "Prior":
+    def weak(cls, names: Sequence[str], start: np.ndarray) -> Prior:
         """μ = start, σ = max(|start|, 0.1 max|start|) (100 % of the value)."""
         s = np.asarray(start, float)
         floor = max(0.1 * float(np.abs(s).max()), 1e-3)
-        return cls(tuple(names), s.copy(), np.maximum(np.abs(s), floor), "weak: centred at the start, sigma = max(|start|, 0.1 max|start|)")
+        return cls(
+            tuple(names),
+            s.copy(),
+            np.maximum(np.abs(s), floor),
+            "weak: centred at the start, sigma = max(|start|, 0.1 max|start|)",
+        )
 
     def residual(self, theta: np.ndarray) -> np.ndarray:
         """(θ − μ)/σ, shape (k,)."""
@@ -108,27 +124,37 @@ def read_prior_json(path: str | Path) -> dict[str, tuple[float, float]]:
     """A user prior: JSON ``{name: [mean, sigma]}`` or ``{name: {"mean": m, "sigma": s}}`` (eV/Å²)."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"prior file '{p}' does not exist. Pass a JSON {{name: [mean, sigma]}}, 'domain' or 'none'.")
+        raise DataError(
+            f"prior file '{p}' does not exist. Pass a JSON {{name: [mean, sigma]}}, 'domain' or 'none'."
+        )
     try:
         doc = json.loads(p.read_text())
     except json.JSONDecodeError as exc:
-        raise DataError(f"prior file '{p}' is not valid JSON ({exc}). Pass {{name: [mean, sigma]}}.") from None
+        raise DataError(
+            f"prior file '{p}' is not valid JSON ({exc}). Pass {{name: [mean, sigma]}}."
+        ) from None
     if isinstance(doc, dict) and isinstance(doc.get("prior"), dict):
         doc = doc["prior"]
     if isinstance(doc, dict) and isinstance(doc.get("mean"), dict) and isinstance(doc.get("sigma"), dict):
         doc = {k: [doc["mean"][k], doc["sigma"].get(k)] for k in doc["mean"]}
     out: dict[str, tuple[float, float]] = {}
     if not isinstance(doc, dict):
-        raise DataError(f"prior file '{p}' holds a JSON {type(doc).__name__}; pass an object {{name: [mean, sigma]}}.")
+        raise DataError(
+            f"prior file '{p}' holds a JSON {type(doc).__name__}; pass an object {{name: [mean, sigma]}}."
+        )
     for k, v in doc.items():
         if isinstance(v, dict):
             v = [v.get("mean"), v.get("sigma")]
         try:
             m, s = float(v[0]), float(v[1])
         except (TypeError, ValueError, IndexError):
-            raise DataError(f"prior file '{p}': entry '{k}' = {v!r} is not [mean, sigma]. Pass two numbers (eV/Å²).") from None
+            raise DataError(
+                f"prior file '{p}': entry '{k}' = {v!r} is not [mean, sigma]. Pass two numbers (eV/Å²)."
+            ) from None
         if not (math.isfinite(m) and math.isfinite(s) and s > 0):
-            raise DataError(f"prior file '{p}': '{k}' has mean {m:g}, sigma {s:g}; pass a finite mean and a positive sigma.")
+            raise DataError(
+                f"prior file '{p}': '{k}' has mean {m:g}, sigma {s:g}; pass a finite mean and a positive sigma."
+            )
         out[str(k)] = (m, s)
     if not out:
         raise DataError(f"prior file '{p}' names no parameter. Pass {{name: [mean, sigma]}}.")
@@ -210,7 +236,9 @@ def build_prior(names: Sequence[str], start: np.ndarray, *, spec="domain", ref=N
                 n_used += 1
         parts.append(f"user prior ({src}) for {n_used}")
     if not np.all(have):
-        parts.append(f"weak prior (centred at the start, σ = max(|start|, 0.1 max|start|)) for {int((~have).sum())}")
+        parts.append(
+            f"weak prior (centred at the start, σ = max(|start|, 0.1 max|start|)) for {int((~have).sum())}"
+        )
     return Prior(tuple(names), mean, sigma, "; ".join(parts))
 
 
@@ -264,16 +292,20 @@ def undetermined_directions(jac_data: np.ndarray, names: Sequence[str], prior: P
         v = V[:, i]
         if v[int(np.argmax(np.abs(v)))] < 0:
             v = -v
-        out.append({
-            "label": name_direction(v, names),
-            "coefficients": {n: float(c) for n, c in zip(names, v) if abs(c) >= 1e-3},
-            "singular_value": float(s_full[i]),
-            "held_by": held,
-        })
+        out.append(
+            {
+                "label": name_direction(v, names),
+                "coefficients": {n: float(c) for n, c in zip(names, v) if abs(c) >= 1e-3},
+                "singular_value": float(s_full[i]),
+                "held_by": held,
+            }
+        )
     return out
 
 
-def posterior_covariance(jac_data: np.ndarray, chi2: float, dof: int, prior_precision: np.ndarray, *, absolute_sigma: bool = False) -> np.ndarray:
+def posterior_covariance(
+    jac_data: np.ndarray, chi2: float, dof: int, prior_precision: np.ndarray, *, absolute_sigma: bool = False
+) -> np.ndarray:
     """Laplace covariance (J_dᵀJ_d / s² + diag(prior precision))⁻¹; s² = χ²/dof unless ``absolute_sigma``.
 
     Directions with neither data nor prior information get infinite variance.
@@ -299,7 +331,9 @@ def posterior_covariance(jac_data: np.ndarray, chi2: float, dof: int, prior_prec
 
 
 # ------------------------------------------------------------------- stability
-def mesh_lowest_mode(space, theta_full: np.ndarray, *, reference=None, theta_ref=None, mesh: int = STABILITY_MESH, extra_q=None) -> tuple[float, list[float]]:
+def mesh_lowest_mode(
+    space, theta_full: np.ndarray, *, reference=None, theta_ref=None, mesh: int = STABILITY_MESH, extra_q=None
+) -> tuple[float, list[float]]:
     """Lowest signed mode energy (meV) on the irreducible points of a Γ-centred ``mesh``³ grid (and ``extra_q``).
 
     Returns

@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -82,7 +83,15 @@ def model_with_free(model, free: Sequence[str]):
     if free == list(model.names):
         return model
     if isinstance(model, ForwardModel):
-        return ForwardModel(model.space, model.grid, model.theta_ref, reference=model.reference, free=free, broadening=model.broadening, mesh=model.mesh)
+        return ForwardModel(
+            model.space,
+            model.grid,
+            model.theta_ref,
+            reference=model.reference,
+            free=free,
+            broadening=model.broadening,
+            mesh=model.mesh,
+        )
     return _SubsetModel(model, free)
 
 
@@ -92,7 +101,9 @@ class _SubsetModel:
     def __init__(self, base, free: list[str]):
         unknown = [n for n in free if n not in base.names]
         if unknown:
-            raise FitError(f"the forward model varies {list(base.names)}; it cannot fit {unknown}. Build it with those parameters free.")
+            raise FitError(
+                f"the forward model varies {list(base.names)}; it cannot fit {unknown}. Build it with those parameters free."
+            )
         self.base = base
         self.free = list(free)
         self._idx = np.array([list(base.names).index(n) for n in free])
@@ -117,7 +128,9 @@ class _SubsetModel:
         t = np.asarray(theta, dtype=float)
         t = t[None] if t.ndim == 1 else t
         if t.ndim != 2 or t.shape[1] != self.k or not np.all(np.isfinite(t)):
-            raise FitError(f"theta has shape {np.shape(theta)} (or is not finite); the fit varies {self.k} parameters ({', '.join(self.free)}).")
+            raise FitError(
+                f"theta has shape {np.shape(theta)} (or is not finite); the fit varies {self.k} parameters ({', '.join(self.free)})."
+            )
         return t
 
     def _embed(self, theta) -> np.ndarray:
@@ -168,7 +181,9 @@ def _image_and_jacobian(model, theta, *, jacobian: bool = True):
     return imgs[0], jac
 
 
-def spectrum_and_jacobian(model: ForwardModel, theta, *, jacobian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+def spectrum_and_jacobian(
+    model: ForwardModel, theta, *, jacobian: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The forward image and its analytic Jacobian with respect to the free θ.
 
     Parameters
@@ -216,7 +231,9 @@ def spectrum_and_jacobian(model: ForwardModel, theta, *, jacobian: bool = True) 
 
 
 # --------------------------------------------------------------------- data
-def _as_pixels(model: ForwardModel, data, weighting: Weighting) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+def _as_pixels(
+    model: ForwardModel, data, weighting: Weighting
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Measured values, weights and mask of ``data`` on the model's grid."""
     from fcinv.experiment.folded import FoldedSpectrum
 
@@ -232,7 +249,9 @@ def _as_pixels(model: ForwardModel, data, weighting: Weighting) -> tuple[np.ndar
                 f"the spectrum has shape {y.shape} but the model's grid is {model.grid.shape} (n_q, n_E). Fold or rebin onto the model's grid, or pass a FoldedSpectrum."
             )
         if np.any(np.isinf(y)):
-            raise FitError(f"the spectrum has {int(np.isinf(y).sum())} infinite values. Mark unmeasured pixels with NaN.")
+            raise FitError(
+                f"the spectrum has {int(np.isinf(y).sum())} infinite values. Mark unmeasured pixels with NaN."
+            )
         mask = np.isfinite(y)
         err = np.full(y.shape, np.nan)
     n = int(mask.sum())
@@ -241,7 +260,9 @@ def _as_pixels(model: ForwardModel, data, weighting: Weighting) -> tuple[np.ndar
     e = err[mask]
     has = bool(np.all(np.isfinite(e)) and np.any(e > 0))
     if weighting == "errors" and not has:
-        raise FitError(f"weighting='errors' but {int((~np.isfinite(e)).sum())} of {n} measured pixels have no error. Use weighting='auto' or 'uniform'.")
+        raise FitError(
+            f"weighting='errors' but {int((~np.isfinite(e)).sum())} of {n} measured pixels have no error. Use weighting='auto' or 'uniform'."
+        )
     if weighting not in ("auto", "errors", "uniform"):
         raise FitError(f"weighting={weighting!r} is unknown. Use 'auto', 'errors' or 'uniform'.")
     if has and weighting != "uniform":
@@ -250,7 +271,11 @@ def _as_pixels(model: ForwardModel, data, weighting: Weighting) -> tuple[np.ndar
         # 10th percentile of the positive errors (about one count's worth), not the smallest one
         floor = float(np.percentile(pos, 10.0))
         if np.any(e <= 0):
-            log.info("%d pixels have zero error; using the 10th percentile of the positive errors (%.3g) there", int((e <= 0).sum()), floor)
+            log.info(
+                "%d pixels have zero error; using the 10th percentile of the positive errors (%.3g) there",
+                int((e <= 0).sum()),
+                floor,
+            )
         w = 1.0 / np.where(e > 0, e, floor)
         return y[mask], w, mask, True
     return y[mask], np.ones(n), mask, False
@@ -270,7 +295,9 @@ def _start_vector(model, theta_start) -> np.ndarray:
     """
     if theta_start is None:
         return np.asarray(model.theta0, float)
-    if hasattr(theta_start, "names") and hasattr(theta_start, "theta"):  # an inference Prediction or a FitResult
+    if hasattr(theta_start, "names") and hasattr(
+        theta_start, "theta"
+    ):  # an inference Prediction or a FitResult
         theta_start = dict(zip(theta_start.names, np.asarray(theta_start.theta, float)))
     space = getattr(model, "space", None)
     names = list(space.names) if space is not None else list(model.names)
@@ -278,7 +305,9 @@ def _start_vector(model, theta_start) -> np.ndarray:
     if isinstance(theta_start, dict):
         unknown = [k for k in theta_start if k not in names]
         if unknown:
-            raise FitError(f"theta_start names {unknown} are not parameters of {what} ({', '.join(names)}). Pass values by parameter name.")
+            raise FitError(
+                f"theta_start names {unknown} are not parameters of {what} ({', '.join(names)}). Pass values by parameter name."
+            )
         out = np.asarray(model.theta0, float).copy()
         for i, n in enumerate(model.names):
             if n in theta_start:
@@ -289,7 +318,9 @@ def _start_vector(model, theta_start) -> np.ndarray:
         return model.check(t)[0]
     if t.shape == (len(names),):
         return model.check(t[[names.index(n) for n in model.names]])[0]
-    raise FitError(f"theta_start has {t.size} values; pass {model.k} (the free parameters {', '.join(model.names)}) or all {len(names)}, or a dict by name.")
+    raise FitError(
+        f"theta_start has {t.size} values; pass {model.k} (the free parameters {', '.join(model.names)}) or all {len(names)}, or a dict by name."
+    )
 
 
 # ---------------------------------------------------------------- one local fit
@@ -356,7 +387,15 @@ def _smoothing_kernel(energy: np.ndarray, width_meV: float) -> np.ndarray:
     return K / K.sum(axis=0, keepdims=True)
 
 
-def _local_fit(prob: _Problem, theta0: np.ndarray, *, max_nfev: int, ftol: float, xtol: float, presmooth_meV: float | None):
+def _local_fit(
+    prob: _Problem,
+    theta0: np.ndarray,
+    *,
+    max_nfev: int,
+    ftol: float,
+    xtol: float,
+    presmooth_meV: float | None,
+):
     """One Levenberg–Marquardt fit from ``theta0`` (scale and background started at their linear optimum).
 
     With ``presmooth_meV`` a first, loosely converged stage minimises the residual image
@@ -395,11 +434,23 @@ def _local_fit(prob: _Problem, theta0: np.ndarray, *, max_nfev: int, ftol: float
                 P[np.arange(prob.k), np.arange(prob.k)] = 1.0 / prob.prior.sigma
                 return np.vstack([J, P])
 
-            pre = least_squares(res_s, x, jac=jac_s, method="lm", x_scale="jac", ftol=1e-4, xtol=1e-4, max_nfev=max_nfev)
+            pre = least_squares(
+                res_s, x, jac=jac_s, method="lm", x_scale="jac", ftol=1e-4, xtol=1e-4, max_nfev=max_nfev
+            )
             if np.all(np.isfinite(pre.x)):
                 x = pre.x
             nfev += pre.nfev
-        res = least_squares(prob.residual, x, jac=prob.jacobian, method="lm", x_scale="jac", ftol=ftol, xtol=xtol, gtol=ftol, max_nfev=max_nfev)
+        res = least_squares(
+            prob.residual,
+            x,
+            jac=prob.jacobian,
+            method="lm",
+            x_scale="jac",
+            ftol=ftol,
+            xtol=xtol,
+            gtol=ftol,
+            max_nfev=max_nfev,
+        )
     res.n_eval = prob.n_eval - n0
     res.nfev_total = nfev + res.nfev
     return res
@@ -546,23 +597,36 @@ def fit_spectrum(
     y, w, mask, has_errors = _as_pixels(model, data, weighting)
     n_x = model.k + 1 + int(fit_background)
     if len(y) <= n_x:
-        raise FitError(f"only {len(y)} measured pixels for {n_x} fitted values. Measure more of the path or fit fewer parameters.")
+        raise FitError(
+            f"only {len(y)} measured pixels for {n_x} fitted values. Measure more of the path or fit fewer parameters."
+        )
     if n_starts < 1:
         raise FitError(f"n_starts={n_starts}; pass at least 1.")
     theta0 = _start_vector(model, theta_start)
     if candidates is not None:
         cand = np.asarray(candidates, dtype=float)
         if cand.ndim != 2 or cand.shape[1] != model.k or not np.all(np.isfinite(cand)):
-            raise FitError(f"candidates have shape {cand.shape}; pass a finite (n, {model.k}) array in the order {', '.join(model.names)}.")
+            raise FitError(
+                f"candidates have shape {cand.shape}; pass a finite (n, {model.k}) array in the order {', '.join(model.names)}."
+            )
         theta0 = _best_by_misfit(model, np.vstack([theta0[None], cand]), y, w, mask, fit_background)[0]
     starts = [theta0]
     if n_starts > 1:
-        starts += list(_screen_starts(model, y, w, mask, fit_background, domain, n_starts - 1, n_candidates or 32 * n_starts, seed))
-    if material_reference is None and isinstance(prior, str) and prior.lower() == "domain" and space is not None:
+        starts += list(
+            _screen_starts(
+                model, y, w, mask, fit_background, domain, n_starts - 1, n_candidates or 32 * n_starts, seed
+            )
+        )
+    if (
+        material_reference is None
+        and isinstance(prior, str)
+        and prior.lower() == "domain"
+        and space is not None
+    ):
         material_reference = _embedded_reference(space)
     pri = build_prior(model.names, theta0, spec=prior, ref=material_reference)
     prob = _Problem(model, y, w, mask, fit_background, prior=None)
-    fit_kw = dict(max_nfev=max_nfev, ftol=ftol, xtol=xtol, presmooth_meV=presmooth_meV)
+    fit_kw = {"max_nfev": max_nfev, "ftol": ftol, "xtol": xtol, "presmooth_meV": presmooth_meV}
     results = []
     warnings: list[str] = []
     if pri is not None and not has_errors:
@@ -570,7 +634,11 @@ def fit_spectrum(
         first = _local_fit(prob, np.asarray(theta0, float), **fit_kw)
         dof0 = len(y) - n_x
         rms_y = float(np.sqrt(np.mean((w * y) ** 2))) or 1.0
-        prob.data_scale = max(float(np.sqrt(2.0 * first.cost / max(dof0, 1))), 1e-9 * rms_y) if np.isfinite(first.cost) else rms_y
+        prob.data_scale = (
+            max(float(np.sqrt(2.0 * first.cost / max(dof0, 1))), 1e-9 * rms_y)
+            if np.isfinite(first.cost)
+            else rms_y
+        )
         results.append((np.asarray(theta0, float), first, "no prior (noise level)"))
     prob.prior = pri
     bar = None
@@ -605,7 +673,7 @@ def fit_spectrum(
         elif not exact and np.any(bad) and int((~bad).sum()) > n_x:
             prob.active = ~bad
             flagged_idx = np.nonzero(bad)[0]
-            again = _local_fit(prob, best.x[: model.k].copy(), **dict(fit_kw, presmooth_meV=None))
+            again = _local_fit(prob, best.x[: model.k].copy(), **{**fit_kw, "presmooth_meV": None})
             if np.isfinite(again.cost):
                 best = again
     theta, scale_, bg = prob.split(best.x)
@@ -630,18 +698,27 @@ def fit_spectrum(
             f"NOT CONVERGED after {best.nfev_total} evaluations ({best.message}): start closer (e.g. from the ML prediction), use n_starts > 1 or raise max_nfev"
         )
     if not stable:
-        warnings.append(f"DYNAMICALLY UNSTABLE: lowest mode {lowest:.2f} meV ({low_where}); the result is not a physical crystal")
+        warnings.append(
+            f"DYNAMICALLY UNSTABLE: lowest mode {lowest:.2f} meV ({low_where}); the result is not a physical crystal"
+        )
     if undetermined:
         held = "held by the prior" if pri is not None else "unconstrained (no prior)"
-        warnings.append(f"{len(undetermined)} direction(s) the measured pixels do not determine, {held}: " + "; ".join(d["label"] for d in undetermined))
+        warnings.append(
+            f"{len(undetermined)} direction(s) the measured pixels do not determine, {held}: "
+            + "; ".join(d["label"] for d in undetermined)
+        )
     if len(flagged_idx):
-        warnings.append(f"{len(flagged_idx)} outlying pixel(s) flagged (|r| > {outlier_sigma:g}× the robust scale) and left out")
+        warnings.append(
+            f"{len(flagged_idx)} outlying pixel(s) flagged (|r| > {outlier_sigma:g}× the robust scale) and left out"
+        )
     success = converged and stable
     if not success:
         text = "; ".join(x for x in warnings if x.startswith(("NOT", "DYN")))
         if strict:
             if not converged:
-                raise FitError(f"the I(q, E) fit did not converge after {best.nfev_total} evaluations ({best.message}). Start closer, use n_starts > 1 or raise max_nfev.")
+                raise FitError(
+                    f"the I(q, E) fit did not converge after {best.nfev_total} evaluations ({best.message}). Start closer, use n_starts > 1 or raise max_nfev."
+                )
             raise FitError(f"the I(q, E) fit is not trusted: {text}.")
         log.warning("the I(q, E) fit is not trusted: %s", text)
         msg += " [" + "; ".join(x.split(":")[0] for x in warnings if x.startswith(("NOT", "DYN"))) + "]"
@@ -653,8 +730,11 @@ def fit_spectrum(
     cost_data = 0.5 * float(np.sum(prob.data_residual(best.x)[act] ** 2))
     is_paper = isinstance(model, ForwardModel)
     label = method_label or (
-        "least squares (scipy Levenberg-Marquardt, " + ("analytic" if is_paper else "central-difference") + " Jacobian) to I(q,E) with a Gaussian prior, "
-        + f"{len(starts)} start(s)" + (f" (best of {n_candidates or 32 * n_starts} screened)" if n_starts > 1 else "")
+        "least squares (scipy Levenberg-Marquardt, "
+        + ("analytic" if is_paper else "central-difference")
+        + " Jacobian) to I(q,E) with a Gaussian prior, "
+        + f"{len(starts)} start(s)"
+        + (f" (best of {n_candidates or 32 * n_starts} screened)" if n_starts > 1 else "")
     )
     all_names = list(space.names) if space is not None else list(model.names)
     pix = np.argwhere(mask)
@@ -676,11 +756,13 @@ def fit_spectrum(
         "stability_mesh": int(stability_mesh),
         "stable": bool(stable),
         "converged": converged,
-        "n_pixels": int(len(y)),
+        "n_pixels": len(y),
         "n_used": n_used,
         "outliers": [[int(a), int(b)] for a, b in pix[flagged_idx]][:1000],
-        "n_outliers": int(len(flagged_idx)),
-        "outlier_rejection": f"flag |r| > {outlier_sigma:g} max(1, 1.4826 median|r|), refit" if outliers else "off",
+        "n_outliers": len(flagged_idx),
+        "outlier_rejection": f"flag |r| > {outlier_sigma:g} max(1, 1.4826 median|r|), refit"
+        if outliers
+        else "off",
         "undetermined": undetermined,
         "prior": None if pri is None else pri.as_dict(),
         "prior_chi2": None if pri is None else float(np.sum(pri.residual(theta) ** 2)),
@@ -689,7 +771,13 @@ def fit_spectrum(
         "weighting": "errors" if has_errors else "uniform",
         "grid_fingerprint": model.grid.fingerprint(),
         "starts": [
-            {"theta_start": [float(v) for v in t0], "cost": float(r.cost), "success": bool(r.status > 0), "n_eval": int(r.n_eval)} for t0, r in fits
+            {
+                "theta_start": [float(v) for v in t0],
+                "cost": float(r.cost),
+                "success": bool(r.status > 0),
+                "n_eval": int(r.n_eval),
+            }
+            for t0, r in fits
         ],
     }
     return FitResult(
@@ -731,7 +819,9 @@ def _lowest_mode(model, theta: np.ndarray, mesh: int) -> tuple[float, str]:
     if space is not None and hasattr(model, "theta_ref"):
         try:
             full = np.asarray(model.full_theta(theta)[0], float)
-            m_lo, q = mesh_lowest_mode(space, full, reference=getattr(model, "reference", None), theta_ref=model.theta_ref, mesh=mesh)
+            m_lo, q = mesh_lowest_mode(
+                space, full, reference=getattr(model, "reference", None), theta_ref=model.theta_ref, mesh=mesh
+            )
         except Exception as exc:  # noqa: BLE001 - a model without the paper layout: its own check only
             log.info("full-zone mesh check skipped (%s)", exc)
         else:
@@ -774,7 +864,9 @@ def _domain_for(model: ForwardModel, domain):
         try:
             ref = load_reference(model.space.crystal.name)
         except (MaterialError, DataError) as exc:
-            raise FitError(f"multi-start needs a domain to draw starts from, and {model.space.crystal.name} has no embedded reference ({exc}). Pass domain=Domain(...).") from None
+            raise FitError(
+                f"multi-start needs a domain to draw starts from, and {model.space.crystal.name} has no embedded reference ({exc}). Pass domain=Domain(...)."
+            ) from None
         from fcinv.fitting.priors import training_domain
 
         return training_domain(ref, list(model.names))
@@ -782,7 +874,9 @@ def _domain_for(model: ForwardModel, domain):
         raise FitError(f"domain must be a fcinv.dataset.generate.Domain, not {type(domain).__name__}.")
     missing = [n for n in model.names if n not in domain.names]
     if missing:
-        raise FitError(f"the multi-start domain lacks the free parameters {missing}. Pass a Domain over {model.names}.")
+        raise FitError(
+            f"the multi-start domain lacks the free parameters {missing}. Pass a Domain over {model.names}."
+        )
     idx = [domain.names.index(n) for n in model.names]
     return Domain(tuple(model.names), domain.low[idx], domain.high[idx])
 
@@ -821,10 +915,17 @@ def refine(model, folded_spectrum, theta_start, *, fallback: bool = True, **kwar
         As :func:`fit_spectrum`; ``method`` says it was ML-initialised.
     """
     if kwargs.pop("n_starts", 1) != 1:
-        raise FitError("refine runs one local fit from the ML estimate; use fit_spectrum(n_starts=...) for a multi-start fit.")
+        raise FitError(
+            "refine runs one local fit from the ML estimate; use fit_spectrum(n_starts=...) for a multi-start fit."
+        )
     free = kwargs.get("free")
     space = getattr(model, "space", None)
-    fit_model = model_with_free(model, resolve_free(space, free, default=model.names) if space is not None and free is not None else (free or model.names))
+    fit_model = model_with_free(
+        model,
+        resolve_free(space, free, default=model.names)
+        if space is not None and free is not None
+        else (free or model.names),
+    )
     samples = getattr(theta_start, "samples", None)
     if kwargs.get("candidates") is None and samples is not None and hasattr(theta_start, "names"):
         kwargs["candidates"] = _rows_for(fit_model, theta_start.names, np.asarray(samples, float))
@@ -840,19 +941,40 @@ def refine(model, folded_spectrum, theta_start, *, fallback: bool = True, **kwar
     if hasattr(theta_start, "names") and getattr(theta_start, "sigma", None) is not None:
         by = dict(zip(theta_start.names, np.asarray(theta_start.sigma, float)))
         sig = np.array([by.get(n, np.nan) for n in fit_model.names])
-    reason = "; ".join(w for w in res.extra.get("warnings", []) if w.startswith(("NOT", "DYN"))) or res.message
+    reason = (
+        "; ".join(w for w in res.extra.get("warnings", []) if w.startswith(("NOT", "DYN"))) or res.message
+    )
     log.warning("refinement rejected (%s); returning the ML answer unchanged", reason)
     extra = dict(res.extra)
-    extra["rejected_fit"] = {"theta": res.theta_dict(), "message": res.message, "cost": res.cost, "lowest_mode_meV": res.extra.get("lowest_mode_meV")}
+    extra["rejected_fit"] = {
+        "theta": res.theta_dict(),
+        "message": res.message,
+        "cost": res.cost,
+        "lowest_mode_meV": res.extra.get("lowest_mode_meV"),
+    }
     extra["fallback"] = "refinement rejected: the ML answer is returned unchanged"
-    extra["warnings"] = [f"REFINEMENT REJECTED ({reason}): the ML answer is returned unchanged"] + list(res.extra.get("warnings", []))
+    extra["warnings"] = [f"REFINEMENT REJECTED ({reason}): the ML answer is returned unchanged"] + list(
+        res.extra.get("warnings", [])
+    )
     full = fit_model.full_theta(start)[0]
     all_names = list(space.names) if space is not None else list(fit_model.names)
     extra["theta_full"] = dict(zip(all_names, np.asarray(full, float).tolist()))
     return FitResult(
-        names=list(fit_model.names), theta=start.copy(), sigma=sig, covariance=np.diag(sig**2), theta_start=start.copy(), cost=res.cost, dof=res.dof,
-        chi2=res.chi2, n_iter=res.n_iter, wall_s=res.wall_s, success=False, message=f"refinement rejected ({reason}); the ML answer is returned unchanged",
-        method=res.method, n_eval_total=res.n_eval_total, extra=extra,
+        names=list(fit_model.names),
+        theta=start.copy(),
+        sigma=sig,
+        covariance=np.diag(sig**2),
+        theta_start=start.copy(),
+        cost=res.cost,
+        dof=res.dof,
+        chi2=res.chi2,
+        n_iter=res.n_iter,
+        wall_s=res.wall_s,
+        success=False,
+        message=f"refinement rejected ({reason}); the ML answer is returned unchanged",
+        method=res.method,
+        n_eval_total=res.n_eval_total,
+        extra=extra,
     )
 
 
@@ -861,7 +983,9 @@ def _rows_for(model: ForwardModel, names, rows: np.ndarray) -> np.ndarray:
     names = list(names)
     unknown = [n for n in names if n not in model.space.names]
     if unknown:
-        raise FitError(f"the prediction's parameters {unknown} are not parameters of {model.space.crystal.name}. Use the material's model.")
+        raise FitError(
+            f"the prediction's parameters {unknown} are not parameters of {model.space.crystal.name}. Use the material's model."
+        )
     out = np.repeat(model.theta0[None], len(rows), axis=0)
     for j, n in enumerate(model.names):
         if n in names:
