@@ -59,7 +59,11 @@ def load_truths(args, model, predictor, ref):
             theta = ds.part("test")[0]
             theta = theta[: args.n]
             lo, hi = ds.meta.get("domain_low"), ds.meta.get("domain_high")
-            dom = Domain(tuple(ds.names), np.asarray(lo), np.asarray(hi)) if lo is not None and hi is not None else None
+            dom = (
+                Domain(tuple(ds.names), np.asarray(lo), np.asarray(hi))
+                if lo is not None and hi is not None
+                else None
+            )
         finally:
             ds.close()
         if len(theta) < args.n:
@@ -79,8 +83,14 @@ def rel_err(est: np.ndarray, truth: np.ndarray, n: int = 4) -> np.ndarray:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="ge", help="shipped model name or a model directory (vae/ + regressor/)")
-    p.add_argument("--dataset", default=None, help="dataset whose test split supplies the truths (default: the model's, if present)")
+    p.add_argument(
+        "--model", default="ge", help="shipped model name or a model directory (vae/ + regressor/)"
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset whose test split supplies the truths (default: the model's, if present)",
+    )
     p.add_argument("--n", type=int, default=100, help="number of test spectra")
     p.add_argument("--starts", type=int, default=8, help="local fits of the multi-start fit")
     p.add_argument("--candidates", type=int, default=256, help="screened candidates of the multi-start fit")
@@ -109,9 +119,21 @@ def main(argv=None) -> int:
     truths, source, dom = load_truths(args, model, predictor, ref)
     n = len(truths)
     print(f"{n} Ge truths ({source}); noise {MIDDLE_SETTING.label}; model {predictor!r}")
-    print(f"FC0-FC3 = {model.names[:4]}; multi-start: {args.starts} starts of {args.candidates} candidates; threads: numba {os.environ.get('NUMBA_NUM_THREADS', 'default')}")
+    print(
+        f"FC0-FC3 = {model.names[:4]}; multi-start: {args.starts} starts of {args.candidates} candidates; threads: numba {os.environ.get('NUMBA_NUM_THREADS', 'default')}"
+    )
     clean = model.spectra(truths)
-    noisy = np.stack([add_noise(c, MIDDLE_SETTING.background, MIDDLE_SETTING.scale, np.random.default_rng(args.seed * 100_003 + i)) for i, c in enumerate(clean)])
+    noisy = np.stack(
+        [
+            add_noise(
+                c,
+                MIDDLE_SETTING.background,
+                MIDDLE_SETTING.scale,
+                np.random.default_rng(args.seed * 100_003 + i),
+            )
+            for i, c in enumerate(clean)
+        ]
+    )
     # warm-up (JIT, caches) outside the timings
     predictor.predict(noisy[0], k_samples=100, seed=0)
     fit_spectrum(model, noisy[0], max_nfev=3)
@@ -134,13 +156,17 @@ def main(argv=None) -> int:
         wall["fit_ref"][i] = time.perf_counter() - t
         est["fit_ref"][i], conv["fit_ref"][i] = r.theta, r.success
         t = time.perf_counter()
-        r = fit_spectrum(model, y, n_starts=args.starts, n_candidates=args.candidates, domain=dom, seed=args.seed + i)
+        r = fit_spectrum(
+            model, y, n_starts=args.starts, n_candidates=args.candidates, domain=dom, seed=args.seed + i
+        )
         wall["fit_multi"][i] = time.perf_counter() - t
         est["fit_multi"][i], conv["fit_multi"][i] = r.theta, r.success
 
     width = (dom.high - dom.low)[:4] if dom is not None else np.abs(model.theta0[:4])
     rows = {}
-    print(f"\n{'method':<10} {'mean rel err':>12} {'median rel':>10} {'|err|/range':>11} {'median s':>9} {'converged':>9}")
+    print(
+        f"\n{'method':<10} {'mean rel err':>12} {'median rel':>10} {'|err|/range':>11} {'median s':>9} {'converged':>9}"
+    )
     for m in METHODS:
         e = np.array([rel_err(est[m][i], truths[i]) for i in range(n)])
         norm = np.abs(est[m][:, :4] - truths[:, :4]) / width
@@ -154,18 +180,32 @@ def main(argv=None) -> int:
             "per_spectrum_rel_err": e.mean(axis=1).tolist(),
         }
         r = rows[m]
-        print(f"{m:<10} {r['mean_rel_err_fc0_3']:>12.4f} {r['median_rel_err_fc0_3']:>10.4f} {r['mean_err_over_domain_range_fc0_3']:>11.4f} {r['median_wall_s']:>9.3f} {r['converged_fraction']:>9.2f}")
+        print(
+            f"{m:<10} {r['mean_rel_err_fc0_3']:>12.4f} {r['median_rel_err_fc0_3']:>10.4f} {r['mean_err_over_domain_range_fc0_3']:>11.4f} {r['median_wall_s']:>9.3f} {r['converged_fraction']:>9.2f}"
+        )
     best = min(("fit_ref", "fit_multi"), key=lambda m: rows[m]["mean_rel_err_fc0_3"])
     speedup = rows[best]["median_wall_s"] / rows["ml_refine"]["median_wall_s"]
     refine_err = rows["ml_refine"]["mean_rel_err_fc0_3"]
     best_err = rows[best]["mean_rel_err_fc0_3"]
-    print(f"\nbest fit: {best}; ML + refine is {speedup:.1f}x faster (median), error {refine_err:.4f} vs {best_err:.4f}")
+    print(
+        f"\nbest fit: {best}; ML + refine is {speedup:.1f}x faster (median), error {refine_err:.4f} vs {best_err:.4f}"
+    )
     if args.json:
         out = Path(args.json)
         doc = {
-            "n": n, "truths": source, "noise": MIDDLE_SETTING.label, "model": repr(predictor), "names": list(model.names),
-            "starts": args.starts, "candidates": args.candidates, "seed": args.seed, "methods": rows,
-            "best_fit": best, "refine_speedup": speedup, "refine_err": refine_err, "best_fit_err": best_err,
+            "n": n,
+            "truths": source,
+            "noise": MIDDLE_SETTING.label,
+            "model": repr(predictor),
+            "names": list(model.names),
+            "starts": args.starts,
+            "candidates": args.candidates,
+            "seed": args.seed,
+            "methods": rows,
+            "best_fit": best,
+            "refine_speedup": speedup,
+            "refine_err": refine_err,
+            "best_fit_err": best_err,
             "command": " ".join([sys.executable, *sys.argv]),
         }
         tmp = out.with_name(out.name + ".tmp")

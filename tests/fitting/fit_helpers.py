@@ -16,7 +16,9 @@ def spring_model(material: str, free: list[str] | None = None):
 
     c = Crystal.from_name(material)
     space = FCSpace.for_material(c)
-    return ForwardModel(space, default_grid(c), space.central_force_theta(SPRINGS[material]), free=free or FREE[material])
+    return ForwardModel(
+        space, default_grid(c), space.central_force_theta(SPRINGS[material]), free=free or FREE[material]
+    )
 
 
 def relative_error(a, b) -> np.ndarray:
@@ -34,4 +36,6 @@ def unnamed_spring_model():
     space = FCSpace(c, n_shells=5)
     from fcinv.crystal import default_grid
 
-    return ForwardModel(space, default_grid(c, e_max=40.0), space.central_force_theta(SPRINGS["Ge"]), free=FREE["Ge"])
+    return ForwardModel(
+        space, default_grid(c, e_max=40.0), space.central_force_theta(SPRINGS["Ge"]), free=FREE["Ge"]
+    )

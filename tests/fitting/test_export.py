@@ -36,7 +36,13 @@ def test_theta_only_round_trip(tmp_path, material, supercell, compact):
     theta = m.full_theta(m.theta0 * np.array([1.1, 0.9, 1.2, 0.8]))[0]
     res = export_phonopy(tmp_path, m.space, theta, supercell=supercell, compact=compact)
     assert res.max_rel_dev is not None and res.max_rel_dev < 1e-6
-    assert {p.name for p in tmp_path.iterdir()} >= {"POSCAR", "FORCE_CONSTANTS", "phonopy.yaml", "phonopy_params.yaml", "fcinv_export.json"}
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "POSCAR",
+        "FORCE_CONSTANTS",
+        "phonopy.yaml",
+        "phonopy_params.yaml",
+        "fcinv_export.json",
+    }
     c = m.space.crystal
     ours = model_energies(m.space, theta, Q_TEST)
     on_path = m.frequencies(theta[m.free_idx])[0]
@@ -46,8 +52,13 @@ def test_theta_only_round_trip(tmp_path, material, supercell, compact):
     check_frequencies(phonopy_energies(ph, c, m.grid.q_rlu), on_path)
     # 2) POSCAR + FORCE_CONSTANTS, as a user would load them (masses from fcinv, see the export notes)
     ph2 = phonopy.load(
-        unitcell_filename=tmp_path / "POSCAR", force_constants_filename=tmp_path / "FORCE_CONSTANTS", supercell_matrix=supercell,
-        primitive_matrix=None, produce_fc=False, symmetrize_fc=False, log_level=0,
+        unitcell_filename=tmp_path / "POSCAR",
+        force_constants_filename=tmp_path / "FORCE_CONSTANTS",
+        supercell_matrix=supercell,
+        primitive_matrix=None,
+        produce_fc=False,
+        symmetrize_fc=False,
+        log_level=0,
     )
     n_rows, n_sc = (int(v) for v in (tmp_path / "FORCE_CONSTANTS").read_text().split("\n", 1)[0].split())
     assert (n_rows, n_sc) == ((len(c.positions) if compact else len(ph2.supercell)), len(ph2.supercell))
@@ -55,7 +66,10 @@ def test_theta_only_round_trip(tmp_path, material, supercell, compact):
     check_frequencies(phonopy_energies(ph2, c, Q_TEST), ours)
     info = json.loads((tmp_path / "fcinv_export.json").read_text())
     assert info["theta"] == pytest.approx(dict(zip(m.space.names, theta.tolist())))
-    assert info["force_constants_layout"] == ("compact" if compact else "full") and info["about_reference"] is False
+    assert (
+        info["force_constants_layout"] == ("compact" if compact else "full")
+        and info["about_reference"] is False
+    )
 
 
 def test_reference_round_trip_and_euphonic(tmp_path, ge_reference):
@@ -66,11 +80,15 @@ def test_reference_round_trip_and_euphonic(tmp_path, ge_reference):
     from fcinv.reference import REFERENCE_FC_FILE, read_reference_fc
 
     ref = ge_reference
-    m = ref.forward_model()
+    m = ref.forward_model(
+        free=list(ref.paper_sampled), tail="reference"
+    )  # D_ref from the reference member's full set
     theta_k = m.theta0 * np.array([1.1, 0.9, 1.2, 0.85, 1.0, 1.0, 1.1, 1.0])
     theta = m.full_theta(theta_k)[0]
     smat = read_reference_fc(material_dir("Ge") / REFERENCE_FC_FILE)["supercell_matrix"]
-    res = export_phonopy(tmp_path, ref.space, theta, reference=ref.pairs, theta_ref=ref.theta_ref, supercell=smat, compact=True)
+    res = export_phonopy(
+        tmp_path, ref.space, theta, reference=ref.pairs, theta_ref=ref.theta_ref, supercell=smat, compact=True
+    )
     assert res.max_rel_dev < 1e-6
     ph = phonopy.load(tmp_path / "phonopy_params.yaml", produce_fc=False, symmetrize_fc=False, log_level=0)
     check_frequencies(phonopy_energies(ph, ref.crystal, m.grid.q_rlu), m.frequencies(theta_k)[0])
@@ -80,7 +98,10 @@ def test_reference_round_trip_and_euphonic(tmp_path, ge_reference):
     euphonic = pytest.importorskip("euphonic")
     fc = euphonic.ForceConstants.from_phonopy(path=str(tmp_path))
     modes = fc.calculate_qpoint_frequencies(ref.crystal.rlu_to_prim_frac(Q_TEST), asr=None)
-    check_frequencies(modes.frequencies.to("meV").magnitude, model_energies(ref.space, theta, Q_TEST, reference=ref.pairs, theta_ref=ref.theta_ref))
+    check_frequencies(
+        modes.frequencies.to("meV").magnitude,
+        model_energies(ref.space, theta, Q_TEST, reference=ref.pairs, theta_ref=ref.theta_ref),
+    )
 
 
 def test_pairs_fold_back_to_the_reference_array(ge_reference):
@@ -89,7 +110,10 @@ def test_pairs_fold_back_to_the_reference_array(ge_reference):
     from fcinv.reference import REFERENCE_FC_FILE, read_reference_fc
 
     raw = read_reference_fc(material_dir("Ge") / REFERENCE_FC_FILE)
-    if not (np.allclose(raw["lattice"], ge_reference.crystal.lattice) and np.allclose(raw["positions"], ge_reference.crystal.positions)):
+    if not (
+        np.allclose(raw["lattice"], ge_reference.crystal.lattice)
+        and np.allclose(raw["positions"], ge_reference.crystal.positions)
+    ):
         pytest.skip("the stored reference is in another cell setting than the crystal's")
     folded = pairs_to_phonopy(ge_reference.pairs, raw["supercell_matrix"], compact=True)
     assert np.abs(folded - raw["force_constants"]).max() < 1e-10
@@ -97,14 +121,38 @@ def test_pairs_fold_back_to_the_reference_array(ge_reference):
 
 def test_export_errors(tmp_path, ge_spring, ge_reference):
     theta = ge_spring.theta_ref
-    with pytest.raises(ForceConstantError, match=r"the supercell \[\[2, 0, 0\], \[0, 2, 0\], \[0, 0, 2\]\] is too small"):
+    with pytest.raises(
+        ForceConstantError, match=r"the supercell \[\[2, 0, 0\], \[0, 2, 0\], \[0, 0, 2\]\] is too small"
+    ):
         export_phonopy(tmp_path, ge_spring.space, theta, supercell=(2, 2, 2))
     with pytest.raises(ForceConstantError, match="needs its projection theta_ref"):
-        export_phonopy(tmp_path, ge_reference.space, ge_reference.theta_ref, reference=ge_reference.pairs, supercell=(5, 5, 5))
+        export_phonopy(
+            tmp_path,
+            ge_reference.space,
+            ge_reference.theta_ref,
+            reference=ge_reference.pairs,
+            supercell=(5, 5, 5),
+        )
     with pytest.raises(ForceConstantError, match="needs the supercell it was computed in"):
-        export_phonopy(tmp_path, ge_reference.space, ge_reference.theta_ref, reference=ge_reference.pairs, theta_ref=ge_reference.theta_ref)
-    with pytest.raises(ForceConstantError, match=r"reproduce the forward model only to .* Use the supercell the reference FC set was computed in"):
-        export_phonopy(tmp_path, ge_reference.space, ge_reference.theta_ref, reference=ge_reference.pairs, theta_ref=ge_reference.theta_ref, supercell=(4, 4, 4))
+        export_phonopy(
+            tmp_path,
+            ge_reference.space,
+            ge_reference.theta_ref,
+            reference=ge_reference.pairs,
+            theta_ref=ge_reference.theta_ref,
+        )
+    with pytest.raises(
+        ForceConstantError,
+        match=r"reproduce the forward model only to .* Use the supercell the reference FC set was computed in",
+    ):
+        export_phonopy(
+            tmp_path,
+            ge_reference.space,
+            ge_reference.theta_ref,
+            reference=ge_reference.pairs,
+            theta_ref=ge_reference.theta_ref,
+            supercell=(4, 4, 4),
+        )
     with pytest.raises(ForceConstantError, match="theta has 3 values"):
         export_phonopy(tmp_path, ge_spring.space, [1.0, 2.0, 3.0], supercell=(4, 4, 4))
     assert not any(tmp_path.iterdir())  # nothing written on failure
@@ -116,8 +164,18 @@ def test_read_theta_json_layouts(tmp_path):
     from fcinv.fitting._base import read_theta_json
 
     cases = {
-        "fit.json": ({"theta": {"1NN_xx": 1.0}, "theta_full": {"1NN_xx": 1.0, "1NN_xy": 2.0}, "cost": 3.0}, {"1NN_xx": 1.0, "1NN_xy": 2.0}),
-        "infer.json": ({"names": ["1NN_xx"], "ml": {"1NN_xx": {"theta": 1.5, "sigma": 0.1}}, "refined": {"1NN_xx": {"theta": 1.4, "sigma": 0.01}}}, {"1NN_xx": 1.4}),
+        "fit.json": (
+            {"theta": {"1NN_xx": 1.0}, "theta_full": {"1NN_xx": 1.0, "1NN_xy": 2.0}, "cost": 3.0},
+            {"1NN_xx": 1.0, "1NN_xy": 2.0},
+        ),
+        "infer.json": (
+            {
+                "names": ["1NN_xx"],
+                "ml": {"1NN_xx": {"theta": 1.5, "sigma": 0.1}},
+                "refined": {"1NN_xx": {"theta": 1.4, "sigma": 0.01}},
+            },
+            {"1NN_xx": 1.4},
+        ),
         "ml.json": ({"ml": {"1NN_xx": {"theta": 1.5, "sigma": 0.1}}}, {"1NN_xx": 1.5}),
         "hand.json": ({"1NN_xx": -1.2, "2NN_zz": 0.3}, {"1NN_xx": -1.2, "2NN_zz": 0.3}),
     }

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 #: One-line description of the uncertainties, stored with every result.
 UNCERTAINTY_NOTE = (
-    "sigma = sqrt(diag(s^2 (J^T J)^-1)) at the optimum, s^2 = sum(r^2)/dof: statistical, local (linearised), "
-    "assumes the model is right; excludes systematic errors, wrong minima and mode-assignment errors"
+    "sigma = sqrt(diag((J^T J / s^2 + prior precision)^-1)) at the optimum, s^2 = sum(r^2)/dof: statistical, local (linearised), "
+    "data and prior (Laplace); assumes the model is right; excludes systematic errors, wrong minima and mode-assignment errors"
 )
 
 
@@ -128,9 +128,20 @@ class FitResult:
         lines = [f"{'parameter':<{w}}  {'theta (eV/Å²)':>14}  {'sigma':>10}  {'start':>10}"]
         for n, t, s, t0 in zip(self.names, self.theta, self.sigma, self.theta_start):
             lines.append(f"{n:<{w}}  {t:>14.5f}  {s:>10.5f}  {t0:>10.5f}")
-        status = "converged" if self.success else "NOT CONVERGED"
-        chi = f", χ²/dof = {self.chi2_dof:.3f} (dof {self.dof})" if self.chi2_dof is not None else f", dof {self.dof}"
-        lines.append(f"{status}: {self.message}; cost {self.cost:.6g}{chi}; {self.n_iter} evaluations, {self.wall_s:.2f} s")
+        converged = bool(self.extra.get("converged", self.success))
+        status = ("converged" if converged else "NOT CONVERGED") + (
+            "" if self.extra.get("stable", True) else ", DYNAMICALLY UNSTABLE"
+        )
+        if converged and not self.success and self.extra.get("stable", True):
+            status += ", NOT TRUSTED"
+        chi = (
+            f", χ²/dof = {self.chi2_dof:.3f} (dof {self.dof})"
+            if self.chi2_dof is not None
+            else f", dof {self.dof}"
+        )
+        lines.append(
+            f"{status}: {self.message}; cost {self.cost:.6g}{chi}; {self.n_iter} evaluations, {self.wall_s:.2f} s"
+        )
         return lines
 
 
@@ -140,7 +151,13 @@ def _json_float(v: float) -> float | None:
 
 
 # ----------------------------------------------------------- free parameters
-def resolve_free(space, spec: str | int | Sequence[str] | None, *, ranking: Sequence[str] | None = None, default: Sequence[str] | None = None) -> list[str]:
+def resolve_free(
+    space,
+    spec: str | int | Sequence[str] | None,
+    *,
+    ranking: Sequence[str] | None = None,
+    default: Sequence[str] | None = None,
+) -> list[str]:
     """Turn a free-parameter selection into parameter names.
 
     Parameters
@@ -179,13 +196,17 @@ def resolve_free(space, spec: str | int | Sequence[str] | None, *, ranking: Sequ
         try:
             k = int(raw)
         except ValueError:
-            raise ForceConstantError(f"free-parameter selection '{items[0]}' is not 'top:K' with an integer K. Pass e.g. top:8.") from None
+            raise ForceConstantError(
+                f"free-parameter selection '{items[0]}' is not 'top:K' with an integer K. Pass e.g. top:8."
+            ) from None
         if ranking is None:
             raise ForceConstantError(
                 f"'{items[0]}' needs a sensitivity ranking, and {space.crystal.name} has no embedded reference. Name the parameters or shells instead (e.g. 1NN,2NN) or pass 'all'."
             )
         if not 1 <= k <= len(ranking):
-            raise ForceConstantError(f"top:{k} is out of range; the ranking has {len(ranking)} parameters. Pass 1 <= K <= {len(ranking)}.")
+            raise ForceConstantError(
+                f"top:{k} is out of range; the ranking has {len(ranking)} parameters. Pass 1 <= K <= {len(ranking)}."
+            )
         return list(ranking[:k])
     shells = {s.name: [f"{s.name}_{c}" for c in s.components] for s in space.shells}
     out: list[str] = []
@@ -199,7 +220,9 @@ def resolve_free(space, spec: str | int | Sequence[str] | None, *, ranking: Sequ
             if n not in out:
                 out.append(n)
     if not out:
-        raise ForceConstantError("the free-parameter selection is empty. Pass names, shells, 'all' or 'top:K'.")
+        raise ForceConstantError(
+            "the free-parameter selection is empty. Pass names, shells, 'all' or 'top:K'."
+        )
     return out
 
 
@@ -212,7 +235,9 @@ def mode_gradients(Mp: np.ndarray, V: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- covariance
-def covariance(jac: np.ndarray, cost: float, dof: int, *, absolute_sigma: bool = False, rcond: float = 1e-7) -> tuple[np.ndarray, bool]:
+def covariance(
+    jac: np.ndarray, cost: float, dof: int, *, absolute_sigma: bool = False, rcond: float = 1e-7
+) -> tuple[np.ndarray, bool]:
     """s² (JᵀJ)⁻¹ from the weighted residual Jacobian at the optimum.
 
     Parameters
@@ -276,14 +301,22 @@ def read_theta_json(path) -> tuple[dict[str, float], dict]:
 
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"θ file '{p}' does not exist. Pass the JSON written by fcinv fit / fit-dispersion / infer.")
+        raise DataError(
+            f"θ file '{p}' does not exist. Pass the JSON written by fcinv fit / fit-dispersion / infer."
+        )
     try:
         doc = json.loads(p.read_text())
     except json.JSONDecodeError as exc:
-        raise DataError(f"'{p}' is not valid JSON ({exc}). Pass the JSON written by fcinv fit / fit-dispersion / infer.") from None
+        raise DataError(
+            f"'{p}' is not valid JSON ({exc}). Pass the JSON written by fcinv fit / fit-dispersion / infer."
+        ) from None
     if not isinstance(doc, dict):
-        raise DataError(f"'{p}' holds a JSON {type(doc).__name__}, not an object of θ by name. Pass e.g. {{\"1NN_xx\": -1.4, ...}}.")
-    src = next((doc[k] for k in ("theta_full", "theta", "refined", "ml") if isinstance(doc.get(k), dict)), doc)
+        raise DataError(
+            f"'{p}' holds a JSON {type(doc).__name__}, not an object of θ by name. Pass e.g. {{\"1NN_xx\": -1.4, ...}}."
+        )
+    src = next(
+        (doc[k] for k in ("theta_full", "theta", "refined", "ml") if isinstance(doc.get(k), dict)), doc
+    )
     out: dict[str, float] = {}
     for k, v in src.items():
         if isinstance(v, dict):
@@ -291,7 +324,9 @@ def read_theta_json(path) -> tuple[dict[str, float], dict]:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out[str(k)] = float(v)
     if not out:
-        raise DataError(f"'{p}' has no numeric θ values by parameter name. Pass the JSON written by fcinv fit / fit-dispersion / infer.")
+        raise DataError(
+            f"'{p}' has no numeric θ values by parameter name. Pass the JSON written by fcinv fit / fit-dispersion / infer."
+        )
     bad = [k for k, v in out.items() if not math.isfinite(v)]
     if bad:
         raise DataError(f"'{p}' has non-finite θ for {bad}. Pass finite force constants (eV/Å²).")

@@ -124,12 +124,16 @@ def pairs_to_phonopy(pairs, supercell_matrix, *, compact: bool = False) -> np.nd
     tf[tf >= 1.0] = 0.0
     dist, idx = cKDTree(frac, boxsize=1.0).query(tf)
     if np.any(dist > 1e-5):
-        raise ForceConstantError("a force-constant pair does not land on a supercell atom. The pairs belong to another structure; rebuild them for this crystal.")
+        raise ForceConstantError(
+            "a force-constant pair does not land on a supercell atom. The pairs belong to another structure; rebuild them for this crystal."
+        )
     s2p = np.asarray(sc.s2p_map if hasattr(sc, "s2p_map") else prim.s2p_map)
     prim_index = {int(s): a for a, s in enumerate(p2s)}
     j_found = np.array([prim_index[int(s2p[s])] for s in idx])
     if np.any(j_found != pairs.j):
-        raise ForceConstantError("force-constant pairs point at atoms of the wrong kind in the supercell. Rebuild the pairs for this crystal.")
+        raise ForceConstantError(
+            "force-constant pairs point at atoms of the wrong kind in the supercell. Rebuild the pairs for this crystal."
+        )
     fc = np.zeros((len(p2s), len(frac), 3, 3))
     np.add.at(fc, (pairs.i, idx), pairs.tensors)
     if compact:
@@ -139,7 +143,9 @@ def pairs_to_phonopy(pairs, supercell_matrix, *, compact: bool = False) -> np.nd
     return compact_fc_to_full_fc(prim, fc)
 
 
-def force_constants_array(space, theta_full, supercell, *, reference=None, theta_ref=None, compact: bool = False) -> np.ndarray:
+def force_constants_array(
+    space, theta_full, supercell, *, reference=None, theta_ref=None, compact: bool = False
+) -> np.ndarray:
     """The phonopy force-constant array of a full θ (about a reference set, if given).
 
     Parameters
@@ -168,7 +174,9 @@ def force_constants_array(space, theta_full, supercell, *, reference=None, theta
         fc = space.to_phonopy(theta_full, smat)
     else:
         if theta_ref is None:
-            raise ForceConstantError("exporting about a reference FC set needs its projection theta_ref. Pass theta_ref=space.project(reference).theta.")
+            raise ForceConstantError(
+                "exporting about a reference FC set needs its projection theta_ref. Pass theta_ref=space.project(reference).theta."
+            )
         delta = theta_full - space.check_theta(theta_ref, what="theta_ref")
         fc = pairs_to_phonopy(reference, smat) + space.to_phonopy(delta, smat)
     if compact:
@@ -177,7 +185,16 @@ def force_constants_array(space, theta_full, supercell, *, reference=None, theta
     return fc
 
 
-def check_export(space, fc: np.ndarray, smat: np.ndarray, theta_full, *, reference=None, theta_ref=None, q_rlu: np.ndarray | None = None) -> float:
+def check_export(
+    space,
+    fc: np.ndarray,
+    smat: np.ndarray,
+    theta_full,
+    *,
+    reference=None,
+    theta_ref=None,
+    q_rlu: np.ndarray | None = None,
+) -> float:
     """Largest relative deviation (floor 1 meV) of phonopy's frequencies of ``fc`` from the forward model's."""
     from fcinv.crystal import build_path
     from fcinv.fitting.dispersion_fit import model_energies
@@ -272,7 +289,9 @@ def export_phonopy(
     theta_full = space.check_theta(theta_full)
     if supercell is None:
         if reference is not None:
-            raise ForceConstantError("exporting about a reference FC set needs the supercell it was computed in. Pass supercell=(n, n, n).")
+            raise ForceConstantError(
+                "exporting about a reference FC set needs the supercell it was computed in. Pass supercell=(n, n, n)."
+            )
         from fcinv.crystal import material_info
         from fcinv.errors import MaterialError
 
@@ -281,15 +300,23 @@ def export_phonopy(
         except MaterialError:
             supercell = None
         if supercell is None:
-            raise ForceConstantError(f"no default supercell for '{crystal.name}'. Pass supercell=(n, n, n) (bonds must be shorter than half its shortest translation).")
+            raise ForceConstantError(
+                f"no default supercell for '{crystal.name}'. Pass supercell=(n, n, n) (bonds must be shorter than half its shortest translation)."
+            )
     smat = _smat(supercell)
     fc_full = force_constants_array(space, theta_full, smat, reference=reference, theta_ref=theta_ref)
     dev = None
     if check:
         dev = check_export(space, fc_full, smat, theta_full, reference=reference, theta_ref=theta_ref)
         if not dev <= EXPORT_RTOL:
-            hint = " Use the supercell the reference FC set was computed in." if reference is not None else " Use a larger supercell."
-            raise ForceConstantError(f"the exported force constants on supercell {np.diag(smat).tolist()} reproduce the forward model only to {dev:.1e} (relative).{hint}")
+            hint = (
+                " Use the supercell the reference FC set was computed in."
+                if reference is not None
+                else " Use a larger supercell."
+            )
+            raise ForceConstantError(
+                f"the exported force constants on supercell {np.diag(smat).tolist()} reproduce the forward model only to {dev:.1e} (relative).{hint}"
+            )
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     ph = _phonopy(crystal, smat)
@@ -304,7 +331,9 @@ def export_phonopy(
     }
     _atomic(files["poscar"], lambda p: write_vasp(p, crystal.to_phonopy_atoms()))
     if compact:
-        _atomic(files["force_constants"], lambda p: write_FORCE_CONSTANTS(fc_compact, filename=p, p2s_map=p2s))
+        _atomic(
+            files["force_constants"], lambda p: write_FORCE_CONSTANTS(fc_compact, filename=p, p2s_map=p2s)
+        )
     else:
         _atomic(files["force_constants"], lambda p: write_FORCE_CONSTANTS(fc_full, filename=p))
     _atomic(files["phonopy_yaml"], lambda p: _summary_yaml(ph, p))
@@ -318,15 +347,21 @@ def export_phonopy(
         "theta": dict(zip(space.names, theta_full.tolist())),
         "unit": "eV/Å^2",
         "about_reference": reference is not None,
-        "theta_ref": None if theta_ref is None else dict(zip(space.names, np.asarray(theta_ref, float).tolist())),
+        "theta_ref": None
+        if theta_ref is None
+        else dict(zip(space.names, np.asarray(theta_ref, float).tolist())),
         "supercell_matrix": smat.tolist(),
         "force_constants_layout": "compact" if compact else "full",
         "masses_amu": crystal.masses.tolist(),
         "check_max_rel_dev": dev,
-        "check": f"phonopy frequencies of the written set vs the forward model, default path + 4x4x4 mesh, relative (floor 1 meV) <= {EXPORT_RTOL}" if check else "skipped",
+        "check": f"phonopy frequencies of the written set vs the forward model, default path + 4x4x4 mesh, relative (floor 1 meV) <= {EXPORT_RTOL}"
+        if check
+        else "skipped",
         "note_masses": "POSCAR has no masses: phonopy's own table applies when reading POSCAR + FORCE_CONSTANTS; phonopy.yaml / phonopy_params.yaml carry these masses",
         **(meta or {}),
     }
-    _atomic(files["json"], lambda p: Path(p).write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n"))
+    _atomic(
+        files["json"], lambda p: Path(p).write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+    )
     log.info("exported %s force constants (supercell %s) to %s", crystal.name, np.diag(smat).tolist(), out)
     return ExportResult(outdir=out, files=files, supercell=smat, max_rel_dev=dev)
