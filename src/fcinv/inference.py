@@ -401,6 +401,74 @@ class FCPredictor:
             )
 
 
+# ------------------------------------------------------------ what a model reads
+#: Intensity models a checkpoint can have been trained on.
+INTENSITY_MODELS = ("paper", "physical")
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """What a trained model reads and which forward model matches it.
+
+    Attributes
+    ----------
+    intensity
+        ``"paper"`` (weight-1 Gaussian lines, :class:`~fcinv.forward.ForwardModel`) or ``"physical"``
+        (coherent one-phonon intensity, :class:`~fcinv.forward.physical.PhysicalModel`).
+    fold
+        The fold convention of its training input: ``"one_phonon"`` (Bose, |Q|², E corrections,
+        ``fcinv fold --one-phonon T``) or ``"raw"``.
+    preprocessing
+        The input preprocessing (:func:`fcinv.dataset.preprocess.prepare_input` for every shipped model).
+    recorded
+        Whether the checkpoint recorded this (``training_input`` in its config) or it is the default
+        of a checkpoint written before the key existed (paper intensity, one-phonon fold).
+    """
+
+    intensity: str = "paper"
+    fold: str = "one_phonon"
+    preprocessing: str = "fcinv.dataset.preprocess.prepare_input"
+    recorded: bool = False
+
+
+def input_convention(model) -> InputConvention:
+    """The :class:`InputConvention` of a model: an :class:`FCPredictor` or a checkpoint directory.
+
+    Read from ``training_input`` of the regressor's (or ResNet's) ``config.json``; a checkpoint
+    without it was trained on the paper intensity of the one-phonon-corrected fold (every model
+    before the physical forward model existed).
+
+    Raises
+    ------
+    CheckpointError
+        An intensity or fold name the package does not know.
+    """
+    src = Path(str(getattr(model, "source", model)))
+    cfg: dict = {}
+    if (src / CONFIG).is_file():
+        cfg = read_checkpoint_config(src)
+    ti = cfg.get("training_input")
+    if not ti:
+        return InputConvention()
+    conv = InputConvention(
+        intensity=str(ti.get("intensity", "paper")),
+        fold=str(ti.get("fold", "one_phonon")),
+        preprocessing=str(ti.get("preprocessing", InputConvention.preprocessing)),
+        recorded=True,
+    )
+    if conv.intensity not in INTENSITY_MODELS:
+        raise CheckpointError(
+            f"{src}: training_input.intensity = {conv.intensity!r}; expected one of {INTENSITY_MODELS}. "
+            "Fix the checkpoint's config.json."
+        )
+    if conv.fold not in ("one_phonon", "raw"):
+        raise CheckpointError(
+            f"{src}: training_input.fold = {conv.fold!r}; expected 'one_phonon' or 'raw'. "
+            "Fix the checkpoint's config.json."
+        )
+    return conv
+
+
 # ---------------------------------------------------------------------- loading
 def available_models() -> list[str]:
     """Names of the shipped models (sub-folders of :data:`MODELS_DIR`)."""

@@ -61,10 +61,49 @@ def test_refinement_is_pluggable(pipe, spectrum):
     assert run.result.parts["ml"].theta.tolist() == run.ml.theta.tolist() and run.result.material == "Ge"
 
 
-def test_default_refinement_converts_the_fit(pipe, spectrum):
+def test_default_refinement_converts_the_fit(spectrum):
+    """A paper-intensity model is refined with the paper forward model: the paper spectrum's θ comes back."""
+    pipe = Pipeline("ge-paper", config=PipelineConfig(k_samples=10))
+    assert pipe.convention.intensity == "paper" and not pipe.convention.recorded
     run = pipe.run(spectrum, refine=True)
     assert run.result.method.startswith("fit: ML-initialised refinement") and "ml" in run.result.parts
     assert run.result.adequacy["success"] and abs(run.result["1NN_xx"][0] + 2.0) < 1e-3
+    assert run.result.adequacy["refinement_model"] == "ForwardModel"
+    assert not any(w.startswith("REFINEMENT MODEL") for w in run.result.adequacy.get("warnings", []))
+
+
+def test_physical_model_on_a_folded_input_falls_back_with_a_warning(pipe, spectrum):
+    assert pipe.convention.intensity == "physical" and pipe.convention.recorded
+    model, warning = pipe.refinement_model(spectrum)
+    assert model is pipe.forward_model and "carries no coverage" in warning
+    run = pipe.run(spectrum, refine=True)
+    assert run.result.adequacy["refinement_model"] == "ForwardModel"
+    assert run.result.adequacy["warnings"][0].startswith("REFINEMENT MODEL: the input is already folded")
+
+
+def test_physical_model_of_a_volume_has_its_coverage(pipe):
+    """A 4D volume gives the physical refinement model the fold's own coverage and corrections."""
+    pytest.importorskip("euphonic", reason="the simulated experiment needs Euphonic")
+    from fcinv.experiment.instrument import Goniometer
+    from fcinv.experiment.simulate import ExperimentConfig, force_constants_from_array, simulate_experiment
+    from fcinv.forward.physical import PhysicalModel
+
+    ref = pipe.material.reference
+    c = ref.crystal
+    fc = ref.space.to_phonopy(ref.theta_ref, (4, 4, 4))
+    efc, ecr = force_constants_from_array(
+        fc, c.lattice, c.positions, c.numbers, np.diag([4, 4, 4]), masses=c.masses
+    )
+    run = simulate_experiment(
+        efc, ecr, goniometer=Goniometer.steps(0.0, 1.0, 1), config=ExperimentConfig(seed=0), region=pipe.grid
+    )
+    vol = run.total()
+    fs = pipe.fold(vol)
+    model, warning = pipe.refinement_model(vol)
+    assert warning is None and isinstance(model, PhysicalModel)
+    assert tuple(model.names) == pipe.names and model.corrections == pipe.corrections
+    # the model predicts exactly the pixels the fold measured
+    np.testing.assert_array_equal(np.asarray(model.mask), np.asarray(fs.mask))
 
 
 def test_forward_model_must_vary_the_models_parameters(pipe):

@@ -14,7 +14,7 @@ from fcinv.cli._common import add_logging_args, cli_main, show_progress
 
 
 def get_parser() -> argparse.ArgumentParser:
-    from fcinv.pipeline.demo import DEFAULT_TRUTH
+    from fcinv.pipeline.demo import AUTO_TRUTH, DEFAULT_TRUTH, SHARED_DATA_ENV
 
     p = argparse.ArgumentParser(
         prog="fcinv demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -23,9 +23,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="ge", help="shipped model or model directory (default ge)")
     p.add_argument(
         "--truth",
-        default=DEFAULT_TRUTH,
-        help=f"ensemble member whose force constants are the truth (default {DEFAULT_TRUTH}), or "
-        "dft:<folder>",
+        default=AUTO_TRUTH,
+        help=f"the truth: auto (default: the full DFT Ge set, found through ${SHARED_DATA_ENV} or "
+        f"<repo>/../shared/data, else the fallback: the reference FC set with every parameter at the "
+        f"{DEFAULT_TRUTH} member's values), an ensemble member, or dft:<folder>",
     )
     p.add_argument(
         "--truth-mode",
@@ -34,8 +35,15 @@ def get_parser() -> argparse.ArgumentParser:
         help="sampled: the reference FC set with the sampled parameters at the member's values "
         "(representable); member: the member's own FC set",
     )
-    p.add_argument("--orientations", type=int, default=120)
-    p.add_argument("--single-scans", type=int, default=12, help="single orientations to invert (0: none)")
+    p.add_argument("--orientations", type=int, default=None, help="sample rotations, 1° apart (default 120)")
+    p.add_argument(
+        "--single-scans", type=int, default=None, help="single orientations to invert (0: none; default 12)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small run (3 orientations, 2 single scans) to check the installation, not the method",
+    )
     p.add_argument("--no-refine", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     add_logging_args(p)
@@ -48,16 +56,29 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.pipeline.demo import run_demo
     from fcinv.units import THZ_TO_MEV
 
+    from fcinv.pipeline.demo import resolve_truth
+
     t0 = time.perf_counter()
+    if args.orientations is None:
+        args.orientations = 3 if args.quick else 120
+    if args.single_scans is None:
+        args.single_scans = 2 if args.quick else 12
+    truth, mode = resolve_truth("Ge" if args.model.startswith("ge") else "", args.truth, args.truth_mode)
+    what = (
+        f"the full DFT Ge set ({truth[4:]}, whole FORCE_CONSTANTS file)"
+        if truth.startswith("dft:") and mode == "member"
+        else f"{mode}:{truth}"
+        + (" (fallback: the DFT Ge set was not found)" if args.truth == "auto" else "")
+    )
     print(
         f"fcinv demo: simulated ARCS-like run ({args.orientations} orientations, 5 K, Ei = 40 meV), "
-        f"truth = {args.truth_mode}:{args.truth}"
+        f"truth = {what}"
     )
     r = run_demo(
         args.out,
         model=args.model,
-        truth=args.truth,
-        truth_mode=args.truth_mode,
+        truth=truth,
+        truth_mode=mode,
         orientations=args.orientations,
         single_scans=args.single_scans,
         refine=not args.no_refine,
@@ -69,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if r.refined is not None:
         print("(σ for the refinement: " + r.result.sigma_meaning.split(":")[0] + ")")
     print(
-        f"dispersion of the final θ vs the truth along the path: rms {r.disp_rms_meV:.3f} meV "
+        f"dispersion of the final θ vs the truth's own (phonopy) along the path: rms {r.disp_rms_meV:.3f} meV "
         f"({r.disp_rms_meV / THZ_TO_MEV:.3f} THz)"
     )
     if r.per_orientation:
@@ -90,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 def comparison_table(r) -> str:
     """Truth, ML ± σ and error, and (when refined) refined ± σ and error, one line per parameter."""
     ml, e_ml = r.ml_result, r.rel_err("ml")
-    head = f"{'':5} {'name':<8} {'truth':>9} {'ML':>9} {'± σ':>8} {'err':>7}"
+    head = f"{'':5} {'name':<8} {'truth*':>9} {'ML':>9} {'± σ':>8} {'err':>7}"
     refined = r.refined is not None
     if refined:
         head += f" {'refined':>9} {'± σ':>8} {'err':>7}"
@@ -102,4 +123,7 @@ def comparison_table(r) -> str:
         if e_rf is not None:
             line += f" {r.result.theta[i]:>9.4f} {r.result.sigma[i]:>8.4f} {100 * e_rf[i]:>6.1f}%"
         lines.append(line)
+    lines.append("* the truth's projection onto the model's parameters")
+    if refined and not r.result.adequacy.get("success", True):
+        lines.append("refinement NOT trusted: " + str(r.result.extra.get("message", "")))
     return "\n".join(lines)

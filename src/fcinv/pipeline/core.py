@@ -232,7 +232,7 @@ class Pipeline:
         fm = (
             forward_model
             if forward_model is not None
-            else self.material.forward_model(free=list(self.predictor.names), grid=self.predictor.grid)
+            else self._default_forward_model()
         )
         if tuple(fm.names) != tuple(self.predictor.names):
             raise GridError(
@@ -241,6 +241,22 @@ class Pipeline:
             )
         self.forward_model = fm
         self._refine = refine
+        self._forward_given = forward_model is not None
+        from fcinv.inference import input_convention
+
+        #: What the model was trained on (intensity model, fold convention, preprocessing).
+        self.convention = input_convention(self.predictor)
+
+    def _default_forward_model(self):
+        """The material's forward model varying the model's parameters; about the reference with its
+        tail convention (:meth:`~fcinv.reference.MaterialReference.tail_for`: zero beyond the cutoff when
+        every parameter is free, as the physical models were trained) when the material has one."""
+        names, grid = list(self.predictor.names), self.predictor.grid
+        if self.material.reference_available:
+            return self.material.reference.forward_model(
+                free=names, grid=grid, broadening=self.material.broadening
+            )
+        return self.material.forward_model(free=names, grid=grid)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.predictor.describe()}, {self.material!r})"
@@ -272,15 +288,21 @@ class Pipeline:
         options.setdefault("lattice", self.material.lattice)
         return open_measurement(data, grid=self.grid, **options)
 
+    @property
+    def corrections(self) -> Corrections | None:
+        """The fold corrections this model reads: the configured ones for a one-phonon-fold model,
+        none for a model trained on the raw fold."""
+        return self.config.corrections if self.convention.fold == "one_phonon" else None
+
     def fold(self, measurement: FoldedSpectrum | Volume4D, *, source: str = "the input") -> FoldedSpectrum:
-        """Step 2: onto the model's grid (4D data folded with the configured corrections)."""
+        """Step 2: onto the model's grid (4D data folded with the model's fold convention)."""
         cfg = self.config
         return fold_measurement(
             measurement,
             self.material,
             self.grid,
             q_tolerance=cfg.q_tolerance,
-            corrections=cfg.corrections,
+            corrections=self.corrections,
             rebin=cfg.rebin,
             source=source,
         )
@@ -299,16 +321,72 @@ class Pipeline:
         )
         return pred, res
 
-    def refine(self, spectrum: FoldedSpectrum, prediction, ml: FCResult) -> FCResult:
-        """Step 4: the refinement, started from the ML answer; the ML result is kept in ``parts["ml"]``."""
+    def refinement_model(self, measurement=None) -> tuple[Any, str | None]:
+        """The forward model the refinement fits with, and a warning when it is not the model's own.
+
+        A physical-intensity model is refined with a :class:`~fcinv.forward.physical.PhysicalModel`
+        of the measurement's own coverage (:func:`~fcinv.forward.physical.coverage_from_fold` on the
+        4D volume), predicting the fold with the same corrections, every model parameter free.
+        An already-folded input carries no coverage: the paper forward model is used then, with a
+        warning. A paper-intensity model (or a forward model given to the Pipeline) is used as it is.
+        """
+        if self._forward_given or self.convention.intensity != "physical":
+            return self.forward_model, None
+        if not isinstance(measurement, Volume4D):
+            return self.forward_model, (
+                "the input is already folded and carries no coverage, so the refinement used the paper "
+                "forward model instead of the physical one this model was trained on; pass the 4D data "
+                "for a physical refinement"
+            )
+        from fcinv.experiment.fold import FoldPlan
+        from fcinv.experiment.instrument import Instrument
+        from fcinv.forward.physical import PhysicalModel, coverage_from_fold
+
+        ref = self.material.reference
+        rot = self.material.point_group
+        plan = FoldPlan.build(
+            measurement.edges[:3],
+            self.grid,
+            rot,
+            centering=self.material.centering,  # type: ignore[arg-type]
+            q_tolerance=self.config.q_tolerance,
+        )
+        cov = coverage_from_fold(plan, measurement, rotations=rot)
+        corr = self.corrections
+        temperature = corr.bose_temperature if corr is not None and corr.bose_temperature else 5.0
+        pm = PhysicalModel(
+            ref.space,
+            self.grid,
+            ref.theta_ref,
+            free=list(self.names),
+            coverage=cov,
+            temperature=float(temperature),
+            resolution=Instrument(ei=40.0),
+            corrections=corr,
+        )
+        return pm, None
+
+    def refine(self, spectrum: FoldedSpectrum, prediction, ml: FCResult, measurement=None) -> FCResult:
+        """Step 4: the refinement, started from the ML answer; the ML result is kept in ``parts["ml"]``.
+
+        ``measurement`` (the 4D volume ``spectrum`` was folded from) gives a physical model its
+        coverage (:meth:`refinement_model`). A refinement that is not trusted comes back as the ML
+        answer with ``success=False`` (:func:`fcinv.fitting.refine`)."""
         fn = self._refine
         if fn is None:
             from fcinv.fitting import refine as fn
-        out = fn(self.forward_model, spectrum, prediction)
+        model, warning = self.refinement_model(measurement)
+        out = fn(model, spectrum, prediction)
         if not isinstance(out, FCResult):
             out = FCResult.from_fit(
                 out, material=self.material.name, provenance=Provenance.now(seed=self.config.seed)
             )
+        adequacy = dict(out.adequacy)
+        adequacy["refinement_model"] = type(model).__name__
+        if warning is not None:
+            log.warning(warning)
+            adequacy["warnings"] = [f"REFINEMENT MODEL: {warning}", *adequacy.get("warnings", [])]
+        out = replace(out, adequacy=adequacy)
         return replace(
             out,
             material=out.material or ml.material,
@@ -354,7 +432,7 @@ class Pipeline:
         timings["ml"] = time.perf_counter() - t
         if refine:
             t = time.perf_counter()
-            result = self.refine(fs, pred, result)
+            result = self.refine(fs, pred, result, measurement=measurement)
             timings["refine"] = time.perf_counter() - t
         extra = dict(result.extra, timings_s={k: round(v, 4) for k, v in timings.items()})
         if isinstance(data, (str, Path)):
@@ -389,7 +467,7 @@ class Pipeline:
             orientations=which,
             centering=self.material.centering,
             q_tolerance=self.config.q_tolerance,
-            corrections=self.config.corrections,
+            corrections=self.corrections,
             progress=progress,
         )
         cfg = self.config
