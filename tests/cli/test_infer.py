@@ -81,3 +81,23 @@ def test_infer_refuses_another_grid(tmp_path, ge_model, capsys):
 def test_infer_missing_file(tmp_path, ge_model, capsys):
     assert main(["infer", str(tmp_path / "nope.h5"), "--model", str(ge_model), "--device", "cpu"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_untrusted_refinement_exits_1_unless_allowed(tmp_path, ge_model, capsys, monkeypatch):
+    """A refinement cut off after one evaluation is not trusted: the ML answer comes back, exit 1;
+    with --allow-unstable exit 0 and the same θ."""
+    import fcinv.fitting
+
+    real = fcinv.fitting.refine
+    monkeypatch.setattr(fcinv.fitting, "refine", lambda m, fs, p: real(m, fs, p, max_nfev=1))
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "--material", "Ge", "--theta", "1NN_xx=-2.0", "-o", "s.h5", "--no-png"]) == 0
+    base = ["infer", "s.h5", "--model", str(ge_model), "--refine", "--no-png", "--device", "cpu"]
+    assert main(base + ["--json", "a.json"]) == 1
+    err = capsys.readouterr().err
+    assert "--allow-unstable" in err and "refinement rejected" in err
+    assert main(base + ["--json", "b.json", "--allow-unstable"]) == 0
+    assert "--allow-unstable: exit 0" in capsys.readouterr().out
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert a["adequacy"]["success"] is False and a["theta"] == b["theta"]
+    assert a["theta"] == a["parts"]["ml"]["theta"]

@@ -21,6 +21,7 @@ convention of unit weight per mode; --no-corrections folds the raw intensity.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--refine", action="store_true", help="refine the ML answer by a least-squares fit to the spectrum"
+    )
+    p.add_argument(
+        "--allow-unstable",
+        action="store_true",
+        help="exit 0 even when the refinement is not trusted (did not converge or is dynamically unstable; "
+        "the ML answer is then returned unchanged)",
     )
     p.add_argument(
         "--truth",
@@ -152,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
             truth_f = pipe.forward_model.frequencies(np.array([truth[n] for n in res.names]))[0]
         plot_inversion(png, run, title=f"{pipe.material.name}: {name}", truth_frequencies=truth_f)
         print(f"wrote {png}")
+    for w in run.result.adequacy.get("warnings", []) if run.refined is not None else []:
+        print(f"warning: {w}")
+    if run.refined is not None and not run.refined.adequacy.get("success", True):
+        msg = run.refined.extra.get("message", "the refinement was not trusted")
+        if args.allow_unstable:
+            print(f"warning: {msg} (--allow-unstable: exit 0)")
+            return 0
+        print(f"error: {msg}. Pass --allow-unstable to accept the ML answer (exit 0).", file=sys.stderr)
+        return 1
     return 0
 
 
