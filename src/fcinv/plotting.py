@@ -39,28 +39,6 @@ def new_figure(nrows: int = 1, ncols: int = 1, **kwargs: Any):
     return fig, axes
 
 
-class _PyplotFree:
-    """The three pyplot calls older plotting code makes, served without pyplot (see :func:`_plt`)."""
-
-    @staticmethod
-    def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any):
-        return new_figure(nrows, ncols, **kwargs)
-
-    @staticmethod
-    def get_cmap(name: str):
-        return colormap(name, bad=None)
-
-    @staticmethod
-    def close(fig=None) -> None:  # Figure objects made here are not registered with pyplot
-        return None
-
-
-def _plt() -> _PyplotFree:
-    """Kept for the fitting plots of the parallel branch (it calls ``_plt().subplots``): no pyplot, no
-    ``matplotlib.use``. New code calls :func:`new_figure` and :func:`colormap`."""
-    return _PyplotFree()
-
-
 def colormap(name: str, bad: str | None = "0.75"):
     """A named colormap, with ``bad`` (NaN) pixels in that colour."""
     import matplotlib

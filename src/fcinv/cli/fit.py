@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.experiment.folded import read_folded
     from fcinv.fitting import fit_spectrum
     from fcinv.io import read_theta_json
-    from fcinv.fitting.spectrum_fit import _image_and_jacobian, model_with_free
+    from fcinv.fitting.spectrum_fit import image_and_jacobian, model_with_free
 
     fs = read_folded(args.data)
     crystal = crystal_from_args(args)
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_png:
         from fcinv.fitting.plots import save_spectrum_fit_png
 
-        img, _ = _image_and_jacobian(model, res.theta, jacobian=False)
+        img, _ = image_and_jacobian(model, res.theta, jacobian=False)
         fitted = ex["scale"] * img + ex["background"]
         freqs = model.frequencies(res.theta)[0]
         png = Path(args.png) if args.png else out.with_suffix(".png")

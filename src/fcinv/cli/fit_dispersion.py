@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.errors import DataError, MaterialError, StructureError
     from fcinv.fcspace import FCSpace
     from fcinv.fitting import fit_dispersion, read_points, resolve_free
-    from fcinv.fitting._base import read_theta_json
+    from fcinv.io import read_theta_json
     from fcinv.fitting.dispersion_fit import model_energies, scaled_start
 
     points = read_points(args.points)

@@ -77,13 +77,24 @@ def _key(d: np.ndarray) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.round(np.asarray(d) * 1e5))
 
 
-def _supercell_matrix(smat) -> np.ndarray:
+def supercell_matrix(smat) -> np.ndarray:
+    """A supercell as a 3×3 integer matrix: 3 integers (a diagonal) or a non-singular 3×3 integer matrix.
+
+    Raises
+    ------
+    ForceConstantError
+        Anything else.
+    """
     m = np.asarray(smat)
     if m.shape == (3,):
         m = np.diag(m)
     if m.shape != (3, 3) or not np.all(np.round(m) == m) or round(abs(np.linalg.det(m))) < 1:
         raise ForceConstantError(f"supercell {np.asarray(smat).tolist()} is not 3 integers or a non-singular 3x3 integer matrix. Pass e.g. --supercell 4 4 4.")
     return m.astype(int)
+
+
+#: The former private name, used inside :mod:`fcinv.fcspace`.
+_supercell_matrix = supercell_matrix
 
 
 def merge_pairs(fc: PairFC) -> PairFC:

@@ -76,9 +76,9 @@ class ExportResult:
 
 
 def _smat(supercell) -> np.ndarray:
-    from fcinv.fcspace.pairs import _supercell_matrix
+    from fcinv.fcspace.pairs import supercell_matrix
 
-    return _supercell_matrix(supercell)
+    return supercell_matrix(supercell)
 
 
 def _phonopy(crystal, smat: np.ndarray):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from fcinv.grid import SpectrumGrid
-from fcinv.plotting import _plt, save_figure
+from fcinv.plotting import colormap, new_figure, save_figure
 
 
 def save_spectrum_fit_png(
@@ -30,15 +30,14 @@ def save_spectrum_fit_png(
     """
     from fcinv.plotting import plot_spectrum
 
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), dpi=110, sharey=True)
+    fig, axes = new_figure(1, 3, figsize=(15, 3.8), dpi=110, sharey=True)
     vmax = float(np.nanpercentile(data, 99.5)) if np.any(np.isfinite(data)) else 1.0
     plot_spectrum(axes[0], data, grid, frequencies=frequencies, title="data, fitted dispersion", vmax=vmax)
     plot_spectrum(axes[1], fitted, grid, title="fitted model", vmax=vmax)
     diff = np.where(np.isfinite(data), data - fitted, np.nan)
     lim = float(np.nanpercentile(np.abs(diff), 99.5)) if np.any(np.isfinite(diff)) else 1.0
     img = np.ma.masked_invalid(diff)
-    cm = plt.get_cmap("RdBu_r").with_extremes(bad="0.75")
+    cm = colormap("RdBu_r", bad="0.75")
     axes[2].imshow(
         img.T,
         origin="lower",
@@ -130,8 +129,7 @@ def save_dispersion_fit_png(
     energy_model
         Shape (n,) meV: the fitted energy of each point's assigned branch.
     """
-    plt = _plt()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.2), dpi=110, gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, (ax, ax2) = new_figure(1, 2, figsize=(13, 4.2), dpi=110, gridspec_kw={"width_ratios": [2.2, 1]})
     x = np.arange(grid.n_q) + 0.5
     starts = [0] + [int(t) for t in grid.ticks[1:-1]] + [grid.n_q]
     for mode in range(path_energies.shape[1]):
@@ -185,13 +183,12 @@ def save_dispersion_residuals_png(
         Indices of points flagged as outliers (drawn as crosses; their residual is clipped to
         the panel and printed).
     """
-    plt = _plt()
     names = points.names
     groups = list(dict.fromkeys(names))
     n = len(groups)
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.0 * rows), dpi=110, squeeze=False)
+    fig, axes = new_figure(rows, cols, figsize=(4.3 * cols, 3.0 * rows), dpi=110, squeeze=False)
     qn = np.linalg.norm(points.q_rlu, axis=1)
     bad = np.zeros(len(points), bool)
     bad[list(flagged)] = True

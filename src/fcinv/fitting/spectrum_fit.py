@@ -160,8 +160,10 @@ class _SubsetModel:
         return d
 
 
-def _image_and_jacobian(model, theta, *, jacobian: bool = True):
-    """Image (n_q, n_E) and ∂I/∂θ (n_q, n_E, k): analytic for ForwardModel, else central differences.
+def image_and_jacobian(model, theta, *, jacobian: bool = True):
+    """Image (n_q, n_E) float64 and ∂I/∂θ (n_q, n_E, k) per eV/Å² (None without ``jacobian``) of any
+    forward model at θ (shape (k,), eV/Å², values of ``model.names``): analytic for ForwardModel,
+    else central differences.
 
     Central-difference steps: h_p = 1e-3 · max(|θ_p|, 0.05 · max|θ|); all 2k + 1 images in one
     batched call of ``model.spectra``.
@@ -179,6 +181,10 @@ def _image_and_jacobian(model, theta, *, jacobian: bool = True):
     imgs = np.asarray(model.spectra(batch), dtype=np.float64)
     jac = ((imgs[1 : k + 1] - imgs[k + 1 :]) / (2.0 * h)[:, None, None]).transpose(1, 2, 0)
     return imgs[0], jac
+
+
+#: The former private name (used in this module).
+_image_and_jacobian = image_and_jacobian
 
 
 def spectrum_and_jacobian(
