@@ -27,6 +27,7 @@ def test_tiny_demo(tmp_path, monkeypatch):
     assert np.max(np.abs(r.truth - ref.theta_ref)) > 1e-3
     # a 3-orientation ML answer is not the truth's dispersion, and not absurdly far from it (meV)
     assert len(r.per_orientation["psi_deg"]) == 2 and 0.05 < r.disp_rms_meV < 10.0
+    assert r.ml_disp_rms_meV == r.disp_rms_meV  # no refinement: the final answer is the ML one
     for k in ("run", "folded", "figure", "single_scans", "result", "summary"):
         assert (tmp_path / r.files[k].split("/")[-1]).stat().st_size > 0
     back = FCResult.from_json(tmp_path / "result.json")

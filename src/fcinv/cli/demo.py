@@ -90,9 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     if r.refined is not None:
         print("(σ for the refinement: " + r.result.sigma_meaning.split(":")[0] + ")")
     print(
-        f"dispersion of the final θ vs the truth's own (phonopy) along the path: rms {r.disp_rms_meV:.3f} meV "
+        "dispersion of the final θ vs the truth's own (phonopy) along the path: "
+        f"rms {r.disp_rms_meV:.3f} meV "
         f"({r.disp_rms_meV / THZ_TO_MEV:.3f} THz)"
     )
+    if r.refined is not None and r.ml_disp_rms_meV is not None:
+        print(
+            f"  (the ML answer before the refinement: rms {r.ml_disp_rms_meV:.3f} meV, "
+            f"{r.ml_disp_rms_meV / THZ_TO_MEV:.3f} THz)"
+        )
     if r.per_orientation:
         p = r.per_orientation
         print(
