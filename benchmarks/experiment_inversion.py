@@ -260,8 +260,9 @@ def evaluate_run(
     disp_mesh,
     temperature: float,
     args,
+    paper_predictor=None,
 ) -> dict:
-    """ML alone, the physical refinement and the paper-convention refinement on one run."""
+    """ML alone (and the paper-convention model's), the physical refinement and the paper-convention refinement on one run."""
     from fcinv.experiment.fold import FoldPlan
     from fcinv.experiment.instrument import Instrument
 
@@ -297,6 +298,16 @@ def evaluate_run(
     out["ml_rel_err"] = dict(zip(fc03, rel_err(ml_full, truth, fc03).tolist()))
     out["ml_disp_rms_THz"] = rms(model_thz(ref, ml_full, q_path, ml_tail), disp_path)
     out["ml_mesh_rms_THz"] = rms(model_thz(ref, ml_full, q_mesh, ml_tail), disp_mesh)
+    if paper_predictor is not None:  # the paper-convention model beside it (same corrected fold)
+        pp = paper_predictor.predict(img, k_samples=100, seed=0)
+        pfull = dict(zip(names_all, ref.theta_ref.tolist()))
+        pfull.update(dict(zip(paper_predictor.names, np.asarray(pp.theta, float).tolist())))
+        ptail = "zero" if set(paper_predictor.names) == set(names_all) else "reference"
+        out["paper_ml"] = {
+            "rel_err": dict(zip(fc03, rel_err(pfull, truth, fc03).tolist())),
+            "disp_rms_THz": rms(model_thz(ref, pfull, q_path, ptail), disp_path),
+            "mesh_rms_THz": rms(model_thz(ref, pfull, q_mesh, ptail), disp_mesh),
+        }
     # the start of both refinements: ML values, the prior centre (training-domain centre) for what the model does not predict
     dom = ref.domain(names_all)
     centre = dict(zip(names_all, (0.5 * (dom.low + dom.high)).tolist()))
@@ -411,6 +422,13 @@ def print_run(r: dict, truth: dict, fc03) -> None:
     print(
         f"ML alone: FC0-FC3 max {max(r['ml_rel_err'].values()):.3f}; dispersion rms {r['ml_disp_rms_THz']:.3f} THz (path), {r['ml_mesh_rms_THz']:.3f} THz (mesh)"
     )
+    if "paper_ml" in r:
+        pm = r["paper_ml"]
+        print(
+            f"ML alone, paper-convention model ({r['paper_model']}): FC0-FC3 "
+            + ", ".join(f"{100 * pm['rel_err'][n]:.1f} %" for n in fc03)
+            + f" (max {max(pm['rel_err'].values()):.3f}); dispersion rms {pm['disp_rms_THz']:.3f} THz (path), {pm['mesh_rms_THz']:.3f} THz (mesh)"
+        )
     for k in ("physical", "paper"):
         f = r["refined"].get(k, {})
         if "theta" not in f:
@@ -435,6 +453,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--model", default="ge", help="installed model name or folder (default ge: whichever is installed)"
+    )
+    ap.add_argument(
+        "--paper-model", default="ge-paper", help="paper-convention model shown beside it ('none' to skip)"
     )
     ap.add_argument("--out", default="out/experiment_inversion")
     ap.add_argument(
@@ -461,6 +482,16 @@ def main() -> None:
     predictor = load_model(args.model)
     ref = load_reference("Ge")
     _, desc = ml_input_kind(predictor)
+    paper_predictor = None
+    if args.paper_model.lower() != "none" and args.paper_model != args.model:
+        try:
+            paper_predictor = load_model(args.paper_model)
+        except Exception as exc:  # noqa: BLE001 - an optional comparison
+            print(f"paper-convention model {args.paper_model!r} not available ({exc}); skipped")
+        else:
+            print(
+                f"paper-convention model beside it: {args.paper_model} = {ml_input_kind(paper_predictor)[1]}"
+            )
     print(
         f"truth: the DFT Ge FORCE_CONSTANTS file as it is ({SHARED}, 4x4x4 supercell); compared with its projection onto the "
         f"{ref.space.n_params} parameters of {len(ref.space.shells)} shells and with its own phonopy dispersion"
@@ -495,7 +526,21 @@ def main() -> None:
         wanted, key=lambda r: r[0] == "T5_n120"
     ):  # the headline last, above RESULT
         info = simulate_and_fold(out, label, temp, n_or, predictor.grid, ref.crystal)
-        r = evaluate_run(label, info, predictor, ref, truth, q_path, q_mesh, disp_path, disp_mesh, temp, args)
+        r = evaluate_run(
+            label,
+            info,
+            predictor,
+            ref,
+            truth,
+            q_path,
+            q_mesh,
+            disp_path,
+            disp_mesh,
+            temp,
+            args,
+            paper_predictor=paper_predictor,
+        )
+        r["paper_model"] = args.paper_model
         for f in r["refined"].values():
             if "theta" in f:
                 f["rel_err_vs_dispersion_best"] = dict(zip(fc03, rel_err(f["theta"], best, fc03).tolist()))

@@ -37,5 +37,7 @@ def test_dft_check_of_the_paper_model(dft):
     assert r["names"] == ref.paper_sampled and r["tail"] == "reference"
     row = r["per_parameter"]["1NN_xx"]
     assert row["rel_err"] == pytest.approx(abs(row["pred"] - row["truth"]) / abs(row["truth"]))
-    assert r["max_rel_err_fc0_3"] == pytest.approx(max(r["per_parameter"][n]["rel_err"] for n in ref.paper_sampled[:4]))
+    assert r["max_rel_err_fc0_3"] == pytest.approx(
+        max(r["per_parameter"][n]["rel_err"] for n in ref.paper_sampled[:4])
+    )
     assert 0 < r["disp_rms_THz"] < 2

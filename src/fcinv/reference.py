@@ -80,16 +80,28 @@ def read_reference_fc(path: str | Path) -> dict:
     import h5py
 
     path = Path(path)
-    need = ("force_constants", "p2s_map", "supercell_matrix", "unitcell/lattice", "unitcell/positions", "unitcell/numbers", "unitcell/masses")
+    need = (
+        "force_constants",
+        "p2s_map",
+        "supercell_matrix",
+        "unitcell/lattice",
+        "unitcell/positions",
+        "unitcell/numbers",
+        "unitcell/masses",
+    )
     try:
         with h5py.File(path, "r") as h5:
             missing = [k for k in need if k not in h5]
             if missing:
-                raise DataError(f"reference force-constant file '{path}' lacks {missing}. Regenerate it with `fcinv reference <material>`.")
+                raise DataError(
+                    f"reference force-constant file '{path}' lacks {missing}. Regenerate it with `fcinv reference <material>`."
+                )
             out = {k.split("/")[-1]: h5[k][()] for k in need}
             out.update({k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()})
     except OSError as exc:
-        raise DataError(f"cannot read reference force-constant file '{path}' ({exc}). Regenerate it with `fcinv reference <material>`.") from None
+        raise DataError(
+            f"cannot read reference force-constant file '{path}' ({exc}). Regenerate it with `fcinv reference <material>`."
+        ) from None
     return out
 
 
@@ -97,11 +109,15 @@ def load_ensemble(material: str) -> dict:
     """The embedded ``ensemble.json`` of a material."""
     path = material_dir(material) / ENSEMBLE_FILE
     if not path.is_file():
-        raise DataError(f"no embedded ensemble data at '{path}'. Generate it with `fcinv reference {material}` (needs the [mlff] extra).")
+        raise DataError(
+            f"no embedded ensemble data at '{path}'. Generate it with `fcinv reference {material}` (needs the [mlff] extra)."
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise DataError(f"'{path}' is not valid JSON ({exc}). Regenerate it with `fcinv reference {material}`.") from None
+        raise DataError(
+            f"'{path}' is not valid JSON ({exc}). Regenerate it with `fcinv reference {material}`."
+        ) from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,7 +187,13 @@ class MaterialReference:
         return TAIL_REFERENCE
 
     def forward_model(
-        self, *, free: list[str] | None = None, grid=None, broadening=None, mesh: int = 4, tail: str | None = None
+        self,
+        *,
+        free: list[str] | None = None,
+        grid=None,
+        broadening=None,
+        mesh: int = 4,
+        tail: str | None = None,
     ):
         """The forward model about this reference, varying ``free`` (default: every parameter).
 
@@ -194,9 +216,13 @@ class MaterialReference:
             info = material_info(self.material)
             broadening = Broadening(float(info.get("fwhm_meV", 1.2)), float(info.get("fwhm_slope", 0.0)))
         return ForwardModel(
-            self.space, grid or default_grid(self.crystal), self.theta_ref,
+            self.space,
+            grid or default_grid(self.crystal),
+            self.theta_ref,
             reference=self.pairs if tail == TAIL_REFERENCE else None,
-            free=free or self.sampled, broadening=broadening, mesh=mesh,
+            free=free or self.sampled,
+            broadening=broadening,
+            mesh=mesh,
         )
 
     def domain(self, names: list[str] | None = None, *, widen: tuple[float, float] | None = None):
@@ -205,17 +231,29 @@ class MaterialReference:
 
         names = list(names or self.sampled)
         lo, hi = self.bounds(names)
-        return widened_domain(names, lo, hi, self.theta_ref[self.space.index(names)], widen=tuple(widen or DEFAULT_WIDEN))
+        return widened_domain(
+            names, lo, hi, self.theta_ref[self.space.index(names)], widen=tuple(widen or DEFAULT_WIDEN)
+        )
 
     def summary(self) -> dict:
         """JSON-able description: shells, cutoff, parameters in ranking order with bounds and sources."""
         idx = {n: i for i, n in enumerate(self.space.names)}
         return {
-            "material": self.material, "n_shells": self.n_shells, "cutoff_A": self.space.cutoff,
-            "n_params": self.space.n_params, "tail": self.tail, "reference_member": self.reference_member,
+            "material": self.material,
+            "n_shells": self.n_shells,
+            "cutoff_A": self.space.cutoff,
+            "n_params": self.space.n_params,
+            "tail": self.tail,
+            "reference_member": self.reference_member,
             "parameters": [
-                {"label": f"FC{r}", "name": n, "theta_ref": float(self.theta_ref[idx[n]]), "lower": float(self.lower[idx[n]]),
-                 "upper": float(self.upper[idx[n]]), "bounds": self.bounds_source[idx[n]] if self.bounds_source else "ensemble"}
+                {
+                    "label": f"FC{r}",
+                    "name": n,
+                    "theta_ref": float(self.theta_ref[idx[n]]),
+                    "lower": float(self.lower[idx[n]]),
+                    "upper": float(self.upper[idx[n]]),
+                    "bounds": self.bounds_source[idx[n]] if self.bounds_source else "ensemble",
+                }
                 for r, n in enumerate(self.sampled)
             ],
         }
@@ -224,7 +262,9 @@ class MaterialReference:
 def check_tail(tail: str) -> str:
     """Validate a tail name (:data:`TAIL_ZERO` or :data:`TAIL_REFERENCE`)."""
     if tail not in (TAIL_ZERO, TAIL_REFERENCE):
-        raise DataError(f"tail={tail!r} is not known. Pass '{TAIL_ZERO}' (nothing beyond the cutoff) or '{TAIL_REFERENCE}' (the reference member's FCs).")
+        raise DataError(
+            f"tail={tail!r} is not known. Pass '{TAIL_ZERO}' (nothing beyond the cutoff) or '{TAIL_REFERENCE}' (the reference member's FCs)."
+        )
     return tail
 
 
@@ -236,11 +276,15 @@ def check_shells(n_shells, material: str = "") -> int:
         raise DataError(f"--shells {n_shells!r} is not an integer. Pass a shell count such as 5.") from None
     if n != n_shells or not 1 <= n <= MAX_SHELLS:
         where = f" for {material}" if material else ""
-        raise DataError(f"--shells {n_shells}{where} is out of range. Pass a neighbour-shell count from 1 to {MAX_SHELLS} (default: the material's cutoff_shells).")
+        raise DataError(
+            f"--shells {n_shells}{where} is out of range. Pass a neighbour-shell count from 1 to {MAX_SHELLS} (default: the material's cutoff_shells)."
+        )
     return n
 
 
-def load_reference(material: str, n_shells: int | None = None, *, tail: str | None = None) -> MaterialReference:
+def load_reference(
+    material: str, n_shells: int | None = None, *, tail: str | None = None
+) -> MaterialReference:
     """Load an embedded material's reference, optionally at another shell count (cached; read-only).
 
     This is the one builder of a material's parameter space: the FCSpace of
@@ -282,11 +326,15 @@ def _load_reference(material: str, n_shells: int, tail: str) -> MaterialReferenc
         paper = [s["name"] if isinstance(s, dict) else str(s) for s in ens["sampled"]]
         ranking = [str(r) for r in ens.get("ranking", paper)]
     except KeyError as exc:
-        raise DataError(f"the embedded ensemble of {crystal.name} lacks {exc}. Regenerate it with `fcinv reference {crystal.name}`.") from None
+        raise DataError(
+            f"the embedded ensemble of {crystal.name} lacks {exc}. Regenerate it with `fcinv reference {crystal.name}`."
+        ) from None
     ens_names = ens_names or list(ens_theta_ref)
     space = FCSpace(crystal, n_shells=n_shells)
     cut = ens.get("space", {}).get("cutoff_A")
-    ens_shells = FCSpace(crystal, cutoff=float(cut)) if cut else FCSpace(crystal, n_shells=_n_shells_of(ens_names))
+    ens_shells = (
+        FCSpace(crystal, cutoff=float(cut)) if cut else FCSpace(crystal, n_shells=_n_shells_of(ens_names))
+    )
     if list(ens_shells.names) != ens_names:
         raise DataError(
             f"the embedded ensemble of {crystal.name} was made for parameters {ens_names[:4]}... but the current space has "
@@ -301,14 +349,21 @@ def _load_reference(material: str, n_shells: int, tail: str) -> MaterialReferenc
             f"--shells {n_shells} for {crystal.name} reaches {space.cutoff:.2f} Å, beyond what the embedded reference FC set "
             f"(supercell {np.diag(smat).tolist()}) holds. Pass fewer shells or regenerate the reference at a larger supercell."
         ) from None
-    unit = PhonopyAtoms(numbers=fc["numbers"], cell=fc["lattice"], scaled_positions=fc["positions"], masses=fc["masses"])
+    unit = PhonopyAtoms(
+        numbers=fc["numbers"], cell=fc["lattice"], scaled_positions=fc["positions"], masses=fc["masses"]
+    )
     pairs = pairs_from_phonopy(crystal, fc["force_constants"], unit, fc["supercell_matrix"])
     proj = space.project(pairs).theta
     theta_ref = np.array([ens_theta_ref.get(n, proj[i]) for i, n in enumerate(space.names)])
     # half-width for parameters beyond the embedded shells: largest |θ| of a stable member in the outermost embedded shell
     outer = ens_shells.shells[-1].name
     members = [m for m in ens.get("members", []) if m.get("status") == "stable" and "projection" in m]
-    outer_vals = [abs(float(m["projection"]["theta"][n])) for m in members for n in ens_names if n.startswith(outer + "_")]
+    outer_vals = [
+        abs(float(m["projection"]["theta"][n]))
+        for m in members
+        for n in ens_names
+        if n.startswith(outer + "_")
+    ]
     outer_vals += [abs(ens_lower[n]) for n in ens_names if n.startswith(outer + "_")]
     outer_vals += [abs(ens_upper[n]) for n in ens_names if n.startswith(outer + "_")]
     h = max(outer_vals)
@@ -324,8 +379,18 @@ def _load_reference(material: str, n_shells: int, tail: str) -> MaterialReferenc
             source.append("reference±h")
     sampled = [n for n in ranking if n in space.names] + [n for n in space.names if n not in ranking]
     return MaterialReference(
-        crystal, space, pairs, theta_ref, sampled, np.array(lower), np.array(upper), ens,
-        paper_sampled=[n for n in paper if n in space.names], n_shells=n_shells, tail=tail, bounds_source=tuple(source),
+        crystal,
+        space,
+        pairs,
+        theta_ref,
+        sampled,
+        np.array(lower),
+        np.array(upper),
+        ens,
+        paper_sampled=[n for n in paper if n in space.names],
+        n_shells=n_shells,
+        tail=tail,
+        bounds_source=tuple(source),
     )
 
 

@@ -47,7 +47,9 @@ def test_bad_shells_are_one_line_errors(bad, tmp_path):
 def test_domain_contains_dft_ge_in_every_parameter(ge, ge_dft_dir):
     from fcinv.fcspace import read_phonopy
 
-    dft = ge.space.project(read_phonopy(ge.crystal, ge_dft_dir / "FORCE_CONSTANTS", ge_dft_dir / "POSCAR", (4, 4, 4))).theta
+    dft = ge.space.project(
+        read_phonopy(ge.crystal, ge_dft_dir / "FORCE_CONSTANTS", ge_dft_dir / "POSCAR", (4, 4, 4))
+    ).theta
     dom = ge.domain()
     assert list(dom.names) == ge.sampled and len(dom.names) == 16
     where = dom.where(dft[ge.space.index(ge.sampled)])
@@ -63,7 +65,24 @@ def test_cli_dataset_all_parameters_and_shells(tmp_path):
     from fcinv.cli.dataset import main
 
     assert main(["-m", "Ge", "-n", "40", "--seed", "2", "-o", str(tmp_path / "a.h5"), "--no-progress"]) == 0
-    assert main(["-m", "Ge", "-n", "40", "--seed", "2", "--shells", "3", "-o", str(tmp_path / "b.h5"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "-m",
+                "Ge",
+                "-n",
+                "40",
+                "--seed",
+                "2",
+                "--shells",
+                "3",
+                "-o",
+                str(tmp_path / "b.h5"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     a, b = read_dataset(tmp_path / "a.h5"), read_dataset(tmp_path / "b.h5")
     assert a.k == 16 and b.k == 10 and a.meta["fixed_names"] == [] and b.meta["fixed_names"] == []
     assert a.meta["forward_model"]["reference"] == "theta_ref"  # zero tail
@@ -84,7 +103,9 @@ def test_randomised_set_is_deterministic_resumable_and_recorded(tmp_path, ge, mo
     assert a.meta["randomisation"]["group"] == 7 and a.meta["coverages"] == ["full"]
     clean = a.conditions["clean"] > 0
     assert clean.any() and (~clean).any()
-    assert np.all(np.isinf(a.conditions["counts_scale"][clean])) and np.all(a.conditions["background"][clean] == 0)
+    assert np.all(np.isinf(a.conditions["counts_scale"][clean])) and np.all(
+        a.conditions["background"][clean] == 0
+    )
     np.testing.assert_allclose(a.spectra[clean], prepare_input(model.spectra(a.theta[clean])), atol=1e-6)
     assert not np.allclose(a.spectra[~clean], prepare_input(model.spectra(a.theta[~clean])), atol=1e-3)
     # resume after an interruption gives the same file
@@ -122,9 +143,11 @@ def test_masks_make_unmeasured_pixels_zero(ge, rng):
 
 @pytest.mark.parametrize(
     "kw, match",
-    [({"temperature_K": (300, 5)}, r"temperature_K=\(300, 5\) is not a valid range"),
-     ({"clean_fraction": 2.0}, "clean_fraction=2.0 is outside"),
-     ({"group": 0}, "group=0 must be a positive integer")],
+    [
+        ({"temperature_K": (300, 5)}, r"temperature_K=\(300, 5\) is not a valid range"),
+        ({"clean_fraction": 2.0}, "clean_fraction=2.0 is outside"),
+        ({"group": 0}, "group=0 must be a positive integer"),
+    ],
 )
 def test_bad_randomisation(kw, match):
     with pytest.raises(RandomisationError, match=match):

@@ -25,7 +25,13 @@ def conditioner(ge3):
     return physical_forward(ge3, ge3.sampled, coverages=["single0"], randomised=True)
 
 
-RND = Randomisation(temperature_K=(5.0, 300.0), group=8, clean_fraction=0.3, temperature_levels=(5.0, 300.0), fwhm_levels=(1.0,))
+RND = Randomisation(
+    temperature_K=(5.0, 300.0),
+    group=8,
+    clean_fraction=0.3,
+    temperature_levels=(5.0, 300.0),
+    fwhm_levels=(1.0,),
+)
 
 
 def test_physical_set_deterministic_and_resumable(tmp_path, ge3, conditioner, monkeypatch):

@@ -18,8 +18,17 @@ def test_all_parameters_dataset_to_prediction(tmp_path):
     ref = load_reference("Ge")
     model = ref.forward_model()
     assert model.k == ref.space.n_params == 16
-    path = generate(PaperConditioner(model), ref.domain(), 48, tmp_path / "ge16.h5", randomisation=Randomisation(group=6),
-                    seed=0, chunk=60, progress=False, command="test")
+    path = generate(
+        PaperConditioner(model),
+        ref.domain(),
+        48,
+        tmp_path / "ge16.h5",
+        randomisation=Randomisation(group=6),
+        seed=0,
+        chunk=60,
+        progress=False,
+        command="test",
+    )
     ds = read_dataset(path)
     assert ds.names == tuple(ref.sampled) and ds.conditions["background"].shape == (48,)
     cfg = TrainConfig(epochs=2, batch_size=16, lr=3e-3, progress=False, seed=0)

@@ -24,26 +24,75 @@ from fcinv.cli._common import command_line
 def get_parser() -> argparse.ArgumentParser:
     from fcinv.dataset.generate import DEFAULT_WIDEN
 
-    p = argparse.ArgumentParser(prog="fcinv dataset", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--material", "-m", default="Ge", help="embedded material with a Stage I reference (Ge, Nb)")
-    p.add_argument("-n", type=int, default=10000, help="number of stable samples (default 10000, the paper's)")
+    p = argparse.ArgumentParser(
+        prog="fcinv dataset", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--material", "-m", default="Ge", help="embedded material with a Stage I reference (Ge, Nb)"
+    )
+    p.add_argument(
+        "-n", type=int, default=10000, help="number of stable samples (default 10000, the paper's)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="output HDF5 dataset")
-    p.add_argument("--shells", type=int, default=None, help="neighbour shells in the cutoff (default: the material's cutoff_shells)")
-    p.add_argument("--tail", choices=("zero", "reference"), default=None,
-                   help="beyond the cutoff: zero (default) or the reference member's force constants")
-    p.add_argument("--top-k", type=int, default=None,
-                   help="paper convention: sample only the k most sensitive parameters, hold the rest at the reference member")
-    p.add_argument("--intensity", choices=("paper", "physical"), default="paper",
-                   help="paper: every mode weight 1 (default); physical: coherent one-phonon intensity (fcinv.forward.physical)")
-    p.add_argument("--randomise", action="store_true",
-                   help="measurement-like spectra: temperature, resolution, coverage, background and counts drawn per sample")
-    p.add_argument("--temperature", type=float, nargs=2, default=(5.0, 300.0), metavar=("LOW", "HIGH"), help="temperature range, K (default 5 300)")
-    p.add_argument("--coverage", nargs="+", default=None, metavar="NAME",
-                   help="coverages drawn with --randomise (physical: see fcinv.dataset.physical.COVERAGES; default all)")
-    p.add_argument("--clean-fraction", type=float, default=0.1, help="share of clean samples with --randomise (default 0.1)")
-    p.add_argument("--widen", type=float, nargs=2, default=list(DEFAULT_WIDEN), metavar=("TOWARD_ZERO", "AWAY"),
-                   help=f"domain widening as fractions of the ensemble range (default {DEFAULT_WIDEN[0]} {DEFAULT_WIDEN[1]})")
+    p.add_argument(
+        "--shells",
+        type=int,
+        default=None,
+        help="neighbour shells in the cutoff (default: the material's cutoff_shells)",
+    )
+    p.add_argument(
+        "--tail",
+        choices=("zero", "reference"),
+        default=None,
+        help="beyond the cutoff: zero (default) or the reference member's force constants",
+    )
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="paper convention: sample only the k most sensitive parameters, hold the rest at the reference member",
+    )
+    p.add_argument(
+        "--intensity",
+        choices=("paper", "physical"),
+        default="paper",
+        help="paper: every mode weight 1 (default); physical: coherent one-phonon intensity (fcinv.forward.physical)",
+    )
+    p.add_argument(
+        "--randomise",
+        action="store_true",
+        help="measurement-like spectra: temperature, resolution, coverage, background and counts drawn per sample",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        nargs=2,
+        default=(5.0, 300.0),
+        metavar=("LOW", "HIGH"),
+        help="temperature range, K (default 5 300)",
+    )
+    p.add_argument(
+        "--coverage",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="coverages drawn with --randomise (physical: see fcinv.dataset.physical.COVERAGES; default all)",
+    )
+    p.add_argument(
+        "--clean-fraction",
+        type=float,
+        default=0.1,
+        help="share of clean samples with --randomise (default 0.1)",
+    )
+    p.add_argument(
+        "--widen",
+        type=float,
+        nargs=2,
+        default=list(DEFAULT_WIDEN),
+        metavar=("TOWARD_ZERO", "AWAY"),
+        help=f"domain widening as fractions of the ensemble range (default {DEFAULT_WIDEN[0]} {DEFAULT_WIDEN[1]})",
+    )
     p.add_argument("--n-test", type=int, default=1500, help="test-split size (scaled down for small n)")
     p.add_argument("--chunk", type=int, default=2000, help="samples per batch")
     p.add_argument("--resume", action="store_true", help="continue an interrupted OUTPUT.partial")
@@ -63,7 +112,9 @@ def build(args):
     if args.top_k is not None and not 1 <= args.top_k <= ref.space.n_params:
         from fcinv.errors import DataError
 
-        raise DataError(f"--top-k {args.top_k} is out of range. Pass 1 to {ref.space.n_params} (the {ref.material} space's parameter count).")
+        raise DataError(
+            f"--top-k {args.top_k} is out of range. Pass 1 to {ref.space.n_params} (the {ref.material} space's parameter count)."
+        )
     names = ref.sampled[: args.top_k] if args.top_k else list(ref.sampled)
     domain = ref.domain(names, widen=tuple(args.widen))
     rnd = None
@@ -74,14 +125,18 @@ def build(args):
 
         if args.randomise:
             rnd = physical_randomisation(tuple(args.temperature), clean_fraction=args.clean_fraction)
-        model = physical_forward(ref, names, coverages=args.coverage, temperature_K=args.temperature[0], randomised=rnd is not None)
+        model = physical_forward(
+            ref, names, coverages=args.coverage, temperature_K=args.temperature[0], randomised=rnd is not None
+        )
     else:
         model = ref.forward_model(free=names)
         if rnd is not None:
             if args.coverage not in (None, ["full"]):
                 from fcinv.errors import DataError
 
-                raise DataError(f"--coverage {' '.join(args.coverage)} needs --intensity physical (the paper intensity has full coverage only).")
+                raise DataError(
+                    f"--coverage {' '.join(args.coverage)} needs --intensity physical (the paper intensity has full coverage only)."
+                )
             model = PaperConditioner(model)
     return ref, names, model, domain, rnd
 
@@ -94,17 +149,29 @@ def main(argv: list[str] | None = None) -> int:
 
     ref, names, model, domain, rnd = build(args)
     tail = ref.tail_for(names)
-    print(f"{ref.material}: {ref.n_shells} shells ({ref.space.cutoff:.3f} Å), sampling {len(names)} of {ref.space.n_params} parameters "
-          f"in the widened ensemble domain; beyond the cutoff: {tail}; intensity {args.intensity}"
-          f"{', domain-randomised' if rnd else ''}:")
+    print(
+        f"{ref.material}: {ref.n_shells} shells ({ref.space.cutoff:.3f} Å), sampling {len(names)} of {ref.space.n_params} parameters "
+        f"in the widened ensemble domain; beyond the cutoff: {tail}; intensity {args.intensity}"
+        f"{', domain-randomised' if rnd else ''}:"
+    )
     idx = ref.space.index(names)
     for i, (n, a, b, r) in enumerate(zip(names, domain.low, domain.high, ref.theta_ref[idx])):
         src = ref.bounds_source[ref.space.names.index(n)] if ref.bounds_source else "ensemble"
         print(f"  FC{i:<2d} {n:<8} [{a:8.4f}, {b:8.4f}] eV/Å²   reference {r:8.4f}   bounds: {src}")
     t0 = time.perf_counter()
     path = generate(
-        model, domain, args.n, args.output, randomisation=rnd, seed=args.seed, chunk=args.chunk, n_test=args.n_test,
-        resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, command=command_line(),
+        model,
+        domain,
+        args.n,
+        args.output,
+        randomisation=rnd,
+        seed=args.seed,
+        chunk=args.chunk,
+        n_test=args.n_test,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        command=command_line(),
     )
     from fcinv.dataset.io import read_dataset
 
@@ -112,5 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     acc = ds.meta.get("accepted_fraction")
     sizes = {k: len(v) for k, v in ds.split.items()}
     ds.close()
-    print(f"wrote {path}: {args.n} spectra in {time.perf_counter() - t0:.1f} s; accepted fraction {acc:.3f} (stability filter); split {sizes}")
+    print(
+        f"wrote {path}: {args.n} spectra in {time.perf_counter() - t0:.1f} s; accepted fraction {acc:.3f} (stability filter); split {sizes}"
+    )
     return 0

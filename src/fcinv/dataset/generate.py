@@ -76,10 +76,16 @@ class Domain:
     def __post_init__(self) -> None:
         lo, hi = np.asarray(self.low, float), np.asarray(self.high, float)
         if lo.shape != (len(self.names),) or hi.shape != lo.shape:
-            raise DomainError(f"domain bounds have shapes {lo.shape}, {hi.shape} for {len(self.names)} names. Pass one bound per name.")
+            raise DomainError(
+                f"domain bounds have shapes {lo.shape}, {hi.shape} for {len(self.names)} names. Pass one bound per name."
+            )
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
-            bad = [n for n, a, b in zip(self.names, lo, hi) if not (np.isfinite(a) and np.isfinite(b) and b > a)]
-            raise DomainError(f"domain is empty or not finite for {bad}. Pass low < high for every parameter.")
+            bad = [
+                n for n, a, b in zip(self.names, lo, hi) if not (np.isfinite(a) and np.isfinite(b) and b > a)
+            ]
+            raise DomainError(
+                f"domain is empty or not finite for {bad}. Pass low < high for every parameter."
+            )
         object.__setattr__(self, "low", lo)
         object.__setattr__(self, "high", hi)
         object.__setattr__(self, "names", tuple(self.names))
@@ -98,11 +104,22 @@ class Domain:
         return (np.asarray(theta, float) - self.low) / (self.high - self.low)
 
     def as_dict(self) -> dict:
-        return {"names": list(self.names), "low": self.low.tolist(), "high": self.high.tolist(), "unit": "eV/Å^2"}
+        return {
+            "names": list(self.names),
+            "low": self.low.tolist(),
+            "high": self.high.tolist(),
+            "unit": "eV/Å^2",
+        }
 
 
 def widened_domain(
-    names, lower, upper, reference, *, widen: tuple[float, float] = DEFAULT_WIDEN, min_range_frac: float = 0.05
+    names,
+    lower,
+    upper,
+    reference,
+    *,
+    widen: tuple[float, float] = DEFAULT_WIDEN,
+    min_range_frac: float = 0.05,
 ) -> Domain:
     """The training domain from ensemble bounds (formula in the module docstring).
 
@@ -132,7 +149,9 @@ def widened_domain(
     dom = Domain(tuple(names), low, high)
     if not dom.contains(ref)[0]:
         out = [n for n, v, a, b in zip(names, ref, low, high) if not a <= v <= b]
-        raise DomainError(f"the domain excludes the reference for {out}. Widen it (widen=...) or check the bounds.")
+        raise DomainError(
+            f"the domain excludes the reference for {out}. Widen it (widen=...) or check the bounds."
+        )
     return dom
 
 
@@ -183,13 +202,14 @@ def generate(
         The finished file.
     """
     from fcinv.dataset.io import DatasetWriter
-
     from fcinv.dataset.randomise import CONDITION_UNITS, PaperConditioner, measurement_like
 
     if randomisation is not None and not hasattr(model, "spectra_under"):
         model = PaperConditioner(model)
     if list(model.names) != list(domain.names):
-        raise DomainError(f"the forward model varies {model.names} but the domain is over {list(domain.names)}. Build the model with free=domain.names.")
+        raise DomainError(
+            f"the forward model varies {model.names} but the domain is over {list(domain.names)}. Build the model with free=domain.names."
+        )
     if n < 1:
         raise DataError(f"n={n}; pass a positive number of samples.")
     base = getattr(model, "model", None) or getattr(model, "stability", None) or model
@@ -216,7 +236,9 @@ def generate(
         meta["randomisation"] = randomisation.as_dict()
         meta["coverages"] = list(model.coverages)
         meta["conditions_units"] = dict(CONDITION_UNITS)
-        meta["preprocessing"] = "fcinv.dataset.preprocess.prepare_input (min-max over measured pixels, unmeasured -> 0)"
+        meta["preprocessing"] = (
+            "fcinv.dataset.preprocess.prepare_input (min-max over measured pixels, unmeasured -> 0)"
+        )
     rng = np.random.default_rng(seed)
     drawn = 0
     if resume:
@@ -228,8 +250,15 @@ def generate(
         log.info("resuming %s at %d/%d samples", path, writer.n_written, n)
     else:
         writer = DatasetWriter(
-            path, getattr(model, "grid", None) or base.grid, model.names, meta, n, n_test=n_test, compression=compression,
-            compression_opts=1 if compression == "gzip" else None, overwrite=overwrite,
+            path,
+            getattr(model, "grid", None) or base.grid,
+            model.names,
+            meta,
+            n,
+            n_test=n_test,
+            compression=compression,
+            compression_opts=1 if compression == "gzip" else None,
+            overwrite=overwrite,
         )
     bar = None
     if progress:
@@ -251,12 +280,16 @@ def generate(
                     spectra, cond = measurement_like(model, theta, randomisation, rng)
                 else:
                     spectra = model.spectra(theta)
-                writer.append(theta, spectra, state={"rng": rng.bit_generator.state, "drawn": drawn}, conditions=cond)
+                writer.append(
+                    theta, spectra, state={"rng": rng.bit_generator.state, "drawn": drawn}, conditions=cond
+                )
             if bar is not None:
                 bar.update(len(theta))
                 bar.set_postfix(accepted=f"{writer.n_written / drawn:.1%}")
             if drawn > 200 * n:
-                raise DataError(f"only {writer.n_written} of {drawn} samples were stable. The domain is mostly unstable: narrow it.")
+                raise DataError(
+                    f"only {writer.n_written} of {drawn} samples were stable. The domain is mostly unstable: narrow it."
+                )
         writer.meta["accepted_fraction"] = writer.n_written / drawn
         writer.meta["drawn"] = drawn
         return writer.close()

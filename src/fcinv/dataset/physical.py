@@ -56,7 +56,9 @@ def _require_physical() -> None:
     import importlib.util
 
     if importlib.util.find_spec("fcinv.forward.physical") is None:
-        raise DataError("--intensity physical needs fcinv.forward.physical (the physical forward model), absent from this installation. Use --intensity paper.")
+        raise DataError(
+            "--intensity physical needs fcinv.forward.physical (the physical forward model), absent from this installation. Use --intensity paper."
+        )
 
 
 def _check_coverages(names: Sequence[str] | None) -> list[str]:
@@ -81,7 +83,14 @@ def _coverage(material: str, name: str):
     return coverage_for_run(crystal, grid, ei=EI_MEV, psi=psi)
 
 
-def physical_model(ref, names: Sequence[str], *, coverage: str = "run120", temperature_K: float = 5.0, fwhm_scale: float = 1.0):
+def physical_model(
+    ref,
+    names: Sequence[str],
+    *,
+    coverage: str = "run120",
+    temperature_K: float = 5.0,
+    fwhm_scale: float = 1.0,
+):
     """One :class:`~fcinv.forward.physical.PhysicalModel` of ``ref`` varying ``names``.
 
     Parameters
@@ -106,9 +115,17 @@ def physical_model(ref, names: Sequence[str], *, coverage: str = "run120", tempe
     inst = Instrument(ei=EI_MEV, elastic_fwhm_fraction=inst0.elastic_fwhm_fraction * float(fwhm_scale))
     tail = ref.tail_for(list(names))
     return PhysicalModel(
-        ref.space, _grid(ref.material), ref.theta_ref, reference=ref.pairs if tail == "reference" else None, free=list(names),
-        coverage=_coverage(ref.material, coverage), temperature=float(temperature_K), resolution=inst,
-        corrections=Corrections(bose_temperature=float(temperature_K) if temperature_K > 0 else None, q2=True, energy=True),
+        ref.space,
+        _grid(ref.material),
+        ref.theta_ref,
+        reference=ref.pairs if tail == "reference" else None,
+        free=list(names),
+        coverage=_coverage(ref.material, coverage),
+        temperature=float(temperature_K),
+        resolution=inst,
+        corrections=Corrections(
+            bose_temperature=float(temperature_K) if temperature_K > 0 else None, q2=True, energy=True
+        ),
     )
 
 
@@ -131,8 +148,15 @@ class _Masked:
         return s
 
 
-def physical_forward(ref, names: Sequence[str], *, coverages: Sequence[str] | None = None, temperature_K: float = 5.0,
-                     randomised: bool = False, max_models: int = 64):
+def physical_forward(
+    ref,
+    names: Sequence[str],
+    *,
+    coverages: Sequence[str] | None = None,
+    temperature_K: float = 5.0,
+    randomised: bool = False,
+    max_models: int = 64,
+):
     """The forward side of a physical training set.
 
     Returns a :class:`~fcinv.forward.physical.PhysicalModel` (coverage ``run120``, or the
@@ -160,25 +184,50 @@ def physical_forward(ref, names: Sequence[str], *, coverages: Sequence[str] | No
 
     stability = ref.forward_model(free=names)
     desc = {
-        "material": ref.material, "n_shells": ref.n_shells, "cutoff_A": ref.space.cutoff, "all_names": list(ref.space.names),
-        "free": names, "tail": ref.tail_for(names), "ei_meV": EI_MEV, "instrument": "ARCS-like (fcinv.experiment.instrument.Instrument)",
+        "material": ref.material,
+        "n_shells": ref.n_shells,
+        "cutoff_A": ref.space.cutoff,
+        "all_names": list(ref.space.names),
+        "free": names,
+        "tail": ref.tail_for(names),
+        "ei_meV": EI_MEV,
+        "instrument": "ARCS-like (fcinv.experiment.instrument.Instrument)",
         "corrections": "predicts a fold with --one-phonon T (Bose T, divide by |Q|^2, multiply by E), T the sample temperature",
-        "coverages_psi_deg": {c: (None if COVERAGES[c] is None else [COVERAGES[c][0], COVERAGES[c][-1], len(COVERAGES[c])]) for c in covs},
+        "coverages_psi_deg": {
+            c: (None if COVERAGES[c] is None else [COVERAGES[c][0], COVERAGES[c][-1], len(COVERAGES[c])])
+            for c in covs
+        },
         "model": "fcinv.forward.physical.PhysicalModel (coherent one-phonon, Debye-Waller from theta)",
     }
     return PhysicalConditioner(build, covs, stability, names, desc)
 
 
-def physical_randomisation(temperature_K: tuple[float, float] = (5.0, 300.0), clean_fraction: float = 0.1, group: int = 25):
+def physical_randomisation(
+    temperature_K: tuple[float, float] = (5.0, 300.0), clean_fraction: float = 0.1, group: int = 25
+):
     """The default randomisation of physical sets: palettes :data:`TEMPERATURE_LEVELS` (within
     ``temperature_K``) and :data:`FWHM_LEVELS`."""
     from fcinv.dataset.randomise import Randomisation
 
     lo, hi = temperature_K
     levels = tuple(t for t in TEMPERATURE_LEVELS if lo <= t <= hi) or (float(lo), float(hi))
-    return Randomisation(temperature_K=(lo, hi), fwhm_scale=(min(FWHM_LEVELS), max(FWHM_LEVELS)), clean_fraction=clean_fraction,
-                         group=group, temperature_levels=levels, fwhm_levels=FWHM_LEVELS)
+    return Randomisation(
+        temperature_K=(lo, hi),
+        fwhm_scale=(min(FWHM_LEVELS), max(FWHM_LEVELS)),
+        clean_fraction=clean_fraction,
+        group=group,
+        temperature_levels=levels,
+        fwhm_levels=FWHM_LEVELS,
+    )
 
 
-__all__ = ["COVERAGES", "DEFAULT_COVERAGES", "EI_MEV", "FWHM_LEVELS", "TEMPERATURE_LEVELS", "physical_forward", "physical_model",
-           "physical_randomisation"]
+__all__ = [
+    "COVERAGES",
+    "DEFAULT_COVERAGES",
+    "EI_MEV",
+    "FWHM_LEVELS",
+    "TEMPERATURE_LEVELS",
+    "physical_forward",
+    "physical_model",
+    "physical_randomisation",
+]

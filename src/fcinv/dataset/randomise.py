@@ -75,10 +75,14 @@ def _range(name: str, r, *, positive: bool = False) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in r)
     except (TypeError, ValueError):
-        raise RandomisationError(f"{name}={r!r} is not a (low, high) pair. Pass two numbers, e.g. {name}=(5, 300).") from None
+        raise RandomisationError(
+            f"{name}={r!r} is not a (low, high) pair. Pass two numbers, e.g. {name}=(5, 300)."
+        ) from None
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo or (positive and lo <= 0) or lo < 0:
         need = "0 < low <= high" if positive else "0 <= low <= high"
-        raise RandomisationError(f"{name}=({lo:g}, {hi:g}) is not a valid range. Pass finite values with {need}.")
+        raise RandomisationError(
+            f"{name}=({lo:g}, {hi:g}) is not a valid range. Pass finite values with {need}."
+        )
     return lo, hi
 
 
@@ -121,22 +125,32 @@ class Randomisation:
         object.__setattr__(self, "background", _range("background", self.background))
         object.__setattr__(self, "counts_scale", _range("counts_scale", self.counts_scale, positive=True))
         if not 0 <= self.clean_fraction <= 1:
-            raise RandomisationError(f"clean_fraction={self.clean_fraction} is outside [0, 1]. Pass the share of clean groups, e.g. 0.1.")
+            raise RandomisationError(
+                f"clean_fraction={self.clean_fraction} is outside [0, 1]. Pass the share of clean groups, e.g. 0.1."
+            )
         if int(self.group) != self.group or self.group < 1:
-            raise RandomisationError(f"group={self.group} must be a positive integer (samples per measurement setting).")
-        for name, levels, (lo, hi) in (("temperature_levels", self.temperature_levels, self.temperature_K),
-                                       ("fwhm_levels", self.fwhm_levels, self.fwhm_scale)):
+            raise RandomisationError(
+                f"group={self.group} must be a positive integer (samples per measurement setting)."
+            )
+        for name, levels, (lo, hi) in (
+            ("temperature_levels", self.temperature_levels, self.temperature_K),
+            ("fwhm_levels", self.fwhm_levels, self.fwhm_scale),
+        ):
             if levels is None:
                 continue
             lv = tuple(float(v) for v in levels)
             if not lv or any(not lo <= v <= hi for v in lv):
-                raise RandomisationError(f"{name}={lv} must be non-empty and inside its range [{lo:g}, {hi:g}]. Pass values in the range.")
+                raise RandomisationError(
+                    f"{name}={lv} must be non-empty and inside its range [{lo:g}, {hi:g}]. Pass values in the range."
+                )
             object.__setattr__(self, name, lv)
 
     def draw(self, m: int, n_coverages: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Conditions of ``m`` consecutive samples (groups of :attr:`group`), shape (m,) each."""
         if n_coverages < 1:
-            raise RandomisationError("no coverage to draw from. Pass at least one coverage (e.g. full coverage).")
+            raise RandomisationError(
+                "no coverage to draw from. Pass at least one coverage (e.g. full coverage)."
+            )
         n_groups = -(-m // self.group)
         clean_g = rng.random(n_groups) < self.clean_fraction
         t_g = rng.uniform(*self.temperature_K, n_groups)
@@ -146,8 +160,12 @@ class Randomisation:
         if self.fwhm_levels is not None:
             s_g = np.asarray(self.fwhm_levels)[rng.integers(0, len(self.fwhm_levels), n_groups)]
         c_g = rng.integers(0, n_coverages, n_groups)
-        t_g = np.where(clean_g, self.temperature_levels[0] if self.temperature_levels else self.temperature_K[0], t_g)
-        s_g = np.where(clean_g, 1.0 if self.fwhm_scale[0] <= 1.0 <= self.fwhm_scale[1] else self.fwhm_scale[0], s_g)
+        t_g = np.where(
+            clean_g, self.temperature_levels[0] if self.temperature_levels else self.temperature_K[0], t_g
+        )
+        s_g = np.where(
+            clean_g, 1.0 if self.fwhm_scale[0] <= 1.0 <= self.fwhm_scale[1] else self.fwhm_scale[0], s_g
+        )
         c_g = np.where(clean_g, 0, c_g)
         b = rng.uniform(*self.background, m)
         lp = np.log10(self.counts_scale)
@@ -176,7 +194,9 @@ class Conditioner(Protocol):
 
     def is_stable(self, theta: np.ndarray) -> np.ndarray: ...
 
-    def spectra_under(self, theta: np.ndarray, temperature_K: float, fwhm_scale: float, coverage_id: int) -> np.ndarray:
+    def spectra_under(
+        self, theta: np.ndarray, temperature_K: float, fwhm_scale: float, coverage_id: int
+    ) -> np.ndarray:
         """(m, n_q, n_E) spectra, NaN where unmeasured."""
         ...
 
@@ -206,7 +226,9 @@ class PaperConditioner:
         masks = dict(masks or {"full": np.ones(shape, bool)})
         for k, v in masks.items():
             if np.shape(v) != shape:
-                raise RandomisationError(f"coverage mask '{k}' has shape {np.shape(v)}; the grid is {shape}. Pass one bool per (q, E) pixel.")
+                raise RandomisationError(
+                    f"coverage mask '{k}' has shape {np.shape(v)}; the grid is {shape}. Pass one bool per (q, E) pixel."
+                )
         self.masks = {k: np.asarray(v, bool) for k, v in masks.items()}
         self.coverages = list(self.masks)
         self._by_scale: dict[float, object] = {}
@@ -264,7 +286,9 @@ class PhysicalConditioner:
 
     uses_temperature = True
 
-    def __init__(self, build: Callable, coverages: Sequence[str], stability, names: Sequence[str], description: dict):
+    def __init__(
+        self, build: Callable, coverages: Sequence[str], stability, names: Sequence[str], description: dict
+    ):
         if not coverages:
             raise RandomisationError("PhysicalConditioner needs at least one coverage name.")
         self.build = build
@@ -321,7 +345,12 @@ def measurement_like(
     g = randomisation.group
     for start in range(0, m, g):
         sl = slice(start, min(start + g, m))
-        part = conditioner.spectra_under(theta[sl], cond["temperature_K"][start], cond["fwhm_scale"][start], int(cond["coverage_id"][start]))
+        part = conditioner.spectra_under(
+            theta[sl],
+            cond["temperature_K"][start],
+            cond["fwhm_scale"][start],
+            int(cond["coverage_id"][start]),
+        )
         if raw is None:
             raw = np.empty((m, *part.shape[1:]), np.float64)
         raw[sl] = part

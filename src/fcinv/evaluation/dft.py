@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 THZ_TO_MEV = 4.135667696
 
 
-def dft_truth_spectrum(ref, names, pairs, *, intensity: str = "physical", coverage: str = "run120", temperature_K: float = 5.0):
+def dft_truth_spectrum(
+    ref, names, pairs, *, intensity: str = "physical", coverage: str = "run120", temperature_K: float = 5.0
+):
     """Clean spectrum of a full FC set (``pairs``) in the model's convention.
 
     Returns
@@ -44,8 +46,16 @@ def dft_truth_spectrum(ref, names, pairs, *, intensity: str = "physical", covera
         # the same settings, D(q) from the whole file
         from fcinv.forward.physical import PhysicalModel
 
-        full = PhysicalModel(ref.space, m.grid, proj, reference=pairs, coverage=m.coverage, temperature=m.temperature,
-                             resolution=m.resolution, corrections=m.corrections)
+        full = PhysicalModel(
+            ref.space,
+            m.grid,
+            proj,
+            reference=pairs,
+            coverage=m.coverage,
+            temperature=m.temperature,
+            resolution=m.resolution,
+            corrections=m.corrections,
+        )
         s = np.asarray(full.spectra(proj[None])[0], dtype=np.float64)
         s[~np.asarray(full.mask, bool)] = np.nan
         return s, theta
@@ -56,8 +66,17 @@ def dft_truth_spectrum(ref, names, pairs, *, intensity: str = "physical", covera
     return np.asarray(full.spectra(proj[None])[0], dtype=np.float64), theta
 
 
-def dft_check(predictor, ref, pairs, *, intensity: str = "physical", coverage: str = "run120", temperature_K: float = 5.0,
-              k_samples: int = 100, seed: int = 0) -> dict:
+def dft_check(
+    predictor,
+    ref,
+    pairs,
+    *,
+    intensity: str = "physical",
+    coverage: str = "run120",
+    temperature_K: float = 5.0,
+    k_samples: int = 100,
+    seed: int = 0,
+) -> dict:
     """Predict θ from the clean spectrum of a full FC set and compare with its projection.
 
     Parameters
@@ -81,23 +100,34 @@ def dft_check(predictor, ref, pairs, *, intensity: str = "physical", coverage: s
     from fcinv.forward import ForwardModel
 
     names = list(predictor.names)
-    spec, truth = dft_truth_spectrum(ref, names, pairs, intensity=intensity, coverage=coverage, temperature_K=temperature_K)
+    spec, truth = dft_truth_spectrum(
+        ref, names, pairs, intensity=intensity, coverage=coverage, temperature_K=temperature_K
+    )
     pred = predictor.predict(prepare_input(spec), k_samples=k_samples, seed=seed)
     fm = ref.forward_model(free=names)
     full_theta = fm.full_theta(pred.theta)[0]
     tail = ref.tail_for(names)
-    model = ForwardModel(ref.space, fm.grid, ref.theta_ref, reference=ref.pairs if tail == "reference" else None)
+    model = ForwardModel(
+        ref.space, fm.grid, ref.theta_ref, reference=ref.pairs if tail == "reference" else None
+    )
     f_pred = model.frequencies(full_theta)[0]
     proj = ref.space.project(pairs).theta
     f_true = ForwardModel(ref.space, fm.grid, proj, reference=pairs).frequencies(proj)[0]
     rel = np.abs(pred.theta - truth) / np.maximum(np.abs(truth), 1e-12)
     nsig = np.abs(pred.theta - truth) / np.where(pred.sigma > 0, pred.sigma, np.nan)
-    rows = {n: {"truth": float(t), "pred": float(p), "sigma": float(s), "rel_err": float(r), "n_sigma": float(z)}
-            for n, t, p, s, r, z in zip(names, truth, pred.theta, pred.sigma, rel, nsig)}
+    rows = {
+        n: {"truth": float(t), "pred": float(p), "sigma": float(s), "rel_err": float(r), "n_sigma": float(z)}
+        for n, t, p, s, r, z in zip(names, truth, pred.theta, pred.sigma, rel, nsig)
+    }
     return {
-        "intensity": intensity, "coverage": coverage if intensity == "physical" else "full", "temperature_K": temperature_K,
-        "names": names, "per_parameter": rows, "max_rel_err_fc0_3": float(rel[:4].max()),
-        "disp_rms_THz": float(np.sqrt(np.mean((f_pred - f_true) ** 2)) / THZ_TO_MEV), "tail": tail,
+        "intensity": intensity,
+        "coverage": coverage if intensity == "physical" else "full",
+        "temperature_K": temperature_K,
+        "names": names,
+        "per_parameter": rows,
+        "max_rel_err_fc0_3": float(rel[:4].max()),
+        "disp_rms_THz": float(np.sqrt(np.mean((f_pred - f_true) ** 2)) / THZ_TO_MEV),
+        "tail": tail,
     }
 
 
