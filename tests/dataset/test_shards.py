@@ -165,11 +165,19 @@ def test_missing_dask_names_the_extra(monkeypatch):
 
 
 def test_cli_serial_scheduler(tmp_path, capsys):
+    """fcinv dataset --scheduler serial writes the usual file; the recipe rebuilds the same model (same content)."""
     from fcinv.cli import dataset as cli
+    from fcinv.dataset.shards import make_executor, recipe_from_args
 
+    argv = ["-n", "12", "--shells", "1", "--shard-size", "5", "--no-progress", "--scheduler", "serial"]
+    assert cli.main([*argv, "-o", str(tmp_path / "cli.h5")]) == 0
+    assert "3 shards run" in capsys.readouterr().out
+    ds = read_dataset(tmp_path / "cli.h5")
+    assert ds.n == 12 and ds.meta["sharding"]["executor"] == "serial"
+    args = cli.get_parser().parse_args([*argv, "-o", "unused.h5"])
+    run = generate_sharded(recipe_from_args(args), 12, tmp_path / "api.h5", seed=0, shard_size=5, progress=False)
+    assert read_dataset(run.path).content_hash == ds.content_hash
     with pytest.raises(ShardError, match="need --scheduler dask"):
-        cli.main(["-n", "10", "-o", str(tmp_path / "x.h5"), "--scheduler", "serial", "--workers", "2"])
-    with pytest.raises(ShardError, match="unknown scheduler|needs --scheduler dask"):
-        from fcinv.dataset.shards import make_executor
-
+        cli.main([*argv, "-o", str(tmp_path / "x.h5"), "--workers", "2"])
+    with pytest.raises(ShardError, match="needs --scheduler dask"):
         make_executor("serial", address="tcp://127.0.0.1:1")

@@ -174,6 +174,11 @@ CLI_BUILD_KEYS = ("material", "shells", "tail", "top_k", "intensity", "randomise
 _CACHE: dict[Any, tuple] = {}
 
 
+def recipe_from_args(args) -> ModelRecipe:
+    """The :class:`ModelRecipe` of parsed ``fcinv dataset`` arguments (:data:`CLI_BUILD_KEYS`)."""
+    return ModelRecipe.of("fcinv.dataset.shards:cli_build", **{k: getattr(args, k) for k in CLI_BUILD_KEYS})
+
+
 def _resolve(source) -> tuple:
     """(model, domain, randomisation) of a job's source, cached per process."""
     key = source if isinstance(source, ModelRecipe) else id(source)
@@ -398,6 +403,11 @@ class DaskExecutor:
         An existing :class:`distributed.Client` (not closed by :meth:`close`).
     threads_per_worker
         Threads of each local worker (default 1: one shard at a time per process).
+
+    Attributes
+    ----------
+    restrict
+        None, or the worker addresses the shard tasks may run on (e.g. to time one worker).
     """
 
     name = "dask"
@@ -424,6 +434,7 @@ class DaskExecutor:
             self.client = distributed.Client(cluster)
             self._own += [self.client, cluster]
         self._job_future = None
+        self.restrict: list[str] | None = None
 
     def _job(self, job: ShardJob):
         if self._job_future is None or self._job_key != job.fingerprint:
@@ -438,7 +449,8 @@ class DaskExecutor:
         from distributed import as_completed
 
         jf = self._job(job)
-        futures = [self.client.submit(run_shard, jf, k, pure=False, key=f"fcinv-shard-{job.fingerprint[:12]}-{k}-{uuid.uuid4().hex[:6]}")
+        futures = [self.client.submit(run_shard, jf, k, pure=False, workers=self.restrict,
+                                      key=f"fcinv-shard-{job.fingerprint[:12]}-{k}-{uuid.uuid4().hex[:6]}")
                    for k in ks]
         try:
             for fut in as_completed(futures):
@@ -719,7 +731,7 @@ def cli_main(args, command: str) -> int:
           f"{f' ({args.address})' if args.address else (f' ({args.workers or 1} local workers)' if args.scheduler == 'dask' else '')}")
     for i, (nm, a, b) in enumerate(zip(names, domain.low, domain.high)):
         print(f"  FC{i:<2d} {nm:<8} [{a:8.4f}, {b:8.4f}] eV/Å²")
-    recipe = ModelRecipe.of("fcinv.dataset.shards:cli_build", **{k: getattr(args, k) for k in CLI_BUILD_KEYS})
+    recipe = recipe_from_args(args)
     t0 = time.perf_counter()
     executor = make_executor(args.scheduler, workers=args.workers, address=args.address)
     try:

@@ -137,6 +137,8 @@ class GlobalBatchSampler:
             raise TrainingError(f"rank {rank} is outside 0..{world_size - 1}.")
         self.rank, self.world_size, self.min_per_rank = int(rank), int(world_size), int(min_per_rank)
         self.skipped = 0
+        #: samples of the global batches yielded so far (all ranks together)
+        self.global_samples = 0
 
     def bounds(self, n: int) -> tuple[int, int]:
         """[lo, hi) of this rank's slice of a global batch of ``n`` samples."""
@@ -152,6 +154,7 @@ class GlobalBatchSampler:
                 self.skipped += 1
                 continue
             lo, hi = self.bounds(n)
+            self.global_samples += n
             yield _slice(batch, lo, hi), self.world_size * (hi - lo) / n
 
 
@@ -428,7 +431,9 @@ class DistributedTrainer(Trainer):
         _dist().barrier()  # the files exist for every rank when fit returns
         model.load_state_dict(st["best_state"])
         model.eval()
-        self.samples_per_s = samples / t_train if t_train > 0 else float("nan")
+        #: training-pass time (s) of this rank and the global training throughput (samples/s, all ranks)
+        self.train_time_s, self.samples_local = t_train, samples
+        self.samples_per_s = sampler.global_samples / t_train if t_train > 0 else float("nan")
         return TrainResult(out_dir=self.out_dir, best_epoch=int(st["best_epoch"]), best_val_loss=float(st["best_val"]),
                            epochs_run=int(st["epoch"]), stopped_early=bool(st["stopped"]), history=list(st["history"]), wall_s=wall)
 
