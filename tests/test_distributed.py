@@ -1,9 +1,10 @@
-"""DDP training: the per-rank batch split, a 1-process group equal to the Trainer, a 2-process gloo run under torchrun."""
+"""DDP training: the per-rank batch split, 1 process equal to the Trainer, 2 gloo processes (torchrun)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def test_global_batch_split_weights_give_the_global_mean():
     assert np.array_equal(np.concatenate([o[0][0][0] for o in out]), idx)
     # DDP averages the weighted local means: (1/W) Σ_r w_r mean_r = the global-batch mean
     x = torch.arange(10.0)
-    avg = sum(w * b[1].mean() for (b, w), in out) / 3
+    avg = sum(w * b[1].mean() for ((b, w),) in out) / 3
     assert torch.isclose(avg, x.mean())
     small = GlobalBatchSampler(0, 3)
     assert list(small.split(iter([np.arange(5)]))) == [] and small.skipped == 1  # < 2 per rank (BatchNorm)
@@ -63,14 +64,25 @@ def test_one_process_group_takes_the_trainer_steps(tmp_path, data, monkeypatch):
 
     cfg = TrainConfig(epochs=2, batch_size=32, lr=3e-3, progress=False, seed=0, device="cpu")
     ref = train_vae(data, tmp_path / "single", cfg, **TINY_VAE)
-    for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
+    for k, v in {
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+    }.items():
         monkeypatch.setenv(k, v)
-    res = distributed.train_vae(data, tmp_path / "ddp1", cfg, **TINY_VAE)
-    np.testing.assert_allclose([h["val_loss"] for h in res.history], [h["val_loss"] for h in ref.history], rtol=1e-5)
+    try:
+        res = distributed.train_vae(data, tmp_path / "ddp1", cfg, **TINY_VAE)
+        with pytest.raises(fcinv.errors.CheckpointError, match="already holds a checkpoint"):
+            distributed.train_vae(data, tmp_path / "ddp1", cfg, **TINY_VAE)  # a second call reuses the group
+    finally:
+        distributed.shutdown()
+    np.testing.assert_allclose(
+        [h["val_loss"] for h in res.history], [h["val_loss"] for h in ref.history], rtol=1e-5
+    )
     conf = json.loads((tmp_path / "ddp1" / CONFIG).read_text())
     assert conf["distributed"]["world_size"] == 1 and conf["distributed"]["backend"] == "gloo"
-    with pytest.raises(fcinv.errors.CheckpointError, match="already holds a checkpoint"):
-        distributed.train_vae(data, tmp_path / "ddp1", cfg, **TINY_VAE)
 
 
 def test_ddp_outside_torchrun_says_how_to_launch(monkeypatch, tmp_path, data, capsys):
@@ -90,7 +102,8 @@ DRIVER = textwrap.dedent(
     import json, sys
     from fcinv.cli.train import main
     data, root, *tiny = sys.argv[1:]
-    common = ["--data", data, "--batch-size", "32", "--lr", "3e-3", "--quiet", "--device", "cpu", "--ddp", *tiny]
+    common = ["--data", data, "--batch-size", "32", "--lr", "3e-3", "--quiet", "--device", "cpu", "--ddp"]
+    common += tiny
     assert main(["vae", "--out", root + "/killed", "--epochs", "2", *common]) == 0    # 'killed' after epoch 2
     assert main(["vae", "--out", root + "/killed", "--epochs", "3", "--resume", *common]) == 0
     assert main(["vae", "--out", root + "/straight", "--epochs", "3", *common]) == 0
@@ -99,14 +112,37 @@ DRIVER = textwrap.dedent(
 
 
 def test_two_gloo_processes_train_checkpoint_and_resume(tmp_path, data):
-    """torchrun --nproc_per_node 2: train 2 epochs, resume to 3 (equal to 3 straight epochs); rank 0's checkpoint loads as usual."""
+    """torchrun, 2 processes: train 2 epochs, resume to 3 (= 3 straight epochs); checkpoint loads as usual."""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     src = str(Path(fcinv.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(driver), str(data), str(tmp_path), *TINY]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(driver),
+        str(data),
+        str(tmp_path),
+        *TINY,
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
+        _, err = proc.communicate()
+        pytest.fail(f"the 2-process run did not finish in 300 s: {err[-2000:]}")
+    assert proc.returncode == 0, err[-3000:]
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     conf = json.loads((killed / CONFIG).read_text())
     assert conf["distributed"]["world_size"] == 2 and conf["distributed"]["backend"] == "gloo"

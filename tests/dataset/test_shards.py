@@ -135,8 +135,17 @@ def test_two_dask_workers_equal_single_process(tmp_path, reference):
     try:
         ex.client.run(lambda: sys.path.insert(0, root) if root not in sys.path else None)
         nw = len(ex.client.scheduler_info()["workers"])
-        run = generate_sharded(recipe, 70, tmp_path / "dask.h5", seed=11, shard_size=20, chunk=64, progress=False,
-                               executor=ex, threads=1)
+        run = generate_sharded(
+            recipe,
+            70,
+            tmp_path / "dask.h5",
+            seed=11,
+            shard_size=20,
+            chunk=64,
+            progress=False,
+            executor=ex,
+            threads=1,
+        )
     finally:
         ex.close()
     assert nw == 2
@@ -165,7 +174,7 @@ def test_missing_dask_names_the_extra(monkeypatch):
 
 
 def test_cli_serial_scheduler(tmp_path, capsys):
-    """fcinv dataset --scheduler serial writes the usual file; the recipe rebuilds the same model (same content)."""
+    """fcinv dataset --scheduler serial writes the usual file; its recipe rebuilds the same content."""
     from fcinv.cli import dataset as cli
     from fcinv.dataset.shards import make_executor, recipe_from_args
 
@@ -175,7 +184,9 @@ def test_cli_serial_scheduler(tmp_path, capsys):
     ds = read_dataset(tmp_path / "cli.h5")
     assert ds.n == 12 and ds.meta["sharding"]["executor"] == "serial"
     args = cli.get_parser().parse_args([*argv, "-o", "unused.h5"])
-    run = generate_sharded(recipe_from_args(args), 12, tmp_path / "api.h5", seed=0, shard_size=5, progress=False)
+    run = generate_sharded(
+        recipe_from_args(args), 12, tmp_path / "api.h5", seed=0, shard_size=5, progress=False
+    )
     assert read_dataset(run.path).content_hash == ds.content_hash
     with pytest.raises(ShardError, match="need --scheduler dask"):
         cli.main([*argv, "-o", str(tmp_path / "x.h5"), "--workers", "2"])

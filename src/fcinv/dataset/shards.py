@@ -66,7 +66,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
@@ -103,7 +103,9 @@ def shard_sizes(n: int, shard_size: int) -> list[int]:
     if n < 1:
         raise DataError(f"n={n}; pass a positive number of samples.")
     if shard_size < 1:
-        raise ShardError(f"shard_size={shard_size} must be >= 1. Pass e.g. --shard-size {DEFAULT_SHARD_SIZE}.")
+        raise ShardError(
+            f"shard_size={shard_size} must be >= 1. Pass e.g. --shard-size {DEFAULT_SHARD_SIZE}."
+        )
     full, rest = divmod(int(n), int(shard_size))
     return [int(shard_size)] * full + ([rest] if rest else [])
 
@@ -135,6 +137,7 @@ class ModelRecipe:
     @classmethod
     def of(cls, factory: str, **kwargs) -> "ModelRecipe":
         """A recipe from keyword arguments (lists become tuples)."""
+
         def freeze(v):
             return tuple(freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
 
@@ -147,7 +150,10 @@ class ModelRecipe:
         try:
             func = getattr(importlib.import_module(mod), fn)
         except (ImportError, AttributeError) as exc:
-            raise ShardError(f"cannot import the model factory {self.factory!r} ({exc}). Pass 'module:function' importable on every worker.") from None
+            raise ShardError(
+                f"cannot import the model factory {self.factory!r} ({exc}). Pass 'module:function' "
+                "importable on every worker."
+            ) from None
         return func(**dict(self.kwargs))
 
 
@@ -168,8 +174,18 @@ def cli_build(**kwargs):
 
 
 #: Options of ``fcinv dataset`` that define the forward object (recorded in the CLI recipe).
-CLI_BUILD_KEYS = ("material", "shells", "tail", "top_k", "intensity", "randomise", "temperature", "coverage",
-                  "clean_fraction", "widen")
+CLI_BUILD_KEYS = (
+    "material",
+    "shells",
+    "tail",
+    "top_k",
+    "intensity",
+    "randomise",
+    "temperature",
+    "coverage",
+    "clean_fraction",
+    "widen",
+)
 
 _CACHE: dict[Any, tuple] = {}
 
@@ -197,7 +213,10 @@ def _resolve(source) -> tuple:
     if list(model.names) != list(domain.names):
         from fcinv.dataset.generate import DomainError
 
-        raise DomainError(f"the forward model varies {list(model.names)} but the domain is over {list(domain.names)}. Build the model with free=domain.names.")
+        raise DomainError(
+            f"the forward model varies {list(model.names)} but the domain is over {list(domain.names)}. "
+            "Build the model with free=domain.names."
+        )
     out = (model, domain, rnd)
     if len(_CACHE) > 4:
         _CACHE.clear()
@@ -277,8 +296,13 @@ def _draw_shard(model, domain, rnd, rng: np.random.Generator, n_k: int, chunk: i
             spectra.append(np.asarray(sp, np.float32))
             got += len(theta)
         if drawn > 200 * n_k:
-            raise DataError(f"only {got} of {drawn} samples were stable in a shard. The domain is mostly unstable: narrow it.")
-    cond = {key: np.concatenate([c[key] for c in conds]).astype(np.float64) for key in conds[0]} if conds else {}
+            raise DataError(
+                f"only {got} of {drawn} samples were stable in a shard. The domain is mostly unstable: "
+                "narrow it."
+            )
+    cond = (
+        {key: np.concatenate([c[key] for c in conds]).astype(np.float64) for key in conds[0]} if conds else {}
+    )
     return np.concatenate(thetas), np.concatenate(spectra), cond, drawn
 
 
@@ -314,14 +338,31 @@ def run_shard(job: ShardJob, k: int) -> dict:
                 g = f.create_group("conditions")
                 for key, v in cond.items():
                     g.create_dataset(key, data=v)
-            f.attrs.update({"format": SHARD_FORMAT, "k": k, "n": n_k, "drawn": drawn, "seed": job.seed,
-                            "fingerprint": job.fingerprint, "sha256": sha})
+            f.attrs.update(
+                {
+                    "format": SHARD_FORMAT,
+                    "k": k,
+                    "n": n_k,
+                    "drawn": drawn,
+                    "seed": job.seed,
+                    "fingerprint": job.fingerprint,
+                    "sha256": sha,
+                }
+            )
         os.replace(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()
-    return {"k": k, "n": n_k, "drawn": int(drawn), "sha256": sha, "file": final.name,
-            "wall_s": round(time.perf_counter() - t0, 3), "host": os.uname().nodename, "pid": os.getpid()}
+    return {
+        "k": k,
+        "n": n_k,
+        "drawn": int(drawn),
+        "sha256": sha,
+        "file": final.name,
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "host": os.uname().nodename,
+        "pid": os.getpid(),
+    }
 
 
 def describe_job(job: ShardJob) -> dict:
@@ -358,9 +399,18 @@ def _describe(model, domain, rnd, job: ShardJob) -> dict:
         meta["randomisation"] = rnd.as_dict()
         meta["coverages"] = list(model.coverages)
         meta["conditions_units"] = dict(CONDITION_UNITS)
-        meta["preprocessing"] = "fcinv.dataset.preprocess.prepare_input (min-max over measured pixels, unmeasured -> 0)"
-    plan = {"seed": int(job.seed), "n": int(job.n), "shard_size": int(job.shard_size), "chunk": int(job.chunk),
-            "names": list(domain.names), "grid": grid.fingerprint(), "meta": jsonable(meta)}
+        meta["preprocessing"] = (
+            "fcinv.dataset.preprocess.prepare_input (min-max over measured pixels, unmeasured -> 0)"
+        )
+    plan = {
+        "seed": int(job.seed),
+        "n": int(job.n),
+        "shard_size": int(job.shard_size),
+        "chunk": int(job.chunk),
+        "names": list(domain.names),
+        "grid": grid.fingerprint(),
+        "meta": jsonable(meta),
+    }
     fp = hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
     return {"grid": grid.to_json(), "names": list(domain.names), "meta": jsonable(meta), "fingerprint": fp}
 
@@ -386,7 +436,9 @@ def _import_distributed():
     try:
         import distributed  # noqa: F401
     except ImportError:
-        raise ShardError(f"--scheduler dask needs dask.distributed, which is not installed. {_DASK_HINT}") from None
+        raise ShardError(
+            f"--scheduler dask needs dask.distributed, which is not installed. {_DASK_HINT}"
+        ) from None
     return distributed
 
 
@@ -412,7 +464,9 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, workers: int | None = None, address: str | None = None, client=None, threads_per_worker: int = 1) -> None:
+    def __init__(
+        self, workers: int | None = None, address: str | None = None, client=None, threads_per_worker: int = 1
+    ) -> None:
         distributed = _import_distributed()
         self._own: list = []
         if client is not None:
@@ -421,15 +475,24 @@ class DaskExecutor:
             try:
                 self.client = distributed.Client(address, timeout="30s")
             except (OSError, TimeoutError) as exc:
-                raise ShardError(f"cannot reach the Dask scheduler at {address} ({exc}). Check --address (tcp://HOST:PORT) and that the scheduler runs.") from None
+                raise ShardError(
+                    f"cannot reach the Dask scheduler at {address} ({exc}). Check --address "
+                    "(tcp://HOST:PORT) and that the scheduler runs."
+                ) from None
             self._own.append(self.client)
         else:
             n = int(workers or 1)
             if n < 1:
                 raise ShardError(f"--workers {workers} must be >= 1.")
             cluster = distributed.LocalCluster(
-                n_workers=n, threads_per_worker=int(threads_per_worker), processes=True, dashboard_address=None,
-                env={"NUMBA_NUM_THREADS": str(threads_per_worker), "OMP_NUM_THREADS": str(threads_per_worker)},
+                n_workers=n,
+                threads_per_worker=int(threads_per_worker),
+                processes=True,
+                dashboard_address=None,
+                env={
+                    "NUMBA_NUM_THREADS": str(threads_per_worker),
+                    "OMP_NUM_THREADS": str(threads_per_worker),
+                },
             )
             self.client = distributed.Client(cluster)
             self._own += [self.client, cluster]
@@ -449,9 +512,17 @@ class DaskExecutor:
         from distributed import as_completed
 
         jf = self._job(job)
-        futures = [self.client.submit(run_shard, jf, k, pure=False, workers=self.restrict,
-                                      key=f"fcinv-shard-{job.fingerprint[:12]}-{k}-{uuid.uuid4().hex[:6]}")
-                   for k in ks]
+        futures = [
+            self.client.submit(
+                run_shard,
+                jf,
+                k,
+                pure=False,
+                workers=self.restrict,
+                key=f"fcinv-shard-{job.fingerprint[:12]}-{k}-{uuid.uuid4().hex[:6]}",
+            )
+            for k in ks
+        ]
         try:
             for fut in as_completed(futures):
                 yield fut.result()
@@ -587,7 +658,10 @@ def generate_sharded(
     if chunk < 1:
         raise ShardError(f"chunk={chunk} must be >= 1. Pass e.g. --chunk 2000.")
     if folder.exists() and not (resume or overwrite):
-        raise ShardError(f"{folder} exists (an interrupted sharded run). Continue it with --resume or pass --overwrite to start again.")
+        raise ShardError(
+            f"{folder} exists (an interrupted sharded run). Continue it with --resume or pass "
+            "--overwrite to start again."
+        )
     if overwrite and folder.exists():
         shutil.rmtree(folder)
     if overwrite:
@@ -600,8 +674,16 @@ def generate_sharded(
     folder.mkdir(parents=True, exist_ok=True)
     own = executor is None
     executor = executor or SerialExecutor()
-    job = ShardJob(source=source, seed=int(seed), n=int(n), shard_size=int(shard_size), chunk=int(chunk), folder=str(folder.resolve()),
-                   compression=compression, threads=threads)
+    job = ShardJob(
+        source=source,
+        seed=int(seed),
+        n=int(n),
+        shard_size=int(shard_size),
+        chunk=int(chunk),
+        folder=str(folder.resolve()),
+        compression=compression,
+        threads=threads,
+    )
     try:
         desc = executor.describe(job)
         job = dataclasses.replace(job, fingerprint=desc["fingerprint"])
@@ -611,7 +693,8 @@ def generate_sharded(
             man = json.loads(mpath.read_text())
             if man.get("fingerprint") != job.fingerprint:
                 raise ShardError(
-                    f"{folder} holds shards of another plan (seed, -n, --shard-size, --chunk, model or domain differ: "
+                    f"{folder} holds shards of another plan (seed, -n, --shard-size, --chunk, model or "
+                    "domain differ: "
                     f"{ {k: man.get('plan', {}).get(k) for k in ('seed', 'n', 'shard_size', 'chunk')} }). "
                     "Resume with the same options or pass --overwrite."
                 )
@@ -624,27 +707,50 @@ def generate_sharded(
             rec = _shard_ok(folder, k, n_k, job.fingerprint, done.get(k, {}).get("sha256"))
             if rec is not None:
                 finished[k] = rec
-        manifest = {"format": SHARD_FORMAT, "format_version": SHARD_FORMAT_VERSION, "fingerprint": job.fingerprint,
-                    "plan": {"seed": job.seed, "n": job.n, "shard_size": job.shard_size, "chunk": job.chunk, "n_shards": len(sizes),
-                             "stream": "numpy.random.default_rng(SeedSequence(seed, spawn_key=(k,)))"},
-                    "shards": {str(k): v for k, v in sorted(finished.items())}}
+        manifest = {
+            "format": SHARD_FORMAT,
+            "format_version": SHARD_FORMAT_VERSION,
+            "fingerprint": job.fingerprint,
+            "plan": {
+                "seed": job.seed,
+                "n": job.n,
+                "shard_size": job.shard_size,
+                "chunk": job.chunk,
+                "n_shards": len(sizes),
+                "stream": "numpy.random.default_rng(SeedSequence(seed, spawn_key=(k,)))",
+            },
+            "shards": {str(k): v for k, v in sorted(finished.items())},
+        }
         _write_json_atomic(mpath, manifest)
         todo = [k for k in range(len(sizes)) if k not in finished]
         if finished:
-            log.info("%s: %d of %d shards already finished; running %d", folder.name, len(finished), len(sizes), len(todo))
+            log.info(
+                "%s: %d of %d shards already finished; running %d",
+                folder.name,
+                len(finished),
+                len(sizes),
+                len(todo),
+            )
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=n, initial=sum(r["n"] for r in finished.values()), desc=f"{desc['meta']['material']} shards ({executor.name})",
-                       unit="spectra")
+            bar = tqdm(
+                total=n,
+                initial=sum(r["n"] for r in finished.values()),
+                desc=f"{desc['meta']['material']} shards ({executor.name})",
+                unit="spectra",
+            )
         walls: list[float] = []
         try:
             for i, rec in enumerate(executor.run(job, todo)):
                 walls.append(float(rec.get("wall_s", float("nan"))))
                 if not (folder / rec["file"]).exists():
-                    raise ShardError(f"shard {rec['k']} was written on {rec.get('host')} but {folder / rec['file']} is not visible here. "
-                                     "Put the output on a filesystem every Dask worker shares.")
+                    raise ShardError(
+                        f"shard {rec['k']} was written on {rec.get('host')} but {folder / rec['file']} "
+                        "is not visible here. "
+                        "Put the output on a filesystem every Dask worker shares."
+                    )
                 finished[int(rec["k"])] = {key: rec[key] for key in ("k", "n", "drawn", "sha256", "file")}
                 manifest["shards"] = {str(k): v for k, v in sorted(finished.items())}
                 _write_json_atomic(mpath, manifest)
@@ -656,11 +762,26 @@ def generate_sharded(
             if bar is not None:
                 bar.close()
         if len(finished) < len(sizes):
-            return ShardRun(folder, len(sizes), len(walls), len(sizes) - len(todo), time.perf_counter() - t0, walls)
-        out = _assemble(path, folder, sizes, finished, desc, n_test=n_test, compression=compression,
-                        command=command or " ".join(shlex.quote(a) for a in ["fcinv", *sys.argv[1:]]),
-                        sharding={"scheme": manifest["plan"]["stream"], "shard_size": job.shard_size, "n_shards": len(sizes),
-                                  "chunk": job.chunk, "executor": executor.name})
+            return ShardRun(
+                folder, len(sizes), len(walls), len(sizes) - len(todo), time.perf_counter() - t0, walls
+            )
+        out = _assemble(
+            path,
+            folder,
+            sizes,
+            finished,
+            desc,
+            n_test=n_test,
+            compression=compression,
+            command=command or " ".join(shlex.quote(a) for a in ["fcinv", *sys.argv[1:]]),
+            sharding={
+                "scheme": manifest["plan"]["stream"],
+                "shard_size": job.shard_size,
+                "n_shards": len(sizes),
+                "chunk": job.chunk,
+                "executor": executor.name,
+            },
+        )
     finally:
         if own:
             executor.close()
@@ -669,8 +790,18 @@ def generate_sharded(
     return ShardRun(out, len(sizes), len(walls), len(sizes) - len(todo), time.perf_counter() - t0, walls)
 
 
-def _assemble(path: Path, folder: Path, sizes: list[int], finished: dict, desc: dict, *, n_test: int, compression, command: str,
-              sharding: dict) -> Path:
+def _assemble(
+    path: Path,
+    folder: Path,
+    sizes: list[int],
+    finished: dict,
+    desc: dict,
+    *,
+    n_test: int,
+    compression,
+    command: str,
+    sharding: dict,
+) -> Path:
     """Concatenate the shards in order into the usual dataset file (atomic: ``.partial`` then rename)."""
     from fcinv.dataset.io import DatasetWriter
     from fcinv.grid import SpectrumGrid
@@ -679,15 +810,28 @@ def _assemble(path: Path, folder: Path, sizes: list[int], finished: dict, desc: 
     meta["command"] = command
     meta["sharding"] = sharding
     drawn = sum(int(finished[k]["drawn"]) for k in range(len(sizes)))
-    writer = DatasetWriter(path, SpectrumGrid.from_json(desc["grid"]), desc["names"], meta, sum(sizes), n_test=n_test,
-                           compression=compression, compression_opts=1 if compression == "gzip" else None, overwrite=True)
+    writer = DatasetWriter(
+        path,
+        SpectrumGrid.from_json(desc["grid"]),
+        desc["names"],
+        meta,
+        sum(sizes),
+        n_test=n_test,
+        compression=compression,
+        compression_opts=1 if compression == "gzip" else None,
+        overwrite=True,
+    )
     try:
         for k in range(len(sizes)):
             with h5py.File(folder / shard_name(k), "r") as f:
                 theta, spectra = f["theta"][()], f["spectra"][()]
-                cond = {key: f["conditions"][key][()] for key in f["conditions"]} if "conditions" in f else None
+                cond = (
+                    {key: f["conditions"][key][()] for key in f["conditions"]} if "conditions" in f else None
+                )
             if _hash_of(theta, spectra) != finished[k]["sha256"]:
-                raise ShardError(f"shard {k} in {folder} does not match its recorded hash (corrupt). Resume to re-run it.")
+                raise ShardError(
+                    f"shard {k} in {folder} does not match its recorded hash (corrupt). Resume to re-run it."
+                )
             writer.append(theta, spectra, conditions=cond)
         writer.meta["accepted_fraction"] = writer.n_written / drawn
         writer.meta["drawn"] = drawn
@@ -704,13 +848,26 @@ def _assemble(path: Path, folder: Path, sizes: list[int], finished: dict, desc: 
 def add_arguments(p) -> None:
     """The scale-out options of ``fcinv dataset``."""
     g = p.add_argument_group("scale-out (sharded generation; see docs/scale-out.md)")
-    g.add_argument("--scheduler", choices=EXECUTORS, default=None,
-                   help="draw in shards with deterministic per-shard seeds: serial (this process) or dask "
-                        "(a LocalCluster of --workers processes, or the scheduler at --address)")
-    g.add_argument("--workers", type=int, default=None, help="local Dask worker processes (single-threaded; default 1)")
-    g.add_argument("--address", default=None, help="Dask scheduler address, tcp://HOST:PORT (a running cluster)")
-    g.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
-                   help=f"samples per shard (default {DEFAULT_SHARD_SIZE}); with --seed and --chunk it fixes the content")
+    g.add_argument(
+        "--scheduler",
+        choices=EXECUTORS,
+        default=None,
+        help="draw in shards with deterministic per-shard seeds: serial (this process) or dask "
+        "(a LocalCluster of --workers processes, or the scheduler at --address)",
+    )
+    g.add_argument(
+        "--workers", type=int, default=None, help="local Dask worker processes (single-threaded; default 1)"
+    )
+    g.add_argument(
+        "--address", default=None, help="Dask scheduler address, tcp://HOST:PORT (a running cluster)"
+    )
+    g.add_argument(
+        "--shard-size",
+        type=int,
+        default=DEFAULT_SHARD_SIZE,
+        help=f"samples per shard (default {DEFAULT_SHARD_SIZE}); "
+        "with --seed and --chunk it fixes the content",
+    )
     g.add_argument("--keep-shards", action="store_true", help="keep OUTPUT.shards/ after assembly")
 
 
@@ -725,20 +882,39 @@ def cli_main(args, command: str) -> int:
     ref = load_reference(args.material, args.shells, tail=args.tail)
     names = ref.sampled[: args.top_k] if args.top_k else list(ref.sampled)
     domain = ref.domain(names, widen=tuple(args.widen))
-    print(f"{ref.material}: sampling {len(names)} of {ref.space.n_params} parameters, intensity {args.intensity}"
-          f"{', domain-randomised' if args.randomise else ''}; {len(shard_sizes(args.n, args.shard_size))} shards of "
-          f"{args.shard_size} on {args.scheduler}"
-          f"{f' ({args.address})' if args.address else (f' ({args.workers or 1} local workers)' if args.scheduler == 'dask' else '')}")
+    where = f" ({args.address})" if args.address else ""
+    if args.scheduler == "dask" and not args.address:
+        where = f" ({args.workers or 1} local workers)"
+    print(
+        f"{ref.material}: sampling {len(names)} of {ref.space.n_params} parameters, intensity "
+        f"{args.intensity}"
+        f"{', domain-randomised' if args.randomise else ''}; {len(shard_sizes(args.n, args.shard_size))} "
+        "shards of "
+        f"{args.shard_size} on {args.scheduler}"
+        f"{where}"
+    )
     for i, (nm, a, b) in enumerate(zip(names, domain.low, domain.high)):
         print(f"  FC{i:<2d} {nm:<8} [{a:8.4f}, {b:8.4f}] eV/Å²")
     recipe = recipe_from_args(args)
     t0 = time.perf_counter()
     executor = make_executor(args.scheduler, workers=args.workers, address=args.address)
     try:
-        run = generate_sharded(recipe, args.n, args.output, seed=args.seed, shard_size=args.shard_size, chunk=args.chunk,
-                               n_test=args.n_test, executor=executor, resume=args.resume, overwrite=args.overwrite,
-                               keep_shards=args.keep_shards, progress=not args.no_progress, command=command,
-                               threads=1 if args.scheduler == "dask" else None)
+        run = generate_sharded(
+            recipe,
+            args.n,
+            args.output,
+            seed=args.seed,
+            shard_size=args.shard_size,
+            chunk=args.chunk,
+            n_test=args.n_test,
+            executor=executor,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            keep_shards=args.keep_shards,
+            progress=not args.no_progress,
+            command=command,
+            threads=1 if args.scheduler == "dask" else None,
+        )
     finally:
         executor.close()
     from fcinv.dataset.io import read_dataset
@@ -746,6 +922,9 @@ def cli_main(args, command: str) -> int:
     ds = read_dataset(run.path, lazy=True)
     acc = ds.meta.get("accepted_fraction")
     ds.close()
-    print(f"wrote {run.path}: {args.n} spectra in {time.perf_counter() - t0:.1f} s ({run.shards_run} shards run, "
-          f"{run.shards_skipped} already finished); accepted fraction {acc:.3f}; content {ds.content_hash[:16]}")
+    print(
+        f"wrote {run.path}: {args.n} spectra in {time.perf_counter() - t0:.1f} s ({run.shards_run} "
+        "shards run, "
+        f"{run.shards_skipped} already finished); accepted fraction {acc:.3f}; content {ds.content_hash[:16]}"
+    )
     return 0

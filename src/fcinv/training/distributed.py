@@ -39,6 +39,7 @@ nodes see) and keeps the training split in memory, as a single-process run does.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import datetime as _dt
@@ -71,7 +72,9 @@ def _dist():
     import torch.distributed as dist
 
     if not dist.is_available():  # pragma: no cover - every supported torch build has it
-        raise TrainingError("this torch build has no torch.distributed. Install a standard torch wheel to use --ddp.")
+        raise TrainingError(
+            "this torch build has no torch.distributed. Install a standard torch wheel to use --ddp."
+        )
     return dist
 
 
@@ -83,6 +86,8 @@ def backend_for(device: torch.device) -> str:
 @contextlib.contextmanager
 def process_group(device: str | None = None, timeout_s: float = 600.0):
     """Join (or reuse) the torchrun process group; yield ``(rank, world_size, torch.device)``.
+
+    The group stays initialised after the block (see :func:`shutdown`).
 
     Parameters
     ----------
@@ -100,7 +105,6 @@ def process_group(device: str | None = None, timeout_s: float = 600.0):
     from fcinv.devices import resolve_device
 
     dist = _dist()
-    created = False
     dev = resolve_device(device)
     if dev.type == "cuda":
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -108,17 +112,31 @@ def process_group(device: str | None = None, timeout_s: float = 600.0):
     if not dist.is_initialized():
         if not under_torchrun():
             raise TrainingError(
-                "--ddp needs the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT are not set). "
+                "--ddp needs the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT are "
+                "not set). "
                 "Launch with: torchrun --nproc_per_node N -m fcinv.training ..."
             )
-        dist.init_process_group(backend_for(dev), init_method="env://", timeout=_dt.timedelta(seconds=timeout_s),
-                                **({"device_id": dev} if dev.type == "cuda" else {}))
-        created = True
-    try:
-        yield dist.get_rank(), dist.get_world_size(), dev
-    finally:
-        if created:
-            dist.destroy_process_group()
+        dist.init_process_group(
+            backend_for(dev),
+            init_method="env://",
+            timeout=_dt.timedelta(seconds=timeout_s),
+            **({"device_id": dev} if dev.type == "cuda" else {}),
+        )
+        atexit.register(shutdown)
+    yield dist.get_rank(), dist.get_world_size(), dev
+
+
+def shutdown() -> None:
+    """Leave the process group (registered at exit by :func:`process_group`; safe to call twice).
+
+    The group is kept for the life of the process on purpose: under torchrun a second
+    ``init_process_group`` after ``destroy_process_group`` reuses the agent's store under
+    the same key prefix and can meet the first group's stale keys (a hang), so several
+    ``train_*`` calls in one process share one group.
+    """
+    dist = _dist()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class GlobalBatchSampler:
@@ -163,8 +181,10 @@ def _batch_len(batch) -> int:
         return _batch_len(batch[0])
     if isinstance(batch, (torch.Tensor, np.ndarray)):
         return int(batch.shape[0])
-    raise TrainingError(f"cannot split a training batch of type {type(batch).__name__} across ranks. "
-                        "A task's train_batches must yield arrays/tensors or tuples of them.")
+    raise TrainingError(
+        f"cannot split a training batch of type {type(batch).__name__} across ranks. "
+        "A task's train_batches must yield arrays/tensors or tuples of them."
+    )
 
 
 def _slice(batch, lo: int, hi: int):
@@ -178,7 +198,7 @@ def _rank_seed(seed: int, rank: int, what: int) -> int:
 
 
 class _DDP(torch.nn.parallel.DistributedDataParallel):
-    """DDP that forwards unknown attributes (``loss``, ``config``...) to the wrapped model, so tasks run unchanged."""
+    """DDP forwarding unknown attributes (``loss``, ``config``...) to the model: tasks run unchanged."""
 
     def __getattr__(self, name: str):
         try:
@@ -203,11 +223,16 @@ class DistributedTrainer(Trainer):
         Convert BatchNorm layers to SyncBatchNorm (CUDA only).
     """
 
-    def __init__(self, task, out_dir, config: TrainConfig, command: str = "", sync_batchnorm: bool = False) -> None:
+    def __init__(
+        self, task, out_dir, config: TrainConfig, command: str = "", sync_batchnorm: bool = False
+    ) -> None:
         super().__init__(task, out_dir, config, command)
         dist = _dist()
         if not dist.is_initialized():
-            raise TrainingError("DistributedTrainer needs an initialised process group. Run inside fcinv.training.distributed.process_group().")
+            raise TrainingError(
+                "DistributedTrainer needs an initialised process group. Run inside "
+                "fcinv.training.distributed.process_group()."
+            )
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.sync_batchnorm = sync_batchnorm
 
@@ -224,13 +249,21 @@ class DistributedTrainer(Trainer):
             "command": self.command,
             "train_config": self.config.to_dict(),
             "training": summary,
-            "distributed": {"world_size": self.world_size, "backend": _dist().get_backend(),
-                            "global_batch_size": self.config.batch_size, "sampler": "GlobalBatchSampler"},
+            "distributed": {
+                "world_size": self.world_size,
+                "backend": _dist().get_backend(),
+                "global_batch_size": self.config.batch_size,
+                "sampler": "GlobalBatchSampler",
+            },
             **self.task.checkpoint_extra(self.out_dir),
         }
         self.task.model.save_checkpoint(  # type: ignore[attr-defined]
-            self.out_dir, grid=self.task.grid, names=self.task.names, target_scaling=self.task.target_scaling,
-            extra=extra, state_dict=best_state,
+            self.out_dir,
+            grid=self.task.grid,
+            names=self.task.names,
+            target_scaling=self.task.target_scaling,
+            extra=extra,
+            state_dict=best_state,
         )
 
     def _agree(self, obj):
@@ -259,7 +292,10 @@ class DistributedTrainer(Trainer):
         problem = None
         if self.rank == 0:
             if not resume and ((self.out_dir / CONFIG).exists() or sp.exists()):
-                problem = f"{self.out_dir} already holds a checkpoint. Pass --resume to continue it, or choose another --out."
+                problem = (
+                    f"{self.out_dir} already holds a checkpoint. "
+                    "Pass --resume to continue it, or choose another --out."
+                )
             elif resume and not sp.exists():
                 problem = f"nothing to resume in {self.out_dir} (no {sp.name}). Start without --resume."
         problem = self._agree(problem)
@@ -272,17 +308,29 @@ class DistributedTrainer(Trainer):
             try:
                 st = torch_load(sp, "trainer state")
                 if not isinstance(st, dict) or st.get("kind") != self.task.kind:
-                    raise CheckpointError(f"{sp} is not the trainer state of a {self.task.kind} run. Start without --resume or pick the right --out.")
+                    raise CheckpointError(
+                        f"{sp} is not the trainer state of a {self.task.kind} run. Start without "
+                        "--resume or pick the right --out."
+                    )
                 if (self.out_dir / CONFIG).exists():
                     old = read_checkpoint_config(self.out_dir)
-                    if old.get("grid_fingerprint") and old["grid_fingerprint"] != self.task.grid.fingerprint():
-                        raise CheckpointError(f"{self.out_dir} was trained on another grid than --data. Resume with the same dataset.")
+                    if (
+                        old.get("grid_fingerprint")
+                        and old["grid_fingerprint"] != self.task.grid.fingerprint()
+                    ):
+                        raise CheckpointError(
+                            f"{self.out_dir} was trained on another grid than --data. Resume with the "
+                            "same dataset."
+                        )
                 self.task.model.load_state_dict(st["model"])
                 err = None
             except CheckpointError as exc:
                 err = str(exc)
             except (RuntimeError, KeyError) as exc:
-                err = f"{sp} does not fit this model ({str(exc).splitlines()[0][:120]}). Resume with the same architecture options."
+                err = (
+                    f"{sp} does not fit this model ({str(exc).splitlines()[0][:120]}). "
+                    "Resume with the same architecture options."
+                )
             errs = [None] * self.world_size
             dist.all_gather_object(errs, err)
             first = next((e for e in errs if e), None)
@@ -318,10 +366,21 @@ class DistributedTrainer(Trainer):
         params = [p for p in model.parameters() if p.requires_grad]
         ddp = _DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
+        )
         if st is None:
-            st = {"kind": task.kind, "epoch": 0, "history": [], "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0,
-                  "stopped": False, "best_state": None, "wall_s": 0.0}
+            st = {
+                "kind": task.kind,
+                "epoch": 0,
+                "history": [],
+                "best_val": math.inf,
+                "best_epoch": -1,
+                "bad_epochs": 0,
+                "stopped": False,
+                "best_state": None,
+                "wall_s": 0.0,
+            }
         else:
             opt.load_state_dict(st["optimizer"])
             sched.load_state_dict(st["scheduler"])
@@ -332,14 +391,24 @@ class DistributedTrainer(Trainer):
             elif self.rank == 0:  # pragma: no cover - rank 0 always has a state
                 gen.set_state(st["rng_torch"].cpu())
             if len(ranks) != self.world_size and self.rank == 0:
-                log.warning("resuming a %d-process run on %d processes: ranks beyond %d draw fresh latent noise",
-                            len(ranks), self.world_size, len(ranks))
+                log.warning(
+                    "resuming a %d-process run on %d processes: ranks beyond %d draw fresh latent noise",
+                    len(ranks),
+                    self.world_size,
+                    len(ranks),
+                )
         sampler = GlobalBatchSampler(self.rank, self.world_size)
         t0 = time.perf_counter() - float(st.get("wall_s", 0.0))
         start = int(st["epoch"])
         show = cfg.progress and self.rank == 0
-        bar = tqdm(total=cfg.epochs, initial=start, desc=f"train {task.kind} (ddp x{self.world_size})", unit="epoch", disable=not show,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.epochs,
+            initial=start,
+            desc=f"train {task.kind} (ddp x{self.world_size})",
+            unit="epoch",
+            disable=not show,
+            dynamic_ncols=True,
+        )
         samples = 0
         t_train = 0.0
         try:
@@ -357,10 +426,15 @@ class DistributedTrainer(Trainer):
                         loss, parts = task.train_loss(local, gen)
                         opt.zero_grad(set_to_none=True)
                         (loss * weight).backward()
-                        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip else math.inf)
-                        if not torch.isfinite(norm):  # the same all-reduced gradients on every rank: all stop together
+                        norm = torch.nn.utils.clip_grad_norm_(
+                            params, cfg.grad_clip if cfg.grad_clip else math.inf
+                        )
+                        if not torch.isfinite(
+                            norm
+                        ):  # the same all-reduced gradients on every rank: all stop together
                             raise TrainingError(
-                                f"the {task.kind} training gradient became {norm.item()} at epoch {epoch + 1}. "
+                                f"the {task.kind} training gradient became {norm.item()} at epoch "
+                                f"{epoch + 1}. "
                                 f"Lower --lr (now {opt.param_groups[0]['lr']:.2g}) or --beta."
                             )
                         opt.step()
@@ -371,8 +445,10 @@ class DistributedTrainer(Trainer):
                 finally:
                     task.model = model
                 t_train += time.perf_counter() - te
-                # the epoch's mean training loss over all ranks (each rank's slices weighted as in the gradient)
-                loc = torch.tensor([sums.get(k, 0.0) for k in sorted(sums)] + [float(n_batches)], dtype=torch.float64)
+                # the epoch's mean training loss over all ranks and batches
+                loc = torch.tensor(
+                    [sums.get(k, 0.0) for k in sorted(sums)] + [float(n_batches)], dtype=torch.float64
+                )
                 _dist().all_reduce(loc)
                 keys = sorted(sums)
                 train = {f"train_{k}": float(loc[i]) / max(float(loc[-1]), 1.0) for i, k in enumerate(keys)}
@@ -389,13 +465,25 @@ class DistributedTrainer(Trainer):
                     raise TrainingError(f"validation failed on rank 0: {val['error']}")
                 vloss = val["val_loss"]
                 sched.step(vloss)
-                rec = {"epoch": epoch + 1, **train, **val, "lr": opt.param_groups[0]["lr"], "wall_s": round(time.perf_counter() - t0, 3)}
+                rec = {
+                    "epoch": epoch + 1,
+                    **train,
+                    **val,
+                    "lr": opt.param_groups[0]["lr"],
+                    "wall_s": round(time.perf_counter() - t0, 3),
+                }
                 st["history"].append(rec)
                 st["epoch"] = epoch + 1
-                improved = vloss < st["best_val"] * (1 - cfg.min_delta) if math.isfinite(st["best_val"]) else math.isfinite(vloss)
+                improved = (
+                    vloss < st["best_val"] * (1 - cfg.min_delta)
+                    if math.isfinite(st["best_val"])
+                    else math.isfinite(vloss)
+                )
                 if improved:
                     st["best_val"], st["best_epoch"], st["bad_epochs"] = float(vloss), epoch + 1, 0
-                    st["best_state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    st["best_state"] = {
+                        k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                    }
                 else:
                     st["bad_epochs"] += 1
                     if st["bad_epochs"] >= cfg.patience:
@@ -416,16 +504,32 @@ class DistributedTrainer(Trainer):
                 st["world_size"] = self.world_size
                 self._save_state(st)
                 bar.update(1)
-                bar.set_postfix(train=f"{train.get('train_loss', float('nan')):.4g}", val=f"{vloss:.4g}", best=f"{st['best_val']:.4g}@{st['best_epoch']}")
+                bar.set_postfix(
+                    train=f"{train.get('train_loss', float('nan')):.4g}",
+                    val=f"{vloss:.4g}",
+                    best=f"{st['best_val']:.4g}@{st['best_epoch']}",
+                )
                 if self.rank == 0:
-                    log.info("%s epoch %d (ddp x%d): %s", task.kind, epoch + 1, self.world_size,
-                             {k: round(v, 5) for k, v in rec.items() if isinstance(v, float)})
+                    log.info(
+                        "%s epoch %d (ddp x%d): %s",
+                        task.kind,
+                        epoch + 1,
+                        self.world_size,
+                        {k: round(v, 5) for k, v in rec.items() if isinstance(v, float)},
+                    )
         finally:
             bar.close()
         if sampler.skipped and self.rank == 0:
-            log.info("skipped %d global batches with fewer than %d samples per rank", sampler.skipped, sampler.min_per_rank)
+            log.info(
+                "skipped %d global batches with fewer than %d samples per rank",
+                sampler.skipped,
+                sampler.min_per_rank,
+            )
         if st["best_state"] is None:
-            raise TrainingError(f"no finite validation loss in {st['epoch']} epochs of {task.kind} training. Check the dataset and lower --lr.")
+            raise TrainingError(
+                f"no finite validation loss in {st['epoch']} epochs of {task.kind} training. Check the "
+                "dataset and lower --lr."
+            )
         wall = time.perf_counter() - t0
         self._write_checkpoint(st["best_state"], self._summary(st, wall))
         _dist().barrier()  # the files exist for every rank when fit returns
@@ -434,12 +538,27 @@ class DistributedTrainer(Trainer):
         #: training-pass time (s) of this rank and the global training throughput (samples/s, all ranks)
         self.train_time_s, self.samples_local = t_train, samples
         self.samples_per_s = sampler.global_samples / t_train if t_train > 0 else float("nan")
-        return TrainResult(out_dir=self.out_dir, best_epoch=int(st["best_epoch"]), best_val_loss=float(st["best_val"]),
-                           epochs_run=int(st["epoch"]), stopped_early=bool(st["stopped"]), history=list(st["history"]), wall_s=wall)
+        return TrainResult(
+            out_dir=self.out_dir,
+            best_epoch=int(st["best_epoch"]),
+            best_val_loss=float(st["best_val"]),
+            epochs_run=int(st["epoch"]),
+            stopped_early=bool(st["stopped"]),
+            history=list(st["history"]),
+            wall_s=wall,
+        )
 
 
 # ------------------------------------------------------------------------ entry points
-def _run(make_task, data, out_dir, cfg: TrainConfig, resume: bool, command: str | None, sync_batchnorm: bool = False) -> TrainResult:
+def _run(
+    make_task,
+    data,
+    out_dir,
+    cfg: TrainConfig,
+    resume: bool,
+    command: str | None,
+    sync_batchnorm: bool = False,
+) -> TrainResult:
     from fcinv.dataset.io import default_command, read_dataset
 
     with process_group(cfg.device) as (rank, world, _dev):
@@ -449,35 +568,88 @@ def _run(make_task, data, out_dir, cfg: TrainConfig, resume: bool, command: str 
         finally:
             ds.close()
         cfg_r = cfg if rank == 0 else TrainConfig(**{**cfg.to_dict(), "progress": False})
-        trainer = DistributedTrainer(task, out_dir, cfg_r, command=command or default_command(), sync_batchnorm=sync_batchnorm)
+        trainer = DistributedTrainer(
+            task, out_dir, cfg_r, command=command or default_command(), sync_batchnorm=sync_batchnorm
+        )
         res = trainer.fit(resume=resume)
         res.samples_per_s = getattr(trainer, "samples_per_s", float("nan"))  # type: ignore[attr-defined]
         res.rank, res.world_size = rank, world  # type: ignore[attr-defined]
         return res
 
 
-def train_vae(data, out_dir, config: TrainConfig = TrainConfig(), model_config=None, *, resume: bool = False,
-              command: str | None = None, sync_batchnorm: bool = False, **arch: Any) -> TrainResult:
+def train_vae(
+    data,
+    out_dir,
+    config: TrainConfig = TrainConfig(),
+    model_config=None,
+    *,
+    resume: bool = False,
+    command: str | None = None,
+    sync_batchnorm: bool = False,
+    **arch: Any,
+) -> TrainResult:
     """:func:`fcinv.training.train_vae` under torchrun (DDP); ``config.batch_size`` is the global batch."""
     from fcinv.training.tasks import VAETask
 
-    return _run(lambda ds: VAETask(ds, config, model_config, **arch), data, out_dir, config, resume, command, sync_batchnorm)
+    return _run(
+        lambda ds: VAETask(ds, config, model_config, **arch),
+        data,
+        out_dir,
+        config,
+        resume,
+        command,
+        sync_batchnorm,
+    )
 
 
-def train_regressor(data, out_dir, vae_dir, config: TrainConfig = TrainConfig(), model_config=None, *, latent_input="sample",
-                    resume: bool = False, command: str | None = None, **arch: Any) -> TrainResult:
+def train_regressor(
+    data,
+    out_dir,
+    vae_dir,
+    config: TrainConfig = TrainConfig(),
+    model_config=None,
+    *,
+    latent_input="sample",
+    resume: bool = False,
+    command: str | None = None,
+    **arch: Any,
+) -> TrainResult:
     """:func:`fcinv.training.train_regressor` under torchrun (DDP)."""
     from fcinv.training.tasks import RegressorTask
 
-    return _run(lambda ds: RegressorTask(ds, config, vae_dir, model_config, latent_input, **arch), data, out_dir, config, resume, command)
+    return _run(
+        lambda ds: RegressorTask(ds, config, vae_dir, model_config, latent_input, **arch),
+        data,
+        out_dir,
+        config,
+        resume,
+        command,
+    )
 
 
-def train_resnet(data, out_dir, config: TrainConfig = TrainConfig(), model_config=None, *, pretrained=None, resume: bool = False,
-                 command: str | None = None, sync_batchnorm: bool = False) -> TrainResult:
+def train_resnet(
+    data,
+    out_dir,
+    config: TrainConfig = TrainConfig(),
+    model_config=None,
+    *,
+    pretrained=None,
+    resume: bool = False,
+    command: str | None = None,
+    sync_batchnorm: bool = False,
+) -> TrainResult:
     """:func:`fcinv.training.train_resnet` under torchrun (DDP)."""
     from fcinv.training.tasks import ResNetTask
 
-    return _run(lambda ds: ResNetTask(ds, config, model_config, pretrained), data, out_dir, config, resume, command, sync_batchnorm)
+    return _run(
+        lambda ds: ResNetTask(ds, config, model_config, pretrained),
+        data,
+        out_dir,
+        config,
+        resume,
+        command,
+        sync_batchnorm,
+    )
 
 
 def is_rank_zero() -> bool:
@@ -485,5 +657,15 @@ def is_rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-__all__ = ["DistributedTrainer", "GlobalBatchSampler", "process_group", "train_regressor", "train_resnet", "train_vae",
-           "under_torchrun", "backend_for", "is_rank_zero"]
+__all__ = [
+    "DistributedTrainer",
+    "GlobalBatchSampler",
+    "process_group",
+    "train_regressor",
+    "train_resnet",
+    "train_vae",
+    "under_torchrun",
+    "shutdown",
+    "backend_for",
+    "is_rank_zero",
+]
