@@ -399,9 +399,16 @@ def _launch(a, mode: str, world: int, out: Path, data: Path) -> dict:
         ]
     )
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=_src_env(), capture_output=True, text=True, timeout=3600)
+    p = subprocess.Popen(
+        cmd, env=_src_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, err = p.communicate(timeout=3600)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)  # torchrun and every rank
+        _, err = p.communicate()
     if p.returncode != 0:
-        raise RuntimeError(f"{mode} x{world} failed:\n{p.stderr[-3000:]}")
+        raise RuntimeError(f"{mode} x{world} failed:\n{err[-3000:]}")
     r = json.loads(js.read_text())
     r["wall_s"] = time.perf_counter() - t0
     return r
