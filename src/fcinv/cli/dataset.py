@@ -12,6 +12,8 @@ fcinv dataset --material Ge -n 10000 --seed 0 -o ge.h5 --resume            # aft
 fcinv dataset --material Ge --shells 3 -n 2000 -o ge3.h5                     # 10 parameters in 3 shells
 fcinv dataset --material Ge --intensity physical --randomise -n 6000 -o ge_phys.h5
 fcinv dataset --material Ge --intensity paper --top-k 8 -n 10000 -o ge_paper.h5   # the paper's set
+fcinv dataset --material Ge -n 100000 -o ge.h5 --scheduler dask --workers 8       # sharded, local Dask workers
+fcinv dataset --material Ge -n 100000 -o ge.h5 --scheduler dask --address tcp://HOST:8786 --resume
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted OUTPUT.partial")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT.partial")
     p.add_argument("--no-progress", action="store_true")
+    from fcinv.dataset.shards import add_arguments
+
+    add_arguments(p)  # --scheduler/--workers/--address/--shard-size/--keep-shards (issue 15)
     return p
 
 
@@ -143,6 +148,10 @@ def build(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    if args.scheduler:
+        from fcinv.dataset.shards import cli_main
+
+        return cli_main(args, command_line())
     import time
 
     from fcinv.dataset.generate import generate

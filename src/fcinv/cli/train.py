@@ -40,6 +40,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-val", type=int, default=None, help="use at most N validation samples")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--ddp", action="store_true",
+                   help="DistributedDataParallel under torchrun (gloo on CPU, NCCL on GPU); --batch-size is the global batch")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from fcinv.training import TrainConfig, train_regressor, train_resnet, train_vae
 
+        if args.ddp:  # the same tasks through DistributedDataParallel (fcinv.training.distributed)
+            from fcinv.training.distributed import is_rank_zero, train_regressor, train_resnet, train_vae  # noqa: F811
+
         if args.threads:
             torch.set_num_threads(args.threads)
         cfg = TrainConfig(
@@ -92,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     except FcinvError as exc:
         print(f"fcinv train: error: {exc}", file=sys.stderr)
         return 2
+    if args.ddp and not is_rank_zero():
+        return 0
     stop = "early stop" if res.stopped_early else "max epochs"
     print(f"{args.model}: best validation loss {res.best_val_loss:.5g} at epoch {res.best_epoch} "
           f"({res.epochs_run} epochs, {stop}, {res.wall_s:.1f} s) -> {res.out_dir}")
