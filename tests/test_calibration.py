@@ -135,3 +135,40 @@ def test_file_round_trip_and_fingerprint_guard(tmp_path):
     path.write_text("{not json")
     with pytest.raises(CalibrationError, match="not a readable calibration"):
         load_calibration(pred)
+
+
+def test_trust_report_with_the_shipped_model(tmp_path):
+    """End to end at library level: predict, calibrate (a calibration fitted for these weights), verdict."""
+    from fcinv.adequacy import AdequacyError
+    from fcinv.calibration import model_fingerprint
+    from fcinv.inference import load_model
+    from fcinv.reference import load_reference
+    from fcinv.trust import trust_report
+
+    pred = load_model("ge")
+    ref = load_reference(pred.grid.material or "Ge")
+    fm = ref.forward_model(free=list(pred.names), grid=pred.grid)
+    img = np.asarray(fm.spectra(fm.theta0[None])[0], float)
+    p = pred.predict(img, k_samples=20)
+    k = len(pred.names)
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0, 1, (40, k))
+    sig = np.full((40, k), 0.01)
+    est = truth + rng.normal(0, 0.2, (40, k))
+    ml = ScaleCalibration.fit(pred.names, est, sig, truth)
+    cal = ModelCalibration(tuple(pred.names), ml, None, model_fingerprint(pred))
+    rep = trust_report(pred, p, img, forward_model=fm, calibration=cal)
+    d = rep.as_dict()
+    assert rep.calibrated and d["adequacy"]["verdict"] == "adequate"
+    first = pred.names[0]
+    assert d["ml"][first]["sigma"] > d["ml"][first]["sigma_raw"]
+    assert any(line.startswith("sigma: calibrated") for line in rep.table_lines())
+    json.dumps(d)
+    raw = trust_report(pred, p, img, calibration=None)
+    assert not raw.calibrated and "not an error bar" in raw.ml["sigma_meaning"]
+    with pytest.raises(AdequacyError, match="zero"):
+        trust_report(pred, p, np.zeros(pred.grid.shape), calibration=None)
+    rejected = SimpleNamespace(success=False, theta=p.theta + 1.0, sigma=p.sigma)
+    rep2 = trust_report(pred, p, img, refined=rejected, calibration=cal)
+    assert rep2.refined[first]["theta"] == pytest.approx(float(p.theta[0]))
+    assert any("rejected" in w for w in rep2.as_dict()["warnings"])
