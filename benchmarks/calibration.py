@@ -19,11 +19,13 @@ alone and its last orientation alone. To fit the budget of the 2-core machine th
 orientations (not the 120 of a full run): the orientation count per experiment is cut,
 not the number of experiments.
 
-Splits are by truth (a truth's three experiments stay in one split): truths t with ⌊t/2⌋ % 6 = 0
-(one DFT and one member truth in every 12) form the calibration split, the others the test split. The calibration
-(:mod:`fcinv.calibration`) is fitted on the calibration split only and measured on the test
-split; ``--write`` stores it beside the model as ``calibration.json``, with the OOD reference
-statistics of the calibration split.
+Splits are by truth (a truth's three experiments stay in one split): truths t with
+⌊t/2⌋ % 6 = 0 (one DFT and one member truth in every 12) form the calibration split, the
+others the test split. The calibration (:mod:`fcinv.calibration`) is fitted on the
+calibration split only and measured on the test split; ``--write`` stores it beside the
+model as ``calibration.json``, with the OOD reference statistics of the calibration split.
+Also printed: coverage per family of experiment, and the transfer of a calibration fitted on
+one family of truths only to the other family (where the conformal guarantee does not hold).
 
 Peer in the same run: the uncalibrated σ (the latent-sample spread for ML, the Laplace σ of
 the fit for the refinement), whose coverage is printed beside the calibrated one.
@@ -512,7 +514,8 @@ def evaluate(args, rows: list[dict]) -> None:
     print(
         f"{'':4} {'name':<8} {'a_ml':>8} {'tau_ml':>8} {'q68':>6} {'q95':>6} {'cov68':>6} {'cov95':>6} "
         f"{'raw68':>6} | "
-        f"{'a_rf':>8} {'tau_rf':>8} {'cov68':>6} {'cov95':>6} {'raw68':>6} {'med|err| ml':>12} {'rf':>8}"
+        f"{'a_rf':>8} {'tau_rf':>8} {'cov68':>6} {'cov95':>6} {'raw68':>6} {'med|err| ml':>12} {'rf':>8} "
+        f"{'med sigma ml':>12} {'rf':>8}"
     )
     per = {}
     for j, n in enumerate(names):
@@ -535,7 +538,8 @@ def evaluate(args, rows: list[dict]) -> None:
         print(
             f"FC{j:<2} {n:<8} {ml.a[j]:>8.3f} {ml.tau[j]:>8.4f} {ml.q68[j]:>6.2f} {ml.q95[j]:>6.2f} "
             f"{c68:>6.3f} {c95:>6.3f} {raw:>6.3f} | "
-            f"{ra:>8.3f} {rt:>8.4f} {d68:>6.3f} {d95:>6.3f} {rraw:>6.3f} {me:>12.4f} {mr:>8.4f}"
+            f"{ra:>8.3f} {rt:>8.4f} {d68:>6.3f} {d95:>6.3f} {rraw:>6.3f} {me:>12.4f} {mr:>8.4f} "
+            f"{np.median(ml68[:, j]):>12.4f} {np.median(r68[:, j]):>8.4f}"
         )
         per[n] = {
             "cov68_ml": c68,
@@ -546,6 +550,8 @@ def evaluate(args, rows: list[dict]) -> None:
             "raw_cov68_refined": rraw,
             "median_abs_err_ml": me,
             "median_abs_err_refined": mr,
+            "median_sigma_ml": float(np.median(ml68[:, j])),
+            "median_sigma_refined": float(np.median(r68[:, j])),
         }
     # coverage by family of experiment (the guarantee is marginal; these show where it holds)
     groups = {}
@@ -572,6 +578,28 @@ def evaluate(args, rows: list[dict]) -> None:
                 f"  {key}={lab:<16} n={int(sel.sum()):>4}  ML {g['cov68_ml']:.3f}/{g['cov95_ml']:.3f}  "
                 f"refined {g['cov68_refined']:.3f}/{g['cov95_refined']:.3f}"
             )
+    # transfer: calibrated on one family of truths only, measured on the other's test experiments
+    fam = lambda r: r["truth"].split(":")[0]  # noqa: E731
+    transfer = {}
+    for src, dst in (("dft-perturbed", "member-perturbed"), ("member-perturbed", "dft-perturbed")):
+        cs = [r for r in cal_rows if fam(r) == src]
+        ts = [r for r in test_rows if fam(r) == dst]
+        if len(cs) < 20 or not ts:
+            continue
+        a_s, a_d = _arrays(cs), _arrays(ts)
+        c = ScaleCalibration.fit(names, a_s["ml"], a_s["ml_s"], a_s["truth"], estimator="ml")
+        h68, h95 = c.apply(a_d["ml_s"])
+        transfer[f"{src}->{dst}"] = {
+            "cov68_ml": coverage(a_d["ml"], a_d["truth"], h68),
+            "cov95_ml": coverage(a_d["ml"], a_d["truth"], h95),
+            "n_cal": len(cs),
+            "n_test": len(ts),
+        }
+        t = transfer[f"{src}->{dst}"]
+        print(
+            f"  transfer: ML calibrated on {src} only ({len(cs)}), tested on {dst} ({len(ts)}): "
+            f"{t['cov68_ml']:.3f}/{t['cov95_ml']:.3f}"
+        )
     # OOD reference check: share of test inputs above the 99th percentile (about 1% if the reference is right)
     sc = [ood.score(r["recon_mse"], np.array(r["mu"])) for r in test_rows]
     above = {k: float(np.mean([s[k] > 99.0 for s in sc])) for k in ("recon_percentile", "latent_percentile")}
@@ -593,6 +621,7 @@ def evaluate(args, rows: list[dict]) -> None:
         "result": res,
         "per_parameter": per,
         "groups": groups,
+        "transfer": transfer,
         "reliability": rel,
         "ood_above_p99": above,
         "calibration": cal.to_dict(),

@@ -150,3 +150,17 @@ def test_ood_score_enters_the_verdict(ge):
     v = assess(img, grid, prediction=far, reference=ref)
     assert v.ood["recon_percentile"] == 100.0 and v.ood["latent_percentile"] == 100.0
     assert sum("out of distribution" in w for w in v.warnings) == 2
+
+
+def test_the_three_real_nxspe_files_are_not_merged():
+    """Issue 11: MARI (Ei 12.97), Horace (35.5) and MAPS (800 meV) files folded together without a word."""
+    d = SHARED / "nxspe"
+    files = [d / "MAR11001_test.nxspe", d / "gen_sqw_96dets.nxspe", d / "nxspe_version1_0.nxspe"]
+    if not all(f.is_file() for f in files):
+        pytest.skip(f"the real NXSPE files are absent from {d}")
+    from fcinv.experiment.readers import read_nxspe
+
+    metas = [read_nxspe(f) for f in files]
+    with pytest.raises(MixedRunsError, match="12.9728, 35.5, 800 meV"):
+        check_mergeable(metas)
+    assert check_mergeable(metas[:1] * 2)["mixed"] is False
