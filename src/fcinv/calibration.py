@@ -479,12 +479,13 @@ def load_calibration(
     path
         A calibration file; default the model folder's.
     required
-        Raise instead of returning None when there is none.
+        Raise instead of returning None (with a logged warning) when there is none, or when it
+        was fitted for other weights or parameters (e.g. after the model was retrained).
 
     Raises
     ------
     CalibrationError
-        The file is malformed, or was fitted for other weights (always), or is missing (``required``).
+        The file is malformed (always); missing or fitted for another model (``required``).
     """
     p = Path(path) if path is not None else ((model_folder(predictor) or Path(".")) / CALIBRATION_FILE)
     if not p.is_file():
@@ -504,15 +505,20 @@ def load_calibration(
         ) from None
     fp = model_fingerprint(predictor)
     bad = [k for k, v in cal.fingerprint.items() if fp.get(k) not in (None, v)]
+    why = None
     if bad:
-        raise CalibrationError(
+        why = (
             f"{p} was fitted for other {'/'.join(bad)} weights than {predictor.source}; its intervals do not "
-            "apply. "
-            "Refit it for this model with benchmarks/calibration.py --write model."
+            "apply. Refit it for this model with benchmarks/calibration.py --write model."
         )
-    if tuple(cal.names) != tuple(predictor.names):
-        raise CalibrationError(
+    elif tuple(cal.names) != tuple(predictor.names):
+        why = (
             f"{p} is for parameters {list(cal.names)}, the model predicts {list(predictor.names)}. Refit it "
             "for this model."
         )
+    if why is not None:
+        if required:
+            raise CalibrationError(why)
+        log.warning("calibration not used: %s", why)  # a retrained model falls back to the raw σ, said so
+        return None
     return cal

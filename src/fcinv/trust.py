@@ -104,7 +104,7 @@ def trust_report(
     AdequacyError
         The input constrains nothing (an all-zero or negative spectrum, nothing measured).
     CalibrationError
-        A calibration file that was fitted for other weights.
+        A malformed calibration file (one fitted for other weights is skipped with a warning).
     """
     cal = (
         load_calibration(predictor) if isinstance(calibration, str) and calibration == "auto" else calibration
