@@ -10,6 +10,34 @@ Each embedded material folder (``fcinv/data/<Mat>/``) holds, produced by
 - ``provenance.json``: models, versions, settings and the command.
 
 This module only reads them, so the core runs without the force-field packages.
+
+Parameters, shells and what lies beyond the cutoff
+--------------------------------------------------
+Every symmetry-allowed parameter within the cutoff is a model parameter
+(:attr:`MaterialReference.sampled`: all of them, ordered FC0, FC1, ... by the
+sensitivity ranking; the ranking orders and reports, it no longer freezes
+anything). The paper's convention (the top-k of the ranking sampled, the rest
+held at the reference member) is kept as :attr:`MaterialReference.paper_sampled`
+for the ``ge-paper`` / ``nb-paper`` models.
+
+The cutoff is a shell count: ``cutoff_shells`` in material.json by default, any
+other with :func:`load_reference` ``(material, n_shells=N)`` (``fcinv dataset
+--shells N``). The embedded ensemble holds every member's projection onto the
+first ``ensemble_shells`` shells (5 for Ge and Nb). For a parameter in those
+shells the bounds are the min/max over the stable members. For a parameter
+beyond them no member's value is embedded (only the reference member's full FC
+set is), so its bounds are the reference member's value ± h, h the largest
+|θ| of any stable member in the outermost embedded shell (documented stand-in;
+regenerate the ensemble with ``fcinv reference`` at more shells for real bounds).
+
+Beyond the cutoff (:data:`TAIL_ZERO`, the default when every parameter is
+free): the force constants are zero; D(q) is built from θ alone. The
+alternative, :data:`TAIL_REFERENCE`, keeps the reference member's full FC set
+beyond the cutoff in D_ref (and, for a model that frees only some parameters,
+holds the others at the reference member: the paper's convention). Measured on
+the DFT Ge set (its projection onto the 16 parameters of 5 shells, against the
+full DFT set's own dispersion on the default path, ``docs/stage1.md``): zero tail
+0.134 THz rms, reference-member (7net-0) tail 0.202 THz rms, so zero is the default.
 """
 
 from __future__ import annotations
@@ -29,6 +57,12 @@ from fcinv.fcspace import FCSpace, PairFC, pairs_from_phonopy
 log = logging.getLogger(__name__)
 
 ENSEMBLE_FILE = "ensemble.json"
+#: Beyond the cutoff: zero force constants.
+TAIL_ZERO = "zero"
+#: Beyond the cutoff: the reference member's full FC set (the paper's D_ref).
+TAIL_REFERENCE = "reference"
+#: Largest shell count accepted by :func:`load_reference` (and ``--shells``).
+MAX_SHELLS = 12
 REFERENCE_FC_FILE = "reference_fc.hdf5"
 PROVENANCE_FILE = "provenance.json"
 
@@ -83,11 +117,23 @@ class MaterialReference:
     theta_ref
         Shape (n_params,) eV/Å²: the reference member's projection onto θ.
     sampled
-        The sampled parameter names, FC0 first (decreasing sensitivity).
+        Every parameter name of ``space``, FC0 first (decreasing sensitivity; parameters
+        the embedded ranking does not cover follow in space order).
     lower, upper
-        Shape (n_params,) eV/Å²: the ensemble bounds (stable members).
+        Shape (n_params,) eV/Å²: the ensemble bounds (stable members; see the module
+        docstring for parameters beyond the embedded shells).
     ensemble
         The raw ``ensemble.json``.
+    paper_sampled
+        The paper convention's sampled parameters (the ensemble's top-k, FC0…FC7).
+    n_shells
+        Number of neighbour shells of ``space``.
+    tail
+        What lies beyond the cutoff for an all-parameter model: :data:`TAIL_ZERO` or
+        :data:`TAIL_REFERENCE`.
+    bounds_source
+        Per parameter: ``"ensemble"`` (min/max over stable members) or
+        ``"reference±h"`` (beyond the embedded shells).
     """
 
     crystal: Crystal
@@ -98,6 +144,10 @@ class MaterialReference:
     lower: np.ndarray
     upper: np.ndarray
     ensemble: dict = field(repr=False)
+    paper_sampled: list[str] = field(default_factory=list)
+    n_shells: int = 5
+    tail: str = TAIL_ZERO
+    bounds_source: tuple[str, ...] = ()
 
     @property
     def material(self) -> str:
@@ -112,43 +162,178 @@ class MaterialReference:
         idx = self.space.index(names or self.sampled)
         return self.lower[idx], self.upper[idx]
 
-    def forward_model(self, *, free: list[str] | None = None, grid=None, broadening=None, mesh: int = 4):
-        """The forward model about this reference (D_ref from the full FC set), varying ``free`` (default: the sampled parameters)."""
+    def tail_for(self, free: list[str] | None) -> str:
+        """The tail a model varying ``free`` uses: :attr:`tail` when every parameter is free,
+        else :data:`TAIL_REFERENCE` (the paper convention: all that is not free is the
+        reference member's)."""
+        if free is None or set(free) == set(self.space.names):
+            return self.tail
+        return TAIL_REFERENCE
+
+    def forward_model(
+        self, *, free: list[str] | None = None, grid=None, broadening=None, mesh: int = 4, tail: str | None = None
+    ):
+        """The forward model about this reference, varying ``free`` (default: every parameter).
+
+        Parameters
+        ----------
+        free
+            Varied parameter names, in θ order; default :attr:`sampled` (all, ranked).
+        grid, broadening, mesh
+            As :class:`fcinv.forward.ForwardModel`; default the material's grid and width.
+        tail
+            :data:`TAIL_ZERO` (D(q) from θ alone) or :data:`TAIL_REFERENCE` (D_ref from the
+            reference member's full FC set); default :meth:`tail_for` ``(free)``.
+        """
         from fcinv.crystal import default_grid
         from fcinv.forward import Broadening, ForwardModel
 
+        tail = tail or self.tail_for(free)
+        check_tail(tail)
         if broadening is None:
             info = material_info(self.material)
             broadening = Broadening(float(info.get("fwhm_meV", 1.2)), float(info.get("fwhm_slope", 0.0)))
         return ForwardModel(
-            self.space, grid or default_grid(self.crystal), self.theta_ref, reference=self.pairs,
+            self.space, grid or default_grid(self.crystal), self.theta_ref,
+            reference=self.pairs if tail == TAIL_REFERENCE else None,
             free=free or self.sampled, broadening=broadening, mesh=mesh,
         )
 
+    def domain(self, names: list[str] | None = None, *, widen: tuple[float, float] | None = None):
+        """The training domain (:func:`fcinv.dataset.widened_domain`) of ``names`` (default all, ranked)."""
+        from fcinv.dataset.generate import DEFAULT_WIDEN, widened_domain
 
-@lru_cache(maxsize=8)
-def load_reference(material: str) -> MaterialReference:
-    """Load an embedded material's reference (cached; treat the result as read-only)."""
+        names = list(names or self.sampled)
+        lo, hi = self.bounds(names)
+        return widened_domain(names, lo, hi, self.theta_ref[self.space.index(names)], widen=tuple(widen or DEFAULT_WIDEN))
+
+    def summary(self) -> dict:
+        """JSON-able description: shells, cutoff, parameters in ranking order with bounds and sources."""
+        idx = {n: i for i, n in enumerate(self.space.names)}
+        return {
+            "material": self.material, "n_shells": self.n_shells, "cutoff_A": self.space.cutoff,
+            "n_params": self.space.n_params, "tail": self.tail, "reference_member": self.reference_member,
+            "parameters": [
+                {"label": f"FC{r}", "name": n, "theta_ref": float(self.theta_ref[idx[n]]), "lower": float(self.lower[idx[n]]),
+                 "upper": float(self.upper[idx[n]]), "bounds": self.bounds_source[idx[n]] if self.bounds_source else "ensemble"}
+                for r, n in enumerate(self.sampled)
+            ],
+        }
+
+
+def check_tail(tail: str) -> str:
+    """Validate a tail name (:data:`TAIL_ZERO` or :data:`TAIL_REFERENCE`)."""
+    if tail not in (TAIL_ZERO, TAIL_REFERENCE):
+        raise DataError(f"tail={tail!r} is not known. Pass '{TAIL_ZERO}' (nothing beyond the cutoff) or '{TAIL_REFERENCE}' (the reference member's FCs).")
+    return tail
+
+
+def check_shells(n_shells, material: str = "") -> int:
+    """Validate a shell count (1 … :data:`MAX_SHELLS`) and return it as int."""
+    try:
+        n = int(n_shells)
+    except (TypeError, ValueError):
+        raise DataError(f"--shells {n_shells!r} is not an integer. Pass a shell count such as 5.") from None
+    if n != n_shells or not 1 <= n <= MAX_SHELLS:
+        where = f" for {material}" if material else ""
+        raise DataError(f"--shells {n_shells}{where} is out of range. Pass a neighbour-shell count from 1 to {MAX_SHELLS} (default: the material's cutoff_shells).")
+    return n
+
+
+def load_reference(material: str, n_shells: int | None = None, *, tail: str | None = None) -> MaterialReference:
+    """Load an embedded material's reference, optionally at another shell count (cached; read-only).
+
+    This is the one builder of a material's parameter space: the FCSpace of
+    ``n_shells`` shells, the reference θ, the ensemble bounds and the ranking
+    (see the module docstring for shells beyond the embedded ensemble).
+
+    Parameters
+    ----------
+    material
+        Embedded material name (``Ge``, ``Nb``).
+    n_shells
+        Neighbour shells in the cutoff; default ``cutoff_shells`` of material.json.
+    tail
+        What lies beyond the cutoff for all-parameter models; default ``tail`` of
+        material.json, else :data:`TAIL_ZERO`.
+
+    Raises
+    ------
+    DataError
+        Missing or stale embedded data, a shell count out of range or too long for
+        the reference FC supercell, an unknown tail.
+    """
+    info = material_info(material)
+    n = check_shells(info.get("cutoff_shells", 5) if n_shells is None else n_shells, info["name"])
+    return _load_reference(info["name"], n, check_tail(tail or info.get("tail", TAIL_ZERO)))
+
+
+@lru_cache(maxsize=16)
+def _load_reference(material: str, n_shells: int, tail: str) -> MaterialReference:
     from phonopy.structure.atoms import PhonopyAtoms
 
-    info = material_info(material)
-    crystal = Crystal.from_name(info["name"])
-    ens = load_ensemble(info["name"])
-    space = FCSpace.for_material(crystal)
-    names = ens.get("space", {}).get("names")
-    if names is not None and list(names) != list(space.names):
-        raise DataError(
-            f"the embedded ensemble of {crystal.name} was made for parameters {names[:4]}... but the current space has {space.names[:4]}...; "
-            f"regenerate it with `fcinv reference {crystal.name}`."
-        )
+    crystal = Crystal.from_name(material)
+    ens = load_ensemble(material)
+    ens_names = list(ens.get("space", {}).get("names") or [])
     try:
-        theta_ref = np.array([ens["theta_ref"][n] for n in space.names])
-        lower = np.array([ens["bounds"]["lower"][n] for n in space.names])
-        upper = np.array([ens["bounds"]["upper"][n] for n in space.names])
-        sampled = [s["name"] if isinstance(s, dict) else str(s) for s in ens["sampled"]]
+        ens_theta_ref = {n: float(ens["theta_ref"][n]) for n in ens_names or ens["theta_ref"]}
+        ens_lower = {n: float(ens["bounds"]["lower"][n]) for n in ens_theta_ref}
+        ens_upper = {n: float(ens["bounds"]["upper"][n]) for n in ens_theta_ref}
+        paper = [s["name"] if isinstance(s, dict) else str(s) for s in ens["sampled"]]
+        ranking = [str(r) for r in ens.get("ranking", paper)]
     except KeyError as exc:
         raise DataError(f"the embedded ensemble of {crystal.name} lacks {exc}. Regenerate it with `fcinv reference {crystal.name}`.") from None
+    ens_names = ens_names or list(ens_theta_ref)
+    space = FCSpace(crystal, n_shells=n_shells)
+    cut = ens.get("space", {}).get("cutoff_A")
+    ens_shells = FCSpace(crystal, cutoff=float(cut)) if cut else FCSpace(crystal, n_shells=_n_shells_of(ens_names))
+    if list(ens_shells.names) != ens_names:
+        raise DataError(
+            f"the embedded ensemble of {crystal.name} was made for parameters {ens_names[:4]}... but the current space has "
+            f"{ens_shells.names[:4]}...; regenerate it with `fcinv reference {crystal.name}`."
+        )
     fc = read_reference_fc(material_dir(crystal.name) / REFERENCE_FC_FILE)
+    smat = np.asarray(fc["supercell_matrix"]).reshape(3, 3)
+    try:
+        space._check_supercell(smat)
+    except Exception:
+        raise DataError(
+            f"--shells {n_shells} for {crystal.name} reaches {space.cutoff:.2f} Å, beyond what the embedded reference FC set "
+            f"(supercell {np.diag(smat).tolist()}) holds. Pass fewer shells or regenerate the reference at a larger supercell."
+        ) from None
     unit = PhonopyAtoms(numbers=fc["numbers"], cell=fc["lattice"], scaled_positions=fc["positions"], masses=fc["masses"])
     pairs = pairs_from_phonopy(crystal, fc["force_constants"], unit, fc["supercell_matrix"])
-    return MaterialReference(crystal, space, pairs, theta_ref, sampled, lower, upper, ens)
+    proj = space.project(pairs).theta
+    theta_ref = np.array([ens_theta_ref.get(n, proj[i]) for i, n in enumerate(space.names)])
+    # half-width for parameters beyond the embedded shells: largest |θ| of a stable member in the outermost embedded shell
+    outer = ens_shells.shells[-1].name
+    members = [m for m in ens.get("members", []) if m.get("status") == "stable" and "projection" in m]
+    outer_vals = [abs(float(m["projection"]["theta"][n])) for m in members for n in ens_names if n.startswith(outer + "_")]
+    outer_vals += [abs(ens_lower[n]) for n in ens_names if n.startswith(outer + "_")]
+    outer_vals += [abs(ens_upper[n]) for n in ens_names if n.startswith(outer + "_")]
+    h = max(outer_vals)
+    lower, upper, source = [], [], []
+    for i, n in enumerate(space.names):
+        if n in ens_lower:
+            lower.append(ens_lower[n])
+            upper.append(ens_upper[n])
+            source.append("ensemble")
+        else:
+            lower.append(theta_ref[i] - max(h, abs(theta_ref[i])))
+            upper.append(theta_ref[i] + max(h, abs(theta_ref[i])))
+            source.append("reference±h")
+    sampled = [n for n in ranking if n in space.names] + [n for n in space.names if n not in ranking]
+    return MaterialReference(
+        crystal, space, pairs, theta_ref, sampled, np.array(lower), np.array(upper), ens,
+        paper_sampled=[n for n in paper if n in space.names], n_shells=n_shells, tail=tail, bounds_source=tuple(source),
+    )
+
+
+def _n_shells_of(names: list[str]) -> int:
+    """Number of shells named in ``names`` (``1NN_xx`` … ``5NN_yz`` → 5)."""
+    shells = []
+    for n in names:
+        sh = n.split("_")[0]
+        if sh not in shells:
+            shells.append(sh)
+    return len(shells)

@@ -73,9 +73,12 @@ def test_branch_labels_and_reference(ge_reference):
     assert res.extra["branch"] == pts.branch.tolist()
     assert np.all(np.abs((res.theta - truth[idx]) / res.sigma) < 5)
     assert abs(res.chi2_dof - 1.0) < 4 * np.sqrt(2.0 / res.dof)
-    # absolute_sigma: σ scaled by 1/√(χ²/dof)
-    res_abs = fit_dispersion(space, pts, ref.theta_ref, free=free, reference=ref.pairs, absolute_sigma=True)
-    assert res_abs.sigma == pytest.approx(res.sigma / np.sqrt(res.chi2_dof), rel=1e-6)
+    # absolute_sigma (no prior, so σ² is the data's alone): σ scaled by 1/√(χ²/dof)
+    res_np = fit_dispersion(space, pts, ref.theta_ref, free=free, reference=ref.pairs, prior=None)
+    res_abs = fit_dispersion(space, pts, ref.theta_ref, free=free, reference=ref.pairs, absolute_sigma=True, prior=None)
+    assert res_abs.sigma == pytest.approx(res_np.sigma / np.sqrt(res_np.chi2_dof), rel=1e-6)
+    # the prior adds information: σ with it are no larger
+    assert np.all(res.sigma <= res_np.sigma * (1 + 1e-9))
 
 
 def test_nearest_assignment_is_rematched(nb_truth):
@@ -107,7 +110,8 @@ def test_csv_round_trip_and_thz(tmp_path, nb_truth):
         ("h,k,l,energy_meV,sigma_meV\n0,0,0.5,nan,0.1\n", "data row 1: energy_mev is nan"),
         ("h,k,l,energy_meV,sigma_meV\n0,0,0.5,10,-0.2\n", "data row 1: sigma_mev = -0.2; standard errors must be positive"),
         ("h,k,l,energy_meV,sigma_meV\n0,0,0.5,10,0.2\n0,0,x,10,0.2\n", "data row 2: l = 'x' is not a number"),
-        ("h,k,l,energy_meV,sigma_meV,branch\n0,0,0.5,10,0.2,TA\n", "branch = 'TA' is not an integer"),
+        ("h,k,l,energy_meV,sigma_meV,branch\n0,0,0.5,10,0.2,TX\n", "branch = 'TX' is neither an index"),
+        ("h,k,l,energy_meV,sigma_meV,branch\n0,0,0.5,10,0.2,L1\n", "branch = 'L1' is neither an index"),
         ("h,k,l,energy_meV,sigma_meV\n0,0,0.5,10\n", "data row 1 has 4 fields, the header 5"),
         ("# only a comment\n", "is empty"),
     ],
@@ -126,8 +130,9 @@ def test_bad_fits(tmp_path, nb_truth):
     pts = DispersionPoints(np.array([[0.5, 0, 0], [0, 0.5, 0.5]]), np.array([10.0, 12.0]), np.array([0.1, 0.1]), np.array([0, 7]))
     with pytest.raises(FitError, match="point 1 has branch 7, but Nb has 3 branches"):
         fit_dispersion(space, pts, truth, free="1NN_xx")
-    with pytest.raises(FitError, match="2 points cannot determine 13 parameters"):
-        fit_dispersion(space, pts, truth, free="all")
+    two = DispersionPoints(pts.q_rlu, pts.energy, pts.sigma, np.array([0, 1]))
+    with pytest.raises(FitError, match="2 points cannot determine 13 parameters without a prior"):
+        fit_dispersion(space, two, truth, free="all", prior=None)
     with pytest.raises(DataError, match="sigma of point 0 is 0 meV"):
         DispersionPoints(np.zeros((1, 3)), np.array([1.0]), np.array([0.0]), None)
     with pytest.raises(FitError, match="theta_start has 2 values"):

@@ -66,7 +66,7 @@ def test_reference_round_trip_and_euphonic(tmp_path, ge_reference):
     from fcinv.reference import REFERENCE_FC_FILE, read_reference_fc
 
     ref = ge_reference
-    m = ref.forward_model()
+    m = ref.forward_model(free=list(ref.paper_sampled), tail="reference")  # D_ref from the reference member's full set
     theta_k = m.theta0 * np.array([1.1, 0.9, 1.2, 0.85, 1.0, 1.0, 1.1, 1.0])
     theta = m.full_theta(theta_k)[0]
     smat = read_reference_fc(material_dir("Ge") / REFERENCE_FC_FILE)["supercell_matrix"]

@@ -1,9 +1,17 @@
-"""``fcinv dataset``: sample the widened force-field domain → a training set of (θ, I(q, E)) pairs.
+"""``fcinv dataset``: sample the widened ensemble domain → a training set of (θ, I(q, E)) pairs.
 
-Example
--------
+Every symmetry-allowed parameter within the cutoff is sampled (Ge: 16 in 5 shells),
+ordered FC0, FC1, ... by the sensitivity ranking. ``--top-k K`` makes a
+paper-convention set instead (the K most sensitive sampled, the others and the tail
+held at the reference member).
+
+Examples
+--------
 fcinv dataset --material Ge -n 10000 --seed 0 -o ge.h5
-fcinv dataset --material Ge -n 10000 --seed 0 -o ge.h5 --resume     # after an interruption
+fcinv dataset --material Ge -n 10000 --seed 0 -o ge.h5 --resume            # after an interruption
+fcinv dataset --material Ge --shells 3 -n 2000 -o ge3.h5                     # 10 parameters in 3 shells
+fcinv dataset --material Ge --intensity physical --randomise -n 6000 -o ge_phys.h5
+fcinv dataset --material Ge --intensity paper --top-k 8 -n 10000 -o ge_paper.h5   # the paper's set
 """
 
 from __future__ import annotations
@@ -21,8 +29,21 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=10000, help="number of stable samples (default 10000, the paper's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="output HDF5 dataset")
-    p.add_argument("--top-k", type=int, default=None, help="sample the k most influential parameters (default: the reference's ranking, 8)")
-    p.add_argument("--widen", type=float, nargs=2, default=list(DEFAULT_WIDEN), metavar=("TOWARD_ZERO", "AWAY"), help="domain widening as fractions of the ensemble range (default 0.25 1.5)")
+    p.add_argument("--shells", type=int, default=None, help="neighbour shells in the cutoff (default: the material's cutoff_shells)")
+    p.add_argument("--tail", choices=("zero", "reference"), default=None,
+                   help="beyond the cutoff: zero (default) or the reference member's force constants")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="paper convention: sample only the k most sensitive parameters, hold the rest at the reference member")
+    p.add_argument("--intensity", choices=("paper", "physical"), default="paper",
+                   help="paper: every mode weight 1 (default); physical: coherent one-phonon intensity (fcinv.forward.physical)")
+    p.add_argument("--randomise", action="store_true",
+                   help="measurement-like spectra: temperature, resolution, coverage, background and counts drawn per sample")
+    p.add_argument("--temperature", type=float, nargs=2, default=(5.0, 300.0), metavar=("LOW", "HIGH"), help="temperature range, K (default 5 300)")
+    p.add_argument("--coverage", nargs="+", default=None, metavar="NAME",
+                   help="coverages drawn with --randomise (physical: see fcinv.dataset.physical.COVERAGES; default all)")
+    p.add_argument("--clean-fraction", type=float, default=0.1, help="share of clean samples with --randomise (default 0.1)")
+    p.add_argument("--widen", type=float, nargs=2, default=list(DEFAULT_WIDEN), metavar=("TOWARD_ZERO", "AWAY"),
+                   help=f"domain widening as fractions of the ensemble range (default {DEFAULT_WIDEN[0]} {DEFAULT_WIDEN[1]})")
     p.add_argument("--n-test", type=int, default=1500, help="test-split size (scaled down for small n)")
     p.add_argument("--chunk", type=int, default=2000, help="samples per batch")
     p.add_argument("--resume", action="store_true", help="continue an interrupted OUTPUT.partial")
@@ -31,24 +52,58 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build(args):
+    """(reference, names, forward object, domain, randomisation) for parsed arguments."""
+    from fcinv.dataset.randomise import PaperConditioner, Randomisation
+    from fcinv.reference import check_shells, load_reference
+
+    if args.shells is not None:
+        check_shells(args.shells, args.material)
+    ref = load_reference(args.material, args.shells, tail=args.tail)
+    if args.top_k is not None and not 1 <= args.top_k <= ref.space.n_params:
+        from fcinv.errors import DataError
+
+        raise DataError(f"--top-k {args.top_k} is out of range. Pass 1 to {ref.space.n_params} (the {ref.material} space's parameter count).")
+    names = ref.sampled[: args.top_k] if args.top_k else list(ref.sampled)
+    domain = ref.domain(names, widen=tuple(args.widen))
+    rnd = None
+    if args.randomise and args.intensity == "paper":
+        rnd = Randomisation(temperature_K=tuple(args.temperature), clean_fraction=args.clean_fraction)
+    if args.intensity == "physical":
+        from fcinv.dataset.physical import physical_forward, physical_randomisation
+
+        if args.randomise:
+            rnd = physical_randomisation(tuple(args.temperature), clean_fraction=args.clean_fraction)
+        model = physical_forward(ref, names, coverages=args.coverage, temperature_K=args.temperature[0], randomised=rnd is not None)
+    else:
+        model = ref.forward_model(free=names)
+        if rnd is not None:
+            if args.coverage not in (None, ["full"]):
+                from fcinv.errors import DataError
+
+                raise DataError(f"--coverage {' '.join(args.coverage)} needs --intensity physical (the paper intensity has full coverage only).")
+            model = PaperConditioner(model)
+    return ref, names, model, domain, rnd
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     import time
 
-    from fcinv.dataset.generate import generate, widened_domain
-    from fcinv.reference import load_reference
+    from fcinv.dataset.generate import generate
 
-    ref = load_reference(args.material)
-    names = ref.sampled[: args.top_k] if args.top_k else ref.sampled
-    model = ref.forward_model(free=names)
-    lo, hi = ref.bounds(names)
-    domain = widened_domain(names, lo, hi, model.theta0, widen=tuple(args.widen))
-    print(f"{ref.material}: sampling {len(names)} parameters in the widened ensemble domain (reference member {ref.reference_member}):")
-    for i, (n, a, b, r) in enumerate(zip(names, domain.low, domain.high, model.theta0)):
-        print(f"  FC{i} {n:<8} [{a:8.4f}, {b:8.4f}] eV/Å²   reference {r:8.4f}")
+    ref, names, model, domain, rnd = build(args)
+    tail = ref.tail_for(names)
+    print(f"{ref.material}: {ref.n_shells} shells ({ref.space.cutoff:.3f} Å), sampling {len(names)} of {ref.space.n_params} parameters "
+          f"in the widened ensemble domain; beyond the cutoff: {tail}; intensity {args.intensity}"
+          f"{', domain-randomised' if rnd else ''}:")
+    idx = ref.space.index(names)
+    for i, (n, a, b, r) in enumerate(zip(names, domain.low, domain.high, ref.theta_ref[idx])):
+        src = ref.bounds_source[ref.space.names.index(n)] if ref.bounds_source else "ensemble"
+        print(f"  FC{i:<2d} {n:<8} [{a:8.4f}, {b:8.4f}] eV/Å²   reference {r:8.4f}   bounds: {src}")
     t0 = time.perf_counter()
     path = generate(
-        model, domain, args.n, args.output, seed=args.seed, chunk=args.chunk, n_test=args.n_test,
+        model, domain, args.n, args.output, randomisation=rnd, seed=args.seed, chunk=args.chunk, n_test=args.n_test,
         resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, command=command_line(),
     )
     from fcinv.dataset.io import read_dataset

@@ -2,7 +2,7 @@
 
 θ comes from a result JSON (``fcinv fit``, ``fit-dispersion`` or ``infer`` output, or
 ``{name: value}``) and/or ``--theta NAME=VALUE``; parameters not given keep the
-reference's values. Where the material has an embedded reference (and the JSON does
+reference's values (``--shells N``, or the JSON's ``n_shells``, sets the parameter space). Where the material has an embedded reference (and the JSON does
 not say it was fitted without one), the exported set is the reference's full force
 constants plus Σ (θ − θ_ref) × unit arrays, on the reference's supercell, so it
 reproduces the forward model exactly; ``--no-reference`` writes θ's own force
@@ -42,6 +42,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--theta-json", default=None, metavar="JSON", help="θ from this result JSON")
     p.add_argument("--theta", nargs="+", metavar="NAME=VALUE", help="θ values (eV/Å²) overriding the JSON / reference")
     p.add_argument("--no-reference", action="store_true", help="write θ's own force constants, not reference + Δθ")
+    p.add_argument("--shells", type=int, default=None, metavar="N", help="neighbour shells of θ (default: the JSON's n_shells, else the material's)")
     p.add_argument("--supercell", type=int, nargs="+", metavar="N", help="supercell (3 or 9 integers); default: the reference's, else the material's")
     p.add_argument("--compact", action="store_true", help="FORCE_CONSTANTS in phonopy's compact layout (n_prim × n_sc blocks)")
     p.add_argument("--no-check", action="store_true", help="skip the phonopy self-check")
@@ -62,18 +63,23 @@ def main(argv: list[str] | None = None) -> int:
     crystal = crystal_from_args(args)
     given, doc = read_theta_json(args.theta_json) if args.theta_json else ({}, {})
     fitted_without_ref = doc.get("reference_fc") == "theta_ref"
+    n_shells = args.shells if args.shells is not None else (int(doc["n_shells"]) if isinstance(doc.get("n_shells"), int) else None)
     ref = None
     if not args.no_reference and not fitted_without_ref:
         try:
             from fcinv.reference import load_reference
 
-            ref = load_reference(crystal.name)
-        except (MaterialError, DataError):
+            ref = load_reference(crystal.name, n_shells) if n_shells is not None else load_reference(crystal.name)
+        except MaterialError:
+            ref = None
+        except DataError:
+            if n_shells is not None:
+                raise
             ref = None
     if ref is not None:
         space, base = ref.space, ref.theta_ref.copy()
     else:
-        space = FCSpace.for_material(crystal)
+        space = FCSpace(crystal, n_shells=n_shells) if n_shells is not None else FCSpace.for_material(crystal)
         base = np.zeros(space.n_params)
     for k, v in given.items():
         base[space.index([k])[0]] = v

@@ -3,14 +3,22 @@
 The forward model is the material's (embedded reference: D_ref from its full force
 constants, the sampled parameters free) evaluated on the data file's own grid;
 unmeasured pixels (the mask) are left out, and errors stored in the file weight the
-pixels. σ are the linearised statistical uncertainties at the optimum (local, assume
-the model is right). Exit status 1 when the fit did not converge (outputs still written).
+pixels. Every parameter in the cutoff is free by default (``--shells N`` changes the cutoff).
+
+What the fit will not stand behind: a Gaussian prior (``--prior``: default the training
+domain, centre ± half-width = 2σ) holds the directions the measured pixels leave open, and
+they are named; outlying pixels are flagged and left out (``--no-outlier-rejection``); the
+result is checked for imaginary modes on the path and a full-zone mesh. σ are the Laplace
+uncertainties (data and prior, linearised at the optimum; they assume the model is right).
+Exit status 1 when the fit did not converge, or its θ is dynamically unstable unless
+``--allow-unstable`` (outputs still written).
 
 Examples
 --------
 fcinv fit data.h5 --material Ge
 fcinv fit data.h5 --material Ge --free top:4 --starts 16 --seed 1
 fcinv fit data.h5 --material Ge --free all --theta-start infer.json -o fit.json
+fcinv fit data.h5 --material Ge --free 1NN,2NN --prior none --no-outlier-rejection
 fcinv fit si.h5 --crystal Si.cif --springs 1NN=7 2NN=0.7 --free 1NN,2NN
 """
 
@@ -39,7 +47,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="folded I(q, E) file (HDF5 written by fcinv fold / fcinv simulate)")
     add_material_args(p)
     g = p.add_argument_group("parameters")
-    g.add_argument("--free", default=None, help="free parameters: names/shells (comma-separated), 'all' or 'top:K' (default: the reference's sampled ones; 'all' without a reference)")
+    g.add_argument("--free", default=None, help="free parameters: names/shells (comma-separated), 'all' or 'top:K' (default: the reference's sampled ones, i.e. all)")
+    g.add_argument("--shells", type=int, default=None, metavar="N", help="neighbour shells in the cutoff (default: the material's)")
+    g.add_argument("--tail", choices=("auto", "zero", "reference"), default="auto",
+                   help="beyond the cutoff / for fixed parameters: zero, the reference member's FCs, or auto (the data file's forward model if it records one, else the reference's rule)")
     g.add_argument(
         "--theta-start", default=None, metavar="JSON",
         help="start the free parameters from θ in this JSON (fcinv fit / infer output, or {name: value}); the fixed ones stay at the reference",
@@ -54,6 +65,12 @@ def get_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-background", action="store_true", help="do not fit a flat background")
     f.add_argument("--presmooth", type=float, default=2.0, metavar="MEV", help="σ of the E-smoothing of the first stage of each local fit (0: off)")
     f.add_argument("--max-nfev", type=int, default=200, help="evaluations per local fit stage")
+    f.add_argument("--prior", default="domain", metavar="domain|weak|none|JSON",
+                   help="Gaussian prior: the training domain (default; centre, half-width = 2σ), 'weak' (start ± 100 %%), 'none', or a JSON {name: [mean, sigma]}")
+    f.add_argument("--no-outlier-rejection", action="store_true", help="keep every pixel (nothing flagged)")
+    f.add_argument("--outlier-sigma", type=float, default=5.0, help="flag pixels beyond this many robust σ (default 5)")
+    f.add_argument("--stability-mesh", type=int, default=8, metavar="N", help="N³ full-zone mesh of the stability check (default 8)")
+    f.add_argument("--allow-unstable", action="store_true", help="exit 0 even when the fitted θ has imaginary modes (the warning stays)")
     f.add_argument("--fwhm", type=float, default=None, help="Gaussian FWHM of the model lines at E = 0 (meV); default: the material's")
     p.add_argument("-o", "--output", default=None, help="result JSON (default: DATA with _fit.json)")
     p.add_argument("--png", default=None, help="figure path (default: the JSON with .png)")
@@ -61,8 +78,8 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build(args, crystal, grid):
-    """The forward model on ``grid``, the ranking and the default free names."""
+def build(args, crystal, grid, data_meta: dict | None = None):
+    """The forward model on ``grid``, the ranking, where θ_ref came from, the default free names and the reference."""
     from fcinv.crystal import material_info
     from fcinv.errors import DataError, MaterialError
     from fcinv.fcspace import FCSpace
@@ -74,17 +91,35 @@ def build(args, crystal, grid):
         info = {}
     br = Broadening(args.fwhm if args.fwhm is not None else float(info.get("fwhm_meV", 1.2)), float(info.get("fwhm_slope", 0.0)))
     if args.springs:
-        space = FCSpace.for_material(crystal)
+        space = FCSpace(crystal, n_shells=args.shells) if args.shells else FCSpace.for_material(crystal)
         model = ForwardModel(space, grid, space.central_force_theta(parse_springs(args.springs)), broadening=br)
-        return model, None, "central-force springs", list(space.names)
+        return model, None, "central-force springs", list(space.names), None
     try:
         from fcinv.reference import load_reference
 
-        ref = load_reference(crystal.name)
-    except (MaterialError, DataError) as exc:
+        ref = load_reference(crystal.name, args.shells) if args.shells is not None else load_reference(crystal.name)
+    except MaterialError as exc:
         raise UsageError(f"no embedded reference for '{crystal.name}' ({exc}). Pass --springs SHELL=K ... for a start and θ_ref.") from None
-    model = ref.forward_model(grid=grid, broadening=br)
-    return model, list(ref.ensemble.get("ranking", [])) or None, f"embedded reference ({ref.reference_member})", list(ref.sampled)
+    except DataError as exc:
+        if args.shells is not None:
+            raise
+        raise UsageError(f"no embedded reference for '{crystal.name}' ({exc}). Pass --springs SHELL=K ... for a start and θ_ref.") from None
+    from fcinv.fitting import resolve_free
+
+    ranking = list(ref.sampled) or None
+    free = resolve_free(ref.space, args.free, ranking=ranking, default=list(ref.sampled))
+    tail = args.tail
+    if tail == "auto":
+        recorded = (data_meta or {}).get("forward_model", {}) if isinstance((data_meta or {}).get("forward_model"), dict) else {}
+        if recorded.get("reference") == "full FC set":
+            tail = "reference"
+        elif recorded.get("reference") == "theta_ref":
+            tail = "zero"
+        else:
+            tail = ref.tail_for(free) if hasattr(ref, "tail_for") else "reference"
+    kw = {"tail": tail} if hasattr(ref, "tail_for") else {}
+    model = ref.forward_model(grid=grid, broadening=br, free=free, **kw)
+    return model, ranking, f"embedded reference ({ref.reference_member}), {len(ref.space.shells)} shells, beyond the cutoff: {tail}", free, ref
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fs = read_folded(args.data)
     crystal = crystal_from_args(args)
-    model, ranking, source, default_free = build(args, crystal, fs.grid)
+    model, ranking, source, default_free, ref = build(args, crystal, fs.grid, fs.meta)
     from fcinv.fitting import resolve_free
 
     free = resolve_free(model.space, args.free, ranking=ranking, default=default_free)
@@ -110,15 +145,22 @@ def main(argv: list[str] | None = None) -> int:
             start[model.space.index([k])[0]] = v
     start = parse_theta(args.theta, names, start)
     res = fit_spectrum(
-        model, fs, theta_start=start, n_starts=args.starts, n_candidates=args.candidates, seed=args.seed, weighting=args.weighting,
+        model, fs, theta_start=dict(zip(names, start.tolist())), n_starts=args.starts, n_candidates=args.candidates, seed=args.seed, weighting=args.weighting,
         fit_background=not args.no_background, presmooth_meV=args.presmooth or None, max_nfev=args.max_nfev, progress=args.starts > 1,
+        prior=args.prior, material_reference=ref, outliers=not args.no_outlier_rejection, outlier_sigma=args.outlier_sigma,
+        stability_mesh=args.stability_mesh,
     )
     print(f"{crystal.name}: fit of {len(res.names)} parameters to {Path(args.data).name} ({res.extra['n_pixels']} measured pixels, {res.extra['weighting']} weights; θ_ref: {source})")
     for line in res.summary_lines():
         print(line)
     ex = res.extra
-    print(f"scale {ex['scale']:.5g} ± {ex['scale_sigma']:.2g}, background {ex['background']:.4g} ± {ex['background_sigma']:.2g}; R = {ex['r_factor']:.4f}; lowest mode {ex['lowest_mode_meV']:.2f} meV")
-    print("σ: statistical, local (linearised at the optimum), assuming the model is right.")
+    print(f"scale {ex['scale']:.5g} ± {ex['scale_sigma']:.2g}, background {ex['background']:.4g} ± {ex['background_sigma']:.2g}; R = {ex['r_factor']:.4f}; "
+          f"lowest mode {ex['lowest_mode_meV']:.2f} meV ({'stable' if ex['stable'] else 'UNSTABLE'}; path and {ex['stability_mesh']}³ mesh)")
+    if ex["prior"]:
+        print(f"prior: {ex['prior']['source']}; prior χ² = {ex['prior_chi2']:.2f}")
+    print("σ: Laplace (data and prior, linearised at the optimum), assuming the model is right.")
+    for line in ex["warnings"]:
+        print(f"WARNING: {line}")
     out = Path(args.output) if args.output else Path(args.data).with_name(Path(args.data).stem + "_fit.json")
     doc = res.as_dict()
     doc.update({"fcinv_version": __version__, "command": command_line(), "data": str(args.data), "seed": args.seed, "theta_ref_source": source, "forward_model": model.describe()})
@@ -133,7 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         png = Path(args.png) if args.png else out.with_suffix(".png")
         save_spectrum_fit_png(png, fs.intensity, fitted, fs.grid, frequencies=freqs, title=f"{crystal.name}: least-squares fit ({len(res.names)} parameters, R = {ex['r_factor']:.3f})")
         print(f"wrote {png}")
-    if not res.success:
-        print(f"fcinv fit: warning: the fit did not converge ({res.message}); try --starts 16, a --theta-start nearer the answer, or --max-nfev.", file=sys.stderr)
+    if not ex["converged"]:
+        print(f"fcinv fit: error: the fit did not converge ({res.message}); try --starts 16, a --theta-start nearer the answer, or --max-nfev.", file=sys.stderr)
+        return 1
+    if not ex["stable"]:
+        if args.allow_unstable:
+            print(f"fcinv fit: warning: the fitted θ is dynamically unstable (lowest mode {ex['lowest_mode_meV']:.2f} meV); accepted (--allow-unstable).", file=sys.stderr)
+            return 0
+        print(f"fcinv fit: error: the fitted θ is dynamically unstable (lowest mode {ex['lowest_mode_meV']:.2f} meV); it is not a physical crystal. "
+              "Start from the ML answer, keep the prior, or pass --allow-unstable to accept it.", file=sys.stderr)
         return 1
     return 0

@@ -18,6 +18,20 @@ sampled parameter. ``widen=(0.25, 1.5)`` restores the paper's domain. A paramete
 r >= ``min_range_frac`` · max|value| so it is still sampled. Samples are uniform
 in the box; samples with imaginary modes on the path or on a coarse full-zone
 mesh are dropped and the acceptance rate recorded.
+
+The domain covers the whole ensemble: the bounds [lo, hi] of every parameter are
+the min/max over *every stable member* (``MaterialReference.lower/upper``), and
+every parameter in the cutoff is sampled (Ge: 16). No parameter is held at one
+member's value; beyond the cutoff the force constants are zero by default (see
+:mod:`fcinv.reference`). The test ``tests/dataset/test_generate.py`` checks that
+the default domain contains the DFT Ge set's projection in every parameter.
+
+The generator takes any forward object with ``names``, ``spectra(theta)`` and
+``is_stable(theta)`` (the paper's :class:`~fcinv.forward.ForwardModel`, or the
+physical model), or, with ``randomisation``, a conditioner of
+:mod:`fcinv.dataset.randomise` that draws the measurement conditions per sample
+(temperature, resolution, coverage, background, counting noise), recorded under
+``/conditions``.
 """
 
 from __future__ import annotations
@@ -128,6 +142,7 @@ def generate(
     n: int,
     path: str | Path,
     *,
+    randomisation=None,
     seed: int = 0,
     chunk: int = 2000,
     n_test: int = 1500,
@@ -142,7 +157,10 @@ def generate(
     Parameters
     ----------
     model
-        A :class:`fcinv.forward.ForwardModel` varying exactly ``domain.names``.
+        A forward object varying exactly ``domain.names`` (``names``, ``spectra``,
+        ``is_stable``, ``describe``: :class:`fcinv.forward.ForwardModel` or the physical
+        model), or, with ``randomisation``, a conditioner of :mod:`fcinv.dataset.randomise`
+        (a plain forward model is wrapped in :class:`~fcinv.dataset.randomise.PaperConditioner`).
     domain
         The sampled box.
     n
@@ -155,6 +173,9 @@ def generate(
         Samples drawn per batch.
     resume
         Continue an interrupted ``<path>.partial`` from where it stopped.
+    randomisation
+        A :class:`fcinv.dataset.randomise.Randomisation`: store measurement-like,
+        preprocessed spectra and their per-sample conditions. None: the model's spectra as they are.
 
     Returns
     -------
@@ -163,26 +184,39 @@ def generate(
     """
     from fcinv.dataset.io import DatasetWriter
 
+    from fcinv.dataset.randomise import CONDITION_UNITS, PaperConditioner, measurement_like
+
+    if randomisation is not None and not hasattr(model, "spectra_under"):
+        model = PaperConditioner(model)
     if list(model.names) != list(domain.names):
         raise DomainError(f"the forward model varies {model.names} but the domain is over {list(domain.names)}. Build the model with free=domain.names.")
     if n < 1:
         raise DataError(f"n={n}; pass a positive number of samples.")
-    if not domain.contains(model.theta0)[0]:
+    base = getattr(model, "model", None) or getattr(model, "stability", None) or model
+    theta0 = getattr(base, "theta0", None)
+    if theta0 is not None and not domain.contains(theta0)[0]:
         raise DomainError("the domain excludes the model's reference θ. Widen the domain.")
     path = Path(path)
-    fixed = [nm for nm in model.space.names if nm not in domain.names]
+    space = getattr(base, "space", None)
+    fixed = [nm for nm in space.names if nm not in domain.names] if space is not None else []
+    broadening = getattr(base, "broadening", None)
     meta = {
-        "material": model.space.crystal.name,
+        "material": space.crystal.name if space is not None else str(getattr(base, "material", "")),
         "seed": int(seed),
         "command": command or " ".join(shlex.quote(a) for a in ["fcinv", *sys.argv[1:]]),
         "domain_low": domain.low.tolist(),
         "domain_high": domain.high.tolist(),
         "fixed_names": fixed,
-        "fixed_values": [float(model.theta_ref[model.space.names.index(f)]) for f in fixed],
-        "width_meV": model.broadening.fwhm0,
+        "fixed_values": [float(base.theta_ref[space.names.index(f)]) for f in fixed],
+        "width_meV": float(broadening.fwhm0) if broadening is not None else float("nan"),
         "accepted_fraction": float("nan"),
         "forward_model": model.describe(),
     }
+    if randomisation is not None:
+        meta["randomisation"] = randomisation.as_dict()
+        meta["coverages"] = list(model.coverages)
+        meta["conditions_units"] = dict(CONDITION_UNITS)
+        meta["preprocessing"] = "fcinv.dataset.preprocess.prepare_input (min-max over measured pixels, unmeasured -> 0)"
     rng = np.random.default_rng(seed)
     drawn = 0
     if resume:
@@ -194,7 +228,7 @@ def generate(
         log.info("resuming %s at %d/%d samples", path, writer.n_written, n)
     else:
         writer = DatasetWriter(
-            path, model.grid, model.names, meta, n, n_test=n_test, compression=compression,
+            path, getattr(model, "grid", None) or base.grid, model.names, meta, n, n_test=n_test, compression=compression,
             compression_opts=1 if compression == "gzip" else None, overwrite=overwrite,
         )
     bar = None
@@ -212,8 +246,12 @@ def generate(
             ok = model.is_stable(theta)
             theta = theta[ok][:need]
             if len(theta):
-                spectra = model.spectra(theta)
-                writer.append(theta, spectra, state={"rng": rng.bit_generator.state, "drawn": drawn})
+                cond = None
+                if randomisation is not None:
+                    spectra, cond = measurement_like(model, theta, randomisation, rng)
+                else:
+                    spectra = model.spectra(theta)
+                writer.append(theta, spectra, state={"rng": rng.bit_generator.state, "drawn": drawn}, conditions=cond)
             if bar is not None:
                 bar.update(len(theta))
                 bar.set_postfix(accepted=f"{writer.n_written / drawn:.1%}")

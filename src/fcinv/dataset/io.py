@@ -11,6 +11,10 @@ Layout of a dataset file (format ``fcinv-dataset``, version 1)::
     /axes/energy_edges     (n_E + 1,) float64, attr unit = "meV"
     /axes/energy           (n_E,) float64, attr unit = "meV" (bin centres)
     /domain/low, /domain/high  (k,) float64, attr unit = "eV/Å^2" (copies of meta, for h5dump readers)
+    /conditions/<name>     (N,) float64, optional: per-sample measurement conditions of a
+                           domain-randomised set (temperature_K, coverage_id, fwhm_scale,
+                           background, counts_scale, measured_fraction; see
+                           fcinv.dataset.randomise), each with attr unit
     root attributes        format, format_version, grid (JSON), meta (JSON), content_sha256,
                            n_total, n_written, complete, fcinv_version, material, seed, command, created
 
@@ -275,6 +279,10 @@ class Dataset:
         ``{"train", "val", "test"}`` → int64 index arrays, disjoint, covering 0..N-1.
     meta
         Provenance and domain: see :data:`REQUIRED_META`.
+    conditions
+        Optional per-sample measurement conditions, name → shape (N,) float64
+        (domain-randomised sets: ``temperature_K``, ``coverage_id``, ...; units in
+        ``meta["conditions_units"]``).
     content_hash
         sha256 of the θ and spectra bytes (set by the reader and the writer).
     path
@@ -289,6 +297,7 @@ class Dataset:
     meta: dict = field(default_factory=dict)
     content_hash: str = ""
     path: Path | None = None
+    conditions: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = f"dataset {_name(self.path)}" if self.path else "the dataset"
@@ -310,6 +319,10 @@ class Dataset:
             bad = int(np.isnan(self.spectra).reshape(n, -1).any(axis=1).sum())
             raise DataError(f"{where}: {bad} spectra contain NaN. Drop or regenerate those samples.")
         self.split = _check_split(self.split, n, where)
+        self.conditions = {str(k): np.asarray(v, dtype=np.float64).reshape(-1) for k, v in (self.conditions or {}).items()}
+        bad = {k: len(v) for k, v in self.conditions.items() if len(v) != n}
+        if bad:
+            raise DataError(f"{where}: per-sample conditions {bad} do not have one value per sample (N={n}). Pass arrays of length N.")
 
     @property
     def n(self) -> int:
@@ -517,7 +530,8 @@ class DatasetWriter:
         if split_seed is not None:
             w.split_seed = int(split_seed)
         n = int(w._file.attrs["n_written"])
-        for key in ("theta", "spectra"):
+        keys = ["theta", "spectra"] + [f"conditions/{c}" for c in (w._file["conditions"].keys() if "conditions" in w._file else [])]
+        for key in keys:
             if w._file[key].shape[0] > n:  # rows written after the last recorded append: drop them
                 w._file[key].resize(n, axis=0)
         for i in range(0, n, 1024):
@@ -531,7 +545,10 @@ class DatasetWriter:
         """Number of samples written so far."""
         return int(self._file.attrs["n_written"])
 
-    def append(self, theta_chunk: np.ndarray, spectra_chunk: np.ndarray, state: dict | None = None) -> None:
+    def append(
+        self, theta_chunk: np.ndarray, spectra_chunk: np.ndarray, state: dict | None = None,
+        conditions: dict[str, np.ndarray] | None = None,
+    ) -> None:
         """Append samples.
 
         Parameters
@@ -542,6 +559,9 @@ class DatasetWriter:
             Shape (m, n_q, n_E), stored as float32.
         state
             Optional JSON-able dict saved with this append (returned by :meth:`resume`).
+        conditions
+            Optional per-sample conditions, name → shape (m,); every append of a file must
+            pass the same names (stored under ``/conditions``).
         """
         if self._closed:
             raise DataError(f"the writer of {self.path.name} is closed. Reopen it with DatasetWriter.resume.")
@@ -555,6 +575,13 @@ class DatasetWriter:
             raise GridError(f"spectra chunk has shape {spectra_chunk.shape}; expected {(m, *self.grid.shape)}. Pass spectra on the writer's grid.")
         if not np.all(np.isfinite(theta_chunk)) or np.isnan(spectra_chunk).any():
             raise DataError("the chunk contains NaN (or inf in theta). Drop those samples before appending.")
+        cond = {str(key): np.asarray(v, dtype=np.float64).reshape(-1) for key, v in (conditions or {}).items()}
+        have = sorted(self._file["conditions"].keys()) if "conditions" in self._file else []
+        if (have or self.n_written) and sorted(cond) != have:
+            raise DataError(f"conditions {sorted(cond)} differ from those already written {have}. Pass the same names on every append.")
+        for key, v in cond.items():
+            if len(v) != m:
+                raise DataError(f"condition '{key}' has {len(v)} values for {m} samples. Pass one value per sample.")
         n = self.n_written
         if n + m > self.n_total:
             raise DataError(f"appending {m} samples to {n} exceeds n_total={self.n_total}. Append at most {self.n_total - n}.")
@@ -562,6 +589,13 @@ class DatasetWriter:
         for key, arr in (("theta", theta_chunk), ("spectra", spectra_chunk)):
             f[key].resize(n + m, axis=0)
             f[key][n : n + m] = arr
+        if cond:
+            g = f.require_group("conditions")
+            for key, v in cond.items():
+                if key not in g:
+                    g.create_dataset(key, shape=(0,), maxshape=(None,), dtype="f8", chunks=(4096,))
+                g[key].resize(n + m, axis=0)
+                g[key][n : n + m] = v
         _update_hash(self._hash, theta_chunk, spectra_chunk)
         if state is not None:
             self.state = dict(state)
@@ -675,6 +709,10 @@ def write_dataset(
                 _update_hash(h, ds.theta[i : i + len(sp)], sp)
             _write_split(f, ds.split)
             _write_meta(f, meta)
+            if ds.conditions:
+                g = f.create_group("conditions")
+                for key, v in ds.conditions.items():
+                    g.create_dataset(key, data=np.asarray(v, dtype=np.float64))
             f.attrs["n_written"] = ds.n
             f.attrs["content_sha256"] = h.hexdigest()
             f.attrs["complete"] = True
@@ -747,6 +785,7 @@ def read_dataset(
         theta = f["theta"][()]
         names = tuple(str(x) for x in f["names"].asstr()[()])
         split = {s: f["split"][s][()] for s in SPLITS}
+        conditions = {str(key): f["conditions"][key][()] for key in f["conditions"].keys()} if "conditions" in f else {}
         sshape = f["spectra"].shape
         if len(sshape) != 3:
             raise DataError(f"dataset {path.name}: '/spectra' has shape {sshape}; expected (N, n_q, n_E). Regenerate it with fcinv dataset.")
@@ -765,4 +804,7 @@ def read_dataset(
                 if h.hexdigest() != stored_hash:
                     raise DataError(f"dataset {path.name}: the data do not match their content hash. The file is corrupt; regenerate it.")
     _check_meta(meta, theta.shape[1] if theta.ndim == 2 else 0, f"dataset {path.name}")
-    return Dataset(theta=theta, names=names, spectra=spectra, grid=grid, split=split, meta=meta, content_hash=stored_hash, path=path)
+    return Dataset(
+        theta=theta, names=names, spectra=spectra, grid=grid, split=split, meta=meta, content_hash=stored_hash, path=path,
+        conditions=conditions,
+    )

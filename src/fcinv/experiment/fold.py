@@ -385,6 +385,8 @@ class FoldPlan:
     n_rotations: int
     n_images: int
     build_seconds: float
+    #: the point-group matrices the plan was built with (their order fixes the segment images)
+    rotations: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -408,11 +410,127 @@ class FoldPlan:
         mem = tube_bins(q_edges, images, zones, q_tolerance)
         order = np.argsort(mem["q3"], kind="stable")
         mem = {k: v[order] for k, v in mem.items()}
-        return cls(grid, q_edges, zones, mem, centering, q_tolerance, len(rotations), len(images), time.perf_counter() - t0)
+        return cls(grid, q_edges, zones, mem, centering, q_tolerance, len(rotations), len(images), time.perf_counter() - t0,
+                   np.asarray(rotations, dtype=float))
 
     def matches(self, volume: Volume4D) -> bool:
         """Whether ``volume`` has this plan's Q grid."""
         return all(len(a) == len(b) and np.allclose(a, b) for a, b in zip(self.q_edges, volume.edges[:3]))
+
+    def image_weights(
+        self,
+        volume: Volume4D,
+        *,
+        qmod_range: tuple[float, float] | None = None,
+        min_zone_coverage: float = 0.0,
+        by_bin: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """Per folded pixel, the (image, zone) pairs the fold combines there and their summed weights.
+
+        The fold's value at pixel (q, E) is Σ data / Σ norm over the 4D bins landing there;
+        grouped by the segment image ``m`` and zone ``G`` each bin belongs to, the weight of
+        (q, m, G, E) is the sum of the bins' ``volume.weights`` (their normalisation), with the
+        same energy mapping, ``qmod_range`` and zone selection as :meth:`apply` (corrections do
+        not change weights). Nothing depends on the volume's signal.
+
+        With ``by_bin`` the entries are not summed over the 4D bins: one entry per (Q-bin,
+        image, zone, E), with the Q-bin's flat index (into (n_H, n_K, n_L)) in ``q3``.
+
+        Returns
+        -------
+        dict with ``pixel``, ``image`` (row of the plan's segment images), ``zone`` (row of
+        ``self.zones``) and ``e`` (grid energy bin) int64 arrays and ``w`` float64, one entry per
+        (pixel, image, zone, E) with w > 0, sorted by (zone, image, pixel, E) (with ``by_bin``:
+        also ``q3``, sorted by (zone, image, Q-bin, E)).
+        """
+        if not self.matches(volume):
+            raise DataError(f"the volume's Q grid {volume.shape[:3]} differs from the fold plan's {tuple(len(e) - 1 for e in self.q_edges)}. Build a FoldPlan for this volume.")
+        if not (0 <= min_zone_coverage <= 1):
+            raise DataError(f"min_zone_coverage = {min_zone_coverage}; pass a fraction between 0 and 1.")
+        grid = self.grid
+        mem = self.members
+        ne_vol = volume.shape[3]
+        q3_all = volume.index // ne_vol
+        starts = np.flatnonzero(np.r_[True, q3_all[1:] != q3_all[:-1]])
+        uq = q3_all[starts]
+        ptr = np.r_[starts, len(q3_all)]
+        lo = np.searchsorted(mem["q3"], uq, side="left")
+        cnt = np.searchsorted(mem["q3"], uq, side="right") - lo
+        row = np.repeat(np.arange(len(uq)), cnt)
+        midx = np.repeat(lo, cnt) + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+        pix, zone, image = mem["pixel"][midx], mem["zone"][midx], mem["image"][midx]
+        e_vol = volume.centres(3)
+        e_map = np.searchsorted(grid.energy_edges, e_vol, side="right") - 1
+        e_map[(e_map < 0) | (e_map >= grid.n_e)] = -1
+        w = volume.weights
+        if qmod_range is not None:
+            qh = volume.unravel()
+            hkl = np.stack([volume.centres(a)[qh[a]] for a in range(3)], axis=1)
+            qc = hkl @ volume.reciprocal_cell if volume.reciprocal_cell is not None else hkl
+            qmod2 = np.einsum("ij,ij->i", qc, qc)
+            lo_q, hi_q = qmod_range
+            w = np.where((qmod2 < lo_q * lo_q) | (qmod2 > hi_q * hi_q), 0.0, w)
+        cell_e = np.where(w > 0, e_map[volume.index % ne_vol], -1)
+        n_img = max(self.n_images, 1)
+        n_e = grid.n_e
+        n_q3 = int(np.prod([len(e) - 1 for e in self.q_edges]))
+        lengths = ptr[row + 1] - ptr[row]
+        cum = np.cumsum(lengths)
+        keys, vals = [], []
+        begin = 0
+        while begin < len(row):
+            end = max(int(np.searchsorted(cum, (cum[begin - 1] if begin else 0) + _CHUNK, side="right")), begin + 1)
+            ln = lengths[begin:end]
+            tot = int(ln.sum())
+            if tot:
+                rep = np.repeat(np.arange(begin, end), ln)
+                entry = np.repeat(ptr[row[begin:end]], ln) + (np.arange(tot) - np.repeat(np.cumsum(ln) - ln, ln))
+                ce = cell_e[entry]
+                ok = ce >= 0
+                r = rep[ok]
+                if by_bin:
+                    key = ((zone[r] * n_img + image[r]) * n_q3 + uq[row[r]]) * n_e + ce[ok]
+                else:
+                    key = ((zone[r] * n_img + image[r]) * grid.n_q + pix[r]) * n_e + ce[ok]
+                uk, inv = np.unique(key, return_inverse=True)
+                keys.append(uk)
+                vals.append(np.bincount(inv.ravel(), weights=w[entry[ok]], minlength=len(uk)))
+            begin = end
+        if keys:
+            uk, inv = np.unique(np.concatenate(keys), return_inverse=True)
+            wk = np.bincount(inv.ravel(), weights=np.concatenate(vals), minlength=len(uk))
+        else:
+            uk, wk = np.zeros(0, dtype=np.int64), np.zeros(0)
+        e_k = uk % n_e
+        rest = uk // n_e
+        q3_k = None
+        if by_bin:
+            q3_k = rest % n_q3
+            rest //= n_q3
+            img_k = rest % n_img
+            zone_k = rest // n_img
+            # the pixel of each (Q-bin, image): look the membership up
+            mkey = (mem["zone"] * n_img + mem["image"]) * n_q3 + mem["q3"]
+            order = np.argsort(mkey, kind="stable")
+            pos_m = np.searchsorted(mkey[order], (zone_k * n_img + img_k) * n_q3 + q3_k)
+            pix_k = mem["pixel"][order[np.minimum(pos_m, len(order) - 1)]]
+        else:
+            pix_k = rest % grid.n_q
+            rest //= grid.n_q
+            img_k = rest % n_img
+            zone_k = rest // n_img
+        if min_zone_coverage > 0 and len(uk):
+            cells = np.unique(zone_k * (grid.n_q * n_e) + pix_k * n_e + e_k)
+            zcov = np.bincount(cells // (grid.n_q * n_e), minlength=len(self.zones)) / (grid.n_q * n_e)
+            keep = zcov[zone_k] >= min_zone_coverage
+            e_k, pix_k, img_k, zone_k, wk = e_k[keep], pix_k[keep], img_k[keep], zone_k[keep], wk[keep]
+            if q3_k is not None:
+                q3_k = q3_k[keep]
+        pos = wk > 0
+        out = {"pixel": pix_k[pos], "image": img_k[pos], "zone": zone_k[pos], "e": e_k[pos], "w": wk[pos]}
+        if q3_k is not None:
+            out["q3"] = q3_k[pos]
+        return out
 
     def apply(
         self,

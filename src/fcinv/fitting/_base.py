@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 #: One-line description of the uncertainties, stored with every result.
 UNCERTAINTY_NOTE = (
-    "sigma = sqrt(diag(s^2 (J^T J)^-1)) at the optimum, s^2 = sum(r^2)/dof: statistical, local (linearised), "
-    "assumes the model is right; excludes systematic errors, wrong minima and mode-assignment errors"
+    "sigma = sqrt(diag((J^T J / s^2 + prior precision)^-1)) at the optimum, s^2 = sum(r^2)/dof: statistical, local (linearised), "
+    "data and prior (Laplace); assumes the model is right; excludes systematic errors, wrong minima and mode-assignment errors"
 )
 
 
@@ -128,7 +128,10 @@ class FitResult:
         lines = [f"{'parameter':<{w}}  {'theta (eV/Å²)':>14}  {'sigma':>10}  {'start':>10}"]
         for n, t, s, t0 in zip(self.names, self.theta, self.sigma, self.theta_start):
             lines.append(f"{n:<{w}}  {t:>14.5f}  {s:>10.5f}  {t0:>10.5f}")
-        status = "converged" if self.success else "NOT CONVERGED"
+        converged = bool(self.extra.get("converged", self.success))
+        status = ("converged" if converged else "NOT CONVERGED") + ("" if self.extra.get("stable", True) else ", DYNAMICALLY UNSTABLE")
+        if converged and not self.success and self.extra.get("stable", True):
+            status += ", NOT TRUSTED"
         chi = f", χ²/dof = {self.chi2_dof:.3f} (dof {self.dof})" if self.chi2_dof is not None else f", dof {self.dof}"
         lines.append(f"{status}: {self.message}; cost {self.cost:.6g}{chi}; {self.n_iter} evaluations, {self.wall_s:.2f} s")
         return lines

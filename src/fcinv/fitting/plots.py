@@ -117,14 +117,62 @@ def save_dispersion_fit_png(path: str | Path, crystal, grid: SpectrumGrid, path_
     grid.plot_axes(ax)
     for t in grid.ticks[1:-1]:
         ax.axvline(t, color="0.7", lw=0.6)
-    top = max(float(np.nanmax(path_energies)), float(np.max(points.energy + points.sigma)))
+    pmax = float(np.nanmax(path_energies))
+    sane = points.energy + points.sigma <= 2.0 * pmax  # an absurd point must not squash the figure
+    top = max(pmax, float(np.max((points.energy + points.sigma)[sane])) if np.any(sane) else pmax)
     ax.set_ylim(0, 1.05 * top)
     ax.set_ylabel("Energy (meV)")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title("fitted dispersion", fontsize=9)
     ax2.errorbar(points.energy, energy_model, xerr=points.sigma, fmt="o", ms=3, color="C3", elinewidth=0.8)
     ax2.plot([0, top], [0, top], color="0.5", lw=0.8)
+    ax2.set_xlim(0, 1.05 * top)
+    ax2.set_ylim(0, 1.05 * top)
     ax2.set_xlabel("measured energy (meV)")
     ax2.set_ylabel("fitted energy (meV)")
     ax2.set_title("all points", fontsize=9)
+    return save_figure(fig, path, title=title)
+
+
+def save_dispersion_residuals_png(path: str | Path, points, residual_meV: np.ndarray, *, flagged=(), title: str = "") -> Path:
+    """One panel per branch (label, index or "nearest"): residual (model − measured, meV) against |q| with ±σ bars.
+
+    Parameters
+    ----------
+    points
+        The :class:`~fcinv.fitting.dispersion_fit.DispersionPoints`.
+    residual_meV
+        Shape (n,) meV: model − measured at the fitted θ.
+    flagged
+        Indices of points flagged as outliers (drawn as crosses; their residual is clipped to
+        the panel and printed).
+    """
+    plt = _plt()
+    names = points.names
+    groups = list(dict.fromkeys(names))
+    n = len(groups)
+    cols = min(n, 3)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.0 * rows), dpi=110, squeeze=False)
+    qn = np.linalg.norm(points.q_rlu, axis=1)
+    bad = np.zeros(len(points), bool)
+    bad[list(flagged)] = True
+    res = np.asarray(residual_meV, float)
+    for ax, g in zip(axes.ravel(), groups):
+        sel = np.array([x == g for x in names])
+        ok, out = sel & ~bad, sel & bad
+        ax.errorbar(qn[ok], res[ok], yerr=points.sigma[ok], fmt="o", ms=3, color="C0", elinewidth=0.8)
+        lim = max(3.0 * float(np.max(points.sigma[sel])), float(np.max(np.abs(res[ok]) + points.sigma[ok])) if np.any(ok) else 1.0) * 1.1
+        if np.any(out):
+            ax.plot(qn[out], np.clip(res[out], -lim, lim), "x", color="C3", ms=7, label="flagged: " + ", ".join(f"{v:.3g}" for v in res[out][:3]) + " meV")
+            ax.legend(fontsize=7, loc="upper right")
+        ax.axhline(0.0, color="0.5", lw=0.8)
+        ax.set_ylim(-lim, lim)
+        chi = float(np.mean((res[ok] / points.sigma[ok]) ** 2)) if np.any(ok) else float("nan")
+        ax.set_title(f"branch {g}: {int(sel.sum())} points, mean (r/σ)² = {chi:.2f}", fontsize=8)
+        ax.set_xlabel("|q| (r.l.u.)", fontsize=8)
+        ax.set_ylabel("model − measured (meV)", fontsize=8)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    fig.tight_layout()
     return save_figure(fig, path, title=title)

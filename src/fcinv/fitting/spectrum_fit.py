@@ -5,7 +5,12 @@ The misfit is, over the measured pixels only (the mask),
     r_ij = w_ij · (s · I_ij(θ) + b − y_ij),
 
 with I(θ) the forward model's image, a fitted scale s and flat background b, and
-weights w = 1/error where the data carry errors (else 1). It is minimised with
+weights w = 1/error where the data carry errors (else 1; a zero error, a pixel with zero
+counts, takes the 10th percentile of the positive errors), plus the prior rows
+(θ − μ)/σ of :mod:`fcinv.fitting.priors` (default: the training domain). The forward model
+is the paper's :class:`~fcinv.forward.ForwardModel` (analytic Jacobian, below) or any model
+with its interface, e.g. the physical model (central-difference Jacobian from one batched
+``spectra`` call of 2k + 1 images). It is minimised with
 scipy's Levenberg–Marquardt (``least_squares``, method ``lm``) and the analytic
 Jacobian: the forward model's dynamical matrix is linear in θ,
 D(q; θ) = M_c + Σ_p θ_p M_p, so with eigenpairs (ω²_n, e_n)
@@ -44,7 +49,15 @@ from typing import Literal, Sequence
 import numpy as np
 
 from fcinv.errors import GridError
-from fcinv.fitting._base import FitError, FitResult, covariance, mode_gradients, resolve_free
+from fcinv.fitting._base import FitError, FitResult, mode_gradients, resolve_free
+from fcinv.fitting.priors import (
+    STABILITY_MESH,
+    STABILITY_TOL_MEV,
+    build_prior,
+    mesh_lowest_mode,
+    posterior_covariance,
+    undetermined_directions,
+)
 from fcinv.forward import ForwardModel
 from fcinv.units import EV_A2_AMU_TO_MEV
 
@@ -58,12 +71,101 @@ _E_FLOOR_MEV = 1e-3
 
 
 # ------------------------------------------------------------ model + Jacobian
-def model_with_free(model: ForwardModel, free: Sequence[str]) -> ForwardModel:
-    """The same forward model (reference, θ_ref, broadening, grid) varying ``free`` instead."""
+def model_with_free(model, free: Sequence[str]):
+    """The same forward model varying ``free`` instead.
+
+    A :class:`~fcinv.forward.ForwardModel` is rebuilt (same reference, θ_ref, broadening, grid);
+    any other model with the same interface (e.g. the physical model) is wrapped so that the
+    parameters it varies but ``free`` leaves out stay at their ``theta0`` values.
+    """
     free = list(free)
     if free == list(model.names):
         return model
-    return ForwardModel(model.space, model.grid, model.theta_ref, reference=model.reference, free=free, broadening=model.broadening, mesh=model.mesh)
+    if isinstance(model, ForwardModel):
+        return ForwardModel(model.space, model.grid, model.theta_ref, reference=model.reference, free=free, broadening=model.broadening, mesh=model.mesh)
+    return _SubsetModel(model, free)
+
+
+class _SubsetModel:
+    """A model varying a subset of another model's parameters (the rest held at its ``theta0``)."""
+
+    def __init__(self, base, free: list[str]):
+        unknown = [n for n in free if n not in base.names]
+        if unknown:
+            raise FitError(f"the forward model varies {list(base.names)}; it cannot fit {unknown}. Build it with those parameters free.")
+        self.base = base
+        self.free = list(free)
+        self._idx = np.array([list(base.names).index(n) for n in free])
+        self._fixed = np.asarray(base.theta0, float).copy()
+        for attr in ("space", "grid", "theta_ref", "reference"):
+            if hasattr(base, attr):
+                setattr(self, attr, getattr(base, attr))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.free)
+
+    @property
+    def k(self) -> int:
+        return len(self.free)
+
+    @property
+    def theta0(self) -> np.ndarray:
+        return self._fixed[self._idx].copy()
+
+    def check(self, theta) -> np.ndarray:
+        t = np.asarray(theta, dtype=float)
+        t = t[None] if t.ndim == 1 else t
+        if t.ndim != 2 or t.shape[1] != self.k or not np.all(np.isfinite(t)):
+            raise FitError(f"theta has shape {np.shape(theta)} (or is not finite); the fit varies {self.k} parameters ({', '.join(self.free)}).")
+        return t
+
+    def _embed(self, theta) -> np.ndarray:
+        t = self.check(theta)
+        out = np.repeat(self._fixed[None], len(t), axis=0)
+        out[:, self._idx] = t
+        return out
+
+    def full_theta(self, theta) -> np.ndarray:
+        return self.base.full_theta(self._embed(theta))
+
+    def spectra(self, theta, **kw):
+        return self.base.spectra(self._embed(theta), **kw)
+
+    def frequencies(self, theta, *a, **kw):
+        return self.base.frequencies(self._embed(theta), *a, **kw)
+
+    def lowest_energy(self, theta) -> np.ndarray:
+        return self.base.lowest_energy(self._embed(theta))
+
+    def is_stable(self, theta, *a, **kw) -> np.ndarray:
+        return self.base.is_stable(self._embed(theta), *a, **kw)
+
+    def describe(self) -> dict:
+        d = dict(self.base.describe()) if hasattr(self.base, "describe") else {}
+        d["free"] = list(self.free)
+        return d
+
+
+def _image_and_jacobian(model, theta, *, jacobian: bool = True):
+    """Image (n_q, n_E) and ∂I/∂θ (n_q, n_E, k): analytic for ForwardModel, else central differences.
+
+    Central-difference steps: h_p = 1e-3 · max(|θ_p|, 0.05 · max|θ|); all 2k + 1 images in one
+    batched call of ``model.spectra``.
+    """
+    if isinstance(model, ForwardModel):
+        return spectrum_and_jacobian(model, theta, jacobian=jacobian)
+    t = model.check(theta)[0]
+    if not jacobian:
+        return np.asarray(model.spectra(t[None])[0], dtype=np.float64), None
+    k = len(t)
+    h = 1e-3 * np.maximum(np.abs(t), 0.05 * max(float(np.abs(t).max()), 1e-6))
+    batch = np.repeat(t[None], 2 * k + 1, axis=0)
+    batch[1 : k + 1][np.arange(k), np.arange(k)] += h
+    batch[k + 1 :][np.arange(k), np.arange(k)] -= h
+    imgs = np.asarray(model.spectra(batch), dtype=np.float64)
+    jac = ((imgs[1 : k + 1] - imgs[k + 1 :]) / (2.0 * h)[:, None, None]).transpose(1, 2, 0)
+    return imgs[0], jac
 
 
 def spectrum_and_jacobian(model: ForwardModel, theta, *, jacobian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -144,10 +246,12 @@ def _as_pixels(model: ForwardModel, data, weighting: Weighting) -> tuple[np.ndar
         raise FitError(f"weighting={weighting!r} is unknown. Use 'auto', 'errors' or 'uniform'.")
     if has and weighting != "uniform":
         pos = e[e > 0]
-        floor = float(pos.min())
+        # a zero error (a pixel with zero counts) is not an infinitely precise pixel: such pixels get the
+        # 10th percentile of the positive errors (about one count's worth), not the smallest one
+        floor = float(np.percentile(pos, 10.0))
         if np.any(e <= 0):
-            log.info("%d pixels have zero error; using the smallest positive error %.3g there", int((e <= 0).sum()), floor)
-        w = 1.0 / np.maximum(e, floor)
+            log.info("%d pixels have zero error; using the 10th percentile of the positive errors (%.3g) there", int((e <= 0).sum()), floor)
+        w = 1.0 / np.where(e > 0, e, floor)
         return y[mask], w, mask, True
     return y[mask], np.ones(n), mask, False
 
@@ -159,37 +263,51 @@ def _linear_scale(img: np.ndarray, y: np.ndarray, w: np.ndarray, background: boo
     return float(sol[0]), (float(sol[1]) if background else 0.0)
 
 
-def _start_vector(model: ForwardModel, theta_start) -> np.ndarray:
-    """θ_start for ``model.names`` from None, a dict, a (k,) or full (n_params,) vector, or a prediction."""
+def _start_vector(model, theta_start) -> np.ndarray:
+    """θ_start for ``model.names`` from None, a dict, a (k,) or full (n_params,) vector, or a prediction.
+
+    Names the start does not give (or gives but are not free) take the model's ``theta0``.
+    """
     if theta_start is None:
-        return model.theta0
+        return np.asarray(model.theta0, float)
     if hasattr(theta_start, "names") and hasattr(theta_start, "theta"):  # an inference Prediction or a FitResult
         theta_start = dict(zip(theta_start.names, np.asarray(theta_start.theta, float)))
-    full = model.theta_ref.copy()
-    names = model.space.names
+    space = getattr(model, "space", None)
+    names = list(space.names) if space is not None else list(model.names)
+    what = space.crystal.name if space is not None else "the model"
     if isinstance(theta_start, dict):
         unknown = [k for k in theta_start if k not in names]
         if unknown:
-            raise FitError(f"theta_start names {unknown} are not parameters of {model.space.crystal.name} ({', '.join(names)}). Pass values by parameter name.")
-        for k, v in theta_start.items():
-            full[names.index(k)] = float(v)
-        return full[model.free_idx]
+            raise FitError(f"theta_start names {unknown} are not parameters of {what} ({', '.join(names)}). Pass values by parameter name.")
+        out = np.asarray(model.theta0, float).copy()
+        for i, n in enumerate(model.names):
+            if n in theta_start:
+                out[i] = float(theta_start[n])
+        return model.check(out)[0]
     t = np.asarray(theta_start, dtype=float).ravel()
     if t.shape == (model.k,):
         return model.check(t)[0]
     if t.shape == (len(names),):
-        return model.check(t[model.free_idx])[0]
+        return model.check(t[[names.index(n) for n in model.names]])[0]
     raise FitError(f"theta_start has {t.size} values; pass {model.k} (the free parameters {', '.join(model.names)}) or all {len(names)}, or a dict by name.")
 
 
 # ---------------------------------------------------------------- one local fit
 class _Problem:
-    """Residuals and Jacobian of one spectrum fit, with a one-entry cache per θ."""
+    """Residuals and Jacobian of one spectrum fit (data rows, then prior rows), with a one-entry cache per θ.
 
-    def __init__(self, model: ForwardModel, y: np.ndarray, w: np.ndarray, mask: np.ndarray, background: bool):
+    Data rows are w · (s·I(θ) + b − y) / ``data_scale``; prior rows (θ − μ)/σ_prior. With
+    uniform weights ``data_scale`` is the empirical noise level (module docstring of
+    :func:`fit_spectrum`), with errors it is 1.
+    """
+
+    def __init__(self, model, y: np.ndarray, w: np.ndarray, mask: np.ndarray, background: bool, prior=None):
         self.model, self.y, self.w, self.mask, self.background = model, y, w, mask, background
         self.k = model.k
         self.n_eval = 0
+        self.prior = prior
+        self.data_scale = 1.0
+        self.active = np.ones(len(y), bool)
         self._key: bytes | None = None
         self._img: np.ndarray | None = None
         self._jac: np.ndarray | None = None
@@ -197,7 +315,7 @@ class _Problem:
     def _eval(self, theta: np.ndarray, jac: bool):
         key = theta.tobytes()
         if key != self._key or (jac and self._jac is None):
-            img, J = spectrum_and_jacobian(self.model, theta, jacobian=jac)
+            img, J = _image_and_jacobian(self.model, theta, jacobian=jac)
             self._key, self._img, self._jac = key, img[self.mask], (J[self.mask] if J is not None else None)
             self.n_eval += 1
         return self._img, self._jac
@@ -205,16 +323,31 @@ class _Problem:
     def split(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
         return x[: self.k], float(x[self.k]), (float(x[self.k + 1]) if self.background else 0.0)
 
-    def residual(self, x: np.ndarray) -> np.ndarray:
+    def data_residual(self, x: np.ndarray) -> np.ndarray:
+        """Weighted residuals of all measured pixels (outliers included), unscaled."""
         theta, s, b = self.split(x)
         img, _ = self._eval(theta, jac=False)
         return self.w * (s * img + b - self.y)
 
-    def jacobian(self, x: np.ndarray) -> np.ndarray:
+    def data_jacobian(self, x: np.ndarray) -> np.ndarray:
         theta, s, _ = self.split(x)
         img, J = self._eval(theta, jac=True)
         cols = [s * J, img[:, None]] + ([np.ones((len(img), 1))] if self.background else [])
         return self.w[:, None] * np.concatenate(cols, axis=1)
+
+    def residual(self, x: np.ndarray) -> np.ndarray:
+        r = self.data_residual(x)[self.active] / self.data_scale
+        if self.prior is None:
+            return r
+        return np.concatenate([r, self.prior.residual(x[: self.k])])
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        J = self.data_jacobian(x)[self.active] / self.data_scale
+        if self.prior is None:
+            return J
+        P = np.zeros((self.k, J.shape[1]))
+        P[np.arange(self.k), np.arange(self.k)] = 1.0 / self.prior.sigma
+        return np.vstack([J, P])
 
 
 def _smoothing_kernel(energy: np.ndarray, width_meV: float) -> np.ndarray:
@@ -234,7 +367,7 @@ def _local_fit(prob: _Problem, theta0: np.ndarray, *, max_nfev: int, ftol: float
     from scipy.optimize import least_squares
 
     img, _ = prob._eval(theta0, jac=False)
-    s0, b0 = _linear_scale(img, prob.y, prob.w, prob.background)
+    s0, b0 = _linear_scale(img[prob.active], prob.y[prob.active], prob.w[prob.active], prob.background)
     if not s0 > 0:
         s0, b0 = float(np.max(np.abs(prob.y)) / max(float(img.max()), 1e-12)), 0.0
     x = np.concatenate([theta0, [s0] + ([b0] if prob.background else [])])
@@ -247,14 +380,20 @@ def _local_fit(prob: _Problem, theta0: np.ndarray, *, max_nfev: int, ftol: float
 
             def res_s(x):
                 R = np.zeros((nq, ne))
-                R[prob.mask] = prob.residual(x)
-                return (R @ K).ravel()
+                R[prob.mask] = np.where(prob.active, prob.data_residual(x), 0.0) / prob.data_scale
+                r = (R @ K).ravel()
+                return r if prob.prior is None else np.concatenate([r, prob.prior.residual(x[: prob.k])])
 
             def jac_s(x):
-                Jm = prob.jacobian(x)
+                Jm = prob.data_jacobian(x) * prob.active[:, None] / prob.data_scale
                 J = np.zeros((nq, ne, Jm.shape[1]))
                 J[prob.mask] = Jm
-                return np.matmul(K.T, J).reshape(nq * ne, -1)
+                J = np.matmul(K.T, J).reshape(nq * ne, -1)
+                if prob.prior is None:
+                    return J
+                P = np.zeros((prob.k, J.shape[1]))
+                P[np.arange(prob.k), np.arange(prob.k)] = 1.0 / prob.prior.sigma
+                return np.vstack([J, P])
 
             pre = least_squares(res_s, x, jac=jac_s, method="lm", x_scale="jac", ftol=1e-4, xtol=1e-4, max_nfev=max_nfev)
             if np.all(np.isfinite(pre.x)):
@@ -268,7 +407,7 @@ def _local_fit(prob: _Problem, theta0: np.ndarray, *, max_nfev: int, ftol: float
 
 # -------------------------------------------------------------------- public
 def fit_spectrum(
-    model: ForwardModel,
+    model,
     data,
     *,
     theta_start=None,
@@ -281,6 +420,12 @@ def fit_spectrum(
     seed: int = 0,
     weighting: Weighting = "auto",
     fit_background: bool = True,
+    prior="domain",
+    material_reference=None,
+    outliers: bool = True,
+    outlier_sigma: float = 5.0,
+    max_outlier_fraction: float = 0.02,
+    stability_mesh: int = STABILITY_MESH,
     max_nfev: int = 200,
     ftol: float = 1e-8,
     xtol: float = 1e-8,
@@ -292,18 +437,32 @@ def fit_spectrum(
 ) -> FitResult:
     """Fit θ (with a scale and a flat background) to a measured I(q, E).
 
+    The misfit is the weighted data residual plus the Gaussian prior of
+    :mod:`fcinv.fitting.priors` (default: the training domain, centre ± half-width = 2σ), so
+    directions of θ the measured pixels do not determine are held instead of drifting. With
+    errors the data rows are (s·I + b − y)/error; without errors (uniform weights) their noise
+    level is unknown, so a first fit without the prior measures it (rms residual) and the data
+    rows are divided by it before the prior is added. Outlying pixels (|r| > ``outlier_sigma``
+    × max(1, 1.4826 · median |r|) in those units) are flagged and the fit is redone without them,
+    unless more than ``max_outlier_fraction`` of the pixels would be (a systematic misfit: warned).
+    The result is trusted (``success``) only when the fit converged and no mode is imaginary on
+    the path, on a full-zone mesh (``stability_mesh``³) and, for the paper model, on its own mesh.
+
     Parameters
     ----------
     model
-        The forward model; its grid must be the spectrum's. Parameters not free stay at
-        the model's reference values (and a full reference FC set, if the model has one).
+        The forward model: a :class:`~fcinv.forward.ForwardModel` (analytic Jacobian) or any
+        model with its interface (``names``, ``k``, ``theta0``, ``check``, ``full_theta``,
+        ``spectra``, ``lowest_energy``, ``grid``; e.g. the physical model; central-difference
+        Jacobian from one batched ``spectra`` call). Its grid must be the spectrum's.
+        Parameters not free stay at the model's reference values.
     data
         A :class:`~fcinv.experiment.folded.FoldedSpectrum` (mask and errors used), or an
         array of shape (n_q, n_E) with NaN at unmeasured pixels.
     theta_start
         Start of the (first) local fit: ``None`` (the model's reference θ), a dict by
         name, a (k,) or full (n_params,) vector, or an object with ``names``/``theta``
-        (an inference ``Prediction``).
+        (an inference ``Prediction``; names it lacks start at the model's ``theta0``).
     candidates
         Optional alternative starts, shape (n, k) in ``model.names`` order: they are scored
         with ``theta_start`` by the misfit after the best linear scale and background,
@@ -327,6 +486,21 @@ def fit_spectrum(
         ``"errors"``: require errors; ``"uniform"``: ignore errors.
     fit_background
         Fit the flat background b (else b = 0).
+    prior
+        ``"domain"`` (default), ``"weak"``, ``"none"``/None, a
+        :class:`~fcinv.fitting.priors.Prior` or a JSON path (:func:`~fcinv.fitting.priors.build_prior`).
+    material_reference
+        The :class:`~fcinv.reference.MaterialReference` whose training domain is the prior;
+        default: the embedded reference of the model's material, if there is one.
+    outliers
+        Flag outlying pixels and refit without them (False: off).
+    outlier_sigma
+        The flagging threshold (see above).
+    max_outlier_fraction
+        When more than this fraction of the pixels would be flagged, the misfit is systematic
+        (the forward model, not the pixels): nothing is left out and a warning says so.
+    stability_mesh
+        N of the Γ-centred N³ mesh of the stability check.
     max_nfev
         Residual evaluations per local fit (per stage) before it stops as not converged.
     ftol, xtol
@@ -337,8 +511,8 @@ def fit_spectrum(
     absolute_sigma
         Take the data errors as absolute (s² = 1) in the covariance.
     strict
-        Raise :class:`FitError` when the best fit did not converge (default: report it in
-        ``success``/``message`` and log a warning).
+        Raise :class:`FitError` when the result is not trusted (not converged or unstable);
+        default: report it in ``success``/``message``/``extra["warnings"]`` and log a warning.
     progress
         Show a progress bar over the starts.
     method_label
@@ -347,20 +521,27 @@ def fit_spectrum(
     Returns
     -------
     FitResult
-        θ, σ and the fit statistics; ``extra`` holds ``scale``, ``background`` (and
-        their σ), ``theta_full`` (every parameter by name), ``rms_residual``,
-        ``r_factor``, ``lowest_mode_meV``, ``stable``, ``n_pixels``, ``weighting``
-        and the per-start summaries ``starts``.
+        θ, σ (Laplace: data and prior) and the fit statistics; ``extra`` holds ``scale``,
+        ``background`` (and their σ), ``theta_full`` (every parameter by name),
+        ``rms_residual``, ``r_factor``, ``lowest_mode_meV``, ``stable``, ``converged``,
+        ``n_pixels``, ``n_used``, ``outliers``, ``undetermined``, ``prior``, ``warnings``,
+        ``weighting`` and the per-start summaries ``starts``.
 
     Raises
     ------
     GridError
         The spectrum is on another grid.
     FitError
-        Bad start, weighting or data; with ``strict``, a fit that did not converge.
+        Bad start, weighting or data; with ``strict``, a result that is not trusted.
     """
     t_wall = time.perf_counter()
-    free_names = resolve_free(model.space, free, ranking=ranking, default=model.names)
+    space = getattr(model, "space", None)
+    if space is not None:
+        free_names = resolve_free(space, free, ranking=ranking, default=model.names)
+    elif free is None:
+        free_names = list(model.names)
+    else:
+        free_names = [free] if isinstance(free, str) else list(free)
     model = model_with_free(model, free_names)
     y, w, mask, has_errors = _as_pixels(model, data, weighting)
     n_x = model.k + 1 + int(fit_background)
@@ -377,65 +558,138 @@ def fit_spectrum(
     starts = [theta0]
     if n_starts > 1:
         starts += list(_screen_starts(model, y, w, mask, fit_background, domain, n_starts - 1, n_candidates or 32 * n_starts, seed))
-    prob = _Problem(model, y, w, mask, fit_background)
+    if material_reference is None and isinstance(prior, str) and prior.lower() == "domain" and space is not None:
+        material_reference = _embedded_reference(space)
+    pri = build_prior(model.names, theta0, spec=prior, ref=material_reference)
+    prob = _Problem(model, y, w, mask, fit_background, prior=None)
+    fit_kw = dict(max_nfev=max_nfev, ftol=ftol, xtol=xtol, presmooth_meV=presmooth_meV)
     results = []
+    warnings: list[str] = []
+    if pri is not None and not has_errors:
+        # the noise level of unweighted data, from a fit without the prior
+        first = _local_fit(prob, np.asarray(theta0, float), **fit_kw)
+        dof0 = len(y) - n_x
+        rms_y = float(np.sqrt(np.mean((w * y) ** 2))) or 1.0
+        prob.data_scale = max(float(np.sqrt(2.0 * first.cost / max(dof0, 1))), 1e-9 * rms_y) if np.isfinite(first.cost) else rms_y
+        results.append((np.asarray(theta0, float), first, "no prior (noise level)"))
+    prob.prior = pri
     bar = None
     if progress and len(starts) > 1:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(starts), desc="fit starts", unit="fit")
+    fits = []
     try:
         for t0 in starts:
-            res = _local_fit(prob, np.asarray(t0, float), max_nfev=max_nfev, ftol=ftol, xtol=xtol, presmooth_meV=presmooth_meV)
-            results.append((t0, res))
+            res = _local_fit(prob, np.asarray(t0, float), **fit_kw)
+            fits.append((t0, res))
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(best=f"{min(r.cost for _, r in results):.4g}")
+                bar.set_postfix(best=f"{min(r.cost for _, r in fits):.4g}")
     finally:
         if bar is not None:
             bar.close()
-    best_start, best = min(results, key=lambda tr: (not np.isfinite(tr[1].cost), tr[1].cost))
-    theta, scale, bg = prob.split(best.x)
-    dof = len(y) - n_x
-    cov, degenerate = covariance(best.jac, best.cost, dof, absolute_sigma=absolute_sigma)
+    best_start, best = min(fits, key=lambda tr: (not np.isfinite(tr[1].cost), tr[1].cost))
+    # outlying pixels: flag, refit without them
+    flagged_idx = np.zeros(0, dtype=int)
+    if outliers and np.all(np.isfinite(best.x)):
+        r = prob.data_residual(best.x) / prob.data_scale
+        exact = (not has_errors) and prob.data_scale <= 1e-5 * (float(np.sqrt(np.mean((w * y) ** 2))) or 1.0)
+        scale = max(1.0, 1.4826 * float(np.median(np.abs(r))))
+        bad = np.abs(r) > outlier_sigma * scale
+        if not exact and np.mean(bad) > max_outlier_fraction:
+            warnings.append(
+                f"{int(bad.sum())} pixels ({100 * np.mean(bad):.1f} %) lie beyond {outlier_sigma:g}× the robust scale: a systematic misfit of the "
+                f"forward model, not outliers (none left out; more than {100 * max_outlier_fraction:g} % would be)"
+            )
+        elif not exact and np.any(bad) and int((~bad).sum()) > n_x:
+            prob.active = ~bad
+            flagged_idx = np.nonzero(bad)[0]
+            again = _local_fit(prob, best.x[: model.k].copy(), **dict(fit_kw, presmooth_meV=None))
+            if np.isfinite(again.cost):
+                best = again
+    theta, scale_, bg = prob.split(best.x)
+    act = prob.active
+    n_used = int(act.sum())
+    dof = n_used - n_x
+    r_s = prob.data_residual(best.x)[act] / prob.data_scale
+    J_s = prob.data_jacobian(best.x)[act] / prob.data_scale
+    chi2_s = float(np.sum(r_s**2))
+    prec = np.zeros(n_x)
+    if pri is not None:
+        prec[: model.k] = 1.0 / pri.sigma**2
+    cov = posterior_covariance(J_s, chi2_s, dof, prec, absolute_sigma=absolute_sigma and has_errors)
     sig = np.sqrt(np.diag(cov))
-    lowest = float(model.lowest_energy(theta)[0])
-    success = bool(best.status > 0 and np.isfinite(best.cost))
+    undetermined = undetermined_directions(J_s[:, : model.k], model.names, pri)
+    lowest, low_where = _lowest_mode(model, theta, stability_mesh)
+    stable = lowest > -STABILITY_TOL_MEV
+    converged = bool(best.status > 0 and np.isfinite(best.cost))
     msg = best.message
-    if degenerate:
-        bad = [n for n, s in zip(model.names, sig[: model.k]) if not np.isfinite(s)]
-        msg += f"; the data do not constrain {bad} (σ = inf)"
-    if lowest < -0.05:
-        msg += f"; the fitted θ is dynamically unstable (lowest mode {lowest:.2f} meV)"
+    if not converged:
+        warnings.append(
+            f"NOT CONVERGED after {best.nfev_total} evaluations ({best.message}): start closer (e.g. from the ML prediction), use n_starts > 1 or raise max_nfev"
+        )
+    if not stable:
+        warnings.append(f"DYNAMICALLY UNSTABLE: lowest mode {lowest:.2f} meV ({low_where}); the result is not a physical crystal")
+    if undetermined:
+        held = "held by the prior" if pri is not None else "unconstrained (no prior)"
+        warnings.append(f"{len(undetermined)} direction(s) the measured pixels do not determine, {held}: " + "; ".join(d["label"] for d in undetermined))
+    if len(flagged_idx):
+        warnings.append(f"{len(flagged_idx)} outlying pixel(s) flagged (|r| > {outlier_sigma:g}× the robust scale) and left out")
+    success = converged and stable
     if not success:
-        text = f"the I(q, E) fit did not converge after {best.nfev_total} evaluations ({best.message}). Start closer (e.g. from the ML prediction), use n_starts > 1 or raise max_nfev."
+        text = "; ".join(x for x in warnings if x.startswith(("NOT", "DYN")))
         if strict:
-            raise FitError(text)
-        log.warning(text)
-    chi2 = 2.0 * best.cost if has_errors else None
+            if not converged:
+                raise FitError(f"the I(q, E) fit did not converge after {best.nfev_total} evaluations ({best.message}). Start closer, use n_starts > 1 or raise max_nfev.")
+            raise FitError(f"the I(q, E) fit is not trusted: {text}.")
+        log.warning("the I(q, E) fit is not trusted: %s", text)
+        msg += " [" + "; ".join(x.split(":")[0] for x in warnings if x.startswith(("NOT", "DYN"))) + "]"
+        if not converged:
+            msg += f" (the I(q, E) fit did not converge after {best.nfev_total} evaluations)"
+    chi2 = chi2_s if has_errors else None
     full = model.full_theta(theta)[0]
     wy = w * y
+    cost_data = 0.5 * float(np.sum(prob.data_residual(best.x)[act] ** 2))
+    is_paper = isinstance(model, ForwardModel)
     label = method_label or (
-        f"least squares (scipy Levenberg-Marquardt, analytic Jacobian) to I(q,E), {len(starts)} start(s)" + (f" (best of {n_candidates or 32 * n_starts} screened)" if n_starts > 1 else "")
+        "least squares (scipy Levenberg-Marquardt, " + ("analytic" if is_paper else "central-difference") + " Jacobian) to I(q,E) with a Gaussian prior, "
+        + f"{len(starts)} start(s)" + (f" (best of {n_candidates or 32 * n_starts} screened)" if n_starts > 1 else "")
     )
+    all_names = list(space.names) if space is not None else list(model.names)
+    pix = np.argwhere(mask)
     extra = {
-        "material": model.space.crystal.name,
-        "scale": scale,
+        "material": space.crystal.name if space is not None else "",
+        "n_shells": len(space.shells) if space is not None else None,
+        "forward_model": "paper (weight 1)" if is_paper else type(getattr(model, "base", model)).__name__,
+        "scale": scale_,
         "scale_sigma": float(sig[model.k]),
         "background": bg,
         "background_sigma": float(sig[model.k + 1]) if fit_background else 0.0,
-        "theta_full": dict(zip(model.space.names, full.tolist())),
+        "theta_full": dict(zip(all_names, np.asarray(full, float).tolist())),
         "free": list(model.names),
-        "reference_fc": "full FC set" if model.reference is not None else "theta_ref",
-        "rms_residual": float(np.sqrt(2.0 * best.cost / len(y))),
-        "r_factor": float(np.sqrt(2.0 * best.cost / max(float(np.sum(wy**2)), 1e-300))),
+        "reference_fc": "full FC set" if getattr(model, "reference", None) is not None else "theta_ref",
+        "rms_residual": float(np.sqrt(2.0 * cost_data / max(n_used, 1))),
+        "r_factor": float(np.sqrt(2.0 * cost_data / max(float(np.sum(wy[act] ** 2)), 1e-300))),
         "lowest_mode_meV": lowest,
-        "stable": bool(lowest > -0.05),
+        "lowest_mode_where": low_where,
+        "stability_mesh": int(stability_mesh),
+        "stable": bool(stable),
+        "converged": converged,
         "n_pixels": int(len(y)),
+        "n_used": n_used,
+        "outliers": [[int(a), int(b)] for a, b in pix[flagged_idx]][:1000],
+        "n_outliers": int(len(flagged_idx)),
+        "outlier_rejection": f"flag |r| > {outlier_sigma:g} max(1, 1.4826 median|r|), refit" if outliers else "off",
+        "undetermined": undetermined,
+        "prior": None if pri is None else pri.as_dict(),
+        "prior_chi2": None if pri is None else float(np.sum(pri.residual(theta) ** 2)),
+        "data_noise_scale": float(prob.data_scale),
+        "warnings": warnings,
         "weighting": "errors" if has_errors else "uniform",
         "grid_fingerprint": model.grid.fingerprint(),
         "starts": [
-            {"theta_start": [float(v) for v in t0], "cost": float(r.cost), "success": bool(r.status > 0), "n_eval": int(r.n_eval)} for t0, r in results
+            {"theta_start": [float(v) for v in t0], "cost": float(r.cost), "success": bool(r.status > 0), "n_eval": int(r.n_eval)} for t0, r in fits
         ],
     }
     return FitResult(
@@ -452,9 +706,38 @@ def fit_spectrum(
         success=success,
         message=msg,
         method=label,
-        n_eval_total=int(sum(r.n_eval for _, r in results)),
+        n_eval_total=int(sum(r.n_eval for _, r in fits) + sum(r.n_eval for _, r, _ in results)),
         extra=extra,
     )
+
+
+def _embedded_reference(space):
+    """The embedded reference of the space's material, or None."""
+    from fcinv.errors import DataError, MaterialError
+
+    try:
+        from fcinv.reference import load_reference
+
+        return load_reference(space.crystal.name)
+    except (MaterialError, DataError, KeyError, OSError):
+        return None
+
+
+def _lowest_mode(model, theta: np.ndarray, mesh: int) -> tuple[float, str]:
+    """Lowest signed mode (meV) over the model's own check and a full-zone ``mesh``³ mesh, and where."""
+    lo = float(model.lowest_energy(theta)[0])
+    where = "path / the model's own mesh"
+    space = getattr(model, "space", None)
+    if space is not None and hasattr(model, "theta_ref"):
+        try:
+            full = np.asarray(model.full_theta(theta)[0], float)
+            m_lo, q = mesh_lowest_mode(space, full, reference=getattr(model, "reference", None), theta_ref=model.theta_ref, mesh=mesh)
+        except Exception as exc:  # noqa: BLE001 - a model without the paper layout: its own check only
+            log.info("full-zone mesh check skipped (%s)", exc)
+        else:
+            if m_lo < lo:
+                lo, where = m_lo, f"at q = {np.round(q, 3).tolist()} r.l.u. on the {mesh}³ mesh"
+    return lo, where
 
 
 def _screen_starts(model, y, w, mask, background, domain, n_keep, n_candidates, seed) -> np.ndarray:
@@ -482,7 +765,7 @@ def _best_by_misfit(model, cand: np.ndarray, y, w, mask, background) -> np.ndarr
 
 def _domain_for(model: ForwardModel, domain):
     """A Domain over the model's free names: ``domain`` reordered, or the reference's training domain."""
-    from fcinv.dataset.generate import Domain, widened_domain
+    from fcinv.dataset.generate import Domain
 
     if domain is None:
         from fcinv.errors import DataError, MaterialError
@@ -492,8 +775,9 @@ def _domain_for(model: ForwardModel, domain):
             ref = load_reference(model.space.crystal.name)
         except (MaterialError, DataError) as exc:
             raise FitError(f"multi-start needs a domain to draw starts from, and {model.space.crystal.name} has no embedded reference ({exc}). Pass domain=Domain(...).") from None
-        idx = ref.space.index(model.names)
-        return widened_domain(model.names, ref.lower[idx], ref.upper[idx], ref.theta_ref[idx])
+        from fcinv.fitting.priors import training_domain
+
+        return training_domain(ref, list(model.names))
     if not isinstance(domain, Domain):
         raise FitError(f"domain must be a fcinv.dataset.generate.Domain, not {type(domain).__name__}.")
     missing = [n for n in model.names if n not in domain.names]
@@ -503,25 +787,33 @@ def _domain_for(model: ForwardModel, domain):
     return Domain(tuple(model.names), domain.low[idx], domain.high[idx])
 
 
-def refine(model: ForwardModel, folded_spectrum, theta_start, **kwargs) -> FitResult:
+def refine(model, folded_spectrum, theta_start, *, fallback: bool = True, **kwargs) -> FitResult:
     """ML-initialised refinement: one local least-squares fit started from an ML estimate.
 
-    This is what ``fcinv infer --refine`` calls with the VAE's mean θ.
+    This is what ``fcinv infer --refine`` calls with the VAE's mean θ. With ``fallback`` (the
+    default) a refinement that is not trusted (did not converge, or its θ is dynamically
+    unstable) does not replace the ML answer: the result then carries the start θ unchanged
+    (and the prediction's σ where it has them), ``success=False``, the reason in ``message``
+    and ``extra["warnings"]``, and the rejected fit in ``extra["rejected_fit"]``.
 
     Parameters
     ----------
     model
         The forward model of the material, varying the predicted parameters (e.g.
-        ``load_reference("Ge").forward_model()``).
+        ``load_reference("Ge").forward_model()``), or the physical model; ``free="all"``
+        (with a model varying every parameter) refines everything, unpredicted names starting
+        at the model's ``theta0``.
     folded_spectrum
         The measured I(q, E): a FoldedSpectrum or an (n_q, n_E) array (NaN = unmeasured).
     theta_start
         The ML estimate: an inference ``Prediction`` (matched by name; its per-latent-sample
         predictions ``samples``, when present, are screened by misfit with the mean and the
         fit starts from the best), a dict by name, or a (k,) vector in ``model.names`` order.
+    fallback
+        Return the ML answer (``success=False``) instead of an untrusted fit.
     **kwargs
-        Passed to :func:`fit_spectrum` (``free``, ``weighting``, ``max_nfev``, ``strict`` ...);
-        ``n_starts`` is 1.
+        Passed to :func:`fit_spectrum` (``free``, ``prior``, ``weighting``, ``max_nfev``,
+        ``strict`` ...); ``n_starts`` is 1.
 
     Returns
     -------
@@ -530,14 +822,38 @@ def refine(model: ForwardModel, folded_spectrum, theta_start, **kwargs) -> FitRe
     """
     if kwargs.pop("n_starts", 1) != 1:
         raise FitError("refine runs one local fit from the ML estimate; use fit_spectrum(n_starts=...) for a multi-start fit.")
+    free = kwargs.get("free")
+    space = getattr(model, "space", None)
+    fit_model = model_with_free(model, resolve_free(space, free, default=model.names) if space is not None and free is not None else (free or model.names))
     samples = getattr(theta_start, "samples", None)
     if kwargs.get("candidates") is None and samples is not None and hasattr(theta_start, "names"):
-        kwargs["candidates"] = _rows_for(model, theta_start.names, np.asarray(samples, float))
-    label = "ML-initialised refinement: least squares (scipy Levenberg-Marquardt, analytic Jacobian) from the ML estimate"
+        kwargs["candidates"] = _rows_for(fit_model, theta_start.names, np.asarray(samples, float))
+    label = "ML-initialised refinement: least squares (scipy Levenberg-Marquardt) with the training-domain prior, from the ML estimate"
     if kwargs.get("candidates") is not None:
         label += f" (best of it and {len(kwargs['candidates'])} latent-sample predictions by misfit)"
     kwargs.setdefault("method_label", label)
-    return fit_spectrum(model, folded_spectrum, theta_start=theta_start, n_starts=1, **kwargs)
+    res = fit_spectrum(model, folded_spectrum, theta_start=theta_start, n_starts=1, **kwargs)
+    if res.success or not fallback:
+        return res
+    start = _start_vector(fit_model, theta_start)
+    sig = np.full(len(start), np.nan)
+    if hasattr(theta_start, "names") and getattr(theta_start, "sigma", None) is not None:
+        by = dict(zip(theta_start.names, np.asarray(theta_start.sigma, float)))
+        sig = np.array([by.get(n, np.nan) for n in fit_model.names])
+    reason = "; ".join(w for w in res.extra.get("warnings", []) if w.startswith(("NOT", "DYN"))) or res.message
+    log.warning("refinement rejected (%s); returning the ML answer unchanged", reason)
+    extra = dict(res.extra)
+    extra["rejected_fit"] = {"theta": res.theta_dict(), "message": res.message, "cost": res.cost, "lowest_mode_meV": res.extra.get("lowest_mode_meV")}
+    extra["fallback"] = "refinement rejected: the ML answer is returned unchanged"
+    extra["warnings"] = [f"REFINEMENT REJECTED ({reason}): the ML answer is returned unchanged"] + list(res.extra.get("warnings", []))
+    full = fit_model.full_theta(start)[0]
+    all_names = list(space.names) if space is not None else list(fit_model.names)
+    extra["theta_full"] = dict(zip(all_names, np.asarray(full, float).tolist()))
+    return FitResult(
+        names=list(fit_model.names), theta=start.copy(), sigma=sig, covariance=np.diag(sig**2), theta_start=start.copy(), cost=res.cost, dof=res.dof,
+        chi2=res.chi2, n_iter=res.n_iter, wall_s=res.wall_s, success=False, message=f"refinement rejected ({reason}); the ML answer is returned unchanged",
+        method=res.method, n_eval_total=res.n_eval_total, extra=extra,
+    )
 
 
 def _rows_for(model: ForwardModel, names, rows: np.ndarray) -> np.ndarray:

@@ -101,6 +101,10 @@ class LinearDynamics:
         Dc = D_ref - np.einsum("p,pqij->qij", theta_ref[free_idx], B[free_idx])
         Bp = B[free_idx]
         U = _inversion_unitary(space)
+        #: the unitary U of the real basis (None without inversion); D_real = U D U^H
+        self.U = U
+        #: per q, the orthogonal matrix V with (block-diagonal matrices) = V^T (U D U^H) V; set in the real case
+        self.basis: np.ndarray | None = None
         self.q_rlu = q
         self.real = U is not None
         if self.real:
@@ -115,7 +119,9 @@ class LinearDynamics:
             else:
                 Mc = 0.5 * (Mc.real + Mc.real.transpose(0, 2, 1))
                 Mp = 0.5 * (Mp.real + Mp.real.transpose(0, 1, 3, 2))
-                self.Mc, self.Mp, self.nblk, self.bstart, self.bdup = _block_diagonalise(Mc, Mp, theta_ref[free_idx])
+                self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, self.basis = _block_diagonalise(
+                    Mc, Mp, theta_ref[free_idx], return_basis=True
+                )
         else:
             self.Mc, self.Mp = Dc, Bp
 
@@ -173,7 +179,7 @@ def _split_pairs(mats: np.ndarray, rng: np.random.Generator) -> np.ndarray | Non
     return U
 
 
-def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed: int = 12345):
+def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed: int = 12345, return_basis: bool = False):
     """Rotate every q's matrices into their common finest block-diagonal form.
 
     All D(q; θ) at one q lie in span{Mc(q), Mp(q)}; symmetry (the little group of q)
@@ -184,6 +190,7 @@ def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed:
     Returns the rotated (block-diagonal) matrices, the number of blocks per q, the
     block offsets (n_q, m + 1) and the duplicate flags (n_q, m). Within each block the basis diagonalises the
     reference matrix Mc + Σ θ0_p Mp, so Jacobi sweeps start close to convergence.
+    With ``return_basis`` also the orthogonal basis per q, shape (n_q, m, m): rotated = basisᵀ · M · basis.
     """
     rng = np.random.default_rng(seed)
     nq, m, _ = Mc.shape
@@ -192,6 +199,7 @@ def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed:
     nblk = np.zeros(nq, dtype=np.int64)
     bstart = np.zeros((nq, m + 1), dtype=np.int64)
     bdup = np.zeros((nq, m), dtype=np.bool_)
+    basis = np.zeros((nq, m, m))
     for q in range(nq):
         mats = np.concatenate([Mc[q][None], Mp[:, q]])
         scale = np.abs(mats).max() or 1.0
@@ -242,10 +250,13 @@ def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed:
             _, W[a:b, a:b] = np.linalg.eigh(ref[a:b, a:b])
         rot = np.einsum("ji,kjl,lm->kim", W, rot, W)
         rot[:, ~mask] = 0.0
+        basis[q] = V[:, order] @ T @ W
         Mc2[q] = rot[0]
         Mp2[:, q] = rot[1:]
         nblk[q] = len(sizes)
         bstart[q, : len(starts)] = starts
+    if return_basis:
+        return np.ascontiguousarray(Mc2), np.ascontiguousarray(Mp2), nblk, bstart, bdup, basis
     return np.ascontiguousarray(Mc2), np.ascontiguousarray(Mp2), nblk, bstart, bdup
 
 
