@@ -89,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.errors import DataError, MaterialError, StructureError
     from fcinv.fcspace import FCSpace
     from fcinv.fitting import fit_dispersion, read_points, resolve_free
-    from fcinv.fitting._base import read_theta_json
+    from fcinv.io import read_theta_json  # strict: a non-numeric value is an error (issue 16)
     from fcinv.fitting.dispersion_fit import model_energies, scaled_start
 
     points = read_points(args.points)
+    from fcinv.cli._guards import check_dispersion_points
+
+    check_dispersion_points(points, args.points)
     crystal = crystal_from_args(args)
     ref = None
     if not args.no_reference and not args.springs:
