@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.cli._guards import interrupt_guard, interrupt_message, precheck
     from fcinv.io.provenance import command_scope
 
+    as_script = argv is None  # the `fcinv` script (tests and scripts pass a list)
     argv = list(sys.argv[1:] if argv is None else argv)
     typed = ["fcinv", *argv]  # the provenance of every file this run writes, built once here
     verbosity, argv = split_verbosity(argv)
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(interrupt_message(cmd, rest), file=sys.stderr)
+        if as_script:
+            _exit_now(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except MemoryError:
         print(
@@ -116,6 +119,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         restore_logging(state)
+
+
+def _exit_now(code: int) -> None:
+    """Leave at once after an interruption: every output is closed by now, and the interpreter's own
+    shutdown (torch's and numba's thread pools) can take seconds, past the one second a Ctrl-C may take."""
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _pass_own_flags(module, verbosity: int, rest: list[str]) -> list[str]:
