@@ -33,7 +33,16 @@ class Case:
 
 
 def _fc(dft: Path) -> list[str]:
-    return ["--force-constants", str(dft / "FORCE_CONSTANTS"), "--structure", str(dft / "POSCAR"), "--supercell", "4", "4", "4"]
+    return [
+        "--force-constants",
+        str(dft / "FORCE_CONSTANTS"),
+        "--structure",
+        str(dft / "POSCAR"),
+        "--supercell",
+        "4",
+        "4",
+        "4",
+    ]
 
 
 SIM = ["simulate", "--material", "Ge", "--no-png"]
@@ -48,106 +57,366 @@ OOR = "is out of range"
 
 CASES = [
     # ---------------------------------------------------------------- simulate
-    Case("simulate-emax-huge", [*SIM, "--e-max", "1e7", "-o", "s.h5"], 1, r"--e-max 1e\+07 meV is out of range.*Pass a finite value > 0 meV and <= 1000 meV"),
+    Case(
+        "simulate-emax-huge",
+        [*SIM, "--e-max", "1e7", "-o", "s.h5"],
+        1,
+        r"--e-max 1e\+07 meV is out of range.*Pass a finite value > 0 meV and <= 1000 meV",
+    ),
     Case("simulate-emax-zero", [*SIM, "--e-max", "0", "-o", "s.h5"], 1, r"--e-max 0 meV is out of range"),
     Case("simulate-emax-nan", [*SIM, "--e-max", "nan", "-o", "s.h5"], 1, r"--e-max nan meV is out of range"),
     Case("simulate-estep-zero", [*SIM, "--e-step", "0", "-o", "s.h5"], 1, r"--e-step 0 meV is out of range"),
-    Case("simulate-memory", [*SIM, "--e-max", "900", "--e-step", "0.0002", "-o", "s.h5"], 1,
-         r"needs about [\d.,]+ GiB of memory, over the limit .* Lower --e-max or raise --e-step"),
-    Case("simulate-theta-huge", [*SIM, "--theta", "1NN_xx=-1e6", "-o", "s.h5"], 1, r"1NN_xx=-1e\+06 eV/Å² is unphysical.*Pass a value near"),
-    Case("simulate-theta-inf", [*SIM, "--theta", "1NN_xx=inf", "-o", "s.h5"], 1, r"1NN_xx=inf eV/Å² is unphysical"),
+    Case(
+        "simulate-memory",
+        [*SIM, "--e-max", "900", "--e-step", "0.0002", "-o", "s.h5"],
+        1,
+        r"needs about [\d.,]+ GiB of memory, over the limit .* Lower --e-max or raise --e-step",
+    ),
+    Case(
+        "simulate-theta-huge",
+        [*SIM, "--theta", "1NN_xx=-1e6", "-o", "s.h5"],
+        1,
+        r"1NN_xx=-1e\+06 eV/Å² is unphysical.*Pass a value near",
+    ),
+    Case(
+        "simulate-theta-inf",
+        [*SIM, "--theta", "1NN_xx=inf", "-o", "s.h5"],
+        1,
+        r"1NN_xx=inf eV/Å² is unphysical",
+    ),
     Case("simulate-theta-text", [*SIM, "--theta", "1NN_xx=abc", "-o", "s.h5"], 1, r"'abc' is not a number"),
-    Case("simulate-theta-unknown", [*SIM, "--theta", "9NN_zz=1", "-o", "s.h5"], 1, r"unknown parameter '9NN_zz'.*Names:"),
+    Case(
+        "simulate-theta-unknown",
+        [*SIM, "--theta", "9NN_zz=1", "-o", "s.h5"],
+        1,
+        r"unknown parameter '9NN_zz'.*Names:",
+    ),
     Case("simulate-fwhm-negative", [*SIM, "--fwhm", "-1", "-o", "s.h5"], 1, r"--fwhm -1 meV is out of range"),
-    Case("simulate-shells-zero", [*SIM, "--shells", "0", "-o", "s.h5"], 1, r"--shells 0 is out of range.*Pass an integer >= 1"),
+    Case(
+        "simulate-shells-zero",
+        [*SIM, "--shells", "0", "-o", "s.h5"],
+        1,
+        r"--shells 0 is out of range.*Pass an integer >= 1",
+    ),
     Case("simulate-output-exists", [*SIM, "-o", "s.h5"], 1, r"-o s.h5 exists\. Pass --force", ["s.h5"]),
-    Case("simulate-png-exists", ["simulate", "--material", "Ge", "-o", "s.h5"], 1, r"--png s.png exists\. Pass --force", ["s.png"]),
-    Case("simulate-parent-is-file", [*SIM, "-o", "blocker/s.h5"], 1, r"'blocker' is a file, not a folder\. Choose another path", ["blocker"]),
-    Case("simulate-output-is-folder", [*SIM, "-o", "adir"], 1, r"-o adir is a folder; expected a file name", ["adir/"]),
-    Case("simulate-material-and-crystal", [*SIM, "--material", "Nb", "--crystal", "{IN}/Si.vasp", "-o", "s.h5"], 2,
-         r"--material Nb and --crystal .* both name the crystal\. Pass one of them"),
+    Case(
+        "simulate-png-exists",
+        ["simulate", "--material", "Ge", "-o", "s.h5"],
+        1,
+        r"--png s.png exists\. Pass --force",
+        ["s.png"],
+    ),
+    Case(
+        "simulate-parent-is-file",
+        [*SIM, "-o", "blocker/s.h5"],
+        1,
+        r"'blocker' is a file, not a folder\. Choose another path",
+        ["blocker"],
+    ),
+    Case(
+        "simulate-output-is-folder",
+        [*SIM, "-o", "adir"],
+        1,
+        r"-o adir is a folder; expected a file name",
+        ["adir/"],
+    ),
+    Case(
+        "simulate-material-and-crystal",
+        [*SIM, "--material", "Nb", "--crystal", "{IN}/Si.vasp", "-o", "s.h5"],
+        2,
+        r"--material Nb and --crystal .* both name the crystal\. Pass one of them",
+    ),
     Case("simulate-unknown-material", ["simulate", "--material", "Xx", "--no-png", "-o", "s.h5"], 1, r"Xx"),
-    Case("simulate-fc-without-structure", [*SIM, "--force-constants", "{IN}/Si.vasp", "-o", "s.h5"], 2, r"--force-constants needs --structure"),
-    Case("simulate-bad-supercell", [*SIM, "{FC2}", "-o", "s.h5"], 2, r"--supercell takes 3 or 9 integers, got 2"),
+    Case(
+        "simulate-fc-without-structure",
+        [*SIM, "--force-constants", "{IN}/Si.vasp", "-o", "s.h5"],
+        2,
+        r"--force-constants needs --structure",
+    ),
+    Case(
+        "simulate-bad-supercell",
+        [*SIM, "{FC2}", "-o", "s.h5"],
+        2,
+        r"--supercell takes 3 or 9 integers, got 2",
+    ),
     # ---------------------------------------------------------------- simulate-experiment
     Case("simexp-ei-huge", [*SIMX, "--ei", "1e6"], 1, r"--ei 1e\+06 meV is out of range .*<= 3000 meV"),
     Case("simexp-ei-zero", [*SIMX, "--ei", "0"], 1, r"--ei 0 meV is out of range"),
-    Case("simexp-memory", [*SIMX, "--ei", "2500"], 1, r"--ei 2500 with 120 orientations needs about [\d.,]+ GiB.*Lower --ei"),
+    Case(
+        "simexp-memory",
+        [*SIMX, "--ei", "2500"],
+        1,
+        r"--ei 2500 with 120 orientations needs about [\d.,]+ GiB.*Lower --ei",
+    ),
     Case("simexp-temperature", [*SIMX, "--temperature", "-5"], 1, r"--temperature -5 K is out of range"),
     Case("simexp-orientations", [*SIMX, "--n-orientations", "0"], 1, r"--n-orientations 0 is out of range"),
     Case("simexp-qstep", [*SIMX, "--q-step", "0"], 1, r"--q-step 0 r\.l\.u\. is out of range"),
     Case("simexp-output-exists", SIMX, 1, r"-o run.h5 exists\. Pass --force", ["run.h5"]),
-    Case("simexp-no-fc", ["simulate-experiment", "--material", "Ge", "-o", "run.h5"], 2, r"--force-constants is required"),
+    Case(
+        "simexp-no-fc",
+        ["simulate-experiment", "--material", "Ge", "-o", "run.h5"],
+        2,
+        r"--force-constants is required",
+    ),
     # ---------------------------------------------------------------- dataset
-    Case("dataset-chunk-zero", [*DS, "--chunk", "0"], 1, r"--chunk 0 is out of range \(samples drawn per batch\)\. Pass an integer >= 1"),
+    Case(
+        "dataset-chunk-zero",
+        [*DS, "--chunk", "0"],
+        1,
+        r"--chunk 0 is out of range \(samples drawn per batch\)\. Pass an integer >= 1",
+    ),
     Case("dataset-chunk-negative", [*DS, "--chunk", "-4"], 1, r"--chunk -4 is out of range"),
-    Case("dataset-chunk-memory", [*DS, "--chunk", "100000000", "-n", "100000000"], 1, r"needs about [\d.,]+ GiB .* smaller --chunk"),
+    Case(
+        "dataset-chunk-memory",
+        [*DS, "--chunk", "100000000", "-n", "100000000"],
+        1,
+        r"needs about [\d.,]+ GiB .* smaller --chunk",
+    ),
     Case("dataset-n-zero", ["dataset", "-n", "0", "-o", "d.h5"], 1, r"-n 0 is out of range"),
     Case("dataset-top-k-zero", [*DS, "--top-k", "0"], 1, r"--top-k 0 is out of range\. Pass 1 to 16"),
     Case("dataset-top-k-99", [*DS, "--top-k", "99"], 1, r"--top-k 99 is out of range\. Pass 1 to 16"),
     Case("dataset-n-test-zero", [*DS, "--n-test", "0"], 1, r"--n-test 0 is out of range"),
-    Case("dataset-n-test-too-big", [*DS, "--n-test", "500"], 1, r"--n-test 500 leaves no training .* below 199"),
+    Case(
+        "dataset-n-test-too-big", [*DS, "--n-test", "500"], 1, r"--n-test 500 leaves no training .* below 199"
+    ),
     Case("dataset-temperature-order", [*DS, "--temperature", "300", "5"], 1, r"LOW is above HIGH"),
-    Case("dataset-temperature-negative", [*DS, "--temperature", "-3", "5"], 1, r"--temperature LOW -3 K is out of range"),
-    Case("dataset-clean-fraction", [*DS, "--clean-fraction", "1.5"], 1, r"--clean-fraction 1.5 is out of range"),
-    Case("dataset-widen-negative", [*DS, "--widen", "-1", "0.5"], 1, r"--widen TOWARD_ZERO -1 is out of range"),
+    Case(
+        "dataset-temperature-negative",
+        [*DS, "--temperature", "-3", "5"],
+        1,
+        r"--temperature LOW -3 K is out of range",
+    ),
+    Case(
+        "dataset-clean-fraction", [*DS, "--clean-fraction", "1.5"], 1, r"--clean-fraction 1.5 is out of range"
+    ),
+    Case(
+        "dataset-widen-negative", [*DS, "--widen", "-1", "0.5"], 1, r"--widen TOWARD_ZERO -1 is out of range"
+    ),
     Case("dataset-finished-exists", DS, 1, r"-o d.h5 exists \(a finished dataset\)\. Pass --force", ["d.h5"]),
-    Case("dataset-partial-exists", DS, 1, r"d.h5.partial exists \(an interrupted run\)\. Pass --resume to continue it or --overwrite", ["partial"]),
-    Case("dataset-resume-nothing", [*DS, "--resume"], 1, r"--resume: there is no interrupted run .* Run without --resume"),
-    Case("dataset-resume-and-overwrite", [*DS, "--resume", "--overwrite"], 1, r"--resume and --overwrite contradict"),
-    Case("dataset-resume-other-seed", [*DS, "--chunk", "64", "--resume", "--seed", "1"], 1,
-         r"--resume with other options .* --seed 1 \(the partial run used 0\).*--overwrite", ["partial"]),
-    Case("dataset-resume-other-n-top-k", ["dataset", "-n", "300", "-o", "d.h5", "--chunk", "64", "--top-k", "4", "--resume"], 1,
-         r"-n 300 \(the partial run used 200\).*--top-k 4 \(the partial run used None\)", ["partial"]),
-    Case("dataset-parent-is-file", ["dataset", "-n", "200", "-o", "blocker/d.h5"], 1, r"'blocker' is a file, not a folder", ["blocker"]),
+    Case(
+        "dataset-partial-exists",
+        DS,
+        1,
+        r"d.h5.partial exists \(an interrupted run\)\. Pass --resume to continue it or --overwrite",
+        ["partial"],
+    ),
+    Case(
+        "dataset-resume-nothing",
+        [*DS, "--resume"],
+        1,
+        r"--resume: there is no interrupted run .* Run without --resume",
+    ),
+    Case(
+        "dataset-resume-and-overwrite",
+        [*DS, "--resume", "--overwrite"],
+        1,
+        r"--resume and --overwrite contradict",
+    ),
+    Case(
+        "dataset-resume-other-seed",
+        [*DS, "--chunk", "64", "--resume", "--seed", "1"],
+        1,
+        r"--resume with other options .* --seed 1 \(the partial run used 0\).*--overwrite",
+        ["partial"],
+    ),
+    Case(
+        "dataset-resume-other-n-top-k",
+        ["dataset", "-n", "300", "-o", "d.h5", "--chunk", "64", "--top-k", "4", "--resume"],
+        1,
+        r"-n 300 \(the partial run used 200\).*--top-k 4 \(the partial run used None\)",
+        ["partial"],
+    ),
+    Case(
+        "dataset-parent-is-file",
+        ["dataset", "-n", "200", "-o", "blocker/d.h5"],
+        1,
+        r"'blocker' is a file, not a folder",
+        ["blocker"],
+    ),
     Case("dataset-unknown-material", ["dataset", "--material", "Xx", "-n", "10", "-o", "d.h5"], 1, r"Xx"),
     # ---------------------------------------------------------------- infer
-    Case("infer-k-samples-zero", [*INF, "--k-samples", "0"], 1, r"--k-samples 0 is out of range \(σ is the spread.*Pass an integer >= 2"),
+    Case(
+        "infer-k-samples-zero",
+        [*INF, "--k-samples", "0"],
+        1,
+        r"--k-samples 0 is out of range \(σ is the spread.*Pass an integer >= 2",
+    ),
     Case("infer-k-samples-negative", [*INF, "--k-samples", "-3"], 1, r"--k-samples -3 is out of range"),
     Case("infer-k-samples-one", [*INF, "--k-samples", "1"], 1, r"--k-samples 1 is out of range"),
-    Case("infer-truth-string", [*INF, "--truth", "{IN}/theta_str.json"], 1, r"'1NN_xx' is \"abc\", not a number\. Give θ in eV/Å² as numbers"),
-    Case("infer-truth-unknown", [*INF, "--truth", "{IN}/theta_unknown.json"], 1, r"names unknown parameters \['9NN_zz'\]\. Use the model's names"),
-    Case("infer-json-exists", [*INF, "--json", "r.json"], 1, r"--json r.json exists\. Pass --force", ["r.json"]),
-    Case("infer-json-unwritable", [*INF, "--json", "blocker/r.json"], 1, r"'blocker' is a file, not a folder", ["blocker"]),
-    Case("infer-model-missing-config", ["infer", "{IN}/s.h5", "--model", "{IN}/broken_model", "--device", "cpu", "--no-png"], 1,
-         r"regressor/config\.json is missing\. Restore it"),
-    Case("infer-data-missing", ["infer", "nothere.h5", "--model", "ge", "--device", "cpu", "--no-png"], 1, r"'nothere.h5' does not exist"),
+    Case(
+        "infer-truth-string",
+        [*INF, "--truth", "{IN}/theta_str.json"],
+        1,
+        r"'1NN_xx' is \"abc\", not a number\. Give θ in eV/Å² as numbers",
+    ),
+    Case(
+        "infer-truth-unknown",
+        [*INF, "--truth", "{IN}/theta_unknown.json"],
+        1,
+        r"names unknown parameters \['9NN_zz'\]\. Use the model's names",
+    ),
+    Case(
+        "infer-json-exists", [*INF, "--json", "r.json"], 1, r"--json r.json exists\. Pass --force", ["r.json"]
+    ),
+    Case(
+        "infer-json-unwritable",
+        [*INF, "--json", "blocker/r.json"],
+        1,
+        r"'blocker' is a file, not a folder",
+        ["blocker"],
+    ),
+    Case(
+        "infer-model-missing-config",
+        ["infer", "{IN}/s.h5", "--model", "{IN}/broken_model", "--device", "cpu", "--no-png"],
+        1,
+        r"regressor/config\.json is missing\. Restore it",
+    ),
+    Case(
+        "infer-data-missing",
+        ["infer", "nothere.h5", "--model", "ge", "--device", "cpu", "--no-png"],
+        1,
+        r"'nothere.h5' does not exist",
+    ),
     Case("infer-temperature", [*INF, "--temperature", "-1"], 1, r"--temperature -1 K is out of range"),
     Case("infer-q-tolerance", [*INF, "--q-tolerance", "0"], 1, r"--q-tolerance 0 r\.l\.u\. is out of range"),
-    Case("infer-text-as-npy", ["infer", "{IN}/notes.npy", "--model", "ge", "--device", "cpu", "--no-png"], 1, r"notes.npy"),
+    Case(
+        "infer-text-as-npy",
+        ["infer", "{IN}/notes.npy", "--model", "ge", "--device", "cpu", "--no-png"],
+        1,
+        r"notes.npy",
+    ),
     # ---------------------------------------------------------------- fold
     Case("fold-output-exists", FOLD, 1, r"-o f.h5 exists\. Pass --force", ["f.h5"]),
     Case("fold-q-tolerance", [*FOLD, "--q-tolerance", "2"], 1, r"--q-tolerance 2 r\.l\.u\. is out of range"),
     Case("fold-bose", [*FOLD, "--bose", "-3"], 1, r"--bose -3 K is out of range"),
-    Case("fold-zone-coverage", [*FOLD, "--min-zone-coverage", "2"], 1, r"--min-zone-coverage 2 is out of range"),
-    Case("fold-qmod-range", [*FOLD, "--qmod-range", "3", "1"], 1, r"--qmod-range 3 1 is not a \|Q\| interval"),
+    Case(
+        "fold-zone-coverage", [*FOLD, "--min-zone-coverage", "2"], 1, r"--min-zone-coverage 2 is out of range"
+    ),
+    Case(
+        "fold-qmod-range", [*FOLD, "--qmod-range", "3", "1"], 1, r"--qmod-range 3 1 is not a \|Q\| interval"
+    ),
     Case("fold-orientation", [*FOLD, "--orientation", "-1"], 1, r"--orientation -1 is out of range"),
-    Case("fold-input-missing", ["fold", "nothere.h5", "--material", "Ge", "-o", "f.h5"], 1, r"'nothere.h5' does not exist"),
-    Case("fold-png-unwritable", [*FOLD, "--png", "blocker/f.png"], 1, r"'blocker' is a file, not a folder", ["blocker"]),
+    Case(
+        "fold-input-missing",
+        ["fold", "nothere.h5", "--material", "Ge", "-o", "f.h5"],
+        1,
+        r"'nothere.h5' does not exist",
+    ),
+    Case(
+        "fold-png-unwritable",
+        [*FOLD, "--png", "blocker/f.png"],
+        1,
+        r"'blocker' is a file, not a folder",
+        ["blocker"],
+    ),
     # ---------------------------------------------------------------- fit, fit-dispersion, export
-    Case("fit-theta-start-string", [*FIT, "--theta-start", "{IN}/theta_str.json", "-o", "fit.json"], 1, r"'1NN_xx' is \"abc\", not a number"),
-    Case("fit-output-exists", [*FIT, "-o", "fit.json"], 1, r"-o fit.json exists\. Pass --force", ["fit.json"]),
+    Case(
+        "fit-theta-start-string",
+        [*FIT, "--theta-start", "{IN}/theta_str.json", "-o", "fit.json"],
+        1,
+        r"'1NN_xx' is \"abc\", not a number",
+    ),
+    Case(
+        "fit-output-exists", [*FIT, "-o", "fit.json"], 1, r"-o fit.json exists\. Pass --force", ["fit.json"]
+    ),
     Case("fit-starts-zero", [*FIT, "--starts", "0", "-o", "fit.json"], 1, r"--starts 0 is out of range"),
-    Case("fit-max-nfev-zero", [*FIT, "--max-nfev", "0", "-o", "fit.json"], 1, r"--max-nfev 0 is out of range"),
-    Case("fitd-negative-energy", [*FITD, "{IN}/neg_points.csv", "-o", "fd.json"], 1, r"energy -5 meV is not a phonon energy.*Give \|E\|"),
-    Case("fitd-output-exists", [*FITD, "{IN}/points.csv", "-o", "fd.json"], 1, r"-o fd.json exists\. Pass --force", ["fd.json"]),
-    Case("fitd-theta-start-string", [*FITD, "{IN}/points.csv", "--theta-start", "{IN}/theta_str.json", "-o", "fd.json"], 1,
-         r"'1NN_xx' is \"abc\", not a number"),
-    Case("export-theta-string", [*EXP, "--theta-json", "{IN}/theta_str.json", "-o", "exp"], 1, r"'1NN_xx' is \"abc\", not a number"),
-    Case("export-folder-exists", [*EXP, "--theta", "1NN_xx=-2", "-o", "exp"], 1, r"-o exp exists and is not empty\. Pass --force", ["exp/"]),
-    Case("export-output-is-file", [*EXP, "--theta", "1NN_xx=-2", "-o", "blocker"], 1, r"-o blocker is a file, not a folder", ["blocker"]),
+    Case(
+        "fit-max-nfev-zero", [*FIT, "--max-nfev", "0", "-o", "fit.json"], 1, r"--max-nfev 0 is out of range"
+    ),
+    Case(
+        "fitd-negative-energy",
+        [*FITD, "{IN}/neg_points.csv", "-o", "fd.json"],
+        1,
+        r"energy -5 meV is not a phonon energy.*Give \|E\|",
+    ),
+    Case(
+        "fitd-output-exists",
+        [*FITD, "{IN}/points.csv", "-o", "fd.json"],
+        1,
+        r"-o fd.json exists\. Pass --force",
+        ["fd.json"],
+    ),
+    Case(
+        "fitd-theta-start-string",
+        [*FITD, "{IN}/points.csv", "--theta-start", "{IN}/theta_str.json", "-o", "fd.json"],
+        1,
+        r"'1NN_xx' is \"abc\", not a number",
+    ),
+    Case(
+        "export-theta-string",
+        [*EXP, "--theta-json", "{IN}/theta_str.json", "-o", "exp"],
+        1,
+        r"'1NN_xx' is \"abc\", not a number",
+    ),
+    Case(
+        "export-folder-exists",
+        [*EXP, "--theta", "1NN_xx=-2", "-o", "exp"],
+        1,
+        r"-o exp exists and is not empty\. Pass --force",
+        ["exp/"],
+    ),
+    Case(
+        "export-output-is-file",
+        [*EXP, "--theta", "1NN_xx=-2", "-o", "blocker"],
+        1,
+        r"-o blocker is a file, not a folder",
+        ["blocker"],
+    ),
     Case("export-no-theta", [*EXP, "-o", "exp"], 2, r"pass --theta-json FILE and/or --theta"),
     # ---------------------------------------------------------------- train, evaluate, project, demo, main
-    Case("train-out-parent-is-file", ["train", "vae", "--data", "{IN}/s.h5", "--out", "blocker/vae"], 1, r"'blocker' is a file, not a folder", ["blocker"]),
+    Case(
+        "train-out-parent-is-file",
+        ["train", "vae", "--data", "{IN}/s.h5", "--out", "blocker/vae"],
+        1,
+        r"'blocker' is a file, not a folder",
+        ["blocker"],
+    ),
     Case("train-data-missing", ["train", "vae", "--data", "nothere.h5", "--out", "vae"], 2, r"nothere.h5"),
-    Case("evaluate-max-test-zero", ["evaluate", "--model", "ge=" + str(GE), "--data", "{IN}/s.h5", "--out", "ev", "--max-test", "0"], 1,
-         r"--max-test 0 is out of range"),
-    Case("evaluate-out-exists", ["evaluate", "--model", "ge=" + str(GE), "--data", "{IN}/s.h5", "--out", "ev"], 1,
-         r"--out ev exists and is not empty\. Pass --force", ["ev/"]),
-    Case("project-json-exists", ["project", "{DFT}/FORCE_CONSTANTS", "--structure", "{DFT}/POSCAR", "--supercell", "4", "4", "4",
-                                 "--material", "Ge", "--json", "p.json"], 1, r"--json p.json exists\. Pass --force", ["p.json"]),
-    Case("demo-orientations-zero", ["demo", "--out", "demo", "--orientations", "0"], 1, r"--orientations 0 is out of range"),
-    Case("demo-single-scans-negative", ["demo", "--out", "demo", "--single-scans", "-1"], 1, r"--single-scans -1 is out of range"),
+    Case(
+        "evaluate-max-test-zero",
+        ["evaluate", "--model", "ge=" + str(GE), "--data", "{IN}/s.h5", "--out", "ev", "--max-test", "0"],
+        1,
+        r"--max-test 0 is out of range",
+    ),
+    Case(
+        "evaluate-out-exists",
+        ["evaluate", "--model", "ge=" + str(GE), "--data", "{IN}/s.h5", "--out", "ev"],
+        1,
+        r"--out ev exists and is not empty\. Pass --force",
+        ["ev/"],
+    ),
+    Case(
+        "project-json-exists",
+        [
+            "project",
+            "{DFT}/FORCE_CONSTANTS",
+            "--structure",
+            "{DFT}/POSCAR",
+            "--supercell",
+            "4",
+            "4",
+            "4",
+            "--material",
+            "Ge",
+            "--json",
+            "p.json",
+        ],
+        1,
+        r"--json p.json exists\. Pass --force",
+        ["p.json"],
+    ),
+    Case(
+        "demo-orientations-zero",
+        ["demo", "--out", "demo", "--orientations", "0"],
+        1,
+        r"--orientations 0 is out of range",
+    ),
+    Case(
+        "demo-single-scans-negative",
+        ["demo", "--out", "demo", "--single-scans", "-1"],
+        1,
+        r"--single-scans -1 is out of range",
+    ),
     Case("unknown-command", ["simulat"], 2, r"unknown command 'simulat'\. Commands:"),
 ]
 
@@ -205,7 +474,9 @@ def partial(tmp_path_factory):
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+    }
 
 
 def _setup(work: Path, steps: list[str], inputs: Path, partial: Path | None) -> None:
@@ -240,7 +511,7 @@ def test_matrix_has_enough_cases():
     assert len(CASES) >= 60
     from fcinv.cli.commands import COMMANDS
 
-    assert set(COMMANDS) - commands <= {"reference"}  # reference needs [mlff]: tests/mlff
+    assert set(COMMANDS) - commands <= {"reference"}  # reference: the test below
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -280,7 +551,9 @@ def test_stale_temporaries_are_removed_on_the_next_start(tmp_path, monkeypatch):
 
     from fcinv.cli._guards import remove_stale_temporaries, stale_temporaries
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     pid = int(dead.stdout)
     names = [f".weights.pt.tmp-{pid}", f".trainer_state.pt.tmp-{pid}", f".s.h5.{pid}.abc123.tmp"]
     for n in names:
@@ -297,8 +570,12 @@ def test_stale_temporaries_are_removed_on_the_next_start(tmp_path, monkeypatch):
 def test_empty_spectrum_warns(tmp_path, monkeypatch, caplog):
     """A θ whose modes all lie above the energy window gives a warning that names the fix."""
     monkeypatch.chdir(tmp_path)
-    assert main([*SIM, "--e-max", "2", "--e-step", "0.5", "--fwhm", "0.1", "--theta", "1NN_xx=-900",
-                 "-o", "s.h5"]) == 0
+    assert (
+        main(
+            [*SIM, "--e-max", "2", "--e-step", "0.5", "--fwhm", "0.1", "--theta", "1NN_xx=-900", "-o", "s.h5"]
+        )
+        == 0
+    )
     from fcinv.experiment.folded import FoldedSpectrum
 
     spec = FoldedSpectrum.from_hdf5("s.h5").intensity
@@ -311,7 +588,9 @@ def test_memory_limit_names_the_estimate(monkeypatch):
     from fcinv.cli import _guards
 
     monkeypatch.setattr(_guards, "machine_memory_bytes", lambda: 2**30)
-    with pytest.raises(_guards.LimitError, match=r"needs about 1.0 GiB of memory, over the limit of 0.5 GiB .* Fewer"):
+    with pytest.raises(
+        _guards.LimitError, match=r"needs about 1.0 GiB of memory, over the limit of 0.5 GiB .* Fewer"
+    ):
         _guards.check_memory(2**30, "job", "fewer bins")
     _guards.check_memory(2**28, "job", "fewer bins")
 
@@ -323,5 +602,23 @@ def test_writable_check_reports_a_read_only_folder(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(_guards.tempfile, "mkstemp", refuse)
-    with pytest.raises(_guards.OutputError, match=r"folder '.*' is not writable \(Permission denied\)\. Choose a writable"):
+    with pytest.raises(
+        _guards.OutputError, match=r"folder '.*' is not writable \(Permission denied\)\. Choose a writable"
+    ):
         _guards.check_writable(tmp_path / "sub" / "x.h5")
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("chgnet") is not None
+    or __import__("importlib").util.find_spec("sevenn") is not None,
+    reason="a force-field package is installed",
+)
+def test_reference_without_mlff_names_the_missing_packages(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rc = main(["reference", "Ge", "--out-dir", "out", "--workdir", "work"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert re.search(
+        r"no force-field package .* \(missing: chgnet, sevenn\)\. Install them with: pip install", err
+    )
+    assert list(tmp_path.iterdir()) == []

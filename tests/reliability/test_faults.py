@@ -24,7 +24,13 @@ from fcinv.cli.main import main
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 SRC = str(Path(fcinv.__file__).resolve().parents[1])
-ENV = {**os.environ, "PYTHONPATH": SRC, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": SRC,
+    "NUMBA_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 DATASET = ["dataset", "--material", "Ge", "-n", "4000", "--chunk", "64", "--seed", "3", "--no-progress"]
 
 
@@ -59,6 +65,7 @@ def _h5_arrays(path: Path) -> dict[str, bytes]:
 
     out = {}
     with h5py.File(path, "r") as f:
+
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 a = np.asarray(obj[()])
@@ -84,8 +91,12 @@ def dataset_reference(tmp_path_factory):
     return _h5_arrays(d / "ref.h5")
 
 
-@pytest.mark.parametrize("sig,delay", [(signal.SIGINT, 0.3), (signal.SIGINT, 1.1), (signal.SIGKILL, 0.2), (signal.SIGKILL, 0.9)])
-def test_dataset_killed_and_resumed_is_bit_identical(sig, delay, tmp_path, dataset_reference, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "sig,delay", [(signal.SIGINT, 0.3), (signal.SIGINT, 1.1), (signal.SIGKILL, 0.2), (signal.SIGKILL, 0.9)]
+)
+def test_dataset_killed_and_resumed_is_bit_identical(
+    sig, delay, tmp_path, dataset_reference, monkeypatch, capsys
+):
     rng = np.random.default_rng(int(sig) * 100 + int(delay * 10))
     delay = float(delay * rng.uniform(0.7, 1.3))
     proc = _spawn([*DATASET, "-o", "d.h5"], tmp_path)
@@ -121,8 +132,31 @@ def small_dataset(tmp_path_factory):
 
 
 def _train_args(data: Path, out: str) -> list[str]:
-    return ["train", "vae", "--data", str(data), "--out", out, "--epochs", "40", "--patience", "100", "--batch-size", "16",
-            "--latent-dim", "4", "--channels", "4,4", "--hidden-dim", "16", "--device", "cpu", "--threads", "1", "--quiet"]
+    return [
+        "train",
+        "vae",
+        "--data",
+        str(data),
+        "--out",
+        out,
+        "--epochs",
+        "40",
+        "--patience",
+        "100",
+        "--batch-size",
+        "16",
+        "--latent-dim",
+        "4",
+        "--channels",
+        "4,4",
+        "--hidden-dim",
+        "16",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
 
 
 def _weights(folder: Path) -> dict[str, bytes]:
@@ -160,10 +194,20 @@ def test_fold_of_a_large_volume_stops_on_one_sigint_and_leaves_no_output(tmp_pat
     h = np.arange(-3.0, 3.0, 0.1)
     e = np.arange(0.25, 40.0, 0.5)
     shape = (len(h), len(h), len(h), len(e))
-    np.savez(vol, signal=rng.random(shape, dtype=np.float32), error=np.full(shape, 0.1, np.float32), H=h, K=h, L=h, E=e)
+    np.savez(
+        vol,
+        signal=rng.random(shape, dtype=np.float32),
+        error=np.full(shape, 0.1, np.float32),
+        H=h,
+        K=h,
+        L=h,
+        E=e,
+    )
     args = ["fold", str(vol), "--material", "Ge", "-o", "f.h5"]
     t = time.monotonic()
-    ref = subprocess.run([sys.executable, "-m", "fcinv.cli.main", "-q", *args, "-o", "ref.h5"], cwd=tmp_path, env=ENV)
+    ref = subprocess.run(
+        [sys.executable, "-m", "fcinv.cli.main", "-q", *args, "-o", "ref.h5"], cwd=tmp_path, env=ENV
+    )
     assert ref.returncode == 0
     whole = time.monotonic() - t
     proc = _spawn(args, tmp_path)
@@ -177,5 +221,10 @@ def test_fold_of_a_large_volume_stops_on_one_sigint_and_leaves_no_output(tmp_pat
     assert dt < 1.0, f"one SIGINT took {dt:.2f} s to stop fold"
     assert "interrupted; no output was written" in err
     assert not (tmp_path / "f.h5").exists() and _temporaries(tmp_path) == []
-    assert subprocess.run([sys.executable, "-m", "fcinv.cli.main", "-q", *args], cwd=tmp_path, env=ENV).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "fcinv.cli.main", "-q", *args], cwd=tmp_path, env=ENV
+        ).returncode
+        == 0
+    )
     assert _h5_arrays(tmp_path / "f.h5") == _h5_arrays(tmp_path / "ref.h5")

@@ -90,7 +90,8 @@ def material_from_args(args):
 
     if args.crystal and args.material:
         raise UsageError(
-            f"--material {args.material} and --crystal {args.crystal} both name the crystal. Pass one of them."
+            f"--material {args.material} and --crystal {args.crystal} both name the crystal. "
+            "Pass one of them."
         )
     if args.crystal:
         return Material.from_structure(args.crystal)

@@ -121,7 +121,9 @@ def check_writable(path: str | Path, *, flag: str = "-o", folder: bool = False) 
     while not anc.exists() and anc != anc.parent:
         anc = anc.parent
     if not anc.is_dir():
-        raise OutputError(f"cannot write {path}: '{anc}' is a file, not a folder. Choose another path ({flag}).")
+        raise OutputError(
+            f"cannot write {path}: '{anc}' is a file, not a folder. Choose another path ({flag})."
+        )
     try:
         fd, probe = tempfile.mkstemp(prefix=".fcinv-write-probe.", dir=str(anc))
     except OSError as exc:
@@ -168,15 +170,23 @@ def check_outputs(
             if path.exists() and not path.is_dir():
                 raise OutputError(f"{flag} {path} is a file, not a folder. Choose a folder path.")
             if path.is_dir() and any(path.iterdir()) and not force:
-                raise OutputError(f"{flag} {path} exists and is not empty. Pass --force to overwrite it or choose another folder.")
+                raise OutputError(
+                    f"{flag} {path} exists and is not empty. Pass --force to overwrite it or choose "
+                    "another folder."
+                )
             check_writable(path, flag=flag, folder=True)
             remove_stale_temporaries(path)
             continue
         if path.is_dir():
-            raise OutputError(f"{flag} {path} is a folder; expected a file name. Pass a file path such as {path / 'out.h5'}.")
+            raise OutputError(
+                f"{flag} {path} is a folder; expected a file name. Pass a file path such as "
+                f"{path / 'out.h5'}."
+            )
         if path.exists() and not force:
             more = f" ({resume_flag} continues an interrupted run)" if resume_flag else ""
-            raise OutputError(f"{flag} {path} exists. Pass --force to overwrite it or choose another path{more}.")
+            raise OutputError(
+                f"{flag} {path} exists. Pass --force to overwrite it or choose another path{more}."
+            )
         check_writable(path, flag=flag)
         remove_stale_temporaries(path.parent if str(path.parent) else Path("."))
 
@@ -256,7 +266,9 @@ def check_range(
     raise LimitError(f"{flag} {value:g}{u} is out of range{tail}. Pass a finite value {want}{end}")
 
 
-def check_count(value: int | None, flag: str, *, low: int = 1, high: int | None = None, why: str = "") -> None:
+def check_count(
+    value: int | None, flag: str, *, low: int = 1, high: int | None = None, why: str = ""
+) -> None:
     """Refuse an integer option below ``low`` (or above ``high``)."""
     if value is None:
         return
@@ -289,7 +301,10 @@ def interrupt_message(cmd: str, argv: list[str]) -> str:
     """The one-line message printed when ``fcinv <cmd>`` is interrupted: what was kept, how to resume."""
     flag = RESUME_FLAGS.get(cmd)
     if flag is None:
-        return f"fcinv {cmd}: interrupted; no output was written (outputs are replaced only when complete). Rerun the command."
+        return (
+            f"fcinv {cmd}: interrupted; no output was written (outputs are replaced only when complete). "
+            "Rerun the command."
+        )
     if cmd == "train" and flag in argv:
         how = "the same command again"
     else:
@@ -461,21 +476,31 @@ def check_dataset_output(args, argv: list[str], *, force: bool) -> None:
     out = Path(args.output)
     partial = out.with_name(out.name + ".partial")
     if out.is_dir():
-        raise OutputError(f"-o {out} is a folder; expected a file name. Pass a file path such as {out / 'ge.h5'}.")
+        raise OutputError(
+            f"-o {out} is a folder; expected a file name. Pass a file path such as {out / 'ge.h5'}."
+        )
     if out.exists() and not force:
-        raise OutputError(f"-o {out} exists (a finished dataset). Pass --force to overwrite it or choose another path.")
+        raise OutputError(
+            f"-o {out} exists (a finished dataset). Pass --force to overwrite it or choose another path."
+        )
     if out.exists() and force and not args.resume:
         pass  # replaced when the new one is complete
     check_writable(out)
     remove_stale_temporaries(out.parent if str(out.parent) else Path("."))
     if args.resume and args.overwrite:
-        raise OutputError("--resume and --overwrite contradict each other. Pass --resume to continue, --overwrite to restart.")
+        raise OutputError(
+            "--resume and --overwrite contradict each other. Pass --resume to continue, --overwrite to "
+            "restart."
+        )
     if partial.exists() and not (args.resume or args.overwrite):
         raise OutputError(
-            f"{partial} exists (an interrupted run). Pass --resume to continue it or --overwrite to start again."
+            f"{partial} exists (an interrupted run). Pass --resume to continue it or --overwrite to start "
+            "again."
         )
     if args.resume and not partial.exists():
-        raise OutputError(f"--resume: there is no interrupted run {partial} to continue. Run without --resume.")
+        raise OutputError(
+            f"--resume: there is no interrupted run {partial} to continue. Run without --resume."
+        )
     if args.resume:
         check_dataset_resume(partial, argv)
 
@@ -500,7 +525,9 @@ def check_dataset_resume(partial: Path, argv: list[str]) -> None:
         with h5py.File(partial, "r") as f:
             meta = _read_meta(f)
     except OSError as exc:
-        raise OutputError(f"{partial} cannot be read ({exc}). Delete it or pass --overwrite to start again.") from None
+        raise OutputError(
+            f"{partial} cannot be read ({exc}). Delete it or pass --overwrite to start again."
+        ) from None
     command = meta.get("command") if isinstance(meta, dict) else None
     if not isinstance(command, str):
         return
@@ -569,6 +596,13 @@ def _check_dataset(args, argv) -> None:
             f"--n-test {args.n_test} leaves no training or validation samples of -n {args.n}. "
             f"Pass --n-test below {args.n - 1}."
         )
+    if "--n-test" in argv and args.n < 10000:
+        log.warning(
+            "--n-test %d is for 10,000 samples: with -n %d the test split keeps %d (n_test × n / 10,000).",
+            args.n_test,
+            args.n,
+            max(1, round(args.n_test * args.n / 10000)),
+        )
     check_count(args.shells, "--shells", why="neighbour shells")
     check_count(args.seed, "--seed", low=0, why="a random seed")
     lo, hi = args.temperature
@@ -609,8 +643,15 @@ def _check_fold(args, argv) -> None:
 
 
 def _check_simexp(args, argv) -> None:
-    check_range(args.ei, "--ei", low=0.0, high=EI_LIMIT_MEV, low_open=True, unit="meV",
-                why="the incident energy of a direct-geometry spectrometer")
+    check_range(
+        args.ei,
+        "--ei",
+        low=0.0,
+        high=EI_LIMIT_MEV,
+        low_open=True,
+        unit="meV",
+        why="the incident energy of a direct-geometry spectrometer",
+    )
     _temperature(args.temperature, "--temperature")
     check_count(args.n_orientations, "--n-orientations", why="sample orientations")
     check_range(args.q_step, "--q-step", low=0.0, high=0.5, low_open=True, unit="r.l.u.")
@@ -628,7 +669,9 @@ def _check_simexp(args, argv) -> None:
 _SIMEXP_PYTHON, _SIMEXP_REGION, _SIMEXP_PER_ORIENTATION, _SIMEXP_EI_EXPONENT = 0.30e9, 0.075e9, 12.3e6, 1.4
 
 
-def simexp_memory_estimate(ei: float, n_orientations: int, q_step: float, *, full_volume: bool = False) -> float:
+def simexp_memory_estimate(
+    ei: float, n_orientations: int, q_step: float, *, full_volume: bool = False
+) -> float:
     """Peak memory (bytes) of ``fcinv simulate-experiment``, scaled from measured Ge runs.
 
     The covered (orientation, bin) entries grow with the reachable Q region (measured: as Ei^1.4 at a
@@ -670,6 +713,23 @@ def _check_project(args, argv) -> None:
     check_range(getattr(args, "cutoff", None), "--cutoff", low=0.0, high=50.0, low_open=True, unit="Å")
 
 
+def _check_reference(args, argv) -> None:
+    """``fcinv reference``: refuse at once when no member's force-field package is installed."""
+    if getattr(args, "list_members", False):
+        return
+    from fcinv.mlff.ensemble import resolve_members
+
+    members = resolve_members(args.members)
+    missing = sorted({m.package for m in members if m.package_version() is None})
+    if missing and all(m.package_version() is None for m in members):
+        raise LimitError(
+            f"no force-field package of the ensemble is installed (missing: {', '.join(missing)}). "
+            "Install them with: pip install 'fcinv[mlff]'."
+        )
+    if missing:
+        log.warning("members needing %s are skipped: not installed (pip install 'fcinv[mlff]')", missing)
+
+
 #: The argument checks :func:`precheck` runs per command, after the output checks.
 ARG_CHECKS = {
     "dataset": [_check_dataset],
@@ -682,6 +742,7 @@ ARG_CHECKS = {
     "demo": [_check_demo],
     "export": [_check_export],
     "project": [_check_project],
+    "reference": [_check_reference],
 }
 
 
@@ -694,6 +755,7 @@ def check_dispersion_points(points, path) -> None:
     if len(bad):
         i = int(bad[0])
         raise LimitError(
-            f"'{path}' data row {i + 1}: energy {e[i]:g} meV is not a phonon energy (0 to {E_MAX_LIMIT_MEV:g} "
+            f"'{path}' data row {i + 1}: energy {e[i]:g} meV is not a phonon energy "
+            f"(0 to {E_MAX_LIMIT_MEV:g} "
             "meV). Give |E| of each mode (energy loss), or remove the row."
         )

@@ -72,7 +72,7 @@ def _open_h5(path: str | Path, what: str) -> h5py.File:
 
 
 def _numpy_reason(exc: BaseException) -> str:
-    """A short cause for a failed ``np.load`` (numpy's own text suggests unpickling, which fcinv never does)."""
+    """A short cause for a failed ``np.load`` (numpy's text suggests unpickling; fcinv never unpickles)."""
     text = str(exc)
     if "pickle" in text:
         return "not a .npy/.npz array: no NumPy header, or object data that fcinv does not unpickle"

@@ -80,6 +80,7 @@ def read_theta_json(path: str | Path, names=None) -> tuple[dict[str, float], dic
         unknown = [k for k in out if k not in known]
         if unknown:
             raise DataError(
-                f"'{p}' names unknown parameters {unknown}. Use the model's names: {', '.join(sorted(known))}."
+                f"'{p}' names unknown parameters {unknown}. Use the model's names: "
+                f"{', '.join(sorted(known))}."
             )
     return out, doc
