@@ -595,6 +595,24 @@ def test_memory_limit_names_the_estimate(monkeypatch):
     _guards.check_memory(2**28, "job", "fewer bins")
 
 
+def test_fold_refuses_a_volume_over_the_memory_limit(tmp_path, monkeypatch, capsys):
+    from fcinv.cli import _guards
+
+    h = np.arange(-1.0, 1.0, 0.1)
+    e = np.arange(0.5, 20, 1.0)
+    shape = (len(h), len(h), len(h), len(e))
+    np.savez(tmp_path / "v.npz", signal=np.ones(shape), error=np.ones(shape), H=h, K=h, L=h, E=e)
+    monkeypatch.setattr(_guards, "machine_memory_bytes", lambda: 2**20)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["fold", str(tmp_path / "v.npz"), "--material", "Ge", "-o", "f.h5"]) == 1
+    err = capsys.readouterr().err
+    want = r"fold of 1 file\(s\) holding [\d.,]+ MiB of arrays needs about [\d.,]+ MiB.*--qmod-range"
+    assert re.search(want, err), err
+    assert list(work.iterdir()) == []
+
+
 def test_writable_check_reports_a_read_only_folder(tmp_path, monkeypatch):
     from fcinv.cli import _guards
 

@@ -204,6 +204,8 @@ def machine_memory_bytes() -> int:
 
 
 def _gib(n: float) -> str:
+    if n < 0.1 * 2**30:
+        return f"{n / 2**20:,.1f} MiB"
     return f"{n / 2**30:,.1f} GiB"
 
 
@@ -642,6 +644,47 @@ def _check_fold(args, argv) -> None:
             raise LimitError(f"--qmod-range {a:g} {b:g} is not a |Q| interval. Pass 0 <= MIN < MAX (1/Å).")
 
 
+def input_bytes(path: str | Path) -> int:
+    """Uncompressed size (bytes) of the arrays in a data file: HDF5 datasets, NPZ members, else the file."""
+    import zipfile
+
+    p = Path(path)
+    if not p.is_file():
+        return 0
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as z:
+            return sum(i.file_size for i in z.infolist())
+    try:
+        import h5py
+
+        total = 0
+        with h5py.File(p, "r") as f:
+
+            def visit(_name, obj):
+                nonlocal total
+                if isinstance(obj, h5py.Dataset) and obj.shape is not None:
+                    total += int(obj.size) * obj.dtype.itemsize
+
+            f.visititems(visit)
+        return total
+    except OSError:
+        return p.stat().st_size
+
+
+#: fold holds the input arrays promoted to float64 plus the masks and tube indices: ~4× the input
+#: (float32 inputs count double).
+FOLD_MEMORY_FACTOR = 4.0
+
+
+def _check_fold_memory(args, argv) -> None:
+    total = sum(input_bytes(p) for p in args.data)
+    check_memory(
+        FOLD_MEMORY_FACTOR * 2 * total,
+        f"fcinv fold of {len(args.data)} file(s) holding {_gib(total)} of arrays",
+        "fold a smaller region (--qmod-range), one --orientation, or fewer files at a time",
+    )
+
+
 def _check_simexp(args, argv) -> None:
     check_range(
         args.ei,
@@ -734,7 +777,7 @@ def _check_reference(args, argv) -> None:
 ARG_CHECKS = {
     "dataset": [_check_dataset],
     "infer": [_check_infer],
-    "fold": [_check_fold],
+    "fold": [_check_fold, _check_fold_memory],
     "simulate-experiment": [_check_simexp],
     "evaluate": [_check_evaluate],
     "fit": [_check_fit],
