@@ -327,7 +327,7 @@ CASES = [
         "fitd-negative-energy",
         [*FITD, "{IN}/neg_points.csv", "-o", "fd.json"],
         1,
-        r"energy -5 meV is not a phonon energy.*Give \|E\|",
+        r"energy -5 meV is not a phonon energy \(must be >= 0\)\. Give \|E\|",
     ),
     Case(
         "fitd-output-exists",
@@ -608,7 +608,7 @@ def test_fold_refuses_a_volume_over_the_memory_limit(tmp_path, monkeypatch, caps
     monkeypatch.chdir(work)
     assert main(["fold", str(tmp_path / "v.npz"), "--material", "Ge", "-o", "f.h5"]) == 1
     err = capsys.readouterr().err
-    want = r"fold of 1 file\(s\) holding [\d.,]+ MiB of arrays needs about [\d.,]+ MiB.*--qmod-range"
+    want = r"fold of 1 file\(s\) holding [\d.,]+ MiB of arrays needs about [\d.,]+ [MG]iB.*--qmod-range"
     assert re.search(want, err), err
     assert list(work.iterdir()) == []
 
