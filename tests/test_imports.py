@@ -20,8 +20,6 @@ PKG = SRC / "fcinv"
 #: The lead empties this at the merge; an entry that no longer occurs fails the test, so it only shrinks.
 KNOWN_PRIVATE: set[tuple[str, str]] = {
     ("fcinv.fitting.export", "fcinv.fcspace.pairs._supercell_matrix"),
-    # left as it is so that the merge with the fidelity branch has no conflict: use fcinv.io.read_theta_json
-    ("fcinv.cli.fit_dispersion", "fcinv.fitting._base.read_theta_json"),
     # fitting/plots.py (fidelity) calls plotting._plt(), now a pyplot-free shim: use plotting.new_figure
     ("fcinv.fitting.plots", "fcinv.plotting._plt"),
 }
