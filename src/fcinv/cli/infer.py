@@ -107,11 +107,10 @@ def file_options(args) -> dict:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    from fcinv.cli._guards import check_outputs
     from fcinv.devices import resolve_device
     from fcinv.io import read_theta_json
     from fcinv.pipeline import Pipeline, PipelineConfig, one_phonon_corrections
-
-    from fcinv.cli._guards import check_outputs
 
     png = None
     if not args.no_png:
