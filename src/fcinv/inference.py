@@ -545,6 +545,13 @@ def load_model(
     if kind in ("auto", "resnet") and has_resnet:
         return FCPredictor.from_resnet(path / "resnet", device)
     want = {"auto": "vae/ + regressor/ or resnet/", "vae": "vae/ + regressor/", "resnet": "resnet/"}[kind]
+    parts = {"auto": ("vae", "regressor", "resnet"), "vae": ("vae", "regressor"), "resnet": ("resnet",)}[kind]
+    missing = [f"{d}/{CONFIG}" for d in parts if (path / d).is_dir() and not (path / d / CONFIG).exists()]
+    if missing:
+        raise CheckpointError(
+            f"{path} holds no {want} checkpoints: {', '.join(missing)} is missing. Restore it (fcinv train "
+            "... --resume rewrites it from a complete run) or retrain that model."
+        )
     raise CheckpointError(
         f"{path} holds no {want} checkpoints. Train them with fcinv train, or pass a checkpoint directory."
     )

@@ -39,7 +39,7 @@ def test_logging_levels_and_no_forced_level(tmp_path, capsys):
     args = ["simulate", "--material", "Ge", "--theta", "1NN_xx=3", "-o", str(tmp_path / "s.h5"), "--no-png"]
     assert main(args) == EXIT_OK  # an unstable θ: a WARNING is logged
     assert "WARNING fcinv.cli.simulate: this θ is dynamically unstable" in capsys.readouterr().err
-    assert main(["-q", *args]) == EXIT_OK
+    assert main(["-q", *args, "--force"]) == EXIT_OK  # the second write replaces the first
     assert capsys.readouterr().err == ""
     assert root.level == before and root.handlers == handlers, "main restores the logging it configured"
 

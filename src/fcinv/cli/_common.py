@@ -88,6 +88,11 @@ def material_from_args(args):
     """The :class:`~fcinv.material.Material` named by ``--material`` / ``--crystal`` (default Ge)."""
     from fcinv.material import Material, load_material
 
+    if args.crystal and args.material:
+        raise UsageError(
+            f"--material {args.material} and --crystal {args.crystal} both name the crystal. "
+            "Pass one of them."
+        )
     if args.crystal:
         return Material.from_structure(args.crystal)
     return load_material(args.material or "Ge")

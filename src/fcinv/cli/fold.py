@@ -120,6 +120,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     i.add_argument("--psi-offset", type=float, default=None, help="NXSPE: added to each file's psi (degrees)")
     i.add_argument("--q-step", type=float, default=None, help="NXSPE: Q bin width (r.l.u.; default 0.05)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_logging_args(p)
     return p
 

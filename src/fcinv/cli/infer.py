@@ -100,6 +100,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="write the figure here (default: DATA stem + _fcinv.png in the current folder)",
     )
     p.add_argument("--no-png", action="store_true")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_device_arg(p)
     add_logging_args(p)
     return p
@@ -113,10 +114,15 @@ def file_options(args) -> dict:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    from fcinv.cli._guards import check_outputs
     from fcinv.devices import resolve_device
     from fcinv.io import read_theta_json
     from fcinv.pipeline import Pipeline, PipelineConfig, one_phonon_corrections
 
+    png = None
+    if not args.no_png:
+        png = Path(args.png) if args.png else Path(Path(args.data[0]).stem + "_fcinv.png")
+    check_outputs([(args.json, "--json"), (args.csv, "--csv"), (png, "--png")], force=args.force)
     corr = None if args.no_corrections else one_phonon_corrections(args.temperature)
     cfg = PipelineConfig(
         k_samples=args.k_samples,
@@ -130,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     fmt_opts = {k: v for k, v in file_options(args).items() if v is not None}
     if args.format != "auto":
         fmt_opts["format"] = args.format
+    truth = read_theta_json(args.truth, names=list(pipe.names))[0] if args.truth else None
     run = pipe.run(data, refine=args.refine, **fmt_opts)
-    truth = read_theta_json(args.truth)[0] if args.truth else None
     fs, res = run.spectrum, run.result
     name = Path(args.data[0]).name
     print(
@@ -150,10 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.csv}")
     if args.per_orientation:
         per_orientation(args, pipe, run)
-    if not args.no_png:
+    if png is not None:
         from fcinv.pipeline import plot_inversion
 
-        png = Path(args.png) if args.png else Path(Path(args.data[0]).stem + "_fcinv.png")
         truth_f = None
         if truth is not None and all(n in truth for n in res.names):
             truth_f = pipe.forward_model.frequencies(np.array([truth[n] for n in res.names]))[0]

@@ -63,8 +63,10 @@ def split_verbosity(argv: list[str]) -> tuple[int, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fcinv`` script; returns the exit code."""
     from fcinv.cli._common import UsageError, configure_logging, restore_logging
+    from fcinv.cli._guards import interrupt_guard, interrupt_message, precheck
     from fcinv.io.provenance import command_scope
 
+    as_script = argv is None  # the `fcinv` script (tests and scripts pass a list)
     argv = list(sys.argv[1:] if argv is None else argv)
     typed = ["fcinv", *argv]  # the provenance of every file this run writes, built once here
     verbosity, argv = split_verbosity(argv)
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     rest = _pass_own_flags(module, verbosity, rest)
     state = configure_logging(verbosity)
     try:
-        with command_scope(typed):
+        with command_scope(typed), interrupt_guard():
+            rest = precheck(cmd, module, rest)
             return int(module.main(rest) or 0)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
@@ -95,13 +98,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fcinv {cmd}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        print(interrupt_message(cmd, rest), file=sys.stderr)
+        if as_script:
+            _exit_now(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    except MemoryError:
         print(
-            f"fcinv {cmd}: interrupted (partial outputs are kept where the command supports --resume)",
+            f"fcinv {cmd}: error: out of memory. Shrink the job (fewer samples, bins or orientations) "
+            "or run it on a larger machine.",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_ERROR
+    except OSError as exc:  # a file the command reads or writes: permissions, a full disk, a lost mount
+        where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
+        print(
+            f"fcinv {cmd}: error: cannot access{where}: {exc.strerror or exc}. Check the path, its "
+            "permissions and the free disk space.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     finally:
         restore_logging(state)
+
+
+def _exit_now(code: int) -> None:
+    """Leave at once after an interruption: every output is closed by now, and the interpreter's own
+    shutdown (torch's and numba's thread pools) can take seconds, past the one second a Ctrl-C may take."""
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _pass_own_flags(module, verbosity: int, rest: list[str]) -> list[str]:

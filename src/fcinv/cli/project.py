@@ -41,6 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cutoff", type=float, default=None, help="pair cutoff in Å instead of --shells")
     p.add_argument("--json", default=None, help="also write θ and the residuals to this JSON file")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_logging_args(p)
     return p
 

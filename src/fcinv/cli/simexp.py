@@ -121,6 +121,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="simulate every covered bin, not only the path tubes (slow)",
     )
     run.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_logging_args(p)
     return p
 

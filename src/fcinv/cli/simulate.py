@@ -27,8 +27,26 @@ from fcinv.cli._common import (
     parse_theta,
     supercell_from_args,
 )
+from fcinv.cli._guards import (
+    E_MAX_LIMIT_MEV,
+    check_count,
+    check_memory,
+    check_outputs,
+    check_range,
+    check_theta,
+)
 
 log = logging.getLogger(__name__)
+
+
+def check_spectrum_args(args) -> None:
+    """Physical limits of the spectrum options (before any work)."""
+    why = "phonon energies stay below ~500 meV"
+    check_range(args.e_max, "--e-max", low=0.0, high=E_MAX_LIMIT_MEV, low_open=True, unit="meV", why=why)
+    check_range(args.e_step, "--e-step", low=0.0, high=E_MAX_LIMIT_MEV, low_open=True, unit="meV")
+    check_range(args.fwhm, "--fwhm", low=0.0, high=E_MAX_LIMIT_MEV, low_open=True, unit="meV")
+    check_range(args.fwhm_slope, "--fwhm-slope", low=0.0, high=10.0, why="meV of FWHM per meV")
+    check_count(args.shells, "--shells", why="neighbour shells")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -84,6 +102,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--png", default=None, help="figure path (default: OUTPUT with .png)")
     p.add_argument("--no-png", action="store_true", help="do not write the figure")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_logging_args(p)
     return p
 
@@ -138,11 +157,31 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.experiment.folded import FoldedSpectrum
     from fcinv.plotting import save_spectrum_png
 
+    out = Path(args.output)
+    png = None if args.no_png else (Path(args.png) if args.png else out.with_suffix(".png"))
+    check_outputs([(out, "-o"), (png, "--png")], force=args.force)
+    check_spectrum_args(args)
     material = material_from_args(args)
     crystal = material.crystal
     model, theta, source = build_model(args, material)
+    check_theta(theta, list(model.space.names))
+    n_q, n_e = model.grid.shape
+    modes = 3 * len(crystal.numbers)
+    check_memory(
+        float(n_q) * n_e * modes * 8 * 2 + 0.3e9,  # measured: 0.49 GB at 140 × 45,000 × 6
+        f"fcinv simulate: {n_q} q × {n_e:,} E bins × {modes} modes",
+        "lower --e-max or raise --e-step",
+    )
     spec, freqs = model.spectra(theta, return_frequencies=True)
     lowest = float(model.lowest_energy(theta)[0])
+    if not np.any(spec[0] > 0):
+        log.warning(
+            "the spectrum is empty: no mode lies in 0..%.3g meV (modes %.3g..%.3g meV). Check θ or raise "
+            "--e-max.",
+            model.grid.energy_edges[-1],
+            float(np.min(freqs[0])),
+            float(np.max(freqs[0])),
+        )
     if lowest < -0.05:
         log.warning(
             "this θ is dynamically unstable: lowest mode %.2f meV (imaginary). The spectrum shows only "
@@ -161,14 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         "corrections": [],
     }
     fs = FoldedSpectrum.from_arrays(spec[0].astype(float), model.grid, meta=meta)
-    out = Path(args.output)
     fs.to_hdf5(out)
     print(
         f"wrote {out}: I(q, E) {model.grid.shape[0]} q × {model.grid.shape[1]} E bins ({crystal.name}, "
         f"{source})"
     )
-    if not args.no_png:
-        png = Path(args.png) if args.png else out.with_suffix(".png")
+    if png is not None:
         save_spectrum_png(
             png,
             spec[0],

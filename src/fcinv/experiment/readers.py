@@ -71,6 +71,14 @@ def _open_h5(path: str | Path, what: str) -> h5py.File:
         ) from None
 
 
+def _numpy_reason(exc: BaseException) -> str:
+    """A short cause for a failed ``np.load`` (numpy's text suggests unpickling; fcinv never unpickles)."""
+    text = str(exc)
+    if "pickle" in text:
+        return "not a .npy/.npz array: no NumPy header, or object data that fcinv does not unpickle"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _str(v) -> str:
     if isinstance(v, np.ndarray):
         v = v.ravel()[0] if v.size else ""
@@ -388,8 +396,8 @@ def read_pathsqe_folded(path: str | Path, *, transpose: bool = False) -> dict:
             img = np.asarray(np.load(path, allow_pickle=False), dtype=float)
     except (OSError, ValueError) as exc:
         raise DataError(
-            f"'{path}' is not a readable NumPy file ({str(exc).splitlines()[0]}). Pass pathSQE's "
-            "folded_path_plot_<n>.npy."
+            f"'{path}' is not a NumPy array file ({_numpy_reason(exc)}). Pass pathSQE's "
+            "folded_path_plot_<n>.npy, or name the file's format with --format."
         ) from None
     img = np.squeeze(img)
     if img.ndim != 2:

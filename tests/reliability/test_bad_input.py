@@ -1,0 +1,642 @@
+"""The bad-input matrix (issue 16): one bad thing per case, through ``fcinv``'s ``main([...])``.
+
+Every case asserts the exit code, a one-line message naming the problem and the fix (``match``), no
+traceback, and that no file in the working folder was created or changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fcinv.cli.main import main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+GE = Path(__file__).resolve().parents[2] / "src" / "fcinv" / "data" / "models" / "ge"
+
+
+@dataclass
+class Case:
+    id: str
+    argv: list[str]
+    code: int
+    match: str
+    setup: list[str] = field(default_factory=list)  # names of setup steps, run in the work folder
+
+
+def _fc(dft: Path) -> list[str]:
+    return [
+        "--force-constants",
+        str(dft / "FORCE_CONSTANTS"),
+        "--structure",
+        str(dft / "POSCAR"),
+        "--supercell",
+        "4",
+        "4",
+        "4",
+    ]
+
+
+SIM = ["simulate", "--material", "Ge", "--no-png"]
+SIMX = ["simulate-experiment", "--material", "Ge", "{FC}", "-o", "run.h5"]
+DS = ["dataset", "--material", "Ge", "-n", "200", "-o", "d.h5", "--no-progress"]
+INF = ["infer", "{IN}/s.h5", "--model", "ge", "--device", "cpu", "--no-png"]
+FOLD = ["fold", "{IN}/s.h5", "--material", "Ge", "-o", "f.h5"]
+FIT = ["fit", "{IN}/s.h5", "--material", "Ge", "--no-png"]
+FITD = ["fit-dispersion", "--material", "Ge", "--no-png"]
+EXP = ["export", "--material", "Ge"]
+OOR = "is out of range"
+
+CASES = [
+    # ---------------------------------------------------------------- simulate
+    Case(
+        "simulate-emax-huge",
+        [*SIM, "--e-max", "1e7", "-o", "s.h5"],
+        1,
+        r"--e-max 1e\+07 meV is out of range.*Pass a finite value > 0 meV and <= 1000 meV",
+    ),
+    Case("simulate-emax-zero", [*SIM, "--e-max", "0", "-o", "s.h5"], 1, r"--e-max 0 meV is out of range"),
+    Case("simulate-emax-nan", [*SIM, "--e-max", "nan", "-o", "s.h5"], 1, r"--e-max nan meV is out of range"),
+    Case("simulate-estep-zero", [*SIM, "--e-step", "0", "-o", "s.h5"], 1, r"--e-step 0 meV is out of range"),
+    Case(
+        "simulate-memory",
+        [*SIM, "--e-max", "900", "--e-step", "0.0002", "-o", "s.h5"],
+        1,
+        r"needs about [\d.,]+ GiB of memory, over the limit .* Lower --e-max or raise --e-step",
+    ),
+    Case(
+        "simulate-theta-huge",
+        [*SIM, "--theta", "1NN_xx=-1e6", "-o", "s.h5"],
+        1,
+        r"1NN_xx=-1e\+06 eV/Å² is unphysical.*Pass a value near",
+    ),
+    Case(
+        "simulate-theta-inf",
+        [*SIM, "--theta", "1NN_xx=inf", "-o", "s.h5"],
+        1,
+        r"1NN_xx=inf eV/Å² is unphysical",
+    ),
+    Case("simulate-theta-text", [*SIM, "--theta", "1NN_xx=abc", "-o", "s.h5"], 1, r"'abc' is not a number"),
+    Case(
+        "simulate-theta-unknown",
+        [*SIM, "--theta", "9NN_zz=1", "-o", "s.h5"],
+        1,
+        r"unknown parameter '9NN_zz'.*Names:",
+    ),
+    Case("simulate-fwhm-negative", [*SIM, "--fwhm", "-1", "-o", "s.h5"], 1, r"--fwhm -1 meV is out of range"),
+    Case(
+        "simulate-shells-zero",
+        [*SIM, "--shells", "0", "-o", "s.h5"],
+        1,
+        r"--shells 0 is out of range.*Pass an integer >= 1",
+    ),
+    Case("simulate-output-exists", [*SIM, "-o", "s.h5"], 1, r"-o s.h5 exists\. Pass --force", ["s.h5"]),
+    Case(
+        "simulate-png-exists",
+        ["simulate", "--material", "Ge", "-o", "s.h5"],
+        1,
+        r"--png s.png exists\. Pass --force",
+        ["s.png"],
+    ),
+    Case(
+        "simulate-parent-is-file",
+        [*SIM, "-o", "blocker/s.h5"],
+        1,
+        r"'blocker' is a file, not a folder\. Choose another path",
+        ["blocker"],
+    ),
+    Case(
+        "simulate-output-is-folder",
+        [*SIM, "-o", "adir"],
+        1,
+        r"-o adir is a folder; expected a file name",
+        ["adir/"],
+    ),
+    Case(
+        "simulate-material-and-crystal",
+        [*SIM, "--material", "Nb", "--crystal", "{IN}/Si.vasp", "-o", "s.h5"],
+        2,
+        r"--material Nb and --crystal .* both name the crystal\. Pass one of them",
+    ),
+    Case("simulate-unknown-material", ["simulate", "--material", "Xx", "--no-png", "-o", "s.h5"], 1, r"Xx"),
+    Case(
+        "simulate-fc-without-structure",
+        [*SIM, "--force-constants", "{IN}/Si.vasp", "-o", "s.h5"],
+        2,
+        r"--force-constants needs --structure",
+    ),
+    Case(
+        "simulate-bad-supercell",
+        [*SIM, "{FC2}", "-o", "s.h5"],
+        2,
+        r"--supercell takes 3 or 9 integers, got 2",
+    ),
+    # ---------------------------------------------------------------- simulate-experiment
+    Case("simexp-ei-huge", [*SIMX, "--ei", "1e6"], 1, r"--ei 1e\+06 meV is out of range .*<= 3000 meV"),
+    Case("simexp-ei-zero", [*SIMX, "--ei", "0"], 1, r"--ei 0 meV is out of range"),
+    Case(
+        "simexp-memory",
+        [*SIMX, "--ei", "2500"],
+        1,
+        r"--ei 2500 with 120 orientations needs about [\d.,]+ GiB.*Lower --ei",
+    ),
+    Case("simexp-temperature", [*SIMX, "--temperature", "-5"], 1, r"--temperature -5 K is out of range"),
+    Case("simexp-orientations", [*SIMX, "--n-orientations", "0"], 1, r"--n-orientations 0 is out of range"),
+    Case("simexp-qstep", [*SIMX, "--q-step", "0"], 1, r"--q-step 0 r\.l\.u\. is out of range"),
+    Case("simexp-output-exists", SIMX, 1, r"-o run.h5 exists\. Pass --force", ["run.h5"]),
+    Case(
+        "simexp-no-fc",
+        ["simulate-experiment", "--material", "Ge", "-o", "run.h5"],
+        2,
+        r"--force-constants is required",
+    ),
+    # ---------------------------------------------------------------- dataset
+    Case(
+        "dataset-chunk-zero",
+        [*DS, "--chunk", "0"],
+        1,
+        r"--chunk 0 is out of range \(samples drawn per batch\)\. Pass an integer >= 1",
+    ),
+    Case("dataset-chunk-negative", [*DS, "--chunk", "-4"], 1, r"--chunk -4 is out of range"),
+    Case(
+        "dataset-chunk-memory",
+        [*DS, "--chunk", "100000000", "-n", "100000000"],
+        1,
+        r"needs about [\d.,]+ GiB .* smaller --chunk",
+    ),
+    Case("dataset-n-zero", ["dataset", "-n", "0", "-o", "d.h5"], 1, r"-n 0 is out of range"),
+    Case("dataset-top-k-zero", [*DS, "--top-k", "0"], 1, r"--top-k 0 is out of range\. Pass 1 to 16"),
+    Case("dataset-top-k-99", [*DS, "--top-k", "99"], 1, r"--top-k 99 is out of range\. Pass 1 to 16"),
+    Case("dataset-n-test-zero", [*DS, "--n-test", "0"], 1, r"--n-test 0 is out of range"),
+    Case(
+        "dataset-n-test-too-big", [*DS, "--n-test", "500"], 1, r"--n-test 500 leaves no training .* below 199"
+    ),
+    Case("dataset-temperature-order", [*DS, "--temperature", "300", "5"], 1, r"LOW is above HIGH"),
+    Case(
+        "dataset-temperature-negative",
+        [*DS, "--temperature", "-3", "5"],
+        1,
+        r"--temperature LOW -3 K is out of range",
+    ),
+    Case(
+        "dataset-clean-fraction", [*DS, "--clean-fraction", "1.5"], 1, r"--clean-fraction 1.5 is out of range"
+    ),
+    Case(
+        "dataset-widen-negative", [*DS, "--widen", "-1", "0.5"], 1, r"--widen TOWARD_ZERO -1 is out of range"
+    ),
+    Case("dataset-finished-exists", DS, 1, r"-o d.h5 exists \(a finished dataset\)\. Pass --force", ["d.h5"]),
+    Case(
+        "dataset-partial-exists",
+        DS,
+        1,
+        r"d.h5.partial exists \(an interrupted run\)\. Pass --resume to continue it or --overwrite",
+        ["partial"],
+    ),
+    Case(
+        "dataset-resume-nothing",
+        [*DS, "--resume"],
+        1,
+        r"--resume: there is no interrupted run .* Run without --resume",
+    ),
+    Case(
+        "dataset-resume-and-overwrite",
+        [*DS, "--resume", "--overwrite"],
+        1,
+        r"--resume and --overwrite contradict",
+    ),
+    Case(
+        "dataset-resume-other-seed",
+        [*DS, "--chunk", "64", "--resume", "--seed", "1"],
+        1,
+        r"--resume with other options .* --seed 1 \(the partial run used 0\).*--overwrite",
+        ["partial"],
+    ),
+    Case(
+        "dataset-resume-other-n-top-k",
+        ["dataset", "-n", "300", "-o", "d.h5", "--chunk", "64", "--top-k", "4", "--resume"],
+        1,
+        r"-n 300 \(the partial run used 200\).*--top-k 4 \(the partial run used None\)",
+        ["partial"],
+    ),
+    Case(
+        "dataset-parent-is-file",
+        ["dataset", "-n", "200", "-o", "blocker/d.h5"],
+        1,
+        r"'blocker' is a file, not a folder",
+        ["blocker"],
+    ),
+    Case("dataset-unknown-material", ["dataset", "--material", "Xx", "-n", "10", "-o", "d.h5"], 1, r"Xx"),
+    # ---------------------------------------------------------------- infer
+    Case(
+        "infer-k-samples-zero",
+        [*INF, "--k-samples", "0"],
+        1,
+        r"--k-samples 0 is out of range \(σ is the spread.*Pass an integer >= 2",
+    ),
+    Case("infer-k-samples-negative", [*INF, "--k-samples", "-3"], 1, r"--k-samples -3 is out of range"),
+    Case("infer-k-samples-one", [*INF, "--k-samples", "1"], 1, r"--k-samples 1 is out of range"),
+    Case(
+        "infer-truth-string",
+        [*INF, "--truth", "{IN}/theta_str.json"],
+        1,
+        r"'1NN_xx' is \"abc\", not a number\. Give θ in eV/Å² as numbers",
+    ),
+    Case(
+        "infer-truth-unknown",
+        [*INF, "--truth", "{IN}/theta_unknown.json"],
+        1,
+        r"names unknown parameters \['9NN_zz'\]\. Use the model's names",
+    ),
+    Case(
+        "infer-json-exists", [*INF, "--json", "r.json"], 1, r"--json r.json exists\. Pass --force", ["r.json"]
+    ),
+    Case(
+        "infer-json-unwritable",
+        [*INF, "--json", "blocker/r.json"],
+        1,
+        r"'blocker' is a file, not a folder",
+        ["blocker"],
+    ),
+    Case(
+        "infer-model-missing-config",
+        ["infer", "{IN}/s.h5", "--model", "{IN}/broken_model", "--device", "cpu", "--no-png"],
+        1,
+        r"regressor/config\.json is missing\. Restore it",
+    ),
+    Case(
+        "infer-data-missing",
+        ["infer", "nothere.h5", "--model", "ge", "--device", "cpu", "--no-png"],
+        1,
+        r"'nothere.h5' does not exist",
+    ),
+    Case("infer-temperature", [*INF, "--temperature", "-1"], 1, r"--temperature -1 K is out of range"),
+    Case("infer-q-tolerance", [*INF, "--q-tolerance", "0"], 1, r"--q-tolerance 0 r\.l\.u\. is out of range"),
+    Case(
+        "infer-text-as-npy",
+        ["infer", "{IN}/notes.npy", "--model", "ge", "--device", "cpu", "--no-png"],
+        1,
+        r"notes.npy",
+    ),
+    # ---------------------------------------------------------------- fold
+    Case("fold-output-exists", FOLD, 1, r"-o f.h5 exists\. Pass --force", ["f.h5"]),
+    Case("fold-q-tolerance", [*FOLD, "--q-tolerance", "2"], 1, r"--q-tolerance 2 r\.l\.u\. is out of range"),
+    Case("fold-bose", [*FOLD, "--bose", "-3"], 1, r"--bose -3 K is out of range"),
+    Case(
+        "fold-zone-coverage", [*FOLD, "--min-zone-coverage", "2"], 1, r"--min-zone-coverage 2 is out of range"
+    ),
+    Case(
+        "fold-qmod-range", [*FOLD, "--qmod-range", "3", "1"], 1, r"--qmod-range 3 1 is not a \|Q\| interval"
+    ),
+    Case("fold-orientation", [*FOLD, "--orientation", "-1"], 1, r"--orientation -1 is out of range"),
+    Case(
+        "fold-input-missing",
+        ["fold", "nothere.h5", "--material", "Ge", "-o", "f.h5"],
+        1,
+        r"'nothere.h5' does not exist",
+    ),
+    Case(
+        "fold-png-unwritable",
+        [*FOLD, "--png", "blocker/f.png"],
+        1,
+        r"'blocker' is a file, not a folder",
+        ["blocker"],
+    ),
+    # ---------------------------------------------------------------- fit, fit-dispersion, export
+    Case(
+        "fit-theta-start-string",
+        [*FIT, "--theta-start", "{IN}/theta_str.json", "-o", "fit.json"],
+        1,
+        r"'1NN_xx' is \"abc\", not a number",
+    ),
+    Case(
+        "fit-output-exists", [*FIT, "-o", "fit.json"], 1, r"-o fit.json exists\. Pass --force", ["fit.json"]
+    ),
+    Case("fit-starts-zero", [*FIT, "--starts", "0", "-o", "fit.json"], 1, r"--starts 0 is out of range"),
+    Case(
+        "fit-max-nfev-zero", [*FIT, "--max-nfev", "0", "-o", "fit.json"], 1, r"--max-nfev 0 is out of range"
+    ),
+    Case(
+        "fitd-negative-energy",
+        [*FITD, "{IN}/neg_points.csv", "-o", "fd.json"],
+        1,
+        r"energy -5 meV is not a phonon energy \(must be >= 0\)\. Give \|E\|",
+    ),
+    Case(
+        "fitd-output-exists",
+        [*FITD, "{IN}/points.csv", "-o", "fd.json"],
+        1,
+        r"-o fd.json exists\. Pass --force",
+        ["fd.json"],
+    ),
+    Case(
+        "fitd-theta-start-string",
+        [*FITD, "{IN}/points.csv", "--theta-start", "{IN}/theta_str.json", "-o", "fd.json"],
+        1,
+        r"'1NN_xx' is \"abc\", not a number",
+    ),
+    Case(
+        "export-theta-string",
+        [*EXP, "--theta-json", "{IN}/theta_str.json", "-o", "exp"],
+        1,
+        r"'1NN_xx' is \"abc\", not a number",
+    ),
+    Case(
+        "export-folder-exists",
+        [*EXP, "--theta", "1NN_xx=-2", "-o", "exp"],
+        1,
+        r"-o exp exists and is not empty\. Pass --force",
+        ["exp/"],
+    ),
+    Case(
+        "export-output-is-file",
+        [*EXP, "--theta", "1NN_xx=-2", "-o", "blocker"],
+        1,
+        r"-o blocker is a file, not a folder",
+        ["blocker"],
+    ),
+    Case("export-no-theta", [*EXP, "-o", "exp"], 2, r"pass --theta-json FILE and/or --theta"),
+    # ---------------------------------------------------------------- train, evaluate, project, demo, main
+    Case(
+        "train-out-parent-is-file",
+        ["train", "vae", "--data", "{IN}/s.h5", "--out", "blocker/vae"],
+        1,
+        r"'blocker' is a file, not a folder",
+        ["blocker"],
+    ),
+    Case("train-data-missing", ["train", "vae", "--data", "nothere.h5", "--out", "vae"], 2, r"nothere.h5"),
+    Case(
+        "evaluate-max-test-zero",
+        ["evaluate", "--model", "ge=" + str(GE), "--data", "{IN}/s.h5", "--out", "ev", "--max-test", "0"],
+        1,
+        r"--max-test 0 is out of range",
+    ),
+    Case(
+        "evaluate-out-exists",
+        ["evaluate", "--model", "ge=" + str(GE), "--data", "{IN}/s.h5", "--out", "ev"],
+        1,
+        r"--out ev exists and is not empty\. Pass --force",
+        ["ev/"],
+    ),
+    Case(
+        "project-json-exists",
+        [
+            "project",
+            "{DFT}/FORCE_CONSTANTS",
+            "--structure",
+            "{DFT}/POSCAR",
+            "--supercell",
+            "4",
+            "4",
+            "4",
+            "--material",
+            "Ge",
+            "--json",
+            "p.json",
+        ],
+        1,
+        r"--json p.json exists\. Pass --force",
+        ["p.json"],
+    ),
+    Case(
+        "demo-orientations-zero",
+        ["demo", "--out", "demo", "--orientations", "0"],
+        1,
+        r"--orientations 0 is out of range",
+    ),
+    Case(
+        "demo-single-scans-negative",
+        ["demo", "--out", "demo", "--single-scans", "-1"],
+        1,
+        r"--single-scans -1 is out of range",
+    ),
+    Case("unknown-command", ["simulat"], 2, r"unknown command 'simulat'\. Commands:"),
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, ge_dft_dir):
+    """Read-only inputs shared by the cases (outside the work folder that is checked for changes)."""
+    d = tmp_path_factory.mktemp("inputs")
+    cwd = os.getcwd()
+    os.chdir(d)
+    try:
+        assert main(["-q", "simulate", "--material", "Ge", "-o", "s.h5", "--no-png"]) == 0
+    finally:
+        os.chdir(cwd)
+    (d / "theta_str.json").write_text(json.dumps({"1NN_xx": "abc", "1NN_xy": -2.0}))
+    (d / "theta_unknown.json").write_text(json.dumps({"1NN_xx": -2.0, "9NN_zz": 1.0}))
+    (d / "notes.npy").write_text("not an array\n")
+    rows = ["h,k,l,energy_meV,sigma_meV", "0.5,0,0,4.0,0.2", "1,0,0,8.0,0.2", "0.5,0.5,0.5,-5,0.2"]
+    (d / "neg_points.csv").write_text("\n".join(rows) + "\n")
+    (d / "points.csv").write_text("\n".join(rows[:3]) + "\n")
+    shutil.copy(ge_dft_dir / "POSCAR", d / "Si.vasp")
+    shutil.copytree(GE, d / "broken_model")
+    (d / "broken_model" / "regressor" / "config.json").unlink()
+    return d
+
+
+@pytest.fixture(scope="module")
+def partial(tmp_path_factory):
+    """A real interrupted dataset: ``fcinv dataset -n 200 --chunk 64`` stopped after its first chunk."""
+    from fcinv.dataset.io import DatasetWriter
+
+    d = tmp_path_factory.mktemp("partial")
+    real = DatasetWriter.append
+    calls = []
+
+    def append(self, *a, **k):
+        real(self, *a, **k)
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    cwd = os.getcwd()
+    os.chdir(d)
+    try:
+        mp = pytest.MonkeyPatch()
+        mp.setattr(DatasetWriter, "append", append)
+        try:
+            rc = main(["-q", *DS, "--chunk", "64"])
+        finally:
+            mp.undo()
+    finally:
+        os.chdir(cwd)
+    assert rc == 130 and calls == [1]
+    assert (d / "d.h5.partial").exists() and not (d / "d.h5").exists()
+    return d / "d.h5.partial"
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+    }
+
+
+def _setup(work: Path, steps: list[str], inputs: Path, partial: Path | None) -> None:
+    for s in steps:
+        if s == "partial":
+            shutil.copy(partial, work / "d.h5.partial")
+        elif s.endswith("/"):
+            (work / s).mkdir()
+            (work / s / "old.txt").write_text("earlier output\n")
+        elif s == "blocker":
+            (work / s).write_text("a file where a folder is expected\n")
+        elif s.endswith(".h5"):
+            shutil.copy(inputs / "s.h5", work / s)
+        else:
+            (work / s).write_text("an earlier output\n")
+
+
+def _expand(argv: list[str], inputs: Path, dft: Path) -> list[str]:
+    out: list[str] = []
+    for a in argv:
+        if a == "{FC}":
+            out += _fc(dft)
+        elif a == "{FC2}":
+            out += _fc(dft)[:-1]
+        else:
+            out.append(a.replace("{IN}", str(inputs)).replace("{DFT}", str(dft)))
+    return out
+
+
+def test_matrix_has_enough_cases():
+    commands = {c.argv[0] for c in CASES}
+    assert len(CASES) >= 60
+    from fcinv.cli.commands import COMMANDS
+
+    assert set(COMMANDS) - commands <= {"reference"}  # reference: the test below
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case, tmp_path, monkeypatch, capsys, request, ge_dft_dir):
+    inputs = request.getfixturevalue("inputs")
+    part = request.getfixturevalue("partial") if "partial" in case.setup else None
+    work = tmp_path / "work"
+    work.mkdir()
+    _setup(work, case.setup, inputs, part)
+    monkeypatch.chdir(work)
+    argv = _expand(case.argv, inputs, ge_dft_dir)
+    before = _snapshot(work)
+    capsys.readouterr()  # what the fixtures printed
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert rc == case.code, err
+    lines = [ln for ln in err.splitlines() if re.match(r"^fcinv( [\w-]+)?: ", ln)]
+    assert len(lines) == 1, err
+    assert re.search(case.match, lines[0]), lines[0]
+    assert _snapshot(work) == before, "an output was created or changed"
+
+
+def test_force_replaces_an_existing_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.h5").write_text("old")
+    assert main(["-q", *SIM, "-o", "s.h5", "--force"]) == 0
+    from fcinv.experiment.folded import FoldedSpectrum
+
+    assert FoldedSpectrum.from_hdf5("s.h5").intensity.shape[0] > 0
+
+
+def test_stale_temporaries_are_removed_on_the_next_start(tmp_path, monkeypatch):
+    """Temps of a killed run (a PID that no longer runs) go; those of running processes stay."""
+    import subprocess
+    import sys
+
+    from fcinv.cli._guards import remove_stale_temporaries, stale_temporaries
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(dead.stdout)
+    names = [f".weights.pt.tmp-{pid}", f".trainer_state.pt.tmp-{pid}", f".s.h5.{pid}.abc123.tmp"]
+    for n in names:
+        (tmp_path / n).write_bytes(b"x" * 100)
+    alive = tmp_path / f".weights.pt.tmp-{os.getpid()}"
+    alive.write_bytes(b"x")
+    assert {p.name for p in stale_temporaries(tmp_path)} == set(names)
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", *SIM, "-o", "s.h5"]) == 0
+    assert not any((tmp_path / n).exists() for n in names) and alive.exists()
+    assert remove_stale_temporaries(tmp_path) == []
+
+
+def test_empty_spectrum_warns(tmp_path, monkeypatch, caplog):
+    """A θ whose modes all lie above the energy window gives a warning that names the fix."""
+    monkeypatch.chdir(tmp_path)
+    assert (
+        main(
+            [*SIM, "--e-max", "2", "--e-step", "0.5", "--fwhm", "0.1", "--theta", "1NN_xx=-900", "-o", "s.h5"]
+        )
+        == 0
+    )
+    from fcinv.experiment.folded import FoldedSpectrum
+
+    spec = FoldedSpectrum.from_hdf5("s.h5").intensity
+    if np.any(spec > 0):
+        pytest.skip("this θ still has modes in the window")
+    assert any("spectrum is empty" in r.getMessage() and "--e-max" in r.getMessage() for r in caplog.records)
+
+
+def test_memory_limit_names_the_estimate(monkeypatch):
+    from fcinv.cli import _guards
+
+    monkeypatch.setattr(_guards, "machine_memory_bytes", lambda: 2**30)
+    with pytest.raises(
+        _guards.LimitError, match=r"needs about 1.0 GiB of memory, over the limit of 0.5 GiB .* Fewer"
+    ):
+        _guards.check_memory(2**30, "job", "fewer bins")
+    _guards.check_memory(2**28, "job", "fewer bins")
+
+
+def test_fold_refuses_a_volume_over_the_memory_limit(tmp_path, monkeypatch, capsys):
+    from fcinv.cli import _guards
+
+    h = np.arange(-1.0, 1.0, 0.1)
+    e = np.arange(0.5, 20, 1.0)
+    shape = (len(h), len(h), len(h), len(e))
+    np.savez(tmp_path / "v.npz", signal=np.ones(shape), error=np.ones(shape), H=h, K=h, L=h, E=e)
+    monkeypatch.setattr(_guards, "machine_memory_bytes", lambda: 2**20)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["fold", str(tmp_path / "v.npz"), "--material", "Ge", "-o", "f.h5"]) == 1
+    err = capsys.readouterr().err
+    want = r"fold of 1 file\(s\) holding [\d.,]+ MiB of arrays needs about [\d.,]+ [MG]iB.*--qmod-range"
+    assert re.search(want, err), err
+    assert list(work.iterdir()) == []
+
+
+def test_writable_check_reports_a_read_only_folder(tmp_path, monkeypatch):
+    from fcinv.cli import _guards
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_guards.tempfile, "mkstemp", refuse)
+    with pytest.raises(
+        _guards.OutputError, match=r"folder '.*' is not writable \(Permission denied\)\. Choose a writable"
+    ):
+        _guards.check_writable(tmp_path / "sub" / "x.h5")
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("chgnet") is not None
+    or __import__("importlib").util.find_spec("sevenn") is not None,
+    reason="a force-field package is installed",
+)
+def test_reference_without_mlff_names_the_missing_packages(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    rc = main(["reference", "Ge", "--out-dir", "out", "--workdir", "work"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert re.search(
+        r"no force-field package .* \(missing: chgnet, sevenn\)\. Install them with: pip install", err
+    )
+    assert list(tmp_path.iterdir()) == []
