@@ -35,7 +35,8 @@ orientations instead of after each, the fast fit settings (no pre-smoothing stag
 30 evaluations, 4³ stability mesh), path sampling (bins sampling is closer to the Euphonic fold but has
 no joint model).
 
-Usage: python benchmarks/steering.py [--n-candidates 180] [--seeds 5] [--starts 0 30] [--figure docs/figures/steering.png]
+Usage: python benchmarks/steering.py [--n-candidates 180] [--seeds 5] [--starts 0 30] [--figure
+docs/figures/steering.png]
 Last line: ``RESULT beamtime_ratio=<x> adaptive_err_over_sigma=<x> update_s=<s>``.
 """
 
@@ -54,8 +55,9 @@ FC03 = 4
 
 
 def _thin_svd_shim() -> None:
-    """fitting.priors.undetermined_directions takes a full SVD (U: n_pix × n_pix, ~20 s at 8,000 pixels) of the
-    data Jacobian; its singular values and right vectors are those of R in J = QR, so pass R (identical output)."""
+    """fitting.priors.undetermined_directions takes a full SVD (U: n_pix × n_pix, ~20 s at 8,000 pixels)
+    of the data Jacobian; its singular values and right vectors are those of R in J = QR, so pass R
+    (identical output)."""
     from fcinv.fitting import spectrum_fit
 
     orig = spectrum_fit.undetermined_directions
@@ -88,15 +90,23 @@ class Pool:
         r = self.run
         a, b = int(r.offsets[j]), int(r.offsets[j + 1])
         counts = rng.poisson(r.norm[a:b] * self.expected[a:b])
-        return Volume4D.from_counts(r.edges, r.index[a:b], counts, r.norm[a:b], meta={"psi_deg": float(r.psi[j])},
-                                    reciprocal_cell=r.reciprocal_cell)
+        return Volume4D.from_counts(
+            r.edges,
+            r.index[a:b],
+            counts,
+            r.norm[a:b],
+            meta={"psi_deg": float(r.psi[j])},
+            reciprocal_cell=r.reciprocal_cell,
+        )
 
 
 def fit(model, fs, start):
     from fcinv.fitting import fit_spectrum
 
     t = time.perf_counter()
-    res = fit_spectrum(model, fs, theta_start=start, presmooth_meV=None, outliers=False, max_nfev=30, stability_mesh=4)
+    res = fit_spectrum(
+        model, fs, theta_start=start, presmooth_meV=None, outliers=False, max_nfev=30, stability_mesh=4
+    )
     return res, time.perf_counter() - t
 
 
@@ -136,39 +146,80 @@ def run_strategy(kind, pool, models, a, seed, args, names, prior_sigma, theta_st
         sig = np.asarray(res.sigma, float)
         if post is None:
             # linearise every candidate at the first answer; the posterior = prior + what was measured
-            post = Posterior.from_prior(names, theta, prior_sigma, scale=float(res.extra.get("scale", 1.0)),
-                                        background=max(float(res.extra.get("background", 0.0)), 1e-3))
+            post = Posterior.from_prior(
+                names,
+                theta,
+                prior_sigma,
+                scale=float(res.extra.get("scale", 1.0)),
+                background=max(float(res.extra.get("background", 0.0)), 1e-3),
+            )
             infos = [args.relinearise(ii, theta) for ii in range(n_c)]
-            F = np.stack([c.fisher(scale=post.scale, background=post.background, rate_time=1.0) for c in infos])
+            F = np.stack(
+                [c.fisher(scale=post.scale, background=post.background, rate_time=1.0) for c in infos]
+            )
             for jj in inc.sources:
                 post.precision = post.precision + F[int(jj)]
         fsig = post.sigma(names[:FC03])
-        rec = {"n": n, "minutes": n * args.minutes, "sigma": sig[:FC03].tolist(), "theta": theta[:FC03].tolist(),
-               "err_over_sigma": (np.abs(theta - truth) / sig)[:FC03].tolist(), "chi2_dof": res.chi2_dof, "success": bool(res.success),
-               "forecast_sigma": fsig.tolist(), "update_s": dt}
+        rec = {
+            "n": n,
+            "minutes": n * args.minutes,
+            "sigma": sig[:FC03].tolist(),
+            "theta": theta[:FC03].tolist(),
+            "err_over_sigma": (np.abs(theta - truth) / sig)[:FC03].tolist(),
+            "chi2_dof": res.chi2_dof,
+            "success": bool(res.success),
+            "forecast_sigma": fsig.tolist(),
+            "update_s": dt,
+        }
         hist.append(rec)
         if np.all(sig[:FC03] <= args.target_rel * np.abs(theta[:FC03])) and n >= args.n_start:
             break
     last = hist[-1]
     reached = bool(np.all(np.asarray(last["sigma"]) <= args.target_rel * np.abs(np.asarray(last["theta"]))))
-    fhit = [x["minutes"] for x in hist if np.all(np.asarray(x["forecast_sigma"]) <= args.target_rel * np.abs(np.asarray(x["theta"])))]
-    return {"kind": kind, "start_deg": a, "seed": seed, "reached": reached, "minutes": last["minutes"] if reached else budget * args.minutes,
-            "history": hist, "update_s": updates, "psi_measured": [float(pool.run.psi[int(s)]) for s in inc.sources],
-            "forecast_minutes": fhit[0] if fhit else None}
+    fhit = [
+        x["minutes"]
+        for x in hist
+        if np.all(np.asarray(x["forecast_sigma"]) <= args.target_rel * np.abs(np.asarray(x["theta"])))
+    ]
+    return {
+        "kind": kind,
+        "start_deg": a,
+        "seed": seed,
+        "reached": reached,
+        "minutes": last["minutes"] if reached else budget * args.minutes,
+        "history": hist,
+        "update_s": updates,
+        "psi_measured": [float(pool.run.psi[int(s)]) for s in inc.sources],
+        "forecast_minutes": fhit[0] if fhit else None,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n-candidates", type=int, default=180, help="candidate orientations 0..n-1 degrees (1° apart)")
+    ap.add_argument(
+        "--n-candidates", type=int, default=180, help="candidate orientations 0..n-1 degrees (1° apart)"
+    )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--starts", type=float, nargs="+", default=[0.0, 30.0])
     ap.add_argument("--n-start", type=int, default=3, help="orientations measured before steering starts")
-    ap.add_argument("--budget", type=int, default=120, help="most orientations per strategy (the paper's run)")
+    ap.add_argument(
+        "--budget", type=int, default=120, help="most orientations per strategy (the paper's run)"
+    )
     ap.add_argument("--minutes", type=float, default=1.5, help="counting time per orientation (min)")
     ap.add_argument("--target-rel", type=float, default=0.01, help="σ target on FC0–FC3, fraction of |θ|")
     ap.add_argument("--check-uniform", type=int, default=6)
     ap.add_argument("--check-adaptive", type=int, default=3)
-    ap.add_argument("--start-at-truth", action="store_true", help="first fit from the truth's projection (diagnostic)")
+    ap.add_argument(
+        "--start-at-truth", action="store_true", help="first fit from the truth's projection (diagnostic)"
+    )
+    ap.add_argument(
+        "--truth",
+        choices=("dft", "projection"),
+        default="dft",
+        help="dft: the DFT file as it is (the benchmark); projection: its 16-parameter projection exported "
+        "to "
+        "phonopy (a control the model can hold, up to path sampling)",
+    )
     ap.add_argument("--figure", default="docs/figures/steering.png")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -195,9 +246,24 @@ def main() -> None:
     pairs = read_phonopy(cr, SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
     truth = ref.space.project(pairs).theta[ref.space.index(names)]
     efc, ec = load_force_constants(SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
+    if args.truth == "projection":
+        from fcinv.experiment.simulate import force_constants_from_array
+
+        full = ref.space.project(pairs).theta
+        arr = ref.space.to_phonopy(full, np.diag([4, 4, 4]))
+        efc, _ = force_constants_from_array(
+            arr, cr.lattice, cr.positions, cr.numbers, (4, 4, 4), masses=cr.masses
+        )
     t = time.perf_counter()
     cfg = ExperimentConfig(temperature=5.0, seed=0, counting_time=args.minutes)
-    run = simulate_experiment(efc, ec, instrument=inst, goniometer=Goniometer.steps(0.0, 1.0, args.n_candidates), config=cfg, region=grid)
+    run = simulate_experiment(
+        efc,
+        ec,
+        instrument=inst,
+        goniometer=Goniometer.steps(0.0, 1.0, args.n_candidates),
+        config=cfg,
+        region=grid,
+    )
     t_sim = time.perf_counter() - t
     pool = Pool(run)
     args.plan = FoldPlan.build(run.edges[:3], grid, cr.point_group_rlu, centering="F", q_tolerance=0.05)
@@ -206,8 +272,19 @@ def main() -> None:
     for j in range(run.n_orientations):
         cov = coverage_from_fold(args.plan, run.orientation(j), rotations=cr.point_group_rlu, sampling="path")
         if not models:
-            models.append(PhysicalModel(ref.space, grid, ref.theta_ref, free=names, coverage=cov, temperature=5.0, resolution=inst,
-                                        dw="theta", sampling="path"))
+            models.append(
+                PhysicalModel(
+                    ref.space,
+                    grid,
+                    ref.theta_ref,
+                    free=names,
+                    coverage=cov,
+                    temperature=5.0,
+                    resolution=inst,
+                    dw="theta",
+                    sampling="path",
+                )
+            )
         else:
             models.append(with_coverage(models[0], cov))
     t_models = time.perf_counter() - t
@@ -218,13 +295,28 @@ def main() -> None:
     for j in range(min(10, run.n_orientations)):
         args.relinearise(j, start)
     t_lin = (time.perf_counter() - t) / min(10, run.n_orientations)
-    print(f"truth: DFT Ge FORCE_CONSTANTS (whole file, 4x4x4) at {SHARED.resolve()}; compared with its projection onto the 16 parameters")
-    print(f"candidates: {run.n_orientations} orientations 0..{run.n_orientations - 1}° simulated with Euphonic in {t_sim:.1f} s "
-          f"(5 K, Ei 40 meV, {args.minutes:g} min each); per-orientation physical models {t_models:.1f} s; "
-          f"Jacobian (33 spectra) {1e3 * t_lin:.0f} ms per candidate")
-    print(f"pipeline σ: the refined fit's reported σ (fit_spectrum, physical model, 16 parameters, training-domain prior); "
-          f"target σ ≤ {100 * args.target_rel:g} % of |θ| on FC0–FC3 ({', '.join(names[:FC03])}); first fit from "
-          f"{'the truth projection (diagnostic)' if args.start_at_truth else 'the embedded reference θ'}")
+    what = (
+        "whole file, 4x4x4"
+        if args.truth == "dft"
+        else "CONTROL: its projection onto the 16 parameters, exported to phonopy"
+    )
+    print(
+        f"truth: DFT Ge FORCE_CONSTANTS ({what}) at {SHARED.resolve()}; compared with its projection onto "
+        "the 16 parameters"
+    )
+    print(
+        f"candidates: {run.n_orientations} orientations 0..{run.n_orientations - 1}° simulated with "
+        f"Euphonic in {t_sim:.1f} s "
+        f"(5 K, Ei 40 meV, {args.minutes:g} min each); per-orientation physical models {t_models:.1f} s; "
+        f"Jacobian (33 spectra) {1e3 * t_lin:.0f} ms per candidate"
+    )
+    print(
+        "pipeline σ: the refined fit's reported σ (fit_spectrum, physical model, 16 parameters, "
+        "training-domain prior); "
+        f"target σ ≤ {100 * args.target_rel:g} % of |θ| on FC0–FC3 ({', '.join(names[:FC03])}); first fit "
+        "from "
+        f"{'the truth projection (diagnostic)' if args.start_at_truth else 'the embedded reference θ'}"
+    )
     results = []
     for a in args.starts:
         for seed in range(args.seeds):
@@ -234,36 +326,60 @@ def main() -> None:
                 results.append(r)
                 row[kind] = r
                 last = r["history"][-1]
-                print(f"start {a:5.1f}° seed {seed} {kind:8s}: {'reached' if r['reached'] else 'NOT reached'} at {r['minutes']:6.1f} min "
-                      f"({len(r['psi_measured'])} orientations); σ/|θ| % {np.round(100 * np.array(last['sigma']) / np.abs(last['theta']), 3).tolist()} "
-                      f"|err|/σ {np.round(last['err_over_sigma'], 1).tolist()} χ²/dof {last['chi2_dof']:.1f}", flush=True)
+                print(
+                    f"start {a:5.1f}° seed {seed} {kind:8s}: {'reached' if r['reached'] else 'NOT reached'} "
+                    f"at {r['minutes']:6.1f} min "
+                    f"({len(r['psi_measured'])} orientations); "
+                    f"σ/|θ| % {np.round(100 * np.array(last['sigma']) / np.abs(last['theta']), 3).tolist()} "
+                    f"|err|/σ {np.round(last['err_over_sigma'], 1).tolist()} χ²/dof {last['chi2_dof']:.1f}",
+                    flush=True,
+                )
             ratio = row["uniform"]["minutes"] / row["adaptive"]["minutes"]
-            row_ratio = {"start": a, "seed": seed, "ratio": ratio, "bound": not (row["uniform"]["reached"] and row["adaptive"]["reached"])}
+            row_ratio = {
+                "start": a,
+                "seed": seed,
+                "ratio": ratio,
+                "bound": not (row["uniform"]["reached"] and row["adaptive"]["reached"]),
+            }
             results[-1]["ratio"] = row_ratio
     ratios = [r["ratio"]["ratio"] for r in results if "ratio" in r]
     bounds = [r["ratio"]["bound"] for r in results if "ratio" in r]
     ad = [r for r in results if r["kind"] == "adaptive"]
     eos = np.concatenate([r["history"][-1]["err_over_sigma"] for r in ad])
     upd = np.concatenate([r["update_s"] for r in results])
+
     def fmin(r):
         return r["forecast_minutes"] if r["forecast_minutes"] is not None else args.budget * args.minutes
 
     uni = [r for r in results if r["kind"] == "uniform"]
     f_ratio = [fmin(u) / fmin(d) for u, d in zip(uni, ad)]
-    print(f"Fisher forecast σ (advise's prediction along each measured sequence): target reached in {sum(r['forecast_minutes'] is not None for r in ad)}/{len(ad)} "
-          f"adaptive and {sum(r['forecast_minutes'] is not None for r in uni)}/{len(uni)} uniform repeats; forecast beamtime ratio median "
-          f"{np.median(f_ratio):.2f} (per repeat {np.round(f_ratio, 2).tolist()})")
-    print(f"pipeline σ reached the target in {sum(r['reached'] for r in ad)}/{len(ad)} adaptive and {sum(r['reached'] for r in uni)}/{len(uni)} uniform repeats; "
-          f"median χ²/dof of the last refit {np.median([r['history'][-1]['chi2_dof'] for r in results]):.1f}")
+    print(
+        "Fisher forecast σ (advise's prediction along each measured sequence): target reached in "
+        f"{sum(r['forecast_minutes'] is not None for r in ad)}/{len(ad)} "
+        f"adaptive and {sum(r['forecast_minutes'] is not None for r in uni)}/{len(uni)} uniform repeats; "
+        "forecast beamtime ratio median "
+        f"{np.median(f_ratio):.2f} (per repeat {np.round(f_ratio, 2).tolist()})"
+    )
+    print(
+        f"pipeline σ reached the target in {sum(r['reached'] for r in ad)}/{len(ad)} adaptive and "
+        f"{sum(r['reached'] for r in uni)}/{len(uni)} uniform repeats; "
+        f"median χ²/dof of the last refit {np.median([r['history'][-1]['chi2_dof'] for r in results]):.1f}"
+    )
     print(f"adaptive orientations chosen (first repeat): {ad[0]['psi_measured']}")
-    print(f"ratios per repeat: {np.round(ratios, 2).tolist()} ({sum(bounds)} of them bounds: a strategy did not reach the target)")
+    print(
+        f"ratios per repeat: {np.round(ratios, 2).tolist()} ({sum(bounds)} of them bounds: a strategy did "
+        "not reach the target)"
+    )
     print(f"total {time.perf_counter() - t_all:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(results, default=float, indent=1))
     if args.figure:
         plot(results, names[:FC03], args, Path(args.figure))
         print(f"wrote {args.figure}")
-    print(f"RESULT beamtime_ratio={np.median(ratios):.2f} adaptive_err_over_sigma={np.median(eos):.2f} update_s={np.median(upd):.2f}")
+    print(
+        f"RESULT beamtime_ratio={np.median(ratios):.2f} adaptive_err_over_sigma={np.median(eos):.2f} "
+        f"update_s={np.median(upd):.2f}"
+    )
 
 
 def plot(results, names, args, path: Path) -> None:
@@ -277,7 +393,14 @@ def plot(results, names, args, path: Path) -> None:
         m = [x["minutes"] for x in h]
         for i, ax in enumerate(axes):
             rel = [100 * x["sigma"][i] / abs(x["theta"][i]) for x in h]
-            ax.plot(m, rel, color=colors[r["kind"]], lw=0.7, alpha=0.6, label=r["kind"] if r is results[0] or r is results[1] else None)
+            ax.plot(
+                m,
+                rel,
+                color=colors[r["kind"]],
+                lw=0.7,
+                alpha=0.6,
+                label=r["kind"] if r is results[0] or r is results[1] else None,
+            )
     for i, ax in enumerate(axes):
         ax.axhline(100 * args.target_rel, color="k", ls="--", lw=0.8)
         ax.set_yscale("log")

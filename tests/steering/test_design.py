@@ -22,9 +22,17 @@ def _segment_coverage(full, lo: int, hi: int):
     from fcinv.forward.physical import Coverage
 
     sel = np.flatnonzero((full.pixel >= lo) & (full.pixel < hi))
-    return Coverage(grid=full.grid, rotations=full.rotations, pixel=full.pixel[sel], rot=full.rot[sel], zone=full.zone[sel],
-                    t_idx=np.arange(len(sel), dtype=np.int64), e_idx=np.full(len(sel), -1, dtype=np.int64), w=np.ones(len(sel)),
-                    source=f"pixels {lo}..{hi - 1}")
+    return Coverage(
+        grid=full.grid,
+        rotations=full.rotations,
+        pixel=full.pixel[sel],
+        rot=full.rot[sel],
+        zone=full.zone[sel],
+        t_idx=np.arange(len(sel), dtype=np.int64),
+        e_idx=np.full(len(sel), -1, dtype=np.int64),
+        w=np.ones(len(sel)),
+        source=f"pixels {lo}..{hi - 1}",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +45,16 @@ def segments(ge):
     ref, grid = ge
     full = full_coverage(ref.crystal, grid, qmax=4.0)
     ca, cb = _segment_coverage(full, 0, 40), _segment_coverage(full, 80, 100)
-    base = PhysicalModel(ref.space, grid, ref.theta_ref, free=ref.sampled, coverage=ca, temperature=5.0, dw="none", sampling="path")
+    base = PhysicalModel(
+        ref.space,
+        grid,
+        ref.theta_ref,
+        free=ref.sampled,
+        coverage=ca,
+        temperature=5.0,
+        dw="none",
+        sampling="path",
+    )
     th = base.theta0
     return ref, linearise(base, th, psi=1.0), linearise(with_coverage(base, cb), th, psi=2.0), th
 
@@ -54,7 +71,11 @@ def test_ranking_prefers_unconstrained_segment(segments, criterion):
     """Γ–X measured three times: measuring Γ–X again must rank below Γ–L, which nothing has measured."""
     ref, a, b, th = segments
     post = _prior(ref, th)
-    before = gains(post, np.stack([x.fisher(scale=1.0, background=0.1, rate_time=10.0) for x in (a, b)]), criterion=criterion)
+    before = gains(
+        post,
+        np.stack([x.fisher(scale=1.0, background=0.1, rate_time=10.0) for x in (a, b)]),
+        criterion=criterion,
+    )
     assert np.all(before > 0)
     for _ in range(3):
         post.add(a, rate_time=10.0)
@@ -74,7 +95,8 @@ def test_information_adds_and_sigma_shrinks(segments):
     post.add(b, rate_time=10.0)
     s2 = post.sigma()
     assert np.all(s1 <= s0 + 1e-15) and np.all(s2 <= s1 + 1e-15) and np.any(s2 < 0.9 * s0)
-    # Poisson: the information is linear in the counting time, and zero-intensity pixels carry only the background
+    # Poisson: the information is linear in the counting time, and zero-intensity pixels carry only the
+    # background
     f1 = a.fisher(scale=1.0, background=0.1, rate_time=1.0)
     assert np.allclose(a.fisher(scale=1.0, background=0.1, rate_time=4.0), 4 * f1)
     assert np.allclose(f1, f1.T) and np.linalg.eigvalsh(f1).min() > -1e-9 * np.abs(f1).max()
@@ -117,10 +139,9 @@ def test_bad_inputs(segments):
 
 def test_joint_model_equals_model_of_combined_coverage(ge):
     """The exposure-weighted sum of per-orientation models is the model of their joint fold."""
-    from fcinv.forward.physical import PhysicalModel
+    from fcinv.forward.physical import Coverage, PhysicalModel
     from fcinv.steering.candidates import candidate_coverages
     from fcinv.steering.combine import joint_model, with_coverage
-    from fcinv.forward.physical import Coverage
 
     ref, grid = ge
     c0, c1 = candidate_coverages(ref.crystal, grid, [0.0, 17.0])
@@ -131,9 +152,16 @@ def test_joint_model_equals_model_of_combined_coverage(ge):
     th = m0.theta0 * 1.03
     assert np.array_equal(m1.spectra(th), direct1.spectra(th))
     n0 = c0.n_terms
-    both = Coverage(grid=grid, rotations=c0.rotations, pixel=np.r_[c0.pixel, c1.pixel], rot=np.r_[c0.rot, c1.rot],
-                    zone=np.r_[c0.zone, c1.zone], t_idx=np.r_[c0.t_idx, c1.t_idx + n0], e_idx=np.r_[c0.e_idx, c1.e_idx],
-                    w=np.r_[c0.w, c1.w])
+    both = Coverage(
+        grid=grid,
+        rotations=c0.rotations,
+        pixel=np.r_[c0.pixel, c1.pixel],
+        rot=np.r_[c0.rot, c1.rot],
+        zone=np.r_[c0.zone, c1.zone],
+        t_idx=np.r_[c0.t_idx, c1.t_idx + n0],
+        e_idx=np.r_[c0.e_idx, c1.e_idx],
+        w=np.r_[c0.w, c1.w],
+    )
     direct = PhysicalModel(ref.space, grid, ref.theta_ref, coverage=both, **kw)
     joint = joint_model([m0, m1])
     a, b = joint.spectra(th)[0], direct.spectra(th)[0]

@@ -21,5 +21,15 @@ from fcinv.steering.design import (
     stop_advice,
 )
 
-__all__ = ["Forecast", "OrientationInfo", "Posterior", "Ranking", "SteeringError", "forecast", "gains", "linearise", "rank",
-           "stop_advice"]
+__all__ = [
+    "Forecast",
+    "OrientationInfo",
+    "Posterior",
+    "Ranking",
+    "SteeringError",
+    "forecast",
+    "gains",
+    "linearise",
+    "rank",
+    "stop_advice",
+]

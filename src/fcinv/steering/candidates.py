@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def parse_angles(spec: Sequence[float] | str) -> np.ndarray:
-    """Angles from ``"start:stop:step"`` (stop included when on the step), ``"a,b,c"`` or a sequence, degrees."""
+    """Angles (degrees) from ``"start:stop:step"`` (stop included when on the step), ``"a,b,c"`` or a list."""
     if isinstance(spec, str):
         s = spec.strip()
         try:
@@ -32,8 +32,10 @@ def parse_angles(spec: Sequence[float] | str) -> np.ndarray:
             else:
                 out = np.array([float(x) for x in s.split(",") if x.strip()])
         except ValueError:
-            raise SteeringError(f"candidate angles {spec!r} are not 'start:stop:step' (step > 0, stop >= start) or 'a,b,c'. "
-                                "Pass e.g. 0:179:1 or 0,15,30.") from None
+            raise SteeringError(
+                f"candidate angles {spec!r} are not 'start:stop:step' (step > 0, stop >= start) or 'a,b,c'. "
+                "Pass e.g. 0:179:1 or 0,15,30."
+            ) from None
     else:
         out = np.asarray(list(spec), float)
     if out.size == 0 or not np.all(np.isfinite(out)):
@@ -41,9 +43,19 @@ def parse_angles(spec: Sequence[float] | str) -> np.ndarray:
     return out
 
 
-def candidate_coverages(crystal, grid, psi: Sequence[float], *, ei: float = 40.0, u=(1.0, 0.0, 0.0), v=(0.0, 1.0, 0.0),
-                        instrument=None, q_step: float = 0.05, q_tolerance: float = 0.05) -> list:
-    """One :class:`~fcinv.forward.physical.Coverage` per angle (path sampling, exposure weights), one fold plan.
+def candidate_coverages(
+    crystal,
+    grid,
+    psi: Sequence[float],
+    *,
+    ei: float = 40.0,
+    u=(1.0, 0.0, 0.0),
+    v=(0.0, 1.0, 0.0),
+    instrument=None,
+    q_step: float = 0.05,
+    q_tolerance: float = 0.05,
+) -> list:
+    """One :class:`~fcinv.forward.physical.Coverage` per angle (path sampling, exposure weights), one plan.
 
     Parameters
     ----------
@@ -85,22 +97,36 @@ def candidate_coverages(crystal, grid, psi: Sequence[float], *, ei: float = 40.0
     for p in psi:
         cov = coverage(hkl, ub, (q_step,) * 3, e_edges, inst, np.array([p]))
         if len(cov["q"]) == 0:
-            raise SteeringError(f"orientation ψ = {p:g}° reaches no Q-bin of the path at Ei = {inst.ei:g} meV. Drop it from the candidates.")
+            raise SteeringError(
+                f"orientation ψ = {p:g}° reaches no Q-bin of the path at Ei = {inst.ei:g} meV. Drop it from "
+                "the candidates."
+            )
         key = q3[cov["q"]] * shape[3] + cov["e"]
         ukey, inv = np.unique(key, return_inverse=True)
         norm = np.bincount(inv.ravel(), weights=cov["w"])
-        vol = Volume4D(edges=edges, index=ukey, signal=np.zeros(len(ukey)), error=np.zeros(len(ukey)), norm=norm,
-                       meta={"source": "candidate orientation", "psi_deg": float(p)}, reciprocal_cell=rc)
+        vol = Volume4D(
+            edges=edges,
+            index=ukey,
+            signal=np.zeros(len(ukey)),
+            error=np.zeros(len(ukey)),
+            norm=norm,
+            meta={"source": "candidate orientation", "psi_deg": float(p)},
+            reciprocal_cell=rc,
+        )
         c = coverage_from_fold(plan, vol, rotations=rots, sampling="path")
         c.meta.update({"psi_deg": float(p), "ei_meV": float(inst.ei)})
         out.append(c)
     return out
 
 
-def candidate_infos(model, coverages: Sequence, psi: Sequence[float], theta, *, step=None) -> list[OrientationInfo]:
-    """Linearise ``model`` (raw intensities) on each coverage at ``theta``: one :class:`OrientationInfo` per angle."""
+def candidate_infos(
+    model, coverages: Sequence, psi: Sequence[float], theta, *, step=None
+) -> list[OrientationInfo]:
+    """Linearise ``model`` (raw intensities) on each coverage at ``theta``: one OrientationInfo per angle."""
     from fcinv.steering.combine import with_coverage
 
     if len(coverages) != len(psi):
         raise SteeringError(f"{len(coverages)} coverages but {len(psi)} angles; pass one angle per coverage.")
-    return [linearise(with_coverage(model, c), theta, psi=float(p), step=step) for c, p in zip(coverages, psi)]
+    return [
+        linearise(with_coverage(model, c), theta, psi=float(p), step=step) for c, p in zip(coverages, psi)
+    ]

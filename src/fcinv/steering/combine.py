@@ -26,11 +26,24 @@ log = logging.getLogger(__name__)
 
 def _check_compatible(base, other) -> None:
     if other.sampling != "path" or base.sampling != "path":
-        raise SteeringError("joint models need sampling='path' per-orientation models (same sample points); build them with sampling='path'.")
+        raise SteeringError(
+            "joint models need sampling='path' per-orientation models (same sample points); build them "
+            "with sampling='path'."
+        )
     if other._packed.shape != base._packed.shape or other.k != base.k or not other.grid.same_as(base.grid):
-        raise SteeringError("the orientation models differ in grid, parameters or settings; build them with the same arguments.")
-    if other.temperature != base.temperature or other.dw != base.dw or (other.corrections is None) != (base.corrections is None):
-        raise SteeringError("the orientation models differ in temperature, Debye–Waller mode or corrections; build them alike.")
+        raise SteeringError(
+            "the orientation models differ in grid, parameters or settings; build them with the same "
+            "arguments."
+        )
+    if (
+        other.temperature != base.temperature
+        or other.dw != base.dw
+        or (other.corrections is None) != (base.corrections is None)
+    ):
+        raise SteeringError(
+            "the orientation models differ in temperature, Debye–Waller mode or corrections; build them "
+            "alike."
+        )
 
 
 class JointModel:
@@ -44,7 +57,9 @@ class JointModel:
 
     def __init__(self, base):
         if base.sampling != "path":
-            raise SteeringError("joint models need sampling='path' per-orientation models; build them with sampling='path'.")
+            raise SteeringError(
+                "joint models need sampling='path' per-orientation models; build them with sampling='path'."
+            )
         self.base = base
         n_q, n_e = base.grid.shape
         self._acc = np.zeros(base._packed.shape, dtype=np.float64)
@@ -81,7 +96,9 @@ class JointModel:
     def model(self):
         """A :class:`~fcinv.forward.PhysicalModel` of the fold of every orientation added so far."""
         if not self.psi:
-            raise SteeringError("no orientation added yet; add at least one before asking for the joint model.")
+            raise SteeringError(
+                "no orientation added yet; add at least one before asking for the joint model."
+            )
         inv = np.where(self._wsum > 0, 1.0 / np.where(self._wsum > 0, self._wsum, 1.0), 0.0)
         packed = self._weighted_inverse(inv)
         m = copy.copy(self.base)
@@ -122,11 +139,15 @@ def with_coverage(model, coverage):
     from fcinv.forward.physical import Coverage
 
     if not isinstance(coverage, Coverage):
-        raise SteeringError(f"coverage is a {type(coverage).__name__}; pass a fcinv.forward.physical.Coverage.")
+        raise SteeringError(
+            f"coverage is a {type(coverage).__name__}; pass a fcinv.forward.physical.Coverage."
+        )
     if not coverage.grid.same_as(model.grid):
         raise SteeringError("the coverage is on another grid than the model's; build it on the model's grid.")
     if model.sampling == "bins" and coverage.q is None:
-        raise SteeringError("the model samples 4D-bin positions but the coverage has none; use sampling='path'.")
+        raise SteeringError(
+            "the model samples 4D-bin positions but the coverage has none; use sampling='path'."
+        )
     m = copy.copy(model)
     m.coverage = coverage
     m.sampling = "path" if model.sampling == "path" or coverage.q is None else "bins"

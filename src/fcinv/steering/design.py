@@ -118,7 +118,9 @@ class OrientationInfo:
         """
         y = scale * self.intensity + background
         ok = y > 0
-        g = np.concatenate([scale * self.jacobian[ok], self.intensity[ok, None], np.ones((int(ok.sum()), 1))], axis=1)
+        g = np.concatenate(
+            [scale * self.jacobian[ok], self.intensity[ok, None], np.ones((int(ok.sum()), 1))], axis=1
+        )
         wts = rate_time * self.exposure[ok] / y[ok]
         return (g * wts[:, None]).T @ g
 
@@ -145,9 +147,14 @@ def linearise(model, theta, *, psi: float = float("nan"), step=None) -> Orientat
     """
     t = np.asarray(theta, float).ravel()
     if t.shape != (model.k,):
-        raise SteeringError(f"theta has {t.size} values; the model varies {model.k} ({model.names}). Pass one value per name.")
+        raise SteeringError(
+            f"theta has {t.size} values; the model varies {model.k} ({model.names}). Pass one value per name."
+        )
     if getattr(model, "corrections", None) is not None:
-        raise SteeringError("the steering model must predict raw intensities (corrections=None); the counts are Poisson there.")
+        raise SteeringError(
+            "the steering model must predict raw intensities (corrections=None); the counts are Poisson "
+            "there."
+        )
     h = _jacobian_steps(t, step)
     X = np.vstack([t[None], t[None] + np.diag(h), t[None] - np.diag(h)])
     imgs = model.spectra(X).astype(np.float64).reshape(len(X), -1)
@@ -155,7 +162,9 @@ def linearise(model, theta, *, psi: float = float("nan"), step=None) -> Orientat
     pix = np.flatnonzero(wsum > 0)
     k = len(t)
     jac = ((imgs[1 : k + 1] - imgs[k + 1 :]) / (2 * h[:, None])).T
-    return OrientationInfo(psi=float(psi), exposure=wsum[pix], pixels=pix, intensity=imgs[0, pix], jacobian=jac[pix], theta=t)
+    return OrientationInfo(
+        psi=float(psi), exposure=wsum[pix], pixels=pix, intensity=imgs[0, pix], jacobian=jac[pix], theta=t
+    )
 
 
 # ------------------------------------------------------------------------------ posterior
@@ -183,16 +192,26 @@ class Posterior:
     history: list = field(default_factory=list)
 
     @classmethod
-    def from_prior(cls, names: Sequence[str], theta, prior_sigma, *, scale: float, background: float) -> Posterior:
+    def from_prior(
+        cls, names: Sequence[str], theta, prior_sigma, *, scale: float, background: float
+    ) -> Posterior:
         """Start from independent Gaussian σ on θ (training domain, or an answer's σ)."""
         t = np.asarray(theta, float).ravel()
         s = np.asarray(prior_sigma, float).ravel()
         if t.shape != (len(names),) or s.shape != t.shape:
-            raise SteeringError(f"{len(names)} names but theta {t.shape} and sigma {s.shape}. Pass one value and one σ per name.")
+            raise SteeringError(
+                f"{len(names)} names but theta {t.shape} and sigma {s.shape}. Pass one value and one σ per "
+                "name."
+            )
         if not np.all(np.isfinite(s) & (s > 0)):
-            raise SteeringError(f"prior σ must be finite and > 0; got {s.tolist()}. Pass the answer's σ or the training domain.")
+            raise SteeringError(
+                f"prior σ must be finite and > 0; got {s.tolist()}. Pass the answer's σ or the training "
+                "domain."
+            )
         if not (np.isfinite(scale) and scale > 0 and np.isfinite(background) and background >= 0):
-            raise SteeringError(f"scale = {scale}, background = {background}; pass a scale > 0 and a background >= 0.")
+            raise SteeringError(
+                f"scale = {scale}, background = {background}; pass a scale > 0 and a background >= 0."
+            )
         k = len(t)
         P = np.zeros((k + 2, k + 2))
         P[:k, :k] = np.diag(1.0 / s**2)
@@ -210,7 +229,9 @@ class Posterior:
             return np.arange(min(4, self.k))
         bad = [n for n in names if n not in self.names]
         if bad:
-            raise SteeringError(f"parameters {bad} are not in the model's {list(self.names)}. Name parameters it varies.")
+            raise SteeringError(
+                f"parameters {bad} are not in the model's {list(self.names)}. Name parameters it varies."
+            )
         return np.array([self.names.index(n) for n in names])
 
     def covariance(self, extra: np.ndarray | None = None) -> np.ndarray:
@@ -224,7 +245,9 @@ class Posterior:
 
     def add(self, info: OrientationInfo, *, rate_time: float) -> None:
         """Add the information of a measured orientation."""
-        self.precision = self.precision + info.fisher(scale=self.scale, background=self.background, rate_time=rate_time)
+        self.precision = self.precision + info.fisher(
+            scale=self.scale, background=self.background, rate_time=rate_time
+        )
         self.history.append(info.psi)
 
 
@@ -234,7 +257,9 @@ def _sub_cov(P: np.ndarray, sel: np.ndarray) -> np.ndarray:
     return C[np.ix_(sel, sel)]
 
 
-def gains(post: Posterior, fishers: np.ndarray, *, names: Sequence[str] | None = None, criterion: Criterion = "D") -> np.ndarray:
+def gains(
+    post: Posterior, fishers: np.ndarray, *, names: Sequence[str] | None = None, criterion: Criterion = "D"
+) -> np.ndarray:
     """The criterion's gain of each candidate information matrix, shape (n_cand,).
 
     Parameters
@@ -243,11 +268,16 @@ def gains(post: Posterior, fishers: np.ndarray, *, names: Sequence[str] | None =
         Shape (n_cand, k + 2, k + 2): each candidate's Fisher information (its counting time included).
     """
     if criterion not in ("D", "A"):
-        raise SteeringError(f"criterion = {criterion!r}; pass 'D' (expected information gain) or 'A' (mean variance reduction).")
+        raise SteeringError(
+            f"criterion = {criterion!r}; pass 'D' (expected information gain) or 'A' (mean variance "
+            "reduction)."
+        )
     sel = post.index(names)
     F = np.asarray(fishers, float)
     if F.ndim != 3 or F.shape[1:] != post.precision.shape:
-        raise SteeringError(f"candidate information has shape {F.shape}; expected (n, {post.k + 2}, {post.k + 2}).")
+        raise SteeringError(
+            f"candidate information has shape {F.shape}; expected (n, {post.k + 2}, {post.k + 2})."
+        )
     C0 = _sub_cov(post.precision, sel)
     Cn = np.linalg.inv(post.precision[None] + F)[:, sel][:, :, sel]
     if criterion == "D":
@@ -274,27 +304,52 @@ class Ranking:
     def rows(self, n: int | None = None) -> list[dict]:
         out = []
         for i in range(len(self.psi) if n is None else min(n, len(self.psi))):
-            out.append({"rank": i + 1, "psi_deg": float(self.psi[i]), "gain": float(self.gain[i]),
-                        "sigma_after": dict(zip(self.names, self.sigma_after[i].tolist()))})
+            out.append(
+                {
+                    "rank": i + 1,
+                    "psi_deg": float(self.psi[i]),
+                    "gain": float(self.gain[i]),
+                    "sigma_after": dict(zip(self.names, self.sigma_after[i].tolist())),
+                }
+            )
         return out
 
 
-def rank(post: Posterior, candidates: Sequence[OrientationInfo], *, rate_time: float, names: Sequence[str] | None = None,
-         criterion: Criterion = "D") -> Ranking:
-    """Rank candidate orientations by the criterion's gain for one counting time each (``rate_time`` = r·t)."""
+def rank(
+    post: Posterior,
+    candidates: Sequence[OrientationInfo],
+    *,
+    rate_time: float,
+    names: Sequence[str] | None = None,
+    criterion: Criterion = "D",
+) -> Ranking:
+    """Rank candidate orientations by the criterion's gain for one counting time each (``rate_time``: r·t)."""
     if not candidates:
-        raise SteeringError("no candidate orientations; pass a goniometer range (start, stop, step) or a list of angles.")
+        raise SteeringError(
+            "no candidate orientations; pass a goniometer range (start, stop, step) or a list of angles."
+        )
     if not (np.isfinite(rate_time) and rate_time > 0):
-        raise SteeringError(f"rate × counting time = {rate_time}; pass a positive count rate and counting time.")
-    F = np.stack([c.fisher(scale=post.scale, background=post.background, rate_time=rate_time) for c in candidates])
+        raise SteeringError(
+            f"rate × counting time = {rate_time}; pass a positive count rate and counting time."
+        )
+    F = np.stack(
+        [c.fisher(scale=post.scale, background=post.background, rate_time=rate_time) for c in candidates]
+    )
     g = gains(post, F, names=names, criterion=criterion)
     sel = post.index(names)
     Cn = np.linalg.inv(post.precision[None] + F)
     sig_after = np.sqrt(np.diagonal(Cn, axis1=1, axis2=2)[:, sel])
     order = np.argsort(-g, kind="stable")
     sel_names = tuple(post.names[i] for i in sel)
-    return Ranking(psi=np.array([candidates[i].psi for i in order]), gain=g[order], sigma_after=sig_after[order],
-                   sigma_now=post.sigma(names), names=sel_names, criterion=criterion, counting_time=float("nan"))
+    return Ranking(
+        psi=np.array([candidates[i].psi for i in order]),
+        gain=g[order],
+        sigma_after=sig_after[order],
+        sigma_now=post.sigma(names),
+        names=sel_names,
+        criterion=criterion,
+        counting_time=float("nan"),
+    )
 
 
 # ------------------------------------------------------------------------------ forecast
@@ -314,16 +369,27 @@ class Forecast:
         return float(self.minutes[np.argmax(ok)]) if ok.any() else float("inf")
 
 
-def forecast(post: Posterior, candidates: Sequence[OrientationInfo], *, rate_time: float, minutes_per: float, n_steps: int,
-             names: Sequence[str] | None = None, criterion: Criterion = "D", order: Sequence[int] | None = None) -> Forecast:
-    """σ of ``names`` against beam time: greedy by the criterion, or measuring ``order`` (indices into candidates).
+def forecast(
+    post: Posterior,
+    candidates: Sequence[OrientationInfo],
+    *,
+    rate_time: float,
+    minutes_per: float,
+    n_steps: int,
+    names: Sequence[str] | None = None,
+    criterion: Criterion = "D",
+    order: Sequence[int] | None = None,
+) -> Forecast:
+    """σ of ``names`` against beam time: greedy by the criterion, or measuring ``order`` (candidate indices).
 
     The posterior is not changed. ``minutes_per`` is the counting time of one orientation
     (``rate_time`` = rate × minutes_per).
     """
     P = post.precision.copy()
     sel = post.index(names)
-    F = np.stack([c.fisher(scale=post.scale, background=post.background, rate_time=rate_time) for c in candidates])
+    F = np.stack(
+        [c.fisher(scale=post.scale, background=post.background, rate_time=rate_time) for c in candidates]
+    )
     work = Posterior(post.names, post.theta, P, post.scale, post.background)
     mins, sig, psi = [0.0], [np.sqrt(np.diag(np.linalg.inv(P))[sel])], [np.nan]
     for step in range(n_steps):
@@ -335,22 +401,34 @@ def forecast(post: Posterior, candidates: Sequence[OrientationInfo], *, rate_tim
         mins.append((step + 1) * minutes_per)
         sig.append(np.sqrt(np.diag(np.linalg.inv(work.precision))[sel]))
         psi.append(candidates[j].psi)
-    return Forecast(np.array(mins), np.array(sig), np.array(psi), tuple(post.names[i] for i in sel),
-                    "adaptive (greedy " + criterion + ")" if order is None else "given order")
+    return Forecast(
+        np.array(mins),
+        np.array(sig),
+        np.array(psi),
+        tuple(post.names[i] for i in sel),
+        "adaptive (greedy " + criterion + ")" if order is None else "given order",
+    )
 
 
-def stop_advice(post: Posterior, fc: Forecast, *, target: np.ndarray | None, min_gain_per_hour: float = 0.05) -> dict:
-    """Whether to stop: σ target reached, or the next hour shrinks max σ/σ_now by less than ``min_gain_per_hour``.
+def stop_advice(
+    post: Posterior, fc: Forecast, *, target: np.ndarray | None, min_gain_per_hour: float = 0.05
+) -> dict:
+    """Stop when the σ target is reached, or the next hour shrinks max σ/σ_now by < ``min_gain_per_hour``.
 
-    ``fc`` must be a greedy forecast from ``post``. Returns a JSON-able dict with ``stop`` (bool) and ``reason``.
+    ``fc`` must be a greedy forecast from ``post``. Returns a JSON-able dict with ``stop`` (bool) and
+    ``reason``.
     """
     if not (0 <= min_gain_per_hour < 1):
         raise SteeringError(f"min_gain_per_hour = {min_gain_per_hour}; pass a fraction in [0, 1), e.g. 0.05.")
     now = fc.sigma[0]
     hour = fc.sigma[np.searchsorted(fc.minutes, min(60.0, fc.minutes[-1]), side="left")]
     gain_hour = float(1.0 - np.max(hour / now))
-    out: dict = {"sigma_now": dict(zip(fc.names, now.tolist())), "sigma_after_next_hour": dict(zip(fc.names, hour.tolist())),
-                 "gain_next_hour": gain_hour, "min_gain_per_hour": min_gain_per_hour}
+    out: dict = {
+        "sigma_now": dict(zip(fc.names, now.tolist())),
+        "sigma_after_next_hour": dict(zip(fc.names, hour.tolist())),
+        "gain_next_hour": gain_hour,
+        "min_gain_per_hour": min_gain_per_hour,
+    }
     if target is not None:
         tgt = np.broadcast_to(np.asarray(target, float), now.shape)
         out["target"] = dict(zip(fc.names, tgt.tolist()))
@@ -360,5 +438,14 @@ def stop_advice(post: Posterior, fc: Forecast, *, target: np.ndarray | None, min
     if fc.minutes[-1] < 60.0:
         out["note"] = f"forecast covers {fc.minutes[-1]:g} min only"
     if gain_hour < min_gain_per_hour:
-        return {**out, "stop": True, "reason": f"the next hour shrinks the largest σ by {100 * gain_hour:.1f} % < {100 * min_gain_per_hour:g} %"}
-    return {**out, "stop": False, "reason": "keep measuring: target not reached and the next hour still gains"}
+        return {
+            **out,
+            "stop": True,
+            "reason": f"the next hour shrinks the largest σ by {100 * gain_hour:.1f} % "
+            f"< {100 * min_gain_per_hour:g} %",
+        }
+    return {
+        **out,
+        "stop": False,
+        "reason": "keep measuring: target not reached and the next hour still gains",
+    }

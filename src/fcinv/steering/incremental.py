@@ -49,7 +49,9 @@ class IncrementalFold:
         fs = self.plan.apply(volume, corrections=self.corrections)
         iw = self.plan.image_weights(volume)
         g = self.plan.grid
-        norm = np.bincount(iw["pixel"] * g.n_e + iw["e"], weights=iw["w"], minlength=g.n_q * g.n_e).reshape(g.shape)
+        norm = np.bincount(iw["pixel"] * g.n_e + iw["e"], weights=iw["w"], minlength=g.n_q * g.n_e).reshape(
+            g.shape
+        )
         m = fs.mask
         self.data[m] += fs.intensity[m] * norm[m]
         err = np.where(np.isfinite(fs.error), fs.error, 0.0)
@@ -71,7 +73,13 @@ class IncrementalFold:
         with np.errstate(divide="ignore", invalid="ignore"):
             inten = np.where(m, self.data / np.where(m, self.norm, 1.0), np.nan)
             err = np.where(m, np.sqrt(self.var) / np.where(m, self.norm, 1.0), np.nan)
-        info = {"folded_by": "fcinv.steering.incremental", "n_orientations": self.n, "sources": list(self.sources),
-                "corrections": self.corrections.names() if self.corrections is not None else []}
+        info = {
+            "folded_by": "fcinv.steering.incremental",
+            "n_orientations": self.n,
+            "sources": list(self.sources),
+            "corrections": self.corrections.names() if self.corrections is not None else [],
+        }
         info.update(meta or {})
-        return FoldedSpectrum(intensity=inten, error=err, mask=m, n_contrib=self.count, grid=self.plan.grid, meta=info)
+        return FoldedSpectrum(
+            intensity=inten, error=err, mask=m, n_contrib=self.count, grid=self.plan.grid, meta=info
+        )

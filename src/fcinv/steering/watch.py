@@ -52,7 +52,10 @@ class Update:
         return {
             "n_files": self.n_files,
             "unit": "eV/Å^2",
-            "answer": {n: {"theta": float(t), "sigma": float(s)} for n, t, s in zip(self.names, self.theta, self.sigma)},
+            "answer": {
+                n: {"theta": float(t), "sigma": float(s)}
+                for n, t, s in zip(self.names, self.theta, self.sigma)
+            },
             "sigma_source": self.sigma_source,
             "adequacy": self.adequacy,
             "advice": self.advice,
@@ -65,16 +68,27 @@ def _adequacy(pred, refined, mask, *, chi2_max: float, recon_max: float) -> dict
     if refined is not None:
         c = refined.chi2_dof
         ok = bool(refined.success) and c is not None and c <= chi2_max
-        why = f"refined fit χ²/dof = {c:.2f} ({'≤' if c is not None and c <= chi2_max else '>'} {chi2_max:g})" if c is not None else "no χ²"
+        why = (
+            f"refined fit χ²/dof = {c:.2f} ({'≤' if c is not None and c <= chi2_max else '>'} {chi2_max:g})"
+            if c is not None
+            else "no χ²"
+        )
         if not refined.success:
             why += "; fit not trusted: " + str(refined.message)
         return {"adequate": ok, "reason": why, "chi2_dof": c}
     rec, x = getattr(pred, "reconstruction", None), getattr(pred, "spectrum", None)
     if rec is None or x is None:
-        return {"adequate": None, "reason": "no reconstruction to judge (ResNet model); refine for a χ² verdict"}
+        return {
+            "adequate": None,
+            "reason": "no reconstruction to judge (ResNet model); refine for a χ² verdict",
+        }
     r = float(np.sqrt(np.mean((np.asarray(rec, float) - np.asarray(x, float))[mask] ** 2)))
-    return {"adequate": r <= recon_max, "reason": f"VAE reconstruction rms {r:.3f} of the scaled input ({'≤' if r <= recon_max else '>'} {recon_max:g})",
-            "reconstruction_rms": r}
+    return {
+        "adequate": r <= recon_max,
+        "reason": f"VAE reconstruction rms {r:.3f} of the scaled input "
+        f"({'≤' if r <= recon_max else '>'} {recon_max:g})",
+        "reconstruction_rms": r,
+    }
 
 
 @dataclass
@@ -90,8 +104,16 @@ class WatchState:
         return self.updates[-1] if self.updates else None
 
 
-def infer_folded(fs, predictor, *, refine_model=None, k_samples: int = 100, seed: int = 0, chi2_max: float = CHI2_MAX,
-                 recon_max: float = RECON_MAX):
+def infer_folded(
+    fs,
+    predictor,
+    *,
+    refine_model=None,
+    k_samples: int = 100,
+    seed: int = 0,
+    chi2_max: float = CHI2_MAX,
+    recon_max: float = RECON_MAX,
+):
     """ML (and optional refinement) on a folded spectrum: (names, θ, σ, σ source, adequacy, pred, refined)."""
     img = np.where(fs.mask, fs.intensity, np.nan)
     pred = predictor.predict(img, k_samples=k_samples, seed=seed)
@@ -100,7 +122,11 @@ def infer_folded(fs, predictor, *, refine_model=None, k_samples: int = 100, seed
         from fcinv.fitting import refine
 
         refined = refine(refine_model, fs, pred)
-        theta, sigma, src = np.asarray(refined.theta), np.asarray(refined.sigma), "refined fit (Laplace: data + prior)"
+        theta, sigma, src = (
+            np.asarray(refined.theta),
+            np.asarray(refined.sigma),
+            "refined fit (Laplace: data + prior)",
+        )
         names = tuple(refined.names)
     else:
         theta, sigma, src = np.asarray(pred.theta), np.asarray(pred.sigma), "ML: spread over latent samples"
@@ -110,17 +136,32 @@ def infer_folded(fs, predictor, *, refine_model=None, k_samples: int = 100, seed
 
 
 def read_volume(path: Path):
-    """An orientation file: a fcinv volume HDF5 (or a simulated run's single orientation written with to_hdf5)."""
+    """An orientation file: a fcinv volume HDF5 (e.g. a simulated run's orientation written with to_hdf5)."""
     from fcinv.experiment.volume import Volume4D
 
     try:
         return Volume4D.from_hdf5(path)
     except OSError as exc:
-        raise DataError(f"'{path}' is not a readable fcinv volume HDF5 ({exc}). Write each orientation with Volume4D.to_hdf5.") from None
+        raise DataError(
+            f"'{path}' is not a readable fcinv volume HDF5 ({exc}). Write each orientation with "
+            "Volume4D.to_hdf5."
+        ) from None
 
 
-def process_file(state: WatchState, path: Path, *, crystal, grid, predictor, corrections=None, refine_model=None,
-                 advisor: Callable | None = None, q_tolerance: float = 0.05, k_samples: int = 100, seed: int = 0) -> Update:
+def process_file(
+    state: WatchState,
+    path: Path,
+    *,
+    crystal,
+    grid,
+    predictor,
+    corrections=None,
+    refine_model=None,
+    advisor: Callable | None = None,
+    q_tolerance: float = 0.05,
+    k_samples: int = 100,
+    seed: int = 0,
+) -> Update:
     """Fold one new file into ``state`` and re-infer; returns the update (not written)."""
     from fcinv.experiment.fold import FoldPlan
 
@@ -129,16 +170,23 @@ def process_file(state: WatchState, path: Path, *, crystal, grid, predictor, cor
     t_read = time.perf_counter() - t0
     if state.fold is None or not state.fold.plan.matches(vol):
         if state.fold is not None:
-            raise DataError(f"'{path.name}' has another Q grid than the files before it. Bin every orientation on the same grid.")
+            raise DataError(
+                f"'{path.name}' has another Q grid than the files before it. Bin every orientation on the "
+                "same grid."
+            )
         centering = {"fcc": "F", "bcc": "I"}.get(crystal.lattice_type, "P")
-        plan = FoldPlan.build(vol.edges[:3], grid, crystal.point_group_rlu, centering=centering, q_tolerance=q_tolerance)
+        plan = FoldPlan.build(
+            vol.edges[:3], grid, crystal.point_group_rlu, centering=centering, q_tolerance=q_tolerance
+        )
         state.fold = IncrementalFold(plan, corrections)
     t1 = time.perf_counter()
     state.fold.add(vol, source=path.name)
     fs = state.fold.folded()
     t_fold = time.perf_counter() - t1
     t2 = time.perf_counter()
-    names, theta, sigma, src, adequacy, pred, refined = infer_folded(fs, predictor, refine_model=refine_model, k_samples=k_samples, seed=seed)
+    names, theta, sigma, src, adequacy, pred, refined = infer_folded(
+        fs, predictor, refine_model=refine_model, k_samples=k_samples, seed=seed
+    )
     t_inf = time.perf_counter() - t2
     advice = None
     t_adv = 0.0
@@ -147,17 +195,38 @@ def process_file(state: WatchState, path: Path, *, crystal, grid, predictor, cor
         advice = advisor(vol, dict(zip(names, theta)), dict(zip(names, sigma)))
         t_adv = time.perf_counter() - t3
     state.seen.append(path.name)
-    sec = {"read": round(t_read, 4), "fold": round(t_fold, 4), "infer": round(t_inf, 4), "advise": round(t_adv, 4),
-           "total": round(time.perf_counter() - t0, 4)}
+    sec = {
+        "read": round(t_read, 4),
+        "fold": round(t_fold, 4),
+        "infer": round(t_inf, 4),
+        "advise": round(t_adv, 4),
+        "total": round(time.perf_counter() - t0, 4),
+    }
     up = Update(len(state.seen), names, theta, sigma, src, adequacy, advice, sec, list(state.seen))
     state.updates.append(up)
     return up
 
 
-def watch(directory, *, crystal, grid, predictor, out: str | Path | None = None, pattern: str = "*.h5", corrections=None,
-          refine_model=None, advisor: Callable | None = None, poll_s: float = 0.25, max_files: int | None = None,
-          idle_timeout_s: float | None = None, settle_s: float = 0.0, on_update: Callable[[Update], None] | None = None,
-          q_tolerance: float = 0.05, k_samples: int = 100, seed: int = 0) -> WatchState:
+def watch(
+    directory,
+    *,
+    crystal,
+    grid,
+    predictor,
+    out: str | Path | None = None,
+    pattern: str = "*.h5",
+    corrections=None,
+    refine_model=None,
+    advisor: Callable | None = None,
+    poll_s: float = 0.25,
+    max_files: int | None = None,
+    idle_timeout_s: float | None = None,
+    settle_s: float = 0.0,
+    on_update: Callable[[Update], None] | None = None,
+    q_tolerance: float = 0.05,
+    k_samples: int = 100,
+    seed: int = 0,
+) -> WatchState:
     """Watch ``directory`` and re-infer after every new orientation file (module docstring).
 
     Parameters
@@ -165,7 +234,8 @@ def watch(directory, *, crystal, grid, predictor, out: str | Path | None = None,
     directory
         Folder that gains one volume file per orientation (``pattern``), processed in name order.
     crystal, grid, predictor
-        The material's :class:`~fcinv.crystal.Crystal`, the model's grid and :class:`~fcinv.inference.FCPredictor`.
+        The material's :class:`~fcinv.crystal.Crystal`, the model's grid and
+        :class:`~fcinv.inference.FCPredictor`.
     out
         Where to write the answer JSON after each update (atomically); default ``directory/answer.json``
         is not used (the watched folder is left alone): None writes nothing.
@@ -174,7 +244,8 @@ def watch(directory, *, crystal, grid, predictor, out: str | Path | None = None,
     refine_model
         A forward model to refine with after the ML answer (as ``infer --refine``), or None.
     advisor
-        Optional ``advisor(volume, theta_by_name, sigma_by_name) -> dict`` (e.g. :class:`fcinv.steering.advise.Advisor`).
+        Optional ``advisor(volume, theta_by_name, sigma_by_name) -> dict`` (e.g.
+        :class:`fcinv.steering.advise.Advisor`).
     max_files, idle_timeout_s
         Stop after this many files, or when no new file came for this long (None: never).
     settle_s
@@ -182,23 +253,43 @@ def watch(directory, *, crystal, grid, predictor, out: str | Path | None = None,
     """
     d = Path(directory)
     if not d.is_dir():
-        raise DataError(f"watch directory '{d}' does not exist. Pass the folder the orientation files are written to.")
+        raise DataError(
+            f"watch directory '{d}' does not exist. Pass the folder the orientation files are written to."
+        )
     if not poll_s > 0:
         raise DataError(f"poll interval {poll_s} s; pass a positive interval (e.g. 0.25).")
     state = WatchState()
     last_new = time.monotonic()
     while True:
         now = time.time()
-        new = sorted(p for p in d.glob(pattern) if p.name not in state.seen and not p.name.startswith(".")
-                     and (settle_s <= 0 or now - p.stat().st_mtime >= settle_s))
+        new = sorted(
+            p
+            for p in d.glob(pattern)
+            if p.name not in state.seen
+            and not p.name.startswith(".")
+            and (settle_s <= 0 or now - p.stat().st_mtime >= settle_s)
+        )
         for p in new:
-            up = process_file(state, p, crystal=crystal, grid=grid, predictor=predictor, corrections=corrections,
-                              refine_model=refine_model, advisor=advisor, q_tolerance=q_tolerance, k_samples=k_samples, seed=seed)
+            up = process_file(
+                state,
+                p,
+                crystal=crystal,
+                grid=grid,
+                predictor=predictor,
+                corrections=corrections,
+                refine_model=refine_model,
+                advisor=advisor,
+                q_tolerance=q_tolerance,
+                k_samples=k_samples,
+                seed=seed,
+            )
             if out is not None:
                 write_json(out, up.as_dict())
             if on_update is not None:
                 on_update(up)
-            log.info("watch: %s folded and inferred in %.2f s (%d files)", p.name, up.seconds["total"], up.n_files)
+            log.info(
+                "watch: %s folded and inferred in %.2f s (%d files)", p.name, up.seconds["total"], up.n_files
+            )
             last_new = time.monotonic()
             if max_files is not None and len(state.seen) >= max_files:
                 return state
