@@ -121,3 +121,36 @@ def test_watch_refuses_missing_directory(tmp_path):
 
     with pytest.raises(DataError, match="does not exist"):
         watch(tmp_path / "nope", crystal=None, grid=None, predictor=None)
+
+
+def test_advisor_measured_volume_matches_its_candidate(small_run):
+    """A measured orientation at a candidate angle counts as that candidate at the run's rate × time."""
+    from fcinv.steering.advise import Advisor
+
+    ref, grid, run = small_run
+    adv = Advisor(ref, [0.0, 11.0], counting_time=1.5, grid=grid)
+    full = Advisor(ref, [0.0, 11.0], counting_time=1.5, grid=grid)
+    vol = run.orientation(1)  # ψ = 11°, 1.5 min at rate 1 (the simulator's defaults)
+    adv.add_measured_volume(vol)  # shortcut: the candidate's linearisation
+    meta = dict(vol.meta)
+    meta.pop("psi_deg")
+    from fcinv.experiment.volume import Volume4D
+
+    anon = Volume4D(
+        edges=vol.edges,
+        index=vol.index,
+        signal=vol.signal,
+        error=vol.error,
+        norm=vol.norm,
+        meta=meta,
+        reciprocal_cell=vol.reciprocal_cell,
+    )
+    full.add_measured_volume(anon)  # its own coverage and linearisation
+    s_short, s_full = adv.post.sigma(), full.post.sigma()
+    assert np.allclose(s_short, s_full, rtol=0.03), (s_short, s_full)
+    # the same as measuring the candidate angle for the counting time; measuring it lowers its own gain
+    ang = Advisor(ref, [0.0, 11.0], counting_time=1.5, grid=grid)
+    g0 = dict(zip(ang.ranking().psi, ang.ranking().gain))
+    ang.add_measured_psi(11.0)
+    assert np.allclose(ang.post.sigma(), s_short, rtol=0.02)
+    assert dict(zip(ang.ranking().psi, ang.ranking().gain))[11.0] < g0[11.0]

@@ -147,6 +147,7 @@ class Advisor:
             self.all_names, th, sg, scale=float(scale), background=float(background)
         )
         self._plan = None
+        self._bin_exposure = np.array([float(c.meta.get("bin_exposure", 0.0)) for c in covs])
         self.measured: list[str] = []
 
     @property
@@ -174,11 +175,23 @@ class Advisor:
         self.measured.append(f"psi={psi:g}")
 
     def add_measured_volume(self, volume, name: str = "") -> None:
-        """A measured orientation's volume: its coverage (norm = rate × time × exposure) and information."""
+        """A measured orientation's volume: its coverage (norm = rate × time × exposure) and information.
+
+        A volume whose ``meta["psi_deg"]`` is one of the candidates (same Ei and scattering plane)
+        reuses that candidate's linearisation, counted at rate × time = Σ norm / Σ candidate exposure
+        (milliseconds); any other volume gets its own coverage and linearisation (about a second).
+        """
         from fcinv.experiment.fold import FoldPlan
         from fcinv.forward.physical import coverage_from_fold
         from fcinv.steering.combine import with_coverage
 
+        psi = float(volume.meta.get("psi_deg", np.nan))
+        hit = np.flatnonzero(np.abs(self.psi - psi) < 1e-6) if np.isfinite(psi) else np.zeros(0, int)
+        if len(hit) and volume.norm is not None and self._bin_exposure[int(hit[0])] > 0:
+            j = int(hit[0])
+            self.post.add(self.infos[j], rate_time=float(np.sum(volume.norm)) / self._bin_exposure[j])
+            self.measured.append(name or f"psi={psi:g}")
+            return
         cr = self.ref.crystal
         if self._plan is None or not self._plan.matches(volume):
             centering = {"fcc": "F", "bcc": "I"}.get(cr.lattice_type, "P")

@@ -114,7 +114,7 @@ def candidate_coverages(
             reciprocal_cell=rc,
         )
         c = coverage_from_fold(plan, vol, rotations=rots, sampling="path")
-        c.meta.update({"psi_deg": float(p), "ei_meV": float(inst.ei)})
+        c.meta.update({"psi_deg": float(p), "ei_meV": float(inst.ei), "bin_exposure": float(norm.sum())})
         out.append(c)
     return out
 
