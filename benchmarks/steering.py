@@ -198,7 +198,7 @@ def run_strategy(kind, pool, models, a, seed, args, names, prior_sigma, theta_st
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--n-candidates", type=int, default=180, help="candidate orientations 0..n-1 degrees (1° apart)"
+        "--n-candidates", type=int, default=150, help="candidate orientations 0..n-1 degrees (1° apart)"
     )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--starts", type=float, nargs="+", default=[0.0, 30.0])
