@@ -32,4 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export": ("fcinv.cli.export", "write θ as phonopy FORCE_CONSTANTS + POSCAR"),
     "demo": ("fcinv.cli.demo", "Stage III end to end on the embedded Ge default"),
+    "advise": (
+        "fcinv.cli.advise",
+        "steering: rank the next goniometer orientations, say when to stop (--watch: live loop)",
+    ),
 }
