@@ -69,7 +69,7 @@ def test_watch_on_growing_directory_equals_batch(small_run, tmp_path):
     from fcinv.experiment.fold import Corrections
     from fcinv.inference import load_model
     from fcinv.steering.watch import watch
-    from fcinv.workflow import invert, load_spectrum
+    from fcinv.pipeline import Pipeline, PipelineConfig
 
     ref, grid, run = small_run
     predictor = load_model("ge")
@@ -102,8 +102,7 @@ def test_watch_on_growing_directory_equals_batch(small_run, tmp_path):
     # batch: the summed run through the pipeline's reader, fold and inference
     batch = tmp_path / "all.h5"
     run.total().to_hdf5(batch)
-    fs = load_spectrum(batch, predictor.grid, ref.crystal, corrections=corr)
-    inv = invert(fs, predictor, ref.forward_model(free=list(predictor.names), grid=predictor.grid))
+    inv = Pipeline(predictor, config=PipelineConfig(corrections=corr)).invert(batch)
     last = state.last
     assert last.names == tuple(inv.names)
     assert np.allclose(last.theta, inv.theta, rtol=1e-5, atol=1e-7)

@@ -120,6 +120,11 @@ def get_parser() -> argparse.ArgumentParser:
     )
     i.add_argument("--psi-offset", type=float, default=None, help="NXSPE: added to each file's psi (degrees)")
     i.add_argument("--q-step", type=float, default=None, help="NXSPE: Q bin width (r.l.u.; default 0.05)")
+    p.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="merge NXSPE files of different Ei or instrument (refused by default)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_logging_args(p)
     return p
@@ -151,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     grid = material.grid(path=args.path)
     paths = [Path(p) for p in args.data]
     lattice = args.lattice if args.lattice is not None else material.lattice
+    if len(paths) > 1:
+        from fcinv.adequacy import check_mergeable
+        from fcinv.experiment.readers import read_nxspe
+
+        mixed = check_mergeable([read_nxspe(p) for p in paths], allow_mixed=args.allow_mixed)
+        if mixed["mixed"]:
+            print(f"WARNING: merging runs of different Ei or instrument (--allow-mixed): {mixed}")
     m = open_measurement(
         paths if len(paths) > 1 else paths[0],
         format=args.format,
