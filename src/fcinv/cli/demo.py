@@ -53,10 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    from fcinv.pipeline.demo import run_demo
+    from fcinv.pipeline.demo import resolve_truth, run_demo
     from fcinv.units import THZ_TO_MEV
-
-    from fcinv.pipeline.demo import resolve_truth
 
     t0 = time.perf_counter()
     if args.orientations is None:
