@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fcinv.cli._common import UsageError, add_device_arg, add_logging_args, cli_main, show_progress
+from fcinv.cli.advise import add_watch_arguments, run_watch
 from fcinv.io import FORMATS
 
 
@@ -34,7 +35,9 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fcinv infer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("data", nargs="+", help="folded spectrum or 4D data (several files only for NXSPE)")
+    p.add_argument(
+        "data", nargs="*", help="folded spectrum or 4D data (several files only for NXSPE; omit with --watch)"
+    )
     p.add_argument(
         "--model", default="ge", help="shipped model name (ge, nb) or a model directory (default: ge)"
     )
@@ -103,6 +106,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_device_arg(p)
     add_logging_args(p)
+    add_watch_arguments(p, inference_options=False)
     return p
 
 
@@ -114,6 +118,10 @@ def file_options(args) -> dict:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    if args.watch:
+        return run_watch(args)
+    if not args.data:
+        raise UsageError("pass DATA (a folded spectrum or 4D data), or --watch DIR for the live loop")
     from fcinv.cli._guards import check_outputs
     from fcinv.devices import resolve_device
     from fcinv.io import read_theta_json
@@ -147,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     print(run.ml.table(truth))
     if run.refined is not None:
         print(run.refined.table(truth))
+    for line in res.adequacy.get("verdict", {}).get("lines", []):
+        print(line)
     print("timings: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in run.timings.items()))
     if args.json:
         res.to_json(args.json)
@@ -164,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             truth_f = pipe.forward_model.frequencies(np.array([truth[n] for n in res.names]))[0]
         plot_inversion(png, run, title=f"{pipe.material.name}: {name}", truth_frequencies=truth_f)
         print(f"wrote {png}")
-    for w in run.result.adequacy.get("warnings", []) if run.refined is not None else []:
-        print(f"warning: {w}")
+    for w in dict.fromkeys(run.result.adequacy.get("warnings", [])):
+        print(f"WARNING: {w}")
     if run.refined is not None and not run.refined.adequacy.get("success", True):
         msg = run.refined.extra.get("message", "the refinement was not trusted")
         if args.allow_unstable:

@@ -112,6 +112,9 @@ class PipelineConfig:
         ``None`` folds the raw intensity.
     rebin
         Interpolate a folded spectrum on another binning of the same path onto the model's grid.
+    trust
+        Calibrate σ (``calibration.json`` beside the model) and attach the data-adequacy verdict
+        (:func:`fcinv.trust.trust_report`); an input that constrains nothing is refused.
     """
 
     k_samples: int = 100
@@ -119,6 +122,12 @@ class PipelineConfig:
     q_tolerance: float = 0.05
     corrections: Corrections | None = field(default_factory=one_phonon_corrections)
     rebin: bool = False
+    trust: bool = True
+
+    def __post_init__(self) -> None:
+        from fcinv.adequacy import check_k_samples
+
+        check_k_samples(self.k_samples)
 
 
 @dataclass(frozen=True, eq=False)
@@ -394,6 +403,62 @@ class Pipeline:
             adequacy={"coverage": ml.adequacy.get("coverage"), **out.adequacy},
         )
 
+    def attach_trust(self, spectrum: FoldedSpectrum, prediction, result: FCResult) -> FCResult:
+        """Step 4b: calibrated σ and the data-adequacy verdict (:func:`fcinv.trust.trust_report`).
+
+        The ML σ (and the refined σ, where the calibration covers how it was refined) become the
+        calibrated 68.3 % half-widths, with ``sigma_meaning`` saying so and the 95 % half-widths in
+        ``extra["half95"]``; the verdict goes into ``adequacy["verdict"]`` and its warnings into
+        ``adequacy["warnings"]``. The refined calibration was fitted on refinements with the paper
+        forward model, so a refinement with another model keeps its raw σ, said so in a warning.
+        """
+        from types import SimpleNamespace
+
+        from fcinv.trust import trust_report
+
+        refined = result if "ml" in result.parts else None
+        ml = result.parts.get("ml", result)
+        fit_model = refined.adequacy.get("refinement_model") if refined is not None else None
+        calibrate_refined = refined is not None and fit_model in (None, "ForwardModel")
+        fit = None
+        if calibrate_refined:
+            fit = SimpleNamespace(
+                success=bool(refined.adequacy.get("success", True)),
+                theta=refined.theta,
+                sigma=refined.sigma,
+            )
+        rep = trust_report(self.predictor, prediction, spectrum, forward_model=self.forward_model, refined=fit)
+        warnings = rep.warnings + rep.verdict.warnings
+        verdict = rep.verdict.as_dict()
+        verdict["lines"] = [ln for ln in rep.verdict.table_lines() if not ln.startswith("WARNING:")]
+
+        def with_cal(res: FCResult, cal: dict | None, extra_warnings: list[str]) -> FCResult:
+            adequacy = dict(res.adequacy)
+            adequacy["verdict"] = verdict
+            adequacy["calibrated"] = bool(rep.calibrated and cal is not None)
+            adequacy["warnings"] = [*adequacy.get("warnings", []), *warnings, *extra_warnings]
+            if not rep.calibrated or cal is None:
+                return replace(res, adequacy=adequacy)
+            names = list(res.names)
+            sigma = np.array([cal[n]["sigma"] for n in names], float)
+            half95 = {n: cal[n]["half95"] for n in names}
+            extra = dict(res.extra, half95=half95, sigma_raw={n: cal[n]["sigma_raw"] for n in names})
+            return replace(
+                res, sigma=sigma, sigma_meaning=cal["sigma_meaning"], adequacy=adequacy, extra=extra
+            )
+
+        ml_out = with_cal(ml, rep.ml, [])
+        if refined is None:
+            return ml_out
+        extra_w = []
+        if not calibrate_refined:
+            extra_w.append(
+                f"the refined sigma is the fit's raw (Laplace) sigma: the calibration was fitted on "
+                f"refinements with the paper forward model, not the {fit_model}"
+            )
+        ref_out = with_cal(refined, rep.refined if calibrate_refined else None, extra_w)
+        return replace(ref_out, parts={**ref_out.parts, "ml": ml_out})
+
     def frequencies(self, result: FCResult) -> np.ndarray:
         """The forward model's dispersion at the result's θ, shape (n_q, n_modes) meV."""
         d = result.theta_dict()
@@ -428,12 +493,20 @@ class Pipeline:
         fs = self.fold(measurement, source=source)
         timings["fold"] = time.perf_counter() - t
         t = time.perf_counter()
+        if self.config.trust:
+            from fcinv.adequacy import check_spectrum
+
+            check_spectrum(fs)
         pred, result = self.predict(fs)
         timings["ml"] = time.perf_counter() - t
         if refine:
             t = time.perf_counter()
             result = self.refine(fs, pred, result, measurement=measurement)
             timings["refine"] = time.perf_counter() - t
+        if self.config.trust:
+            t = time.perf_counter()
+            result = self.attach_trust(fs, pred, result)
+            timings["trust"] = time.perf_counter() - t
         extra = dict(result.extra, timings_s={k: round(v, 4) for k, v in timings.items()})
         if isinstance(data, (str, Path)):
             extra["data"] = str(data)
