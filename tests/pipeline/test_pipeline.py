@@ -35,7 +35,7 @@ def test_steps_one_at_a_time_equal_run(pipe, spectrum):
     run = pipe.run(spectrum)
     np.testing.assert_array_equal(run.result.theta, ml.theta)
     assert run.ml is run.result and run.refined is None
-    assert run.frequencies.shape == (140, 6) and set(run.timings) == {"load", "fold", "ml"}
+    assert run.frequencies.shape == (140, 6) and set(run.timings) == {"load", "fold", "ml", "trust"}
     assert ml.adequacy["coverage"] == 1.0 and ml.adequacy["in_domain"] in (True, False)
     assert ml.provenance is not None and ml.provenance.seed == 0 and pred.k_samples == 10
 
@@ -131,8 +131,14 @@ def test_nxspe_infers_where_fold_reads_it(pipe):
     f = SHARED / "nxspe" / "MAR11001_test.nxspe"
     if not f.exists():
         pytest.skip(f"shared test data not found at {f} (the ../shared/data folder beside the repository)")
-    run = pipe.run(f)
+    raw = Pipeline("ge", config=PipelineConfig(k_samples=10, trust=False))
+    run = raw.run(f)
     assert 0 < run.spectrum.coverage < 0.2 and np.all(np.isfinite(run.result.theta))
+    # with the adequacy verdict (the default) the same file is refused: it constrains nothing
+    from fcinv.adequacy import AdequacyError
+
+    with pytest.raises(AdequacyError, match="nothing is constrained"):
+        pipe.run(f)
 
 
 def test_infer_cli_reads_nxspe(tmp_path, monkeypatch, capsys):
@@ -142,22 +148,11 @@ def test_infer_cli_reads_nxspe(tmp_path, monkeypatch, capsys):
     if not f.exists():
         pytest.skip(f"shared test data not found at {f} (the ../shared/data folder beside the repository)")
     monkeypatch.chdir(tmp_path)
-    assert (
-        main(
-            [
-                "infer",
-                str(f),
-                "--model",
-                "ge",
-                "--k-samples",
-                "5",
-                "--no-png",
-                "--json",
-                "r.json",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
-    assert FCResult.from_json(tmp_path / "r.json").adequacy["coverage"] < 0.2
+    argv = ["infer", str(f), "--model", "ge", "--k-samples", "5", "--no-png", "--json", "r.json"]
+    rc = main([*argv, "--device", "cpu"])
+    err = capsys.readouterr().err
+    # read and folded (the refusal names each parameter's measured share), then refused: 6 % of the
+    # grid below 10 meV constrains nothing
+    assert rc == 1 and "nothing is constrained" in err and "1NN_xx" in err
+    assert not (tmp_path / "r.json").exists()
+

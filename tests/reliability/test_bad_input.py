@@ -418,6 +418,14 @@ CASES = [
         r"--single-scans -1 is out of range",
     ),
     Case("unknown-command", ["simulat"], 2, r"unknown command 'simulat'\. Commands:"),
+    # ---------------------------------------------------------------- advise
+    Case(
+        "advise-bad-candidates",
+        ["advise", "--candidates", "abc"],
+        1,
+        r"candidate angles 'abc' are not 'start:stop:step'.*Pass e\.g\. 0:179:1",
+    ),
+    Case("advise-unknown-material", ["advise", "--material", "Xx"], 1, r"unknown material 'Xx'"),
 ]
 
 

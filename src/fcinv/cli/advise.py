@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv._json import write_json
+from fcinv.io import write_json
 from fcinv.cli._common import command_line
 
 

@@ -192,3 +192,18 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {path}: {args.n} spectra in {time.perf_counter() - t0:.1f} s; accepted fraction {acc:.3f} (stability filter); split {sizes}"
     )
     return 0
+
+
+def recipe_build(**kwargs):
+    """Factory of ``fcinv dataset`` recipes (:func:`fcinv.dataset.shards.recipe_from_args`): :func:`build`
+    on the recorded options, importable on every Dask worker."""
+    import argparse
+
+    ns = dict(kwargs)
+    for key in ("temperature", "widen"):
+        if ns.get(key) is not None:
+            ns[key] = tuple(ns[key])
+    if ns.get("coverage") is not None:
+        ns["coverage"] = list(ns["coverage"])
+    _ref, _names, model, domain, rnd = build(argparse.Namespace(**ns))
+    return model, domain, rnd

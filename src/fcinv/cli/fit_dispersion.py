@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.fitting.dispersion_fit import model_energies, scaled_start
 
     points = read_points(args.points)
+    from fcinv.cli._guards import check_dispersion_points
+
+    check_dispersion_points(points, args.points)
     crystal = crystal_from_args(args)
     ref = None
     if not args.no_reference and not args.springs:

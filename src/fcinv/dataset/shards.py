@@ -71,7 +71,7 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
-from fcinv._json import jsonable
+from fcinv.io import jsonable
 from fcinv.errors import DataError, FcinvError
 
 log = logging.getLogger(__name__)
@@ -157,22 +157,6 @@ class ModelRecipe:
         return func(**dict(self.kwargs))
 
 
-def cli_build(**kwargs):
-    """Factory of ``fcinv dataset`` recipes: :func:`fcinv.cli.dataset.build` on the recorded options."""
-    import argparse
-
-    from fcinv.cli.dataset import build
-
-    ns = dict(kwargs)
-    for key in ("temperature", "widen"):
-        if ns.get(key) is not None:
-            ns[key] = tuple(ns[key])
-    if ns.get("coverage") is not None:
-        ns["coverage"] = list(ns["coverage"])
-    _ref, _names, model, domain, rnd = build(argparse.Namespace(**ns))
-    return model, domain, rnd
-
-
 #: Options of ``fcinv dataset`` that define the forward object (recorded in the CLI recipe).
 CLI_BUILD_KEYS = (
     "material",
@@ -192,7 +176,7 @@ _CACHE: dict[Any, tuple] = {}
 
 def recipe_from_args(args) -> ModelRecipe:
     """The :class:`ModelRecipe` of parsed ``fcinv dataset`` arguments (:data:`CLI_BUILD_KEYS`)."""
-    return ModelRecipe.of("fcinv.dataset.shards:cli_build", **{k: getattr(args, k) for k in CLI_BUILD_KEYS})
+    return ModelRecipe.of("fcinv.cli.dataset:recipe_build", **{k: getattr(args, k) for k in CLI_BUILD_KEYS})
 
 
 def _resolve(source) -> tuple:

@@ -286,14 +286,12 @@ class Advisor:
 
 def plot_forecast(path, adv_dict: dict, *, target: np.ndarray | None = None, title: str = ""):
     """σ of the named parameters against beam time, greedy vs uniform (from :meth:`Advisor.advice`)."""
-    from fcinv.plotting import _plt, save_figure
-
-    plt = _plt()
+    from fcinv.plotting import new_figure, save_figure
     names = adv_dict["names"]
     f = adv_dict["forecast"]
     m = np.asarray(f["minutes"])
     a, u = np.asarray(f["adaptive_sigma"]), np.asarray(f["uniform_sigma"])
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), dpi=120)
+    fig, axes = new_figure(1, len(names), figsize=(3.2 * len(names), 3.0), dpi=120)
     axes = np.atleast_1d(axes)
     for i, ax in enumerate(axes):
         ax.plot(m, a[:, i], color="tab:red", label="adaptive (advise)")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv._json import write_json
+from fcinv.io import write_json
 from fcinv.errors import DataError
 from fcinv.steering.incremental import IncrementalFold
 
@@ -131,8 +131,26 @@ def infer_folded(
     else:
         theta, sigma, src = np.asarray(pred.theta), np.asarray(pred.sigma), "ML: spread over latent samples"
         names = tuple(pred.names)
+    theta, sigma, src = _calibrated(predictor, names, theta, sigma, src, refined)
     adequacy = _adequacy(pred, refined, fs.mask, chi2_max=chi2_max, recon_max=recon_max)
     return names, theta, sigma, src, adequacy, pred, refined
+
+
+def _calibrated(predictor, names, theta, sigma, src: str, refined):
+    """σ calibrated as the batch pipeline does (``calibration.json`` beside the model), else unchanged.
+
+    The refined calibration was fitted on refinements with the paper forward model, which is the
+    model the live loop refines with."""
+    from fcinv.calibration import load_calibration
+
+    cal = load_calibration(predictor)
+    if cal is None or list(cal.names) != list(names):
+        return theta, sigma, src
+    if refined is None:
+        c = cal.calibrate(theta, sigma, estimator="ml")
+    else:
+        c = cal.calibrate(theta, sigma, estimator="refined", accepted=bool(getattr(refined, "success", False)))
+    return theta, np.array([c[n]["sigma"] for n in names], float), c["sigma_meaning"]
 
 
 def read_volume(path: Path):
