@@ -9,18 +9,9 @@ PIP    := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 STAMP  := $(VENV)/.fcinv-installed
 
-# The paths ruff must pass. The files of the Stage III redesign pass today; the lead widens this to the
-# whole tree (src tests benchmarks) after running `ruff format` + `ruff check --fix` over the merged branches.
-LINT_PATHS ?= src/fcinv/io src/fcinv/pipeline src/fcinv/api.py src/fcinv/material.py src/fcinv/result.py \
-	src/fcinv/__init__.py src/fcinv/_json.py src/fcinv/plotting.py src/fcinv/workflow.py src/fcinv/demo.py \
-	src/fcinv/crystal.py src/fcinv/inference.py \
-	src/fcinv/experiment/geometry.py src/fcinv/experiment/_h5.py src/fcinv/experiment/readers.py \
-	src/fcinv/experiment/volume.py src/fcinv/experiment/folded.py \
-	src/fcinv/cli/main.py src/fcinv/cli/commands.py src/fcinv/cli/_common.py src/fcinv/cli/infer.py \
-	src/fcinv/cli/fold.py src/fcinv/cli/demo.py src/fcinv/cli/simulate.py src/fcinv/cli/simexp.py \
-	src/fcinv/cli/project.py \
-	tests/io tests/pipeline tests/cli tests/experiment tests/data tests/test_api.py tests/test_result.py \
-	tests/test_material.py tests/test_imports.py tests/test_inference.py tests/test_crystal.py
+# The paths ruff must pass: the whole tree (pyproject.toml lists the older files whose long message
+# strings are not yet wrapped; that list only shrinks).
+LINT_PATHS ?= src tests benchmarks docs
 RUFF := $(VENV)/bin/ruff
 
 .PHONY: venv demo lint test test-slow bench docs clean

@@ -65,19 +65,33 @@ def main() -> None:
     model.is_stable(model.theta0)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        path = generate(model, domain, args.n, Path(tmp) / "ge.h5", seed=0, progress=False, command="benchmarks/dataset_speed.py")
+        path = generate(
+            model,
+            domain,
+            args.n,
+            Path(tmp) / "ge.h5",
+            seed=0,
+            progress=False,
+            command="benchmarks/dataset_speed.py",
+        )
         t = time.perf_counter() - t0
         ds = read_dataset(path, lazy=True)
         acc = float(ds.meta["accepted_fraction"])
         size = path.stat().st_size / 2**20
         ds.close()
-    print(f"fcinv: {args.n} stable Ge spectra in {t:.2f} s ({args.n / t:,.0f} /s), accepted fraction {acc:.3f}, file {size:.0f} MiB")
+    print(
+        f"fcinv: {args.n} stable Ge spectra in {t:.2f} s ({args.n / t:,.0f} /s), accepted fraction {acc:.3f}, file {size:.0f} MiB"
+    )
     theta = domain.sample(args.n_peer, np.random.default_rng(1))
     t_peer, ok = phonopy_loop(model, theta)
     per_sample_peer = t_peer / args.n_peer
     per_sample_ours = t / (args.n / acc)  # per drawn sample, like the peer
-    print(f"phonopy loop: {args.n_peer} drawn samples in {t_peer:.2f} s ({ok} stable) -> {per_sample_peer * 1e3:.2f} ms/sample vs fcinv {per_sample_ours * 1e3:.3f} ms/sample")
-    print(f"RESULT dataset_10k_s={t:.2f} accepted_fraction={acc:.3f} speedup_vs_phonopy_loop={per_sample_peer / per_sample_ours:.1f}")
+    print(
+        f"phonopy loop: {args.n_peer} drawn samples in {t_peer:.2f} s ({ok} stable) -> {per_sample_peer * 1e3:.2f} ms/sample vs fcinv {per_sample_ours * 1e3:.3f} ms/sample"
+    )
+    print(
+        f"RESULT dataset_10k_s={t:.2f} accepted_fraction={acc:.3f} speedup_vs_phonopy_loop={per_sample_peer / per_sample_ours:.1f}"
+    )
 
 
 if __name__ == "__main__":

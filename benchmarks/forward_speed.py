@@ -91,10 +91,15 @@ def main() -> None:
     err_eu = float("nan")
     eu_mode = "not installed"
     try:
-        from euphonic import ForceConstants, ureg
         from euphonic import Crystal as ECrystal
+        from euphonic import ForceConstants, ureg
 
-        ecr = ECrystal(ureg.Quantity(crystal.lattice, "angstrom"), crystal.positions, np.array(crystal.symbols), ureg.Quantity(crystal.masses, "amu"))
+        ecr = ECrystal(
+            ureg.Quantity(crystal.lattice, "angstrom"),
+            crystal.positions,
+            np.array(crystal.symbols),
+            ureg.Quantity(crystal.masses, "amu"),
+        )
         sc = np.diag([4, 4, 4])
         n_sc = 128
         # compact (n_prim, n_sc) layout with phonopy's supercell ordering → Euphonic's cell_origins
@@ -135,16 +140,24 @@ def main() -> None:
         pass
 
     sps = 1.0 / t_fcinv
-    print(f"fcinv    {t_fcinv * 1e3:8.4f} ms/spectrum  ({sps:,.0f} spectra/s; eigenvalues + broadened 140×80 image)")
-    print(f"phonopy  {t_ph * 1e3:8.4f} ms/FC set    (run_qpoints, frequencies only)   max |Δ| vs fcinv {err_ph:.2e} meV")
-    print(f"Euphonic {t_eu * 1e3:8.4f} ms/FC set    ({eu_mode}, frequencies only)   max |Δ| vs fcinv {err_eu:.2e} meV")
+    print(
+        f"fcinv    {t_fcinv * 1e3:8.4f} ms/spectrum  ({sps:,.0f} spectra/s; eigenvalues + broadened 140×80 image)"
+    )
+    print(
+        f"phonopy  {t_ph * 1e3:8.4f} ms/FC set    (run_qpoints, frequencies only)   max |Δ| vs fcinv {err_ph:.2e} meV"
+    )
+    print(
+        f"Euphonic {t_eu * 1e3:8.4f} ms/FC set    ({eu_mode}, frequencies only)   max |Δ| vs fcinv {err_eu:.2e} meV"
+    )
     if args.big:
         cand = model.theta0 * (1 + 0.3 * rng.uniform(-1, 1, size=(args.big, model.k)))
         t = time.perf_counter()
         model.spectra(cand)
         t_big = time.perf_counter() - t
         print(f"fcinv {args.big} spectra in {t_big:.2f} s")
-    print(f"RESULT forward_vs_phonopy={t_ph / t_fcinv:.1f} forward_vs_euphonic={t_eu / t_fcinv:.1f} spectra_per_s={sps:.0f}")
+    print(
+        f"RESULT forward_vs_phonopy={t_ph / t_fcinv:.1f} forward_vs_euphonic={t_eu / t_fcinv:.1f} spectra_per_s={sps:.0f}"
+    )
 
 
 if __name__ == "__main__":

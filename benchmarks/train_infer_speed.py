@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 _CHILD = (
     "import resource, sys\n"
     "from fcinv.cli.train import main\n"
@@ -81,24 +80,47 @@ def main() -> None:
     if not args.data:
         t = time.perf_counter()
         write_dataset(data, make_toy_dataset(n=args.n_toy, k=8, n_q=140, n_e=80, seed=0))
-        print(f"toy dataset: {args.n_toy} spectra on a 140 × 80 grid ({time.perf_counter() - t:.1f} s) -> {data}")
+        print(
+            f"toy dataset: {args.n_toy} spectra on a 140 × 80 grid ({time.perf_counter() - t:.1f} s) -> {data}"
+        )
     ds = read_dataset(data, lazy=True)
     n_train, n_val = len(ds.split["train"]), len(ds.split["val"])
-    print(f"data: {data.name}, grid {ds.grid.shape}, k={ds.k}, train {n_train}, val {n_val}; "
-          f"{args.epochs} epochs, batch {args.batch_size}, {args.threads} threads, torch {torch.__version__}")
+    print(
+        f"data: {data.name}, grid {ds.grid.shape}, k={ds.k}, train {n_train}, val {n_val}; "
+        f"{args.epochs} epochs, batch {args.batch_size}, {args.threads} threads, torch {torch.__version__}"
+    )
     ds.close()
-    common = ["--data", str(data), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--patience", str(args.epochs + 1)]
+    common = [
+        "--data",
+        str(data),
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--patience",
+        str(args.epochs + 1),
+    ]
     results: dict[str, dict] = {}
-    plan = [("vae", ["vae", *common, "--out", str(work / "vae")]),
-            ("regressor", ["regressor", *common, "--vae", str(work / "vae"), "--out", str(work / "regressor")])]
+    plan = [
+        ("vae", ["vae", *common, "--out", str(work / "vae")]),
+        ("regressor", ["regressor", *common, "--vae", str(work / "vae"), "--out", str(work / "regressor")]),
+    ]
     if not args.skip_resnet:
         plan.append(("resnet", ["resnet", *common, "--out", str(work / "resnet")]))
     for name, a in plan:
         wall, peak = run_train(a, args.threads)
         n_ep, fit_s = epochs_run(work / name)
-        results[name] = {"wall_s": wall, "fit_s": fit_s, "epochs": n_ep, "s_per_epoch": fit_s / max(n_ep, 1), "peak_rss_mib": peak}
-        print(f"train {name:9s}: {wall:7.1f} s wall ({fit_s:.1f} s in {n_ep} epochs, {fit_s / max(n_ep, 1):.1f} s/epoch "
-              f"for {n_train} spectra), peak RSS {peak:.0f} MiB")
+        results[name] = {
+            "wall_s": wall,
+            "fit_s": fit_s,
+            "epochs": n_ep,
+            "s_per_epoch": fit_s / max(n_ep, 1),
+            "peak_rss_mib": peak,
+        }
+        print(
+            f"train {name:9s}: {wall:7.1f} s wall ({fit_s:.1f} s in {n_ep} epochs, {fit_s / max(n_ep, 1):.1f} s/epoch "
+            f"for {n_train} spectra), peak RSS {peak:.0f} MiB"
+        )
 
     pred = load_model(work)
     x = read_dataset(data, lazy=True).get_spectra(np.array([0]))[0]
@@ -109,8 +131,10 @@ def main() -> None:
         pred.predict(x, k_samples=100, seed=i)
         times.append(time.perf_counter() - t)
     infer_ms = 1e3 * float(np.median(times))
-    print(f"inference (VAE + regressor, K=100, incl. reconstruction): median {infer_ms:.1f} ms, "
-          f"p90 {1e3 * float(np.percentile(times, 90)):.1f} ms per spectrum over 50 calls ({args.threads} threads)")
+    print(
+        f"inference (VAE + regressor, K=100, incl. reconstruction): median {infer_ms:.1f} ms, "
+        f"p90 {1e3 * float(np.percentile(times, 90)):.1f} ms per spectrum over 50 calls ({args.threads} threads)"
+    )
     resnet_s = results["resnet"]["wall_s"] if "resnet" in results else float("nan")
     vae_s = results["vae"]["wall_s"] + results["regressor"]["wall_s"]
     print(f"RESULT vae_train_s={vae_s:.1f} resnet_train_s={resnet_s:.1f} vae_infer_ms={infer_ms:.1f}")

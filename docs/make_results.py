@@ -48,14 +48,18 @@ def check(ok: bool | None) -> str:
     return "" if ok is None else (" ✅" if ok else " ❌")
 
 
-def evaluate_material(mat: str, runs: Path, figs: Path, max_test: int | None, reuse: bool, seed: int) -> tuple[dict | None, list[str]]:
+def evaluate_material(
+    mat: str, runs: Path, figs: Path, max_test: int | None, reuse: bool, seed: int
+) -> tuple[dict | None, list[str]]:
     from fcinv.evaluation import EvalConfig, run_evaluation
 
     notes: list[str] = []
     data = runs / f"{mat}.h5"
     out = figs / mat
     if not data.exists():
-        return None, [f"no dataset at `{data.relative_to(REPO) if data.is_relative_to(REPO) else data}`: {mat} skipped."]
+        return None, [
+            f"no dataset at `{data.relative_to(REPO) if data.is_relative_to(REPO) else data}`: {mat} skipped."
+        ]
     models = {}
     for label, sub in MODELS.items():
         d = runs / mat / sub
@@ -69,12 +73,21 @@ def evaluate_material(mat: str, runs: Path, figs: Path, max_test: int | None, re
         rep = json.loads((out / "metrics.json").read_text())
         if set(rep["models"]) == set(models):
             return rep, notes + ["metrics reused from an earlier run (--reuse)."]
-    rep = run_evaluation(models, data, out, EvalConfig(max_test=max_test, seed=seed), command=" ".join(["python docs/make_results.py", *sys.argv[1:]]))
+    rep = run_evaluation(
+        models,
+        data,
+        out,
+        EvalConfig(max_test=max_test, seed=seed),
+        command=" ".join(["python docs/make_results.py", *sys.argv[1:]]),
+    )
     return rep, notes
 
 
 def model_provenance(rep: dict) -> list[str]:
-    lines = ["| model | checkpoint | training command | epochs (best) | train time |", "|---|---|---|---|---|"]
+    lines = [
+        "| model | checkpoint | training command | epochs (best) | train time |",
+        "|---|---|---|---|---|",
+    ]
     from fcinv.models.checkpoint import read_checkpoint_config
 
     for label, m in rep["models"].items():
@@ -93,7 +106,9 @@ def model_provenance(rep: dict) -> list[str]:
                     vae_note = f"<br>VAE: `{vcfg.get('command', '')}` ({vtr.get('epochs_run')} ({vtr.get('best_epoch')}) epochs, {vtr.get('wall_s', 0):.0f} s)"
                 except Exception:
                     vae_note = "<br>VAE: unreadable"
-            lines.append(f"| {label} | `{p.name}` | `{cfg.get('command', '')}`{vae_note} | {tr.get('epochs_run')} ({tr.get('best_epoch')}) | {tr.get('wall_s', 0):.0f} s |")
+            lines.append(
+                f"| {label} | `{p.name}` | `{cfg.get('command', '')}`{vae_note} | {tr.get('epochs_run')} ({tr.get('best_epoch')}) | {tr.get('wall_s', 0):.0f} s |"
+            )
     return lines
 
 
@@ -114,8 +129,10 @@ def clean_table(mat: str, rep: dict) -> list[str]:
             cells += [fmt(per["r2"]) + check(ok), fmt(per["mae"], 4)]
         lines.append(f"| FC{j} | {n} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"MAE in eV/Å². Paper: VAE {PAPER.get(mat, {}).get('vae', '–')}; ResNet {PAPER.get(mat, {}).get('resnet', '–')}. "
-                 "✅/❌ mark our bars (ResNet ≥ 0.99 on every FC, VAE ≥ 0.95 on FC0–FC3).")
+    lines.append(
+        f"MAE in eV/Å². Paper: VAE {PAPER.get(mat, {}).get('vae', '–')}; ResNet {PAPER.get(mat, {}).get('resnet', '–')}. "
+        "✅/❌ mark our bars (ResNet ≥ 0.99 on every FC, VAE ≥ 0.95 on FC0–FC3)."
+    )
     return lines
 
 
@@ -125,8 +142,12 @@ def noise_table(rep: dict) -> list[str]:
     if not labels:
         return ["(noise grid not evaluated)"]
     mid = rep["models"][labels[0]]["noise_grid"]["middle"]
-    lines = [f"R² at the middle setting {mid['setting']} (median SNR {mid['snr_median']:.1f}):", "",
-             "| FC | name | " + " | ".join(labels) + " |", "|" + "---|" * (2 + len(labels))]
+    lines = [
+        f"R² at the middle setting {mid['setting']} (median SNR {mid['snr_median']:.1f}):",
+        "",
+        "| FC | name | " + " | ".join(labels) + " |",
+        "|" + "---|" * (2 + len(labels)),
+    ]
     for j, n in enumerate(names):
         cells = []
         for lab in labels:
@@ -140,7 +161,12 @@ def noise_table(rep: dict) -> list[str]:
     lines.append("")
     for lab in labels:
         r2 = np.array(rep["models"][lab]["noise_grid"]["r2"])[..., :4].mean(axis=-1)
-        lines += [f"*{lab}*", "", "| B \\ P | " + " | ".join(f"{p:g}" for p in g["scales"]) + " |", "|" + "---|" * (1 + len(g["scales"]))]
+        lines += [
+            f"*{lab}*",
+            "",
+            "| B \\ P | " + " | ".join(f"{p:g}" for p in g["scales"]) + " |",
+            "|" + "---|" * (1 + len(g["scales"])),
+        ]
         for i, b in enumerate(g["backgrounds"]):
             lines.append(f"| {b:g} | " + " | ".join(fmt(v, 2) for v in r2[i]) + " |")
         lines.append("")
@@ -150,9 +176,15 @@ def noise_table(rep: dict) -> list[str]:
 def figures(mat: str, rep: dict) -> list[str]:
     rel = lambda f: f"figures/results/{mat}/{f}"  # noqa: E731
     out = []
-    order = ["r2_clean.png"] + [f for f in rep["figures"] if f.startswith("parity_")] + [f for f in rep["figures"] if f.startswith("reconstructions_")] \
-        + (["noise_examples.png"] if "noise_examples.png" in rep["figures"] else []) + [f for f in rep["figures"] if f.startswith("noise_r2_")] \
-        + [f for f in rep["figures"] if f.startswith("latent_")] + [f for f in rep["figures"] if f.startswith("training_")]
+    order = (
+        ["r2_clean.png"]
+        + [f for f in rep["figures"] if f.startswith("parity_")]
+        + [f for f in rep["figures"] if f.startswith("reconstructions_")]
+        + (["noise_examples.png"] if "noise_examples.png" in rep["figures"] else [])
+        + [f for f in rep["figures"] if f.startswith("noise_r2_")]
+        + [f for f in rep["figures"] if f.startswith("latent_")]
+        + [f for f in rep["figures"] if f.startswith("training_")]
+    )
     for f in order:
         out.append(f"![{f[:-4]}]({rel(f)})")
         out.append("")
@@ -176,8 +208,10 @@ def stage3_section(d: dict, log: str | None) -> list[str]:
     for i, n in enumerate(names):
         rf = d["refined"][i] if d.get("refined") else float("nan")
         re_ = d["refined_rel_err"][i] if d.get("refined_rel_err") else float("nan")
-        md.append(f"| FC{i} | {n} | {d['truth_theta'][i]:.4f} | {d['ml'][i]:.4f} | {d['ml_sigma'][i]:.4f} | {100 * d['ml_rel_err'][i]:.1f} % | "
-                  f"{'yes' if d['inside_2sigma'][i] else 'no'} | {rf:.4f} | {100 * re_:.1f} % |")
+        md.append(
+            f"| FC{i} | {n} | {d['truth_theta'][i]:.4f} | {d['ml'][i]:.4f} | {d['ml_sigma'][i]:.4f} | {100 * d['ml_rel_err'][i]:.1f} % | "
+            f"{'yes' if d['inside_2sigma'][i] else 'no'} | {rf:.4f} | {100 * re_:.1f} % |"
+        )
     sc = d["single"]
     md += [
         "",
@@ -209,19 +243,32 @@ def fits_section(d: dict, log: str | None) -> list[str]:
     if log:
         md += ["```", *log.strip().splitlines(), "```", ""]
     else:
-        md += ["```", json.dumps({k: v for k, v in d.items() if not isinstance(v, list)}, indent=1), "```", ""]
+        md += [
+            "```",
+            json.dumps({k: v for k, v in d.items() if not isinstance(v, list)}, indent=1),
+            "```",
+            "",
+        ]
     return md
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", default=str(REPO / "runs"), help="folder with <M>.h5 and <M>/<model> checkpoints (default: runs)")
+    ap.add_argument(
+        "--runs",
+        default=str(REPO / "runs"),
+        help="folder with <M>.h5 and <M>/<model> checkpoints (default: runs)",
+    )
     ap.add_argument("--materials", nargs="+", default=["ge", "nb"])
     ap.add_argument("--max-test", type=int, default=None, help="evaluate on the first N test spectra only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bench", default=None, help="output of benchmarks/train_infer_speed.py to include")
-    ap.add_argument("--reuse", action="store_true", help="reuse docs/figures/results/<M>/metrics.json when present")
-    ap.add_argument("--stage3", default=None, help="summary.json of benchmarks/experiment_inversion.py to include")
+    ap.add_argument(
+        "--reuse", action="store_true", help="reuse docs/figures/results/<M>/metrics.json when present"
+    )
+    ap.add_argument(
+        "--stage3", default=None, help="summary.json of benchmarks/experiment_inversion.py to include"
+    )
     ap.add_argument("--stage3-log", default=None, help="its printed output to include")
     ap.add_argument("--fits", default=None, help="JSON of benchmarks/fit_vs_ml.py --json to include")
     ap.add_argument("--fits-log", default=None, help="its printed output to include")
@@ -234,7 +281,7 @@ def main() -> int:
         "# Stage II results: inversion models (VAE + regressor, ResNet-18)",
         "",
         f"Generated by `python docs/make_results.py {' '.join(shlex.quote(a) for a in sys.argv[1:])}` "
-        f"(fcinv {__version__}, {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}). Do not edit by hand.",
+        f"(fcinv {__version__}, {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}). Do not edit by hand.",
         "",
         "Definitions: R² and MAE per force constant on the dataset's test split (clean spectra); the VAE path regresses the latent mean μ. "
         "Noise: background B (fraction of the peak) plus Poisson counts at P counts per unit intensity, SNR = mean signal over RMS counting noise on "
@@ -245,7 +292,14 @@ def main() -> int:
     ]
     for mat in args.materials:
         md += [f"## {mat.capitalize()}", ""]
-        rep, notes = evaluate_material(mat, runs, Path(args.out).resolve().parent / "figures" / "results", args.max_test, args.reuse, args.seed)
+        rep, notes = evaluate_material(
+            mat,
+            runs,
+            Path(args.out).resolve().parent / "figures" / "results",
+            args.max_test,
+            args.reuse,
+            args.seed,
+        )
         for n in notes:
             md.append(f"- {n}")
         if notes:
@@ -253,7 +307,10 @@ def main() -> int:
         if rep is None:
             continue
         d = rep["dataset"]
-        md += [f"Dataset `{Path(d['path']).name}` ({d['material']}), {d['n_test']} test spectra, content sha256 `{d['content_hash'][:16]}…`.", ""]
+        md += [
+            f"Dataset `{Path(d['path']).name}` ({d['material']}), {d['n_test']} test spectra, content sha256 `{d['content_hash'][:16]}…`.",
+            "",
+        ]
         md += ["### Models", ""] + model_provenance(rep) + [""]
         md += ["### Clean test set", ""] + clean_table(mat, rep) + [""]
         md += ["### Noise robustness", ""] + noise_table(rep)
@@ -261,8 +318,10 @@ def main() -> int:
         if lat:
             md += ["### Latent space", ""]
             for lab, v in lat.items():
-                md.append(f"- {lab}: {v['n_active']}/{v['latent_dim']} active dimensions (KL > {v['active_kl_threshold_nats']} nats); "
-                          f"reconstruction MSE {rep['models'][lab].get('reconstruction_mse', float('nan')):.2e}.")
+                md.append(
+                    f"- {lab}: {v['n_active']}/{v['latent_dim']} active dimensions (KL > {v['active_kl_threshold_nats']} nats); "
+                    f"reconstruction MSE {rep['models'][lab].get('reconstruction_mse', float('nan')):.2e}."
+                )
                 if "umap" in rep["models"][lab]:
                     md.append(f"  UMAP {rep['models'][lab]['umap']}.")
             md.append("")
@@ -271,9 +330,15 @@ def main() -> int:
         text = Path(args.bench).read_text().strip().splitlines()
         md += ["## Speed (benchmarks/train_infer_speed.py)", "", "```", *text, "```", ""]
     if args.stage3:
-        md += stage3_section(json.loads(Path(args.stage3).read_text()), Path(args.stage3_log).read_text() if args.stage3_log else None)
+        md += stage3_section(
+            json.loads(Path(args.stage3).read_text()),
+            Path(args.stage3_log).read_text() if args.stage3_log else None,
+        )
     if args.fits:
-        md += fits_section(json.loads(Path(args.fits).read_text()), Path(args.fits_log).read_text() if args.fits_log else None)
+        md += fits_section(
+            json.loads(Path(args.fits).read_text()),
+            Path(args.fits_log).read_text() if args.fits_log else None,
+        )
     Path(args.out).write_text("\n".join(md) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
     return 0

@@ -16,7 +16,9 @@ def check_frequencies(actual, expected, rtol=1e-6, floor_meV=1.0):
     """Relative agreement of phonon energies, with an absolute floor near zero (acoustic modes at Γ)."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     err = np.abs(actual - expected) / np.maximum(np.abs(expected), floor_meV)
-    assert err.max() < rtol, f"max relative deviation {err.max():.2e} at {np.unravel_index(err.argmax(), err.shape)}"
+    assert err.max() < rtol, (
+        f"max relative deviation {err.max():.2e} at {np.unravel_index(err.argmax(), err.shape)}"
+    )
 
 
 def phonopy_energies(crystal, fc, supercell, q_rlu):

@@ -181,7 +181,9 @@ def test_shipped_calibration_matches_the_shipped_model():
     pred = load_model("ge")
     cal = load_calibration(pred)
     if cal is None:
-        pytest.skip("no calibration.json for these ge weights (retrained?): benchmarks/calibration.py --write model")
+        pytest.skip(
+            "no calibration.json for these ge weights (retrained?): benchmarks/calibration.py --write model"
+        )
     assert cal.names == tuple(pred.names) and cal.refined is not None and cal.ood is not None
     assert np.all(cal.ml.n_cal >= 20) and np.all(np.isfinite(cal.ml.q95))
     out = cal.calibrate(np.zeros(len(pred.names)), np.full(len(pred.names), 0.01))

@@ -11,12 +11,19 @@ from fcinv.cli import evaluate as evaluate_cli
 from fcinv.dataset import write_dataset
 from fcinv.dataset.toy import make_toy_dataset
 from fcinv.errors import DataError, GridError
-from fcinv.evaluation import ACTIVE_KL_THRESHOLD, EvalConfig, LatentStats, interpolate, mae, r2_score, run_evaluation
+from fcinv.evaluation import (
+    ACTIVE_KL_THRESHOLD,
+    EvalConfig,
+    LatentStats,
+    interpolate,
+    mae,
+    r2_score,
+    run_evaluation,
+)
 from fcinv.inference import load_model
 from fcinv.models import ResNet18, ResNet18Config, Standardizer
 from fcinv.noise import NOISE_GRID
 from fcinv.training import TrainConfig, train_regressor, train_vae
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,8 +34,18 @@ def setup(tmp_path_factory):
     ds = make_toy_dataset(n=300, k=3, n_q=16, n_e=12, seed=2)
     write_dataset(root / "toy.h5", ds)
     cfg = dict(batch_size=16, lr=1e-2, progress=False)
-    train_vae(root / "toy.h5", root / "vae", TrainConfig(epochs=6, **cfg), latent_dim=4, channels=(4, 8), hidden_dim=32, beta=0.01)
-    train_regressor(root / "toy.h5", root / "regressor", root / "vae", TrainConfig(epochs=8, **cfg), hidden=(32,))
+    train_vae(
+        root / "toy.h5",
+        root / "vae",
+        TrainConfig(epochs=6, **cfg),
+        latent_dim=4,
+        channels=(4, 8),
+        hidden_dim=32,
+        beta=0.01,
+    )
+    train_regressor(
+        root / "toy.h5", root / "regressor", root / "vae", TrainConfig(epochs=8, **cfg), hidden=(32,)
+    )
     ResNet18(ResNet18Config((16, 12), n_out=3)).save_checkpoint(
         root / "resnet", grid=ds.grid, names=ds.names, target_scaling=Standardizer.fit(ds.theta)
     )
@@ -66,7 +83,9 @@ def test_run_evaluation_writes_metrics_and_figures(tmp_path, setup):
     root, ds = setup
     vae_model = load_model(root)
     cfg = EvalConfig(progress=False, umap=False)
-    rep = run_evaluation({"vae": vae_model, "vae_again": vae_model, "resnet": root / "resnet"}, root / "toy.h5", tmp_path, cfg)
+    rep = run_evaluation(
+        {"vae": vae_model, "vae_again": vae_model, "resnet": root / "resnet"}, root / "toy.h5", tmp_path, cfg
+    )
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["models"].keys() == rep["models"].keys() == {"vae", "vae_again", "resnet"}
     assert rep["dataset"]["n_test"] == len(ds.split["test"])
@@ -82,8 +101,14 @@ def test_run_evaluation_writes_metrics_and_figures(tmp_path, setup):
     assert lat["latent_dim"] == 4 and 0 <= lat["n_active"] <= 4 and len(lat["kl_per_dim"]) == 4
     snr = np.array(rep["models"]["vae"]["noise_grid"]["snr_median"])
     assert snr[0, 0] > snr[2, 2] > snr[-1, -1]
-    for name in ("r2_clean.png", "reconstructions_vae.png", "latent_spread_vae.png", "latent_interpolation_vae.png",
-                 "noise_examples.png", "training_vae_regressor.png"):
+    for name in (
+        "r2_clean.png",
+        "reconstructions_vae.png",
+        "latent_spread_vae.png",
+        "latent_interpolation_vae.png",
+        "noise_examples.png",
+        "training_vae_regressor.png",
+    ):
         assert (tmp_path / name).stat().st_size > 1000, name
     assert "resnet" not in {f.split("_")[-1][:-4] for f in rep["figures"] if f.startswith("latent")}
 
@@ -93,11 +118,15 @@ def test_umap_skipped_with_a_note_without_umap_learn(tmp_path, setup, monkeypatc
     from fcinv.errors import MissingDependencyError
 
     def missing(module, extra, purpose):
-        raise MissingDependencyError(f"{purpose} needs the optional package '{module}'; install it with: pip install 'fcinv[{extra}]'")
+        raise MissingDependencyError(
+            f"{purpose} needs the optional package '{module}'; install it with: pip install 'fcinv[{extra}]'"
+        )
 
     monkeypatch.setattr(latent, "require", missing)
     root, _ = setup
-    rep = run_evaluation({"vae": root}, root / "toy.h5", tmp_path, EvalConfig(progress=False, noise_grid=False))
+    rep = run_evaluation(
+        {"vae": root}, root / "toy.h5", tmp_path, EvalConfig(progress=False, noise_grid=False)
+    )
     assert "umap-learn not installed" in rep["models"]["vae"]["umap"]
     assert not (tmp_path / "latent_umap_vae.png").exists()
     assert "skipping the UMAP figure" in caplog.text
@@ -107,13 +136,19 @@ def test_umap_skipped_with_a_note_without_umap_learn(tmp_path, setup, monkeypatc
 def test_umap_figure(tmp_path, setup):
     pytest.importorskip("umap", reason="umap-learn (the [latent] extra) is not installed")
     root, _ = setup
-    rep = run_evaluation({"vae": root}, root / "toy.h5", tmp_path, EvalConfig(progress=False, noise_grid=False))
-    assert "latent_umap_vae.png" in rep["figures"] and (tmp_path / "latent_umap_vae.png").stat().st_size > 1000
+    rep = run_evaluation(
+        {"vae": root}, root / "toy.h5", tmp_path, EvalConfig(progress=False, noise_grid=False)
+    )
+    assert (
+        "latent_umap_vae.png" in rep["figures"] and (tmp_path / "latent_umap_vae.png").stat().st_size > 1000
+    )
 
 
 def test_clean_metrics_match_direct_prediction(tmp_path, setup):
     root, ds = setup
-    rep = run_evaluation({"m": root}, root / "toy.h5", tmp_path, EvalConfig(noise_grid=False, latent=False, progress=False))
+    rep = run_evaluation(
+        {"m": root}, root / "toy.h5", tmp_path, EvalConfig(noise_grid=False, latent=False, progress=False)
+    )
     assert "latent" not in rep["models"]["m"]
     theta, spectra = ds.part("test")
     pred, _ = load_model(root).predict_batch(spectra)
@@ -125,18 +160,48 @@ def test_refuses_model_of_another_grid(tmp_path, setup):
     root, _ = setup
     other = make_toy_dataset(n=60, k=3, n_q=16, n_e=10, seed=0)
     write_dataset(tmp_path / "other.h5", other)
-    with pytest.raises(GridError, match=r"model 'm' was trained on another grid \(model grid \(16, 12\) vs data grid \(16, 10\)\)"):
+    with pytest.raises(
+        GridError,
+        match=r"model 'm' was trained on another grid \(model grid \(16, 12\) vs data grid \(16, 10\)\)",
+    ):
         run_evaluation({"m": root}, tmp_path / "other.h5", tmp_path / "out", EvalConfig(progress=False))
 
 
 def test_cli_evaluate(tmp_path, setup, capsys):
     root, _ = setup
-    code = evaluate_cli.main(["--model", f"vae={root}", "--model", str(root / "resnet"), "--data", str(root / "toy.h5"),
-                              "--out", str(tmp_path), "--max-test", "20", "--quiet", "--no-umap"])
+    code = evaluate_cli.main(
+        [
+            "--model",
+            f"vae={root}",
+            "--model",
+            str(root / "resnet"),
+            "--data",
+            str(root / "toy.h5"),
+            "--out",
+            str(tmp_path),
+            "--max-test",
+            "20",
+            "--quiet",
+            "--no-umap",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "clean test R² (20 spectra)" in out and "noise B=0.1 P=300" in out and "resnet" in out
     rep = json.loads((tmp_path / "metrics.json").read_text())
     assert rep["command"].startswith("fcinv evaluate --model")
-    assert evaluate_cli.main(["--model", str(root), "--data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert (
+        evaluate_cli.main(
+            [
+                "--model",
+                str(root),
+                "--data",
+                str(tmp_path / "missing.h5"),
+                "--out",
+                str(tmp_path / "x"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "fcinv evaluate: error: dataset" in capsys.readouterr().err

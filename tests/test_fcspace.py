@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _physics import SPRINGS, SUPERCELL, check_frequencies, phonopy_energies
 from fcinv.crystal import Crystal, default_grid
 from fcinv.errors import ForceConstantError
 from fcinv.fcspace import FCSpace, pairs_from_phonopy, read_phonopy
 from fcinv.units import THZ_TO_MEV
 
-from _physics import SPRINGS, SUPERCELL, check_frequencies, phonopy_energies
 
 @pytest.fixture(scope="module", params=["Ge", "Nb"])
 def space(request):
@@ -36,8 +36,17 @@ def test_basis_obeys_site_symmetry(space):
         d = x[j] + np.array(R) - x[i]
         for W, w, C in zip(rots, trans, cart):
             y = x @ W.T + w
-            gi = [a for a in range(c.n_atoms) if np.allclose((y[i] - x[a]) % 1 % 1, 0, atol=1e-6) or np.allclose(np.abs((y[i] - x[a]) - np.round(y[i] - x[a])), 0, atol=1e-6)][0]
-            gj = [a for a in range(c.n_atoms) if np.allclose(np.abs((y[j] - x[a]) - np.round(y[j] - x[a])), 0, atol=1e-6)][0]
+            gi = [
+                a
+                for a in range(c.n_atoms)
+                if np.allclose((y[i] - x[a]) % 1 % 1, 0, atol=1e-6)
+                or np.allclose(np.abs((y[i] - x[a]) - np.round(y[i] - x[a])), 0, atol=1e-6)
+            ][0]
+            gj = [
+                a
+                for a in range(c.n_atoms)
+                if np.allclose(np.abs((y[j] - x[a]) - np.round(y[j] - x[a])), 0, atol=1e-6)
+            ][0]
             dn = W @ d
             for B in shell.basis:
                 T = C @ B @ C.T
@@ -113,8 +122,12 @@ def test_dft_frequencies_match_phonopy(ge_crystal, ge_dft_dir):
     g = default_grid(ge_crystal)
     pairs = read_phonopy(ge_crystal, ge_dft_dir / "FORCE_CONSTANTS", ge_dft_dir / "POSCAR", (4, 4, 4))
     ph = phonopy.load(
-        unitcell_filename=str(ge_dft_dir / "POSCAR"), supercell_matrix=[4, 4, 4],
-        force_constants_filename=str(ge_dft_dir / "FORCE_CONSTANTS"), produce_fc=False, symmetrize_fc=False, log_level=0,
+        unitcell_filename=str(ge_dft_dir / "POSCAR"),
+        supercell_matrix=[4, 4, 4],
+        force_constants_filename=str(ge_dft_dir / "FORCE_CONSTANTS"),
+        produce_fc=False,
+        symmetrize_fc=False,
+        log_level=0,
     )
     ph.masses = ge_crystal.masses[: len(ph.masses)]
     dft = Crystal.from_file(ge_dft_dir / "POSCAR")
@@ -135,7 +148,9 @@ def test_poscar_atom_count_mismatch(ge_crystal, ge_dft_dir):
     from fcinv.crystal import material_dir
 
     with pytest.raises(ForceConstantError, match=r"needs \(512, 512, 3, 3\).*POSCAR matches"):
-        read_phonopy(ge_crystal, ge_dft_dir / "FORCE_CONSTANTS", material_dir("Ge") / "structure.vasp", (4, 4, 4))
+        read_phonopy(
+            ge_crystal, ge_dft_dir / "FORCE_CONSTANTS", material_dir("Ge") / "structure.vasp", (4, 4, 4)
+        )
 
 
 def test_theta_wrong_length_and_nan(ge_crystal):

@@ -53,7 +53,9 @@ def test_rescaled_output_is_model_input(spectra):
 
 def test_noise_decreases_with_scale(spectra):
     clean = minmax_scale(spectra)
-    errs = [np.abs(add_noise(spectra, 0.0, p, np.random.default_rng(0)) - clean).mean() for p in (10, 100, 1e4)]
+    errs = [
+        np.abs(add_noise(spectra, 0.0, p, np.random.default_rng(0)) - clean).mean() for p in (10, 100, 1e4)
+    ]
     assert errs[0] > errs[1] > errs[2]
     np.testing.assert_allclose(add_noise(spectra, 0.3, np.inf, np.random.default_rng(0)), clean, atol=1e-6)
 
@@ -66,13 +68,23 @@ def test_snr_definition_matches_draws(spectra):
         np.testing.assert_allclose(meas.mean(), exp.mean(), rtol=0.05)
     i = minmax_scale(spectra[0]).astype(float)
     s = i > 0.1
-    np.testing.assert_allclose(expected_snr(spectra[0], 0.1, 300), i[s].mean() / np.sqrt(((i[s] + 0.1) / 300).mean()))
+    np.testing.assert_allclose(
+        expected_snr(spectra[0], 0.1, 300), i[s].mean() / np.sqrt(((i[s] + 0.1) / 300).mean())
+    )
 
 
 def test_grid_spans_mild_to_heavy(spectra):
     assert NOISE_GRID.shape == (5, 5)
     assert MIDDLE_SETTING == NoiseSetting(0.1, 300.0)
-    snr = np.array([[np.median(expected_snr(spectra, s.background, s.scale)) for j, s in [(j, NOISE_GRID.setting(i, j)) for j in range(5)]] for i in range(5)])
+    snr = np.array(
+        [
+            [
+                np.median(expected_snr(spectra, s.background, s.scale))
+                for j, s in [(j, NOISE_GRID.setting(i, j)) for j in range(5)]
+            ]
+            for i in range(5)
+        ]
+    )
     assert np.all(np.diff(snr, axis=1) < 0), "SNR must fall along P (columns)"
     assert np.all(np.diff(snr, axis=0) <= 0), "SNR must fall along B (rows)"
     assert snr[0, 0] / snr[-1, -1] > 30
@@ -108,7 +120,9 @@ def test_augmenter(spectra):
     np.testing.assert_array_equal(a1, aug(spectra, np.random.default_rng(3)))
 
 
-@pytest.mark.parametrize("b, p, msg", [(-0.1, 10, "background B=-0.1"), (0.1, 0, "scale P=0"), (np.nan, 10, "background B=nan")])
+@pytest.mark.parametrize(
+    "b, p, msg", [(-0.1, 10, "background B=-0.1"), (0.1, 0, "scale P=0"), (np.nan, 10, "background B=nan")]
+)
 def test_bad_parameters(spectra, b, p, msg):
     with pytest.raises(NoiseError, match=msg):
         add_noise(spectra, b, p, np.random.default_rng(0))

@@ -65,7 +65,9 @@ def test_regressor_training_lowers_validation_loss(tmp_path, data):
 
 def test_resnet_training_lowers_training_loss(tmp_path, data):
     # (on 64 tiny spectra the eval-mode BatchNorm statistics lag, so the validation loss is not a fair test here)
-    net = train_resnet(data, tmp_path / "resnet", cfg(epochs=2, batch_size=16, max_train=64, max_val=16, lr=1e-3))
+    net = train_resnet(
+        data, tmp_path / "resnet", cfg(epochs=2, batch_size=16, max_train=64, max_val=16, lr=1e-3)
+    )
     train = [h["train_loss"] for h in net.history]
     assert train[-1] < 0.8 * train[0]
     assert all(np.isfinite(h["val_loss"]) for h in net.history)
@@ -174,12 +176,17 @@ def test_early_stopping_keeps_best(tmp_path):
     saved = torch.load(tmp_path / "ck" / WEIGHTS, weights_only=True)
     for k, v in state["best_state"].items():
         torch.testing.assert_close(saved[k], v, rtol=0, atol=0)
-    assert not torch.equal(state["model"]["net.0.weight"], state["best_state"]["net.0.weight"]), "best state must be a copy"
+    assert not torch.equal(state["model"]["net.0.weight"], state["best_state"]["net.0.weight"]), (
+        "best state must be a copy"
+    )
 
 
 def test_nan_loss_is_reported(tmp_path):
     task = _StubTask([1.0] * 3)
-    task.train_loss = lambda batch, gen: (torch.tensor(float("nan"), requires_grad=True), {"loss": float("nan")})
+    task.train_loss = lambda batch, gen: (
+        torch.tensor(float("nan"), requires_grad=True),
+        {"loss": float("nan")},
+    )
     with pytest.raises(TrainingError, match="training loss became nan at epoch 1. Lower --lr"):
         Trainer(task, tmp_path / "ck", cfg(epochs=2)).fit()
 
@@ -216,11 +223,46 @@ def test_training_on_cuda(tmp_path, data):
 
 def test_cli_train(tmp_path, data, capsys):
     common = ["--data", str(data), "--epochs", "2", "--batch-size", "32", "--quiet"]
-    assert train_cli.main(["vae", *common, "--out", str(tmp_path / "vae"), "--latent-dim", "3", "--channels", "4,8", "--hidden-dim", "16"]) == 0
-    assert train_cli.main(["regressor", *common, "--out", str(tmp_path / "reg"), "--vae", str(tmp_path / "vae"), "--hidden", "16"]) == 0
+    assert (
+        train_cli.main(
+            [
+                "vae",
+                *common,
+                "--out",
+                str(tmp_path / "vae"),
+                "--latent-dim",
+                "3",
+                "--channels",
+                "4,8",
+                "--hidden-dim",
+                "16",
+            ]
+        )
+        == 0
+    )
+    assert (
+        train_cli.main(
+            [
+                "regressor",
+                *common,
+                "--out",
+                str(tmp_path / "reg"),
+                "--vae",
+                str(tmp_path / "vae"),
+                "--hidden",
+                "16",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "vae: best validation loss" in out and "regressor: best validation loss" in out
     conf = json.loads((tmp_path / "reg" / CONFIG).read_text())
     assert conf["command"].startswith("fcinv train regressor --data")
-    assert train_cli.main(["vae", "--data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert (
+        train_cli.main(
+            ["vae", "--data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "x"), "--quiet"]
+        )
+        == 2
+    )
     assert "fcinv train: error: dataset" in capsys.readouterr().err

@@ -40,9 +40,10 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -156,7 +157,7 @@ class ScaleCalibration:
         *,
         estimator: str = "ml",
         min_n: int = 20,
-    ) -> "ScaleCalibration":
+    ) -> ScaleCalibration:
         """Fit on a calibration split.
 
         Parameters
@@ -221,7 +222,7 @@ class ScaleCalibration:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ScaleCalibration":
+    def from_dict(cls, d: Mapping[str, Any]) -> ScaleCalibration:
         try:
             return cls(
                 tuple(d["names"]),
@@ -271,7 +272,7 @@ class OODReference:
     source: str = ""
 
     @classmethod
-    def fit(cls, recon_mse: np.ndarray, mu: np.ndarray, source: str = "") -> "OODReference":
+    def fit(cls, recon_mse: np.ndarray, mu: np.ndarray, source: str = "") -> OODReference:
         """From the reconstruction errors (n,) and latent means (n, d) of reference spectra."""
         r = np.sort(np.asarray(recon_mse, float)[np.isfinite(recon_mse)])
         m = np.asarray(mu, float)
@@ -322,7 +323,7 @@ class OODReference:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "OODReference":
+    def from_dict(cls, d: Mapping[str, Any]) -> OODReference:
         return cls(
             np.asarray(d["recon_mse"], float),
             np.asarray(d["latent_mean"], float),
@@ -414,7 +415,7 @@ class ModelCalibration:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelCalibration":
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelCalibration:
         if d.get("format") != FORMAT:
             raise CalibrationError(
                 f"format {d.get('format')!r} is not {FORMAT!r}. Pass a calibration.json written by fcinv."

@@ -44,14 +44,20 @@ def resolve_device(device: str | None = None):
     name = str(device).strip().lower()
     base = name.split(":", 1)[0]
     if base not in CHOICES or (":" in name and (base != "cuda" or not name.split(":", 1)[1].isdigit())):
-        raise DeviceError(f"{source}={device!r} is not a device. Use one of {', '.join(CHOICES)} (or cuda:N).")
+        raise DeviceError(
+            f"{source}={device!r} is not a device. Use one of {', '.join(CHOICES)} (or cuda:N)."
+        )
     if base == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if base == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"{source}={device!r} but no CUDA GPU is available to this torch build. Use --device cpu.")
+            raise DeviceError(
+                f"{source}={device!r} but no CUDA GPU is available to this torch build. Use --device cpu."
+            )
         idx = int(name.split(":", 1)[1]) if ":" in name else 0
         if idx >= torch.cuda.device_count():
-            raise DeviceError(f"{source}={device!r} but only {torch.cuda.device_count()} GPU(s) exist. Use cuda:0..{torch.cuda.device_count() - 1}.")
+            raise DeviceError(
+                f"{source}={device!r} but only {torch.cuda.device_count()} GPU(s) exist. Use cuda:0..{torch.cuda.device_count() - 1}."
+            )
         return torch.device(name)
     return torch.device("cpu")

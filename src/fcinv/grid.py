@@ -47,9 +47,13 @@ class SpectrumGrid:
         q = np.asarray(self.q_rlu, dtype=float)
         e = np.asarray(self.energy_edges, dtype=float)
         if q.ndim != 2 or q.shape[1] != 3 or len(q) == 0:
-            raise GridError(f"q_rlu has shape {q.shape}; expected (n_q, 3) with n_q >= 1. Pass one (h, k, l) per q-bin.")
+            raise GridError(
+                f"q_rlu has shape {q.shape}; expected (n_q, 3) with n_q >= 1. Pass one (h, k, l) per q-bin."
+            )
         if e.ndim != 1 or len(e) < 2 or not np.all(np.diff(e) > 0):
-            raise GridError("energy_edges must be a 1-D increasing array of at least 2 edges (meV). Pass bin edges, not centres.")
+            raise GridError(
+                "energy_edges must be a 1-D increasing array of at least 2 edges (meV). Pass bin edges, not centres."
+            )
         if not (np.all(np.isfinite(q)) and np.all(np.isfinite(e))):
             raise GridError("the grid contains NaN or inf. Pass finite q-points and energy edges.")
         object.__setattr__(self, "q_rlu", q)
@@ -87,7 +91,7 @@ class SpectrumGrid:
         h.update(np.round(self.energy_edges, 6).astype(np.float64).tobytes())
         return h.hexdigest()[:16]
 
-    def same_as(self, other: "SpectrumGrid", atol: float = 1e-6) -> bool:
+    def same_as(self, other: SpectrumGrid, atol: float = 1e-6) -> bool:
         """True when both grids have the same q-points and energy edges."""
         return (
             self.q_rlu.shape == other.q_rlu.shape
@@ -96,7 +100,7 @@ class SpectrumGrid:
             and np.allclose(self.energy_edges, other.energy_edges, atol=atol)
         )
 
-    def check_same(self, other: "SpectrumGrid", what: str = "the spectrum") -> None:
+    def check_same(self, other: SpectrumGrid, what: str = "the spectrum") -> None:
         """Raise :class:`GridError` unless ``other`` is the same grid as ``self``.
 
         Parameters
@@ -118,7 +122,9 @@ class SpectrumGrid:
         else:
             i = int(np.argmax(np.abs(other.q_rlu - self.q_rlu).max(axis=1)))
             detail = f"q-point {i} is {np.round(other.q_rlu[i], 4).tolist()} vs expected {np.round(self.q_rlu[i], 4).tolist()}"
-        raise GridError(f"{what} is on another grid ({detail}). Rebin it onto the model's grid (fcinv infer --rebin) or use a model trained on this grid.")
+        raise GridError(
+            f"{what} is on another grid ({detail}). Rebin it onto the model's grid (fcinv infer --rebin) or use a model trained on this grid."
+        )
 
     # -------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict:
@@ -133,7 +139,7 @@ class SpectrumGrid:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SpectrumGrid":
+    def from_dict(cls, d: dict) -> SpectrumGrid:
         """Rebuild from :meth:`to_dict` output; a missing key raises :class:`GridError`."""
         try:
             return cls(
@@ -145,19 +151,23 @@ class SpectrumGrid:
                 segment_bins=tuple(d.get("segment_bins", ())),
             )
         except KeyError as exc:
-            raise GridError(f"grid description lacks the key {exc}. The file was not written by fcinv or is truncated; regenerate it.") from None
+            raise GridError(
+                f"grid description lacks the key {exc}. The file was not written by fcinv or is truncated; regenerate it."
+            ) from None
 
     def to_json(self) -> str:
         """The grid as a JSON string (used as an HDF5 attribute)."""
         return json.dumps(self.to_dict())
 
     @classmethod
-    def from_json(cls, s: str) -> "SpectrumGrid":
+    def from_json(cls, s: str) -> SpectrumGrid:
         """Inverse of :meth:`to_json`."""
         try:
             return cls.from_dict(json.loads(s))
         except json.JSONDecodeError as exc:
-            raise GridError(f"grid description is not valid JSON ({exc}). The file is corrupt; regenerate it.") from None
+            raise GridError(
+                f"grid description is not valid JSON ({exc}). The file is corrupt; regenerate it."
+            ) from None
 
     def plot_axes(self, ax) -> None:
         """Put the path ticks and labels on a matplotlib x-axis (q-bin index units)."""

@@ -33,8 +33,8 @@ background of ~10 % of the peak).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -51,7 +51,9 @@ class NoiseError(FcinvError):
 
 def _check(background: float, scale: float) -> None:
     if not (np.isfinite(background) and background >= 0):
-        raise NoiseError(f"background B={background} must be finite and >= 0 (a fraction of the peak). Pass e.g. 0.1.")
+        raise NoiseError(
+            f"background B={background} must be finite and >= 0 (a fraction of the peak). Pass e.g. 0.1."
+        )
     if not (scale > 0):
         raise NoiseError(f"scale P={scale} must be > 0 (counts at unit intensity). Pass e.g. 300.")
 
@@ -158,8 +160,16 @@ def add_noise(
     if x.ndim < 2:
         raise NoiseError(f"spectra have shape {x.shape}; expected (..., n_q, n_E). Pass 2-D spectra.")
     batch = x.shape[:-2]
-    b = np.broadcast_to(np.asarray(background, dtype=float), batch) if np.ndim(background) else np.full(batch, float(background))
-    p = np.broadcast_to(np.asarray(scale, dtype=float), batch) if np.ndim(scale) else np.full(batch, float(scale))
+    b = (
+        np.broadcast_to(np.asarray(background, dtype=float), batch)
+        if np.ndim(background)
+        else np.full(batch, float(background))
+    )
+    p = (
+        np.broadcast_to(np.asarray(scale, dtype=float), batch)
+        if np.ndim(scale)
+        else np.full(batch, float(scale))
+    )
     for bv, pv in zip(np.ravel(b)[:1000], np.ravel(p)[:1000]):
         _check(bv, pv)
     mask = ~np.isfinite(x)
@@ -175,7 +185,9 @@ def add_noise(
     return noisy.astype(np.float32)
 
 
-def expected_snr(spectra: np.ndarray, background: float, scale: float, threshold: float = SNR_THRESHOLD) -> np.ndarray:
+def expected_snr(
+    spectra: np.ndarray, background: float, scale: float, threshold: float = SNR_THRESHOLD
+) -> np.ndarray:
     """SNR of spectra under (B, P): ``mean_S(I) / sqrt(mean_S((I + B) / P))`` over S = {I > threshold}.
 
     Parameters
@@ -203,7 +215,9 @@ def expected_snr(spectra: np.ndarray, background: float, scale: float, threshold
     return mean_i / np.sqrt(mean_var)
 
 
-def measured_snr(clean: np.ndarray, noisy_unscaled: np.ndarray, background: float, threshold: float = SNR_THRESHOLD) -> np.ndarray:
+def measured_snr(
+    clean: np.ndarray, noisy_unscaled: np.ndarray, background: float, threshold: float = SNR_THRESHOLD
+) -> np.ndarray:
     """Estimate the SNR from one noisy draw (``add_noise(..., rescale=False)``).
 
     ``mean_S(I) / sqrt(mean_S((N − I − B)²))`` over S = {I > threshold}; shape ``clean.shape[:-2]``.
@@ -234,7 +248,9 @@ class NoiseAugmenter:
         _check(self.b_range[0], self.p_range[0])
         _check(self.b_range[1], self.p_range[1])
         if not 0 <= self.p_clean <= 1:
-            raise NoiseError(f"p_clean={self.p_clean} must be in [0, 1]. Pass the fraction of spectra left clean.")
+            raise NoiseError(
+                f"p_clean={self.p_clean} must be in [0, 1]. Pass the fraction of spectra left clean."
+            )
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n`` (B, P) pairs; clean ones have P = inf and B = 0."""

@@ -38,7 +38,9 @@ def test_default_domain_contains_dft_ge(ge_crystal, ge_dft_dir):
     from fcinv.reference import load_reference
 
     ref = load_reference("Ge")
-    dft = ref.space.project(read_phonopy(ref.crystal, ge_dft_dir / "FORCE_CONSTANTS", ge_dft_dir / "POSCAR", (4, 4, 4))).theta
+    dft = ref.space.project(
+        read_phonopy(ref.crystal, ge_dft_dir / "FORCE_CONSTANTS", ge_dft_dir / "POSCAR", (4, 4, 4))
+    ).theta
     idx = ref.space.index(ref.sampled)
     lo, hi = ref.bounds()
     dom = widened_domain(ref.sampled, lo, hi, ref.theta_ref[idx])
@@ -74,7 +76,9 @@ def test_same_seed_same_dataset_and_all_stable(tmp_path, model, domain):
 
 def test_resume_after_interruption(tmp_path, model, domain, monkeypatch):
     """A run killed mid-way resumes from its .partial file and ends with the same data as an uninterrupted run."""
-    full = read_dataset(generate(model, domain, 90, tmp_path / "full.h5", seed=5, chunk=40, progress=False, command="test"))
+    full = read_dataset(
+        generate(model, domain, 90, tmp_path / "full.h5", seed=5, chunk=40, progress=False, command="test")
+    )
     calls = {"n": 0}
     real = model.spectra
 
@@ -89,7 +93,9 @@ def test_resume_after_interruption(tmp_path, model, domain, monkeypatch):
         generate(model, domain, 90, tmp_path / "r.h5", seed=5, chunk=40, progress=False, command="test")
     assert (tmp_path / "r.h5.partial").exists() and not (tmp_path / "r.h5").exists()
     monkeypatch.setattr(model, "spectra", real)
-    out = generate(model, domain, 90, tmp_path / "r.h5", seed=5, chunk=40, progress=False, command="test", resume=True)
+    out = generate(
+        model, domain, 90, tmp_path / "r.h5", seed=5, chunk=40, progress=False, command="test", resume=True
+    )
     np.testing.assert_array_equal(read_dataset(out).theta, full.theta)
 
 

@@ -6,7 +6,15 @@ import h5py
 import numpy as np
 import pytest
 
-from fcinv.dataset import REQUIRED_META, Dataset, DatasetWriter, LazySpectra, make_split, read_dataset, write_dataset
+from fcinv.dataset import (
+    REQUIRED_META,
+    Dataset,
+    DatasetWriter,
+    LazySpectra,
+    make_split,
+    read_dataset,
+    write_dataset,
+)
 from fcinv.dataset.toy import make_toy_dataset, toy_grid
 from fcinv.errors import DataError, GridError
 
@@ -76,7 +84,10 @@ def test_refuses_missing_field(tmp_path, ds, field):
     path = write_dataset(tmp_path / "toy.h5", ds)
     with h5py.File(path, "a") as f:
         del f[field]
-    with pytest.raises(DataError, match=rf"dataset toy.h5 lacks '{field}'; it was not written by fcinv or is truncated\. Regenerate it with fcinv dataset\."):
+    with pytest.raises(
+        DataError,
+        match=rf"dataset toy.h5 lacks '{field}'; it was not written by fcinv or is truncated\. Regenerate it with fcinv dataset\.",
+    ):
         read_dataset(path)
 
 
@@ -158,7 +169,9 @@ def test_writer_resume_after_interruption(tmp_path, ds):
         assert f.attrs["n_written"] == 25
     w._file.close()  # simulate a crash: no close(), file left as .partial
     assert not path.exists() and w.partial_path.exists()
-    with pytest.raises(DataError, match=r"\(w.h5.partial exists: the generation was interrupted; resume it\)"):
+    with pytest.raises(
+        DataError, match=r"\(w.h5.partial exists: the generation was interrupted; resume it\)"
+    ):
         read_dataset(path)
     with pytest.raises(DataError, match="exists \\(an interrupted run\\)"):
         DatasetWriter(path, ds.grid, ds.names, ds.meta, n_total=ds.n)
@@ -200,5 +213,15 @@ def test_writer_refuses_bad_chunks(tmp_path, ds):
 
 
 def test_required_meta_documented():
-    assert {"material", "seed", "command", "domain_low", "domain_high", "fixed_names", "fixed_values", "width_meV",
-            "accepted_fraction", "forward_model"} == set(REQUIRED_META)
+    assert {
+        "material",
+        "seed",
+        "command",
+        "domain_low",
+        "domain_high",
+        "fixed_names",
+        "fixed_values",
+        "width_meV",
+        "accepted_fraction",
+        "forward_model",
+    } == set(REQUIRED_META)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from _physics import SPRINGS, SUPERCELL, check_frequencies, phonopy_energies
 from fcinv.crystal import Crystal, default_grid
 from fcinv.errors import ForceConstantError
 from fcinv.fcspace import FCSpace, read_phonopy
 from fcinv.forward import Broadening, ForwardModel
 from fcinv.units import THZ_TO_MEV
 
-from _physics import SPRINGS, SUPERCELL, check_frequencies, phonopy_energies
 
 @pytest.fixture(scope="module", params=["Ge", "Nb"])
 def setup(request):
@@ -50,8 +50,12 @@ def test_dft_reference_matches_phonopy(ge_crystal, ge_dft_dir):
     pairs = read_phonopy(ge_crystal, ge_dft_dir / "FORCE_CONSTANTS", ge_dft_dir / "POSCAR", (4, 4, 4))
     model = ForwardModel.from_pairs(space, grid, pairs, free=space.names[:8])
     ph = phonopy.load(
-        unitcell_filename=str(ge_dft_dir / "POSCAR"), supercell_matrix=[4, 4, 4],
-        force_constants_filename=str(ge_dft_dir / "FORCE_CONSTANTS"), produce_fc=False, symmetrize_fc=False, log_level=0,
+        unitcell_filename=str(ge_dft_dir / "POSCAR"),
+        supercell_matrix=[4, 4, 4],
+        force_constants_filename=str(ge_dft_dir / "FORCE_CONSTANTS"),
+        produce_fc=False,
+        symmetrize_fc=False,
+        log_level=0,
     )
     ph.masses = np.full(len(ph.masses), ge_crystal.masses[0])
     dft = Crystal.from_file(ge_dft_dir / "POSCAR")
@@ -124,12 +128,19 @@ def test_frequencies_off_path(setup):
     c, space, grid, theta = setup
     model = ForwardModel(space, grid, theta, free=space.names[:3])
     q = np.array([[0.1, 0.2, 0.3]])
-    np.testing.assert_allclose(model.frequencies(model.theta0, q)[0], space.to_pairs(theta).frequencies(q), atol=1e-9)
+    np.testing.assert_allclose(
+        model.frequencies(model.theta0, q)[0], space.to_pairs(theta).frequencies(q), atol=1e-9
+    )
 
 
 def test_bad_theta(ge_crystal):
     space = FCSpace.for_material(ge_crystal)
-    model = ForwardModel(space, default_grid(ge_crystal), space.central_force_theta({"1NN": 6.0, "2NN": 0.6}), free=space.names[:8])
+    model = ForwardModel(
+        space,
+        default_grid(ge_crystal),
+        space.central_force_theta({"1NN": 6.0, "2NN": 0.6}),
+        free=space.names[:8],
+    )
     with pytest.raises(ForceConstantError, match=r"theta has shape \(7,\); the model varies 8 parameters"):
         model.spectra(np.zeros(7))
     t = np.tile(model.theta0, (3, 1))

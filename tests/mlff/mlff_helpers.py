@@ -78,7 +78,15 @@ class FakeMember:
         return SpringCalculator(list(self.shells))
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "family": self.family, "package": self.package, "package_version": "0", "model": self.model, "modal": None, "shipped": False}
+        return {
+            "name": self.name,
+            "family": self.family,
+            "package": self.package,
+            "package_version": "0",
+            "model": self.model,
+            "modal": None,
+            "shipped": False,
+        }
 
 
 def nb_member(name: str, k1: float, k2: float, weights: Path, **kw) -> FakeMember:

@@ -14,7 +14,6 @@ from fcinv.mlff.sensitivity import EnsembleError, choose_reference, ensemble_bou
 
 from .mlff_helpers import nb_member
 
-
 SETTINGS = PhononSettings.create(4, 0.005, mesh=4)
 
 
@@ -55,7 +54,16 @@ def built(tmp_path_factory):
         nb_member("broken", 3.0, 1.0, weights, fail=True),
     ]
     out = tmp / "data"
-    ens = build_reference(crystal, members, SETTINGS, workdir=tmp / "work", out_dir=out, top_k=3, command="fcinv reference Nb --test", progress=False)
+    ens = build_reference(
+        crystal,
+        members,
+        SETTINGS,
+        workdir=tmp / "work",
+        out_dir=out,
+        top_k=3,
+        command="fcinv reference Nb --test",
+        progress=False,
+    )
     return crystal, ens, out
 
 
@@ -72,7 +80,9 @@ def test_ensemble_json_content(built):
     assert set(theta) == {"stiff", "mid", "soft", "unstable"}
     for n in names:  # bounds over the stable members only, reference inside
         vals = [theta[m][n] for m in ens["stable_members"]]
-        assert ens["bounds"]["lower"][n] == pytest.approx(min(vals)) and ens["bounds"]["upper"][n] == pytest.approx(max(vals))
+        assert ens["bounds"]["lower"][n] == pytest.approx(min(vals)) and ens["bounds"]["upper"][
+            n
+        ] == pytest.approx(max(vals))
         assert min(vals) <= ens["theta_ref"][n] <= max(vals)
 
 

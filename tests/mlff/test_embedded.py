@@ -8,7 +8,6 @@ import pytest
 from fcinv.mlff.ensemble import SHIPPED_MEMBERS
 
 
-
 @pytest.mark.parametrize("material", ["Ge", "Nb"])
 def test_embedded_data_consistent(material):
     from fcinv.crystal import Crystal, material_dir
@@ -16,7 +15,9 @@ def test_embedded_data_consistent(material):
     from fcinv.mlff.build import load_ensemble, read_reference_fc
     from fcinv.mlff.phonons import frequencies_thz, phonopy_from_fc
 
-    assert (material_dir(material) / "ensemble.json").is_file(), f"the embedded {material} ensemble is shipped"
+    assert (material_dir(material) / "ensemble.json").is_file(), (
+        f"the embedded {material} ensemble is shipped"
+    )
     ens = load_ensemble(material)
     crystal = Crystal.from_name(material)
     assert [m["name"] for m in ens["members"]] == list(SHIPPED_MEMBERS)  # every shipped member appears

@@ -21,7 +21,6 @@ from fcinv.units import EV_A2_AMU_TO_THZ
 from .mlff_helpers import NB_A, NB_SHELLS, SpringCalculator
 
 
-
 def spring_frequencies(crystal, k1: float, k2: float, q_rlu) -> np.ndarray:
     """Analytic bcc central-spring frequencies (THz, sorted) at conventional r.l.u. ``q_rlu``."""
     a = crystal.conventional_a
@@ -37,12 +36,27 @@ def spring_frequencies(crystal, k1: float, k2: float, q_rlu) -> np.ndarray:
     return np.sign(w2) * np.sqrt(np.abs(w2)) * EV_A2_AMU_TO_THZ
 
 
-@pytest.mark.parametrize("value, expected", [(4, np.diag([4, 4, 4])), ([2, 3, 4], np.diag([2, 3, 4])), ([[0, 1, 1], [1, 0, 1], [1, 1, 0]], [[0, 1, 1], [1, 0, 1], [1, 1, 0]])])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (4, np.diag([4, 4, 4])),
+        ([2, 3, 4], np.diag([2, 3, 4])),
+        ([[0, 1, 1], [1, 0, 1], [1, 1, 0]], [[0, 1, 1], [1, 0, 1], [1, 1, 0]]),
+    ],
+)
 def test_supercell_matrix_forms(value, expected):
     assert np.array_equal(np.array(supercell_matrix(value)), np.array(expected))
 
 
-@pytest.mark.parametrize("value, match", [([1, 2], "not 1, 3 or 9 integers"), (2.5, "not 1, 3 or 9 integers"), ([[1, 0, 0], [0, 1, 0], [1, 0, 0]], "singular"), ("abc", "not 1, 3 or 9")])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ([1, 2], "not 1, 3 or 9 integers"),
+        (2.5, "not 1, 3 or 9 integers"),
+        ([[1, 0, 0], [0, 1, 0], [1, 0, 0]], "singular"),
+        ("abc", "not 1, 3 or 9"),
+    ],
+)
 def test_supercell_matrix_rejects(value, match):
     with pytest.raises(PhononError, match=match):
         supercell_matrix(value)
@@ -57,7 +71,9 @@ def test_displacement_rejected(d):
 def test_springs_match_analytic_frequencies(nb_crystal):
     k1, k2 = 3.0, 1.0
     settings = PhononSettings.create(4, 0.005)
-    phonon = compute_force_constants(nb_crystal, SpringCalculator([(NB_SHELLS[0], k1), (NB_SHELLS[1], k2)]), settings)
+    phonon = compute_force_constants(
+        nb_crystal, SpringCalculator([(NB_SHELLS[0], k1), (NB_SHELLS[1], k2)]), settings
+    )
     assert phonon.force_constants.shape == (1, 64, 3, 3)
     qs = np.array([[0, 1, 0], [0.5, 0.5, 0], [0.5, 0.5, 0.5], [0.3, 0.1, 0.0], [0.2, 0.7, 0.4]])
     got = frequencies_thz(phonon, nb_crystal, qs)
@@ -70,7 +86,9 @@ def test_springs_match_analytic_frequencies(nb_crystal):
 
 def test_summary_labels_and_stability(nb_crystal):
     settings = PhononSettings.create(4, 0.005)
-    phonon = compute_force_constants(nb_crystal, SpringCalculator([(NB_SHELLS[0], 3.0), (NB_SHELLS[1], 1.0)]), settings)
+    phonon = compute_force_constants(
+        nb_crystal, SpringCalculator([(NB_SHELLS[0], 3.0), (NB_SHELLS[1], 1.0)]), settings
+    )
     s = summarize(phonon, nb_crystal, settings)
     assert s.stable and s.unstable_at == []
     assert list(s.points) == ["H", "N", "P"]
@@ -88,7 +106,9 @@ def test_gamma_labels_acoustic_and_optical(nb_crystal):
 
 def test_unstable_detected(nb_crystal):
     settings = PhononSettings.create(4, 0.005)
-    phonon = compute_force_constants(nb_crystal, SpringCalculator([(NB_SHELLS[0], -1.0), (NB_SHELLS[1], 1.0)]), settings)
+    phonon = compute_force_constants(
+        nb_crystal, SpringCalculator([(NB_SHELLS[0], -1.0), (NB_SHELLS[1], 1.0)]), settings
+    )
     s = summarize(phonon, nb_crystal, settings)
     assert not s.stable
     assert "H" in s.unstable_at and s.path_min_thz < -settings.imag_tol_thz

@@ -11,7 +11,6 @@ from fcinv.mlff.runner import convergence_study, load_result, run_ensemble
 
 from .mlff_helpers import nb_member
 
-
 SETTINGS = PhononSettings.create(3, 0.005, mesh=4)
 
 
@@ -24,8 +23,16 @@ def test_members_run_cache_and_resume(nb_crystal, weights_file, tmp_path):
     assert [r.status for r in res] == ["stable", "unstable", "failed"]
     assert res[1].reason.startswith("imaginary modes") and "H" in res[1].reason
     assert res[2].reason == "RuntimeError: weights are corrupt"  # one line
-    assert res[0].fc.shape == (1, 27, 3, 3) and res[0].wall_s > 0 and res[0].lattice_a == pytest.approx(nb_crystal.conventional_a)
-    assert sorted(p.name for p in work.iterdir()) == ["broken.h5", "good.h5", "soft.h5"]  # no temporary files left
+    assert (
+        res[0].fc.shape == (1, 27, 3, 3)
+        and res[0].wall_s > 0
+        and res[0].lattice_a == pytest.approx(nb_crystal.conventional_a)
+    )
+    assert sorted(p.name for p in work.iterdir()) == [
+        "broken.h5",
+        "good.h5",
+        "soft.h5",
+    ]  # no temporary files left
     # a rerun reuses finished members and retries the failed one
     again = run_ensemble(nb_crystal, [good, soft, broken], SETTINGS, work, progress=False)
     assert len(good.calls) == 1 and len(soft.calls) == 1 and len(broken.calls) == 2

@@ -25,7 +25,16 @@ def ge():
 
 
 def test_registry_is_the_eight_shipped_members():
-    assert list(SHIPPED_MEMBERS) == ["chgnet-0.3.0", "chgnet-0.2.0", "chgnet-r2scan", "7net-0", "7net-0_22may2024", "7net-l3i5", "7net-mf-0-pbe", "7net-mf-0-r2scan"]
+    assert list(SHIPPED_MEMBERS) == [
+        "chgnet-0.3.0",
+        "chgnet-0.2.0",
+        "chgnet-r2scan",
+        "7net-0",
+        "7net-0_22may2024",
+        "7net-l3i5",
+        "7net-mf-0-pbe",
+        "7net-mf-0-r2scan",
+    ]
     assert [m.name for m in resolve_members(None)] == list(SHIPPED_MEMBERS)
 
 
@@ -39,7 +48,14 @@ def test_shipped_weights_on_disk(name):
     assert "site-packages" in str(path) and m.package_version() is not None
 
 
-@pytest.mark.parametrize("spec, match", [("7net-omni", "unknown ensemble member"), ("foo:/x", "unknown force-field family"), ("nonsense", "unknown ensemble member")])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("7net-omni", "unknown ensemble member"),
+        ("foo:/x", "unknown force-field family"),
+        ("nonsense", "unknown ensemble member"),
+    ],
+)
 def test_unknown_members_rejected(spec, match):
     with pytest.raises(MemberError, match=match):
         resolve_member(spec)
@@ -83,7 +99,10 @@ def test_chgnet_030_unstable_at_x_and_l(ge):
     summ = summarize(phonon, ge, s)
     assert not summ.stable
     assert {"X", "L"} <= set(summ.unstable_at)
-    assert min(summ.points["X"]["freqs_THz"]) < -s.imag_tol_thz and min(summ.points["L"]["freqs_THz"]) < -s.imag_tol_thz
+    assert (
+        min(summ.points["X"]["freqs_THz"]) < -s.imag_tol_thz
+        and min(summ.points["L"]["freqs_THz"]) < -s.imag_tol_thz
+    )
 
 
 @pytest.mark.mlff  # needs the [mlff] extra (CHGNet / SevenNet)
@@ -117,7 +136,23 @@ def test_cli_end_to_end(tmp_path, capsys):
     from fcinv.cli.reference import main
 
     out = tmp_path / "data"
-    rc = main(["Ge", "--members", "chgnet-0.2.0", "chgnet-0.3.0", "--supercell", "3", "--workdir", str(tmp_path / "work"), "--out-dir", str(out), "--top-k", "4", "--no-progress"])
+    rc = main(
+        [
+            "Ge",
+            "--members",
+            "chgnet-0.2.0",
+            "chgnet-0.3.0",
+            "--supercell",
+            "3",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--out-dir",
+            str(out),
+            "--top-k",
+            "4",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "chgnet-0.3.0" in text and "dropped: imaginary modes" in text
@@ -127,7 +162,15 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert (out / "reference_fc.hdf5").is_file() and (out / "provenance.json").is_file()
 
 
-@pytest.mark.parametrize("argv, match", [([], "no material given"), (["Ge", "--members", "7net-omni"], "unknown ensemble member"), (["Ge", "--supercell", "1", "2"], "not 1, 3 or 9"), (["Xx"], "structure file")])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        ([], "no material given"),
+        (["Ge", "--members", "7net-omni"], "unknown ensemble member"),
+        (["Ge", "--supercell", "1", "2"], "not 1, 3 or 9"),
+        (["Xx"], "structure file"),
+    ],
+)
 def test_cli_errors_are_one_line(argv, match, capsys):
     from fcinv.cli.reference import main
 

@@ -9,7 +9,16 @@ import torch
 
 from fcinv.dataset.toy import toy_grid
 from fcinv.errors import CheckpointError, GridError
-from fcinv.models import VAE, Regressor, RegressorConfig, ResNet18, ResNet18Config, Standardizer, VAEConfig, load_checkpoint
+from fcinv.models import (
+    VAE,
+    Regressor,
+    RegressorConfig,
+    ResNet18,
+    ResNet18Config,
+    Standardizer,
+    VAEConfig,
+    load_checkpoint,
+)
 from fcinv.models.checkpoint import CONFIG, WEIGHTS
 
 GRID = toy_grid(16, 12)
@@ -48,7 +57,9 @@ def test_save_load_identical(tmp_path, i):
 def test_refuses_other_grid_and_names(tmp_path):
     model, st, _ = _models()[1]
     model.save_checkpoint(tmp_path / "ck", grid=GRID, names=NAMES, target_scaling=st)
-    with pytest.raises(GridError, match=r"trained on another grid \(model grid \(16, 12\) vs data grid \(16, 13\)\)"):
+    with pytest.raises(
+        GridError, match=r"trained on another grid \(model grid \(16, 12\) vs data grid \(16, 13\)\)"
+    ):
         Regressor.from_checkpoint(tmp_path / "ck", expect_grid=toy_grid(16, 13))
     with pytest.raises(CheckpointError, match=r"predicts \['a', 'b'\], not \['a', 'c'\]"):
         Regressor.from_checkpoint(tmp_path / "ck", expect_names=("a", "c"))

@@ -8,7 +8,6 @@ import torch
 from fcinv.errors import CheckpointError, GridError
 from fcinv.models import ResNet18, ResNet18Config
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -38,7 +37,9 @@ def test_state_dict_names_match_torchvision():
     assert sd["layer4.1.conv2.weight"].shape == (512, 512, 3, 3)
     assert sd["fc.weight"].shape == (8, 512)
     n_params = sum(p.numel() for p in model.parameters())
-    assert n_params == 11_689_512 - 513 * 1000 + 513 * 8 - 64 * 2 * 49  # torchvision's 11.69 M, 1 input channel, 8 outputs
+    assert (
+        n_params == 11_689_512 - 513 * 1000 + 513 * 8 - 64 * 2 * 49
+    )  # torchvision's 11.69 M, 1 input channel, 8 outputs
 
 
 def test_forward_shapes_and_grid_check():

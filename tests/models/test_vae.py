@@ -9,7 +9,6 @@ from torch.nn import functional as F
 from fcinv.errors import FcinvError, GridError
 from fcinv.models import VAE, VAEConfig, kl_per_dim
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -155,4 +155,3 @@ def test_infer_cli_reads_nxspe(tmp_path, monkeypatch, capsys):
     # grid below 10 meV constrains nothing
     assert rc == 1 and "nothing is constrained" in err and "1NN_xx" in err
     assert not (tmp_path / "r.json").exists()
-

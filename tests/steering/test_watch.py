@@ -68,8 +68,8 @@ def test_watch_on_growing_directory_equals_batch(small_run, tmp_path):
     """Files land one by one while the loop runs; its final answer is the batch run's on all of them."""
     from fcinv.experiment.fold import Corrections
     from fcinv.inference import load_model
-    from fcinv.steering.watch import watch
     from fcinv.pipeline import Pipeline, PipelineConfig
+    from fcinv.steering.watch import watch
 
     ref, grid, run = small_run
     predictor = load_model("ge")

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.io import write_json
 from fcinv.cli._common import command_line
+from fcinv.io import write_json
 
 
 def add_watch_arguments(p: argparse.ArgumentParser, *, inference_options: bool = True) -> None:

@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     what = (
         f"the full DFT Ge set ({truth[4:]}, whole FORCE_CONSTANTS file)"
         if truth.startswith("dft:") and mode == "member"
-        else f"{mode}:{truth}"
-        + (" (fallback: the DFT Ge set was not found)" if args.truth == "auto" else "")
+        else f"{mode}:{truth}" + (" (fallback: the DFT Ge set was not found)" if args.truth == "auto" else "")
     )
     print(
         f"fcinv demo: simulated ARCS-like run ({args.orientations} orientations, 5 K, Ei = 40 meV), "

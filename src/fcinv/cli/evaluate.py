@@ -27,14 +27,27 @@ def _model_arg(s: str) -> tuple[str, str]:
 
 def get_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fcinv evaluate``."""
-    p = argparse.ArgumentParser(prog="fcinv evaluate", description="Evaluate trained models on the test split of a dataset: R², MAE, noise grid, latent analysis, figures.")
-    p.add_argument("--model", action="append", type=_model_arg, required=True, metavar="[LABEL=]DIR",
-                   help="model directory or shipped name; repeat to compare models (label defaults to the folder name)")
+    p = argparse.ArgumentParser(
+        prog="fcinv evaluate",
+        description="Evaluate trained models on the test split of a dataset: R², MAE, noise grid, latent analysis, figures.",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        type=_model_arg,
+        required=True,
+        metavar="[LABEL=]DIR",
+        help="model directory or shipped name; repeat to compare models (label defaults to the folder name)",
+    )
     p.add_argument("--data", required=True, help="dataset file (HDF5)")
     p.add_argument("--out", required=True, help="output folder for metrics.json and figures")
     p.add_argument("--max-test", type=int, default=None, help="use only the first N test spectra")
-    p.add_argument("--seed", type=int, default=0, help="seed of noise draws, latent samples and UMAP (default 0)")
-    p.add_argument("--k-samples", type=int, default=0, help="VAE: average K latent samples (default 0: regress μ)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of noise draws, latent samples and UMAP (default 0)"
+    )
+    p.add_argument(
+        "--k-samples", type=int, default=0, help="VAE: average K latent samples (default 0: regress μ)"
+    )
     p.add_argument("--no-noise-grid", action="store_true", help="skip the 5×5 noise grid")
     p.add_argument("--no-latent", action="store_true", help="skip the latent analysis")
     p.add_argument("--no-umap", action="store_true", help="skip the UMAP figure")
@@ -50,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["fcinv", "evaluate", *(sys.argv[1:] if argv is None else argv)])
     labels = [lab for lab, _ in args.model]
     if len(set(labels)) != len(labels):
-        print(f"fcinv evaluate: error: model labels {labels} repeat. Give each --model a LABEL=DIR.", file=sys.stderr)
+        print(
+            f"fcinv evaluate: error: model labels {labels} repeat. Give each --model a LABEL=DIR.",
+            file=sys.stderr,
+        )
         return 2
     try:
         import torch
@@ -59,8 +75,16 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        cfg = EvalConfig(noise_grid=not args.no_noise_grid, latent=not args.no_latent, umap=not args.no_umap, max_test=args.max_test,
-                         seed=args.seed, k_samples=args.k_samples, device=args.device, progress=not args.quiet)
+        cfg = EvalConfig(
+            noise_grid=not args.no_noise_grid,
+            latent=not args.no_latent,
+            umap=not args.no_umap,
+            max_test=args.max_test,
+            seed=args.seed,
+            k_samples=args.k_samples,
+            device=args.device,
+            progress=not args.quiet,
+        )
         rep = run_evaluation(dict(args.model), args.data, args.out, cfg, command=command)
     except FcinvError as exc:
         print(f"fcinv evaluate: error: {exc}", file=sys.stderr)
@@ -72,10 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         print(lab[:13].ljust(14) + "".join(f"{m['clean']['per_fc'][n]['r2']:8.3f}" for n in names))
         if "noise_grid" in m:
             mid = m["noise_grid"]["middle"]
-            print(" " * 4 + f"noise {mid['setting']} (SNR {mid['snr_median']:.1f}): "
-                  + " ".join(f"{mid['r2'][n]:.3f}" for n in names))
+            print(
+                " " * 4
+                + f"noise {mid['setting']} (SNR {mid['snr_median']:.1f}): "
+                + " ".join(f"{mid['r2'][n]:.3f}" for n in names)
+            )
         if "latent" in m:
-            print(" " * 4 + f"latent: {m['latent']['n_active']}/{m['latent']['latent_dim']} active dimensions")
+            print(
+                " " * 4 + f"latent: {m['latent']['n_active']}/{m['latent']['latent_dim']} active dimensions"
+            )
     print(f"metrics and {len(rep['figures'])} figures in {args.out}")
     return 0
 

@@ -30,7 +30,6 @@ import logging
 import sys
 from pathlib import Path
 
-from fcinv.io import write_json
 from fcinv.cli._common import (
     UsageError,
     add_material_args,
@@ -39,6 +38,7 @@ from fcinv.cli._common import (
     parse_springs,
     parse_theta,
 )
+from fcinv.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -301,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv import __version__
     from fcinv.experiment.folded import read_folded
     from fcinv.fitting import fit_spectrum
-    from fcinv.io import read_theta_json
     from fcinv.fitting.spectrum_fit import image_and_jacobian, model_with_free
+    from fcinv.io import read_theta_json
 
     fs = read_folded(args.data)
     crystal = crystal_from_args(args)

@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.io import write_json
 from fcinv.cli._common import (
     add_material_args,
     command_line,
@@ -51,6 +50,7 @@ from fcinv.cli._common import (
     parse_springs,
     parse_theta,
 )
+from fcinv.io import write_json
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.errors import DataError, MaterialError, StructureError
     from fcinv.fcspace import FCSpace
     from fcinv.fitting import fit_dispersion, read_points, resolve_free
-    from fcinv.io import read_theta_json
     from fcinv.fitting.dispersion_fit import model_energies, scaled_start
+    from fcinv.io import read_theta_json
 
     points = read_points(args.points)
     from fcinv.cli._guards import check_dispersion_points

@@ -31,20 +31,70 @@ def get_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("material", nargs="?", help="embedded material (Ge, Nb) or a structure file (POSCAR/CIF)")
-    p.add_argument("--members", nargs="+", metavar="NAME", help="members to run (default: every shipped one); a user weight file as FAMILY:PATH, e.g. mace:/path/model.model")
-    p.add_argument("--list-members", action="store_true", help="list the shipped members and whether their weights are on disk, then exit")
-    p.add_argument("--relax", action="store_true", help="compute each member at its own equilibrium lattice constant (default: the structure file's)")
-    p.add_argument("--supercell", nargs="+", type=int, metavar="N", help="supercell of the primitive cell: N, N1 N2 N3 or 9 integers (default: Ge 5 5 5, Nb 8 8 8)")
+    p.add_argument(
+        "--members",
+        nargs="+",
+        metavar="NAME",
+        help="members to run (default: every shipped one); a user weight file as FAMILY:PATH, e.g. mace:/path/model.model",
+    )
+    p.add_argument(
+        "--list-members",
+        action="store_true",
+        help="list the shipped members and whether their weights are on disk, then exit",
+    )
+    p.add_argument(
+        "--relax",
+        action="store_true",
+        help="compute each member at its own equilibrium lattice constant (default: the structure file's)",
+    )
+    p.add_argument(
+        "--supercell",
+        nargs="+",
+        type=int,
+        metavar="N",
+        help="supercell of the primitive cell: N, N1 N2 N3 or 9 integers (default: Ge 5 5 5, Nb 8 8 8)",
+    )
     p.add_argument("--displacement", type=float, default=None, help="finite displacement in Å (default 0.01)")
-    p.add_argument("--top-k", type=int, default=8, help="number of sampled parameters FC0..FC{k-1} (default 8)")
-    p.add_argument("--workdir", type=Path, help="cache folder for per-member results (default out/reference/<material>[-relax])")
-    p.add_argument("--out-dir", type=Path, help="where the data files go (default: the embedded material's data folder)")
+    p.add_argument(
+        "--top-k", type=int, default=8, help="number of sampled parameters FC0..FC{k-1} (default 8)"
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        help="cache folder for per-member results (default out/reference/<material>[-relax])",
+    )
+    p.add_argument(
+        "--out-dir", type=Path, help="where the data files go (default: the embedded material's data folder)"
+    )
     p.add_argument("--device", default="cpu", help="torch device of the force fields (default cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--convergence", action="store_true", help="also measure supercell/displacement convergence (recorded in provenance.json; earlier studies of other members are kept)")
-    p.add_argument("--convergence-members", nargs="+", default=["7net-0", "chgnet-0.2.0"], metavar="NAME", help="members used for the convergence study (default 7net-0 chgnet-0.2.0)")
-    p.add_argument("--convergence-supercells", nargs="+", type=int, metavar="N", help="diagonal supercells to compare, smallest first; the last is the reference (default: default-1, default, default+1)")
-    p.add_argument("--convergence-displacements", nargs="+", type=float, metavar="D", default=[0.01, 0.03], help="displacements to compare (Å); the first is the reference (default 0.01 0.03)")
+    p.add_argument(
+        "--convergence",
+        action="store_true",
+        help="also measure supercell/displacement convergence (recorded in provenance.json; earlier studies of other members are kept)",
+    )
+    p.add_argument(
+        "--convergence-members",
+        nargs="+",
+        default=["7net-0", "chgnet-0.2.0"],
+        metavar="NAME",
+        help="members used for the convergence study (default 7net-0 chgnet-0.2.0)",
+    )
+    p.add_argument(
+        "--convergence-supercells",
+        nargs="+",
+        type=int,
+        metavar="N",
+        help="diagonal supercells to compare, smallest first; the last is the reference (default: default-1, default, default+1)",
+    )
+    p.add_argument(
+        "--convergence-displacements",
+        nargs="+",
+        type=float,
+        metavar="D",
+        default=[0.01, 0.03],
+        help="displacements to compare (Å); the first is the reference (default 0.01 0.03)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true", help="log each member's steps")
     return p
@@ -73,12 +123,16 @@ def _fmt_points(summary: dict | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         if args.list_members:
             return _list_members()
         if not args.material:
-            raise FcinvError("no material given. Pass an embedded material (Ge, Nb) or a structure file, e.g. `fcinv reference Ge`.")
+            raise FcinvError(
+                "no material given. Pass an embedded material (Ge, Nb) or a structure file, e.g. `fcinv reference Ge`."
+            )
         return _run(args, argv)
     except FcinvError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -119,16 +173,30 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.convergence:
         n0 = settings.supercell[0][0]
         scs = args.convergence_supercells or [n0 - 1, n0, n0 + 1]
-        print(f"convergence study of {crystal.name} with {', '.join(args.convergence_members)}: supercells {scs}, displacements {args.convergence_displacements}")
+        print(
+            f"convergence study of {crystal.name} with {', '.join(args.convergence_members)}: supercells {scs}, displacements {args.convergence_displacements}"
+        )
         previous = json.loads(conv_path.read_text()).get("studies", []) if conv_path.is_file() else []
         studies = []
         for name in args.convergence_members:
             try:
-                studies.append(convergence_study(crystal, resolve_member(name), scs, args.convergence_displacements, device=args.device, progress=not args.no_progress))
+                studies.append(
+                    convergence_study(
+                        crystal,
+                        resolve_member(name),
+                        scs,
+                        args.convergence_displacements,
+                        device=args.device,
+                        progress=not args.no_progress,
+                    )
+                )
             except FcinvError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a member that fails is reported, not fatal
-                print(f"  convergence study with {name} failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}", file=sys.stderr)
+                print(
+                    f"  convergence study with {name} failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}",
+                    file=sys.stderr,
+                )
         # studies of other members from earlier runs are kept (one study per member)
         done = {st["member"] for st in studies}
         convergence = {"studies": [st for st in previous if st["member"] not in done] + studies}
@@ -136,16 +204,36 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     elif conv_path.is_file():
         convergence = json.loads(conv_path.read_text())
     for study in (convergence or {}).get("studies", []):
-        print(f"  {study['member']} (reference: supercell {study['reference']['supercell'][0][0]}, d={study['reference']['displacement_A']} Å)")
+        print(
+            f"  {study['member']} (reference: supercell {study['reference']['supercell'][0][0]}, d={study['reference']['displacement_A']} Å)"
+        )
         for row in study["rows"]:
-            print(f"    supercell {row['supercell'][0][0]}x{row['supercell'][1][1]}x{row['supercell'][2][2]} ({row['n_atoms']} atoms), d={row['displacement_A']} Å: max |Δν| = {row['max_abs_dTHz']:.3f} THz")
+            print(
+                f"    supercell {row['supercell'][0][0]}x{row['supercell'][1][1]}x{row['supercell'][2][2]} ({row['n_atoms']} atoms), d={row['displacement_A']} Å: max |Δν| = {row['max_abs_dTHz']:.3f} THz"
+            )
 
-    ens = build_reference(crystal, members, settings, workdir=workdir, out_dir=args.out_dir, relax=args.relax, top_k=args.top_k, device=args.device, convergence=convergence, command=command, progress=not args.no_progress)
+    ens = build_reference(
+        crystal,
+        members,
+        settings,
+        workdir=workdir,
+        out_dir=args.out_dir,
+        relax=args.relax,
+        top_k=args.top_k,
+        device=args.device,
+        convergence=convergence,
+        command=command,
+        progress=not args.no_progress,
+    )
 
-    print(f"{crystal.name}: supercell {list(settings.supercell)}, displacement {settings.displacement} Å, {'relaxed' if args.relax else 'structure-file'} lattice constant")
+    print(
+        f"{crystal.name}: supercell {list(settings.supercell)}, displacement {settings.displacement} Å, {'relaxed' if args.relax else 'structure-file'} lattice constant"
+    )
     for m in ens["members"]:
         a = f"{m['lattice_a_A']:.4f}" if m["lattice_a_A"] else "-"
-        print(f"  {m['name']:18s} {m['status']:8s} a={a} Å  {m['wall_s']:6.1f} s  {_fmt_points(m['summary'])}")
+        print(
+            f"  {m['name']:18s} {m['status']:8s} a={a} Å  {m['wall_s']:6.1f} s  {_fmt_points(m['summary'])}"
+        )
         if m["reason"]:
             print(f"  {'':18s} dropped: {m['reason']}")
     print(f"reference member: {ens['reference_member']['name']} ({ens['reference_member']['rule']})")

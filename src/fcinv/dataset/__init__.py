@@ -6,6 +6,7 @@ filter) is added by the lead; its public names are exported here next to io's.
 
 from __future__ import annotations
 
+from fcinv.dataset.generate import DEFAULT_WIDEN, Domain, DomainError, generate, widened_domain  # noqa: E402
 from fcinv.dataset.io import (
     FORMAT,
     FORMAT_VERSION,
@@ -17,8 +18,6 @@ from fcinv.dataset.io import (
     read_dataset,
     write_dataset,
 )
-
-from fcinv.dataset.generate import DEFAULT_WIDEN, Domain, DomainError, generate, widened_domain  # noqa: E402
 
 __all__ = [
     "DEFAULT_WIDEN",

@@ -36,16 +36,17 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import h5py
 import numpy as np
 
-from fcinv.io import jsonable
 from fcinv.errors import DataError, GridError
 from fcinv.grid import SpectrumGrid
+from fcinv.io import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def _version() -> str:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _name(path: str | os.PathLike) -> str:
@@ -93,13 +94,15 @@ def default_command() -> str:
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
 
 
-def content_hasher() -> "hashlib._Hash":
+def content_hasher() -> hashlib._Hash:
     """A fresh hasher for :attr:`Dataset.content_hash` (feed θ then spectra per chunk)."""
     return hashlib.sha256()
 
 
 def _update_hash(h, theta: np.ndarray, spectra: np.ndarray) -> None:
-    for t, s in zip(np.ascontiguousarray(theta, dtype=np.float64), np.ascontiguousarray(spectra, dtype=np.float32)):
+    for t, s in zip(
+        np.ascontiguousarray(theta, dtype=np.float64), np.ascontiguousarray(spectra, dtype=np.float32)
+    ):
         h.update(t.tobytes())
         h.update(s.tobytes())
 
@@ -150,7 +153,9 @@ def make_split(n: int, n_test: int = 1500, val_fraction: float = 0.1, seed: int 
 def _check_split(split: dict, n: int, where: str) -> dict[str, np.ndarray]:
     missing = [s for s in SPLITS if s not in split]
     if missing:
-        raise DataError(f"{where}: the split lacks {missing}. Pass train, val and test index arrays (see make_split).")
+        raise DataError(
+            f"{where}: the split lacks {missing}. Pass train, val and test index arrays (see make_split)."
+        )
     out = {s: np.asarray(split[s], dtype=np.int64).reshape(-1) for s in SPLITS}
     allidx = np.concatenate([out[s] for s in SPLITS])
     if len(allidx) != n or not np.array_equal(np.sort(allidx), np.arange(n)):
@@ -164,10 +169,14 @@ def _check_split(split: dict, n: int, where: str) -> dict[str, np.ndarray]:
 def _check_meta(meta: dict, k: int, where: str) -> None:
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
-        raise DataError(f"{where}: the metadata lacks {missing}. Add them to meta (see fcinv.dataset.REQUIRED_META).")
+        raise DataError(
+            f"{where}: the metadata lacks {missing}. Add them to meta (see fcinv.dataset.REQUIRED_META)."
+        )
     for key in ("domain_low", "domain_high"):
         if np.asarray(meta[key]).shape != (k,):
-            raise DataError(f"{where}: meta['{key}'] has shape {np.asarray(meta[key]).shape}; expected ({k},), one bound per name.")
+            raise DataError(
+                f"{where}: meta['{key}'] has shape {np.asarray(meta[key]).shape}; expected ({k},), one bound per name."
+            )
     if len(meta["fixed_names"]) != len(meta["fixed_values"]):
         raise DataError(
             f"{where}: {len(meta['fixed_names'])} fixed_names but {len(meta['fixed_values'])} fixed_values. Pass one value per fixed name."
@@ -218,7 +227,9 @@ class LazySpectra:
             out[order] = block[inverse]
         out = np.asarray(out, dtype=np.float32)
         if np.isnan(out).any():
-            raise DataError(f"dataset {_name(self.path)} has NaN in '/spectra' (index {idx!r}). Regenerate it with fcinv dataset.")
+            raise DataError(
+                f"dataset {_name(self.path)} has NaN in '/spectra' (index {idx!r}). Regenerate it with fcinv dataset."
+            )
         return out
 
     def _read_sorted(self, ds: h5py.Dataset, uniq: np.ndarray, block: int = 512) -> np.ndarray:
@@ -304,25 +315,35 @@ class Dataset:
         self.theta = np.asarray(self.theta, dtype=np.float64)
         self.names = tuple(str(x) for x in self.names)
         if self.theta.ndim != 2:
-            raise DataError(f"{where}: theta has shape {self.theta.shape}; expected (N, k). Pass one row of parameters per sample.")
+            raise DataError(
+                f"{where}: theta has shape {self.theta.shape}; expected (N, k). Pass one row of parameters per sample."
+            )
         n, k = self.theta.shape
         if len(self.names) != k or len(set(self.names)) != k:
-            raise DataError(f"{where}: {len(self.names)} names {list(self.names)} for theta with k={k} columns. Pass one unique name per column.")
+            raise DataError(
+                f"{where}: {len(self.names)} names {list(self.names)} for theta with k={k} columns. Pass one unique name per column."
+            )
         if not isinstance(self.spectra, LazySpectra):
             self.spectra = np.asarray(self.spectra, dtype=np.float32)
         shape = tuple(self.spectra.shape)
         if shape != (n, *self.grid.shape):
-            raise GridError(f"{where}: spectra have shape {shape}; expected {(n, *self.grid.shape)} (N from theta, (n_q, n_E) from the grid). Pass spectra on the dataset's grid.")
+            raise GridError(
+                f"{where}: spectra have shape {shape}; expected {(n, *self.grid.shape)} (N from theta, (n_q, n_E) from the grid). Pass spectra on the dataset's grid."
+            )
         if not np.all(np.isfinite(self.theta)):
             raise DataError(f"{where}: theta contains NaN or inf. Drop or regenerate those samples.")
         if isinstance(self.spectra, np.ndarray) and np.isnan(self.spectra).any():
             bad = int(np.isnan(self.spectra).reshape(n, -1).any(axis=1).sum())
             raise DataError(f"{where}: {bad} spectra contain NaN. Drop or regenerate those samples.")
         self.split = _check_split(self.split, n, where)
-        self.conditions = {str(k): np.asarray(v, dtype=np.float64).reshape(-1) for k, v in (self.conditions or {}).items()}
+        self.conditions = {
+            str(k): np.asarray(v, dtype=np.float64).reshape(-1) for k, v in (self.conditions or {}).items()
+        }
         bad = {k: len(v) for k, v in self.conditions.items() if len(v) != n}
         if bad:
-            raise DataError(f"{where}: per-sample conditions {bad} do not have one value per sample (N={n}). Pass arrays of length N.")
+            raise DataError(
+                f"{where}: per-sample conditions {bad} do not have one value per sample (N={n}). Pass arrays of length N."
+            )
 
     @property
     def n(self) -> int:
@@ -376,7 +397,9 @@ def _create_layout(
     f.attrs["n_total"] = int(n_total)
     f.attrs["n_written"] = 0
     f.attrs["complete"] = False
-    d = f.create_dataset("theta", shape=(0, k), maxshape=(None, k), dtype="f8", chunks=(max(1, min(4096, n_total)), k))
+    d = f.create_dataset(
+        "theta", shape=(0, k), maxshape=(None, k), dtype="f8", chunks=(max(1, min(4096, n_total)), k)
+    )
     d.attrs["unit"] = THETA_UNIT
     kw: dict[str, Any] = {}
     if compression:
@@ -384,7 +407,14 @@ def _create_layout(
         if compression_opts is not None:
             kw["compression_opts"] = compression_opts
         kw["shuffle"] = True
-    s = f.create_dataset("spectra", shape=(0, *grid.shape), maxshape=(None, *grid.shape), dtype="f4", chunks=(1, *grid.shape), **kw)
+    s = f.create_dataset(
+        "spectra",
+        shape=(0, *grid.shape),
+        maxshape=(None, *grid.shape),
+        dtype="f4",
+        chunks=(1, *grid.shape),
+        **kw,
+    )
     s.attrs["unit"] = SPECTRA_UNIT
     f.create_dataset("names", data=np.array(names, dtype=object), dtype=h5py.string_dtype("utf-8"))
     ax = f.create_group("axes")
@@ -397,7 +427,11 @@ def _write_meta(f: h5py.File, meta: dict) -> None:
     f.attrs["meta"] = json.dumps(jsonable(meta))
     for key in ("material", "seed", "command", "created", "fcinv_version"):
         if meta.get(key) is not None:
-            f.attrs[key] = jsonable(meta[key]) if not isinstance(meta[key], (dict, list)) else json.dumps(jsonable(meta[key]))
+            f.attrs[key] = (
+                jsonable(meta[key])
+                if not isinstance(meta[key], (dict, list))
+                else json.dumps(jsonable(meta[key]))
+            )
     if "domain_low" in meta and "domain_high" in meta:
         g = f.require_group("domain")
         for key, name in (("domain_low", "low"), ("domain_high", "high")):
@@ -478,7 +512,9 @@ class DatasetWriter:
         if self.n_total < 1:
             raise DataError(f"n_total={n_total} must be >= 1. Pass the number of samples to write.")
         if len(set(self.names)) != len(self.names) or not self.names:
-            raise DataError(f"names {list(self.names)} must be non-empty and unique. Pass one name per parameter.")
+            raise DataError(
+                f"names {list(self.names)} must be non-empty and unique. Pass one name per parameter."
+            )
         if _resume:
             self._file = h5py.File(self.partial_path, "r+")
             return
@@ -499,7 +535,7 @@ class DatasetWriter:
 
     # ------------------------------------------------------------------ resume
     @classmethod
-    def resume(cls, path: str | os.PathLike) -> "DatasetWriter":
+    def resume(cls, path: str | os.PathLike) -> DatasetWriter:
         """Reopen ``<path>.partial`` (``path`` may name either file) to continue appending.
 
         Raises
@@ -512,11 +548,15 @@ class DatasetWriter:
             path = path.with_name(path.name[: -len(".partial")])
         partial = path.with_name(path.name + ".partial")
         if not partial.exists():
-            raise DataError(f"no interrupted dataset {partial.name} to resume. Start a new one (without --resume).")
+            raise DataError(
+                f"no interrupted dataset {partial.name} to resume. Start a new one (without --resume)."
+            )
         try:
             with h5py.File(partial, "r") as f:
                 if f.attrs.get("format") != FORMAT:
-                    raise DataError(f"{partial.name} is not an fcinv dataset (format {f.attrs.get('format')!r}). Delete it and start again.")
+                    raise DataError(
+                        f"{partial.name} is not an fcinv dataset (format {f.attrs.get('format')!r}). Delete it and start again."
+                    )
                 grid = SpectrumGrid.from_json(f.attrs["grid"])
                 names = tuple(str(x) for x in f["names"].asstr()[()])
                 meta = json.loads(f.attrs["meta"])
@@ -530,7 +570,9 @@ class DatasetWriter:
         if split_seed is not None:
             w.split_seed = int(split_seed)
         n = int(w._file.attrs["n_written"])
-        keys = ["theta", "spectra"] + [f"conditions/{c}" for c in (w._file["conditions"].keys() if "conditions" in w._file else [])]
+        keys = ["theta", "spectra"] + [
+            f"conditions/{c}" for c in (w._file["conditions"].keys() if "conditions" in w._file else [])
+        ]
         for key in keys:
             if w._file[key].shape[0] > n:  # rows written after the last recorded append: drop them
                 w._file[key].resize(n, axis=0)
@@ -546,7 +588,10 @@ class DatasetWriter:
         return int(self._file.attrs["n_written"])
 
     def append(
-        self, theta_chunk: np.ndarray, spectra_chunk: np.ndarray, state: dict | None = None,
+        self,
+        theta_chunk: np.ndarray,
+        spectra_chunk: np.ndarray,
+        state: dict | None = None,
         conditions: dict[str, np.ndarray] | None = None,
     ) -> None:
         """Append samples.
@@ -569,22 +614,34 @@ class DatasetWriter:
         spectra_chunk = np.asarray(spectra_chunk, dtype=np.float32)
         k = len(self.names)
         if theta_chunk.ndim != 2 or theta_chunk.shape[1] != k:
-            raise DataError(f"theta chunk has shape {theta_chunk.shape}; expected (m, {k}). Pass one value per name {list(self.names)}.")
+            raise DataError(
+                f"theta chunk has shape {theta_chunk.shape}; expected (m, {k}). Pass one value per name {list(self.names)}."
+            )
         m = theta_chunk.shape[0]
         if spectra_chunk.shape != (m, *self.grid.shape):
-            raise GridError(f"spectra chunk has shape {spectra_chunk.shape}; expected {(m, *self.grid.shape)}. Pass spectra on the writer's grid.")
+            raise GridError(
+                f"spectra chunk has shape {spectra_chunk.shape}; expected {(m, *self.grid.shape)}. Pass spectra on the writer's grid."
+            )
         if not np.all(np.isfinite(theta_chunk)) or np.isnan(spectra_chunk).any():
             raise DataError("the chunk contains NaN (or inf in theta). Drop those samples before appending.")
-        cond = {str(key): np.asarray(v, dtype=np.float64).reshape(-1) for key, v in (conditions or {}).items()}
+        cond = {
+            str(key): np.asarray(v, dtype=np.float64).reshape(-1) for key, v in (conditions or {}).items()
+        }
         have = sorted(self._file["conditions"].keys()) if "conditions" in self._file else []
         if (have or self.n_written) and sorted(cond) != have:
-            raise DataError(f"conditions {sorted(cond)} differ from those already written {have}. Pass the same names on every append.")
+            raise DataError(
+                f"conditions {sorted(cond)} differ from those already written {have}. Pass the same names on every append."
+            )
         for key, v in cond.items():
             if len(v) != m:
-                raise DataError(f"condition '{key}' has {len(v)} values for {m} samples. Pass one value per sample.")
+                raise DataError(
+                    f"condition '{key}' has {len(v)} values for {m} samples. Pass one value per sample."
+                )
         n = self.n_written
         if n + m > self.n_total:
-            raise DataError(f"appending {m} samples to {n} exceeds n_total={self.n_total}. Append at most {self.n_total - n}.")
+            raise DataError(
+                f"appending {m} samples to {n} exceeds n_total={self.n_total}. Append at most {self.n_total - n}."
+            )
         f = self._file
         for key, arr in (("theta", theta_chunk), ("spectra", spectra_chunk)):
             f[key].resize(n + m, axis=0)
@@ -630,7 +687,13 @@ class DatasetWriter:
             self._file.attrs["split_seed"] = self._split_seed()
             self._file.close()
             self._closed = True
-            log.warning("%s holds %d/%d samples; left as %s (resume with DatasetWriter.resume)", self.path.name, n, self.n_total, self.partial_path.name)
+            log.warning(
+                "%s holds %d/%d samples; left as %s (resume with DatasetWriter.resume)",
+                self.path.name,
+                n,
+                self.n_total,
+                self.partial_path.name,
+            )
             return None
         try:
             _check_meta(self.meta, len(self.names), f"dataset {self.path.name}")
@@ -657,7 +720,7 @@ class DatasetWriter:
             return int(self.split_seed)
         return int(self.meta.get("seed", 0))
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> DatasetWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -725,7 +788,9 @@ def write_dataset(
 
 # ------------------------------------------------------------------------ reading
 def _fail_missing(path: Path, field_: str) -> DataError:
-    return DataError(f"dataset {path.name} lacks '{field_}'; it was not written by fcinv or is truncated. Regenerate it with fcinv dataset.")
+    return DataError(
+        f"dataset {path.name} lacks '{field_}'; it was not written by fcinv or is truncated. Regenerate it with fcinv dataset."
+    )
 
 
 def read_dataset(
@@ -757,12 +822,16 @@ def read_dataset(
     path = Path(path)
     if not path.exists():
         partial = path.with_name(path.name + ".partial")
-        hint = f" ({partial.name} exists: the generation was interrupted; resume it)" if partial.exists() else ""
+        hint = (
+            f" ({partial.name} exists: the generation was interrupted; resume it)" if partial.exists() else ""
+        )
         raise DataError(f"dataset {path} does not exist{hint}. Generate it with fcinv dataset.")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise DataError(f"dataset {path.name} is not a readable HDF5 file ({exc}). Regenerate it with fcinv dataset.") from None
+        raise DataError(
+            f"dataset {path.name} is not a readable HDF5 file ({exc}). Regenerate it with fcinv dataset."
+        ) from None
     with f:
         for key in ("/theta", "/spectra", "/names", "/split/train", "/split/val", "/split/test"):
             if key not in f:
@@ -771,28 +840,42 @@ def read_dataset(
             if key not in f.attrs:
                 raise _fail_missing(path, f"attribute {key}")
         if not bool(f.attrs.get("complete", True)):
-            raise DataError(f"dataset {path.name} is incomplete ({f.attrs.get('n_written')}/{f.attrs.get('n_total')} samples). Resume its generation.")
+            raise DataError(
+                f"dataset {path.name} is incomplete ({f.attrs.get('n_written')}/{f.attrs.get('n_total')} samples). Resume its generation."
+            )
         grid = SpectrumGrid.from_json(f.attrs["grid"])
         if expect_grid is not None:
             expect_grid.check_same(grid, what=f"dataset {path.name}")
         try:
             meta = json.loads(f.attrs["meta"])
         except json.JSONDecodeError as exc:
-            raise DataError(f"dataset {path.name} has corrupt metadata ({exc}). Regenerate it with fcinv dataset.") from None
+            raise DataError(
+                f"dataset {path.name} has corrupt metadata ({exc}). Regenerate it with fcinv dataset."
+            ) from None
         for key in _ARRAY_META:
             if key in meta:
                 meta[key] = np.asarray(meta[key], dtype=float)
         theta = f["theta"][()]
         names = tuple(str(x) for x in f["names"].asstr()[()])
         split = {s: f["split"][s][()] for s in SPLITS}
-        conditions = {str(key): f["conditions"][key][()] for key in f["conditions"].keys()} if "conditions" in f else {}
+        conditions = (
+            {str(key): f["conditions"][key][()] for key in f["conditions"].keys()}
+            if "conditions" in f
+            else {}
+        )
         sshape = f["spectra"].shape
         if len(sshape) != 3:
-            raise DataError(f"dataset {path.name}: '/spectra' has shape {sshape}; expected (N, n_q, n_E). Regenerate it with fcinv dataset.")
+            raise DataError(
+                f"dataset {path.name}: '/spectra' has shape {sshape}; expected (N, n_q, n_E). Regenerate it with fcinv dataset."
+            )
         if sshape[1:] != grid.shape:
-            raise GridError(f"dataset {path.name}: spectra are {sshape[1:]} but its grid is {grid.shape}. The file is corrupt; regenerate it.")
+            raise GridError(
+                f"dataset {path.name}: spectra are {sshape[1:]} but its grid is {grid.shape}. The file is corrupt; regenerate it."
+            )
         if theta.ndim != 2 or theta.shape[0] != sshape[0]:
-            raise DataError(f"dataset {path.name}: theta has shape {theta.shape} for {sshape[0]} spectra. The file is corrupt; regenerate it.")
+            raise DataError(
+                f"dataset {path.name}: theta has shape {theta.shape} for {sshape[0]} spectra. The file is corrupt; regenerate it."
+            )
         stored_hash = str(f.attrs.get("content_sha256", ""))
         if lazy:
             spectra: np.ndarray | LazySpectra = LazySpectra(path, sshape)
@@ -802,9 +885,18 @@ def read_dataset(
                 h = content_hasher()
                 _update_hash(h, theta, spectra)
                 if h.hexdigest() != stored_hash:
-                    raise DataError(f"dataset {path.name}: the data do not match their content hash. The file is corrupt; regenerate it.")
+                    raise DataError(
+                        f"dataset {path.name}: the data do not match their content hash. The file is corrupt; regenerate it."
+                    )
     _check_meta(meta, theta.shape[1] if theta.ndim == 2 else 0, f"dataset {path.name}")
     return Dataset(
-        theta=theta, names=names, spectra=spectra, grid=grid, split=split, meta=meta, content_hash=stored_hash, path=path,
+        theta=theta,
+        names=names,
+        spectra=spectra,
+        grid=grid,
+        split=split,
+        meta=meta,
+        content_hash=stored_hash,
+        path=path,
         conditions=conditions,
     )

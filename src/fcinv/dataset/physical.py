@@ -25,8 +25,8 @@ Unmeasured pixels (no coverage) are NaN before preprocessing, i.e. 0 in the stor
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 

@@ -45,8 +45,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

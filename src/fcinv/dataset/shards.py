@@ -64,15 +64,16 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import h5py
 import numpy as np
 
-from fcinv.io import jsonable
 from fcinv.errors import DataError, FcinvError
+from fcinv.io import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class ModelRecipe:
     kwargs: tuple = ()
 
     @classmethod
-    def of(cls, factory: str, **kwargs) -> "ModelRecipe":
+    def of(cls, factory: str, **kwargs) -> ModelRecipe:
         """A recipe from keyword arguments (lists become tuples)."""
 
         def freeze(v):

@@ -38,11 +38,13 @@ def _weights(k: int, n_branch: int) -> np.ndarray:
     j = np.arange(k)
     w = np.empty((n_branch, k))
     for b in range(n_branch):
-        w[b] = (0.6 ** j) * (1.0 + 0.5 * np.cos(1.3 * (b + 1) * (j + 1)))
+        w[b] = (0.6**j) * (1.0 + 0.5 * np.cos(1.3 * (b + 1) * (j + 1)))
     return w
 
 
-def toy_spectra(theta: np.ndarray, grid: SpectrumGrid, n_branch: int = 3, width: float | None = None) -> np.ndarray:
+def toy_spectra(
+    theta: np.ndarray, grid: SpectrumGrid, n_branch: int = 3, width: float | None = None
+) -> np.ndarray:
     """Toy I(q, E) for each row of ``theta``.
 
     Parameters

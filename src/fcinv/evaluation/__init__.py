@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from fcinv.evaluation.latent import ACTIVE_KL_THRESHOLD, LatentStats, interpolate, umap_embedding
-from fcinv.evaluation.metrics import FCMetrics, NoiseGridResult, mae, noise_grid_metrics, noisy_test_sets, r2_score
+from fcinv.evaluation.metrics import (
+    FCMetrics,
+    NoiseGridResult,
+    mae,
+    noise_grid_metrics,
+    noisy_test_sets,
+    r2_score,
+)
 from fcinv.evaluation.report import EvalConfig, run_evaluation
 
 __all__ = [

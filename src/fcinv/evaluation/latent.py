@@ -42,7 +42,9 @@ class LatentStats:
     threshold: float
 
     @classmethod
-    def compute(cls, mu: np.ndarray, logvar: np.ndarray, threshold: float = ACTIVE_KL_THRESHOLD) -> "LatentStats":
+    def compute(
+        cls, mu: np.ndarray, logvar: np.ndarray, threshold: float = ACTIVE_KL_THRESHOLD
+    ) -> LatentStats:
         mu64, lv64 = np.asarray(mu, dtype=float), np.asarray(logvar, dtype=float)
         kl = 0.5 * (mu64**2 + np.exp(lv64) - lv64 - 1.0)
         kl_dim = kl.mean(axis=0)

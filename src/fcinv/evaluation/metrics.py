@@ -63,14 +63,16 @@ class FCMetrics:
     n: int
 
     @classmethod
-    def compute(cls, names, y_true: np.ndarray, y_pred: np.ndarray) -> "FCMetrics":
+    def compute(cls, names, y_true: np.ndarray, y_pred: np.ndarray) -> FCMetrics:
         return cls(tuple(names), r2_score(y_true, y_pred), mae(y_true, y_pred), int(len(y_true)))
 
     def to_dict(self) -> dict:
         return {
             "n": self.n,
             "unit_mae": "eV/Å^2",
-            "per_fc": {name: {"r2": float(r), "mae": float(m)} for name, r, m in zip(self.names, self.r2, self.mae)},
+            "per_fc": {
+                name: {"r2": float(r), "mae": float(m)} for name, r, m in zip(self.names, self.r2, self.mae)
+            },
         }
 
 
@@ -95,8 +97,11 @@ class NoiseGridResult:
 
     def middle(self) -> dict:
         i, j = len(self.grid.backgrounds) // 2, len(self.grid.scales) // 2
-        return {"setting": self.grid.setting(i, j).label, "snr_median": float(self.snr_median[i, j]),
-                "r2": {n: float(v) for n, v in zip(self.names, self.r2[i, j])}}
+        return {
+            "setting": self.grid.setting(i, j).label,
+            "snr_median": float(self.snr_median[i, j]),
+            "r2": {n: float(v) for n, v in zip(self.names, self.r2[i, j])},
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -121,8 +126,15 @@ def noisy_test_sets(spectra: np.ndarray, grid: NoiseGrid = NOISE_GRID, seed: int
         yield i, j, s, noisy, expected_snr(spectra, s.background, s.scale)
 
 
-def noise_grid_metrics(predictors: dict, theta: np.ndarray, spectra: np.ndarray, grid: NoiseGrid = NOISE_GRID,
-                       seed: int = 0, k_samples: int = 0, progress: bool = True) -> dict[str, NoiseGridResult]:
+def noise_grid_metrics(
+    predictors: dict,
+    theta: np.ndarray,
+    spectra: np.ndarray,
+    grid: NoiseGrid = NOISE_GRID,
+    seed: int = 0,
+    k_samples: int = 0,
+    progress: bool = True,
+) -> dict[str, NoiseGridResult]:
     """R² and MAE of each predictor over the noise grid, on identical noisy draws.
 
     Parameters
@@ -136,7 +148,10 @@ def noise_grid_metrics(predictors: dict, theta: np.ndarray, spectra: np.ndarray,
     """
     nb, npp = grid.shape
     out = {}
-    acc = {lab: (np.full((nb, npp, theta.shape[1]), np.nan), np.full((nb, npp, theta.shape[1]), np.nan)) for lab in predictors}
+    acc = {
+        lab: (np.full((nb, npp, theta.shape[1]), np.nan), np.full((nb, npp, theta.shape[1]), np.nan))
+        for lab in predictors
+    }
     snr = np.zeros((nb, npp))
     for i, j, _s, noisy, s_snr in noisy_test_sets(spectra, grid, seed, progress):
         snr[i, j] = float(np.median(s_snr))

@@ -31,12 +31,20 @@ def _grid_shape(n: int, max_cols: int = 4) -> tuple[int, int]:
     return -(-n // cols), cols
 
 
-def show_spectrum(ax, spectrum: np.ndarray, grid: SpectrumGrid, title: str = "", vmax: float | None = None) -> None:
+def show_spectrum(
+    ax, spectrum: np.ndarray, grid: SpectrumGrid, title: str = "", vmax: float | None = None
+) -> None:
     """Draw one (n_q, n_E) spectrum on ``ax``."""
     e = grid.energy_edges
     ax.imshow(
-        np.asarray(spectrum).T, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=vmax,
-        extent=(0, grid.n_q, e[0], e[-1]), interpolation="nearest",
+        np.asarray(spectrum).T,
+        origin="lower",
+        aspect="auto",
+        cmap="viridis",
+        vmin=0,
+        vmax=vmax,
+        extent=(0, grid.n_q, e[0], e[-1]),
+        interpolation="nearest",
     )
     grid.plot_axes(ax)
     ax.set_ylabel("E (meV)")
@@ -44,14 +52,19 @@ def show_spectrum(ax, spectrum: np.ndarray, grid: SpectrumGrid, title: str = "",
         ax.set_title(title, fontsize=9)
 
 
-def parity(theta: np.ndarray, pred: np.ndarray, names, r2: np.ndarray, mae: np.ndarray, title: str = "") -> Figure:
+def parity(
+    theta: np.ndarray, pred: np.ndarray, names, r2: np.ndarray, mae: np.ndarray, title: str = ""
+) -> Figure:
     """Predicted vs true θ, one panel per parameter, with R² and MAE."""
     k = len(names)
     rows, cols = _grid_shape(k)
     fig = Figure(figsize=(3.0 * cols, 2.9 * rows), layout="constrained")
     for j in range(k):
         ax = fig.add_subplot(rows, cols, j + 1)
-        lo, hi = float(min(theta[:, j].min(), pred[:, j].min())), float(max(theta[:, j].max(), pred[:, j].max()))
+        lo, hi = (
+            float(min(theta[:, j].min(), pred[:, j].min())),
+            float(max(theta[:, j].max(), pred[:, j].max())),
+        )
         ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
         ax.scatter(theta[:, j], pred[:, j], s=3, alpha=0.4, lw=0)
         ax.set_title(f"FC{j} {names[j]}\nR²={r2[j]:.3f}  MAE={mae[j]:.3g}", fontsize=8)
@@ -86,7 +99,9 @@ def reconstructions(inputs: np.ndarray, recons: np.ndarray, grid: SpectrumGrid, 
     n = len(inputs)
     fig = Figure(figsize=(3.4 * n, 5.2), layout="constrained")
     for i in range(n):
-        show_spectrum(fig.add_subplot(2, n, i + 1), inputs[i], grid, f"input {labels[i] if labels else i}", vmax=1)
+        show_spectrum(
+            fig.add_subplot(2, n, i + 1), inputs[i], grid, f"input {labels[i] if labels else i}", vmax=1
+        )
         show_spectrum(fig.add_subplot(2, n, n + i + 1), recons[i], grid, "reconstruction", vmax=1)
     return fig
 
@@ -101,7 +116,9 @@ def noise_examples(spectra: list[np.ndarray], titles: list[str], grid: SpectrumG
     return fig
 
 
-def noise_heatmaps(r2: np.ndarray, backgrounds, scales, names, snr: np.ndarray | None = None, title: str = "") -> Figure:
+def noise_heatmaps(
+    r2: np.ndarray, backgrounds, scales, names, snr: np.ndarray | None = None, title: str = ""
+) -> Figure:
     """R² per parameter over the (B, P) grid: rows = B, columns = P (mild → heavy)."""
     k = r2.shape[-1]
     rows, cols = _grid_shape(k)
@@ -122,7 +139,9 @@ def noise_heatmaps(r2: np.ndarray, backgrounds, scales, names, snr: np.ndarray |
         ax.set_title(f"FC{j} {names[j]}", fontsize=8)
     fig.colorbar(im, ax=fig.axes, shrink=0.6, label="R²")
     if title:
-        fig.suptitle(title + (f" (median SNR {np.nanmin(snr):.1f}–{np.nanmax(snr):.0f})" if snr is not None else ""))
+        fig.suptitle(
+            title + (f" (median SNR {np.nanmin(snr):.1f}–{np.nanmax(snr):.0f})" if snr is not None else "")
+        )
     return fig
 
 
@@ -140,7 +159,9 @@ def latent_spread(mu: np.ndarray, logvar: np.ndarray, active: np.ndarray, kl: np
         ax.set_ylabel(lab)
         ax.set_xticks(np.arange(d))
         ax.set_xticklabels([f"{i}{'' if active[i] else '·'}" for i in range(d)], fontsize=7)
-    fig.axes[0].set_title(f"{int(active.sum())}/{d} active dimensions (mean KL > threshold; inactive marked ·, grey)")
+    fig.axes[0].set_title(
+        f"{int(active.sum())}/{d} active dimensions (mean KL > threshold; inactive marked ·, grey)"
+    )
     fig.axes[1].set_xlabel("latent dimension")
     return fig
 
@@ -160,7 +181,9 @@ def umap_scatter(emb: np.ndarray, theta: np.ndarray, names) -> Figure:
     return fig
 
 
-def interpolation(decoded: np.ndarray, grid: SpectrumGrid, theta_ends: tuple[float, float] | None = None, name: str = "") -> Figure:
+def interpolation(
+    decoded: np.ndarray, grid: SpectrumGrid, theta_ends: tuple[float, float] | None = None, name: str = ""
+) -> Figure:
     """Spectra decoded along a straight latent line."""
     n = len(decoded)
     fig = Figure(figsize=(2.4 * n, 2.6), layout="constrained")
@@ -170,7 +193,10 @@ def interpolation(decoded: np.ndarray, grid: SpectrumGrid, theta_ends: tuple[flo
         if i:
             ax.set_ylabel("")
     if theta_ends is not None:
-        fig.suptitle(f"decoded latent interpolation from low to high {name} ({theta_ends[0]:.3g} → {theta_ends[1]:.3g} eV/Å²)", fontsize=9)
+        fig.suptitle(
+            f"decoded latent interpolation from low to high {name} ({theta_ends[0]:.3g} → {theta_ends[1]:.3g} eV/Å²)",
+            fontsize=9,
+        )
     return fig
 
 

@@ -125,7 +125,9 @@ def run_evaluation(
         p = m if isinstance(m, FCPredictor) else load_model(m, device=config.device)
         check_grid(p.grid, ds.grid, f"model {label!r}")
         if tuple(p.names) != tuple(ds.names):
-            raise CheckpointError(f"model {label!r} predicts {list(p.names)} but the dataset holds {list(ds.names)}. Evaluate it on its own material's dataset.")
+            raise CheckpointError(
+                f"model {label!r} predicts {list(p.names)} but the dataset holds {list(ds.names)}. Evaluate it on its own material's dataset."
+            )
         preds[label] = p
     figures: list[str] = []
 
@@ -134,10 +136,15 @@ def run_evaluation(
         figures.append(name)
 
     report: dict = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": command or default_command(),
         "config": asdict(config),
-        "dataset": {"path": str(ds.path) if ds.path else "", "content_hash": ds.content_hash, "material": ds.meta.get("material", ""), "n_test": int(len(theta))},
+        "dataset": {
+            "path": str(ds.path) if ds.path else "",
+            "content_hash": ds.content_hash,
+            "material": ds.meta.get("material", ""),
+            "n_test": int(len(theta)),
+        },
         "names": list(ds.names),
         "models": {},
     }
@@ -148,7 +155,12 @@ def run_evaluation(
         met = FCMetrics.compute(ds.names, theta, y)
         r2_all[label] = met.r2
         report["models"][label] = {"kind": p.kind, "source": p.source, "clean": met.to_dict()}
-        fig(plots.parity(theta, y, ds.names, met.r2, met.mae, title=f"{label}: clean test ({len(theta)} spectra)"), f"parity_{label}.png")
+        fig(
+            plots.parity(
+                theta, y, ds.names, met.r2, met.mae, title=f"{label}: clean test ({len(theta)} spectra)"
+            ),
+            f"parity_{label}.png",
+        )
         for part, hist in _history(p).items():
             fig(plots.training_curves(hist, f"{label}: {part}"), f"training_{label}_{part}.png")
         log.info("%s clean R² %s", label, np.round(met.r2, 3).tolist())
@@ -160,7 +172,10 @@ def run_evaluation(
         if p.vae is None:
             continue
         mu, logvar = p.encode(spectra)
-        fig(plots.reconstructions(scaled[ex], p.decode(mu[ex]), ds.grid, labels=[f"#{i}" for i in ex]), f"reconstructions_{label}.png")
+        fig(
+            plots.reconstructions(scaled[ex], p.decode(mu[ex]), ds.grid, labels=[f"#{i}" for i in ex]),
+            f"reconstructions_{label}.png",
+        )
         rec = p.decode(mu)
         report["models"][label]["reconstruction_mse"] = float(((rec - scaled) ** 2).mean())
         if not config.latent:
@@ -169,28 +184,62 @@ def run_evaluation(
         report["models"][label]["latent"] = st.to_dict()
         fig(plots.latent_spread(st.mu, st.logvar, st.active, st.kl_per_dim), f"latent_spread_{label}.png")
         lo, hi = int(np.argmin(theta[:, 0])), int(np.argmax(theta[:, 0]))
-        fig(plots.interpolation(p.decode(interpolate(mu[lo], mu[hi], 8)), ds.grid, (theta[lo, 0], theta[hi, 0]), f"FC0 {ds.names[0]}"), f"latent_interpolation_{label}.png")
+        fig(
+            plots.interpolation(
+                p.decode(interpolate(mu[lo], mu[hi], 8)),
+                ds.grid,
+                (theta[lo, 0], theta[hi, 0]),
+                f"FC0 {ds.names[0]}",
+            ),
+            f"latent_interpolation_{label}.png",
+        )
         if config.umap and len(mu) >= 10:
             emb = umap_embedding(mu, seed=config.seed)
             if emb is not None:
                 fig(plots.umap_scatter(emb, theta, ds.names), f"latent_umap_{label}.png")
             else:
-                report["models"][label]["umap"] = "skipped: umap-learn not installed (pip install 'fcinv[latent]')"
+                report["models"][label]["umap"] = (
+                    "skipped: umap-learn not installed (pip install 'fcinv[latent]')"
+                )
     # ---------------------------------------------------------------- noise grid
     if config.noise_grid:
         i0 = int(ex[len(ex) // 2])
-        shown = [(0, 0), (len(noise.backgrounds) // 2, len(noise.scales) // 2), (len(noise.backgrounds) - 1, len(noise.scales) - 1)]
+        shown = [
+            (0, 0),
+            (len(noise.backgrounds) // 2, len(noise.scales) // 2),
+            (len(noise.backgrounds) - 1, len(noise.scales) - 1),
+        ]
         shown += [(0, len(noise.scales) - 1), (len(noise.backgrounds) - 1, 0)]
         imgs, titles = [scaled[i0]], ["clean"]
         for a, b in shown:
             s = noise.setting(a, b)
-            imgs.append(add_noise(spectra[i0], s.background, s.scale, np.random.default_rng([config.seed, a, b])))
+            imgs.append(
+                add_noise(spectra[i0], s.background, s.scale, np.random.default_rng([config.seed, a, b]))
+            )
             titles.append(f"{s.label}, SNR {float(expected_snr(spectra[i0], s.background, s.scale)):.1f}")
         fig(plots.noise_examples(imgs, titles, ds.grid), "noise_examples.png")
-        res = noise_grid_metrics(preds, theta, spectra, noise, seed=config.seed, k_samples=config.k_samples, progress=config.progress)
+        res = noise_grid_metrics(
+            preds,
+            theta,
+            spectra,
+            noise,
+            seed=config.seed,
+            k_samples=config.k_samples,
+            progress=config.progress,
+        )
         for label, r in res.items():
             report["models"][label]["noise_grid"] = r.to_dict()
-            fig(plots.noise_heatmaps(r.r2, noise.backgrounds, noise.scales, ds.names, r.snr_median, title=f"{label}: R² over the noise grid"), f"noise_r2_{label}.png")
+            fig(
+                plots.noise_heatmaps(
+                    r.r2,
+                    noise.backgrounds,
+                    noise.scales,
+                    ds.names,
+                    r.snr_median,
+                    title=f"{label}: R² over the noise grid",
+                ),
+                f"noise_r2_{label}.png",
+            )
     report["figures"] = figures
     atomic_write_json(report, out / "metrics.json")
     return report

@@ -14,7 +14,9 @@ _E_K2 = 2.0721247
 
 
 @numba.njit(cache=True)
-def _coverage_pass(qs, rm, cos_psi, sin_psi, ki, ei, e0, de, ne, lim, dq, fill, out_q, out_e, out_o, out_w):  # pragma: no cover - compiled
+def _coverage_pass(
+    qs, rm, cos_psi, sin_psi, ki, ei, e0, de, ne, lim, dq, fill, out_q, out_e, out_o, out_w
+):  # pragma: no cover - compiled
     n_o = cos_psi.shape[0]
     n_q = qs.shape[0]
     n = 0
@@ -72,7 +74,16 @@ def _coverage_pass(qs, rm, cos_psi, sin_psi, ki, ei, e0, de, ne, lim, dq, fill, 
     return n
 
 
-def coverage_kernel(qs: np.ndarray, rm: np.ndarray, psi_deg: np.ndarray, ki: float, ei: float, e_edges: np.ndarray, limits: np.ndarray, dq: np.ndarray) -> dict[str, np.ndarray]:
+def coverage_kernel(
+    qs: np.ndarray,
+    rm: np.ndarray,
+    psi_deg: np.ndarray,
+    ki: float,
+    ei: float,
+    e_edges: np.ndarray,
+    limits: np.ndarray,
+    dq: np.ndarray,
+) -> dict[str, np.ndarray]:
     """Measured (orientation, Q-bin, energy bin) entries and their weights; see ``simulate.coverage``.
 
     Parameters
@@ -103,7 +114,16 @@ def coverage_kernel(qs: np.ndarray, rm: np.ndarray, psi_deg: np.ndarray, ki: flo
     rm = np.ascontiguousarray(rm, dtype=np.float64)
     dummy_i = np.zeros(1, dtype=np.int64)
     dummy_f = np.zeros(1, dtype=np.float64)
-    n = _coverage_pass(qs, rm, cos_psi, sin_psi, ki, ei, e0, de, ne, lim, dq, False, dummy_i, dummy_i, dummy_i, dummy_f)
-    out = {"q": np.empty(n, np.int64), "e": np.empty(n, np.int64), "o": np.empty(n, np.int64), "w": np.empty(n, np.float64)}
-    _coverage_pass(qs, rm, cos_psi, sin_psi, ki, ei, e0, de, ne, lim, dq, True, out["q"], out["e"], out["o"], out["w"])
+    n = _coverage_pass(
+        qs, rm, cos_psi, sin_psi, ki, ei, e0, de, ne, lim, dq, False, dummy_i, dummy_i, dummy_i, dummy_f
+    )
+    out = {
+        "q": np.empty(n, np.int64),
+        "e": np.empty(n, np.int64),
+        "o": np.empty(n, np.int64),
+        "w": np.empty(n, np.float64),
+    }
+    _coverage_pass(
+        qs, rm, cos_psi, sin_psi, ki, ei, e0, de, ne, lim, dq, True, out["q"], out["e"], out["o"], out["w"]
+    )
     return out

@@ -95,7 +95,10 @@ def is_zone_centre(hkl: np.ndarray, centering: Centering) -> np.ndarray:
 
 def zone_centres(lo: np.ndarray, hi: np.ndarray, centering: Centering) -> np.ndarray:
     """Reciprocal-lattice points G (conventional r.l.u.) inside the box [lo, hi], shape (n, 3) float64."""
-    lo, hi = np.ceil(np.asarray(lo, float) - 1e-9).astype(int), np.floor(np.asarray(hi, float) + 1e-9).astype(int)
+    lo, hi = (
+        np.ceil(np.asarray(lo, float) - 1e-9).astype(int),
+        np.floor(np.asarray(hi, float) + 1e-9).astype(int),
+    )
     axes = [np.arange(a, b + 1) for a, b in zip(lo, hi)]
     if any(len(a) == 0 for a in axes):
         return np.zeros((0, 3))
@@ -125,7 +128,9 @@ def path_segments(grid: SpectrumGrid) -> list[Segment]:
     if grid.segment_bins:
         counts = list(grid.segment_bins)
         if sum(counts) != grid.n_q:
-            raise GridError(f"grid.segment_bins sums to {sum(counts)} but the grid has {grid.n_q} q-bins. Rebuild the grid.")
+            raise GridError(
+                f"grid.segment_bins sums to {sum(counts)} but the grid has {grid.n_q} q-bins. Rebuild the grid."
+            )
     else:
         d = np.diff(q, axis=0)
         counts, start = [], 0
@@ -140,10 +145,14 @@ def path_segments(grid: SpectrumGrid) -> list[Segment]:
     for n in counts:
         c = q[o : o + n]
         if n < 2:
-            raise GridError(f"path segment at q-bin {o} has {n} bin; folding needs at least 2 bins per segment to know its direction. Use a finer path step.")
+            raise GridError(
+                f"path segment at q-bin {o} has {n} bin; folding needs at least 2 bins per segment to know its direction. Use a finer path step."
+            )
         step = (c[-1] - c[0]) / (n - 1)
         if not np.allclose(c, c[0] + np.arange(n)[:, None] * step, atol=1e-6):
-            raise GridError(f"path segment at q-bins {o}..{o + n - 1} is not evenly binned along a straight line. Pass a grid made of straight, evenly binned segments.")
+            raise GridError(
+                f"path segment at q-bins {o}..{o + n - 1} is not evenly binned along a straight line. Pass a grid made of straight, evenly binned segments."
+            )
         segs.append(Segment(offset=o, n=n, start=c[0] - step / 2, step=step))
         o += n
     return segs
@@ -171,7 +180,9 @@ def segment_images(segments: list[Segment], rotations: np.ndarray) -> SegmentIma
     """The distinct images g·segment (by start and end point, as pathSQE dedupes them)."""
     rots = np.asarray(rotations, dtype=float)
     if rots.ndim != 3 or rots.shape[1:] != (3, 3) or len(rots) == 0:
-        raise DataError(f"rotations have shape {rots.shape}; expected (n_ops, 3, 3) point-group matrices acting on conventional r.l.u. (e.g. cubic_rotations()).")
+        raise DataError(
+            f"rotations have shape {rots.shape}; expected (n_ops, 3, 3) point-group matrices acting on conventional r.l.u. (e.g. cubic_rotations())."
+        )
     starts, steps, ns, offs, segi = [], [], [], [], []
     for k, s in enumerate(segments):
         a = rots @ s.start
@@ -240,7 +251,9 @@ def _regular_shifts(cen: list[np.ndarray], zones: np.ndarray) -> np.ndarray | No
     return shifts
 
 
-def _tube_bins_regular(cen: list[np.ndarray], images: SegmentImages, zones: np.ndarray, shifts: np.ndarray, tolerance: float) -> dict[str, np.ndarray]:
+def _tube_bins_regular(
+    cen: list[np.ndarray], images: SegmentImages, zones: np.ndarray, shifts: np.ndarray, tolerance: float
+) -> dict[str, np.ndarray]:
     """Fast path: on an even grid commensurate with the zones, one tube template per image is shifted to every zone."""
     steps = np.array([c[1] - c[0] for c in cen])
     c0 = np.array([c[0] for c in cen])
@@ -281,7 +294,9 @@ def _tube_bins_regular(cen: list[np.ndarray], images: SegmentImages, zones: np.n
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def _tube_bins_general(cen: list[np.ndarray], images: SegmentImages, zones: np.ndarray, tolerance: float) -> dict[str, np.ndarray]:
+def _tube_bins_general(
+    cen: list[np.ndarray], images: SegmentImages, zones: np.ndarray, tolerance: float
+) -> dict[str, np.ndarray]:
     """General path (uneven or incommensurate bins): bins searched per zone from the sorted centres."""
     nk, nl = len(cen[1]), len(cen[2])
     out: dict[str, list[np.ndarray]] = {"q3": [], "pixel": [], "zone": [], "image": []}
@@ -321,9 +336,23 @@ def _tube_bins_general(cen: list[np.ndarray], images: SegmentImages, zones: np.n
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def zones_for_box(q_edges: tuple[np.ndarray, np.ndarray, np.ndarray], images: SegmentImages, centering: Centering, tolerance: float) -> np.ndarray:
+def zones_for_box(
+    q_edges: tuple[np.ndarray, np.ndarray, np.ndarray],
+    images: SegmentImages,
+    centering: Centering,
+    tolerance: float,
+) -> np.ndarray:
     """Zone centres whose path tubes can reach the Q box spanned by ``q_edges``."""
-    reach = float(np.max(np.linalg.norm(np.concatenate([images.start, images.start + images.n[:, None] * images.step]), axis=1))) + tolerance
+    reach = (
+        float(
+            np.max(
+                np.linalg.norm(
+                    np.concatenate([images.start, images.start + images.n[:, None] * images.step]), axis=1
+                )
+            )
+        )
+        + tolerance
+    )
     lo = np.array([e[0] for e in q_edges]) - reach
     hi = np.array([e[-1] for e in q_edges]) + reach
     return zone_centres(lo, hi, centering)
@@ -401,7 +430,9 @@ class FoldPlan:
         """Enumerate the path tubes of ``grid`` on the Q grid ``q_edges`` (H, K, L edges, r.l.u.)."""
         t0 = time.perf_counter()
         if not (0 < q_tolerance < 1):
-            raise DataError(f"q_tolerance = {q_tolerance} r.l.u.; pass a tube radius between 0 and 1 (pathSQE uses 0.05).")
+            raise DataError(
+                f"q_tolerance = {q_tolerance} r.l.u.; pass a tube radius between 0 and 1 (pathSQE uses 0.05)."
+            )
         if centering not in ("P", "F", "I"):
             raise DataError(f"lattice centering {centering!r} is unknown; pass 'P', 'F' (fcc) or 'I' (bcc).")
         images = segment_images(path_segments(grid), rotations)
@@ -410,8 +441,18 @@ class FoldPlan:
         mem = tube_bins(q_edges, images, zones, q_tolerance)
         order = np.argsort(mem["q3"], kind="stable")
         mem = {k: v[order] for k, v in mem.items()}
-        return cls(grid, q_edges, zones, mem, centering, q_tolerance, len(rotations), len(images), time.perf_counter() - t0,
-                   np.asarray(rotations, dtype=float))
+        return cls(
+            grid,
+            q_edges,
+            zones,
+            mem,
+            centering,
+            q_tolerance,
+            len(rotations),
+            len(images),
+            time.perf_counter() - t0,
+            np.asarray(rotations, dtype=float),
+        )
 
     def matches(self, volume: Volume4D) -> bool:
         """Whether ``volume`` has this plan's Q grid."""
@@ -444,7 +485,9 @@ class FoldPlan:
         also ``q3``, sorted by (zone, image, Q-bin, E)).
         """
         if not self.matches(volume):
-            raise DataError(f"the volume's Q grid {volume.shape[:3]} differs from the fold plan's {tuple(len(e) - 1 for e in self.q_edges)}. Build a FoldPlan for this volume.")
+            raise DataError(
+                f"the volume's Q grid {volume.shape[:3]} differs from the fold plan's {tuple(len(e) - 1 for e in self.q_edges)}. Build a FoldPlan for this volume."
+            )
         if not (0 <= min_zone_coverage <= 1):
             raise DataError(f"min_zone_coverage = {min_zone_coverage}; pass a fraction between 0 and 1.")
         grid = self.grid
@@ -479,12 +522,16 @@ class FoldPlan:
         keys, vals = [], []
         begin = 0
         while begin < len(row):
-            end = max(int(np.searchsorted(cum, (cum[begin - 1] if begin else 0) + _CHUNK, side="right")), begin + 1)
+            end = max(
+                int(np.searchsorted(cum, (cum[begin - 1] if begin else 0) + _CHUNK, side="right")), begin + 1
+            )
             ln = lengths[begin:end]
             tot = int(ln.sum())
             if tot:
                 rep = np.repeat(np.arange(begin, end), ln)
-                entry = np.repeat(ptr[row[begin:end]], ln) + (np.arange(tot) - np.repeat(np.cumsum(ln) - ln, ln))
+                entry = np.repeat(ptr[row[begin:end]], ln) + (
+                    np.arange(tot) - np.repeat(np.cumsum(ln) - ln, ln)
+                )
                 ce = cell_e[entry]
                 ok = ce >= 0
                 r = rep[ok]
@@ -543,7 +590,9 @@ class FoldPlan:
         """Fold ``volume`` (same Q grid) onto the plan's grid; parameters as in :func:`fold_volume`."""
         t0 = time.perf_counter()
         if not self.matches(volume):
-            raise DataError(f"the volume's Q grid {volume.shape[:3]} differs from the fold plan's {tuple(len(e) - 1 for e in self.q_edges)}. Build a FoldPlan for this volume.")
+            raise DataError(
+                f"the volume's Q grid {volume.shape[:3]} differs from the fold plan's {tuple(len(e) - 1 for e in self.q_edges)}. Build a FoldPlan for this volume."
+            )
         if not (0 <= min_zone_coverage <= 1):
             raise DataError(f"min_zone_coverage = {min_zone_coverage}; pass a fraction between 0 and 1.")
         grid = self.grid
@@ -579,7 +628,9 @@ class FoldPlan:
             sig = sig - corr.background
         if corr.bose_temperature is not None:
             if not corr.bose_temperature > 0:
-                raise DataError(f"Bose correction temperature {corr.bose_temperature} K; pass a positive temperature.")
+                raise DataError(
+                    f"Bose correction temperature {corr.bose_temperature} K; pass a positive temperature."
+                )
             f = -np.expm1(-e_vol / (KB_MEV_PER_K * corr.bose_temperature))
             sig, err = sig * f[e_idx_entry], err * np.abs(f[e_idx_entry])
         if corr.energy:
@@ -610,12 +661,16 @@ class FoldPlan:
         cum = np.cumsum(lengths)
         begin = 0
         while begin < len(row):
-            end = max(int(np.searchsorted(cum, (cum[begin - 1] if begin else 0) + _CHUNK, side="right")), begin + 1)
+            end = max(
+                int(np.searchsorted(cum, (cum[begin - 1] if begin else 0) + _CHUNK, side="right")), begin + 1
+            )
             ln = lengths[begin:end]
             tot = int(ln.sum())
             if tot:
                 rep = np.repeat(np.arange(begin, end), ln)
-                entry = np.repeat(ptr[row[begin:end]], ln) + (np.arange(tot) - np.repeat(np.cumsum(ln) - ln, ln))
+                entry = np.repeat(ptr[row[begin:end]], ln) + (
+                    np.arange(tot) - np.repeat(np.cumsum(ln) - ln, ln)
+                )
                 ce = cell_e[entry]
                 ok = ce >= 0
                 cell = pix[rep[ok]] * grid.n_e + ce[ok]
@@ -637,7 +692,9 @@ class FoldPlan:
             tot_acc = {k: v[keep].sum(axis=0) for k, v in acc.items()}
         else:
             if min_zone_coverage > 0:
-                raise DataError(f"{nz} zones x {n_cells} pixels is too many to rank zones by coverage. Pass min_zone_coverage=0 or a smaller volume.")
+                raise DataError(
+                    f"{nz} zones x {n_cells} pixels is too many to rank zones by coverage. Pass min_zone_coverage=0 or a smaller volume."
+                )
             keep = np.ones(nz, dtype=bool)
             tot_acc = acc
         norm = tot_acc["norm"].reshape(grid.shape)
@@ -653,7 +710,15 @@ class FoldPlan:
             inten = np.where(measured, tot_acc["data"].reshape(grid.shape) / norm, np.nan)
             error = np.where(measured, np.sqrt(tot_acc["var"].reshape(grid.shape)) / norm, np.nan)
         order = np.argsort(-zone_cov, kind="stable")
-        ranked = [{"G": zones[i].astype(int).tolist(), "coverage": round(float(zone_cov[i]), 5), "used": bool(keep[i])} for i in order if zone_cov[i] > 0]
+        ranked = [
+            {
+                "G": zones[i].astype(int).tolist(),
+                "coverage": round(float(zone_cov[i]), 5),
+                "used": bool(keep[i]),
+            }
+            for i in order
+            if zone_cov[i] > 0
+        ]
         elapsed = time.perf_counter() - t0
         meta = dict(volume.meta)
         meta.update(
@@ -674,8 +739,23 @@ class FoldPlan:
                 "plan_seconds": round(self.build_seconds, 3),
             }
         )
-        log.info("folded %d covered bins onto %s in %.2f s + %.2f s plan (%d zones, %d images)", volume.n_covered, grid.shape, elapsed, self.build_seconds, meta["n_zones_used"], self.n_images)
-        return FoldedSpectrum(intensity=inten, error=error, mask=measured, n_contrib=tot_acc["count"].reshape(grid.shape).astype(np.int64), grid=grid, meta=meta)
+        log.info(
+            "folded %d covered bins onto %s in %.2f s + %.2f s plan (%d zones, %d images)",
+            volume.n_covered,
+            grid.shape,
+            elapsed,
+            self.build_seconds,
+            meta["n_zones_used"],
+            self.n_images,
+        )
+        return FoldedSpectrum(
+            intensity=inten,
+            error=error,
+            mask=measured,
+            n_contrib=tot_acc["count"].reshape(grid.shape).astype(np.int64),
+            grid=grid,
+            meta=meta,
+        )
 
 
 def fold_volume(
@@ -722,4 +802,6 @@ def fold_volume(
     """
     if plan is None:
         plan = FoldPlan.build(volume.edges[:3], grid, rotations, centering=centering, q_tolerance=q_tolerance)
-    return plan.apply(volume, qmod_range=qmod_range, min_zone_coverage=min_zone_coverage, corrections=corrections)
+    return plan.apply(
+        volume, qmod_range=qmod_range, min_zone_coverage=min_zone_coverage, corrections=corrections
+    )

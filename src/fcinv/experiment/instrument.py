@@ -92,13 +92,22 @@ class Instrument:
     def __post_init__(self) -> None:
         if not (np.isfinite(self.ei) and self.ei > 0):
             raise InstrumentError(f"incident energy Ei = {self.ei} meV; pass a positive energy (e.g. 40).")
-        for name, (lo, hi), lim in (("in_plane", self.in_plane, 180.0), ("out_of_plane", self.out_of_plane, 90.0)):
+        for name, (lo, hi), lim in (
+            ("in_plane", self.in_plane, 180.0),
+            ("out_of_plane", self.out_of_plane, 90.0),
+        ):
             if not (-lim <= lo < hi <= lim):
-                raise InstrumentError(f"{name} detector range ({lo}, {hi})° is invalid; pass (min, max) with -{lim:g} <= min < max <= {lim:g} degrees.")
+                raise InstrumentError(
+                    f"{name} detector range ({lo}, {hi})° is invalid; pass (min, max) with -{lim:g} <= min < max <= {lim:g} degrees."
+                )
         if self.resolution not in ("auto", "resins", "gaussian"):
-            raise InstrumentError(f"resolution {self.resolution!r} is unknown; pass 'auto', 'resins' or 'gaussian'.")
+            raise InstrumentError(
+                f"resolution {self.resolution!r} is unknown; pass 'auto', 'resins' or 'gaussian'."
+            )
         if not (0 < self.elastic_fwhm_fraction < 0.5):
-            raise InstrumentError(f"elastic_fwhm_fraction = {self.elastic_fwhm_fraction}; pass a fraction of Ei between 0 and 0.5 (ARCS-like: 0.03-0.05).")
+            raise InstrumentError(
+                f"elastic_fwhm_fraction = {self.elastic_fwhm_fraction}; pass a fraction of Ei between 0 and 0.5 (ARCS-like: 0.03-0.05)."
+            )
 
     @property
     def ki(self) -> float:
@@ -112,7 +121,13 @@ class Instrument:
         with np.errstate(invalid="ignore", divide="ignore"):
             inp = np.rad2deg(np.arctan2(kf[..., 0], kf[..., 2]))
             oop = np.rad2deg(np.arcsin(np.clip(kf[..., 1] / n, -1, 1)))
-        return (n > 0) & (inp >= self.in_plane[0]) & (inp <= self.in_plane[1]) & (oop >= self.out_of_plane[0]) & (oop <= self.out_of_plane[1])
+        return (
+            (n > 0)
+            & (inp >= self.in_plane[0])
+            & (inp <= self.in_plane[1])
+            & (oop >= self.out_of_plane[0])
+            & (oop <= self.out_of_plane[1])
+        )
 
     # ------------------------------------------------------------ resolution
     def resolution_model(self) -> str:
@@ -143,7 +158,12 @@ class Instrument:
             resins = require("resins", "experiment", "the ARCS resolution model (resolution='resins')")
             try:
                 inst = resins.Instrument.from_default("ARCS")
-                fn = inst.get_resolution_function("PyChop_fit", chopper_package=self.chopper_package, e_init=self.ei, chopper_frequency=self.chopper_frequency)
+                fn = inst.get_resolution_function(
+                    "PyChop_fit",
+                    chopper_package=self.chopper_package,
+                    e_init=self.ei,
+                    chopper_frequency=self.chopper_frequency,
+                )
             except Exception as exc:  # noqa: BLE001 - resins raises plain exceptions for invalid settings
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise InstrumentError(
@@ -189,11 +209,15 @@ class Goniometer:
     def __post_init__(self) -> None:
         psi = np.asarray(self.psi, dtype=float).ravel()
         if len(psi) == 0 or not np.all(np.isfinite(psi)):
-            raise InstrumentError(f"psi has {len(psi)} angles (or NaN); pass at least one finite rotation angle in degrees.")
+            raise InstrumentError(
+                f"psi has {len(psi)} angles (or NaN); pass at least one finite rotation angle in degrees."
+            )
         object.__setattr__(self, "psi", tuple(float(x) for x in psi))
         u, v = np.asarray(self.u, float), np.asarray(self.v, float)
         if u.shape != (3,) or v.shape != (3,) or np.linalg.norm(np.cross(u, v)) < 1e-9:
-            raise InstrumentError(f"u={list(self.u)} and v={list(self.v)} must be two non-parallel 3-vectors (r.l.u.).")
+            raise InstrumentError(
+                f"u={list(self.u)} and v={list(self.v)} must be two non-parallel 3-vectors (r.l.u.)."
+            )
 
     @classmethod
     def steps(cls, start: float = 0.0, step: float = 1.0, n: int = 120, **kw) -> Goniometer:

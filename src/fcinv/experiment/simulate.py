@@ -54,10 +54,18 @@ from scipy.special import ndtr
 from fcinv.errors import DataError, ForceConstantError, StructureError, require
 from fcinv.experiment import _h5
 from fcinv.experiment._kernels import coverage_kernel
-from fcinv.experiment.fold import Corrections, FoldPlan, cubic_rotations, path_segments, segment_images, tube_bins, zone_centres
+from fcinv.experiment.fold import (
+    Corrections,
+    FoldPlan,
+    cubic_rotations,
+    path_segments,
+    segment_images,
+    tube_bins,
+    zone_centres,
+)
 from fcinv.experiment.folded import FoldedSpectrum
-from fcinv.experiment.instrument import E_K2, Goniometer, Instrument
 from fcinv.experiment.geometry import rotation_y, ub_from_vectors
+from fcinv.experiment.instrument import E_K2, Goniometer, Instrument
 from fcinv.experiment.volume import Volume4D, regular_edges
 from fcinv.grid import SpectrumGrid
 from fcinv.units import KB_MEV_PER_K
@@ -95,7 +103,15 @@ class ExperimentCrystal:
     name: str = ""
 
     @classmethod
-    def from_cell(cls, lattice: np.ndarray, positions: np.ndarray, numbers: Sequence[int], *, name: str = "", symprec: float = 1e-4) -> ExperimentCrystal:
+    def from_cell(
+        cls,
+        lattice: np.ndarray,
+        positions: np.ndarray,
+        numbers: Sequence[int],
+        *,
+        name: str = "",
+        symprec: float = 1e-4,
+    ) -> ExperimentCrystal:
         """The package's :class:`~fcinv.crystal.Crystal` of the cell (point group, centering), in the input frame.
 
         The point group and the centering come from :class:`~fcinv.crystal.Crystal` (one place);
@@ -108,10 +124,20 @@ class ExperimentCrystal:
         lattice = np.asarray(lattice, dtype=float)
         crystal = Crystal.from_cell(lattice, positions, numbers, name=name, symprec=symprec)
         if crystal.centering not in ("F", "I", "P"):
-            raise StructureError(f"'{name}' has a {crystal.centering}-centred lattice ({crystal.spacegroup[0]}); the experiment simulation supports P, F and I lattices.")
-        ds = spglib.get_symmetry_dataset((lattice, np.asarray(positions, float), np.asarray(numbers, int)), symprec=symprec)
+            raise StructureError(
+                f"'{name}' has a {crystal.centering}-centred lattice ({crystal.spacegroup[0]}); the experiment simulation supports P, F and I lattices."
+            )
+        ds = spglib.get_symmetry_dataset(
+            (lattice, np.asarray(positions, float), np.asarray(numbers, int)), symprec=symprec
+        )
         conv = np.linalg.inv(np.asarray(ds.transformation_matrix, float)).T @ lattice
-        return cls(primitive_lattice=lattice, conventional_lattice=conv, centering=crystal.centering, rotations=crystal.point_group_rlu, name=name)
+        return cls(
+            primitive_lattice=lattice,
+            conventional_lattice=conv,
+            centering=crystal.centering,
+            rotations=crystal.point_group_rlu,
+            name=name,
+        )
 
     @property
     def reciprocal_cell(self) -> np.ndarray:
@@ -128,25 +154,49 @@ class ExperimentCrystal:
 
 
 # ---------------------------------------------------------------- force constants
-def load_force_constants(force_constants: str | Path, structure: str | Path, supercell: Sequence[int] | np.ndarray):
+def load_force_constants(
+    force_constants: str | Path, structure: str | Path, supercell: Sequence[int] | np.ndarray
+):
     """Phonopy FORCE_CONSTANTS (or force_constants.hdf5) + POSCAR + supercell → (Euphonic ForceConstants, ExperimentCrystal)."""
     phonopy = require("phonopy", "experiment", "reading phonopy force constants")
     fc_path, st_path = Path(force_constants), Path(structure)
     for p, what in ((fc_path, "force-constant"), (st_path, "structure")):
         if not p.is_file():
-            raise ForceConstantError(f"{what} file '{p}' does not exist. Pass phonopy's FORCE_CONSTANTS and the POSCAR it belongs to.")
+            raise ForceConstantError(
+                f"{what} file '{p}' does not exist. Pass phonopy's FORCE_CONSTANTS and the POSCAR it belongs to."
+            )
     smat = _supercell_matrix(supercell)
     try:
-        ph = phonopy.load(supercell_matrix=smat, primitive_matrix=None, unitcell_filename=str(st_path), force_constants_filename=str(fc_path), produce_fc=False, log_level=0)
+        ph = phonopy.load(
+            supercell_matrix=smat,
+            primitive_matrix=None,
+            unitcell_filename=str(st_path),
+            force_constants_filename=str(fc_path),
+            produce_fc=False,
+            log_level=0,
+        )
     except Exception as exc:  # noqa: BLE001 - phonopy raises many kinds of errors for malformed files
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ForceConstantError(f"phonopy could not read '{fc_path}' with '{st_path}' and supercell {smat.diagonal().tolist()}: {msg}. Check that the supercell matches the FC file.") from None
+        raise ForceConstantError(
+            f"phonopy could not read '{fc_path}' with '{st_path}' and supercell {smat.diagonal().tolist()}: {msg}. Check that the supercell matches the FC file."
+        ) from None
     if ph.force_constants is None:
-        raise ForceConstantError(f"'{fc_path}' holds no force constants. Pass phonopy's FORCE_CONSTANTS file.")
-    return _euphonic_from_phonopy(ph), ExperimentCrystal.from_cell(ph.unitcell.cell, ph.unitcell.scaled_positions, ph.unitcell.numbers, name=st_path.stem)
+        raise ForceConstantError(
+            f"'{fc_path}' holds no force constants. Pass phonopy's FORCE_CONSTANTS file."
+        )
+    return _euphonic_from_phonopy(ph), ExperimentCrystal.from_cell(
+        ph.unitcell.cell, ph.unitcell.scaled_positions, ph.unitcell.numbers, name=st_path.stem
+    )
 
 
-def force_constants_from_array(fc_array: np.ndarray, lattice: np.ndarray, positions: np.ndarray, numbers: Sequence[int], supercell: Sequence[int] | np.ndarray, masses: Sequence[float] | None = None):
+def force_constants_from_array(
+    fc_array: np.ndarray,
+    lattice: np.ndarray,
+    positions: np.ndarray,
+    numbers: Sequence[int],
+    supercell: Sequence[int] | np.ndarray,
+    masses: Sequence[float] | None = None,
+):
     """A full phonopy-layout FC array (e.g. ``FCSpace.to_phonopy(θ, ...)``) → (Euphonic ForceConstants, ExperimentCrystal).
 
     Parameters
@@ -159,13 +209,24 @@ def force_constants_from_array(fc_array: np.ndarray, lattice: np.ndarray, positi
     from phonopy.structure.atoms import PhonopyAtoms
 
     fc = np.asarray(fc_array, dtype=float)
-    unit = PhonopyAtoms(numbers=list(numbers), cell=np.asarray(lattice, float), scaled_positions=np.asarray(positions, float), masses=None if masses is None else list(masses))
-    ph = phonopy.Phonopy(unit, supercell_matrix=_supercell_matrix(supercell), primitive_matrix=None, log_level=0)
+    unit = PhonopyAtoms(
+        numbers=list(numbers),
+        cell=np.asarray(lattice, float),
+        scaled_positions=np.asarray(positions, float),
+        masses=None if masses is None else list(masses),
+    )
+    ph = phonopy.Phonopy(
+        unit, supercell_matrix=_supercell_matrix(supercell), primitive_matrix=None, log_level=0
+    )
     n_s = len(ph.supercell)
     if fc.ndim != 4 or fc.shape[1:] != (n_s, 3, 3) or fc.shape[0] not in (len(ph.primitive), n_s):
-        raise ForceConstantError(f"force constants have shape {fc.shape}; the {n_s}-atom supercell needs ({len(ph.primitive)} or {n_s}, {n_s}, 3, 3). Check the supercell.")
+        raise ForceConstantError(
+            f"force constants have shape {fc.shape}; the {n_s}-atom supercell needs ({len(ph.primitive)} or {n_s}, {n_s}, 3, 3). Check the supercell."
+        )
     ph.force_constants = fc
-    return _euphonic_from_phonopy(ph), ExperimentCrystal.from_cell(ph.unitcell.cell, ph.unitcell.scaled_positions, ph.unitcell.numbers)
+    return _euphonic_from_phonopy(ph), ExperimentCrystal.from_cell(
+        ph.unitcell.cell, ph.unitcell.scaled_positions, ph.unitcell.numbers
+    )
 
 
 def _supercell_matrix(supercell) -> np.ndarray:
@@ -173,7 +234,9 @@ def _supercell_matrix(supercell) -> np.ndarray:
     if s.shape == (3,):
         s = np.diag(s)
     if s.shape != (3, 3) or abs(round(np.linalg.det(s))) < 1:
-        raise ForceConstantError(f"supercell {np.asarray(supercell).tolist()} is not 3 integers or a non-singular 3x3 matrix. Pass e.g. 4 4 4.")
+        raise ForceConstantError(
+            f"supercell {np.asarray(supercell).tolist()} is not 3 integers or a non-singular 3x3 matrix. Pass e.g. 4 4 4."
+        )
     return s
 
 
@@ -185,7 +248,9 @@ def _euphonic_from_phonopy(ph):
 
 
 # ------------------------------------------------------------------ phonon physics
-def one_phonon(fc, crystal: ExperimentCrystal, hkl: np.ndarray, *, temperature: float, dw_mesh: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def one_phonon(
+    fc, crystal: ExperimentCrystal, hkl: np.ndarray, *, temperature: float, dw_mesh: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
     """Mode energies and Euphonic structure factors at Q-points.
 
     Parameters
@@ -220,7 +285,9 @@ def one_phonon(fc, crystal: ExperimentCrystal, hkl: np.ndarray, *, temperature: 
         energies = np.empty((n, nm))
         sf = np.empty((n, nm))
         for a in range(0, n, _SF_CHUNK):
-            modes = fc.calculate_qpoint_phonon_modes(frac[a : a + _SF_CHUNK], asr="reciprocal", reduce_qpts=True, **kw)
+            modes = fc.calculate_qpoint_phonon_modes(
+                frac[a : a + _SF_CHUNK], asr="reciprocal", reduce_qpts=True, **kw
+            )
             s = modes.calculate_structure_factor(dw=dw)
             energies[a : a + _SF_CHUNK] = s.frequencies.to("meV").magnitude
             sf[a : a + _SF_CHUNK] = s.structure_factors.to("mbarn").magnitude
@@ -237,7 +304,17 @@ def _euphonic_kw(fc) -> dict:
         return {"use_c": False}
 
 
-def binned_sqw(energies: np.ndarray, sf: np.ndarray, q_row: np.ndarray, e_lo: np.ndarray, e_hi: np.ndarray, *, temperature: float, instrument: Instrument, e_min_mode: float = 0.05) -> np.ndarray:
+def binned_sqw(
+    energies: np.ndarray,
+    sf: np.ndarray,
+    q_row: np.ndarray,
+    e_lo: np.ndarray,
+    e_hi: np.ndarray,
+    *,
+    temperature: float,
+    instrument: Instrument,
+    e_min_mode: float = 0.05,
+) -> np.ndarray:
     """S averaged over energy bins: Σ_ν sf_ν (n_ν+1) ∫_bin G(E − ω_ν; σ(ω_ν)) dE / ΔE.
 
     Parameters
@@ -298,14 +375,27 @@ def coverage(
     e_edges = np.asarray(e_edges, float)
     de = float(e_edges[1] - e_edges[0])
     if not np.allclose(np.diff(e_edges), de, rtol=1e-6):
-        raise DataError("the simulation needs evenly spaced energy bins. Pass e.g. 0..40 meV in 0.5 meV steps.")
+        raise DataError(
+            "the simulation needs evenly spaced energy bins. Pass e.g. 0..40 meV in 0.5 meV steps."
+        )
     m = 2 * np.pi * np.asarray(ub, float)  # Q_lab(ψ=0) = m @ hkl
     qs = np.asarray(hkl, float) @ m.T
     rm = np.einsum("oij,jk->oik", rotation_y(np.asarray(psi, float)), m)
     limits = np.array([*instrument.in_plane, *instrument.out_of_plane], dtype=float)
-    out = coverage_kernel(qs, rm, np.asarray(psi, float), instrument.ki, instrument.ei, e_edges, limits, np.abs(np.asarray(q_step, float)))
+    out = coverage_kernel(
+        qs,
+        rm,
+        np.asarray(psi, float),
+        instrument.ki,
+        instrument.ei,
+        e_edges,
+        limits,
+        np.abs(np.asarray(q_step, float)),
+    )
     if len(out["q"]) == 0:
-        raise DataError(f"no simulated bin is measured: with Ei = {instrument.ei} meV and the detector coverage, none of the {len(qs)} Q-bins is reached. Check Ei, the energy range and the orientations.")
+        raise DataError(
+            f"no simulated bin is measured: with Ei = {instrument.ei} meV and the detector coverage, none of the {len(qs)} Q-bins is reached. Check Ei, the energy range and the orientations."
+        )
     return out
 
 
@@ -355,11 +445,20 @@ class SimulatedRun:
     def orientation(self, j: int) -> Volume4D:
         """The 4D histogram of orientation ``j`` alone."""
         if not (-self.n_orientations <= j < self.n_orientations):
-            raise DataError(f"orientation {j} does not exist; the run has {self.n_orientations} (0..{self.n_orientations - 1}).")
+            raise DataError(
+                f"orientation {j} does not exist; the run has {self.n_orientations} (0..{self.n_orientations - 1})."
+            )
         j %= self.n_orientations
         a, b = int(self.offsets[j]), int(self.offsets[j + 1])
         meta = dict(self.meta, source=f"simulated orientation {j}", psi_deg=float(self.psi[j]))
-        return Volume4D.from_counts(self.edges, self.index[a:b], self.counts[a:b], self.norm[a:b], meta=meta, reciprocal_cell=self.reciprocal_cell)
+        return Volume4D.from_counts(
+            self.edges,
+            self.index[a:b],
+            self.counts[a:b],
+            self.norm[a:b],
+            meta=meta,
+            reciprocal_cell=self.reciprocal_cell,
+        )
 
     def total(self) -> Volume4D:
         """The whole run: counts and normalisation summed per bin over the orientations."""
@@ -367,12 +466,22 @@ class SimulatedRun:
         counts = np.bincount(inv, weights=self.counts)
         norm = np.bincount(inv, weights=self.norm)
         meta = dict(self.meta, source="simulated run (all orientations)")
-        return Volume4D.from_counts(self.edges, uniq, counts, norm, meta=meta, reciprocal_cell=self.reciprocal_cell)
+        return Volume4D.from_counts(
+            self.edges, uniq, counts, norm, meta=meta, reciprocal_cell=self.reciprocal_cell
+        )
 
     def expected_volume(self) -> Volume4D:
         """The noise-free intensity on the covered bins (error 0, norm 1)."""
         n = len(self.expected_index)
-        return Volume4D(edges=self.edges, index=self.expected_index, signal=self.expected, error=np.zeros(n), norm=np.ones(n), meta=dict(self.meta, source="simulated run (noise-free)"), reciprocal_cell=self.reciprocal_cell)
+        return Volume4D(
+            edges=self.edges,
+            index=self.expected_index,
+            signal=self.expected,
+            error=np.zeros(n),
+            norm=np.ones(n),
+            meta=dict(self.meta, source="simulated run (noise-free)"),
+            reciprocal_cell=self.reciprocal_cell,
+        )
 
     def write(self, path: str | Path, *, command: str | None = None) -> None:
         """Write atomically to HDF5 (format ``fcinv-simulated-run``)."""
@@ -383,11 +492,25 @@ class SimulatedRun:
                 _h5.put(g, name, e, unit)
             _h5.put(f, "psi", self.psi, "degree")
             _h5.put(f, "offsets", self.offsets, "1")
-            _h5.put(f, "index", self.index, "1", compress=True, description="flat C-order index into (n_H, n_K, n_L, n_E)")
+            _h5.put(
+                f,
+                "index",
+                self.index,
+                "1",
+                compress=True,
+                description="flat C-order index into (n_H, n_K, n_L, n_E)",
+            )
             _h5.put(f, "counts", self.counts.astype(np.int32), "counts", compress=True)
             _h5.put(f, "norm", self.norm.astype(np.float32), "arb. units", compress=True)
             _h5.put(f, "expected_index", self.expected_index, "1", compress=True)
-            _h5.put(f, "expected", self.expected.astype(np.float32), "arb. units", compress=True, description="noise-free S/mean(S) + background")
+            _h5.put(
+                f,
+                "expected",
+                self.expected.astype(np.float32),
+                "arb. units",
+                compress=True,
+                description="noise-free S/mean(S) + background",
+            )
             _h5.put(f, "reciprocal_cell", self.reciprocal_cell, "1/Å")
 
     def to_hdf5(self, path: str | Path, *, command: str | None = None) -> None:
@@ -405,7 +528,19 @@ class SimulatedRun:
         with _h5.open_checked(path, FORMAT) as f:
             try:
                 edges = tuple(f["edges"][n][()] for n in ("H", "K", "L", "E"))
-                kw = {k: f[k][()] for k in ("psi", "offsets", "index", "counts", "norm", "expected_index", "expected", "reciprocal_cell")}
+                kw = {
+                    k: f[k][()]
+                    for k in (
+                        "psi",
+                        "offsets",
+                        "index",
+                        "counts",
+                        "norm",
+                        "expected_index",
+                        "expected",
+                        "reciprocal_cell",
+                    )
+                }
             except KeyError as exc:
                 raise DataError(f"'{path}' lacks {exc}. The file is truncated; simulate again.") from None
             meta = _h5.read_meta(f)
@@ -452,7 +587,11 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         checks = (
             ("temperature", self.temperature >= 0, "a temperature >= 0 K"),
-            ("q_step", 0 < self.q_step <= 0.5, "a bin width in (0, 0.5] r.l.u. (0.05 suits the 0.025 path step)"),
+            (
+                "q_step",
+                0 < self.q_step <= 0.5,
+                "a bin width in (0, 0.5] r.l.u. (0.05 suits the 0.025 path step)",
+            ),
             ("counting_time", self.counting_time > 0, "a positive time in minutes"),
             ("count_rate", self.count_rate > 0, "a positive rate"),
             ("background", self.background >= 0, "a background >= 0"),
@@ -464,7 +603,9 @@ class ExperimentConfig:
                 raise DataError(f"{name} = {getattr(self, name)}; pass {want}.")
 
 
-def reachable_box(crystal: ExperimentCrystal, instrument: Instrument, ub: np.ndarray, e_min: float) -> tuple[np.ndarray, float, np.ndarray]:
+def reachable_box(
+    crystal: ExperimentCrystal, instrument: Instrument, ub: np.ndarray, e_min: float
+) -> tuple[np.ndarray, float, np.ndarray]:
     """Limits of the Q reachable with Ei and the detectors' out-of-plane coverage.
 
     Returns
@@ -479,7 +620,7 @@ def reachable_box(crystal: ExperimentCrystal, instrument: Instrument, ub: np.nda
     qy_max = kf_max * np.sin(min(oop, np.pi / 2))
     rc = crystal.reciprocal_cell
     y_hat = 2 * np.pi * np.asarray(ub, float)[1]  # Q_y = y_hat . hkl
-    y_cart = (y_hat @ np.linalg.inv(rc).T)  # unit vector in the Cartesian frame of rc
+    y_cart = y_hat @ np.linalg.inv(rc).T  # unit vector in the Cartesian frame of rc
     y_cart = y_cart / np.linalg.norm(y_cart)
     inv = np.linalg.inv(rc)
     y = np.linspace(-min(qy_max, qmax), min(qy_max, qmax), 2001)
@@ -533,7 +674,9 @@ def simulate_experiment(
         e_edges = region.energy_edges if region is not None else np.arange(0.0, 0.95 * inst.ei + 1e-9, 0.5)
     e_edges = np.asarray(e_edges, float)
     if e_edges.ndim != 1 or len(e_edges) < 2 or e_edges[0] >= inst.ei:
-        raise DataError(f"energy bins {e_edges[0]:g}..{e_edges[-1]:g} meV lie above Ei = {inst.ei:g} meV; energy transfer must stay below Ei. Lower the energy range or raise Ei.")
+        raise DataError(
+            f"energy bins {e_edges[0]:g}..{e_edges[-1]:g} meV lie above Ei = {inst.ei:g} meV; energy transfer must stay below Ei. Lower the energy range or raise Ei."
+        )
     ub = ub_from_vectors(crystal.b_matrix(), gon.u, gon.v)
     ext_box, qy_max, y_hat = reachable_box(crystal, inst, ub, float(e_edges[0]))
     edges = (*(regular_edges(-x, x, cfg.q_step, offset=cfg.q_step / 4) for x in ext_box), e_edges)
@@ -548,11 +691,23 @@ def simulate_experiment(
         segs = path_segments(region)
         rots = crystal.rotations if crystal.rotations is not None else cubic_rotations()
         images = segment_images(segs, rots)
-        reach = float(np.max(np.linalg.norm(np.concatenate([images.start, images.start + images.n[:, None] * images.step]), axis=1))) + cfg.q_tolerance
+        reach = (
+            float(
+                np.max(
+                    np.linalg.norm(
+                        np.concatenate([images.start, images.start + images.n[:, None] * images.step]), axis=1
+                    )
+                )
+            )
+            + cfg.q_tolerance
+        )
         ext = np.array([c[-1] for c in cen])
         zones = zone_centres(-ext - reach, ext + reach, crystal.centering)  # type: ignore[arg-type]
         reach_a = reach * float(np.linalg.norm(rc, axis=1).max())
-        zones = zones[(np.linalg.norm(zones @ rc, axis=1) <= qmax + reach_a) & (np.abs(zones @ y_hat) <= qy_max + reach_a)]
+        zones = zones[
+            (np.linalg.norm(zones @ rc, axis=1) <= qmax + reach_a)
+            & (np.abs(zones @ y_hat) <= qy_max + reach_a)
+        ]
         mem = tube_bins(edges[:3], images, zones, cfg.q_tolerance)
         q3 = np.unique(mem["q3"])
     else:
@@ -569,7 +724,12 @@ def simulate_experiment(
 
     # phonons once per distinct measured Q-bin
     used_q, q_row = np.unique(cov["q"], return_inverse=True)
-    log.info("simulating %d Q-bins (%d candidates), %d (orientation, bin) entries", len(used_q), len(q3), len(cov["q"]))
+    log.info(
+        "simulating %d Q-bins (%d candidates), %d (orientation, bin) entries",
+        len(used_q),
+        len(q3),
+        len(cov["q"]),
+    )
     energies, sf = _phonons_with_progress(fc, crystal, hkl[used_q], cfg, progress)
     t_ph = time.perf_counter() - t0 - t_region - t_cov
 
@@ -577,11 +737,15 @@ def simulate_experiment(
     key = q_row.astype(np.int64) * shape[3] + cov["e"]
     ukey, kinv = np.unique(key, return_inverse=True)
     urow, ue = ukey // shape[3], ukey % shape[3]
-    s = binned_sqw(energies, sf, urow, e_edges[ue], e_edges[ue + 1], temperature=cfg.temperature, instrument=inst)
+    s = binned_sqw(
+        energies, sf, urow, e_edges[ue], e_edges[ue + 1], temperature=cfg.temperature, instrument=inst
+    )
     ref = s[e_edges[ue] >= 2.0]
     s_mean = float(ref.mean()) if len(ref) and ref.mean() > 0 else float(s.mean())
     if not s_mean > 0:
-        raise DataError("the simulated one-phonon intensity is zero everywhere. Check the force constants (imaginary modes?) and the energy range.")
+        raise DataError(
+            "the simulated one-phonon intensity is zero everywhere. Check the force constants (imaginary modes?) and the energy range."
+        )
     expected_u = s / s_mean + cfg.background
     flat_u = q3[used_q][urow] * shape[3] + ue
     order_u = np.argsort(flat_u)
@@ -596,7 +760,12 @@ def simulate_experiment(
     meta = {
         "source": "fcinv simulated experiment",
         "instrument": inst.describe(),
-        "goniometer": {"psi_deg": [gon.psi[0], gon.psi[-1]], "n_orientations": gon.n, "u": list(gon.u), "v": list(gon.v)},
+        "goniometer": {
+            "psi_deg": [gon.psi[0], gon.psi[-1]],
+            "n_orientations": gon.n,
+            "u": list(gon.u),
+            "v": list(gon.v),
+        },
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "seed": cfg.seed,
         "temperature_K": cfg.temperature,
@@ -607,10 +776,17 @@ def simulate_experiment(
         "n_qbins": len(used_q),
         "n_bins": len(ukey),
         "n_entries": len(flat),
-        "timings_s": {"region": round(t_region, 3), "coverage": round(t_cov, 3), "phonons": round(t_ph, 3), "total": round(elapsed, 3)},
+        "timings_s": {
+            "region": round(t_region, 3),
+            "coverage": round(t_cov, 3),
+            "phonons": round(t_ph, 3),
+            "total": round(elapsed, 3),
+        },
         **(provenance or {}),
     }
-    log.info("simulated run: %d orientations, %d bins, %d entries in %.1f s", gon.n, len(ukey), len(flat), elapsed)
+    log.info(
+        "simulated run: %d orientations, %d bins, %d entries in %.1f s", gon.n, len(ukey), len(flat), elapsed
+    )
     return SimulatedRun(
         edges=edges,  # type: ignore[arg-type]
         psi=np.asarray(gon.psi, float),
@@ -625,14 +801,18 @@ def simulate_experiment(
     )
 
 
-def _phonons_with_progress(fc, crystal: ExperimentCrystal, hkl: np.ndarray, cfg: ExperimentConfig, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _phonons_with_progress(
+    fc, crystal: ExperimentCrystal, hkl: np.ndarray, cfg: ExperimentConfig, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
     if not progress or len(hkl) <= _SF_CHUNK:
         return one_phonon(fc, crystal, hkl, temperature=cfg.temperature, dw_mesh=cfg.dw_mesh)
     from tqdm import tqdm
 
     parts_e, parts_s = [], []
     for a in tqdm(range(0, len(hkl), 4 * _SF_CHUNK), desc="phonons (Euphonic)", unit="block"):
-        e, s = one_phonon(fc, crystal, hkl[a : a + 4 * _SF_CHUNK], temperature=cfg.temperature, dw_mesh=cfg.dw_mesh)
+        e, s = one_phonon(
+            fc, crystal, hkl[a : a + 4 * _SF_CHUNK], temperature=cfg.temperature, dw_mesh=cfg.dw_mesh
+        )
         parts_e.append(e)
         parts_s.append(s)
     return np.concatenate(parts_e), np.concatenate(parts_s)

@@ -26,4 +26,14 @@ from fcinv.fcspace.pairs import PairFC, merge_pairs, pairs_from_phonopy, read_ph
 from fcinv.fcspace.shells import Shell, find_shells, shell_distances
 from fcinv.fcspace.space import FCSpace, Projection
 
-__all__ = ["FCSpace", "PairFC", "Projection", "Shell", "find_shells", "merge_pairs", "pairs_from_phonopy", "read_phonopy", "shell_distances"]
+__all__ = [
+    "FCSpace",
+    "PairFC",
+    "Projection",
+    "Shell",
+    "find_shells",
+    "merge_pairs",
+    "pairs_from_phonopy",
+    "read_phonopy",
+    "shell_distances",
+]

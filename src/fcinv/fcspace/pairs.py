@@ -15,6 +15,7 @@ import numpy as np
 from fcinv.crystal import Crystal
 from fcinv.errors import ForceConstantError, StructureError
 
+
 # --------------------------------------------------------------------- PairFC
 @dataclass(frozen=True, eq=False)
 class PairFC:
@@ -89,7 +90,9 @@ def supercell_matrix(smat) -> np.ndarray:
     if m.shape == (3,):
         m = np.diag(m)
     if m.shape != (3, 3) or not np.all(np.round(m) == m) or round(abs(np.linalg.det(m))) < 1:
-        raise ForceConstantError(f"supercell {np.asarray(smat).tolist()} is not 3 integers or a non-singular 3x3 integer matrix. Pass e.g. --supercell 4 4 4.")
+        raise ForceConstantError(
+            f"supercell {np.asarray(smat).tolist()} is not 3 integers or a non-singular 3x3 integer matrix. Pass e.g. --supercell 4 4 4."
+        )
     return m.astype(int)
 
 
@@ -121,12 +124,16 @@ def _supercell_to_primitive(crystal: Crystal, sc) -> np.ndarray:
         diff = f - crystal.positions
         k = np.nonzero(np.all(np.abs(diff - np.round(diff)) < 1e-4, axis=1))[0]
         if len(k) != 1:
-            raise StructureError("a supercell atom is not an image of exactly one primitive atom. Check the structure.")
+            raise StructureError(
+                "a supercell atom is not an image of exactly one primitive atom. Check the structure."
+            )
         out[s] = k[0]
     return out
 
 
-def _match_cells(crystal: Crystal, lattice: np.ndarray, positions: np.ndarray, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _match_cells(
+    crystal: Crystal, lattice: np.ndarray, positions: np.ndarray, numbers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Map a phonopy unit cell onto ``crystal``: a rotation (Cartesian) and each atom's crystal index.
 
     The cell may differ from the crystal's standard setting by a rotation (found with spglib),
@@ -136,7 +143,9 @@ def _match_cells(crystal: Crystal, lattice: np.ndarray, positions: np.ndarray, n
 
     ds = spglib.get_symmetry_dataset((lattice, positions, numbers), symprec=1e-4)
     if ds is None:
-        raise StructureError("spglib could not analyse the force-constant file's unit cell. Check its POSCAR.")
+        raise StructureError(
+            "spglib could not analyse the force-constant file's unit cell. Check its POSCAR."
+        )
     if int(ds.number) != crystal.spacegroup[1]:
         raise StructureError(
             f"the force-constant file's structure has space group {ds.international} (#{ds.number}), the crystal {crystal.spacegroup[0]} (#{crystal.spacegroup[1]}). Pass the structure the FCs were computed for."
@@ -144,10 +153,14 @@ def _match_cells(crystal: Crystal, lattice: np.ndarray, positions: np.ndarray, n
     rot = np.asarray(ds.std_rotation_matrix)
     # positions in the conventional fractional frame of each cell (lattice constant drops out)
     cart = positions @ lattice @ rot.T
-    conv_other = spglib.standardize_cell((lattice, positions, numbers), to_primitive=False, no_idealize=False, symprec=1e-4)[0]
+    conv_other = spglib.standardize_cell(
+        (lattice, positions, numbers), to_primitive=False, no_idealize=False, symprec=1e-4
+    )[0]
     f_other = cart @ np.linalg.inv(conv_other)
     f_mine = crystal.cartesian_positions @ np.linalg.inv(crystal.conventional_lattice)
-    prim_in_conv = crystal.lattice @ np.linalg.inv(crystal.conventional_lattice)  # primitive vectors, conv frac
+    prim_in_conv = crystal.lattice @ np.linalg.inv(
+        crystal.conventional_lattice
+    )  # primitive vectors, conv frac
     for a in range(len(f_mine)):
         if crystal.numbers[a] != numbers[0]:
             continue
@@ -156,14 +169,18 @@ def _match_cells(crystal: Crystal, lattice: np.ndarray, positions: np.ndarray, n
         mapping = []
         for b, fb in enumerate(g):
             diff = (fb - f_mine) @ np.linalg.inv(prim_in_conv)  # in primitive lattice units
-            k = np.nonzero(np.all(np.abs(diff - np.round(diff)) < 1e-3, axis=1) & (crystal.numbers == numbers[b]))[0]
+            k = np.nonzero(
+                np.all(np.abs(diff - np.round(diff)) < 1e-3, axis=1) & (crystal.numbers == numbers[b])
+            )[0]
             if len(k) != 1:
                 break
             mapping.append(k[0])
         else:
             if len(set(mapping)) == len(mapping):
                 return rot, np.array(mapping)
-    raise StructureError("the force-constant file's atoms cannot be matched to the crystal's (different structure or atom count). Pass the POSCAR the FCs were computed with.")
+    raise StructureError(
+        "the force-constant file's atoms cannot be matched to the crystal's (different structure or atom count). Pass the POSCAR the FCs were computed with."
+    )
 
 
 def pairs_from_phonopy(crystal: Crystal, fc_array: np.ndarray, unitcell, supercell_matrix) -> PairFC:
@@ -196,7 +213,9 @@ def pairs_from_phonopy(crystal: Crystal, fc_array: np.ndarray, unitcell, superce
             raise StructureError(f"phonopy could not read '{unitcell}': {exc}. Pass a POSCAR.") from None
         del uc
     if not isinstance(unitcell, PhonopyAtoms):
-        raise StructureError("unitcell must be a POSCAR path or a PhonopyAtoms. Pass the POSCAR the FCs were computed with.")
+        raise StructureError(
+            "unitcell must be a POSCAR path or a PhonopyAtoms. Pass the POSCAR the FCs were computed with."
+        )
     smat = _supercell_matrix(supercell_matrix)
     sc = get_supercell(unitcell, smat)
     n_uc, n_sc = len(unitcell), len(sc)
@@ -220,7 +239,12 @@ def pairs_from_phonopy(crystal: Crystal, fc_array: np.ndarray, unitcell, superce
     # conventional cell of the file's structure (rotated into the standard frame)
     import spglib
 
-    conv_other = spglib.standardize_cell((unitcell.cell, unitcell.scaled_positions, unitcell.numbers), to_primitive=False, no_idealize=False, symprec=1e-4)[0]
+    conv_other = spglib.standardize_cell(
+        (unitcell.cell, unitcell.scaled_positions, unitcell.numbers),
+        to_primitive=False,
+        no_idealize=False,
+        symprec=1e-4,
+    )[0]
     conv_inv = np.linalg.inv(conv_other)
     r = np.arange(-2, 3)
     neigh = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3) @ sc_lat
@@ -241,7 +265,9 @@ def pairs_from_phonopy(crystal: Crystal, fc_array: np.ndarray, unitcell, superce
     return PairFC(crystal, np.array(I), np.array(J), np.array(D), np.array(T))
 
 
-def read_phonopy(crystal: Crystal, force_constants: str | Path, structure: str | Path, supercell_matrix) -> PairFC:
+def read_phonopy(
+    crystal: Crystal, force_constants: str | Path, structure: str | Path, supercell_matrix
+) -> PairFC:
     """Read a phonopy ``FORCE_CONSTANTS`` or ``force_constants.hdf5`` file with its POSCAR.
 
     Parameters
@@ -257,7 +283,9 @@ def read_phonopy(crystal: Crystal, force_constants: str | Path, structure: str |
     """
     path = Path(force_constants)
     if not path.is_file():
-        raise ForceConstantError(f"force-constant file '{path}' does not exist. Pass phonopy's FORCE_CONSTANTS or force_constants.hdf5.")
+        raise ForceConstantError(
+            f"force-constant file '{path}' does not exist. Pass phonopy's FORCE_CONSTANTS or force_constants.hdf5."
+        )
     try:
         if path.suffix in {".hdf5", ".h5"}:
             from phonopy.file_IO import read_force_constants_hdf5
@@ -269,5 +297,7 @@ def read_phonopy(crystal: Crystal, force_constants: str | Path, structure: str |
             fc = parse_FORCE_CONSTANTS(str(path))
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ForceConstantError(f"could not parse force-constant file '{path}': {msg}. Check it is phonopy's FORCE_CONSTANTS or force_constants.hdf5.") from None
+        raise ForceConstantError(
+            f"could not parse force-constant file '{path}': {msg}. Check it is phonopy's FORCE_CONSTANTS or force_constants.hdf5."
+        ) from None
     return pairs_from_phonopy(crystal, fc, structure, supercell_matrix)

@@ -131,9 +131,13 @@ def find_shells(crystal: Crystal, cutoff: float) -> list[Shell]:
         y = x @ W.T + w
         for a in range(n):
             diff = y[a] - x
-            k = np.nonzero(np.all(np.abs(diff - np.round(diff)) < 1e-4, axis=1) & (crystal.numbers == crystal.numbers[a]))[0]
+            k = np.nonzero(
+                np.all(np.abs(diff - np.round(diff)) < 1e-4, axis=1) & (crystal.numbers == crystal.numbers[a])
+            )[0]
             if len(k) != 1:
-                raise StructureError(f"symmetry operation {o} does not map atom {a} onto exactly one atom. Symmetrise the structure or loosen symprec.")
+                raise StructureError(
+                    f"symmetry operation {o} does not map atom {a} onto exactly one atom. Symmetrise the structure or loosen symprec."
+                )
             perm[o, a] = k[0]
             shift[o, a] = np.round(diff[k[0]])
     pairs = _enumerate_pairs(crystal, cutoff)
@@ -153,14 +157,18 @@ def find_shells(crystal: Crystal, cutoff: float) -> list[Shell]:
             Rn = W @ d - x[gj] + x[gi]
             Rr = tuple(int(v) for v in np.round(Rn))
             if np.abs(Rn - np.round(Rn)).max() > 1e-4:
-                raise StructureError("a symmetry operation maps a bond off the lattice. Symmetrise the structure.")
+                raise StructureError(
+                    "a symmetry operation maps a bond off the lattice. Symmetrise the structure."
+                )
             for key, tr in (((gi, gj, Rr), False), ((gj, gi, tuple(-v for v in Rr)), True)):
                 if key not in members:
                     members[key] = (o, tr)
         keys = list(members)
         for key in keys:
             if key not in index:
-                raise StructureError(f"bond {key} of the orbit of {pairs[start][:3]} is outside the cutoff; the structure is not symmetric within tolerance.")
+                raise StructureError(
+                    f"bond {key} of the orbit of {pairs[start][:3]} is outside the cutoff; the structure is not symmetric within tolerance."
+                )
             seen[index[key]] = True
         # representative: lexicographically largest Cartesian bond vector, then lowest atoms
         vecs = {k: (x[k[1]] + np.array(k[2]) - x[k[0]]) @ L for k in keys}
@@ -241,5 +249,3 @@ def shell_distances(crystal: Crystal, max_distance: float) -> np.ndarray:
     """Distinct interatomic distances (Å) up to ``max_distance``."""
     d = sorted({round(p[3], 4) for p in _enumerate_pairs(crystal, max_distance)})
     return np.array(d)
-
-

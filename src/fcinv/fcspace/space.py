@@ -9,7 +9,15 @@ import numpy as np
 
 from fcinv.crystal import Crystal
 from fcinv.errors import ForceConstantError
-from fcinv.fcspace.pairs import _NEIGH, PairFC, _key, _supercell_matrix, _supercell_to_primitive, merge_pairs, pairs_from_phonopy
+from fcinv.fcspace.pairs import (
+    _NEIGH,
+    PairFC,
+    _key,
+    _supercell_matrix,
+    _supercell_to_primitive,
+    merge_pairs,
+    pairs_from_phonopy,
+)
 from fcinv.fcspace.shells import find_shells, shell_distances
 
 log = logging.getLogger(__name__)
@@ -32,7 +40,9 @@ class FCSpace:
     def __init__(self, crystal: Crystal, *, cutoff: float | None = None, n_shells: int | None = None):
         if cutoff is None:
             if n_shells is None:
-                raise ForceConstantError("FCSpace needs a cutoff (Å) or a number of shells. Pass cutoff=... or n_shells=....")
+                raise ForceConstantError(
+                    "FCSpace needs a cutoff (Å) or a number of shells. Pass cutoff=... or n_shells=...."
+                )
             if n_shells < 1:
                 raise ForceConstantError(f"n_shells={n_shells}; pass at least 1.")
             dists = shell_distances(crystal, crystal.conventional_a * (1.0 + n_shells))
@@ -53,7 +63,7 @@ class FCSpace:
         self._sc_index: dict[tuple, np.ndarray] = {}
 
     @classmethod
-    def for_material(cls, crystal: Crystal) -> "FCSpace":
+    def for_material(cls, crystal: Crystal) -> FCSpace:
         """The default space of an embedded material (``cutoff_shells`` in its material.json), else 5 shells."""
         from fcinv.crystal import material_info
         from fcinv.errors import MaterialError
@@ -78,7 +88,9 @@ class FCSpace:
         out = []
         for nm in names:
             if nm not in self.names:
-                raise ForceConstantError(f"unknown force-constant parameter '{nm}'. Parameters of {self.crystal.name}: {', '.join(self.names)}.")
+                raise ForceConstantError(
+                    f"unknown force-constant parameter '{nm}'. Parameters of {self.crystal.name}: {', '.join(self.names)}."
+                )
             out.append(self.names.index(nm))
         return np.array(out, dtype=int)
 
@@ -98,7 +110,16 @@ class FCSpace:
         rows = []
         for s, sl in zip(self.shells, self._slices):
             for c in s.components:
-                rows.append({"name": f"{s.name}_{c}", "shell": s.name, "distance": s.distance, "bond": s.rep_vector.round(4).tolist(), "component": c, "pairs": s.n_pairs})
+                rows.append(
+                    {
+                        "name": f"{s.name}_{c}",
+                        "shell": s.name,
+                        "distance": s.distance,
+                        "bond": s.rep_vector.round(4).tolist(),
+                        "component": c,
+                        "pairs": s.n_pairs,
+                    }
+                )
         return rows
 
     def central_force_theta(self, springs: dict[str, float]) -> np.ndarray:
@@ -120,7 +141,9 @@ class FCSpace:
         shells = {s.name: (s, sl) for s, sl in zip(self.shells, self._slices)}
         for name, k in springs.items():
             if name not in shells:
-                raise ForceConstantError(f"unknown shell '{name}'. Shells of {self.crystal.name}: {', '.join(shells)}.")
+                raise ForceConstantError(
+                    f"unknown shell '{name}'. Shells of {self.crystal.name}: {', '.join(shells)}."
+                )
             s, sl = shells[name]
             b = s.rep_vector / np.linalg.norm(s.rep_vector)
             target = -float(k) * np.outer(b, b)
@@ -188,7 +211,9 @@ class FCSpace:
             pos = sc.scaled_positions @ sc.cell  # Cartesian
             s2p = _supercell_to_primitive(self.crystal, sc)
             sc_lat = sc.cell
-            lookup = {(int(a), int(b), _key(d)): k for k, (a, b, d) in enumerate(zip(base.i, base.j, base.d_conv))}
+            lookup = {
+                (int(a), int(b), _key(d)): k for k, (a, b, d) in enumerate(zip(base.i, base.j, base.d_conv))
+            }
             conv_inv = np.linalg.inv(self.crystal.conventional_lattice)
             inv_sc = np.linalg.inv(sc_lat)
             nsc = len(pos)
@@ -242,7 +267,7 @@ class FCSpace:
             )
 
     # ------------------------------------------------------------- projection
-    def project(self, fc: PairFC) -> "Projection":
+    def project(self, fc: PairFC) -> Projection:
         """Least-squares projection of a force-constant set onto θ.
 
         Parameters
@@ -256,9 +281,13 @@ class FCSpace:
             θ and the residuals of what θ cannot represent.
         """
         if fc.crystal.n_atoms != self.crystal.n_atoms:
-            raise ForceConstantError(f"force constants are for {fc.crystal.n_atoms} atoms per cell, the space for {self.crystal.n_atoms}. Use the matching structure.")
+            raise ForceConstantError(
+                f"force constants are for {fc.crystal.n_atoms} atoms per cell, the space for {self.crystal.n_atoms}. Use the matching structure."
+            )
         merged = merge_pairs(fc)
-        lookup = {(int(a), int(b), _key(d)): k for k, (a, b, d) in enumerate(zip(merged.i, merged.j, merged.d_conv))}
+        lookup = {
+            (int(a), int(b), _key(d)): k for k, (a, b, d) in enumerate(zip(merged.i, merged.j, merged.d_conv))
+        }
         theta = np.zeros(self.n_params)
         used = np.zeros(len(merged.i), dtype=bool)
         in_shell_res = 0.0
@@ -287,7 +316,7 @@ class FCSpace:
             max_beyond_cutoff=float(np.abs(merged.tensors[outside]).max()) if np.any(outside) else 0.0,
         )
 
-    def project_phonopy(self, fc_array: np.ndarray, unitcell, supercell_matrix) -> "Projection":
+    def project_phonopy(self, fc_array: np.ndarray, unitcell, supercell_matrix) -> Projection:
         """Project a phonopy force-constant array (full or compact) onto θ.
 
         ``unitcell`` is a :class:`Crystal`-compatible source: a path to the POSCAR, or
@@ -328,5 +357,3 @@ class Projection:
             "beyond_cutoff": self.beyond_cutoff,
             "max_beyond_cutoff_eV_per_A2": self.max_beyond_cutoff,
         }
-
-

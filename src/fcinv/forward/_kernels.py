@@ -181,7 +181,28 @@ def _broaden_into(row, wgt, e, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, s
 
 
 @njit(parallel=True, cache=True)
-def spectra_real(Mc, Mp, nblk, bstart, bdup, theta, conv, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, scale, spectra, freqs, want_freqs, nthreads):
+def spectra_real(
+    Mc,
+    Mp,
+    nblk,
+    bstart,
+    bdup,
+    theta,
+    conv,
+    e_lo,
+    de,
+    n_e,
+    fwhm0,
+    fwhm1,
+    nsig,
+    table,
+    zmax,
+    scale,
+    spectra,
+    freqs,
+    want_freqs,
+    nthreads,
+):
     """Broadened I(q, E) images (and optionally the signed energies) for a batch of θ.
 
     Parameters
@@ -243,7 +264,20 @@ def broaden(freqs, weights, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, scal
                 row[j] = 0.0
             for i in range(m):
                 if weights[b, q, i] != 0.0:
-                    _broaden_into(row, weights[b, q, i], freqs[b, q, i], e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, scale)
+                    _broaden_into(
+                        row,
+                        weights[b, q, i],
+                        freqs[b, q, i],
+                        e_lo,
+                        de,
+                        n_e,
+                        fwhm0,
+                        fwhm1,
+                        nsig,
+                        table,
+                        zmax,
+                        scale,
+                    )
             for j in range(n_e):
                 out[b, q, j] = row[j]
     return out

@@ -20,15 +20,15 @@ integrated over each energy bin, with FWHM(E) = fwhm0 + fwhm1·E.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from fcinv.errors import ForceConstantError
 from fcinv.fcspace import FCSpace, PairFC
-from fcinv.grid import SpectrumGrid
 from fcinv.forward import _kernels
+from fcinv.grid import SpectrumGrid
 from fcinv.units import EV_A2_AMU_TO_MEV
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,14 @@ class Broadening:
     nsig: float = 5.0
 
     def __post_init__(self) -> None:
-        if not (self.fwhm0 > 0 and np.isfinite(self.fwhm0)) or not np.isfinite(self.fwhm1) or self.fwhm0 + self.fwhm1 * 1e3 < 0:
-            raise ForceConstantError(f"broadening FWHM {self.fwhm0} + {self.fwhm1}·E meV must be positive over the energy range. Pass fwhm0 > 0.")
+        if (
+            not (self.fwhm0 > 0 and np.isfinite(self.fwhm0))
+            or not np.isfinite(self.fwhm1)
+            or self.fwhm0 + self.fwhm1 * 1e3 < 0
+        ):
+            raise ForceConstantError(
+                f"broadening FWHM {self.fwhm0} + {self.fwhm1}·E meV must be positive over the energy range. Pass fwhm0 > 0."
+            )
 
     def as_dict(self) -> dict:
         return {"fwhm0_meV": self.fwhm0, "fwhm1": self.fwhm1, "nsig": self.nsig}
@@ -93,11 +99,22 @@ class LinearDynamics:
         Full reference FC set giving D_ref; ``None`` means D_ref = D(θ_ref).
     """
 
-    def __init__(self, space: FCSpace, q_rlu: np.ndarray, theta_ref: np.ndarray, free_idx: np.ndarray, reference: PairFC | None = None):
+    def __init__(
+        self,
+        space: FCSpace,
+        q_rlu: np.ndarray,
+        theta_ref: np.ndarray,
+        free_idx: np.ndarray,
+        reference: PairFC | None = None,
+    ):
         q = np.atleast_2d(np.asarray(q_rlu, dtype=float))
         units = space.unit_pairs()
         B = np.stack([u.dynamical_matrices(q) for u in units])  # (n_params, n_q, m, m)
-        D_ref = reference.dynamical_matrices(q) if reference is not None else np.einsum("p,pqij->qij", theta_ref, B)
+        D_ref = (
+            reference.dynamical_matrices(q)
+            if reference is not None
+            else np.einsum("p,pqij->qij", theta_ref, B)
+        )
         Dc = D_ref - np.einsum("p,pqij->qij", theta_ref[free_idx], B[free_idx])
         Bp = B[free_idx]
         U = _inversion_unitary(space)
@@ -132,14 +149,18 @@ class LinearDynamics:
     def omega2(self, theta: np.ndarray) -> np.ndarray:
         """Eigenvalues ω², shape (B, n_q, m), ascending, eV/(Å² amu)."""
         if self.real:
-            return _kernels.eigenvalues_real(self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, np.ascontiguousarray(theta), _threads())
+            return _kernels.eigenvalues_real(
+                self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, np.ascontiguousarray(theta), _threads()
+            )
         D = self.Mc[None] + np.einsum("bp,pqij->bqij", theta, self.Mp)
         return np.linalg.eigvalsh(D)
 
     def min_omega2(self, theta: np.ndarray) -> np.ndarray:
         """Smallest ω² over the q-points, per sample: shape (B,)."""
         if self.real:
-            return _kernels.min_eigenvalue_real(self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, np.ascontiguousarray(theta), _threads())
+            return _kernels.min_eigenvalue_real(
+                self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, np.ascontiguousarray(theta), _threads()
+            )
         return self.omega2(theta).min(axis=(1, 2))
 
 
@@ -179,7 +200,9 @@ def _split_pairs(mats: np.ndarray, rng: np.random.Generator) -> np.ndarray | Non
     return U
 
 
-def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed: int = 12345, return_basis: bool = False):
+def _block_diagonalise(
+    Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed: int = 12345, return_basis: bool = False
+):
     """Rotate every q's matrices into their common finest block-diagonal form.
 
     All D(q; θ) at one q lie in span{Mc(q), Mp(q)}; symmetry (the little group of q)
@@ -260,7 +283,6 @@ def _block_diagonalise(Mc: np.ndarray, Mp: np.ndarray, theta0: np.ndarray, seed:
     return np.ascontiguousarray(Mc2), np.ascontiguousarray(Mp2), nblk, bstart, bdup
 
 
-
 #: the tabulated normal CDF used by the broadening kernels
 _CDF = _kernels.cdf_table()
 
@@ -280,8 +302,12 @@ def mesh_qpoints(space: FCSpace, mesh: int) -> np.ndarray:
     import spglib
 
     c = space.crystal
-    _, grid = spglib.get_ir_reciprocal_mesh([mesh] * 3, (c.lattice, c.positions, c.numbers), is_shift=[0, 0, 0])
-    mapping, _ = spglib.get_ir_reciprocal_mesh([mesh] * 3, (c.lattice, c.positions, c.numbers), is_shift=[0, 0, 0])
+    _, grid = spglib.get_ir_reciprocal_mesh(
+        [mesh] * 3, (c.lattice, c.positions, c.numbers), is_shift=[0, 0, 0]
+    )
+    mapping, _ = spglib.get_ir_reciprocal_mesh(
+        [mesh] * 3, (c.lattice, c.positions, c.numbers), is_shift=[0, 0, 0]
+    )
     frac = grid[np.unique(mapping)] / float(mesh)
     frac = frac[np.any(frac != 0, axis=1)]
     to_frac = np.linalg.inv(c.conventional_lattice).T @ c.lattice.T  # q_frac = q_rlu @ to_frac
@@ -326,7 +352,9 @@ class ForwardModel:
         self.theta_ref = space.check_theta(theta_ref, what="reference theta").copy()
         self.free = list(free) if free is not None else list(space.names)
         if len(set(self.free)) != len(self.free) or not self.free:
-            raise ForceConstantError(f"free parameters {self.free} must be a non-empty list of distinct names from {space.names}.")
+            raise ForceConstantError(
+                f"free parameters {self.free} must be a non-empty list of distinct names from {space.names}."
+            )
         self.free_idx = space.index(self.free)
         self.reference = reference
         self.broadening = broadening or Broadening()
@@ -336,11 +364,13 @@ class ForwardModel:
         e = grid.energy_edges
         steps = np.diff(e)
         if not np.allclose(steps, steps[0], rtol=1e-9, atol=1e-12):
-            raise ForceConstantError("the forward model needs equally spaced energy bins. Build the grid with a constant step.")
+            raise ForceConstantError(
+                "the forward model needs equally spaced energy bins. Build the grid with a constant step."
+            )
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_pairs(cls, space: FCSpace, grid: SpectrumGrid, pairs: PairFC, **kw) -> "ForwardModel":
+    def from_pairs(cls, space: FCSpace, grid: SpectrumGrid, pairs: PairFC, **kw) -> ForwardModel:
         """Use a full FC set as D_ref, with θ_ref its projection onto ``space``."""
         proj = space.project(pairs)
         return cls(space, grid, proj.theta, reference=pairs, **kw)
@@ -379,7 +409,9 @@ class ForwardModel:
             )
         if not np.all(np.isfinite(t)):
             bad = int(np.argmax(~np.all(np.isfinite(t), axis=1)))
-            raise ForceConstantError(f"theta row {bad} contains NaN or inf. Pass finite force constants (eV/Å²).")
+            raise ForceConstantError(
+                f"theta row {bad} contains NaN or inf. Pass finite force constants (eV/Å²)."
+            )
         return np.ascontiguousarray(t)
 
     # ---------------------------------------------------------------- physics
@@ -389,7 +421,11 @@ class ForwardModel:
         ``q_rlu`` defaults to the grid's path; other q-points are computed on the fly.
         """
         t = self.check(theta)
-        dyn = self.path if q_rlu is None else LinearDynamics(self.space, q_rlu, self.theta_ref, self.free_idx, self.reference)
+        dyn = (
+            self.path
+            if q_rlu is None
+            else LinearDynamics(self.space, q_rlu, self.theta_ref, self.free_idx, self.reference)
+        )
         return _signed_mev(dyn.omega2(t))
 
     def spectra(self, theta, *, return_frequencies: bool = False):
@@ -404,12 +440,39 @@ class ForwardModel:
         if self.path.real:
             p = self.path
             _kernels.spectra_real(
-                p.Mc, p.Mp, p.nblk, p.bstart, p.bdup, t, EV_A2_AMU_TO_MEV, float(e[0]), float(e[1] - e[0]), self.grid.n_e,
-                br.fwhm0, br.fwhm1, br.nsig, *_CDF, out, freqs, return_frequencies, _threads(),
+                p.Mc,
+                p.Mp,
+                p.nblk,
+                p.bstart,
+                p.bdup,
+                t,
+                EV_A2_AMU_TO_MEV,
+                float(e[0]),
+                float(e[1] - e[0]),
+                self.grid.n_e,
+                br.fwhm0,
+                br.fwhm1,
+                br.nsig,
+                *_CDF,
+                out,
+                freqs,
+                return_frequencies,
+                _threads(),
             )
         else:
             f = _signed_mev(self.path.omega2(t))
-            out = _kernels.broaden(f, np.ones_like(f), float(e[0]), float(e[1] - e[0]), self.grid.n_e, br.fwhm0, br.fwhm1, br.nsig, *_CDF, _threads())
+            out = _kernels.broaden(
+                f,
+                np.ones_like(f),
+                float(e[0]),
+                float(e[1] - e[0]),
+                self.grid.n_e,
+                br.fwhm0,
+                br.fwhm1,
+                br.nsig,
+                *_CDF,
+                _threads(),
+            )
             freqs = f
         return (out, freqs) if return_frequencies else out
 
@@ -417,7 +480,9 @@ class ForwardModel:
         """Lowest signed mode energy over the path and the stability mesh, per sample: (B,) meV."""
         t = self.check(theta)
         if self._mesh_dyn is None:
-            self._mesh_dyn = LinearDynamics(self.space, mesh_qpoints(self.space, self.mesh), self.theta_ref, self.free_idx, self.reference)
+            self._mesh_dyn = LinearDynamics(
+                self.space, mesh_qpoints(self.space, self.mesh), self.theta_ref, self.free_idx, self.reference
+            )
         lo = np.minimum(self.path.min_omega2(t), self._mesh_dyn.min_omega2(t))
         return _signed_mev(lo)
 

@@ -25,4 +25,13 @@ from fcinv.mlff.ensemble import (
 )
 from fcinv.mlff.phonons import DEFAULT_DISPLACEMENT, DEFAULT_SUPERCELLS, PhononSettings
 
-__all__ = ["DEFAULT_DISPLACEMENT", "DEFAULT_SUPERCELLS", "SHIPPED_MEMBERS", "Member", "MemberError", "PhononSettings", "resolve_member", "resolve_members"]
+__all__ = [
+    "DEFAULT_DISPLACEMENT",
+    "DEFAULT_SUPERCELLS",
+    "SHIPPED_MEMBERS",
+    "Member",
+    "MemberError",
+    "PhononSettings",
+    "resolve_member",
+    "resolve_members",
+]

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 import fcinv
-from fcinv.io import jsonable
 from fcinv.crystal import Crystal, default_grid, material_dir
+from fcinv.io import jsonable
 from fcinv.mlff.ensemble import Member
 from fcinv.mlff.phonons import PhononSettings, scaled_crystal
 from fcinv.mlff.runner import (
@@ -78,7 +78,9 @@ def project_results(crystal: Crystal, space, results: list[MemberResult]) -> dic
         if res.fc is None:
             continue
         c = _member_crystal(crystal, res)
-        out[res.name] = space.project_phonopy(res.fc, c.to_phonopy_atoms(), np.array(res.settings["supercell_matrix"]))
+        out[res.name] = space.project_phonopy(
+            res.fc, c.to_phonopy_atoms(), np.array(res.settings["supercell_matrix"])
+        )
     return out
 
 
@@ -87,7 +89,9 @@ def reference_pairs(crystal: Crystal, res: MemberResult):
     from fcinv.fcspace import pairs_from_phonopy
 
     c = _member_crystal(crystal, res)
-    return pairs_from_phonopy(crystal, res.fc, c.to_phonopy_atoms(), np.array(res.settings["supercell_matrix"]))
+    return pairs_from_phonopy(
+        crystal, res.fc, c.to_phonopy_atoms(), np.array(res.settings["supercell_matrix"])
+    )
 
 
 def path_bin_frequencies(crystal: Crystal, res: MemberResult) -> list[list[float]]:
@@ -121,7 +125,9 @@ def analyse(crystal: Crystal, results: list[MemberResult], *, top_k: int = 8) ->
     proj = project_results(crystal, space, results)
     stable = [r for r in results if r.status == "stable"]
     if not stable:
-        raise EnsembleError(f"no stable member among {[r.name for r in results]} for {crystal.name}. Check the failures and instabilities in the cache, or add members.")
+        raise EnsembleError(
+            f"no stable member among {[r.name for r in results]} for {crystal.name}. Check the failures and instabilities in the cache, or add members."
+        )
     points = {r.name: {lab: v["freqs_THz"] for lab, v in r.summary["points"].items()} for r in stable}
     ref_name, distances = choose_reference(points)
     ref = next(r for r in stable if r.name == ref_name)
@@ -129,17 +135,42 @@ def analyse(crystal: Crystal, results: list[MemberResult], *, top_k: int = 8) ->
     lower, upper = ensemble_bounds(theta)
     theta_ref = proj[ref_name].theta
     grid = default_grid(crystal)
-    model = ForwardModel(space, grid, theta_ref, reference=reference_pairs(crystal, ref), broadening=_material_broadening(crystal))
+    model = ForwardModel(
+        space,
+        grid,
+        theta_ref,
+        reference=reference_pairs(crystal, ref),
+        broadening=_material_broadening(crystal),
+    )
     sens = sensitivity(model, lower, upper)
     top = sens.top(min(top_k, space.n_params))
     return {
-        "space": {"cutoff_A": space.cutoff, "n_params": space.n_params, "names": list(space.names), "parameters": jsonable(space.describe())},
+        "space": {
+            "cutoff_A": space.cutoff,
+            "n_params": space.n_params,
+            "names": list(space.names),
+            "parameters": jsonable(space.describe()),
+        },
         "projections": {n: p.as_dict() for n, p in proj.items()},
         "stable_members": [r.name for r in stable],
-        "reference_member": {"name": ref_name, "rule": REFERENCE_RULE, "rms_distance_to_median_THz": distances},
+        "reference_member": {
+            "name": ref_name,
+            "rule": REFERENCE_RULE,
+            "rms_distance_to_median_THz": distances,
+        },
         "theta_ref": dict(zip(space.names, theta_ref.tolist())),
-        "bounds": {"lower": dict(zip(space.names, lower.tolist())), "upper": dict(zip(space.names, upper.tolist())), "over": [r.name for r in stable], "unit": "eV/Å^2"},
-        "sensitivity": {"measure": SENSITIVITY_MEASURE, "grid": {"n_q": grid.n_q, "n_E": grid.n_e, "labels": list(grid.labels)}, "broadening": model.broadening.as_dict(), "rows": sens.rows()},
+        "bounds": {
+            "lower": dict(zip(space.names, lower.tolist())),
+            "upper": dict(zip(space.names, upper.tolist())),
+            "over": [r.name for r in stable],
+            "unit": "eV/Å^2",
+        },
+        "sensitivity": {
+            "measure": SENSITIVITY_MEASURE,
+            "grid": {"n_q": grid.n_q, "n_E": grid.n_e, "labels": list(grid.labels)},
+            "broadening": model.broadening.as_dict(),
+            "rows": sens.rows(),
+        },
         "ranking": sens.ranking,
         "top_k": len(top),
         "sampled": [{"label": f"FC{i}", "name": n} for i, n in enumerate(top)],
@@ -154,7 +185,10 @@ _NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][-0-9.eE+]*(?:\s*,\s*-?[0-9][-0-9.eE+]*
 def dumps(obj: Any) -> str:
     """JSON with one-space indentation and innermost lists of numbers kept on one line."""
     text = json.dumps(jsonable(obj), indent=1, ensure_ascii=False)
-    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
+    return (
+        _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+        + "\n"
+    )
 
 
 def write_reference_fc(path: Path, crystal: Crystal, res: MemberResult, *, command: str) -> None:
@@ -183,7 +217,11 @@ def write_reference_fc(path: Path, crystal: Crystal, res: MemberResult, *, comma
 
 
 def default_command() -> str:
-    return " ".join(["fcinv", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "fcinv" else " ".join(sys.argv)
+    return (
+        " ".join(["fcinv", *sys.argv[1:]])
+        if sys.argv and Path(sys.argv[0]).name == "fcinv"
+        else " ".join(sys.argv)
+    )
 
 
 def build_reference(
@@ -251,7 +289,9 @@ def build_reference(
         "relax": relax,
         "settings": settings.to_dict(),
         "members": member_rows,
-        "dropped": [{"name": r.name, "status": r.status, "reason": r.reason} for r in results if r.status != "stable"],
+        "dropped": [
+            {"name": r.name, "status": r.status, "reason": r.reason} for r in results if r.status != "stable"
+        ],
         **{k: v for k, v in analysis.items() if k != "projections"},
     }
     provenance = {
@@ -290,4 +330,12 @@ def _package_versions() -> dict[str, str | None]:
     return out
 
 
-__all__ = ["analyse", "build_reference", "load_ensemble", "project_results", "read_reference_fc", "reference_pairs", "write_reference_fc"]
+__all__ = [
+    "analyse",
+    "build_reference",
+    "load_ensemble",
+    "project_results",
+    "read_reference_fc",
+    "reference_pairs",
+    "write_reference_fc",
+]

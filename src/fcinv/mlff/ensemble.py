@@ -107,10 +107,16 @@ class Member:
             path = _SHIPPED_WEIGHTS[self.family](self.model)
         else:
             path = Path(self.model).expanduser()
-        ok = path.is_dir() and any(path.iterdir()) if path.is_dir() else path.is_file() and path.stat().st_size > 0
+        ok = (
+            path.is_dir() and any(path.iterdir())
+            if path.is_dir()
+            else path.is_file() and path.stat().st_size > 0
+        )
         if not ok:
             where = f"inside the installed '{self.package}' package" if self.shipped else "(user-supplied)"
-            raise MemberError(f"weights of member '{self.name}' not found or empty at {path} {where}. Reinstall it with pip install 'fcinv[mlff]' (nothing is downloaded at run time).")
+            raise MemberError(
+                f"weights of member '{self.name}' not found or empty at {path} {where}. Reinstall it with pip install 'fcinv[mlff]' (nothing is downloaded at run time)."
+            )
         return path
 
     def calculator(self, device: str = "cpu"):
@@ -119,7 +125,15 @@ class Member:
         return _FACTORIES[self.family](self, path, device)
 
     def to_dict(self) -> dict:
-        d = {"name": self.name, "family": self.family, "package": self.package, "package_version": self.package_version(), "model": self.model, "modal": self.modal, "shipped": self.shipped}
+        d = {
+            "name": self.name,
+            "family": self.family,
+            "package": self.package,
+            "package_version": self.package_version(),
+            "model": self.model,
+            "modal": self.modal,
+            "shipped": self.shipped,
+        }
         return d
 
 
@@ -144,7 +158,9 @@ def _chgnet_weights(model: str) -> Path:
     folder = _package_dir("chgnet", "CHGNet") / "pretrained" / model
     files = sorted(folder.glob("*.pth.tar"))
     if len(files) != 1:
-        raise MemberError(f"expected one CHGNet weight file in {folder}, found {len(files)}. Reinstall chgnet==0.4.2 (pip install 'fcinv[mlff]').")
+        raise MemberError(
+            f"expected one CHGNet weight file in {folder}, found {len(files)}. Reinstall chgnet==0.4.2 (pip install 'fcinv[mlff]')."
+        )
     return files[0]
 
 
@@ -154,11 +170,16 @@ def _sevennet_weights(model: str) -> Path:
 
     path = getattr(_const, model, None)
     if path is None:
-        raise MemberError(f"sevenn has no shipped checkpoint constant '{model}'. Install sevenn==0.13.0 (pip install 'fcinv[mlff]').")
+        raise MemberError(
+            f"sevenn has no shipped checkpoint constant '{model}'. Install sevenn==0.13.0 (pip install 'fcinv[mlff]')."
+        )
     return Path(path)
 
 
-_SHIPPED_WEIGHTS: dict[str, Callable[[str], Path]] = {"chgnet": _chgnet_weights, "sevennet": _sevennet_weights}
+_SHIPPED_WEIGHTS: dict[str, Callable[[str], Path]] = {
+    "chgnet": _chgnet_weights,
+    "sevennet": _sevennet_weights,
+}
 
 
 # ------------------------------------------------------------------ calculator factories
@@ -245,10 +266,14 @@ def resolve_member(spec: str) -> Member:
         return SHIPPED_MEMBERS[key.lower()]
     m = re.fullmatch(r"([A-Za-z0-9]+):(.+)", key)
     if m is None:
-        raise MemberError(f"unknown ensemble member '{spec}'. Shipped members: {', '.join(SHIPPED_MEMBERS)}; or pass a weight file as FAMILY:PATH with FAMILY one of {', '.join(FAMILY_PACKAGES)}.")
+        raise MemberError(
+            f"unknown ensemble member '{spec}'. Shipped members: {', '.join(SHIPPED_MEMBERS)}; or pass a weight file as FAMILY:PATH with FAMILY one of {', '.join(FAMILY_PACKAGES)}."
+        )
     family, rest = m.group(1).lower(), m.group(2)
     if family not in FAMILY_PACKAGES:
-        raise MemberError(f"unknown force-field family '{family}' in '{spec}'. Use one of {', '.join(FAMILY_PACKAGES)} (e.g. mace:/path/to/model.model).")
+        raise MemberError(
+            f"unknown force-field family '{family}' in '{spec}'. Use one of {', '.join(FAMILY_PACKAGES)} (e.g. mace:/path/to/model.model)."
+        )
     modal = None
     if family == "sevennet" and "@" in rest:
         rest, modal = rest.rsplit("@", 1)
@@ -272,4 +297,14 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-__all__ = ["FAMILY_PACKAGES", "SHIPPED_MEMBERS", "Member", "MemberError", "MissingDependencyError", "file_sha256", "resolve_member", "resolve_members", "safe_name"]
+__all__ = [
+    "FAMILY_PACKAGES",
+    "SHIPPED_MEMBERS",
+    "Member",
+    "MemberError",
+    "MissingDependencyError",
+    "file_sha256",
+    "resolve_member",
+    "resolve_members",
+    "safe_name",
+]

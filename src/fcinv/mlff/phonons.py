@@ -73,9 +73,13 @@ class PhononSettings:
     imag_tol_thz: float = IMAG_TOL_THZ
 
     @classmethod
-    def create(cls, supercell: Any, displacement: float = DEFAULT_DISPLACEMENT, **kwargs: Any) -> PhononSettings:
+    def create(
+        cls, supercell: Any, displacement: float = DEFAULT_DISPLACEMENT, **kwargs: Any
+    ) -> PhononSettings:
         """Build from a supercell given as 1, 3 or 9 integers (diagonal or full matrix)."""
-        return cls(supercell=supercell_matrix(supercell), displacement=check_displacement(displacement), **kwargs)
+        return cls(
+            supercell=supercell_matrix(supercell), displacement=check_displacement(displacement), **kwargs
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -89,12 +93,21 @@ class PhononSettings:
 def supercell_matrix(value: Any) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
     """Normalise a supercell given as N, (N1, N2, N3) or a 3×3 matrix to a 3×3 tuple of ints."""
     arr = np.asarray(value)
-    if arr.dtype.kind not in "iuf" or arr.size not in (1, 3, 9) or not np.all(np.isfinite(arr)) or not np.allclose(arr, np.round(arr)):
-        raise PhononError(f"supercell {value!r} is not 1, 3 or 9 integers. Pass e.g. 4, '4 4 4' or a 3x3 integer matrix.")
+    if (
+        arr.dtype.kind not in "iuf"
+        or arr.size not in (1, 3, 9)
+        or not np.all(np.isfinite(arr))
+        or not np.allclose(arr, np.round(arr))
+    ):
+        raise PhononError(
+            f"supercell {value!r} is not 1, 3 or 9 integers. Pass e.g. 4, '4 4 4' or a 3x3 integer matrix."
+        )
     arr = np.round(arr).astype(int)
     mat = np.diag(np.broadcast_to(arr.ravel(), (3,))) if arr.size in (1, 3) else arr.reshape(3, 3)
     if round(abs(np.linalg.det(mat))) < 1:
-        raise PhononError(f"supercell matrix {mat.tolist()} is singular. Pass a matrix with a non-zero determinant, e.g. 4 4 4.")
+        raise PhononError(
+            f"supercell matrix {mat.tolist()} is singular. Pass a matrix with a non-zero determinant, e.g. 4 4 4."
+        )
     return tuple(tuple(int(x) for x in row) for row in mat)  # type: ignore[return-value]
 
 
@@ -109,10 +122,14 @@ def check_displacement(displacement: float) -> float:
 def scaled_crystal(crystal: Crystal, a: float) -> Crystal:
     """The same crystal with its cell scaled isotropically to conventional lattice constant ``a`` (Å)."""
     s = float(a) / crystal.conventional_a
-    return Crystal.from_cell(crystal.lattice * s, crystal.positions, crystal.numbers, name=crystal.name, masses=crystal.masses)
+    return Crystal.from_cell(
+        crystal.lattice * s, crystal.positions, crystal.numbers, name=crystal.name, masses=crystal.masses
+    )
 
 
-def _ase_atoms(lattice: np.ndarray, positions_frac: np.ndarray, numbers: np.ndarray, masses: np.ndarray | None = None):
+def _ase_atoms(
+    lattice: np.ndarray, positions_frac: np.ndarray, numbers: np.ndarray, masses: np.ndarray | None = None
+):
     from ase import Atoms
 
     atoms = Atoms(numbers=numbers, cell=lattice, scaled_positions=positions_frac, pbc=True)
@@ -121,7 +138,9 @@ def _ase_atoms(lattice: np.ndarray, positions_frac: np.ndarray, numbers: np.ndar
     return atoms
 
 
-def relax_lattice_constant(crystal: Crystal, calculator, *, span: float = 0.04, n_points: int = 9, max_rounds: int = 4) -> float:
+def relax_lattice_constant(
+    crystal: Crystal, calculator, *, span: float = 0.04, n_points: int = 9, max_rounds: int = 4
+) -> float:
     """The calculator's equilibrium conventional lattice constant (Å) from an equation-of-state fit.
 
     The structures handled here (diamond, bcc) have no free internal coordinates, so the
@@ -137,7 +156,9 @@ def relax_lattice_constant(crystal: Crystal, calculator, *, span: float = 0.04, 
         scales = np.linspace(1 - span, 1 + span, n_points)
         vols, energies = [], []
         for s in scales:
-            atoms = _ase_atoms(crystal.lattice * (a * s / crystal.conventional_a), crystal.positions, crystal.numbers)
+            atoms = _ase_atoms(
+                crystal.lattice * (a * s / crystal.conventional_a), crystal.positions, crystal.numbers
+            )
             atoms.calc = calculator
             energies.append(float(atoms.get_potential_energy()))
             vols.append(float(atoms.get_volume()))
@@ -148,7 +169,9 @@ def relax_lattice_constant(crystal: Crystal, calculator, *, span: float = 0.04, 
             a_new = a * (v0 / (np.linalg.det(crystal.lattice) * (a / crystal.conventional_a) ** 3)) ** (1 / 3)
             return float(a_new)
         a = a * scales[i_min]
-    raise PhononError(f"no energy minimum found for {crystal.name} within {max_rounds} windows of ±{span:.0%} around a={crystal.conventional_a:.4f} Å. Check the force field.")
+    raise PhononError(
+        f"no energy minimum found for {crystal.name} within {max_rounds} windows of ±{span:.0%} around a={crystal.conventional_a:.4f} Å. Check the force field."
+    )
 
 
 def compute_force_constants(crystal: Crystal, calculator, settings: PhononSettings):
@@ -163,7 +186,12 @@ def compute_force_constants(crystal: Crystal, calculator, settings: PhononSettin
     """
     from phonopy import Phonopy
 
-    phonon = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.array(settings.supercell), primitive_matrix=None, log_level=0)
+    phonon = Phonopy(
+        crystal.to_phonopy_atoms(),
+        supercell_matrix=np.array(settings.supercell),
+        primitive_matrix=None,
+        log_level=0,
+    )
     phonon.generate_displacements(distance=settings.displacement, is_plusminus="auto")
     sc = phonon.supercell
     perfect = _ase_atoms(sc.cell, sc.scaled_positions, sc.numbers)
@@ -177,7 +205,13 @@ def compute_force_constants(crystal: Crystal, calculator, settings: PhononSettin
     phonon.forces = np.array(forces)
     phonon.produce_force_constants(calculate_full_force_constants=False, show_drift=False)
     phonon.symmetrize_force_constants(show_drift=False)
-    log.debug("%s: %d displaced supercells of %d atoms, residual force %.2e eV/Å", crystal.name, len(forces), len(sc), np.abs(f0).max())
+    log.debug(
+        "%s: %d displaced supercells of %d atoms, residual force %.2e eV/Å",
+        crystal.name,
+        len(forces),
+        len(sc),
+        np.abs(f0).max(),
+    )
     return phonon
 
 
@@ -185,11 +219,18 @@ def phonopy_from_fc(crystal: Crystal, fc: np.ndarray, supercell: Any):
     """A ``phonopy.Phonopy`` for ``crystal`` with the given compact or full force constants set."""
     from phonopy import Phonopy
 
-    phonon = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.array(supercell_matrix(supercell)), primitive_matrix=None, log_level=0)
+    phonon = Phonopy(
+        crystal.to_phonopy_atoms(),
+        supercell_matrix=np.array(supercell_matrix(supercell)),
+        primitive_matrix=None,
+        log_level=0,
+    )
     fc = np.asarray(fc, dtype=float)
     n_s, n_p = len(phonon.supercell), len(phonon.primitive)
     if fc.shape not in ((n_p, n_s, 3, 3), (n_s, n_s, 3, 3)):
-        raise ForceConstantError(f"force constants have shape {fc.shape}; a {n_s}-atom supercell of {crystal.name} needs ({n_p}, {n_s}, 3, 3) or ({n_s}, {n_s}, 3, 3). Pass the matching supercell.")
+        raise ForceConstantError(
+            f"force constants have shape {fc.shape}; a {n_s}-atom supercell of {crystal.name} needs ({n_p}, {n_s}, 3, 3) or ({n_s}, {n_s}, 3, 3). Pass the matching supercell."
+        )
     phonon.force_constants = fc
     return phonon
 
@@ -286,11 +327,17 @@ def summarize(phonon, crystal: Crystal, settings: PhononSettings) -> PhononSumma
     """Frequencies at the reported high-symmetry points, and the path and mesh stability test."""
     summary_pts = SUMMARY_POINTS.get(crystal.lattice_type)
     if summary_pts is None:
-        raise PhononError(f"no high-symmetry points are defined for a {crystal.lattice_type} lattice ({crystal.name}); only fcc and bcc are supported.")
+        raise PhononError(
+            f"no high-symmetry points are defined for a {crystal.lattice_type} lattice ({crystal.name}); only fcc and bcc are supported."
+        )
     points = {}
     for lab, q in summary_pts.items():
         f, v = frequencies_thz(phonon, crystal, np.array([q], float), eigenvectors=True)
-        points[lab] = {"q_rlu": list(map(float, q)), "freqs_THz": [round(float(x), 5) for x in f[0]], "modes": mode_labels(crystal, np.array(q, float), f[0], v[0])}
+        points[lab] = {
+            "q_rlu": list(map(float, q)),
+            "freqs_THz": [round(float(x), 5) for x in f[0]],
+            "modes": mode_labels(crystal, np.array(q, float), f[0], v[0]),
+        }
     q_bins, nodes = path_qpoints(crystal)
     f_path = frequencies_thz(phonon, crystal, np.vstack([q_bins, np.array(list(nodes.values()), float)]))
     phonon.run_mesh([settings.mesh] * 3, is_gamma_center=True)
@@ -304,7 +351,13 @@ def summarize(phonon, crystal: Crystal, settings: PhononSettings) -> PhononSumma
         unstable.append("path")
     if f_mesh.min() < -settings.imag_tol_thz:
         unstable.append(f"mesh {settings.mesh}x{settings.mesh}x{settings.mesh}")
-    return PhononSummary(points=points, path_min_thz=float(f_path.min()), mesh_min_thz=float(f_mesh.min()), imag_tol_thz=settings.imag_tol_thz, unstable_at=unstable)
+    return PhononSummary(
+        points=points,
+        path_min_thz=float(f_path.min()),
+        mesh_min_thz=float(f_mesh.min()),
+        imag_tol_thz=settings.imag_tol_thz,
+        unstable_at=unstable,
+    )
 
 
 def path_frequencies(phonon, crystal: Crystal) -> np.ndarray:

@@ -161,10 +161,22 @@ def load_result(path: Path) -> tuple[MemberResult, dict]:
             fc = h5["force_constants"][()] if "force_constants" in h5 else None
             p2s = h5["p2s_map"][()] if "p2s_map" in h5 else None
     except (OSError, KeyError, json.JSONDecodeError) as exc:
-        raise DataError(f"cached member file '{path}' is unreadable ({type(exc).__name__}). Delete it to recompute the member.") from None
+        raise DataError(
+            f"cached member file '{path}' is unreadable ({type(exc).__name__}). Delete it to recompute the member."
+        ) from None
     res = MemberResult(
-        name=rec["name"], member=rec["member"], status=rec["status"], reason=rec["reason"], lattice_a=rec["lattice_a_A"], relaxed=rec["relaxed"],
-        settings=rec["settings"], summary=rec["summary"], wall_s=rec["wall_s"], weights_sha256=rec.get("weights_sha256"), fc=fc, p2s_map=p2s,
+        name=rec["name"],
+        member=rec["member"],
+        status=rec["status"],
+        reason=rec["reason"],
+        lattice_a=rec["lattice_a_A"],
+        relaxed=rec["relaxed"],
+        settings=rec["settings"],
+        summary=rec["summary"],
+        wall_s=rec["wall_s"],
+        weights_sha256=rec.get("weights_sha256"),
+        fc=fc,
+        p2s_map=p2s,
     )
     return res, key
 
@@ -178,7 +190,9 @@ def _quiet_force_fields():
     return ctx
 
 
-def compute_member(member: Member, crystal: Crystal, settings: PhononSettings, *, relax: bool = False, device: str = "cpu") -> MemberResult:
+def compute_member(
+    member: Member, crystal: Crystal, settings: PhononSettings, *, relax: bool = False, device: str = "cpu"
+) -> MemberResult:
     """Force constants and phonon summary of one member (exceptions propagate)."""
     ctx = _quiet_force_fields()
     try:
@@ -187,7 +201,9 @@ def compute_member(member: Member, crystal: Crystal, settings: PhononSettings, *
         ctx.__exit__(None, None, None)
 
 
-def _compute_member(member: Member, crystal: Crystal, settings: PhononSettings, *, relax: bool, device: str) -> MemberResult:
+def _compute_member(
+    member: Member, crystal: Crystal, settings: PhononSettings, *, relax: bool, device: str
+) -> MemberResult:
     t0 = time.perf_counter()
     path = member.weight_path()
     sha = file_sha256(path)
@@ -204,9 +220,18 @@ def _compute_member(member: Member, crystal: Crystal, settings: PhononSettings, 
     if not summary.stable:
         reason = f"imaginary modes (min {min(summary.path_min_thz, summary.mesh_min_thz):.2f} THz) at {', '.join(summary.unstable_at)}"
     return MemberResult(
-        name=member.name, member=member.to_dict(), status=status, reason=reason, lattice_a=round(target.conventional_a, 6), relaxed=relax,
-        settings=settings.to_dict(), summary=summary.to_dict(), wall_s=time.perf_counter() - t0, weights_sha256=sha,
-        fc=np.asarray(phonon.force_constants, dtype=float), p2s_map=np.asarray(phonon.primitive.p2s_map, dtype=int),
+        name=member.name,
+        member=member.to_dict(),
+        status=status,
+        reason=reason,
+        lattice_a=round(target.conventional_a, 6),
+        relaxed=relax,
+        settings=settings.to_dict(),
+        summary=summary.to_dict(),
+        wall_s=time.perf_counter() - t0,
+        weights_sha256=sha,
+        fc=np.asarray(phonon.force_constants, dtype=float),
+        p2s_map=np.asarray(phonon.primitive.p2s_map, dtype=int),
     )
 
 
@@ -271,7 +296,15 @@ def run_ensemble(
         except Exception as exc:  # noqa: BLE001 - a member that fails is reported and skipped, never fatal
             msg = (str(exc).splitlines() or [""])[0][:300]
             log.warning("%s failed: %s: %s", member.name, type(exc).__name__, msg)
-            res = MemberResult(name=member.name, member=member.to_dict(), status="failed", reason=f"{type(exc).__name__}: {msg}", lattice_a=None, relaxed=relax, settings=settings.to_dict())
+            res = MemberResult(
+                name=member.name,
+                member=member.to_dict(),
+                status="failed",
+                reason=f"{type(exc).__name__}: {msg}",
+                lattice_a=None,
+                relaxed=relax,
+                settings=settings.to_dict(),
+            )
         save_result(path, res, key)
         results.append(res)
     return results
@@ -300,12 +333,22 @@ def convergence_study(
     """
     ctx = _quiet_force_fields()
     try:
-        return _convergence_study(crystal, member, supercells, displacements, device=device, progress=progress)
+        return _convergence_study(
+            crystal, member, supercells, displacements, device=device, progress=progress
+        )
     finally:
         ctx.__exit__(None, None, None)
 
 
-def _convergence_study(crystal: Crystal, member: Member, supercells: list[Any], displacements: list[float], *, device: str, progress: bool) -> dict:
+def _convergence_study(
+    crystal: Crystal,
+    member: Member,
+    supercells: list[Any],
+    displacements: list[float],
+    *,
+    device: str,
+    progress: bool,
+) -> dict:
     from tqdm.auto import tqdm
 
     calc = member.calculator(device=device)
@@ -318,12 +361,33 @@ def _convergence_study(crystal: Crystal, member: Member, supercells: list[Any], 
         phonon = compute_force_constants(crystal, calc, s)
         wall = time.perf_counter() - t0
         freqs[(s.supercell, d)] = path_frequencies(phonon, crystal)
-        rows.append({"supercell": [list(r) for r in s.supercell], "displacement_A": d, "n_atoms": len(phonon.supercell), "wall_s": round(wall, 2)})
+        rows.append(
+            {
+                "supercell": [list(r) for r in s.supercell],
+                "displacement_A": d,
+                "n_atoms": len(phonon.supercell),
+                "wall_s": round(wall, 2),
+            }
+        )
     i_ref = (len(supercells) - 1) * len(displacements)
     ref = list(freqs.values())[i_ref]
     for row, f in zip(rows, freqs.values()):
         row["max_abs_dTHz"] = float(np.max(np.abs(f - ref)))
-    return {"member": member.name, "lattice_a_A": round(crystal.conventional_a, 6), "reference": rows[i_ref], "rows": rows, "measure": "max |Δν| over the default path bins and high-symmetry points, all branches, THz"}
+    return {
+        "member": member.name,
+        "lattice_a_A": round(crystal.conventional_a, 6),
+        "reference": rows[i_ref],
+        "rows": rows,
+        "measure": "max |Δν| over the default path bins and high-symmetry points, all branches, THz",
+    }
 
 
-__all__ = ["MemberResult", "compute_member", "convergence_study", "load_result", "phonopy_from_fc", "run_ensemble", "save_result"]
+__all__ = [
+    "MemberResult",
+    "compute_member",
+    "convergence_study",
+    "load_result",
+    "phonopy_from_fc",
+    "run_ensemble",
+    "save_result",
+]

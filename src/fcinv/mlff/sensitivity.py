@@ -73,7 +73,9 @@ def choose_reference(points: dict[str, dict[str, list[float]]]) -> tuple[str, di
         The chosen member and every member's rms distance (THz) to the median.
     """
     if not points:
-        raise EnsembleError("no stable ensemble member to choose a reference from. Run more members or use a larger supercell.")
+        raise EnsembleError(
+            "no stable ensemble member to choose a reference from. Run more members or use a larger supercell."
+        )
     names = list(points)
     labels = list(next(iter(points.values())))
     mat = np.array([np.concatenate([np.asarray(points[n][lab], float) for lab in labels]) for n in names])
@@ -123,13 +125,17 @@ class Sensitivity:
     @property
     def ranking(self) -> list[str]:
         """Names by decreasing S_p (ties broken by the frequency measure, then by name order)."""
-        order = sorted(range(len(self.names)), key=lambda p: (-float(self.image[p]), -float(self.freq_rms_mev[p]), p))
+        order = sorted(
+            range(len(self.names)), key=lambda p: (-float(self.image[p]), -float(self.freq_rms_mev[p]), p)
+        )
         return [self.names[p] for p in order]
 
     def top(self, k: int) -> list[str]:
         """The k most sensitive parameters, most sensitive first."""
         if not 1 <= k <= len(self.names):
-            raise EnsembleError(f"top_k={k}; the space has {len(self.names)} parameters. Pass 1 <= k <= {len(self.names)}.")
+            raise EnsembleError(
+                f"top_k={k}; the space has {len(self.names)} parameters. Pass 1 <= k <= {len(self.names)}."
+            )
         return self.ranking[:k]
 
     def rows(self) -> list[dict]:
@@ -138,12 +144,21 @@ class Sensitivity:
         out = []
         for rank, n in enumerate(self.ranking):
             p = idx[n]
-            out.append({
-                "rank": rank, "name": n, "S_image": float(self.image[p]), "S_range": float(self.image_range[p]),
-                "freq_rms_meV": float(self.freq_rms_mev[p]), "freq_max_meV": float(self.freq_max_mev[p]),
-                "freq_rms_THz": float(self.freq_rms_mev[p] / THZ_TO_MEV), "freq_max_THz": float(self.freq_max_mev[p] / THZ_TO_MEV),
-                "lower": float(self.lower[p]), "upper": float(self.upper[p]), "unstable_at_an_end": n in self.unstable,
-            })
+            out.append(
+                {
+                    "rank": rank,
+                    "name": n,
+                    "S_image": float(self.image[p]),
+                    "S_range": float(self.image_range[p]),
+                    "freq_rms_meV": float(self.freq_rms_mev[p]),
+                    "freq_max_meV": float(self.freq_max_mev[p]),
+                    "freq_rms_THz": float(self.freq_rms_mev[p] / THZ_TO_MEV),
+                    "freq_max_THz": float(self.freq_max_mev[p] / THZ_TO_MEV),
+                    "lower": float(self.lower[p]),
+                    "upper": float(self.upper[p]),
+                    "unstable_at_an_end": n in self.unstable,
+                }
+            )
         return out
 
 
@@ -163,15 +178,31 @@ def sensitivity(model, lower: np.ndarray, upper: np.ndarray) -> Sensitivity:
     lower = np.asarray(lower, float)
     upper = np.asarray(upper, float)
     if lower.shape != (n,) or upper.shape != (n,):
-        raise EnsembleError(f"bounds have shapes {lower.shape}, {upper.shape}; the model varies {n} parameters. Pass one bound per parameter.")
+        raise EnsembleError(
+            f"bounds have shapes {lower.shape}, {upper.shape}; the model varies {n} parameters. Pass one bound per parameter."
+        )
     t0 = model.theta0
     span = upper - lower
     step = np.maximum(FD_STEP * span, FD_STEP_MIN)
     eye = np.eye(n)
-    batch = np.concatenate([t0 + step[:, None] * eye, t0 - step[:, None] * eye, np.where(eye > 0, lower[None], t0), np.where(eye > 0, upper[None], t0), t0[None]])
+    batch = np.concatenate(
+        [
+            t0 + step[:, None] * eye,
+            t0 - step[:, None] * eye,
+            np.where(eye > 0, lower[None], t0),
+            np.where(eye > 0, upper[None], t0),
+            t0[None],
+        ]
+    )
     spectra, freqs = model.spectra(batch, return_frequencies=True)
     spectra = spectra.astype(np.float64)
-    plus, minus, at_lo, at_hi, ref = spectra[:n], spectra[n : 2 * n], spectra[2 * n : 3 * n], spectra[3 * n : 4 * n], spectra[-1]
+    plus, minus, at_lo, at_hi, ref = (
+        spectra[:n],
+        spectra[n : 2 * n],
+        spectra[2 * n : 3 * n],
+        spectra[3 * n : 4 * n],
+        spectra[-1],
+    )
     f_lo, f_hi = freqs[2 * n : 3 * n], freqs[3 * n : 4 * n]
     ref_rms = float(np.sqrt(np.mean(ref**2)))
     deriv = (plus - minus) / (2 * step[:, None, None])
@@ -181,7 +212,23 @@ def sensitivity(model, lower: np.ndarray, upper: np.ndarray) -> Sensitivity:
     f_rms = np.sqrt(np.mean(df**2, axis=(1, 2)))
     f_max = np.abs(df).max(axis=(1, 2))
     unstable = [names[p] for p in range(n) if min(f_lo[p].min(), f_hi[p].min()) < -STABILITY_TOL_MEV]
-    return Sensitivity(names=names, image=image, image_range=image_range, freq_rms_mev=f_rms, freq_max_mev=f_max, lower=lower, upper=upper, unstable=unstable)
+    return Sensitivity(
+        names=names,
+        image=image,
+        image_range=image_range,
+        freq_rms_mev=f_rms,
+        freq_max_mev=f_max,
+        lower=lower,
+        upper=upper,
+        unstable=unstable,
+    )
 
 
-__all__ = ["SENSITIVITY_MEASURE", "EnsembleError", "Sensitivity", "choose_reference", "ensemble_bounds", "sensitivity"]
+__all__ = [
+    "SENSITIVITY_MEASURE",
+    "EnsembleError",
+    "Sensitivity",
+    "choose_reference",
+    "ensemble_bounds",
+    "sensitivity",
+]

@@ -79,14 +79,24 @@ def _dumps(obj: Any, indent: int = 0) -> str:
     """JSON with one key per line but lists of scalars (and of short scalar lists) on one line."""
 
     def flat(v: Any) -> bool:
-        return not isinstance(v, (dict, list)) or (isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v))
+        return not isinstance(v, (dict, list)) or (
+            isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v)
+        )
 
     pad, inner = " " * indent, " " * (indent + 1)
     if isinstance(obj, dict) and obj:
-        items = [f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_dumps(v, indent + 1)}" for k, v in obj.items()]
+        items = [
+            f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_dumps(v, indent + 1)}"
+            for k, v in obj.items()
+        ]
         return "{\n" + ",\n".join(items) + "\n" + pad + "}"
     if isinstance(obj, list) and obj and not all(flat(x) for x in obj):
-        rows = [json.dumps(v, ensure_ascii=False) if isinstance(v, dict) and all(flat(x) for x in v.values()) else _dumps(v, indent + 1) for v in obj]
+        rows = [
+            json.dumps(v, ensure_ascii=False)
+            if isinstance(v, dict) and all(flat(x) for x in v.values())
+            else _dumps(v, indent + 1)
+            for v in obj
+        ]
         return "[\n" + ",\n".join(inner + r for r in rows) + "\n" + pad + "]"
     return json.dumps(obj, ensure_ascii=False)
 
@@ -113,10 +123,22 @@ def torch_load(path: str | os.PathLike, what: str, map_location: Any = "cpu") ->
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise CheckpointError(f"{what} {path} is missing. Retrain, or point to a complete checkpoint directory.") from None
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, AttributeError, TypeError) as exc:
+        raise CheckpointError(
+            f"{what} {path} is missing. Retrain, or point to a complete checkpoint directory."
+        ) from None
+    except (
+        RuntimeError,
+        pickle.UnpicklingError,
+        EOFError,
+        OSError,
+        ValueError,
+        AttributeError,
+        TypeError,
+    ) as exc:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{what} {path} is corrupt or not a torch file ({first}). Retrain or restore the checkpoint.") from None
+        raise CheckpointError(
+            f"{what} {path} is corrupt or not a torch file ({first}). Retrain or restore the checkpoint."
+        ) from None
 
 
 # ------------------------------------------------------------------ config classes
@@ -128,11 +150,15 @@ def config_to_dict(cfg: Any) -> dict:
 def config_from_dict(cls: type, d: dict, where: str) -> Any:
     """Rebuild a frozen config dataclass from :func:`config_to_dict` output."""
     if not isinstance(d, dict):
-        raise CheckpointError(f"{where}: model_config is {type(d).__name__}, not an object. The checkpoint is corrupt; retrain.")
+        raise CheckpointError(
+            f"{where}: model_config is {type(d).__name__}, not an object. The checkpoint is corrupt; retrain."
+        )
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise CheckpointError(f"{where}: model_config has unknown keys {unknown} for {cls.__name__}. It was written by another fcinv version; retrain.")
+        raise CheckpointError(
+            f"{where}: model_config has unknown keys {unknown} for {cls.__name__}. It was written by another fcinv version; retrain."
+        )
     hints = typing.get_type_hints(cls)
     kw = {}
     for k, v in d.items():
@@ -142,7 +168,9 @@ def config_from_dict(cls: type, d: dict, where: str) -> Any:
     try:
         return cls(**kw)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: model_config is invalid for {cls.__name__} ({exc}). The checkpoint is corrupt; retrain.") from None
+        raise CheckpointError(
+            f"{where}: model_config is invalid for {cls.__name__} ({exc}). The checkpoint is corrupt; retrain."
+        ) from None
 
 
 def check_grid(model_grid: SpectrumGrid, grid: SpectrumGrid, what: str) -> None:
@@ -159,7 +187,9 @@ def check_grid(model_grid: SpectrumGrid, grid: SpectrumGrid, what: str) -> None:
     else:
         i = int(np.argmax(np.abs(model_grid.q_rlu - grid.q_rlu).max(axis=1)))
         detail = f"q-bin {i} is {np.round(model_grid.q_rlu[i], 4).tolist()} in the model, {np.round(grid.q_rlu[i], 4).tolist()} in the data"
-    raise GridError(f"{what} was trained on another grid ({detail}). Use a model trained on this grid, or rebin the data onto the model's grid.")
+    raise GridError(
+        f"{what} was trained on another grid ({detail}). Use a model trained on this grid, or rebin the data onto the model's grid."
+    )
 
 
 # --------------------------------------------------------------------------- meta
@@ -229,7 +259,7 @@ def write_checkpoint(
         "input_scaling": dict(INPUT_SCALING),
         "target_scaling": target_scaling.to_dict() if target_scaling is not None else None,
         "fcinv_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     for k, v in (extra or {}).items():
         cfg.setdefault(k, v)
@@ -242,26 +272,42 @@ def read_checkpoint_config(path: str | os.PathLike, kind: str | tuple[str, ...] 
     """Read and validate ``config.json`` of a checkpoint directory (weights not loaded)."""
     path = Path(path)
     if not path.is_dir():
-        raise CheckpointError(f"checkpoint directory {path} does not exist. Train a model (fcinv train) or pass the right directory.")
+        raise CheckpointError(
+            f"checkpoint directory {path} does not exist. Train a model (fcinv train) or pass the right directory."
+        )
     cfile = path / CONFIG
     if not cfile.exists():
-        raise CheckpointError(f"checkpoint {path} lacks {CONFIG}; it is not an fcinv checkpoint or its training never saved. Retrain.")
+        raise CheckpointError(
+            f"checkpoint {path} lacks {CONFIG}; it is not an fcinv checkpoint or its training never saved. Retrain."
+        )
     try:
         cfg = json.loads(cfile.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path}: {CONFIG} is corrupt ({exc}). Retrain or restore the checkpoint.") from None
+        raise CheckpointError(
+            f"checkpoint {path}: {CONFIG} is corrupt ({exc}). Retrain or restore the checkpoint."
+        ) from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path}: {CONFIG} is not an fcinv checkpoint config. Point to a directory written by fcinv train.")
+        raise CheckpointError(
+            f"checkpoint {path}: {CONFIG} is not an fcinv checkpoint config. Point to a directory written by fcinv train."
+        )
     if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {cfg.get('format_version')}; this fcinv reads <= {FORMAT_VERSION}. Upgrade fcinv.")
+        raise CheckpointError(
+            f"checkpoint {path} has format version {cfg.get('format_version')}; this fcinv reads <= {FORMAT_VERSION}. Upgrade fcinv."
+        )
     for key in ("kind", "model_config", "grid", "names", "weights_sha256"):
         if key not in cfg:
-            raise CheckpointError(f"checkpoint {path}: {CONFIG} lacks '{key}'. The checkpoint is corrupt; retrain.")
+            raise CheckpointError(
+                f"checkpoint {path}: {CONFIG} lacks '{key}'. The checkpoint is corrupt; retrain."
+            )
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and cfg["kind"] not in kinds:
-        raise CheckpointError(f"checkpoint {path} holds a {cfg['kind']} model, not a {' or '.join(kinds)}. Pass the {kinds[0]} checkpoint directory.")
+        raise CheckpointError(
+            f"checkpoint {path} holds a {cfg['kind']} model, not a {' or '.join(kinds)}. Pass the {kinds[0]} checkpoint directory."
+        )
     if cfg.get("input_scaling") not in (None, INPUT_SCALING):
-        raise CheckpointError(f"checkpoint {path} expects input scaling {cfg.get('input_scaling')}; this fcinv applies {INPUT_SCALING}. Retrain the model.")
+        raise CheckpointError(
+            f"checkpoint {path} expects input scaling {cfg.get('input_scaling')}; this fcinv applies {INPUT_SCALING}. Retrain the model."
+        )
     return cfg
 
 
@@ -290,12 +336,18 @@ def load_checkpoint(
     cfg = read_checkpoint_config(path, kind)
     wfile = path / WEIGHTS
     if not wfile.exists():
-        raise CheckpointError(f"checkpoint {path} lacks {WEIGHTS}. Retrain, or restore the complete directory.")
+        raise CheckpointError(
+            f"checkpoint {path} lacks {WEIGHTS}. Retrain, or restore the complete directory."
+        )
     if sha256_file(wfile) != cfg["weights_sha256"]:
-        raise CheckpointError(f"checkpoint {path}: {WEIGHTS} does not match {CONFIG} (hash differs; interrupted write or mixed files). Retrain or restore the checkpoint.")
+        raise CheckpointError(
+            f"checkpoint {path}: {WEIGHTS} does not match {CONFIG} (hash differs; interrupted write or mixed files). Retrain or restore the checkpoint."
+        )
     state = torch_load(wfile, "checkpoint weights", map_location=map_location)
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path}: {WEIGHTS} holds a {type(state).__name__}, not a state dict. Retrain.")
+        raise CheckpointError(
+            f"checkpoint {path}: {WEIGHTS} holds a {type(state).__name__}, not a state dict. Retrain."
+        )
     try:
         grid = SpectrumGrid.from_dict(cfg["grid"])
     except Exception as exc:  # GridError from a malformed description
@@ -304,12 +356,18 @@ def load_checkpoint(
         check_grid(grid, expect_grid, f"checkpoint {path}")
     names = tuple(str(x) for x in cfg["names"])
     if expect_names is not None and tuple(expect_names) != names:
-        raise CheckpointError(f"checkpoint {path} predicts {list(names)}, not {list(expect_names)}. Use a model trained on these parameters.")
+        raise CheckpointError(
+            f"checkpoint {path} predicts {list(names)}, not {list(expect_names)}. Use a model trained on these parameters."
+        )
     ts = cfg.get("target_scaling")
     target = Standardizer.from_dict(ts) if ts else None
     if target is not None and target.k != len(names):
-        raise CheckpointError(f"checkpoint {path}: target scaling has {target.k} entries for {len(names)} names. The checkpoint is corrupt; retrain.")
-    return CheckpointMeta(path=path, kind=str(cfg["kind"]), grid=grid, names=names, target_scaling=target, raw=cfg), state
+        raise CheckpointError(
+            f"checkpoint {path}: target scaling has {target.k} entries for {len(names)} names. The checkpoint is corrupt; retrain."
+        )
+    return CheckpointMeta(
+        path=path, kind=str(cfg["kind"]), grid=grid, names=names, target_scaling=target, raw=cfg
+    ), state
 
 
 class CheckpointMixin:
@@ -362,14 +420,18 @@ class CheckpointMixin:
         GridError
             The checkpoint was made for another grid than ``expect_grid``.
         """
-        meta, state = load_checkpoint(path, cls.kind, expect_grid=expect_grid, expect_names=expect_names, map_location=map_location)
+        meta, state = load_checkpoint(
+            path, cls.kind, expect_grid=expect_grid, expect_names=expect_names, map_location=map_location
+        )
         config = config_from_dict(cls.config_cls, meta.raw["model_config"], f"checkpoint {path}")
         model = cls(config)  # type: ignore[call-arg]
         try:
             model.load_state_dict(state, strict=True)  # type: ignore[attr-defined]
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0][:200]
-            raise CheckpointError(f"checkpoint {path}: weights do not fit the {cls.__name__} architecture in its config ({first}). Retrain.") from None
+            raise CheckpointError(
+                f"checkpoint {path}: weights do not fit the {cls.__name__} architecture in its config ({first}). Retrain."
+            ) from None
         model.eval()  # type: ignore[attr-defined]
         model.checkpoint = meta
         return model.to(map_location) if not isinstance(map_location, dict) else model  # type: ignore[attr-defined]

@@ -45,7 +45,9 @@ class RegressorConfig:
 
     def __post_init__(self) -> None:
         if self.latent_dim < 1 or self.n_out < 1 or any(h < 1 for h in self.hidden):
-            raise FcinvError(f"latent_dim={self.latent_dim}, n_out={self.n_out}, hidden={self.hidden} must be positive.")
+            raise FcinvError(
+                f"latent_dim={self.latent_dim}, n_out={self.n_out}, hidden={self.hidden} must be positive."
+            )
         if self.activation not in ACTIVATIONS:
             raise FcinvError(f"activation={self.activation!r} is unknown. Use one of {sorted(ACTIVATIONS)}.")
         if not 0 <= self.dropout < 1:
@@ -74,5 +76,7 @@ class Regressor(CheckpointMixin, nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Latent (..., latent_dim) → standardised θ (..., n_out)."""
         if z.shape[-1] != self.config.latent_dim:
-            raise FcinvError(f"the regressor takes latent vectors of size {self.config.latent_dim}; got shape {tuple(z.shape)}. Use the VAE it was trained with.")
+            raise FcinvError(
+                f"the regressor takes latent vectors of size {self.config.latent_dim}; got shape {tuple(z.shape)}. Use the VAE it was trained with."
+            )
         return self.net(z)

@@ -56,7 +56,9 @@ class ResNet18Config:
 
     def __post_init__(self) -> None:
         if len(self.input_shape) != 2 or min(self.input_shape) < 1 or self.n_out < 1 or self.in_channels < 1:
-            raise FcinvError(f"input_shape={self.input_shape}, n_out={self.n_out}, in_channels={self.in_channels} must be positive.")
+            raise FcinvError(
+                f"input_shape={self.input_shape}, n_out={self.n_out}, in_channels={self.in_channels} must be positive."
+            )
         if not self.input_std > 0:
             raise FcinvError(f"input_std={self.input_std} must be > 0.")
 
@@ -75,7 +77,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample: nn.Module | None = None
         if stride != 1 or inplanes != planes:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +105,9 @@ class ResNet18(CheckpointMixin, nn.Module):
         inplanes = 64
         for i, (n_blocks, planes) in enumerate(zip(LAYERS, WIDTHS)):
             stride = 1 if i == 0 else 2
-            blocks = [BasicBlock(inplanes, planes, stride)] + [BasicBlock(planes, planes) for _ in range(n_blocks - 1)]
+            blocks = [BasicBlock(inplanes, planes, stride)] + [
+                BasicBlock(planes, planes) for _ in range(n_blocks - 1)
+            ]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             inplanes = planes
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
@@ -117,7 +123,11 @@ class ResNet18(CheckpointMixin, nn.Module):
         """Scaled spectra (B, n_q, n_E) or (B, C, n_q, n_E) → (B, n_out)."""
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        if x.dim() != 4 or x.shape[1] != self.config.in_channels or tuple(x.shape[-2:]) != tuple(self.config.input_shape):
+        if (
+            x.dim() != 4
+            or x.shape[1] != self.config.in_channels
+            or tuple(x.shape[-2:]) != tuple(self.config.input_shape)
+        ):
             raise GridError(
                 f"the ResNet takes spectra of shape (B, {self.config.input_shape[0]}, {self.config.input_shape[1]}); "
                 f"got {tuple(x.shape)}. Pass spectra on the model's grid."
@@ -154,25 +164,35 @@ class ResNet18(CheckpointMixin, nn.Module):
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         if not isinstance(state, dict):
-            raise CheckpointError(f"pretrained weights {path} hold a {type(state).__name__}, not a state dict. Pass torchvision's resnet18 .pth file.")
+            raise CheckpointError(
+                f"pretrained weights {path} hold a {type(state).__name__}, not a state dict. Pass torchvision's resnet18 .pth file."
+            )
         state = {k.removeprefix("module."): v for k, v in state.items()}
         own = self.state_dict()
         missing = [k for k in own if not k.startswith("fc.") and k not in state]
         if missing:
-            raise CheckpointError(f"pretrained weights {path} lack {len(missing)} ResNet-18 tensors (e.g. {missing[0]}). Pass torchvision's resnet18 weights.")
+            raise CheckpointError(
+                f"pretrained weights {path} lack {len(missing)} ResNet-18 tensors (e.g. {missing[0]}). Pass torchvision's resnet18 weights."
+            )
         unexpected = [k for k in state if k not in own and not k.startswith("fc.")]
         if unexpected:
-            raise CheckpointError(f"pretrained weights {path} have tensors ResNet-18 lacks (e.g. {unexpected[0]}). Pass torchvision's resnet18 weights, not another network.")
+            raise CheckpointError(
+                f"pretrained weights {path} have tensors ResNet-18 lacks (e.g. {unexpected[0]}). Pass torchvision's resnet18 weights, not another network."
+            )
         new = {}
         for k, v in state.items():
             if k.startswith("fc."):
                 continue
             if k == "conv1.weight" and v.dim() == 4 and v.shape[1] != self.config.in_channels:
                 if self.config.in_channels != 1:
-                    raise CheckpointError(f"pretrained conv1 has {v.shape[1]} input channels; this model has {self.config.in_channels}. Use in_channels=1 or 3.")
+                    raise CheckpointError(
+                        f"pretrained conv1 has {v.shape[1]} input channels; this model has {self.config.in_channels}. Use in_channels=1 or 3."
+                    )
                 v = v.sum(dim=1, keepdim=True)
             if tuple(v.shape) != tuple(own[k].shape):
-                raise CheckpointError(f"pretrained tensor {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}. Pass torchvision's resnet18 weights.")
+                raise CheckpointError(
+                    f"pretrained tensor {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}. Pass torchvision's resnet18 weights."
+                )
             new[k] = v.to(own[k].dtype)
         self.load_state_dict(new, strict=False)
         return sorted(new)

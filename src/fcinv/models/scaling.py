@@ -41,7 +41,9 @@ def minmax_scale(spectra: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(spectra, dtype=np.float32)
     if x.ndim < 2:
-        raise DataError(f"a spectrum has shape (n_q, n_E); got shape {x.shape}. Pass a 2-D array or a stack of them.")
+        raise DataError(
+            f"a spectrum has shape (n_q, n_E); got shape {x.shape}. Pass a 2-D array or a stack of them."
+        )
     finite = np.isfinite(x)
     if finite.all():
         lo = x.min(axis=(-2, -1), keepdims=True)
@@ -92,7 +94,7 @@ class Standardizer:
     std: tuple[float, ...]
 
     @classmethod
-    def fit(cls, theta: np.ndarray) -> "Standardizer":
+    def fit(cls, theta: np.ndarray) -> Standardizer:
         """Mean and std (ddof=0) of ``theta`` (N, k); a zero std is replaced by 1."""
         theta = np.asarray(theta, dtype=float)
         std = theta.std(axis=0)
@@ -105,7 +107,9 @@ class Standardizer:
 
     def transform(self, theta: np.ndarray) -> np.ndarray:
         """θ (…, k) eV/Å² → standardised (…, k) float32."""
-        return ((np.asarray(theta, dtype=float) - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+        return ((np.asarray(theta, dtype=float) - np.asarray(self.mean)) / np.asarray(self.std)).astype(
+            np.float32
+        )
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
         """Standardised (…, k) → θ (…, k) float64, eV/Å²."""
@@ -115,11 +119,15 @@ class Standardizer:
         return {"method": "standardize", "mean": list(self.mean), "std": list(self.std), "unit": "eV/Å^2"}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Standardizer":
+    def from_dict(cls, d: dict) -> Standardizer:
         try:
             mean, std = tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"the target scaling in the checkpoint is malformed ({exc!r}). Retrain or restore the checkpoint.") from None
+            raise CheckpointError(
+                f"the target scaling in the checkpoint is malformed ({exc!r}). Retrain or restore the checkpoint."
+            ) from None
         if len(mean) != len(std) or not all(s > 0 for s in std):
-            raise CheckpointError("the target scaling in the checkpoint is malformed (mean/std lengths differ or std <= 0). Retrain the model.")
+            raise CheckpointError(
+                "the target scaling in the checkpoint is malformed (mean/std lengths differ or std <= 0). Retrain the model."
+            )
         return cls(mean, std)

@@ -73,7 +73,9 @@ class VAEConfig:
         if len(self.input_shape) != 2 or min(self.input_shape) < 1:
             raise FcinvError(f"input_shape={self.input_shape} must be (n_q, n_E) with positive sizes.")
         if self.latent_dim < 1 or self.hidden_dim < 1 or not self.channels or min(self.channels) < 1:
-            raise FcinvError(f"latent_dim={self.latent_dim}, hidden_dim={self.hidden_dim}, channels={self.channels} must be positive.")
+            raise FcinvError(
+                f"latent_dim={self.latent_dim}, hidden_dim={self.hidden_dim}, channels={self.channels} must be positive."
+            )
         if self.recon_loss not in RECON_LOSSES:
             raise FcinvError(f"recon_loss={self.recon_loss!r} is unknown. Use one of {RECON_LOSSES}.")
         if not self.beta >= 0:
@@ -113,7 +115,9 @@ def _as_images(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     if x.dim() == 3:
         x = x.unsqueeze(1)
     if x.dim() != 4 or x.shape[1] != 1 or tuple(x.shape[-2:]) != tuple(shape):
-        raise GridError(f"the VAE takes spectra of shape (B, {shape[0]}, {shape[1]}); got {tuple(x.shape)}. Pass spectra on the model's grid.")
+        raise GridError(
+            f"the VAE takes spectra of shape (B, {shape[0]}, {shape[1]}); got {tuple(x.shape)}. Pass spectra on the model's grid."
+        )
     return x
 
 
@@ -184,12 +188,16 @@ class VAE(CheckpointMixin, nn.Module):
         return torch.sigmoid(self.decode_logits(z))
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def reparameterize(
+        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """z = μ + σ·ε with ε ~ N(0, 1) drawn from ``generator``."""
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True) -> VAEOutput:
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True
+    ) -> VAEOutput:
         """Encode, sample (or take μ when ``sample`` is False) and decode."""
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar, generator) if sample else mu

@@ -238,11 +238,7 @@ class Pipeline:
         mat = material if material is not None else (self.predictor.material or str(model))
         self.material = load_material(mat)
         self.config = config or PipelineConfig()
-        fm = (
-            forward_model
-            if forward_model is not None
-            else self._default_forward_model()
-        )
+        fm = forward_model if forward_model is not None else self._default_forward_model()
         if tuple(fm.names) != tuple(self.predictor.names):
             raise GridError(
                 f"the model predicts {list(self.predictor.names)} but the forward model varies "
@@ -427,7 +423,9 @@ class Pipeline:
                 theta=refined.theta,
                 sigma=refined.sigma,
             )
-        rep = trust_report(self.predictor, prediction, spectrum, forward_model=self.forward_model, refined=fit)
+        rep = trust_report(
+            self.predictor, prediction, spectrum, forward_model=self.forward_model, refined=fit
+        )
         warnings = rep.warnings + rep.verdict.warnings
         verdict = rep.verdict.as_dict()
         verdict["lines"] = [ln for ln in rep.verdict.table_lines() if not ln.startswith("WARNING:")]

@@ -287,6 +287,7 @@ class Advisor:
 def plot_forecast(path, adv_dict: dict, *, target: np.ndarray | None = None, title: str = ""):
     """σ of the named parameters against beam time, greedy vs uniform (from :meth:`Advisor.advice`)."""
     from fcinv.plotting import new_figure, save_figure
+
     names = adv_dict["names"]
     f = adv_dict["forecast"]
     m = np.asarray(f["minutes"])

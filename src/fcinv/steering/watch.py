@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.io import write_json
 from fcinv.errors import DataError
+from fcinv.io import write_json
 from fcinv.steering.incremental import IncrementalFold
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,9 @@ def _calibrated(predictor, names, theta, sigma, src: str, refined):
     if refined is None:
         c = cal.calibrate(theta, sigma, estimator="ml")
     else:
-        c = cal.calibrate(theta, sigma, estimator="refined", accepted=bool(getattr(refined, "success", False)))
+        c = cal.calibrate(
+            theta, sigma, estimator="refined", accepted=bool(getattr(refined, "success", False))
+        )
     return theta, np.array([c[n]["sigma"] for n in names], float), c["sigma_meaning"]
 
 

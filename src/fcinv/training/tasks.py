@@ -21,8 +21,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -64,7 +65,9 @@ def _load_parts(ds: Dataset, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, 
     th_tr, x_tr = ds.part("train", cfg.max_train)
     th_va, x_va = ds.part("val", cfg.max_val)
     if len(th_tr) < 2 or len(th_va) < 1:
-        raise TrainingError(f"dataset has {len(th_tr)} training and {len(th_va)} validation samples; training needs >= 2 and >= 1. Use a larger dataset.")
+        raise TrainingError(
+            f"dataset has {len(th_tr)} training and {len(th_va)} validation samples; training needs >= 2 and >= 1. Use a larger dataset."
+        )
     return th_tr, minmax_scale(x_tr), th_va, minmax_scale(x_va)
 
 
@@ -80,7 +83,9 @@ def _dataset_info(ds: Dataset) -> dict:
     }
 
 
-def _encode(vae: VAE, x: np.ndarray, device: torch.device, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _encode(
+    vae: VAE, x: np.ndarray, device: torch.device, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     mus, lvs = [], []
     vae.eval()
     with torch.no_grad():
@@ -136,11 +141,15 @@ class VAETask(_SpectraTask):
     kind = "vae"
     target_scaling = None
 
-    def __init__(self, ds: Dataset, cfg: TrainConfig, model_config: VAEConfig | None = None, **arch: Any) -> None:
+    def __init__(
+        self, ds: Dataset, cfg: TrainConfig, model_config: VAEConfig | None = None, **arch: Any
+    ) -> None:
         super().__init__(ds, cfg)
         model_config = model_config or VAEConfig(input_shape=ds.grid.shape, **arch)
         if tuple(model_config.input_shape) != ds.grid.shape:
-            raise TrainingError(f"VAEConfig.input_shape={model_config.input_shape} but the dataset's spectra are {ds.grid.shape}. Use the dataset's shape.")
+            raise TrainingError(
+                f"VAEConfig.input_shape={model_config.input_shape} but the dataset's spectra are {ds.grid.shape}. Use the dataset's shape."
+            )
         with seeded(cfg.seed):
             self.model = VAE(model_config)
 
@@ -168,14 +177,24 @@ class ResNetTask(_SpectraTask):
 
     kind = "resnet"
 
-    def __init__(self, ds: Dataset, cfg: TrainConfig, model_config: ResNet18Config | None = None, pretrained: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        ds: Dataset,
+        cfg: TrainConfig,
+        model_config: ResNet18Config | None = None,
+        pretrained: str | os.PathLike | None = None,
+    ) -> None:
         super().__init__(ds, cfg)
         self.target_scaling = Standardizer.fit(self.theta_tr)
         self.y_tr = self.target_scaling.transform(self.theta_tr)
         self.y_va = self.target_scaling.transform(self.theta_va)
-        model_config = model_config or ResNet18Config(input_shape=ds.grid.shape, n_out=ds.k, pretrained=str(pretrained or ""))
+        model_config = model_config or ResNet18Config(
+            input_shape=ds.grid.shape, n_out=ds.k, pretrained=str(pretrained or "")
+        )
         if model_config.n_out != ds.k or tuple(model_config.input_shape) != ds.grid.shape:
-            raise TrainingError(f"ResNet18Config {model_config.input_shape}→{model_config.n_out} does not fit the dataset {ds.grid.shape}→{ds.k}.")
+            raise TrainingError(
+                f"ResNet18Config {model_config.input_shape}→{model_config.n_out} does not fit the dataset {ds.grid.shape}→{ds.k}."
+            )
         with seeded(cfg.seed):
             self.model = ResNet18(model_config)
         if pretrained:
@@ -229,7 +248,9 @@ class RegressorTask(_SpectraTask):
         d = self.vae.config.latent_dim
         model_config = model_config or RegressorConfig(latent_dim=d, n_out=ds.k, **arch)
         if model_config.latent_dim != d or model_config.n_out != ds.k:
-            raise TrainingError(f"RegressorConfig {model_config.latent_dim}→{model_config.n_out} does not fit the VAE latent {d} and k={ds.k}.")
+            raise TrainingError(
+                f"RegressorConfig {model_config.latent_dim}→{model_config.n_out} does not fit the VAE latent {d} and k={ds.k}."
+            )
         with seeded(cfg.seed):
             self.model = Regressor(model_config)
 
@@ -242,7 +263,9 @@ class RegressorTask(_SpectraTask):
 
     def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
         if self.augmenter is not None:
-            noisy = np.concatenate([self.augmenter(self.x_tr[i : i + 1024], rng) for i in range(0, len(self.x_tr), 1024)])
+            noisy = np.concatenate(
+                [self.augmenter(self.x_tr[i : i + 1024], rng) for i in range(0, len(self.x_tr), 1024)]
+            )
             self.mu_tr, self.lv_tr = _encode(self.vae, noisy, self.device, self.cfg.eval_batch_size)
 
     def train_batches(self, rng: np.random.Generator, batch_size: int) -> Iterator[Any]:
@@ -318,7 +341,14 @@ def train_regressor(
     **arch: Any,
 ) -> TrainResult:
     """Train the latent → θ regressor on the frozen VAE in ``vae_dir``."""
-    return _run(lambda ds: RegressorTask(ds, config, vae_dir, model_config, latent_input, **arch), data, out_dir, config, resume, command)
+    return _run(
+        lambda ds: RegressorTask(ds, config, vae_dir, model_config, latent_input, **arch),
+        data,
+        out_dir,
+        config,
+        resume,
+        command,
+    )
 
 
 def train_resnet(
@@ -332,4 +362,6 @@ def train_resnet(
     command: str | None = None,
 ) -> TrainResult:
     """Train ResNet-18 (from scratch, or from ImageNet weights in the local file ``pretrained``)."""
-    return _run(lambda ds: ResNetTask(ds, config, model_config, pretrained), data, out_dir, config, resume, command)
+    return _run(
+        lambda ds: ResNetTask(ds, config, model_config, pretrained), data, out_dir, config, resume, command
+    )

@@ -22,9 +22,10 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -32,7 +33,13 @@ from tqdm.auto import tqdm
 
 from fcinv.errors import CheckpointError, FcinvError
 from fcinv.grid import SpectrumGrid
-from fcinv.models.checkpoint import CONFIG, TRAINER_STATE, atomic_torch_save, read_checkpoint_config, torch_load
+from fcinv.models.checkpoint import (
+    CONFIG,
+    TRAINER_STATE,
+    atomic_torch_save,
+    read_checkpoint_config,
+    torch_load,
+)
 from fcinv.models.scaling import Standardizer
 
 log = logging.getLogger(__name__)
@@ -225,9 +232,13 @@ class Trainer:
         device = resolve_device(cfg.device)
         sp = self._state_path()
         if not resume and ((self.out_dir / CONFIG).exists() or sp.exists()):
-            raise CheckpointError(f"{self.out_dir} already holds a checkpoint. Pass --resume to continue it, or choose another --out.")
+            raise CheckpointError(
+                f"{self.out_dir} already holds a checkpoint. Pass --resume to continue it, or choose another --out."
+            )
         if resume and not sp.exists():
-            raise CheckpointError(f"nothing to resume in {self.out_dir} (no {TRAINER_STATE}). Start without --resume.")
+            raise CheckpointError(
+                f"nothing to resume in {self.out_dir} (no {TRAINER_STATE}). Start without --resume."
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
         model = self.task.model
@@ -235,15 +246,21 @@ class Trainer:
         if resume:
             st = torch_load(sp, "trainer state")
             if not isinstance(st, dict) or st.get("kind") != self.task.kind:
-                raise CheckpointError(f"{sp} is not the trainer state of a {self.task.kind} run. Start without --resume or pick the right --out.")
+                raise CheckpointError(
+                    f"{sp} is not the trainer state of a {self.task.kind} run. Start without --resume or pick the right --out."
+                )
             if (self.out_dir / CONFIG).exists():
                 old = read_checkpoint_config(self.out_dir)
                 if old.get("grid_fingerprint") and old["grid_fingerprint"] != self.task.grid.fingerprint():
-                    raise CheckpointError(f"{self.out_dir} was trained on another grid than --data. Resume with the same dataset.")
+                    raise CheckpointError(
+                        f"{self.out_dir} was trained on another grid than --data. Resume with the same dataset."
+                    )
             try:
                 model.load_state_dict(st["model"])
             except (RuntimeError, KeyError) as exc:
-                raise CheckpointError(f"{sp} does not fit this model ({str(exc).splitlines()[0][:120]}). Resume with the same architecture options.") from None
+                raise CheckpointError(
+                    f"{sp} does not fit this model ({str(exc).splitlines()[0][:120]}). Resume with the same architecture options."
+                ) from None
 
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(cfg.seed)
@@ -260,7 +277,9 @@ class Trainer:
         self.task.setup(device, np.random.default_rng([cfg.seed, 1]))
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
+        )
         if st is None:
             st = {
                 "kind": self.task.kind,
@@ -279,12 +298,28 @@ class Trainer:
             rng.bit_generator.state = json.loads(st["rng_numpy"])
             gen.set_state(st["rng_torch"].cpu())
             if st["stopped"]:
-                log.info("%s: training had already stopped early at epoch %d; nothing to resume", self.out_dir, st["epoch"])
+                log.info(
+                    "%s: training had already stopped early at epoch %d; nothing to resume",
+                    self.out_dir,
+                    st["epoch"],
+                )
             elif st["epoch"] >= cfg.epochs:
-                log.info("%s: %d epochs already run (--epochs %d); nothing to resume", self.out_dir, st["epoch"], cfg.epochs)
+                log.info(
+                    "%s: %d epochs already run (--epochs %d); nothing to resume",
+                    self.out_dir,
+                    st["epoch"],
+                    cfg.epochs,
+                )
         t0 = time.perf_counter() - float(st.get("wall_s", 0.0))
         start = int(st["epoch"])
-        bar = tqdm(total=cfg.epochs, initial=start, desc=f"train {self.task.kind}", unit="epoch", disable=not cfg.progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.epochs,
+            initial=start,
+            desc=f"train {self.task.kind}",
+            unit="epoch",
+            disable=not cfg.progress,
+            dynamic_ncols=True,
+        )
         try:
             for epoch in range(start, cfg.epochs):
                 if st["stopped"]:
@@ -293,11 +328,20 @@ class Trainer:
                 self.task.on_epoch_start(epoch, rng)
                 sums: dict[str, float] = {}
                 n_batches = 0
-                inner = tqdm(self.task.train_batches(rng, cfg.batch_size), desc=f"epoch {epoch + 1}", leave=False, disable=not cfg.progress, unit="batch", dynamic_ncols=True)
+                inner = tqdm(
+                    self.task.train_batches(rng, cfg.batch_size),
+                    desc=f"epoch {epoch + 1}",
+                    leave=False,
+                    disable=not cfg.progress,
+                    unit="batch",
+                    dynamic_ncols=True,
+                )
                 for batch in inner:
                     loss, parts = self.task.train_loss(batch, gen)
                     if not torch.isfinite(loss):
-                        raise TrainingError(f"the {self.task.kind} training loss became {loss.item()} at epoch {epoch + 1}. Lower --lr (now {opt.param_groups[0]['lr']:.2g}) or --beta.")
+                        raise TrainingError(
+                            f"the {self.task.kind} training loss became {loss.item()} at epoch {epoch + 1}. Lower --lr (now {opt.param_groups[0]['lr']:.2g}) or --beta."
+                        )
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.grad_clip:
@@ -314,13 +358,25 @@ class Trainer:
                     val = {f"val_{k}": v for k, v in self.task.validate().items()}
                 vloss = val["val_loss"]
                 sched.step(vloss)
-                rec = {"epoch": epoch + 1, **train, **val, "lr": opt.param_groups[0]["lr"], "wall_s": round(time.perf_counter() - t0, 3)}
+                rec = {
+                    "epoch": epoch + 1,
+                    **train,
+                    **val,
+                    "lr": opt.param_groups[0]["lr"],
+                    "wall_s": round(time.perf_counter() - t0, 3),
+                }
                 st["history"].append(rec)
                 st["epoch"] = epoch + 1
-                improved = vloss < st["best_val"] * (1 - cfg.min_delta) if math.isfinite(st["best_val"]) else math.isfinite(vloss)
+                improved = (
+                    vloss < st["best_val"] * (1 - cfg.min_delta)
+                    if math.isfinite(st["best_val"])
+                    else math.isfinite(vloss)
+                )
                 if improved:
                     st["best_val"], st["best_epoch"], st["bad_epochs"] = float(vloss), epoch + 1, 0
-                    st["best_state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    st["best_state"] = {
+                        k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                    }
                 else:
                     st["bad_epochs"] += 1
                     if st["bad_epochs"] >= cfg.patience:
@@ -336,12 +392,23 @@ class Trainer:
                 st["torch_global"] = torch.get_rng_state()
                 self._save_state(st)
                 bar.update(1)
-                bar.set_postfix(train=f"{train.get('train_loss', float('nan')):.4g}", val=f"{vloss:.4g}", best=f"{st['best_val']:.4g}@{st['best_epoch']}")
-                log.info("%s epoch %d: %s", self.task.kind, epoch + 1, {k: round(v, 5) for k, v in rec.items() if isinstance(v, float)})
+                bar.set_postfix(
+                    train=f"{train.get('train_loss', float('nan')):.4g}",
+                    val=f"{vloss:.4g}",
+                    best=f"{st['best_val']:.4g}@{st['best_epoch']}",
+                )
+                log.info(
+                    "%s epoch %d: %s",
+                    self.task.kind,
+                    epoch + 1,
+                    {k: round(v, 5) for k, v in rec.items() if isinstance(v, float)},
+                )
         finally:
             bar.close()
         if st["best_state"] is None:
-            raise TrainingError(f"no finite validation loss in {st['epoch']} epochs of {self.task.kind} training. Check the dataset and lower --lr.")
+            raise TrainingError(
+                f"no finite validation loss in {st['epoch']} epochs of {self.task.kind} training. Check the dataset and lower --lr."
+            )
         wall = time.perf_counter() - t0
         self._write_checkpoint(st["best_state"], self._summary(st, wall))
         model.load_state_dict(st["best_state"])
