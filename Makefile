@@ -23,7 +23,7 @@ $(PY):
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	$(PIP) install -q -e ".[dev,experiment]"
+	$(PIP) install -q -e ".[dev,experiment,dask]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -39,7 +39,7 @@ test: lint
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
-	$(PIP) install -q -e ".[dev,experiment,mlff,latent]"
+	$(PIP) install -q -e ".[dev,experiment,mlff,latent,dask]"
 	$(PY) -m pytest -q -m "slow or mlff"
 
 bench: $(STAMP)

@@ -88,7 +88,11 @@ def test_corrupt_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="config.json is corrupt"):
         Regressor.from_checkpoint(ck)
     (ck / CONFIG).unlink()
-    with pytest.raises(CheckpointError, match="lacks config.json"):
+    with pytest.raises(CheckpointError, match="lacks config.json; it is not an fcinv checkpoint"):
+        load_checkpoint(ck)
+    # a training interrupted between the weights and the config: the message names --resume
+    (ck / "trainer_state.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="interrupted while saving.*with --resume"):
         load_checkpoint(ck)
 
 

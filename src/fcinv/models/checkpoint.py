@@ -277,6 +277,11 @@ def read_checkpoint_config(path: str | os.PathLike, kind: str | tuple[str, ...] 
         )
     cfile = path / CONFIG
     if not cfile.exists():
+        if (path / "trainer_state.pt").exists():
+            raise CheckpointError(
+                f"checkpoint {path} lacks {CONFIG}: its training was interrupted while saving. Rerun the same "
+                "`fcinv train` command with --resume, which rewrites the checkpoint from its trainer state."
+            )
         raise CheckpointError(
             f"checkpoint {path} lacks {CONFIG}; it is not an fcinv checkpoint or its training never saved. Retrain."
         )
@@ -336,8 +341,13 @@ def load_checkpoint(
     cfg = read_checkpoint_config(path, kind)
     wfile = path / WEIGHTS
     if not wfile.exists():
+        resume = (
+            " or rerun the same `fcinv train` command with --resume (its trainer state is there)"
+            if (path / "trainer_state.pt").exists()
+            else ""
+        )
         raise CheckpointError(
-            f"checkpoint {path} lacks {WEIGHTS}. Retrain, or restore the complete directory."
+            f"checkpoint {path} lacks {WEIGHTS}. Retrain{resume}, or restore the complete directory."
         )
     if sha256_file(wfile) != cfg["weights_sha256"]:
         raise CheckpointError(
