@@ -314,7 +314,58 @@ def mesh_qpoints(space: FCSpace, mesh: int) -> np.ndarray:
     return frac @ np.linalg.inv(to_frac)
 
 
-class ForwardModel:
+class FreeParameters:
+    """The varied parameters of a forward model: ``free`` names within ``theta_ref``.
+
+    Shared by :class:`ForwardModel` and :class:`~fcinv.forward.physical.PhysicalModel`; the
+    class using it sets ``free`` (list of names), ``free_idx`` (their indices into the space)
+    and ``theta_ref`` (shape (n_params,), eV/Å²).
+    """
+
+    free: list[str]
+    free_idx: np.ndarray
+    theta_ref: np.ndarray
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the varied parameters, in θ order."""
+        return list(self.free)
+
+    @property
+    def k(self) -> int:
+        """Number of varied parameters."""
+        return len(self.free)
+
+    @property
+    def theta0(self) -> np.ndarray:
+        """Reference values of the varied parameters, shape (k,)."""
+        return self.theta_ref[self.free_idx].copy()
+
+    def full_theta(self, theta) -> np.ndarray:
+        """Expand varied parameters (B, k) to full θ vectors (B, n_params)."""
+        t = self.check(theta)
+        full = np.repeat(self.theta_ref[None], len(t), axis=0)
+        full[:, self.free_idx] = t
+        return full
+
+    def check(self, theta) -> np.ndarray:
+        """Validate θ (shape (k,) or (B, k)) and return it as (B, k) float64."""
+        t = np.asarray(theta, dtype=float)
+        if t.ndim == 1:
+            t = t[None]
+        if t.ndim != 2 or t.shape[1] != self.k:
+            raise ForceConstantError(
+                f"theta has shape {np.shape(theta)}; the model varies {self.k} parameters ({', '.join(self.free)}). Pass one value per name (or a (batch, {self.k}) array)."
+            )
+        if not np.all(np.isfinite(t)):
+            bad = int(np.argmax(~np.all(np.isfinite(t), axis=1)))
+            raise ForceConstantError(
+                f"theta row {bad} contains NaN or inf. Pass finite force constants (eV/Å²)."
+            )
+        return np.ascontiguousarray(t)
+
+
+class ForwardModel(FreeParameters):
     """Batched Born–von Kármán forward model on a spectrum grid.
 
     Parameters
@@ -374,45 +425,6 @@ class ForwardModel:
         """Use a full FC set as D_ref, with θ_ref its projection onto ``space``."""
         proj = space.project(pairs)
         return cls(space, grid, proj.theta, reference=pairs, **kw)
-
-    # ------------------------------------------------------------------ basics
-    @property
-    def names(self) -> list[str]:
-        """Names of the varied parameters, in θ order."""
-        return list(self.free)
-
-    @property
-    def k(self) -> int:
-        """Number of varied parameters."""
-        return len(self.free)
-
-    @property
-    def theta0(self) -> np.ndarray:
-        """Reference values of the varied parameters, shape (k,)."""
-        return self.theta_ref[self.free_idx].copy()
-
-    def full_theta(self, theta) -> np.ndarray:
-        """Expand varied parameters (B, k) to full θ vectors (B, n_params)."""
-        t = self.check(theta)
-        full = np.repeat(self.theta_ref[None], len(t), axis=0)
-        full[:, self.free_idx] = t
-        return full
-
-    def check(self, theta) -> np.ndarray:
-        """Validate θ (shape (k,) or (B, k)) and return it as (B, k) float64."""
-        t = np.asarray(theta, dtype=float)
-        if t.ndim == 1:
-            t = t[None]
-        if t.ndim != 2 or t.shape[1] != self.k:
-            raise ForceConstantError(
-                f"theta has shape {np.shape(theta)}; the model varies {self.k} parameters ({', '.join(self.free)}). Pass one value per name (or a (batch, {self.k}) array)."
-            )
-        if not np.all(np.isfinite(t)):
-            bad = int(np.argmax(~np.all(np.isfinite(t), axis=1)))
-            raise ForceConstantError(
-                f"theta row {bad} contains NaN or inf. Pass finite force constants (eV/Å²)."
-            )
-        return np.ascontiguousarray(t)
 
     # ---------------------------------------------------------------- physics
     def frequencies(self, theta, q_rlu: np.ndarray | None = None) -> np.ndarray:

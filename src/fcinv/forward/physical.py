@@ -107,6 +107,7 @@ from fcinv.forward.model import (
     STABILITY_TOL_MEV,
     Broadening,
     ForwardModel,
+    FreeParameters,
     LinearDynamics,
     _signed_mev,
     _threads,
@@ -568,7 +569,7 @@ def _reduce_mesh(crystal, n: int):
 
 
 # --------------------------------------------------------------------- the model
-class PhysicalModel:
+class PhysicalModel(FreeParameters):
     """Batched coherent one-phonon model of a folded measurement (module docstring for the physics).
 
     Parameters
@@ -1003,22 +1004,6 @@ class PhysicalModel:
                 f = f * np.abs(e)
         return np.ascontiguousarray(f)
 
-    # ------------------------------------------------------------------ basics
-    @property
-    def names(self) -> list[str]:
-        """Names of the varied parameters, in θ order."""
-        return list(self.free)
-
-    @property
-    def k(self) -> int:
-        """Number of varied parameters."""
-        return len(self.free)
-
-    @property
-    def theta0(self) -> np.ndarray:
-        """Reference values of the varied parameters, shape (k,)."""
-        return self.theta_ref[self.free_idx].copy()
-
     @property
     def mask(self) -> np.ndarray:
         """Pixels covered by the measurement, shape (n_q, n_E) bool (elsewhere the spectra are 0)."""
@@ -1028,17 +1013,6 @@ class PhysicalModel:
     def energy_factor(self) -> np.ndarray:
         """The corrections' per-energy factor f_j, shape (n_E,) (ones without corrections)."""
         return self._efac.copy()
-
-    def full_theta(self, theta) -> np.ndarray:
-        """Expand varied parameters (B, k) to full θ vectors (B, n_params)."""
-        t = self.check(theta)
-        full = np.repeat(self.theta_ref[None], len(t), axis=0)
-        full[:, self.free_idx] = t
-        return full
-
-    def check(self, theta) -> np.ndarray:
-        """Validate θ (shape (k,) or (B, k)) and return it as (B, k) float64."""
-        return ForwardModel.check(self, theta)  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- physics
     def frequencies(self, theta, q_rlu: np.ndarray | None = None) -> np.ndarray:
