@@ -211,3 +211,30 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="torch device: cpu, cuda or auto (default: auto, i.e. cuda when available)",
     )
+
+
+def add_fit_trust_args(group, *, what: str, robust_stage: bool = False) -> None:
+    """The options of a fit that guard what it reports (``fit`` and ``fit-dispersion``): outlier
+    flagging (per ``what``: pixel or point), the full-zone stability mesh and ``--allow-unstable``."""
+    stage = "no robust stage, " if robust_stage else ""
+    group.add_argument(
+        "--no-outlier-rejection", action="store_true", help=f"keep every {what} ({stage}nothing flagged)"
+    )
+    group.add_argument(
+        "--outlier-sigma",
+        type=float,
+        default=5.0,
+        help=f"flag {what}s beyond this many robust σ (default 5)",
+    )
+    group.add_argument(
+        "--stability-mesh",
+        type=int,
+        default=8,
+        metavar="N",
+        help="N³ full-zone mesh of the stability check (default 8)",
+    )
+    group.add_argument(
+        "--allow-unstable",
+        action="store_true",
+        help="exit 0 even when the fitted θ has imaginary modes (the warning stays)",
+    )

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from fcinv.cli._common import (
     UsageError,
+    add_fit_trust_args,
     add_material_args,
     command_line,
     crystal_from_args,
@@ -121,22 +122,7 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="domain|weak|none|JSON",
         help="Gaussian prior: the training domain (default; centre, half-width = 2σ), 'weak' (start ± 100 %%), 'none', or a JSON {name: [mean, sigma]}",
     )
-    f.add_argument("--no-outlier-rejection", action="store_true", help="keep every pixel (nothing flagged)")
-    f.add_argument(
-        "--outlier-sigma", type=float, default=5.0, help="flag pixels beyond this many robust σ (default 5)"
-    )
-    f.add_argument(
-        "--stability-mesh",
-        type=int,
-        default=8,
-        metavar="N",
-        help="N³ full-zone mesh of the stability check (default 8)",
-    )
-    f.add_argument(
-        "--allow-unstable",
-        action="store_true",
-        help="exit 0 even when the fitted θ has imaginary modes (the warning stays)",
-    )
+    add_fit_trust_args(f, what="pixel")
     f.add_argument(
         "--fwhm",
         type=float,
