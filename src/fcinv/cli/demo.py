@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             f"single orientations ({len(p['psi_deg'])} of {args.orientations}): FC0-FC3 relative error "
             f"median {100 * p['median_rel_err_fc0_3']:.1f} %, worst {100 * p['worst_rel_err_fc0_3']:.1f} %"
         )
+    for w in dict.fromkeys(r.result.adequacy.get("warnings", [])):
+        print(f"WARNING: {w}")
     print(
         "timings: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items())
