@@ -192,3 +192,24 @@ def test_cli_serial_scheduler(tmp_path, capsys):
         cli.main([*argv, "-o", str(tmp_path / "x.h5"), "--workers", "2"])
     with pytest.raises(ShardError, match="needs --scheduler dask"):
         make_executor("serial", address="tcp://127.0.0.1:1")
+
+
+def test_cli_sharded_resume_through_the_dispatcher(tmp_path, capsys):
+    """`fcinv dataset --scheduler serial --resume` after an interruption (through the dispatcher and its
+    output guards, which leave the shard state to the sharded path): the content equals the full run."""
+    from fcinv.cli.main import main
+
+    argv = ["dataset", "-n", "12", "--shells", "1", "--shard-size", "5", "--no-progress"]
+    argv += ["--scheduler", "serial", "--keep-shards"]
+    full = tmp_path / "full.h5"
+    assert main([*argv, "-o", str(full)]) == 0
+    cut = tmp_path / "cut.h5"
+    assert main([*argv, "-o", str(cut)]) == 0
+    # an interruption after the first shard: the assembled file and the later shards are gone
+    cut.unlink()
+    for f in sorted((tmp_path / "cut.h5.shards").glob("shard-*.h5"))[1:]:
+        f.unlink()
+    assert main([*argv, "-o", str(cut)]) == 1  # refused: an interrupted run needs --resume or --overwrite
+    assert "--resume" in capsys.readouterr().err
+    assert main([*argv, "-o", str(cut), "--resume"]) == 0
+    assert read_dataset(cut).content_hash == read_dataset(full).content_hash

@@ -494,6 +494,10 @@ def check_dataset_output(args, argv: list[str], *, force: bool) -> None:
             "--resume and --overwrite contradict each other. Pass --resume to continue, --overwrite to "
             "restart."
         )
+    if getattr(args, "scheduler", None):
+        # the sharded path keeps its state in <output>.shards/ and checks resume, overwrite and the plan
+        # itself (fcinv.dataset.shards.generate_sharded)
+        return
     if partial.exists() and not (args.resume or args.overwrite):
         raise OutputError(
             f"{partial} exists (an interrupted run). Pass --resume to continue it or --overwrite to start "
