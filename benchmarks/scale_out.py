@@ -454,16 +454,16 @@ def ddp_part(a, out: Path, data: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=1000, help="spectra of the Dask runs (default 1000)")
-    p.add_argument("--shard-size", type=int, default=50)
+    p.add_argument("--n", type=int, default=6000, help="spectra of the Dask runs (default 6000)")
+    p.add_argument("--shard-size", type=int, default=250)
     p.add_argument(
         "--randomise",
         action="store_true",
         help="domain-randomised physical spectra (per-group conditions; ~100x slower per spectrum)",
     )
     p.add_argument("--chunk", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--out", default=None, help="work folder (default: a temporary one)")
     p.add_argument("--_ddp-child", dest="ddp_child", action="store_true", help=argparse.SUPPRESS)
