@@ -100,9 +100,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted OUTPUT.partial")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT.partial")
     p.add_argument("--no-progress", action="store_true")
-    from fcinv.dataset.shards import add_arguments
-
-    add_arguments(p)  # --scheduler/--workers/--address/--shard-size/--keep-shards (issue 15)
+    add_scale_out_arguments(p)  # --scheduler/--workers/--address/--shard-size/--keep-shards (issue 15)
     return p
 
 
@@ -149,9 +147,7 @@ def build(args):
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     if args.scheduler:
-        from fcinv.dataset.shards import cli_main
-
-        return cli_main(args, command_line())
+        return main_sharded(args, command_line())
     import time
 
     from fcinv.dataset.generate import generate
@@ -207,3 +203,99 @@ def recipe_build(**kwargs):
         ns["coverage"] = list(ns["coverage"])
     _ref, _names, model, domain, rnd = build(argparse.Namespace(**ns))
     return model, domain, rnd
+
+
+def add_scale_out_arguments(p) -> None:
+    """The scale-out options of ``fcinv dataset``."""
+    from fcinv.dataset.shards import DEFAULT_SHARD_SIZE, EXECUTORS
+
+    g = p.add_argument_group("scale-out (sharded generation; see docs/scale-out.md)")
+    g.add_argument(
+        "--scheduler",
+        choices=EXECUTORS,
+        default=None,
+        help="draw in shards with deterministic per-shard seeds: serial (this process) or dask "
+        "(a LocalCluster of --workers processes, or the scheduler at --address)",
+    )
+    g.add_argument(
+        "--workers", type=int, default=None, help="local Dask worker processes (single-threaded; default 1)"
+    )
+    g.add_argument(
+        "--address", default=None, help="Dask scheduler address, tcp://HOST:PORT (a running cluster)"
+    )
+    g.add_argument(
+        "--shard-size",
+        type=int,
+        default=DEFAULT_SHARD_SIZE,
+        help=f"samples per shard (default {DEFAULT_SHARD_SIZE}); "
+        "with --seed and --chunk it fixes the content",
+    )
+    g.add_argument("--keep-shards", action="store_true", help="keep OUTPUT.shards/ after assembly")
+
+
+def main_sharded(args, command: str) -> int:
+    """``fcinv dataset --scheduler ...``: the sharded path (models built where the shards run)."""
+    import time
+
+    from fcinv.dataset.shards import (
+        ShardError,
+        generate_sharded,
+        make_executor,
+        recipe_from_args,
+        shard_sizes,
+    )
+    from fcinv.reference import check_shells, load_reference
+
+    if args.scheduler != "dask" and (args.workers or args.address):
+        raise ShardError("--workers/--address need --scheduler dask.")
+    if args.shells is not None:
+        check_shells(args.shells, args.material)
+    ref = load_reference(args.material, args.shells, tail=args.tail)
+    names = ref.sampled[: args.top_k] if args.top_k else list(ref.sampled)
+    domain = ref.domain(names, widen=tuple(args.widen))
+    where = f" ({args.address})" if args.address else ""
+    if args.scheduler == "dask" and not args.address:
+        where = f" ({args.workers or 1} local workers)"
+    print(
+        f"{ref.material}: sampling {len(names)} of {ref.space.n_params} parameters, intensity "
+        f"{args.intensity}"
+        f"{', domain-randomised' if args.randomise else ''}; {len(shard_sizes(args.n, args.shard_size))} "
+        "shards of "
+        f"{args.shard_size} on {args.scheduler}"
+        f"{where}"
+    )
+    for i, (nm, a, b) in enumerate(zip(names, domain.low, domain.high)):
+        print(f"  FC{i:<2d} {nm:<8} [{a:8.4f}, {b:8.4f}] eV/Å²")
+    recipe = recipe_from_args(args)
+    t0 = time.perf_counter()
+    executor = make_executor(args.scheduler, workers=args.workers, address=args.address)
+    try:
+        run = generate_sharded(
+            recipe,
+            args.n,
+            args.output,
+            seed=args.seed,
+            shard_size=args.shard_size,
+            chunk=args.chunk,
+            n_test=args.n_test,
+            executor=executor,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            keep_shards=args.keep_shards,
+            progress=not args.no_progress,
+            command=command,
+            threads=1 if args.scheduler == "dask" else None,
+        )
+    finally:
+        executor.close()
+    from fcinv.dataset.io import read_dataset
+
+    ds = read_dataset(run.path, lazy=True)
+    acc = ds.meta.get("accepted_fraction")
+    ds.close()
+    print(
+        f"wrote {run.path}: {args.n} spectra in {time.perf_counter() - t0:.1f} s ({run.shards_run} "
+        "shards run, "
+        f"{run.shards_skipped} already finished); accepted fraction {acc:.3f}; content {ds.content_hash[:16]}"
+    )
+    return 0
