@@ -238,3 +238,26 @@ def add_fit_trust_args(group, *, what: str, robust_stage: bool = False) -> None:
         action="store_true",
         help="exit 0 even when the fitted θ has imaginary modes (the warning stays)",
     )
+
+
+def fit_exit_code(
+    prog: str, ex: dict, message: str, *, allow_unstable: bool, converge_hint: str, stable_hint: str
+) -> int:
+    """The exit status of a fit command from its result's ``extra`` (``converged``, ``stable``,
+    ``lowest_mode_meV``): 1, with an error line naming the fix, for a fit that did not converge or
+    is dynamically unstable (unless ``allow_unstable``); else 0."""
+    if not ex["converged"]:
+        print(f"{prog}: error: the fit did not converge ({message}); {converge_hint}.", file=sys.stderr)
+        return 1
+    if ex["stable"]:
+        return 0
+    lowest = f"the fitted θ is dynamically unstable (lowest mode {ex['lowest_mode_meV']:.2f} meV)"
+    if allow_unstable:
+        print(f"{prog}: warning: {lowest}; accepted (--allow-unstable).", file=sys.stderr)
+        return 0
+    print(
+        f"{prog}: error: {lowest}; it is not a physical crystal. {stable_hint}, or pass --allow-unstable "
+        "to accept it.",
+        file=sys.stderr,
+    )
+    return 1

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from fcinv.cli._common import (
@@ -36,6 +35,7 @@ from fcinv.cli._common import (
     add_material_args,
     command_line,
     crystal_from_args,
+    fit_exit_code,
     parse_springs,
     parse_theta,
 )
@@ -367,23 +367,11 @@ def main(argv: list[str] | None = None) -> int:
             title=f"{crystal.name}: least-squares fit ({len(res.names)} parameters, R = {ex['r_factor']:.3f})",
         )
         print(f"wrote {png}")
-    if not ex["converged"]:
-        print(
-            f"fcinv fit: error: the fit did not converge ({res.message}); try --starts 16, a --theta-start nearer the answer, or --max-nfev.",
-            file=sys.stderr,
-        )
-        return 1
-    if not ex["stable"]:
-        if args.allow_unstable:
-            print(
-                f"fcinv fit: warning: the fitted θ is dynamically unstable (lowest mode {ex['lowest_mode_meV']:.2f} meV); accepted (--allow-unstable).",
-                file=sys.stderr,
-            )
-            return 0
-        print(
-            f"fcinv fit: error: the fitted θ is dynamically unstable (lowest mode {ex['lowest_mode_meV']:.2f} meV); it is not a physical crystal. "
-            "Start from the ML answer, keep the prior, or pass --allow-unstable to accept it.",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return fit_exit_code(
+        "fcinv fit",
+        ex,
+        res.message,
+        allow_unstable=args.allow_unstable,
+        converge_hint="try --starts 16, a --theta-start nearer the answer, or --max-nfev",
+        stable_hint="Start from the ML answer, keep the prior",
+    )

@@ -38,7 +38,6 @@ fcinv fit-dispersion --material Ge points.csv --prior my_prior.json --no-outlier
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +47,7 @@ from fcinv.cli._common import (
     add_material_args,
     command_line,
     crystal_from_args,
+    fit_exit_code,
     parse_springs,
     parse_theta,
 )
@@ -263,23 +263,11 @@ def main(argv: list[str] | None = None) -> int:
             title=f"{crystal.name}: residuals per branch",
         )
         print(f"wrote {rpng}")
-    if not ex["converged"]:
-        print(
-            f"fcinv fit-dispersion: error: the fit did not converge ({res.message}); free fewer parameters (--free 1NN,2NN) or give a better start.",
-            file=sys.stderr,
-        )
-        return 1
-    if not ex["stable"]:
-        if args.allow_unstable:
-            print(
-                f"fcinv fit-dispersion: warning: the fitted θ is dynamically unstable (lowest mode {ex['lowest_mode_meV']:.2f} meV); accepted (--allow-unstable).",
-                file=sys.stderr,
-            )
-            return 0
-        print(
-            f"fcinv fit-dispersion: error: the fitted θ is dynamically unstable (lowest mode {ex['lowest_mode_meV']:.2f} meV); "
-            "it is not a physical crystal. Check the points and labels, use a prior, or pass --allow-unstable to accept it.",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return fit_exit_code(
+        "fcinv fit-dispersion",
+        ex,
+        res.message,
+        allow_unstable=args.allow_unstable,
+        converge_hint="free fewer parameters (--free 1NN,2NN) or give a better start",
+        stable_hint="Check the points and labels, use a prior",
+    )
