@@ -62,6 +62,33 @@ _CHUNK = 8_000_000
 
 
 # --------------------------------------------------------------------- symmetry helpers
+
+
+def _entry_chunks(row: np.ndarray, ptr: np.ndarray, cell_e: np.ndarray):
+    """The (tube bin, energy entry) pairs of ``row`` in chunks of about ``_CHUNK`` entries.
+
+    ``ptr`` is the CSR row pointer into the per-entry energy cells ``cell_e`` (-1: outside the grid).
+    Yields ``(r, entry, e_cell)``: for each entry inside the grid, its index into ``row``, its index
+    into ``cell_e`` and its energy cell.
+    """
+    lengths = ptr[row + 1] - ptr[row]
+    cum = np.cumsum(lengths)
+    begin = 0
+    while begin < len(row):
+        end = max(
+            int(np.searchsorted(cum, (cum[begin - 1] if begin else 0) + _CHUNK, side="right")), begin + 1
+        )
+        ln = lengths[begin:end]
+        tot = int(ln.sum())
+        if tot:
+            rep = np.repeat(np.arange(begin, end), ln)
+            entry = np.repeat(ptr[row[begin:end]], ln) + (np.arange(tot) - np.repeat(np.cumsum(ln) - ln, ln))
+            ce = cell_e[entry]
+            ok = ce >= 0
+            yield rep[ok], entry[ok], ce[ok]
+        begin = end
+
+
 def cubic_rotations() -> np.ndarray:
     """The 48 signed permutation matrices (point group m-3m), shape (48, 3, 3) float64."""
     import itertools
@@ -517,32 +544,15 @@ class FoldPlan:
         n_img = max(self.n_images, 1)
         n_e = grid.n_e
         n_q3 = int(np.prod([len(e) - 1 for e in self.q_edges]))
-        lengths = ptr[row + 1] - ptr[row]
-        cum = np.cumsum(lengths)
         keys, vals = [], []
-        begin = 0
-        while begin < len(row):
-            end = max(
-                int(np.searchsorted(cum, (cum[begin - 1] if begin else 0) + _CHUNK, side="right")), begin + 1
-            )
-            ln = lengths[begin:end]
-            tot = int(ln.sum())
-            if tot:
-                rep = np.repeat(np.arange(begin, end), ln)
-                entry = np.repeat(ptr[row[begin:end]], ln) + (
-                    np.arange(tot) - np.repeat(np.cumsum(ln) - ln, ln)
-                )
-                ce = cell_e[entry]
-                ok = ce >= 0
-                r = rep[ok]
-                if by_bin:
-                    key = ((zone[r] * n_img + image[r]) * n_q3 + uq[row[r]]) * n_e + ce[ok]
-                else:
-                    key = ((zone[r] * n_img + image[r]) * grid.n_q + pix[r]) * n_e + ce[ok]
-                uk, inv = np.unique(key, return_inverse=True)
-                keys.append(uk)
-                vals.append(np.bincount(inv.ravel(), weights=w[entry[ok]], minlength=len(uk)))
-            begin = end
+        for r, ent, e_cell in _entry_chunks(row, ptr, cell_e):
+            if by_bin:
+                key = ((zone[r] * n_img + image[r]) * n_q3 + uq[row[r]]) * n_e + e_cell
+            else:
+                key = ((zone[r] * n_img + image[r]) * grid.n_q + pix[r]) * n_e + e_cell
+            uk, inv = np.unique(key, return_inverse=True)
+            keys.append(uk)
+            vals.append(np.bincount(inv.ravel(), weights=w[ent], minlength=len(uk)))
         if keys:
             uk, inv = np.unique(np.concatenate(keys), return_inverse=True)
             wk = np.bincount(inv.ravel(), weights=np.concatenate(vals), minlength=len(uk))
@@ -657,31 +667,14 @@ class FoldPlan:
         per_zone = nz * n_cells <= _ZONE_TABLE_LIMIT
         size = nz * n_cells if per_zone else n_cells
         acc = {k: np.zeros(size) for k in ("data", "var", "norm", "count")}
-        lengths = ptr[row + 1] - ptr[row]
-        cum = np.cumsum(lengths)
-        begin = 0
-        while begin < len(row):
-            end = max(
-                int(np.searchsorted(cum, (cum[begin - 1] if begin else 0) + _CHUNK, side="right")), begin + 1
-            )
-            ln = lengths[begin:end]
-            tot = int(ln.sum())
-            if tot:
-                rep = np.repeat(np.arange(begin, end), ln)
-                entry = np.repeat(ptr[row[begin:end]], ln) + (
-                    np.arange(tot) - np.repeat(np.cumsum(ln) - ln, ln)
-                )
-                ce = cell_e[entry]
-                ok = ce >= 0
-                cell = pix[rep[ok]] * grid.n_e + ce[ok]
-                if per_zone:
-                    cell = zone[rep[ok]] * n_cells + cell
-                ent = entry[ok]
-                acc["data"] += np.bincount(cell, weights=data_e[ent], minlength=size)
-                acc["var"] += np.bincount(cell, weights=var_e[ent], minlength=size)
-                acc["norm"] += np.bincount(cell, weights=w[ent], minlength=size)
-                acc["count"] += np.bincount(cell, minlength=size)
-            begin = end
+        for r, ent, e_cell in _entry_chunks(row, ptr, cell_e):
+            cell = pix[r] * grid.n_e + e_cell
+            if per_zone:
+                cell = zone[r] * n_cells + cell
+            acc["data"] += np.bincount(cell, weights=data_e[ent], minlength=size)
+            acc["var"] += np.bincount(cell, weights=var_e[ent], minlength=size)
+            acc["norm"] += np.bincount(cell, weights=w[ent], minlength=size)
+            acc["count"] += np.bincount(cell, minlength=size)
 
         zone_cov = np.zeros(nz)
         if per_zone:
