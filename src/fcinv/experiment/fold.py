@@ -61,9 +61,6 @@ _ZONE_TABLE_LIMIT = 60_000_000
 _CHUNK = 8_000_000
 
 
-# --------------------------------------------------------------------- symmetry helpers
-
-
 def _entry_chunks(row: np.ndarray, ptr: np.ndarray, cell_e: np.ndarray):
     """The (tube bin, energy entry) pairs of ``row`` in chunks of about ``_CHUNK`` entries.
 
@@ -87,6 +84,9 @@ def _entry_chunks(row: np.ndarray, ptr: np.ndarray, cell_e: np.ndarray):
             ok = ce >= 0
             yield rep[ok], entry[ok], ce[ok]
         begin = end
+
+
+# --------------------------------------------------------------------- symmetry helpers
 
 
 def cubic_rotations() -> np.ndarray:
