@@ -469,6 +469,13 @@ def main() -> None:
         help="physical model: diagonalise at the 4D-bin positions or the path",
     )
     ap.add_argument("--mesh-points", type=int, default=400)
+    ap.add_argument(
+        "--shells",
+        type=int,
+        default=None,
+        help="neighbour shells of the refinement's parameter space (default: the material's); the ML model "
+        "predicts its own parameters, the rest start at the training-domain centre",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -480,7 +487,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     predictor = load_model(args.model)
-    ref = load_reference("Ge")
+    ref = load_reference("Ge", args.shells)
     _, desc = ml_input_kind(predictor)
     paper_predictor = None
     if args.paper_model.lower() != "none" and args.paper_model != args.model:
