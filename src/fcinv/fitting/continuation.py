@@ -151,6 +151,8 @@ def refine_in_shells(
     t = time.perf_counter()
     res = refine_fn(model, folded_spectrum, theta_start, **kwargs)
     stages = [_stage(n0, model, res, time.perf_counter() - t)]
+    start0 = dict(zip(res.names, np.asarray(res.theta_start, float).tolist()))
+    res.extra["stage0_theta_start"] = start0
     if not res.success or not todo:
         res.extra["stages"] = stages
         res.extra["n_shells"] = n0
@@ -185,6 +187,7 @@ def refine_in_shells(
         best, best_model, n_best = nxt, m, n
     best.extra["stages"] = stages
     best.extra["n_shells"] = n_best
+    best.extra["stage0_theta_start"] = start0
     best.extra["continued_from_shells"] = n0
     return best
 
