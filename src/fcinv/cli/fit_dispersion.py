@@ -71,7 +71,8 @@ def get_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="neighbour shells in the cutoff (default: the material's)",
+        help="neighbour shells in the cutoff (default: the material's dispersion_shells, Nb 8 as its "
+        "literature Born-von Karman fits, else its cutoff_shells)",
     )
     g.add_argument(
         "--no-reference",
@@ -130,6 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     check_dispersion_points(points, args.points)
     crystal = crystal_from_args(args)
     ref = None
+    if args.shells is None and not args.no_reference and not args.springs:
+        # a material's literature shell count for dispersion fits (material.json dispersion_shells, Nb: 8)
+        from fcinv.crystal import material_info
+
+        try:
+            args.shells = material_info(crystal.name).get("dispersion_shells")
+        except (MaterialError, KeyError):
+            args.shells = None
     if not args.no_reference and not args.springs:
         try:
             from fcinv.reference import load_reference
@@ -152,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         names = resolve_free(space, args.free, ranking=ranking, default=space.names)
         tail = ref.tail_for(names) if hasattr(ref, "tail_for") else "reference"
         reference = ref.pairs if tail == "reference" else None
-        source = f"embedded reference ({ref.reference_member}), {len(space.shells)} shells, beyond the cutoff: {tail}"
+        from fcinv.reference import shell_count
+
+        source = f"embedded reference ({ref.reference_member}), {shell_count(space)} shells, beyond the cutoff: {tail}"
     else:
         space = FCSpace(crystal, n_shells=args.shells) if args.shells else FCSpace.for_material(crystal)
         springs = parse_springs(args.springs) if args.springs else {"1NN": 1.0, "2NN": 0.5}

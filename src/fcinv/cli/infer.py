@@ -84,6 +84,16 @@ def get_parser() -> argparse.ArgumentParser:
         "--refine", action="store_true", help="refine the ML answer by a least-squares fit to the spectrum"
     )
     p.add_argument(
+        "--shells",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="with --refine: continue the refinement into these neighbour-shell counts after the model's own "
+        "parameters (each stage starts from the last, new parameters at zero; default: the material's "
+        "refine_shells, Ge 8 11); 0: the model's own parameters only",
+    )
+    p.add_argument(
         "--allow-unstable",
         action="store_true",
         help="exit 0 even when the refinement is not trusted (did not converge or is dynamically unstable; "
@@ -127,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.io import read_theta_json
     from fcinv.pipeline import Pipeline, PipelineConfig, one_phonon_corrections
 
+    if args.shells is not None and not args.refine:
+        raise UsageError(
+            "--shells sets the shells the refinement continues into; add --refine (or drop --shells)"
+        )
     png = None
     if not args.no_png:
         png = Path(args.png) if args.png else Path(Path(args.data[0]).stem + "_fcinv.png")
@@ -138,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         q_tolerance=args.q_tolerance,
         corrections=corr,
         rebin=args.rebin,
+        refine_shells=None if args.shells is None else tuple(n for n in args.shells if n != 0),
     )
     pipe = Pipeline(args.model, args.material, config=cfg, device=str(resolve_device(args.device)))
     data = args.data[0] if len(args.data) == 1 else args.data
