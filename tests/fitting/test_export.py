@@ -284,3 +284,32 @@ def test_export_without_theta_or_reference_is_a_usage_error(tmp_path, capsys):
     assert main(["export", "--material", "Ge", "--no-reference", "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "nothing to export without θ: --no-reference leaves no reference set" in err
+
+
+def test_without_euphonic_the_export_says_so(tmp_path, ge_spring, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "euphonic" else real(name, *a)
+    )
+    res = export_phonopy(tmp_path, ge_spring.space, ge_spring.theta_ref, supercell=(4, 4, 4), check=False)
+    assert "euphonic_json" not in res.files and not (tmp_path / "euphonic_force_constants.json").exists()
+    assert "Euphonic is not installed (pip install euphonic)" in res.notes[0]
+    assert res.notes[0] in (tmp_path / "README.txt").read_text()
+
+
+@pytest.mark.parametrize("material", ["Ge", "Nb"])
+def test_cell_note_gives_the_q_conversion(material):
+    """The note's matrix M maps conventional r.l.u. onto the POSCAR cell's fractional q, as the code does."""
+    from fcinv.crystal import Crystal
+    from fcinv.fitting.export import cell_note
+
+    c = Crystal.from_name(material)
+    note = cell_note(c)
+    n_conv = {"Ge": 8, "Nb": 2}[material]
+    assert f"the conventional cell has {n_conv})" in note and "POSCAR is the PRIMITIVE cell" in note
+    rows = note.split("M =\n", 1)[1].splitlines()[:3]
+    m = np.array([[float(x) for x in r.strip().strip("()").split(",")] for r in rows])
+    q = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.3, -0.2, 0.7]])
+    np.testing.assert_allclose(q @ m, c.rlu_to_prim_frac(q), atol=1e-6)

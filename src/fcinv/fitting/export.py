@@ -285,6 +285,10 @@ def _summary_yaml(ph, path: str) -> None:
     Path(path).write_text("".join(lines))
 
 
+def _atoms(n: int) -> str:
+    return f"{n} atom" + ("" if n == 1 else "s")
+
+
 def cell_note(crystal) -> str:
     """What the exported POSCAR cell is and how fcinv's q (conventional r.l.u.) maps onto it.
 
@@ -312,7 +316,7 @@ def cell_note(crystal) -> str:
     kind = (
         "the conventional cell (here also the primitive one)"
         if same
-        else f"the PRIMITIVE cell ({crystal.n_atoms} atoms; the conventional cell has {n_conv})"
+        else f"the PRIMITIVE cell ({_atoms(crystal.n_atoms)}; the conventional cell has {n_conv})"
     )
     example = np.array([1.0, 0.0, 0.0])
     lines = [
@@ -544,9 +548,9 @@ def export_phonopy(
     _atomic(files["phonopy_params"], lambda p: ph.save(p, settings={"force_constants": True}))
     notes: list[str] = []
     if euphonic:
-        try:
-            import euphonic as _  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("euphonic") is None:
             notes.append(
                 "euphonic_force_constants.json not written: Euphonic is not installed (pip install euphonic)"
             )
@@ -561,7 +565,7 @@ def export_phonopy(
     note = cell_note(crystal)
     if reference is None:
         what = "θ alone (pairs within the cutoff)"
-    elif theta_ref is not None and np.allclose(theta_full, theta_ref, rtol=0, atol=0):
+    elif theta_ref is not None and np.array_equal(theta_full, np.asarray(theta_ref, float)):
         what = "the reference force-constant set"
     else:
         what = "the reference set + Σ (θ − θ_ref) × unit arrays"
