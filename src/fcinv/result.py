@@ -269,7 +269,7 @@ class FCResult:
         *,
         material=None,
         supercell: Sequence[int] | None = None,
-        compact: bool = False,
+        compact: bool = True,
         check: bool = True,
     ):
         """Write the full force-constant set of this θ as phonopy ``FORCE_CONSTANTS`` + ``POSCAR`` (+ YAML).
@@ -305,6 +305,7 @@ class FCResult:
             "result_method": self.method,
             "result_provenance": None if self.provenance is None else self.provenance.to_dict(),
         }
+        sigma = {n: (v if math.isfinite(v) else None) for n, v in self.sigma_dict().items()}
         if mat.reference_available:
             ref = mat.reference
             smat = mat.reference_supercell if supercell is None else supercell
@@ -317,6 +318,7 @@ class FCResult:
                 supercell=smat,
                 compact=compact,
                 check=check,
+                sigma=sigma,
                 meta=meta,
                 command=current_command(),
             )
@@ -328,6 +330,7 @@ class FCResult:
             supercell=sc,
             compact=compact,
             check=check,
+            sigma=sigma,
             meta=meta,
             command=current_command(),
         )

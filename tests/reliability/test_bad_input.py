@@ -362,7 +362,9 @@ CASES = [
         r"-o blocker is a file, not a folder",
         ["blocker"],
     ),
-    Case("export-no-theta", [*EXP, "-o", "exp"], 2, r"pass --theta-json FILE and/or --theta"),
+    Case(
+        "export-no-theta", [*EXP, "--no-reference", "-o", "exp"], 2, r"pass --theta-json FILE and/or --theta"
+    ),
     # ---------------------------------------------------------------- train, evaluate, project, demo, main
     Case(
         "train-out-parent-is-file",

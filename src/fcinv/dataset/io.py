@@ -17,6 +17,9 @@ Layout of a dataset file (format ``fcinv-dataset``, version 1)::
                            fcinv.dataset.randomise), each with attr unit
     root attributes        format, format_version, grid (JSON), meta (JSON), content_sha256,
                            n_total, n_written, complete, fcinv_version, material, seed, command, created
+    /entry/data            NeXus NXdata (see fcinv.io.nexus): spectra (a link to /spectra) against
+                           q_path (path coordinate) and energy (meV edges); older files lack it and
+                           read the same
 
 ``meta`` (JSON) is the single source of truth for the metadata; the scalar root
 attributes duplicate a few entries so that ``h5dump -A`` shows the provenance.
@@ -421,6 +424,24 @@ def _create_layout(
     ax.create_dataset("q_rlu", data=grid.q_rlu).attrs["unit"] = "r.l.u."
     ax.create_dataset("energy_edges", data=grid.energy_edges).attrs["unit"] = "meV"
     ax.create_dataset("energy", data=grid.energy).attrs["unit"] = "meV"
+    _nexus_layout(f, grid, s)
+
+
+def _nexus_layout(f: h5py.File, grid: SpectrumGrid, spectra: h5py.Dataset) -> None:
+    """The NeXus default plot: /entry/data (NXdata) links /spectra, axes sample × q_path × energy."""
+    from fcinv.io.nexus import NXField, write_nxdata
+
+    write_nxdata(
+        f,
+        NXField("spectra", spectra, SPECTRA_UNIT),
+        [
+            None,
+            NXField("q_path", np.arange(grid.n_q) + 0.5, "path coordinate", long_name="q-bin along the path"),
+            NXField("energy", grid.energy_edges, "meV", long_name="energy transfer (meV)"),
+        ],
+        coordinates=[NXField(c, grid.q_rlu[:, i], "r.l.u.", dims=(1,)) for i, c in enumerate("hkl")],
+        title="fcinv training dataset (theta, I(q, E)) pairs",
+    )
 
 
 def _write_meta(f: h5py.File, meta: dict) -> None:

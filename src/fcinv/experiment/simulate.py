@@ -512,6 +512,11 @@ class SimulatedRun:
                 description="noise-free S/mean(S) + background",
             )
             _h5.put(f, "reciprocal_cell", self.reciprocal_cell, "1/Å")
+            from fcinv.io.nexus import sparse_4d_nxdata
+
+            total = self.total()  # the NeXus default plot: all orientations summed (float32, as counts)
+            sig, err = total.signal.astype(np.float32), total.error.astype(np.float32)
+            sparse_4d_nxdata(f, self.edges, total.index, sig, err, title="simulated run (all orientations)")
 
     def to_hdf5(self, path: str | Path, *, command: str | None = None) -> None:
         """Same as :meth:`write` (the name every fcinv container shares)."""
