@@ -107,10 +107,11 @@ def get_parser() -> argparse.ArgumentParser:
         help="evaluations per stage before the fit stops as not converged",
     )
     p.add_argument("-o", "--output", default=None, help="result JSON (default: POINTS with _fit.json)")
-    p.add_argument(
-        "--png", default=None, help="figure path (default: the JSON with .png; residuals: _residuals.png)"
+    from fcinv.cli._common import add_plot_args
+
+    add_plot_args(
+        p, default=True, png_help="figure path (default: the JSON with .png; residuals: _residuals.png)"
     )
-    p.add_argument("--no-png", action="store_true", help="do not write the figures")
     return p
 
 
@@ -232,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_json(out, doc)
     print(f"wrote {out}")
-    if not args.no_png:
+    from fcinv.cli._common import plot_wanted
+
+    if plot_wanted(args):
         from fcinv.fitting.plots import save_dispersion_fit_png, save_dispersion_residuals_png
 
         try:
