@@ -236,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.cli._common import plot_wanted
 
     if plot_wanted(args):
-        from fcinv.fitting.plots import save_dispersion_fit_png, save_dispersion_residuals_png
+        from fcinv.fitting.plots import (
+            fit_dispersion_band,
+            save_dispersion_fit_png,
+            save_dispersion_residuals_png,
+        )
 
         try:
             grid = default_grid(crystal)
@@ -252,8 +256,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         png = Path(args.png) if args.png else out.with_suffix(".png")
         title = f"{crystal.name}: dispersion fit, χ²/dof = {res.chi2_dof:.2f}, rms {ex['rms_residual_meV']:.3f} meV ({ex['rms_residual_THz']:.3f} THz)"
+        drawn = fit_dispersion_band(
+            space,
+            full,
+            list(res.names),
+            res.covariance,
+            grid.q_rlu,
+            reference=reference,
+            theta_ref=theta_ref if reference is not None else None,
+        )
+        band, band_label = drawn if drawn is not None else (None, "")
         save_dispersion_fit_png(
-            png, crystal, grid, path_e, points, np.asarray(ex["energy_model_meV"]), title=title
+            png,
+            crystal,
+            grid,
+            path_e,
+            points,
+            np.asarray(ex["energy_model_meV"]),
+            title=title,
+            band=band,
+            band_label=band_label,
         )
         print(f"wrote {png}")
         rpng = png.with_name(png.stem + "_residuals.png")

@@ -83,20 +83,32 @@ def inversion_extras(
     return out
 
 
-def plot_inversion(
-    path: str | Path,
+def plot_inversion(path: str | Path, run, *, title: str = "", **panels) -> Path:
+    """Write :func:`inversion_figure` of ``run`` (keywords: its panels' inputs) to ``path``, titled ``title``.
+
+    Parameters
+    ----------
+    run
+        An :class:`~fcinv.pipeline.core.InversionRun`.
+    **panels
+        ``truth_frequencies``, ``truth_label``, ``model_spectrum``, ``band``, ``band_label``, ``dos``
+        (:func:`inversion_figure`; :func:`inversion_extras` computes them).
+    """
+    return save_figure(inversion_figure(run, **panels), path, title=title)
+
+
+def inversion_figure(
     run,
     *,
-    title: str = "",
     truth_frequencies: np.ndarray | None = None,
     truth_label: str = "truth",
     model_spectrum: np.ndarray | None = None,
     band: tuple[np.ndarray, np.ndarray] | None = None,
     band_label: str = "±1σ",
     dos: dict | None = None,
-) -> Path:
-    """The inversion figure: measured | model at the answer | data − model; dispersion ± σ | VAE
-    reconstruction | phonon DOS (the panels whose inputs are given).
+):
+    """The inversion figure: measured | model at the answer | data − model; dispersion ± σ |
+    VAE reconstruction | phonon DOS (the panels whose inputs are given), as a matplotlib Figure.
 
     Parameters
     ----------
@@ -172,7 +184,7 @@ def plot_inversion(
         )
     if dos:
         plot_dos(ax_of["dos"], dos, title="phonon DOS (phonopy mesh)")
-    return save_figure(fig, path, title=title)
+    return fig
 
 
 def plot_single_scans(
@@ -183,6 +195,13 @@ def plot_single_scans(
     scale: np.ndarray,
     reference_label: str = "truth",
 ) -> Path:
+    """Write :func:`single_scans_figure` to ``path``."""
+    return save_figure(single_scans_figure(scans, truth, full, scale, reference_label), path)
+
+
+def single_scans_figure(
+    scans, truth: np.ndarray, full: np.ndarray, scale: np.ndarray, reference_label: str = "truth"
+):
     """Per-FC scatter over orientations and the deviation versus angle (the paper's Fig. 4e–f).
 
     The parameters run down the y-axis (one labelled row each, so long names never collide);
@@ -225,4 +244,4 @@ def plot_single_scans(
         f"mean squared deviation from {reference_label}\n(domain widths², FC0–FC{k - 1})", fontsize=8
     )
     b.set_title("single-orientation scans", fontsize=9)
-    return save_figure(fig, path)
+    return fig
