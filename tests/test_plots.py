@@ -284,7 +284,7 @@ def test_every_drawing_command_has_plot_no_plot(command):
     assert {"--plot", "--no-plot"} <= flags
     assert any(isinstance(a, argparse.BooleanOptionalAction) for a in p._actions)
     text = p.format_help()
-    assert "--plot, --no-plot" in text and "Figures: --plot/--no-plot" in text
+    assert "--plot, --no-plot" in text and "Figures: --plot/--no-plot" in " ".join(text.split())
     assert ("--png" in flags) == (command in WITH_PNG)
     if command in WITH_PNG:
         assert "--no-png" in flags and "--no-png " not in text.split("Figures:")[0]  # hidden

@@ -231,7 +231,9 @@ def add_plot_args(p: argparse.ArgumentParser, *, default: bool, png_help: str | 
         "--plot", action=argparse.BooleanOptionalAction, default=None, help=f"write figures (default: {when})"
     )
     p.set_defaults(plot_default=default)
-    epilog = PLOT_EPILOG if png_help is not None else PLOT_EPILOG.split(";")[0] + "."
+    import textwrap
+
+    epilog = textwrap.fill(PLOT_EPILOG if png_help is not None else PLOT_EPILOG.split(";")[0] + ".", 78)
     p.epilog = f"{p.epilog}\n\n{epilog}" if p.epilog else epilog
 
 

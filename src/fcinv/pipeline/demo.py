@@ -379,14 +379,15 @@ def run_demo(
     if plot:
         from fcinv.pipeline.plots import inversion_extras
 
+        short = f"dft:{Path(truth[4:]).name}" if truth.startswith("dft:") else truth  # no machine paths
         extras = inversion_extras(pipe, inv, seed=seed, dos=True)
-        extras["dos"][f"truth ({truth_mode}:{truth})"] = truth_dos(fc_arr, unit, smat)
+        extras["dos"][f"truth ({truth_mode}:{short})"] = truth_dos(fc_arr, unit, smat)
         extras.update(truth_frequencies=truth_f, truth_label="truth (phonopy)")
         fig = plot_inversion(
             out / "inversion.png",
             inv,
             title=f"{pipe.material.name}, simulated ARCS run ({orientations} orientations), truth = "
-            f"{truth_mode}:{truth}",
+            f"{truth_mode}:{short}",
             **extras,
         )
         files["figure"] = str(fig)

@@ -41,7 +41,7 @@ def inversion_extras(
 ) -> dict:
     """What :func:`plot_inversion` draws beyond the run itself, computed with the run's pipeline.
 
-    - ``model_spectrum``: the forward model's I(q, E) at the answer θ;
+    - ``model_spectrum``, ``model_label``: the forward model's I(q, E) at the answer θ, its class name;
     - ``truth_frequencies``, ``truth_label``: the reference's dispersion (the forward model at its
       reference θ; replace them with a known truth);
     - ``band``, ``band_label``: the 1σ band of the dispersion over θ samples
@@ -66,7 +66,10 @@ def inversion_extras(
     res = run.result
     d = res.theta_dict()
     theta = np.array([d[n] for n in fm.names], float)
-    out: dict = {"model_spectrum": np.asarray(fm.spectra(theta[None])[0], float)}
+    out: dict = {
+        "model_spectrum": np.asarray(fm.spectra(theta[None])[0], float),
+        "model_label": type(fm).__name__,
+    }
     th, kind = theta_samples(res, run.prediction, n=samples, seed=seed)
     idx = [list(res.names).index(n) for n in fm.names]
     out["band"] = dispersion_band(fm.frequencies(th[:, idx]))
@@ -91,7 +94,8 @@ def plot_inversion(path: str | Path, run, *, title: str = "", **panels) -> Path:
     run
         An :class:`~fcinv.pipeline.core.InversionRun`.
     **panels
-        ``truth_frequencies``, ``truth_label``, ``model_spectrum``, ``band``, ``band_label``, ``dos``
+        ``truth_frequencies``, ``truth_label``, ``model_spectrum``, ``model_label``, ``band``,
+        ``band_label``, ``dos``
         (:func:`inversion_figure`; :func:`inversion_extras` computes them).
     """
     return save_figure(inversion_figure(run, **panels), path, title=title)
@@ -103,6 +107,7 @@ def inversion_figure(
     truth_frequencies: np.ndarray | None = None,
     truth_label: str = "truth",
     model_spectrum: np.ndarray | None = None,
+    model_label: str = "model",
     band: tuple[np.ndarray, np.ndarray] | None = None,
     band_label: str = "±1σ",
     dos: dict | None = None,
@@ -119,7 +124,7 @@ def inversion_figure(
     model_spectrum
         Shape (n_q, n_E): the forward model at the answer θ; drawn on the measured image's scale
         (least-squares scale and background over the measured pixels), with the residual
-        measured − model on a diverging map centred at 0.
+        measured − model on a diverging map centred at 0; ``model_label`` names the model.
     band, band_label
         The dispersion's 1σ band (lower, upper; each (n_q, n_modes) meV) and what it was drawn from.
     dos
@@ -162,7 +167,7 @@ def inversion_figure(
             ax_of["model"],
             np.where(np.isfinite(shown), model, np.nan),
             grid,
-            title="model at the answer θ (scale, background: least squares)",
+            title=f"{model_label} at the answer θ (scale, background: least squares)",
             vmax=vmax,
             colorbar=cbar,
         )
@@ -235,7 +240,7 @@ def single_scans_figure(
     a.set_yticklabels([f"FC{i}  {n}" for i, n in enumerate(names)], fontsize=8)
     a.set_ylim(k - 0.5, -0.5)
     a.set_xlabel(f"(prediction − {reference_label}) / domain width", fontsize=8)
-    a.legend(fontsize=7, loc="lower right")
+    a.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     if sc is not None:
         fig.colorbar(sc, ax=a, label="ψ (deg)")
     b.plot(psi, np.mean(dev**2, axis=1), "o-", ms=3)
