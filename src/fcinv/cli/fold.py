@@ -154,6 +154,13 @@ def file_options(args) -> dict:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    png = None
+    if plot_wanted(args):
+        png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
+    if png is not None and not args.png:
+        from fcinv.cli._guards import check_outputs
+
+        check_outputs([(png, "--png")], force=args.force)  # the default figure path, before the fold
     from fcinv.experiment.fold import Corrections
     from fcinv.experiment.folded import FoldedSpectrum
     from fcinv.io import open_measurement
@@ -206,10 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     fs.to_hdf5(out)
     print(f"wrote {out}")
-    if plot_wanted(args):
+    if png is not None:
         from fcinv.plotting import save_spectrum_png
 
-        png = args.png or out.with_suffix(".png")
         save_spectrum_png(png, fs.filled(np.nan), grid, title=f"{material.name}: folded I(q, E)")
         print(f"wrote {png}")
     return 0
