@@ -116,10 +116,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=5.0, help="sample temperature, K")
     p.add_argument("--rows", type=int, default=10, help="rows of the ranked table")
     p.add_argument("--json", default=None, help="write the advice here")
-    p.add_argument(
-        "--png", default=None, help="figure of predicted σ against beam time (default advise_forecast.png)"
+    from fcinv.cli._common import add_plot_args
+
+    add_plot_args(
+        p, default=True, png_help="figure of predicted σ against beam time (default advise_forecast.png)"
     )
-    p.add_argument("--no-png", action="store_true")
     add_watch_arguments(p)
     return p
 
@@ -251,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         res["command"] = command_line()
         write_json(args.json, res)
         print(f"wrote {args.json}")
-    if not args.no_png:
+    from fcinv.cli._common import plot_wanted
+
+    if plot_wanted(args):
         png = args.png or "advise_forecast.png"
         plot_forecast(
             png,

@@ -108,10 +108,11 @@ def get_parser() -> argparse.ArgumentParser:
         help="evaluations per stage before the fit stops as not converged",
     )
     p.add_argument("-o", "--output", default=None, help="result JSON (default: POINTS with _fit.json)")
-    p.add_argument(
-        "--png", default=None, help="figure path (default: the JSON with .png; residuals: _residuals.png)"
+    from fcinv.cli._common import add_plot_args
+
+    add_plot_args(
+        p, default=True, png_help="figure path (default: the JSON with .png; residuals: _residuals.png)"
     )
-    p.add_argument("--no-png", action="store_true", help="do not write the figures")
     return p
 
 
@@ -243,8 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_json(out, doc)
     print(f"wrote {out}")
-    if not args.no_png:
-        from fcinv.fitting.plots import save_dispersion_fit_png, save_dispersion_residuals_png
+    from fcinv.cli._common import plot_wanted
+
+    if plot_wanted(args):
+        from fcinv.fitting.plots import (
+            fit_dispersion_band,
+            save_dispersion_fit_png,
+            save_dispersion_residuals_png,
+        )
 
         try:
             grid = default_grid(crystal)
@@ -260,8 +267,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         png = Path(args.png) if args.png else out.with_suffix(".png")
         title = f"{crystal.name}: dispersion fit, χ²/dof = {res.chi2_dof:.2f}, rms {ex['rms_residual_meV']:.3f} meV ({ex['rms_residual_THz']:.3f} THz)"
+        drawn = fit_dispersion_band(
+            space,
+            full,
+            list(res.names),
+            res.covariance,
+            grid.q_rlu,
+            reference=reference,
+            theta_ref=theta_ref if reference is not None else None,
+        )
+        band, band_label = drawn if drawn is not None else (None, "")
         save_dispersion_fit_png(
-            png, crystal, grid, path_e, points, np.asarray(ex["energy_model_meV"]), title=title
+            png,
+            crystal,
+            grid,
+            path_e,
+            points,
+            np.asarray(ex["energy_model_meV"]),
+            title=title,
+            band=band,
+            band_label=band_label,
         )
         print(f"wrote {png}")
         rpng = png.with_name(png.stem + "_residuals.png")

@@ -107,12 +107,10 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", default=None, help="write the result (fcinv.result.FCResult JSON) to this file")
     p.add_argument("--csv", default=None, help="write name, θ, σ as CSV to this file")
-    p.add_argument(
-        "--png",
-        default=None,
-        help="write the figure here (default: DATA stem + _fcinv.png in the current folder)",
-    )
-    p.add_argument("--no-png", action="store_true")
+    from fcinv.cli._common import add_plot_args
+
+    add_plot_args(p, default=True, png_help="figure path (default: DATA stem + _fcinv.png in this folder)")
+    p.add_argument("--dos", action="store_true", help="add the phonon DOS (phonopy 16³ mesh) to the figure")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_device_arg(p)
     add_logging_args(p)
@@ -132,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_watch(args)
     if not args.data:
         raise UsageError("pass DATA (a folded spectrum or 4D data), or --watch DIR for the live loop")
+    from fcinv.cli._common import plot_wanted
     from fcinv.cli._guards import check_outputs
     from fcinv.devices import resolve_device
     from fcinv.io import read_theta_json
@@ -142,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             "--shells sets the shells the refinement continues into; add --refine (or drop --shells)"
         )
     png = None
-    if not args.no_png:
+    if plot_wanted(args):
         png = Path(args.png) if args.png else Path(Path(args.data[0]).stem + "_fcinv.png")
     check_outputs([(args.json, "--json"), (args.csv, "--csv"), (png, "--png")], force=args.force)
     corr = None if args.no_corrections else one_phonon_corrections(args.temperature)
@@ -183,11 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         per_orientation(args, pipe, run)
     if png is not None:
         from fcinv.pipeline import plot_inversion
+        from fcinv.pipeline.plots import inversion_extras
 
-        truth_f = None
+        extras = inversion_extras(pipe, run, seed=args.seed, dos=args.dos)
         if truth is not None and all(n in truth for n in res.names):
             truth_f = pipe.forward_model.frequencies(np.array([truth[n] for n in res.names]))[0]
-        plot_inversion(png, run, title=f"{pipe.material.name}: {name}", truth_frequencies=truth_f)
+            extras.update(truth_frequencies=truth_f, truth_label="truth (--truth)")
+        plot_inversion(png, run, title=f"{pipe.material.name}: {name}", **extras)
         print(f"wrote {png}")
     for w in dict.fromkeys(run.result.adequacy.get("warnings", [])):
         print(f"WARNING: {w}")

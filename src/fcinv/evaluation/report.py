@@ -54,6 +54,8 @@ class EvalConfig:
         Torch device for inference.
     progress
         Progress bars.
+    figures
+        Write the PNG figures (False: metrics only).
     """
 
     noise_grid: bool = True
@@ -65,6 +67,7 @@ class EvalConfig:
     n_examples: int = 4
     device: str | None = "cpu"
     progress: bool = True
+    figures: bool = True
 
 
 def _examples(theta: np.ndarray, n: int) -> np.ndarray:
@@ -132,6 +135,8 @@ def run_evaluation(
     figures: list[str] = []
 
     def fig(f, name: str) -> None:
+        if not config.figures:
+            return
         plots.save(f, out / name)
         figures.append(name)
 

@@ -81,10 +81,17 @@ def truth_dispersion(fc, unit, smat, crystal, q_rlu: np.ndarray) -> np.ndarray:
     ``fc``, ``unit``, ``smat`` as :func:`truth_force_constants` returns them; ``q_rlu`` (n_q, 3) in the
     crystal's reciprocal-lattice units.
     """
+    from fcinv.units import THZ_TO_MEV
+
+    ph = _truth_phonopy(fc, unit, smat)
+    ph.run_qpoints(crystal.rlu_to_prim_frac(np.asarray(q_rlu, float)))
+    return np.sort(np.asarray(ph.qpoints.frequencies, float), axis=1) * THZ_TO_MEV
+
+
+def _truth_phonopy(fc, unit, smat):
+    """A Phonopy object holding the truth's FC array as it is."""
     from phonopy import Phonopy
     from phonopy.structure.atoms import PhonopyAtoms
-
-    from fcinv.units import THZ_TO_MEV
 
     lattice, positions, numbers, masses = unit
     atoms = PhonopyAtoms(
@@ -95,8 +102,14 @@ def truth_dispersion(fc, unit, smat, crystal, q_rlu: np.ndarray) -> np.ndarray:
     )
     ph = Phonopy(atoms, supercell_matrix=np.asarray(smat), primitive_matrix=None, log_level=0)
     ph.force_constants = np.asarray(fc)
-    ph.run_qpoints(crystal.rlu_to_prim_frac(np.asarray(q_rlu, float)))
-    return np.sort(np.asarray(ph.qpoints.frequencies, float), axis=1) * THZ_TO_MEV
+    return ph
+
+
+def truth_dos(fc, unit, smat, *, mesh: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The truth's own phonon DOS (phonopy, the FC array as it is): energies (meV), g(E) per meV."""
+    from fcinv.plotting import phonopy_dos
+
+    return phonopy_dos(_truth_phonopy(fc, unit, smat), mesh=mesh)
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,6 +313,7 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
     refine_fn=None,
+    plot: bool = True,
 ) -> DemoReport:
     """Run the demo, writing the run, the folded spectrum, the result and figures into ``out``.
 
@@ -309,6 +323,9 @@ def run_demo(
     the truth's own (phonopy, the whole FC set).
 
     ``refine_fn`` replaces the default refinement (see :class:`~fcinv.pipeline.core.Pipeline`).
+    ``plot=False`` writes no figures. The inversion figure holds the measured fold, the model at the
+    answer and their residual, the dispersion with its σ band beside the truth's, the VAE
+    reconstruction and the phonon DOS of the answer, the reference and the truth (phonopy 16³).
     """
     from fcinv.experiment.instrument import Goniometer
     from fcinv.experiment.simulate import ExperimentConfig, force_constants_from_array, simulate_experiment
@@ -358,17 +375,25 @@ def run_demo(
     disp_rms = float(np.sqrt(np.mean((np.sort(inv.frequencies, axis=1) - truth_f) ** 2)))
     ml_f = np.sort(pipe.frequencies(inv.ml), axis=1)
     ml_disp_rms = float(np.sqrt(np.mean((ml_f - truth_f) ** 2)))
-    fig = plot_inversion(
-        out / "inversion.png",
-        inv,
-        truth_frequencies=truth_f,
-        title=f"{pipe.material.name}, simulated ARCS run ({orientations} orientations), truth = "
-        f"{truth_mode}:{truth}",
-    )
+    files = {"run": str(out / "run.h5"), "folded": str(out / "folded.h5")}
+    if plot:
+        from fcinv.pipeline.plots import inversion_extras
+
+        short = f"dft:{Path(truth[4:]).name}" if truth.startswith("dft:") else truth  # no machine paths
+        extras = inversion_extras(pipe, inv, seed=seed, dos=True)
+        extras["dos"][f"truth ({truth_mode}:{short})"] = truth_dos(fc_arr, unit, smat)
+        extras.update(truth_frequencies=truth_f, truth_label="truth (phonopy)")
+        fig = plot_inversion(
+            out / "inversion.png",
+            inv,
+            title=f"{pipe.material.name}, simulated ARCS run ({orientations} orientations), truth = "
+            f"{truth_mode}:{short}",
+            **extras,
+        )
+        files["figure"] = str(fig)
 
     # 5. single orientations
     per: dict = {}
-    files = {"run": str(out / "run.h5"), "folded": str(out / "folded.h5"), "figure": str(fig)}
     if single_scans:
         t = time.perf_counter()
         which = np.unique(np.linspace(0, orientations - 1, single_scans).round().astype(int))
@@ -381,11 +406,12 @@ def run_demo(
             "worst_rel_err_fc0_3": float(err[:, :4].max()),
         }
         dom = pipe.material.domain(names)
-        files["single_scans"] = str(
-            plot_single_scans(
-                out / "single_scans.png", scans, truth_sampled, inv.ml.theta, dom.high - dom.low
+        if plot:
+            files["single_scans"] = str(
+                plot_single_scans(
+                    out / "single_scans.png", scans, truth_sampled, inv.ml.theta, dom.high - dom.low
+                )
             )
-        )
     report = DemoReport(
         f"{truth_mode}:{truth}", truth_sampled, inv.result, disp_rms, per, timings, files, ml_disp_rms
     )
