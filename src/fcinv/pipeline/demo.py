@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -413,6 +413,8 @@ def run_demo(
             timings["refine"] = time.perf_counter() - t
     if pipe.config.trust:
         result = pipe.attach_trust(fs, pred, result)
+    steps = {k: round(timings[k], 4) for k in ("fold", "infer", "refine") if k in timings}
+    result = replace(result, extra=dict(result.extra, timings_s=steps))  # as Pipeline.run records them
     inv = InversionRun(fs, pred, result, pipe.frequencies(result), dict(timings))
     inv.spectrum.to_hdf5(out / "folded.h5", seed=seed)
     truth_f = truth_dispersion(fc_arr, unit, smat, ref.crystal, pipe.grid.q_rlu)
