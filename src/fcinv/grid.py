@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fcinv.errors import GridError
+from fcinv.errors import GridError, describe_exception
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,7 +166,7 @@ class SpectrumGrid:
             return cls.from_dict(json.loads(s))
         except json.JSONDecodeError as exc:
             raise GridError(
-                f"grid description is not valid JSON ({exc}). The file is corrupt; regenerate it."
+                f"grid description is not valid JSON ({describe_exception(exc)}). The file is corrupt; regenerate it."
             ) from None
 
     def plot_axes(self, ax) -> None:

@@ -44,7 +44,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fcinv.errors import DataError
+from fcinv.errors import DataError, describe_exception
 from fcinv.experiment.geometry import (  # noqa: F401  (re-exported: the geometry used to live here)
     AXIS_NAMES,
     check_edges,
@@ -76,7 +76,9 @@ def _numpy_reason(exc: BaseException) -> str:
     text = str(exc)
     if "pickle" in text:
         return "not a .npy/.npz array: no NumPy header, or object data that fcinv does not unpickle"
-    return text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, EOFError):
+        return "the file is empty or ends early"
+    return describe_exception(exc)
 
 
 def _str(v) -> str:
@@ -295,9 +297,9 @@ def read_array4d(path: str | Path, group: str | None = None) -> dict:
         try:
             with np.load(path, allow_pickle=False) as z:
                 raw = {k: np.asarray(z[k]) for k in keys if k in z.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise DataError(
-                f"'{path}' is not a readable NPZ file ({exc}). Pass an .npz or HDF5 file."
+                f"'{path}' is not a readable NPZ file ({_numpy_reason(exc)}). Pass an .npz or HDF5 file."
             ) from None
     else:
         with _open_h5(path, "4D array") as f:
@@ -394,7 +396,7 @@ def read_pathsqe_folded(path: str | Path, *, transpose: bool = False) -> dict:
             img = np.vstack(segs)
         else:
             img = np.asarray(np.load(path, allow_pickle=False), dtype=float)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise DataError(
             f"'{path}' is not a NumPy array file ({_numpy_reason(exc)}). Pass pathSQE's "
             "folded_path_plot_<n>.npy, or name the file's format with --format."

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import ndtr
 
-from fcinv.errors import DataError, ForceConstantError, StructureError, require
+from fcinv.errors import DataError, ForceConstantError, StructureError, describe_exception, require
 from fcinv.experiment import _h5
 from fcinv.experiment._kernels import coverage_kernel
 from fcinv.experiment.fold import (
@@ -176,7 +176,7 @@ def load_force_constants(
             log_level=0,
         )
     except Exception as exc:  # noqa: BLE001 - phonopy raises many kinds of errors for malformed files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = describe_exception(exc)
         raise ForceConstantError(
             f"phonopy could not read '{fc_path}' with '{st_path}' and supercell {smat.diagonal().tolist()}: {msg}. Check that the supercell matches the FC file."
         ) from None
@@ -542,7 +542,9 @@ class SimulatedRun:
                     )
                 }
             except KeyError as exc:
-                raise DataError(f"'{path}' lacks {exc}. The file is truncated; simulate again.") from None
+                raise DataError(
+                    f"'{path}' is incomplete ({describe_exception(exc)}). The file is truncated; simulate again."
+                ) from None
             meta = _h5.read_meta(f)
         kw["counts"] = kw["counts"].astype(np.int64)
         kw["norm"] = kw["norm"].astype(np.float64)

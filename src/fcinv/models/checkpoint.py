@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from fcinv.errors import CheckpointError, GridError
+from fcinv.errors import CheckpointError, GridError, describe_exception
 from fcinv.grid import SpectrumGrid
 from fcinv.models.scaling import INPUT_SCALING, Standardizer
 
@@ -289,7 +289,7 @@ def read_checkpoint_config(path: str | os.PathLike, kind: str | tuple[str, ...] 
         cfg = json.loads(cfile.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(
-            f"checkpoint {path}: {CONFIG} is corrupt ({exc}). Retrain or restore the checkpoint."
+            f"checkpoint {path}: {CONFIG} is corrupt ({describe_exception(exc)}). Retrain or restore the checkpoint."
         ) from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CheckpointError(
