@@ -556,6 +556,90 @@ def check_dataset_resume(partial: Path, argv: list[str]) -> None:
         )
 
 
+# --------------------------------------------------------------------------------------------- train
+#: ``fcinv train`` options that may differ between a run and its resumption: they do not change what
+#: is trained (the device and CPU threads only where it runs; bars and logging only what is printed).
+_TRAIN_RESUME_FREE = {"resume", "quiet", "verbose", "force", "device", "threads"}
+#: ``fcinv train`` options that name files: compared as resolved paths.
+_TRAIN_PATHS = {"data", "out", "vae", "pretrained"}
+
+
+def train_resume_command(out: Path) -> str | None:
+    """The command line that started the training run in ``out``, or None when none is recorded.
+
+    The trainer state (``trainer_state.pt``) keeps the first command of the run; older states have
+    none, and then the checkpoint's ``config.json`` (the command of the run that last saved it) is used.
+    """
+    import json
+
+    from fcinv.models.checkpoint import CONFIG, TRAINER_STATE, torch_load
+
+    state = out / TRAINER_STATE
+    if state.is_file():
+        st = torch_load(state, "trainer state")
+        if isinstance(st, dict) and isinstance(st.get("command"), str) and st["command"]:
+            return st["command"]
+    cfg = out / CONFIG
+    if cfg.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            doc = json.loads(cfg.read_text(encoding="utf-8"))
+            if isinstance(doc, dict) and isinstance(doc.get("command"), str) and doc["command"]:
+                return doc["command"]
+    return None
+
+
+def _same_option(key: str, now, then) -> bool:
+    if key in _TRAIN_PATHS and isinstance(now, str) and isinstance(then, str):
+        return os.path.realpath(now) == os.path.realpath(then)
+    return _fmt(now) == _fmt(then)
+
+
+def check_train_resume(args, argv: list[str]) -> None:
+    """Refuse ``fcinv train --resume`` whose options differ from those that started the run in --out.
+
+    The run's command line (:func:`train_resume_command`) is parsed with the same parser; every option
+    that differs (besides --resume, --quiet, --device, --threads) is named in the message, as
+    ``fcinv dataset --resume`` does.
+
+    Raises
+    ------
+    OutputError
+        With each differing option, its value now and the run's.
+    """
+    import shlex
+
+    from fcinv.cli import train as cli_train
+
+    if not getattr(args, "resume", False):
+        return
+    out = Path(args.out)
+    command = train_resume_command(out)
+    if command is None:
+        return
+    words = shlex.split(command)
+    if words[:2] == ["fcinv", "train"]:
+        words = words[2:]
+    then = _quiet_parse(cli_train.get_parser(), words)
+    now = _quiet_parse(cli_train.get_parser(), argv)
+    if then is None or now is None:
+        return
+    keys = sorted(set(vars(now)) | set(vars(then)))
+    diffs = [
+        f"{_flag(k)} {_fmt(getattr(now, k, None))} (the run used {_fmt(getattr(then, k, None))})"
+        for k in keys
+        if k not in _TRAIN_RESUME_FREE and not _same_option(k, getattr(now, k, None), getattr(then, k, None))
+    ]
+    if diffs:
+        raise OutputError(
+            f"--resume with other options than the run in {out} was started with: {'; '.join(diffs)}. "
+            "Resume with the original options, or train into a new --out."
+        )
+
+
+def _flag(dest: str) -> str:
+    return "the model" if dest == "model" else f"--{dest.replace('_', '-')}"
+
+
 def _fmt(v) -> str:
     if isinstance(v, (list, tuple)):
         return " ".join(_fmt(x) for x in v)
@@ -790,6 +874,7 @@ ARG_CHECKS = {
     "export": [_check_export],
     "project": [_check_project],
     "reference": [_check_reference],
+    "train": [check_train_resume],
 }
 
 

@@ -135,7 +135,7 @@ def torch_load(path: str | os.PathLike, what: str, map_location: Any = "cpu") ->
         AttributeError,
         TypeError,
     ) as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        first = describe_exception(exc)
         raise CheckpointError(
             f"{what} {path} is corrupt or not a torch file ({first}). Retrain or restore the checkpoint."
         ) from None
