@@ -286,6 +286,33 @@ CASES = [
         1,
         r"notes.npy",
     ),
+    Case(
+        "infer-per-orientation-json-exists",
+        [*INF, "--per-orientation"],
+        1,
+        r"--per-orientation s_orientations\.json exists\. Pass --force to overwrite it",
+        ["s_orientations.json"],
+    ),
+    Case(
+        "infer-per-orientation-png-exists",
+        [*INF, "--per-orientation"],
+        1,
+        r"--per-orientation s_orientations\.png exists\. Pass --force to overwrite it",
+        ["s_orientations.png"],
+    ),
+    Case(
+        "infer-per-orientation-output-is-folder",
+        [*INF, "--per-orientation"],
+        1,
+        r"--per-orientation s_orientations\.json is a folder; expected a file name",
+        ["s_orientations.json/"],
+    ),
+    Case(
+        "infer-per-orientation-two-files",
+        ["infer", "{IN}/s.h5", "{IN}/s.h5", "--model", "ge", "--no-png", "--per-orientation"],
+        2,
+        r"--per-orientation takes one run file",
+    ),
     # ---------------------------------------------------------------- fold
     Case("fold-output-exists", FOLD, 1, r"-o f.h5 exists\. Pass --force", ["f.h5"]),
     Case("fold-q-tolerance", [*FOLD, "--q-tolerance", "2"], 1, r"--q-tolerance 2 r\.l\.u\. is out of range"),
@@ -866,3 +893,40 @@ def test_reference_without_mlff_names_the_missing_packages(tmp_path, monkeypatch
         r"no force-field package .* \(missing: chgnet, sevenn\)\. Install them with: pip install", err
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_per_orientation_outputs_are_checked_writable_before_the_work(tmp_path, monkeypatch, capsys):
+    """``infer --per-orientation`` writes into the current folder: an unwritable one is refused at once."""
+    from fcinv.cli import _guards
+    from fcinv.cli import infer as cli_infer
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    ran = []
+    monkeypatch.setattr(_guards.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(cli_infer, "per_orientation", lambda *a: ran.append(a))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.h5").write_text("never read: the output check comes first")
+    rc = main(["infer", "run.h5", "--model", "ge", "--no-png", "--per-orientation"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err and not ran
+    assert re.search(
+        r"cannot write run_orientations\.png: folder '\.' is not writable \(Permission denied\)", err
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.h5"]
+
+
+@pytest.mark.slow
+def test_per_orientation_force_replaces_its_outputs(tmp_path, monkeypatch, ge_dft_dir):
+    """With --force the per-orientation figure and JSON of an earlier run are replaced (18 + 24 s here)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "simulate-experiment", "--material", "Ge", *_fc(ge_dft_dir), "--n-orientations", "2",
+                 "--psi-step", "30", "--seed", "2", "-o", "run.h5"]) == 0  # fmt: skip
+    (tmp_path / "run_orientations.json").write_text("an earlier output\n")
+    argv = ["-q", "infer", "run.h5", "--model", "ge", "--device", "cpu", "--k-samples", "5", "--no-png"]
+    assert main([*argv, "--per-orientation"]) == 1
+    assert (tmp_path / "run_orientations.json").read_text() == "an earlier output\n"
+    assert main([*argv, "--per-orientation", "--force"]) == 0
+    doc = json.loads((tmp_path / "run_orientations.json").read_text())
+    assert doc["psi_deg"] == [0.0, 30.0] and (tmp_path / "run_orientations.png").stat().st_size > 10_000
