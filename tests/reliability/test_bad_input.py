@@ -930,3 +930,35 @@ def test_per_orientation_force_replaces_its_outputs(tmp_path, monkeypatch, ge_df
     assert main([*argv, "--per-orientation", "--force"]) == 0
     doc = json.loads((tmp_path / "run_orientations.json").read_text())
     assert doc["psi_deg"] == [0.0, 30.0] and (tmp_path / "run_orientations.png").stat().st_size > 10_000
+
+
+def test_an_interrupted_dataset_names_the_cli_flags(tmp_path, monkeypatch, capsys):
+    """What the CLI prints on an interruption names --resume, never the Python API (issue 16)."""
+    from fcinv.dataset.io import DatasetWriter
+
+    real = DatasetWriter.append
+
+    def append(self, *a, **k):
+        real(self, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DatasetWriter, "append", append)
+    monkeypatch.chdir(tmp_path)
+    assert main([*DS, "--chunk", "64"]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "DatasetWriter" not in err and "overwrite=True" not in err
+    assert "left as d.h5.partial (continue it with fcinv dataset --resume)" in err
+    want = r"fcinv dataset: interrupted; the partial output is kept\. Run the same command with --resume"
+    assert re.search(want, err)
+
+
+def test_n_test_below_10000_samples_warns_of_the_rescaling(tmp_path, monkeypatch, caplog):
+    from fcinv.cli import dataset as cli_dataset
+
+    ran = []
+    monkeypatch.setattr(cli_dataset, "main", lambda argv: ran.append(argv) or 0)
+    monkeypatch.chdir(tmp_path)
+    assert main([*DS, "--n-test", "50"]) == 0 and ran
+    msgs = [r.getMessage() for r in caplog.records]
+    want = r"--n-test 50 is for 10,000 samples: with -n 200 the test split keeps 1"
+    assert any(re.search(want, m) for m in msgs)

@@ -690,7 +690,7 @@ class DatasetWriter:
             self._file.close()
             self._closed = True
             log.warning(
-                "%s holds %d/%d samples; left as %s (resume with DatasetWriter.resume)",
+                "%s holds %d/%d samples; left as %s (continue it with fcinv dataset --resume)",
                 self.path.name,
                 n,
                 self.n_total,
