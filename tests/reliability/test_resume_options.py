@@ -127,3 +127,25 @@ def test_a_state_without_command_falls_back_to_the_checkpoint(run_dir, tmp_path,
     assert main(argv) == 1
     assert re.search(r"--seed 7 \(the run used 0\)", _error_line(capsys.readouterr().err))
     assert os.path.getsize(run / TRAINER_STATE) > 0
+
+
+def test_weights_and_config_out_of_step_name_resume_which_repairs_them(run_dir, tmp_path, capsys):
+    """Killed between writing weights.pt and config.json: the message names --resume, and it repairs."""
+    import shutil
+
+    from fcinv.errors import CheckpointError
+    from fcinv.models import VAE
+    from fcinv.models.checkpoint import WEIGHTS
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir / "run", run)
+    st = torch.load(run / TRAINER_STATE, weights_only=True)
+    torch.save(st["model"], run / WEIGHTS)  # the last epoch's weights, the config of the best one
+    with pytest.raises(
+        CheckpointError, match=r"hash differs.*Retrain or rerun the same `fcinv train` command with --resume"
+    ):
+        VAE.from_checkpoint(run)
+    argv = _resume(run_dir)
+    argv[argv.index("--out") + 1] = str(run)
+    assert main(["-q", *argv]) == 0, capsys.readouterr().err
+    VAE.from_checkpoint(run)  # consistent again

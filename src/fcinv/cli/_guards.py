@@ -558,10 +558,11 @@ def check_dataset_resume(partial: Path, argv: list[str]) -> None:
 
 # --------------------------------------------------------------------------------------------- train
 #: ``fcinv train`` options that may differ between a run and its resumption: they do not change what
-#: is trained (the device and CPU threads only where it runs; bars and logging only what is printed).
-_TRAIN_RESUME_FREE = {"resume", "quiet", "verbose", "force", "device", "threads"}
+#: is trained (--out is the run itself, which may have moved; the device and CPU threads only change
+#: where it runs; bars and logging only what is printed).
+_TRAIN_RESUME_FREE = {"resume", "quiet", "verbose", "force", "out", "device", "threads"}
 #: ``fcinv train`` options that name files: compared as resolved paths.
-_TRAIN_PATHS = {"data", "out", "vae", "pretrained"}
+_TRAIN_PATHS = {"data", "vae", "pretrained"}
 
 
 def train_resume_command(out: Path) -> str | None:
@@ -598,7 +599,7 @@ def check_train_resume(args, argv: list[str]) -> None:
     """Refuse ``fcinv train --resume`` whose options differ from those that started the run in --out.
 
     The run's command line (:func:`train_resume_command`) is parsed with the same parser; every option
-    that differs (besides --resume, --quiet, --device, --threads) is named in the message, as
+    that differs (besides --resume, --out, --quiet, --device, --threads) is named in the message, as
     ``fcinv dataset --resume`` does.
 
     Raises

@@ -340,18 +340,19 @@ def load_checkpoint(
     path = Path(path)
     cfg = read_checkpoint_config(path, kind)
     wfile = path / WEIGHTS
+    resume = (
+        " or rerun the same `fcinv train` command with --resume (its trainer state is there)"
+        if (path / TRAINER_STATE).exists()
+        else ""
+    )
     if not wfile.exists():
-        resume = (
-            " or rerun the same `fcinv train` command with --resume (its trainer state is there)"
-            if (path / "trainer_state.pt").exists()
-            else ""
-        )
         raise CheckpointError(
             f"checkpoint {path} lacks {WEIGHTS}. Retrain{resume}, or restore the complete directory."
         )
     if sha256_file(wfile) != cfg["weights_sha256"]:
         raise CheckpointError(
-            f"checkpoint {path}: {WEIGHTS} does not match {CONFIG} (hash differs; interrupted write or mixed files). Retrain or restore the checkpoint."
+            f"checkpoint {path}: {WEIGHTS} does not match {CONFIG} (hash differs; interrupted write or mixed "
+            f"files). Retrain{resume}, or restore the checkpoint."
         )
     state = torch_load(wfile, "checkpoint weights", map_location=map_location)
     if not isinstance(state, dict):
