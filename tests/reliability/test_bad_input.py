@@ -606,6 +606,30 @@ CASES = [
         r"answer file .*empty\.json' is not valid JSON \(the file is empty\)\. Pass",
     ),
     Case(
+        "fold-run-offsets-inconsistent",
+        ["fold", "{IN}/bad_run.h5", "--material", "Ge", "-o", "f.h5"],
+        1,
+        r"bad_run\.h5' is inconsistent: offsets \[0, 5\]\.\.\. do not run from 0 up to the 2 entries\.",
+    ),
+    Case(
+        "infer-folded-grid-list",
+        ["infer", "{IN}/grid_list.h5", "--model", "ge", "--device", "cpu", "--no-png"],
+        1,
+        r"grid description holds a JSON array, not an object\. The file was not written by fcinv",
+    ),
+    Case(
+        "fit-folded-grid-ragged",
+        [*FIT[:1], "{IN}/grid_ragged.h5", *FIT[2:], "-o", "fit.json"],
+        1,
+        r"grid description is malformed \(a block holds the wrong number of values .*\)\. The file is",
+    ),
+    Case(
+        "fold-nxspe-ei-text",
+        ["fold", "{IN}/ei_text.nxspe", "--material", "Ge", "-o", "f.h5"],
+        1,
+        r"NXSPE_info/fixed_energy holds text values, not numbers\. The file is corrupt or not NXSPE",
+    ),
+    Case(
         "fold-nxspe-u-zero",
         ["fold", "{NX}/MAR11001_test.nxspe", "--material", "Ge", "-o", "f.h5", "--u", "0", "0", "0"],
         1,
@@ -680,6 +704,44 @@ def _malformed_inputs(d: Path, dft: Path) -> None:
     shutil.copy(d / "s.h5", d / "no_error.h5")
     with h5py.File(d / "no_error.h5", "a") as f:
         del f["error"]
+    for name, grid in {
+        "grid_list": "[1, 2]",
+        "grid_ragged": json.dumps({"q_rlu": [[0, 0], [1]], "energy_edges": [0, 1]}),
+    }.items():
+        shutil.copy(d / "s.h5", d / f"{name}.h5")
+        with h5py.File(d / f"{name}.h5", "a") as f:
+            f.attrs["grid"] = grid
+    _bad_run(d / "bad_run.h5")
+    nx = dft.parent / "nxspe" / "MAR11001_test.nxspe"
+    if nx.is_file():
+        shutil.copy(nx, d / "ei_text.nxspe")
+        with h5py.File(d / "ei_text.nxspe", "a") as f:
+            del f["11001.spe/NXSPE_info/fixed_energy"]
+            f["11001.spe/NXSPE_info/fixed_energy"] = np.array([b"abc"])
+
+
+def _bad_run(path: Path) -> None:
+    """A tiny simulated run whose offsets point past its two entries."""
+    import h5py
+
+    from fcinv.experiment.simulate import SimulatedRun
+
+    e = np.array([0.0, 0.5, 1.0])
+    run = SimulatedRun(
+        edges=(e, e, e, np.array([0.0, 1.0, 2.0])),
+        psi=np.array([0.0]),
+        offsets=np.array([0, 2]),
+        index=np.array([0, 1]),
+        counts=np.array([1, 2]),
+        norm=np.array([1.0, 1.0]),
+        expected_index=np.array([0, 1]),
+        expected=np.array([1.0, 2.0]),
+        reciprocal_cell=np.eye(3),
+    )
+    run.write(path)
+    with h5py.File(path, "a") as f:
+        del f["offsets"]
+        f["offsets"] = np.array([0, 5])
 
 
 @pytest.fixture(scope="module")

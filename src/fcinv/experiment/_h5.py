@@ -60,7 +60,7 @@ def open_checked(path: str | Path, fmt: str) -> h5py.File:
     if got != fmt:
         f.close()
         raise DataError(
-            f"'{path}' has format {got!r}, expected {fmt!r}. "
+            f"'{path}' has format {got if got is None else repr(str(got))}, expected {fmt!r}. "
             "Pass a file of that kind (see its writer's docstring)."
         )
     return f

@@ -227,10 +227,26 @@ def read_nxspe(path: str | Path) -> dict:
                     f"'{path}': NXSPE entry {entry!r} lacks {grp.name}/{key}. The file is truncated or not "
                     "NXSPE."
                 )
-            return np.asarray(grp[key][()], dtype=float)
+            return numbers(grp, key)
+
+        def numbers(grp, key):
+            try:
+                return np.asarray(grp[key][()], dtype=float)
+            except (TypeError, ValueError):
+                kind = "text" if grp[key].dtype.kind in "SUO" else str(grp[key].dtype)
+                raise DataError(
+                    f"'{path}': {grp.name}/{key} holds {kind} values, not numbers. The file is corrupt or "
+                    "not NXSPE."
+                ) from None
+
+        def scalar(grp, key):
+            v = need(grp, key).ravel()
+            if v.size == 0:
+                raise DataError(f"'{path}': {grp.name}/{key} is empty. The file is truncated or not NXSPE.")
+            return float(v[0])
 
         def opt(grp, key):
-            return np.asarray(grp[key][()], dtype=float).ravel() if key in grp else None
+            return numbers(grp, key).ravel() if key in grp else None
 
         out = {
             "entry": entry,
@@ -242,8 +258,8 @@ def read_nxspe(path: str | Path) -> dict:
             "polar_width": opt(d, "polar_width"),
             "azimuthal_width": opt(d, "azimuthal_width"),
             "distance": opt(d, "distance"),
-            "ei": float(need(info, "fixed_energy").ravel()[0]),
-            "psi": float(need(info, "psi").ravel()[0]) if "psi" in info else 0.0,
+            "ei": scalar(info, "fixed_energy"),
+            "psi": scalar(info, "psi") if "psi" in info else 0.0,
             "ki_over_kf_scaling": bool(np.asarray(info["ki_over_kf_scaling"][()]).ravel()[0])
             if "ki_over_kf_scaling" in info
             else True,
