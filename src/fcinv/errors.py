@@ -79,6 +79,8 @@ _RAW_WORDING: list[tuple[str, str]] = [
         "a block holds the wrong number of values (rows of different lengths)",
     ),
     (r"codec can't decode", "it is a binary file, not text"),
+    (r"file signature not found", "no HDF5 signature: it is not an HDF5 file"),
+    (r"truncated file", "the file is truncated (shorter than its HDF5 header says)"),
 ]
 _NOT_A_NUMBER = re.compile(
     r"(?:invalid literal for \w+\(\) with base \d+|could not convert string to \w+): (.+)$"
@@ -130,6 +132,7 @@ def describe_exception(exc: BaseException) -> str:
     for pattern, phrase in _RAW_WORDING:
         if re.search(pattern, first, flags=re.IGNORECASE):
             return phrase
+    first = re.sub(r"^Unable to (?:synchronously )?(?:open|read) \w+ \((.*)\)$", r"\1", first)
     if not first or isinstance(exc, (AssertionError, IndexError, AttributeError, TypeError)):
         return _BAD_LAYOUT
     return first[:160].rstrip(". ")

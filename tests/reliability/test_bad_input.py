@@ -816,7 +816,7 @@ def _expand(argv: list[str], inputs: Path, dft: Path) -> list[str]:
 RAW_TEXT = re.compile(
     r"StopIteration|AssertionError|index out of range|inhomogeneous shape|could not broadcast|"
     r"invalid literal for|could not convert string|object has no attribute|NoneType|Expecting value|"
-    r"Unable to synchronously open object|char \d+\)"
+    r"Unable to synchronously|file signature not found|char \d+\)"
 )
 
 

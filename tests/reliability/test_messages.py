@@ -36,6 +36,18 @@ def _raised(fn) -> BaseException:
         (_raised(lambda: b"\xff\xfe".decode("utf-8")), "it is a binary file, not text"),
         (KeyError("Unable to synchronously open object (object 'error' doesn't exist)"), "the entry 'error'"),
         (_raised(lambda: None.shape), "its content does not follow the format"),
+        (
+            OSError("Unable to synchronously open file (file signature not found)"),
+            "no HDF5 signature: it is not an HDF5 file",
+        ),
+        (
+            OSError("Unable to synchronously open file (truncated file: eof = 156116, stored_eof = 312232)"),
+            "the file is truncated (shorter than its HDF5 header says)",
+        ),
+        (
+            OSError("Unable to synchronously open file (bad object header version number)"),
+            "bad object header",
+        ),
         (ValueError("The number of scaling factors must be 1 or 3."), "The number of scaling factors"),
     ],
 )

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from fcinv.errors import FcinvError
+from fcinv.errors import FcinvError, describe_exception
 
 log = logging.getLogger(__name__)
 
@@ -532,7 +532,8 @@ def check_dataset_resume(partial: Path, argv: list[str]) -> None:
             meta = _read_meta(f)
     except OSError as exc:
         raise OutputError(
-            f"{partial} cannot be read ({exc}). Delete it or pass --overwrite to start again."
+            f"{partial} cannot be read ({describe_exception(exc)}). Delete it or pass --overwrite to start "
+            "again."
         ) from None
     command = meta.get("command") if isinstance(meta, dict) else None
     if not isinstance(command, str):

@@ -832,7 +832,7 @@ def read_dataset(
         f = h5py.File(path, "r")
     except OSError as exc:
         raise DataError(
-            f"dataset {path.name} is not a readable HDF5 file ({exc}). Regenerate it with fcinv dataset."
+            f"dataset {path.name} is not a readable HDF5 file ({describe_exception(exc)}). Regenerate it with fcinv dataset."
         ) from None
     with f:
         for key in ("/theta", "/spectra", "/names", "/split/train", "/split/val", "/split/test"):

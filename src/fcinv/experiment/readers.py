@@ -67,7 +67,7 @@ def _open_h5(path: str | Path, what: str) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as exc:
         raise DataError(
-            f"'{path}' is not a readable HDF5/NeXus file ({str(exc).splitlines()[0]}). Pass a {what} file."
+            f"'{path}' is not a readable HDF5/NeXus file ({describe_exception(exc)}). Pass a {what} file."
         ) from None
 
 
