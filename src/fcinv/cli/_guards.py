@@ -816,6 +816,39 @@ def simexp_memory_estimate(
     return _SIMEXP_PYTHON + (_SIMEXP_REGION + _SIMEXP_PER_ORIENTATION * n_orientations) * scale
 
 
+def _check_train(args, argv) -> None:
+    """``fcinv train``: counts, rates and widths named by their flags (before the library's own checks,
+    which name its parameters), then :func:`check_train_resume`."""
+    check_count(args.epochs, "--epochs", why="training epochs")
+    check_count(args.batch_size, "--batch-size", why="spectra per batch")
+    check_range(args.lr, "--lr", low=0.0, high=10.0, low_open=True, why="the AdamW learning rate, e.g. 1e-3")
+    check_range(args.weight_decay, "--weight-decay", low=0.0, high=10.0, why="the AdamW weight decay")
+    check_count(args.patience, "--patience", why="epochs without improvement before stopping")
+    check_count(args.seed, "--seed", low=0, why="a random seed")
+    check_count(args.threads, "--threads", why="torch CPU threads")
+    check_count(args.max_train, "--max-train", why="training samples")
+    check_count(args.max_val, "--max-val", why="validation samples")
+    if args.model == "vae":
+        check_count(args.latent_dim, "--latent-dim", why="the latent dimension")
+        check_count(args.hidden_dim, "--hidden-dim", why="the dense layer width")
+        check_range(args.beta, "--beta", low=0.0, high=1e3, why="the weight of the KL term")
+        _check_widths(args.channels, "--channels", "16,32,64,128")
+    elif args.model == "regressor":
+        _check_widths(args.hidden, "--hidden", "256,256,128")
+        d = args.dropout
+        if not (math.isfinite(d) and 0.0 <= d < 1.0):
+            raise LimitError(f"--dropout {d:g} is out of range (a dropout probability). Pass 0 <= p < 1.")
+    check_train_resume(args, argv)
+
+
+def _check_widths(widths, flag: str, example: str) -> None:
+    if not widths or any(w < 1 for w in widths):
+        shown = ",".join(str(w) for w in widths) or "(empty)"
+        raise LimitError(
+            f"{flag} {shown}: layer widths must be positive integers. Pass e.g. {flag} {example}."
+        )
+
+
 def _check_evaluate(args, argv) -> None:
     check_count(args.max_test, "--max-test", why="test spectra to evaluate")
     check_count(args.k_samples, "--k-samples", low=0, why="latent samples (0 regresses μ)")
@@ -876,7 +909,7 @@ ARG_CHECKS = {
     "export": [_check_export],
     "project": [_check_project],
     "reference": [_check_reference],
-    "train": [check_train_resume],
+    "train": [_check_train],
 }
 
 
