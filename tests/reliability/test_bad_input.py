@@ -1059,3 +1059,22 @@ def test_n_test_below_10000_samples_warns_of_the_rescaling(tmp_path, monkeypatch
     msgs = [r.getMessage() for r in caplog.records]
     want = r"--n-test 50 is for 10,000 samples: with -n 200 the test split keeps 1"
     assert any(re.search(want, m) for m in msgs)
+
+
+def test_an_interrupt_while_the_command_loads_is_one_line(monkeypatch, capsys):
+    """Ctrl-C during the command's imports (before its work) prints the interrupt line, no traceback."""
+    import importlib
+
+    from fcinv.cli import main as cli_main
+
+    real = importlib.import_module
+
+    def slow_import(name, *a, **k):
+        if name == "fcinv.cli.fold":
+            raise KeyboardInterrupt
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(cli_main.importlib, "import_module", slow_import)
+    assert main(["fold", "x.h5", "-o", "f.h5"]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "fcinv fold: interrupted; no output was written" in err
