@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import spglib
 
-from fcinv.errors import MaterialError, StructureError
+from fcinv.errors import MaterialError, StructureError, describe_exception
 from fcinv.grid import SpectrumGrid
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class Crystal:
             )
             atoms = read(str(path), format=fmt)
         except Exception as exc:  # ASE raises many kinds of errors on malformed files
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            msg = describe_exception(exc)
             raise StructureError(
                 f"could not read structure file '{path}': {msg}. Check that it is a valid CIF or POSCAR."
             ) from None

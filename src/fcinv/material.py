@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fcinv.crystal import Crystal, available_materials, build_path, default_grid, material_info
-from fcinv.errors import DataError, MaterialError, StructureError
+from fcinv.errors import DataError, MaterialError, StructureError, describe_exception, json_kind
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,26 @@ DEFAULTS: dict[str, Any] = {
     "energy_min_meV": 0.0,
     "energy_step_meV": 0.5,
 }
+
+
+def _check_info_numbers(info: dict, path: Path) -> None:
+    """Refuse material.json entries that must be numbers (the energy grid, broadening, shells) and
+    are not, or a supercell that is not 3 or 9 integers."""
+    for key in ("energy_max_meV", *DEFAULTS):
+        v = info.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise MaterialError(
+                f"'{path}': {key} is {json.dumps(v)[:40]}, not a number. Give it as a finite number."
+            )
+    sc = info.get("supercell")
+    if sc is not None and not (
+        isinstance(sc, list)
+        and len(sc) in (3, 9)
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in sc)
+    ):
+        raise MaterialError(f"'{path}': supercell is {json.dumps(sc)[:40]}. Give 3 integers (diagonal) or 9.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,12 +100,19 @@ class Material:
             )
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise MaterialError(f"'{path}' is not valid JSON ({exc}). Fix the file.") from None
-        if "structure" not in info:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            msg = describe_exception(exc)
+            raise MaterialError(f"'{path}' is not valid JSON ({msg}). Fix the file.") from None
+        if not isinstance(info, dict):
+            raise MaterialError(
+                f"'{path}' holds a JSON {json_kind(info)}, not an object. Write "
+                '{"name": ..., "structure": "<file>", ...}.'
+            )
+        if not isinstance(info.get("structure"), str) or not info["structure"]:
             raise MaterialError(
                 f'\'{path}\' names no structure file. Add "structure": "<file>" (CIF or POSCAR).'
             )
+        _check_info_numbers(info, path)
         name = str(info.get("name", folder.name))
         crystal = Crystal.from_file(folder / info["structure"], name=name)
         return cls(crystal, dict(info, name=name), folder, False)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from fcinv.errors import DataError, ForceConstantError
+from fcinv.errors import DataError, ForceConstantError, describe_exception, json_kind
 from fcinv.io.atomic import json_dumps, jsonable, write_text
 from fcinv.io.provenance import Provenance
 
@@ -238,14 +238,14 @@ class FCResult:
             raise DataError(f"result file '{p}' does not exist. Check the path.")
         try:
             doc = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(
-                f"'{p}' is not valid JSON ({exc}). Pass a file written by FCResult.to_json."
+                f"'{p}' is not valid JSON ({describe_exception(exc)}). Pass a file written by "
+                "FCResult.to_json."
             ) from None
         if not isinstance(doc, dict):
             raise DataError(
-                f"'{p}' holds a JSON {type(doc).__name__}, not a result. Pass a file written by "
-                "FCResult.to_json."
+                f"'{p}' holds a JSON {json_kind(doc)}, not a result. Pass a file written by FCResult.to_json."
             )
         return cls.from_dict(doc)
 

@@ -78,7 +78,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--per-orientation",
         action="store_true",
         help="DATA is a run file: infer every single orientation too, and plot the scatter and the error "
-        "versus angle",
+        "versus angle (writes DATA stem + _orientations.png / .json in the current folder; --force "
+        "replaces them)",
     )
     p.add_argument(
         "--refine", action="store_true", help="refine the ML answer by a least-squares fit to the spectrum"
@@ -143,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     png = None
     if plot_wanted(args):
         png = Path(args.png) if args.png else Path(Path(args.data[0]).stem + "_fcinv.png")
-    check_outputs([(args.json, "--json"), (args.csv, "--csv"), (png, "--png")], force=args.force)
+    outputs = [(args.json, "--json"), (args.csv, "--csv"), (png, "--png")]
+    if args.per_orientation:
+        if len(args.data) != 1:
+            raise UsageError("--per-orientation takes one run file (fcinv simulate-experiment output)")
+        outputs += [(p, "--per-orientation") for p in per_orientation_outputs(args.data[0])]
+    check_outputs(outputs, force=args.force)
     corr = None if args.no_corrections else one_phonon_corrections(args.temperature)
     cfg = PipelineConfig(
         k_samples=args.k_samples,
@@ -202,6 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def per_orientation_outputs(data: str) -> tuple[Path, Path]:
+    """The figure and the JSON ``--per-orientation`` writes for run file ``data``: DATA stem +
+    ``_orientations.png`` / ``.json`` in the current folder (checked like every output: --force)."""
+    stem = Path(data).stem
+    return Path(f"{stem}_orientations.png"), Path(f"{stem}_orientations.json")
+
+
 def per_orientation(args, pipe, run) -> None:
     """Infer every single-orientation scan of a run; scatter and error-versus-angle figure, JSON."""
     import time
@@ -209,8 +222,7 @@ def per_orientation(args, pipe, run) -> None:
     from fcinv.io import write_json
     from fcinv.pipeline import plot_single_scans
 
-    if len(args.data) != 1:
-        raise UsageError("--per-orientation takes one run file (fcinv simulate-experiment output)")
+    png_path, json_path = per_orientation_outputs(args.data[0])
     t = time.perf_counter()
     scans = pipe.scans(args.data[0], progress=show_progress())
     dt = time.perf_counter() - t
@@ -227,9 +239,6 @@ def per_orientation(args, pipe, run) -> None:
         print(
             f"  {lab:<6} ψ = {scans.psi[j]:6.1f}°  {rel[j]:.2e}  (coverage {100 * scans.coverage[j]:.0f} %)"
         )
-    stem = Path(args.data[0]).stem
-    png = plot_single_scans(
-        Path(f"{stem}_orientations.png"), scans, full, full, width, reference_label="full run"
-    )
-    write_json(f"{stem}_orientations.json", {**scans.to_dict(), "msd_vs_full_domain_widths": rel.tolist()})
-    print(f"wrote {png}, {stem}_orientations.json")
+    png = plot_single_scans(png_path, scans, full, full, width, reference_label="full run")
+    write_json(json_path, {**scans.to_dict(), "msd_vs_full_domain_widths": rel.tolist()})
+    print(f"wrote {png}, {json_path}")

@@ -47,7 +47,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from fcinv.errors import DataError, GridError
+from fcinv.errors import DataError, GridError, describe_exception
 from fcinv.grid import SpectrumGrid
 from fcinv.io import jsonable
 
@@ -230,8 +230,10 @@ class LazySpectra:
             out[order] = block[inverse]
         out = np.asarray(out, dtype=np.float32)
         if np.isnan(out).any():
+            rows = np.atleast_1d(np.arange(self.shape[0])[idx] if not isinstance(idx, np.ndarray) else idx)
+            bad = rows[np.isnan(out).reshape(len(rows), -1).any(axis=1)][:5].tolist()
             raise DataError(
-                f"dataset {_name(self.path)} has NaN in '/spectra' (index {idx!r}). Regenerate it with fcinv dataset."
+                f"dataset {_name(self.path)} has NaN in '/spectra' (samples {bad}). Regenerate it with fcinv dataset."
             )
         return out
 
@@ -709,7 +711,7 @@ class DatasetWriter:
             self._file.close()
             self._closed = True
             log.warning(
-                "%s holds %d/%d samples; left as %s (resume with DatasetWriter.resume)",
+                "%s holds %d/%d samples; left as %s (continue it with fcinv dataset --resume)",
                 self.path.name,
                 n,
                 self.n_total,
@@ -851,7 +853,7 @@ def read_dataset(
         f = h5py.File(path, "r")
     except OSError as exc:
         raise DataError(
-            f"dataset {path.name} is not a readable HDF5 file ({exc}). Regenerate it with fcinv dataset."
+            f"dataset {path.name} is not a readable HDF5 file ({describe_exception(exc)}). Regenerate it with fcinv dataset."
         ) from None
     with f:
         for key in ("/theta", "/spectra", "/names", "/split/train", "/split/val", "/split/test"):
@@ -871,7 +873,7 @@ def read_dataset(
             meta = json.loads(f.attrs["meta"])
         except json.JSONDecodeError as exc:
             raise DataError(
-                f"dataset {path.name} has corrupt metadata ({exc}). Regenerate it with fcinv dataset."
+                f"dataset {path.name} has corrupt metadata ({describe_exception(exc)}). Regenerate it with fcinv dataset."
             ) from None
         for key in _ARRAY_META:
             if key in meta:

@@ -119,7 +119,6 @@ def run_evaluation(
         A model predicts other parameters than the dataset holds.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ds = data if isinstance(data, Dataset) else read_dataset(data, lazy=True)
     theta, spectra = ds.part("test", config.max_test)
     ds.close()
@@ -132,6 +131,7 @@ def run_evaluation(
                 f"model {label!r} predicts {list(p.names)} but the dataset holds {list(ds.names)}. Evaluate it on its own material's dataset."
             )
         preds[label] = p
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are read: a bad input writes nothing
     figures: list[str] = []
 
     def fig(f, name: str) -> None:

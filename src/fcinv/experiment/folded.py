@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.errors import DataError, GridError
+from fcinv.errors import DataError, GridError, describe_exception
 from fcinv.experiment import _h5
 from fcinv.experiment.readers import read_pathsqe_folded
 from fcinv.grid import SpectrumGrid
@@ -199,7 +199,8 @@ class FoldedSpectrum:
                 arrs = {k: f[k][()] for k in ("intensity", "error", "mask", "n_contrib")}
             except KeyError as exc:
                 raise DataError(
-                    f"'{path}' lacks {exc}. The file is truncated or not a folded spectrum; regenerate it."
+                    f"'{path}' is incomplete ({describe_exception(exc)}). The file is truncated or not a "
+                    "folded spectrum; regenerate it."
                 ) from None
             meta = _h5.read_meta(f)
         return cls(grid=grid, meta=meta, **arrs)

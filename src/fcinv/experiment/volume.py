@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.errors import DataError
+from fcinv.errors import DataError, describe_exception
 from fcinv.experiment import _h5
 from fcinv.experiment.geometry import (  # noqa: F401  (check_edges, edges_from_axis: re-exported)
     AXIS_NAMES,
@@ -712,7 +712,8 @@ class Volume4D:
                 kw = {"index": f["index"][()], "signal": f["signal"][()], "error": f["error"][()]}
             except KeyError as exc:
                 raise DataError(
-                    f"'{path}' lacks {exc}. The file is truncated or not a Volume4D file; regenerate it."
+                    f"'{path}' is incomplete ({describe_exception(exc)}). The file is truncated or not a "
+                    "Volume4D file; regenerate it."
                 ) from None
             norm = f["norm"][()] if "norm" in f else None
             rc = f["reciprocal_cell"][()] if "reciprocal_cell" in f else None

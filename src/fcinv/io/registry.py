@@ -81,7 +81,7 @@ class Probe:
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 return list(z.files)
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             return None
 
     def fcinv_format(self) -> str | None:
