@@ -44,6 +44,13 @@ def test_continuation_reaches_the_larger_space(setup):
     err2 = np.abs(np.array([two_only.extra["theta_full"][n] for n in two.space.names]) - truth[inner]).max()
     assert err3 < 0.2 * err2, (err3, err2)
     assert two_only.extra["stages"] == two_only.extra["stages"][:1] and two_only.extra["n_shells"] == 2
+    # sigma: the last stage's Laplace sigma and the cutoff systematic (its move in that stage) in quadrature
+    stat = np.array([res.extra["sigma_statistical"][n] for n in res.names])
+    cut = np.array([res.extra["sigma_cutoff"][n] for n in res.names])
+    np.testing.assert_allclose(res.sigma, np.sqrt(stat**2 + cut**2))
+    moved = [abs(res.extra["theta_full"][n] - two_only.extra["theta_full"][n]) for n in two.space.names]
+    np.testing.assert_allclose(cut[: len(moved)], moved, atol=1e-9)
+    assert "cutoff systematic" in res.as_dict()["uncertainty"]
 
 
 def test_a_stage_that_fails_returns_the_last_trusted_one(setup):

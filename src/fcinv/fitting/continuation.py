@@ -18,6 +18,12 @@ every stable ensemble member's projection, :mod:`fcinv.reference`), with a floor
 the weak far shells (:data:`FAR_SHELL_SIGMA_FLOOR`). A stage that is not trusted (did not
 converge, unstable on the full-zone mesh) ends the continuation: the last trusted stage is
 returned, with a warning that names the stage that failed.
+
+σ of a continued result: the last stage's Laplace σ and, in quadrature, the *cutoff systematic*,
+each parameter's move in the last stage (|θ_N − θ_prev|). The Laplace σ assumes the cutoff is
+right; the move says how much the answer still depends on it. Measured on the DFT Ge set (5 K,
+120 orientations, 9 → 11 shells): moves of 0.017, 0.008, 0.035, 0.027 eV/Å² on FC0–FC3 against
+errors of 0.016, 0.012, 0.049, 0.024 from the projection (Laplace σ 0.011, 0.007, 0.004, 0.002).
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from fcinv.errors import DataError
+from fcinv.fitting._base import UNCERTAINTY_NOTE
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +147,9 @@ def refine_in_shells(
     -------
     FitResult
         The last trusted stage; ``extra["stages"]`` lists every stage (shells, parameters,
-        χ²/dof, success, wall time) and ``extra["theta_full"]`` holds θ over its space.
+        χ²/dof, success, wall time), ``extra["theta_full"]`` holds θ over its space and
+        ``extra["cutoff_shift"]`` how far each parameter moved in the last stage (by name; a measure
+        of how much the answer still depends on the cutoff).
     """
     from fcinv.reference import load_reference, shell_count
 
@@ -184,7 +194,24 @@ def refine_in_shells(
             log.warning(msg)
             best.extra.setdefault("warnings", []).append(f"CONTINUATION STOPPED: {msg}")
             break
+        prev_full = dict(best.extra.get("theta_full") or best.theta_dict())
+        nxt.extra["cutoff_shift"] = {
+            k: float(nxt.extra["theta_full"][k] - prev_full[k])
+            for k in prev_full
+            if k in nxt.extra["theta_full"]
+        }
         best, best_model, n_best = nxt, m, n
+    shift = best.extra.get("cutoff_shift")
+    if shift:
+        # the cutoff systematic: how far each parameter still moved in the last stage, in quadrature
+        sys_ = np.array([abs(shift.get(k, 0.0)) for k in best.names])
+        best.extra["sigma_statistical"] = dict(zip(best.names, np.asarray(best.sigma, float).tolist()))
+        best.extra["sigma_cutoff"] = dict(zip(best.names, sys_.tolist()))
+        best = replace(best, sigma=np.sqrt(np.asarray(best.sigma, float) ** 2 + sys_**2))
+        best.extra["uncertainty"] = UNCERTAINTY_NOTE + (
+            "; plus, in quadrature, the cutoff systematic: each parameter's move in the last stage of the "
+            f"shell continuation ({stages[-2]['shells']} -> {n_best} shells)"
+        )
     best.extra["stages"] = stages
     best.extra["n_shells"] = n_best
     best.extra["stage0_theta_start"] = start0
