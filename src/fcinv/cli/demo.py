@@ -116,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def comparison_table(r) -> str:
-    """Truth, ML ± σ and error, and (when refined) refined ± σ and error, one line per parameter."""
-    ml, e_ml = r.ml_result, r.rel_err("ml")
+    """Truth, ML ± σ and error, and (when refined) refined ± σ and error, one line per parameter.
+
+    A refinement continued into more shells has more parameters than the ML model: their ML columns
+    show "–"."""
+    ml = r.ml_result
+    ml_th, ml_sg = ml.theta_dict(), ml.sigma_dict()
+    ml_err = dict(zip(ml.names, r.rel_err("ml")))
     head = f"{'':5} {'name':<8} {'truth*':>9} {'ML':>9} {'± σ':>8} {'err':>7}"
     refined = r.refined is not None
     if refined:
@@ -125,12 +130,18 @@ def comparison_table(r) -> str:
     lines = [head]
     e_rf = r.rel_err("refined") if refined else None
     for i, n in enumerate(r.names):
-        line = f"FC{i:<3} {n:<8} {r.truth[i]:>9.4f} {ml.theta[i]:>9.4f} {ml.sigma[i]:>8.4f}"
-        line += f" {100 * e_ml[i]:>6.1f}%"
+        line = f"FC{i:<3} {n:<8} {r.truth[i]:>9.4f} "
+        if n in ml_th:
+            line += f"{ml_th[n]:>9.4f} {ml_sg[n]:>8.4f} {100 * ml_err[n]:>6.1f}%"
+        else:
+            line += f"{'–':>9} {'':>8} {'':>7}"
         if e_rf is not None:
             line += f" {r.result.theta[i]:>9.4f} {r.result.sigma[i]:>8.4f} {100 * e_rf[i]:>6.1f}%"
         lines.append(line)
-    lines.append("* the truth's projection onto the model's parameters")
+    lines.append(
+        "* the truth's projection onto the model's parameters (the refinement's, when it continued "
+        "into more shells)"
+    )
     if refined and not r.result.adequacy.get("success", True):
         lines.append("refinement NOT trusted: " + str(r.result.extra.get("message", "")))
     return "\n".join(lines)

@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 FAR_SHELL_SIGMA_FLOOR = 0.02
 
 
-def model_in_space(model, space, theta_ref):
-    """A forward model of ``model``'s kind and settings over ``space``, every parameter free.
+def model_in_space(model, space, theta_ref, free=None):
+    """A forward model of ``model``'s kind and settings over ``space``, every parameter free
+    (in the order of ``free`` when given, e.g. the reference's ranking).
 
     Parameters
     ----------
@@ -58,11 +59,18 @@ def model_in_space(model, space, theta_ref):
         The new :class:`~fcinv.fcspace.FCSpace` (same crystal).
     theta_ref
         Shape (space.n_params,): the reference θ of the new space (its ``theta0``).
+    free
+        Every name of ``space``, in the order the model should vary them (default: space order).
     """
     from fcinv.forward import ForwardModel
     from fcinv.forward.physical import PhysicalModel
 
-    names = list(space.names)
+    names = list(free) if free is not None else list(space.names)
+    if sorted(names) != sorted(space.names):
+        raise DataError(
+            f"a continued refinement frees every parameter of its space; {len(names)} names given for "
+            f"{space.n_params}. Pass free=None or every name."
+        )
     if isinstance(model, PhysicalModel):
         return PhysicalModel(
             space,
@@ -173,7 +181,7 @@ def refine_in_shells(
         ref = load_reference(name, n)
         prev = dict(best.extra.get("theta_full") or best.theta_dict())
         start = {k: float(prev.get(k, 0.0)) for k in ref.space.names}
-        m = model_in_space(best_model, ref.space, ref.theta_ref)
+        m = model_in_space(best_model, ref.space, ref.theta_ref, free=ref.sampled)
         t = time.perf_counter()
         nxt = refine_fn(
             m,

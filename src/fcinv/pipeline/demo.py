@@ -432,6 +432,13 @@ def run_demo(
         result = pipe.attach_trust(fs, pred, result)
     steps = {k: round(timings[k], 4) for k in ("fold", "infer", "refine") if k in timings}
     result = replace(result, extra=dict(result.extra, timings_s=steps))  # as Pipeline.run records them
+    truth_result = truth_sampled
+    if list(result.names) != names:
+        # a refinement continued into more shells: the truth's projection onto the result's own space
+        from fcinv.reference import load_reference
+
+        ref_n = load_reference(pipe.material.name, int(result.extra.get("n_shells") or ref.n_shells))
+        truth_result = truth_force_constants(ref_n, truth, truth_mode, list(result.names))[3]
     inv = InversionRun(fs, pred, result, pipe.frequencies(result), dict(timings))
     inv.spectrum.to_hdf5(out / "folded.h5", seed=seed)
     truth_f = truth_dispersion(fc_arr, unit, smat, ref.crystal, pipe.grid.q_rlu)
@@ -477,7 +484,7 @@ def run_demo(
                 )
             )
     report = DemoReport(
-        f"{truth_mode}:{truth}", truth_sampled, inv.result, disp_rms, per, timings, files, ml_disp_rms
+        f"{truth_mode}:{truth}", truth_result, inv.result, disp_rms, per, timings, files, ml_disp_rms
     )
     inv.result.to_json(out / "result.json")
     files["result"] = str(out / "result.json")
