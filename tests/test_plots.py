@@ -250,6 +250,25 @@ def test_phonon_dos_of_ge_through_the_export_route():
     assert mean1 > mean0 + 0.1
 
 
+@pytest.mark.slow
+def test_phonon_dos_of_a_continued_refinement_is_its_own_space():
+    """θ over every parameter of 11 shells (n_shells=11): zero beyond the cutoff, phonopy's DOS of that set."""
+    from fcinv.material import load_material
+    from fcinv.plotting import _dos_setup, phonon_dos
+    from fcinv.reference import load_reference
+
+    ref = load_reference("Ge", 11)
+    theta = dict(zip(ref.space.names, ref.theta_ref))
+    e, g = phonon_dos("Ge", theta, mesh=10, n_shells=11)
+    assert np.trapezoid(g, e) == pytest.approx(6.0, rel=0.01)
+    ph, _, p2s, smat = _dos_setup("Ge")
+    ph.force_constants = ref.space.to_phonopy(ref.theta_ref, smat)[p2s]
+    e2, g2 = phonopy_dos(ph, mesh=10)
+    np.testing.assert_allclose(g, g2)
+    with pytest.raises(Exception, match="not a parameter of Ge"):
+        phonon_dos(load_material("Ge"), theta, mesh=10)  # 11-shell names without n_shells
+
+
 # ---------------------------------------------------------------------------- single-scan labels
 def test_single_scan_labels_do_not_overlap():
     from fcinv.pipeline.plots import single_scans_figure

@@ -348,13 +348,21 @@ def _dos_setup(material_name: str):
 
 
 def phonon_dos(
-    material, theta: dict[str, float] | None = None, *, mesh: int = 16, pitch_meV: float = 0.1
+    material,
+    theta: dict[str, float] | None = None,
+    *,
+    mesh: int = 16,
+    pitch_meV: float = 0.1,
+    n_shells: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Phonon density of states of a θ through the package's θ → phonopy route, on a Γ-centred mesh.
 
-    The force constants are those :func:`fcinv.fitting.export.force_constants_array` exports
-    (reference + Σ (θ − θ_ref) × unit arrays when the material has a reference set; the
-    parameters θ does not name keep their reference values); phonopy's tetrahedron DOS.
+    A θ that names every parameter of its space (the all-parameter models, the refinements; a
+    refinement continued into ``n_shells`` shells) has zero force constants beyond its cutoff, as
+    its forward model had them (what :meth:`fcinv.result.FCResult.to_phonopy` exports). Otherwise
+    (the paper convention, or ``theta=None``: the reference itself) the set is reference +
+    Σ (θ − θ_ref) × unit arrays, the parameters θ does not name keeping their reference values.
+    Phonopy's tetrahedron DOS.
 
     Parameters
     ----------
@@ -362,6 +370,9 @@ def phonon_dos(
         A :class:`~fcinv.material.Material` or what :func:`~fcinv.material.load_material` takes.
     theta
         Parameter name → eV/Å²; None: the reference itself.
+    n_shells
+        The shell count of θ's space (a continued refinement's ``extra["n_shells"]``); default the
+        material's.
     mesh
         The ``mesh``³ q-mesh.
     pitch_meV
@@ -376,6 +387,15 @@ def phonon_dos(
 
     mat = load_material(material)
     ph, fc_ref, p2s, smat = _dos_setup(mat.name)
+    if mat.reference_available and theta:
+        from fcinv.reference import load_reference
+
+        ref = load_reference(mat.name, int(n_shells)) if n_shells and mat.embedded else mat.reference
+        if set(theta) == set(ref.space.names):
+            # every parameter of its space: zero beyond the cutoff, as the all-parameter models have it
+            full = np.array([float(theta[n]) for n in ref.space.names])
+            ph.force_constants = ref.space.to_phonopy(full, smat)[p2s]
+            return phonopy_dos(ph, mesh=mesh, pitch_meV=pitch_meV)
     theta_full = mat.theta_full(dict(theta or {}))
     if fc_ref is not None:
         ref = mat.reference
