@@ -867,7 +867,7 @@ class PhysicalModel(FreeParameters):
         npack = np.zeros(n_pts, dtype=np.int64)
         for sidx in range(n_pts):
             sizes = np.diff(bstart[sidx, : nblk[sidx] + 1])
-            tri = sizes * (sizes + 1) // 2
+            tri = -(-(sizes * (sizes + 1) // 2) // pk.LANES) * pk.LANES  # padded: whole SIMD vectors
             bpoff[sidx, : nblk[sidx]] = np.concatenate([[0], np.cumsum(tri)[:-1]])
             npack[sidx] = tri.sum()
         poff = np.concatenate([[0], np.cumsum(nk * g.n_e * npack)]).astype(np.int64)
@@ -949,7 +949,8 @@ class PhysicalModel(FreeParameters):
             view = packed[poff[sidx] : poff[sidx + 1]].reshape(nk, g.n_e, nps)
             view += allbuf[sidx * nk * P : (sidx + 1) * nk * P].reshape(nk, P)[:, None, :nps]
             view *= inv[self._pts_pixel[sidx]][None, :, None]
-        self._packed = packed.astype(np.float32)
+        # zero tail: the lane kernel reads whole tiles of four energy rows past a window's end
+        self._packed = np.concatenate([packed, np.zeros(4 * P)]).astype(np.float32)
         self._pack = (poff, bpoff, npack)
         self._mask = wsum > 0
         self._q2max = q2max
@@ -1116,17 +1117,23 @@ class PhysicalModel(FreeParameters):
                 ck[xm**kk / math.factorial(kk) < 1e-7, kk] = 0.0
         else:
             ck = np.ones((B, 1))
-        out = np.zeros((B, g.n_q, g.n_e), dtype=np.float32)
+        # batches of LANES or more: θ side by side in SIMD lanes (padded with copies of the last θ)
+        lanes = B >= pk.LANES
+        Bp = -(-B // pk.LANES) * pk.LANES if lanes else B
+        if Bp > B:
+            t = np.concatenate([t, np.repeat(t[-1:], Bp - B, axis=0)])
+            ck = np.concatenate([ck, np.repeat(ck[-1:], Bp - B, axis=0)])
+        out = np.zeros((Bp, g.n_q, g.n_e), dtype=np.float32)
         d = self._pts_dyn
         fw_tab, fw_e0, fw_de = self._fw
         poff, bpoff, npack = self._pack
-        pk.physical_spectra(
+        (pk.physical_spectra_lanes if lanes else pk.physical_spectra)(
             d.Mc,
             d.Mp,
             d.nblk,
             d.bstart,
             d.bdup,
-            t,
+            np.ascontiguousarray(t),
             EV_A2_AMU_TO_MEV,
             float(e[0]),
             float(e[1] - e[0]),
@@ -1148,6 +1155,8 @@ class PhysicalModel(FreeParameters):
             out,
             _threads(),
         )
+        out = out[:B]
+        t = t[:B]
         if return_frequencies:
             freqs = _signed_mev(self.path.omega2(t))
         return (out, freqs) if return_frequencies else out
