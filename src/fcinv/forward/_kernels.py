@@ -145,6 +145,228 @@ def min_eigenvalue_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
 
 
 @njit(cache=True, inline="always")
+def _jacobi_herm(a, w, v, n, want_vectors):
+    """Eigenvalues of the Hermitian ``a`` (complex, n × n, overwritten) into ``w``, ascending.
+
+    Complex cyclic Jacobi: each rotation first turns a_pq real with the phase e^{−iφ} on column q,
+    a_pq = r e^{iφ}, then applies the real rotation of the 2 × 2 problem [[a_pp, r], [r, a_qq]],
+    i.e. G = diag(1, e^{−iφ}) R with A ← G^H A G. Converges to full double precision (the
+    eigenvalues-only criterion of :func:`_jacobi_eigvals`). With ``want_vectors`` the unitary is
+    accumulated in ``v`` (eigenvectors as columns, sorted with ``w``).
+    """
+    if want_vectors:
+        for i in range(n):
+            for j in range(n):
+                v[i, j] = 0.0
+            v[i, i] = 1.0
+    for _sweep in range(60):
+        off = 0.0
+        scale = 0.0
+        for p in range(n):
+            d = a[p, p].real
+            scale += d * d
+            for q in range(p + 1, n):
+                x = a[p, q]
+                off += x.real * x.real + x.imag * x.imag
+        if off <= 1e-32 * scale or off == 0.0:
+            break
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                apq = a[p, q]
+                r = math.sqrt(apq.real * apq.real + apq.imag * apq.imag)
+                if r == 0.0:
+                    continue
+                ph = apq.conjugate() / r  # e^{−iφ}
+                app = a[p, p].real
+                aqq = a[q, q].real
+                theta = (aqq - app) / (2.0 * r)
+                t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
+                if theta < 0.0:
+                    t = -t
+                c = 1.0 / math.sqrt(t * t + 1.0)
+                s = t * c
+                a[p, p] = app - t * r
+                a[q, q] = aqq + t * r
+                a[p, q] = 0.0
+                a[q, p] = 0.0
+                for k in range(n):
+                    if k != p and k != q:
+                        akp = a[k, p]
+                        akq = ph * a[k, q]
+                        x = c * akp - s * akq
+                        y = s * akp + c * akq
+                        a[k, p] = x
+                        a[p, k] = x.conjugate()
+                        a[k, q] = y
+                        a[q, k] = y.conjugate()
+                if want_vectors:
+                    for k in range(n):
+                        vkp = v[k, p]
+                        vkq = ph * v[k, q]
+                        v[k, p] = c * vkp - s * vkq
+                        v[k, q] = s * vkp + c * vkq
+    for i in range(n):
+        w[i] = a[i, i].real
+    # insertion sort (with the vectors)
+    for i in range(1, n):
+        x = w[i]
+        j = i - 1
+        while j >= 0 and w[j] > x:
+            j -= 1
+        j += 1
+        if j == i:
+            continue
+        if want_vectors:
+            for k in range(n):
+                a[k, 0] = v[k, i]
+            for jj in range(i, j, -1):
+                w[jj] = w[jj - 1]
+                for k in range(n):
+                    v[k, jj] = v[k, jj - 1]
+            w[j] = x
+            for k in range(n):
+                v[k, j] = a[k, 0]
+        else:
+            for jj in range(i, j, -1):
+                w[jj] = w[jj - 1]
+            w[j] = x
+
+
+@njit(cache=True, inline="always")
+def _eig_complex_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wtmp, vtmp, w, v, k, want_vectors):
+    """Eigenpairs of the block-diagonal Hermitian D(q; θ_b): ``w`` (m,) ascending, ``v`` (m, m) columns.
+
+    Each block is solved by :func:`_jacobi_herm` on its own; ``v`` is written only with
+    ``want_vectors`` (block columns, zero elsewhere, in the order of ``w``).
+    """
+    m = w.shape[0]
+    if want_vectors:
+        for r in range(m):
+            for c in range(m):
+                v[r, c] = 0.0
+    for blk in range(nblk[q]):
+        o = bstart[q, blk]
+        sz = bstart[q, blk + 1] - o
+        for r in range(sz):
+            for c in range(r, sz):
+                x = Mc[q, o + r, o + c]
+                for p in range(k):
+                    x += theta[b, p] * Mp[p, q, o + r, o + c]
+                a[r, c] = x
+                a[c, r] = x.conjugate()
+            a[r, r] = a[r, r].real
+        if sz == 1:
+            wtmp[0] = a[0, 0].real
+            vtmp[0, 0] = 1.0
+        else:
+            _jacobi_herm(a, wtmp, vtmp, sz, want_vectors)
+        for i in range(sz):
+            w[o + i] = wtmp[i]
+            if want_vectors:
+                for r in range(sz):
+                    v[o + r, o + i] = vtmp[r, i]
+    # insertion sort across blocks (columns of v follow)
+    for i in range(1, m):
+        x = w[i]
+        j = i - 1
+        while j >= 0 and w[j] > x:
+            j -= 1
+        j += 1
+        if j == i:
+            continue
+        if want_vectors:
+            for r in range(m):
+                a[r, 0] = v[r, i]
+            for jj in range(i, j, -1):
+                w[jj] = w[jj - 1]
+                for r in range(m):
+                    v[r, jj] = v[r, jj - 1]
+            w[j] = x
+            for r in range(m):
+                v[r, j] = a[r, 0]
+        else:
+            for jj in range(i, j, -1):
+                w[jj] = w[jj - 1]
+            w[j] = x
+
+
+@njit(parallel=True, cache=True)
+def eigenvalues_complex(Mc, Mp, nblk, bstart, theta, nthreads):
+    """ω² of complex Hermitian D(q; θ) for every sample and q: (B, n_q, m), ascending.
+
+    ``Mc`` (n_q, m, m) and ``Mp`` (k, n_q, m, m) complex128, block-diagonal with ``nblk`` blocks
+    starting at ``bstart`` (no inversion centre, so no real basis).
+    """
+    B, k = theta.shape
+    nq, m, _ = Mc.shape
+    out = np.empty((B, nq, m))
+    total = B * nq
+    chunk = (total + nthreads - 1) // nthreads
+    for t in prange(nthreads):
+        a = np.empty((m, m), dtype=np.complex128)
+        vt = np.empty((m, m), dtype=np.complex128)
+        v = np.empty((1, 1), dtype=np.complex128)
+        wt = np.empty(m)
+        w = np.empty(m)
+        for idx in range(t * chunk, min(total, (t + 1) * chunk)):
+            b = idx // nq
+            q = idx - b * nq
+            _eig_complex_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wt, vt, w, v, k, False)
+            for i in range(m):
+                out[b, q, i] = w[i]
+    return out
+
+
+@njit(parallel=True, cache=True)
+def eigh_complex(Mc, Mp, nblk, bstart, theta, nthreads):
+    """Eigenpairs of block-diagonal Hermitian D(q; θ): values (B, n_q, m) ascending, vectors (B, n_q, m, m)."""
+    B, k = theta.shape
+    nq, m, _ = Mc.shape
+    vals = np.empty((B, nq, m))
+    vecs = np.empty((B, nq, m, m), dtype=np.complex128)
+    total = B * nq
+    chunk = (total + nthreads - 1) // nthreads
+    for t in prange(nthreads):
+        a = np.empty((m, m), dtype=np.complex128)
+        vt = np.empty((m, m), dtype=np.complex128)
+        v = np.empty((m, m), dtype=np.complex128)
+        wt = np.empty(m)
+        w = np.empty(m)
+        for idx in range(t * chunk, min(total, (t + 1) * chunk)):
+            b = idx // nq
+            q = idx - b * nq
+            _eig_complex_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wt, vt, w, v, k, True)
+            for i in range(m):
+                vals[b, q, i] = w[i]
+                for r in range(m):
+                    vecs[b, q, r, i] = v[r, i]
+    return vals, vecs
+
+
+@njit(parallel=True, cache=True)
+def min_eigenvalue_complex(Mc, Mp, nblk, bstart, theta, nthreads):
+    """Smallest ω² over all q of block-diagonal Hermitian D(q; θ), per sample: shape (B,)."""
+    B, k = theta.shape
+    nq, m, _ = Mc.shape
+    out = np.empty(B)
+    chunk = (B + nthreads - 1) // nthreads
+    for t in prange(nthreads):
+        a = np.empty((m, m), dtype=np.complex128)
+        vt = np.empty((m, m), dtype=np.complex128)
+        v = np.empty((1, 1), dtype=np.complex128)
+        wt = np.empty(m)
+        w = np.empty(m)
+        for b in range(t * chunk, min(B, (t + 1) * chunk)):
+            lo = np.inf
+            for q in range(nq):
+                _eig_complex_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wt, vt, w, v, k, False)
+                if w[0] < lo:
+                    lo = w[0]
+            out[b] = lo
+    return out
+
+
+@njit(cache=True, inline="always")
 def _cdf(z, table, zmax, scale):
     """Standard normal CDF at z (in σ) by linear interpolation in ``table``."""
     if z <= -zmax:
