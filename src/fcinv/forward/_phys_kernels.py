@@ -11,87 +11,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from fcinv.forward._kernels import _cdf
-
-
-@njit(cache=True, inline="always")
-def _jacobi_eigh(a, w, v, n):
-    """Eigenpairs of the symmetric ``a`` (n × n, overwritten): ``w`` ascending, vectors as columns of ``v``.
-
-    Cyclic Jacobi rotations accumulated in ``v``, until the off-diagonal norm is below 1e-9 of the
-    diagonal's: the eigenvalues are then exact to second order (~1e-18 relative) and the vectors
-    to ~1e-9, also for degenerate eigenvalues.
-    """
-    for i in range(n):
-        for j in range(n):
-            v[i, j] = 0.0
-        v[i, i] = 1.0
-    for _sweep in range(60):
-        off = 0.0
-        scale = 0.0
-        for p in range(n):
-            scale += a[p, p] * a[p, p]
-            for q in range(p + 1, n):
-                off += a[p, q] * a[p, q]
-        if off <= 1e-18 * scale or off == 0.0:
-            break
-        for p in range(n - 1):
-            for q in range(p + 1, n):
-                apq = a[p, q]
-                if apq == 0.0:
-                    continue
-                app = a[p, p]
-                aqq = a[q, q]
-                if abs(apq) < 1e-12 * (abs(app) + abs(aqq)):
-                    # negligible: the rotation would move the eigenvalues by ~1e-24 and the vectors by ~1e-12
-                    a[p, q] = 0.0
-                    a[q, p] = 0.0
-                    continue
-                theta = (aqq - app) / (2.0 * apq)
-                t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
-                if theta < 0.0:
-                    t = -t
-                c = 1.0 / math.sqrt(t * t + 1.0)
-                s = t * c
-                a[p, p] = app - t * apq
-                a[q, q] = aqq + t * apq
-                a[p, q] = 0.0
-                a[q, p] = 0.0
-                for r in range(n):
-                    if r != p and r != q:
-                        arp = a[r, p]
-                        arq = a[r, q]
-                        x = c * arp - s * arq
-                        y = s * arp + c * arq
-                        a[r, p] = x
-                        a[p, r] = x
-                        a[r, q] = y
-                        a[q, r] = y
-                for r in range(n):
-                    vrp = v[r, p]
-                    vrq = v[r, q]
-                    v[r, p] = c * vrp - s * vrq
-                    v[r, q] = s * vrp + c * vrq
-    for i in range(n):
-        w[i] = a[i, i]
-    # insertion sort of the eigenpairs
-    for i in range(1, n):
-        x = w[i]
-        j = i - 1
-        while j >= 0 and w[j] > x:
-            j -= 1
-        j += 1
-        if j == i:
-            continue
-        for r in range(n):
-            a[r, 0] = v[r, i]
-        for k in range(i, j, -1):
-            w[k] = w[k - 1]
-            for r in range(n):
-                v[r, k] = v[r, k - 1]
-        w[j] = x
-        for r in range(n):
-            v[r, j] = a[r, 0]
+from fcinv.forward._kernels import _cdf, _jacobi_sym
 
 
 @njit(cache=True, inline="always")
@@ -110,7 +30,7 @@ def _block_eigh(Mc, Mp, theta, b, q, blk, bstart, k, a, w, v):
         w[0] = a[0, 0]
         v[0, 0] = 1.0
     else:
-        _jacobi_eigh(a, w, v, sz)
+        _jacobi_sym(a, w, v, sz, True)
     return sz
 
 
@@ -376,8 +296,9 @@ _LANE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 def _jacobi_lanes(a, w, v, n, cs, sn, done):
     """``LANES`` independent cyclic Jacobi solves at once: ``a`` (n, n, LANES) symmetric, overwritten.
 
-    The same rotation sequence as :func:`_jacobi_eigh` (same convergence test and negligible-element
-    rule), each lane with its own angles, so the innermost loops run over the lanes and vectorise.
+    The same rotation sequence as :func:`fcinv.forward._kernels._jacobi_sym` with vectors (same
+    convergence test and negligible-element rule), each lane with its own angles, so the innermost
+    loops run over the lanes and vectorise (the lanes' layout keeps it a kernel of its own).
     Eigenvalues into ``w`` (n, LANES), vectors as columns of ``v`` (n, n, LANES); not sorted.
     A lane that has converged keeps rotating with angle 0 while the others finish.
     """
