@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from fcinv.forward._jit import cached_njit
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _jacobi_sym(a, w, v, n, want_vectors):
     """Eigenpairs of the real symmetric ``a`` (n × n, overwritten): ``w`` ascending.
 
@@ -103,7 +105,7 @@ def _jacobi_sym(a, w, v, n, want_vectors):
                 v[r, j] = a[r, 0]
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, bdup, a, wtmp, w, k):
     """Eigenvalues of the block-diagonal D(q; θ_b) into ``w`` (ascending).
 
@@ -139,7 +141,7 @@ def _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, bdup, a, wtmp, w, k):
         w[j + 1] = x
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def eigenvalues_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     """ω² for every sample and q: shape (B, n_q, m), ascending, eV/(Å² amu)."""
     B, k = theta.shape
@@ -160,7 +162,7 @@ def eigenvalues_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     return out
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def min_eigenvalue_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     """Smallest ω² over all q, per sample: shape (B,), eV/(Å² amu)."""
     B, k = theta.shape
@@ -181,7 +183,7 @@ def min_eigenvalue_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     return out
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _jacobi_herm(a, w, v, n, want_vectors):
     """Eigenvalues of the Hermitian ``a`` (complex, n × n, overwritten) into ``w``, ascending.
 
@@ -269,7 +271,7 @@ def _jacobi_herm(a, w, v, n, want_vectors):
             w[j] = x
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _eig_complex_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wtmp, vtmp, w, v, k, want_vectors):
     """Eigenpairs of the block-diagonal Hermitian D(q; θ_b): ``w`` (m,) ascending, ``v`` (m, m) columns.
 
@@ -327,7 +329,7 @@ def _eig_complex_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wtmp, vtmp, w, v,
             w[j] = x
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def eigenvalues_complex(Mc, Mp, nblk, bstart, theta, nthreads):
     """ω² of complex Hermitian D(q; θ) for every sample and q: (B, n_q, m), ascending.
 
@@ -354,7 +356,7 @@ def eigenvalues_complex(Mc, Mp, nblk, bstart, theta, nthreads):
     return out
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def eigh_complex(Mc, Mp, nblk, bstart, theta, nthreads):
     """Eigenpairs of block-diagonal Hermitian D(q; θ): values (B, n_q, m) ascending, vectors (B, n_q, m, m)."""
     B, k = theta.shape
@@ -380,7 +382,7 @@ def eigh_complex(Mc, Mp, nblk, bstart, theta, nthreads):
     return vals, vecs
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def min_eigenvalue_complex(Mc, Mp, nblk, bstart, theta, nthreads):
     """Smallest ω² over all q of block-diagonal Hermitian D(q; θ), per sample: shape (B,)."""
     B, k = theta.shape
@@ -403,7 +405,7 @@ def min_eigenvalue_complex(Mc, Mp, nblk, bstart, theta, nthreads):
     return out
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _cdf(z, table, zmax, scale):
     """Standard normal CDF at z (in σ) by linear interpolation in ``table``."""
     if z <= -zmax:
@@ -416,7 +418,7 @@ def _cdf(z, table, zmax, scale):
     return table[i] + f * (table[i + 1] - table[i])
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _broaden_into(row, wgt, e, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, scale):
     """Add ``wgt`` × a unit-area Gaussian at energy ``e``, integrated over each bin."""
     fw = fwhm0 + fwhm1 * max(e, 0.0)
@@ -439,7 +441,7 @@ def _broaden_into(row, wgt, e, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, s
         prev = nxt
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def spectra_real(
     Mc,
     Mp,
@@ -507,7 +509,7 @@ def spectra_real(
                 spectra[b, q, j] = row[j]
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def broaden(freqs, weights, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, scale, nthreads):
     """Broaden energies (B, n_q, m) (meV) with per-mode ``weights`` (same shape) into (B, n_q, n_E) float32."""
     B, nq, m = freqs.shape

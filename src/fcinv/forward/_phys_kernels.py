@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from fcinv.forward._jit import cached_njit
 from fcinv.forward._kernels import _cdf, _jacobi_sym
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _block_eigh(Mc, Mp, theta, b, q, blk, bstart, k, a, w, v):
     """Eigenpairs of block ``blk`` of D(q; θ_b) into ``w`` (sz,) and ``v`` (sz, sz); returns sz."""
     o = bstart[q, blk]
@@ -34,7 +35,7 @@ def _block_eigh(Mc, Mp, theta, b, q, blk, bstart, k, a, w, v):
     return sz
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def eigh_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     """Eigenvalues (B, n_q, m) and eigenvectors (B, n_q, m, m) in the block basis.
 
@@ -67,7 +68,7 @@ def eigh_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     return vals, vecs
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def dw_traces(Mc, Mp, nblk, bstart, bdup, theta, proj, qweight, kT, conv, f_min, nthreads):
     """Per sample and atom: Σ_q weight_q Σ_ν (yᵀ P_κ y) coth(ω/2k_BT)/ω, shape (B, n_atoms), 1/meV.
 
@@ -117,7 +118,7 @@ def dw_traces(Mc, Mp, nblk, bstart, bdup, theta, proj, qweight, kT, conv, f_min,
     return out
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@cached_njit(parallel=True, fastmath=True)
 def physical_spectra(
     Mc,
     Mp,
@@ -245,7 +246,7 @@ def physical_spectra(
                     spectra[b, p, j] *= efac[j] / de
 
 
-@njit(cache=True)
+@cached_njit()
 def accumulate_packed(
     ar, ai, tpt, q2, e_idx, t_idx, wts, fac, nk, n_e, nblk, bstart, poff, bpoff, npack, packed, allbuf
 ):
@@ -292,7 +293,7 @@ LANES = 8
 _LANE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
-@njit(cache=True, inline="always", fastmath=_LANE_MATH)
+@cached_njit(inline="always", fastmath=_LANE_MATH)
 def _jacobi_lanes(a, w, v, n, cs, sn, done):
     """``LANES`` independent cyclic Jacobi solves at once: ``a`` (n, n, LANES) symmetric, overwritten.
 
@@ -366,7 +367,7 @@ def _jacobi_lanes(a, w, v, n, cs, sn, done):
             w[i, ln] = a[i, i, ln]
 
 
-@njit(cache=True, inline="always", fastmath=_LANE_MATH)
+@cached_njit(inline="always", fastmath=_LANE_MATH)
 def _tile4(yy, packed, o0, nps, n, acc, row0):
     """acc[row0 + i, :] = Σ_r yy[r, :] · packed[o0 + i·nps + r] for i < 4: four rows × ``LANES`` (= 8) lanes.
 
@@ -459,7 +460,7 @@ def _tile4(yy, packed, o0, nps, n, acc, row0):
     acc[row0 + 3, 7] = s37
 
 
-@njit(parallel=True, cache=True, fastmath=_LANE_MATH)
+@cached_njit(parallel=True, fastmath=_LANE_MATH)
 def physical_spectra_lanes(
     Mc,
     Mp,
