@@ -241,13 +241,14 @@ def test_precomputed_route_equals_direct_sum_over_images(ge, small_cov, dw):
     assert np.array_equal(model.mask, small_cov.mask)
 
 
-@pytest.mark.parametrize("dw", ["theta", "none"])
-def test_lane_batches_equal_the_one_sample_route(ge, small_cov, dw):
-    """A batch of >= LANES θ (SIMD lanes, padded to a whole group) equals θ one at a time."""
+@pytest.mark.parametrize(("dw", "extra"), [("theta", 3), ("none", 6), ("theta", 7)])
+def test_lane_batches_equal_the_one_sample_route(ge, small_cov, dw, extra):
+    """A batch of LANES + extra θ (SIMD lanes; the remainder through the one-θ kernel when below
+    PAD_FROM, else padded to a whole group) equals θ one at a time."""
     from fcinv.forward import _phys_kernels as pk
 
     model = PhysicalModel(ge["space"], ge["grid"], ge["theta"], coverage=small_cov, temperature=300.0, dw=dw)
-    n = pk.LANES + 3  # one full group of lanes and a padded one
+    n = pk.LANES + extra
     th = model.theta0[None] * (1 + 0.1 * np.random.default_rng(5).uniform(-1, 1, size=(n, model.k)))
     batch = model.spectra(th)
     one = np.concatenate([model.spectra(th[i]) for i in range(n)])

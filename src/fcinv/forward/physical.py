@@ -125,6 +125,9 @@ HBAR2_AMU_MEV_A2 = 4.180159286375
 SF_TO_MBARN = 10.0 * HBAR2_AMU_MEV_A2
 #: Order of the Taylor expansion of the Debye–Waller change.
 DW_ORDER = 6
+#: A batch remainder (beyond whole groups of ``LANES`` θ) of at least this many is padded to a
+#: group for the lane kernel; a smaller one goes through the one-θ kernel (cheaper for 1–5 θ).
+PAD_FROM = 6
 
 DWMode = Literal["theta", "reference", "none"]
 
@@ -1117,9 +1120,14 @@ class PhysicalModel(FreeParameters):
                 ck[xm**kk / math.factorial(kk) < 1e-7, kk] = 0.0
         else:
             ck = np.ones((B, 1))
-        # batches of LANES or more: θ side by side in SIMD lanes (padded with copies of the last θ)
-        lanes = B >= pk.LANES
-        Bp = -(-B // pk.LANES) * pk.LANES if lanes else B
+        # whole groups of LANES θ side by side in SIMD lanes; a remainder of at least PAD_FROM is
+        # padded to a group (copies of its last θ), a smaller one goes through the one-θ kernel
+        L = pk.LANES
+        n_lane = B // L * L
+        rest = B - n_lane
+        if rest >= PAD_FROM:
+            n_lane, rest = n_lane + L, 0
+        Bp = max(B, n_lane)
         if Bp > B:
             t = np.concatenate([t, np.repeat(t[-1:], Bp - B, axis=0)])
             ck = np.concatenate([ck, np.repeat(ck[-1:], Bp - B, axis=0)])
@@ -1127,34 +1135,43 @@ class PhysicalModel(FreeParameters):
         d = self._pts_dyn
         fw_tab, fw_e0, fw_de = self._fw
         poff, bpoff, npack = self._pack
-        (pk.physical_spectra_lanes if lanes else pk.physical_spectra)(
-            d.Mc,
-            d.Mp,
-            d.nblk,
-            d.bstart,
-            d.bdup,
-            np.ascontiguousarray(t),
-            EV_A2_AMU_TO_MEV,
-            float(e[0]),
-            float(e[1] - e[0]),
-            g.n_e,
-            fw_tab,
-            fw_e0,
-            fw_de,
-            self._nsig,
-            *_CDF,
-            self._pstart,
-            poff,
-            bpoff,
-            npack,
-            self._packed,
-            np.ascontiguousarray(ck),
-            self._kT,
-            self.e_min_mode,
-            self._efac,
-            out,
-            _threads(),
-        )
+        parts = [
+            (pk.physical_spectra_lanes, slice(0, n_lane)),
+            (pk.physical_spectra, slice(n_lane, n_lane + rest)),
+        ]
+        for kernel, sl in parts:
+            if sl.stop <= sl.start:
+                continue
+            part = np.zeros((sl.stop - sl.start, g.n_q, g.n_e), dtype=np.float32)
+            kernel(
+                d.Mc,
+                d.Mp,
+                d.nblk,
+                d.bstart,
+                d.bdup,
+                np.ascontiguousarray(t[sl]),
+                EV_A2_AMU_TO_MEV,
+                float(e[0]),
+                float(e[1] - e[0]),
+                g.n_e,
+                fw_tab,
+                fw_e0,
+                fw_de,
+                self._nsig,
+                *_CDF,
+                self._pstart,
+                poff,
+                bpoff,
+                npack,
+                self._packed,
+                np.ascontiguousarray(ck[sl]),
+                self._kT,
+                self.e_min_mode,
+                self._efac,
+                part,
+                _threads(),
+            )
+            out[sl] = part
         out = out[:B]
         t = t[:B]
         if return_frequencies:
