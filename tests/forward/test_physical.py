@@ -241,6 +241,22 @@ def test_precomputed_route_equals_direct_sum_over_images(ge, small_cov, dw):
     assert np.array_equal(model.mask, small_cov.mask)
 
 
+@pytest.mark.parametrize(("dw", "extra"), [("theta", 3), ("none", 6), ("theta", 7)])
+def test_lane_batches_equal_the_one_sample_route(ge, small_cov, dw, extra):
+    """A batch of LANES + extra θ (SIMD lanes; the remainder through the one-θ kernel when below
+    PAD_FROM, else padded to a whole group) equals θ one at a time."""
+    from fcinv.forward import _phys_kernels as pk
+
+    model = PhysicalModel(ge["space"], ge["grid"], ge["theta"], coverage=small_cov, temperature=300.0, dw=dw)
+    n = pk.LANES + extra
+    th = model.theta0[None] * (1 + 0.1 * np.random.default_rng(5).uniform(-1, 1, size=(n, model.k)))
+    batch = model.spectra(th)
+    one = np.concatenate([model.spectra(th[i]) for i in range(n)])
+    assert batch.shape == one.shape == (n, *ge["grid"].shape)
+    assert np.abs(batch - one).max() <= 1e-5 * one.max()
+    assert not np.array_equal(batch[0], batch[1])
+
+
 def test_path_sampling_puts_terms_at_the_path_points(ge, small_cov):
     inst = Instrument()
     fast = PhysicalModel(

@@ -9,16 +9,31 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from fcinv.forward._jit import cached_njit
 
 
-@njit(cache=True, inline="always")
-def _jacobi_eigvals(a, w, n):
-    """Eigenvalues of the symmetric matrix ``a`` (overwritten) into ``w``, ascending.
+@cached_njit(inline="always")
+def _jacobi_sym(a, w, v, n, want_vectors):
+    """Eigenpairs of the real symmetric ``a`` (n × n, overwritten): ``w`` ascending.
 
-    Cyclic Jacobi rotations; converges to full double precision, also for
-    degenerate eigenvalues.
+    Cyclic Jacobi rotations, the one real kernel of both forward models.
+
+    - ``want_vectors=False``: eigenvalues only, iterated to full double precision (off-diagonal
+      norm² below 1e-32 of the diagonal's); ``v`` is not touched (pass any 2-D float array).
+    - ``want_vectors=True``: the rotations are accumulated in ``v`` (vectors as columns, sorted with
+      ``w``) until the off-diagonal norm² is below 1e-18 of the diagonal's: the eigenvalues are then
+      exact to second order (~1e-18 relative) and the vectors to ~1e-9, also for degenerate
+      eigenvalues; elements below 1e-12 of the diagonal pair are zeroed without a rotation (it
+      would move the eigenvalues by ~1e-24 and the vectors by ~1e-12).
     """
+    tol = 1e-18 if want_vectors else 1e-32
+    if want_vectors:
+        for i in range(n):
+            for j in range(n):
+                v[i, j] = 0.0
+            v[i, i] = 1.0
     for _sweep in range(60):
         off = 0.0
         scale = 0.0
@@ -26,7 +41,7 @@ def _jacobi_eigvals(a, w, n):
             scale += a[p, p] * a[p, p]
             for q in range(p + 1, n):
                 off += a[p, q] * a[p, q]
-        if off <= 1e-32 * scale or off == 0.0:
+        if off <= tol * scale or off == 0.0:
             break
         for p in range(n - 1):
             for q in range(p + 1, n):
@@ -35,6 +50,10 @@ def _jacobi_eigvals(a, w, n):
                     continue
                 app = a[p, p]
                 aqq = a[q, q]
+                if want_vectors and abs(apq) < 1e-12 * (abs(app) + abs(aqq)):
+                    a[p, q] = 0.0
+                    a[q, p] = 0.0
+                    continue
                 theta = (aqq - app) / (2.0 * apq)
                 t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
                 if theta < 0.0:
@@ -55,18 +74,38 @@ def _jacobi_eigvals(a, w, n):
                         a[p, r] = x
                         a[r, q] = y
                         a[q, r] = y
+                if want_vectors:
+                    for r in range(n):
+                        vrp = v[r, p]
+                        vrq = v[r, q]
+                        v[r, p] = c * vrp - s * vrq
+                        v[r, q] = s * vrp + c * vrq
     for i in range(n):
         w[i] = a[i, i]
+    # insertion sort (of the eigenpairs)
     for i in range(1, n):
         x = w[i]
         j = i - 1
         while j >= 0 and w[j] > x:
-            w[j + 1] = w[j]
             j -= 1
-        w[j + 1] = x
+        j += 1
+        if j == i:
+            continue
+        if want_vectors:
+            for r in range(n):
+                a[r, 0] = v[r, i]
+        for k in range(i, j, -1):
+            w[k] = w[k - 1]
+            if want_vectors:
+                for r in range(n):
+                    v[r, k] = v[r, k - 1]
+        w[j] = x
+        if want_vectors:
+            for r in range(n):
+                v[r, j] = a[r, 0]
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, bdup, a, wtmp, w, k):
     """Eigenvalues of the block-diagonal D(q; θ_b) into ``w`` (ascending).
 
@@ -89,7 +128,7 @@ def _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, bdup, a, wtmp, w, k):
         if sz == 1:
             wtmp[0] = a[0, 0]
         else:
-            _jacobi_eigvals(a, wtmp, sz)
+            _jacobi_sym(a, wtmp, a, sz, False)
         for i in range(sz):
             w[o + i] = wtmp[i]
     m = w.shape[0]
@@ -102,7 +141,7 @@ def _eig_blocked(Mc, Mp, theta, b, q, nblk, bstart, bdup, a, wtmp, w, k):
         w[j + 1] = x
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def eigenvalues_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     """ω² for every sample and q: shape (B, n_q, m), ascending, eV/(Å² amu)."""
     B, k = theta.shape
@@ -123,7 +162,7 @@ def eigenvalues_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     return out
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def min_eigenvalue_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     """Smallest ω² over all q, per sample: shape (B,), eV/(Å² amu)."""
     B, k = theta.shape
@@ -144,7 +183,229 @@ def min_eigenvalue_real(Mc, Mp, nblk, bstart, bdup, theta, nthreads):
     return out
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
+def _jacobi_herm(a, w, v, n, want_vectors):
+    """Eigenvalues of the Hermitian ``a`` (complex, n × n, overwritten) into ``w``, ascending.
+
+    Complex cyclic Jacobi: each rotation first turns a_pq real with the phase e^{−iφ} on column q,
+    a_pq = r e^{iφ}, then applies the real rotation of the 2 × 2 problem [[a_pp, r], [r, a_qq]],
+    i.e. G = diag(1, e^{−iφ}) R with A ← G^H A G. Converges to full double precision (the
+    eigenvalues-only criterion of :func:`_jacobi_sym`). With ``want_vectors`` the unitary is
+    accumulated in ``v`` (eigenvectors as columns, sorted with ``w``).
+    """
+    if want_vectors:
+        for i in range(n):
+            for j in range(n):
+                v[i, j] = 0.0
+            v[i, i] = 1.0
+    for _sweep in range(60):
+        off = 0.0
+        scale = 0.0
+        for p in range(n):
+            d = a[p, p].real
+            scale += d * d
+            for q in range(p + 1, n):
+                x = a[p, q]
+                off += x.real * x.real + x.imag * x.imag
+        if off <= 1e-32 * scale or off == 0.0:
+            break
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                apq = a[p, q]
+                r = math.sqrt(apq.real * apq.real + apq.imag * apq.imag)
+                if r == 0.0:
+                    continue
+                ph = apq.conjugate() / r  # e^{−iφ}
+                app = a[p, p].real
+                aqq = a[q, q].real
+                theta = (aqq - app) / (2.0 * r)
+                t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
+                if theta < 0.0:
+                    t = -t
+                c = 1.0 / math.sqrt(t * t + 1.0)
+                s = t * c
+                a[p, p] = app - t * r
+                a[q, q] = aqq + t * r
+                a[p, q] = 0.0
+                a[q, p] = 0.0
+                for k in range(n):
+                    if k != p and k != q:
+                        akp = a[k, p]
+                        akq = ph * a[k, q]
+                        x = c * akp - s * akq
+                        y = s * akp + c * akq
+                        a[k, p] = x
+                        a[p, k] = x.conjugate()
+                        a[k, q] = y
+                        a[q, k] = y.conjugate()
+                if want_vectors:
+                    for k in range(n):
+                        vkp = v[k, p]
+                        vkq = ph * v[k, q]
+                        v[k, p] = c * vkp - s * vkq
+                        v[k, q] = s * vkp + c * vkq
+    for i in range(n):
+        w[i] = a[i, i].real
+    # insertion sort (with the vectors)
+    for i in range(1, n):
+        x = w[i]
+        j = i - 1
+        while j >= 0 and w[j] > x:
+            j -= 1
+        j += 1
+        if j == i:
+            continue
+        if want_vectors:
+            for k in range(n):
+                a[k, 0] = v[k, i]
+            for jj in range(i, j, -1):
+                w[jj] = w[jj - 1]
+                for k in range(n):
+                    v[k, jj] = v[k, jj - 1]
+            w[j] = x
+            for k in range(n):
+                v[k, j] = a[k, 0]
+        else:
+            for jj in range(i, j, -1):
+                w[jj] = w[jj - 1]
+            w[j] = x
+
+
+@cached_njit(inline="always")
+def _eig_complex_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wtmp, vtmp, w, v, k, want_vectors):
+    """Eigenpairs of the block-diagonal Hermitian D(q; θ_b): ``w`` (m,) ascending, ``v`` (m, m) columns.
+
+    Each block is solved by :func:`_jacobi_herm` on its own; ``v`` is written only with
+    ``want_vectors`` (block columns, zero elsewhere, in the order of ``w``).
+    """
+    m = w.shape[0]
+    if want_vectors:
+        for r in range(m):
+            for c in range(m):
+                v[r, c] = 0.0
+    for blk in range(nblk[q]):
+        o = bstart[q, blk]
+        sz = bstart[q, blk + 1] - o
+        for r in range(sz):
+            for c in range(r, sz):
+                x = Mc[q, o + r, o + c]
+                for p in range(k):
+                    x += theta[b, p] * Mp[p, q, o + r, o + c]
+                a[r, c] = x
+                a[c, r] = x.conjugate()
+            a[r, r] = a[r, r].real
+        if sz == 1:
+            wtmp[0] = a[0, 0].real
+            vtmp[0, 0] = 1.0
+        else:
+            _jacobi_herm(a, wtmp, vtmp, sz, want_vectors)
+        for i in range(sz):
+            w[o + i] = wtmp[i]
+            if want_vectors:
+                for r in range(sz):
+                    v[o + r, o + i] = vtmp[r, i]
+    # insertion sort across blocks (columns of v follow)
+    for i in range(1, m):
+        x = w[i]
+        j = i - 1
+        while j >= 0 and w[j] > x:
+            j -= 1
+        j += 1
+        if j == i:
+            continue
+        if want_vectors:
+            for r in range(m):
+                a[r, 0] = v[r, i]
+            for jj in range(i, j, -1):
+                w[jj] = w[jj - 1]
+                for r in range(m):
+                    v[r, jj] = v[r, jj - 1]
+            w[j] = x
+            for r in range(m):
+                v[r, j] = a[r, 0]
+        else:
+            for jj in range(i, j, -1):
+                w[jj] = w[jj - 1]
+            w[j] = x
+
+
+@cached_njit(parallel=True)
+def eigenvalues_complex(Mc, Mp, nblk, bstart, theta, nthreads):
+    """ω² of complex Hermitian D(q; θ) for every sample and q: (B, n_q, m), ascending.
+
+    ``Mc`` (n_q, m, m) and ``Mp`` (k, n_q, m, m) complex128, block-diagonal with ``nblk`` blocks
+    starting at ``bstart`` (no inversion centre, so no real basis).
+    """
+    B, k = theta.shape
+    nq, m, _ = Mc.shape
+    out = np.empty((B, nq, m))
+    total = B * nq
+    chunk = (total + nthreads - 1) // nthreads
+    for t in prange(nthreads):
+        a = np.empty((m, m), dtype=np.complex128)
+        vt = np.empty((m, m), dtype=np.complex128)
+        v = np.empty((1, 1), dtype=np.complex128)
+        wt = np.empty(m)
+        w = np.empty(m)
+        for idx in range(t * chunk, min(total, (t + 1) * chunk)):
+            b = idx // nq
+            q = idx - b * nq
+            _eig_complex_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wt, vt, w, v, k, False)
+            for i in range(m):
+                out[b, q, i] = w[i]
+    return out
+
+
+@cached_njit(parallel=True)
+def eigh_complex(Mc, Mp, nblk, bstart, theta, nthreads):
+    """Eigenpairs of block-diagonal Hermitian D(q; θ): values (B, n_q, m) ascending, vectors (B, n_q, m, m)."""
+    B, k = theta.shape
+    nq, m, _ = Mc.shape
+    vals = np.empty((B, nq, m))
+    vecs = np.empty((B, nq, m, m), dtype=np.complex128)
+    total = B * nq
+    chunk = (total + nthreads - 1) // nthreads
+    for t in prange(nthreads):
+        a = np.empty((m, m), dtype=np.complex128)
+        vt = np.empty((m, m), dtype=np.complex128)
+        v = np.empty((m, m), dtype=np.complex128)
+        wt = np.empty(m)
+        w = np.empty(m)
+        for idx in range(t * chunk, min(total, (t + 1) * chunk)):
+            b = idx // nq
+            q = idx - b * nq
+            _eig_complex_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wt, vt, w, v, k, True)
+            for i in range(m):
+                vals[b, q, i] = w[i]
+                for r in range(m):
+                    vecs[b, q, r, i] = v[r, i]
+    return vals, vecs
+
+
+@cached_njit(parallel=True)
+def min_eigenvalue_complex(Mc, Mp, nblk, bstart, theta, nthreads):
+    """Smallest ω² over all q of block-diagonal Hermitian D(q; θ), per sample: shape (B,)."""
+    B, k = theta.shape
+    nq, m, _ = Mc.shape
+    out = np.empty(B)
+    chunk = (B + nthreads - 1) // nthreads
+    for t in prange(nthreads):
+        a = np.empty((m, m), dtype=np.complex128)
+        vt = np.empty((m, m), dtype=np.complex128)
+        v = np.empty((1, 1), dtype=np.complex128)
+        wt = np.empty(m)
+        w = np.empty(m)
+        for b in range(t * chunk, min(B, (t + 1) * chunk)):
+            lo = np.inf
+            for q in range(nq):
+                _eig_complex_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wt, vt, w, v, k, False)
+                if w[0] < lo:
+                    lo = w[0]
+            out[b] = lo
+    return out
+
+
+@cached_njit(inline="always")
 def _cdf(z, table, zmax, scale):
     """Standard normal CDF at z (in σ) by linear interpolation in ``table``."""
     if z <= -zmax:
@@ -157,7 +418,7 @@ def _cdf(z, table, zmax, scale):
     return table[i] + f * (table[i + 1] - table[i])
 
 
-@njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _broaden_into(row, wgt, e, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, scale):
     """Add ``wgt`` × a unit-area Gaussian at energy ``e``, integrated over each bin."""
     fw = fwhm0 + fwhm1 * max(e, 0.0)
@@ -180,7 +441,7 @@ def _broaden_into(row, wgt, e, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, s
         prev = nxt
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def spectra_real(
     Mc,
     Mp,
@@ -248,7 +509,7 @@ def spectra_real(
                 spectra[b, q, j] = row[j]
 
 
-@njit(parallel=True, cache=True)
+@cached_njit(parallel=True)
 def broaden(freqs, weights, e_lo, de, n_e, fwhm0, fwhm1, nsig, table, zmax, scale, nthreads):
     """Broaden energies (B, n_q, m) (meV) with per-mode ``weights`` (same shape) into (B, n_q, n_E) float32."""
     B, nq, m = freqs.shape

@@ -133,6 +133,7 @@ class LinearDynamics:
                 log.warning("inversion basis left an imaginary part; using complex eigenvalues")
                 self.real = False
                 self.Mc, self.Mp = Dc, Bp
+                self._hermitian_basis(theta_ref[free_idx])
             else:
                 Mc = 0.5 * (Mc.real + Mc.real.transpose(0, 2, 1))
                 Mp = 0.5 * (Mp.real + Mp.real.transpose(0, 1, 3, 2))
@@ -141,6 +142,67 @@ class LinearDynamics:
                 )
         else:
             self.Mc, self.Mp = Dc, Bp
+            self._hermitian_basis(theta_ref[free_idx])
+
+    def _hermitian_basis(self, theta0: np.ndarray, seed: int = 12345) -> None:
+        """Complex case: per q, the finest common block-diagonal form of span{Mc(q), Mp(q)}.
+
+        As :func:`_block_diagonalise` for real matrices: the eigenvectors of a generic Hermitian member
+        of the span, grouped by which of them any basis matrix couples, give the blocks (the little
+        group of q); within each block the basis diagonalises the reference D(q; θ0), so the compiled
+        Hermitian Jacobi starts near-diagonal. A unitary change of basis keeps every eigenvalue.
+        ``Mc``/``Mp`` stay in the Cartesian basis; the kernels use ``_Hc``, ``_Hp`` (with ``_nblk``,
+        ``_bstart``) and ``_W`` maps their eigenvectors back (x = W y).
+        """
+        rng = np.random.default_rng(seed)
+        Mc = np.asarray(self.Mc, dtype=complex)
+        Mp = np.asarray(self.Mp, dtype=complex)
+        nq, m, _ = Mc.shape
+        Hc = np.empty_like(Mc)
+        Hp = np.empty_like(Mp)
+        W = np.empty((nq, m, m), dtype=complex)
+        nblk = np.zeros(nq, dtype=np.int64)
+        bstart = np.zeros((nq, m + 1), dtype=np.int64)
+        for q in range(nq):
+            mats = np.concatenate([Mc[q][None], Mp[:, q]])
+            scale = np.abs(mats).max() or 1.0
+            X = np.einsum("k,kij->ij", rng.normal(size=len(mats)), mats)
+            _, V = np.linalg.eigh(0.5 * (X + X.conj().T))
+            rot = np.einsum("ji,kjl,lm->kim", V.conj(), mats, V)
+            adj = np.any(np.abs(rot) > 1e-11 * scale, axis=0)
+            label = -np.ones(m, dtype=int)
+            nlab = 0
+            for i in range(m):
+                if label[i] >= 0:
+                    continue
+                stack, label[i] = [i], nlab
+                while stack:
+                    u = stack.pop()
+                    for v in np.nonzero(adj[u])[0]:
+                        if label[v] < 0:
+                            label[v] = nlab
+                            stack.append(v)
+                nlab += 1
+            order = np.argsort(label, kind="stable")
+            V = V[:, order]
+            starts = np.concatenate([[0], np.cumsum(np.bincount(label))])
+            ref = mats[0] + np.einsum("k,kij->ij", theta0, mats[1:])
+            R = V.conj().T @ ref @ V
+            for a, b in zip(starts[:-1], starts[1:]):
+                _, E = np.linalg.eigh(0.5 * (R[a:b, a:b] + R[a:b, a:b].conj().T))
+                V[:, a:b] = V[:, a:b] @ E
+            rot = np.einsum("ji,kjl,lm->kim", V.conj(), mats, V)
+            mask = np.zeros((m, m), dtype=bool)
+            for a, b in zip(starts[:-1], starts[1:]):
+                mask[a:b, a:b] = True
+            rot[:, ~mask] = 0.0
+            W[q], Hc[q], Hp[:, q] = V, rot[0], rot[1:]
+            nblk[q] = len(starts) - 1
+            bstart[q, : len(starts)] = starts
+        self._W = W
+        self._Hc = np.ascontiguousarray(Hc)
+        self._Hp = np.ascontiguousarray(Hp)
+        self._nblk, self._bstart = nblk, bstart
 
     @property
     def n_q(self) -> int:
@@ -152,8 +214,28 @@ class LinearDynamics:
             return _kernels.eigenvalues_real(
                 self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, np.ascontiguousarray(theta), _threads()
             )
-        D = self.Mc[None] + np.einsum("bp,pqij->bqij", theta, self.Mp)
-        return np.linalg.eigvalsh(D)
+        return _kernels.eigenvalues_complex(
+            self._Hc, self._Hp, self._nblk, self._bstart, np.ascontiguousarray(theta), _threads()
+        )
+
+    def eigh(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenpairs of D(q; θ): ω² (B, n_q, m) ascending and eigenvectors (B, n_q, m, m) as columns.
+
+        Vectors are in the Cartesian basis of D (complex), whether or not the real basis is used.
+        """
+        t = np.ascontiguousarray(theta)
+        if self.real:
+            from fcinv.forward import _phys_kernels
+
+            vals, vecs = _phys_kernels.eigh_real(
+                self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, t, _threads()
+            )
+            order = np.argsort(vals, axis=2, kind="stable")
+            vals = np.take_along_axis(vals, order, axis=2)
+            vecs = np.take_along_axis(vecs, order[:, :, None, :], axis=3)
+            return vals, np.einsum("ij,qjk,bqkn->bqin", self.U.conj().T, self.basis, vecs)
+        vals, vecs = _kernels.eigh_complex(self._Hc, self._Hp, self._nblk, self._bstart, t, _threads())
+        return vals, np.einsum("qij,bqjn->bqin", self._W, vecs)
 
     def min_omega2(self, theta: np.ndarray) -> np.ndarray:
         """Smallest ω² over the q-points, per sample: shape (B,)."""
@@ -161,7 +243,9 @@ class LinearDynamics:
             return _kernels.min_eigenvalue_real(
                 self.Mc, self.Mp, self.nblk, self.bstart, self.bdup, np.ascontiguousarray(theta), _threads()
             )
-        return self.omega2(theta).min(axis=(1, 2))
+        return _kernels.min_eigenvalue_complex(
+            self._Hc, self._Hp, self._nblk, self._bstart, np.ascontiguousarray(theta), _threads()
+        )
 
 
 def _split_pairs(mats: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
