@@ -252,7 +252,7 @@ def test_phonon_dos_of_ge_through_the_export_route():
 
 @pytest.mark.slow
 def test_phonon_dos_of_a_continued_refinement_is_its_own_space():
-    """θ over every parameter of 11 shells (n_shells=11): zero beyond the cutoff, phonopy's DOS of that set."""
+    """θ over every parameter of 11 shells (n_shells=11): zero beyond the cutoff, phonopy's DOS of it."""
     from fcinv.material import load_material
     from fcinv.plotting import _dos_setup, phonon_dos
     from fcinv.reference import load_reference

@@ -332,18 +332,19 @@ def plot_dispersion(
 @functools.lru_cache(maxsize=4)
 def _dos_setup(material_name: str):
     """(Phonopy with symmetry, compact reference FC array or None, p2s map, supercell) of a material."""
-    from fcinv.fitting.export import _phonopy, _smat, pairs_to_phonopy
+    from fcinv.fcspace.pairs import supercell_matrix
+    from fcinv.fitting.export import pairs_to_phonopy, phonopy_without_symmetry
     from fcinv.material import load_material
 
     mat = load_material(material_name)
     if mat.reference_available:
         ref = mat.reference
-        smat = _smat(mat.reference_supercell)
+        smat = supercell_matrix(mat.reference_supercell)
         fc_ref = pairs_to_phonopy(ref.pairs, smat, compact=True)
     else:
-        smat = _smat(mat.supercell)
+        smat = supercell_matrix(mat.supercell)
         fc_ref = None
-    ph = _phonopy(mat.space.crystal if fc_ref is None else mat.reference.space.crystal, smat)
+    ph = phonopy_without_symmetry(mat.space.crystal if fc_ref is None else mat.reference.space.crystal, smat)
     return ph, fc_ref, np.asarray(ph.primitive.p2s_map), smat
 
 

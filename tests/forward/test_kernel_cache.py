@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fcinv.forward import _jit
-from fcinv.forward._jit import cached_njit
+from fcinv import jit as _jit
+from fcinv.jit import cached_njit
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -15,7 +15,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from fcinv.cli._guards import OutputError, _quiet_parse, check_writable, remove_stale_temporaries
+from fcinv.cli._outputs import OutputError, _quiet_parse, check_writable, remove_stale_temporaries
 from fcinv.errors import describe_exception
 
 

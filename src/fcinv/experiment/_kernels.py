@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from fcinv.jit import cached_njit
 
 _E_K2 = 2.0721247
 
 
-@numba.njit(cache=True)
+@cached_njit()
 def _coverage_pass(
     qs, rm, cos_psi, sin_psi, ki, ei, e0, de, ne, lim, dq, fill, out_q, out_e, out_o, out_w
 ):  # pragma: no cover - compiled

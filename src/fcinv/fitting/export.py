@@ -97,7 +97,7 @@ def _smat(supercell) -> np.ndarray:
     return supercell_matrix(supercell)
 
 
-def _phonopy(crystal, smat: np.ndarray):
+def phonopy_without_symmetry(crystal, smat: np.ndarray):
     """A Phonopy of the crystal's (primitive) cell on ``smat``, without a symmetry search.
 
     The export needs only the supercell, the primitive map and dynamical matrices, none of
@@ -142,7 +142,7 @@ def pairs_to_phonopy(pairs, supercell_matrix, *, compact: bool = False, phonopy=
     from scipy.spatial import cKDTree
 
     crystal = pairs.crystal
-    ph = phonopy if phonopy is not None else _phonopy(crystal, _smat(supercell_matrix))
+    ph = phonopy if phonopy is not None else phonopy_without_symmetry(crystal, _smat(supercell_matrix))
     sc, prim = ph.supercell, ph.primitive
     p2s = np.asarray(prim.p2s_map)
     lat = sc.cell
@@ -213,7 +213,7 @@ def force_constants_array(
         raise ForceConstantError(
             "exporting about a reference FC set needs its projection theta_ref. Pass theta_ref=space.project(reference).theta."
         )
-    ph = phonopy if phonopy is not None else _phonopy(space.crystal, smat)
+    ph = phonopy if phonopy is not None else phonopy_without_symmetry(space.crystal, smat)
     p2s = np.asarray(ph.primitive.p2s_map)
     if reference is None:
         fc = space.to_phonopy(theta_full, smat)[p2s]
@@ -251,7 +251,7 @@ def check_export(
     crystal = space.crystal
     if q_rlu is None:
         q_rlu = np.vstack([build_path(crystal)[0], mesh_qpoints(space, 4)])
-    ph = phonopy if phonopy is not None else _phonopy(crystal, smat)
+    ph = phonopy if phonopy is not None else phonopy_without_symmetry(crystal, smat)
     ph.force_constants = fc
     ph.run_qpoints(crystal.rlu_to_prim_frac(q_rlu))
     theirs = ph.qpoints.frequencies * THZ_TO_MEV
@@ -506,7 +506,7 @@ def export_phonopy(
                 f"no default supercell for '{crystal.name}'. Pass supercell=(n, n, n) (bonds must be shorter than half its shortest translation)."
             )
     smat = _smat(supercell)
-    ph = _phonopy(crystal, smat)
+    ph = phonopy_without_symmetry(crystal, smat)
     p2s = np.asarray(ph.primitive.p2s_map)
     fc_compact = force_constants_array(
         space, theta_full, smat, reference=reference, theta_ref=theta_ref, compact=True, phonopy=ph
