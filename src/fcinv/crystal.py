@@ -344,7 +344,8 @@ def material_info(material: str) -> dict:
     if key not in names:
         raise MaterialError(
             f"unknown material '{material}'. Embedded materials: {', '.join(names.values())}; for any "
-            "other crystal pass a structure file (--structure FILE)."
+            "other crystal pass a structure file (--crystal FILE) or a material folder made by "
+            "`fcinv prepare STRUCTURE --out DIR` (--material DIR)."
         )
     return json.loads((_data_root() / names[key] / "material.json").read_text())
 
@@ -419,6 +420,7 @@ def build_path(
         Bin centres (n_q, 3) in conventional r.l.u.; tick labels (``"U|K"`` at a jump);
         tick positions in bin units; number of bins per segment.
     """
+    default_path = spec is None
     if spec is None:
         if crystal.lattice_type in DEFAULT_PATHS:
             spec, default_points = DEFAULT_PATHS[crystal.lattice_type]
@@ -465,9 +467,7 @@ def build_path(
             qa, qb = np.asarray(points[a], float), np.asarray(points[b], float)
             nb = int(round(np.max(np.abs(qb - qa)) / step))
             if nb < 1:
-                raise StructureError(
-                    f"segment {a}-{b} has zero length. Remove the repeated label from the path."
-                )
+                raise _zero_segment_error(crystal, a, b, default_path=default_path)
             t = (np.arange(nb) + 0.5) / nb
             qs.append(qa + t[:, None] * (qb - qa))
             n += nb
@@ -475,6 +475,28 @@ def build_path(
             labels.append(b)
             ticks.append(float(n))
     return np.concatenate(qs), labels, ticks, seg_bins
+
+
+def _zero_segment_error(crystal: Crystal, a: str, b: str, *, default_path: bool) -> StructureError:
+    """The error for a path segment shorter than one bin, naming the structure's setting."""
+    a_, b_, c_, al, be, ga = crystal.lattice_parameters
+    setting = (
+        f"{crystal.name} was read as {crystal.spacegroup[0]} #{crystal.spacegroup[1]} "
+        f"({crystal.lattice_type}, conventional a={a_:.4f} b={b_:.4f} c={c_:.4f} Å, "
+        f"α={al:.2f} β={be:.2f} γ={ga:.2f}°)"
+    )
+    if default_path:
+        return StructureError(
+            f"{setting}: its default path has the points {a} and {b} at the same place, so the "
+            "lattice sits next to a higher-symmetry one. If the crystal has that higher symmetry "
+            "(e.g. it is cubic), the structure file breaks it: check its setting and coordinates "
+            "(a CIF in a rhombohedral or primitive setting, or rounded positions); otherwise give the "
+            "path labels yourself (--path)."
+        )
+    return StructureError(
+        f"segment {a}-{b} of the path has zero length ({setting}). Remove the repeated label from "
+        "the path, or check that the structure is in the setting the labels assume."
+    )
 
 
 def energy_edges(e_min: float, e_max: float, step: float) -> np.ndarray:

@@ -93,6 +93,16 @@ def material_from_args(args):
             f"--material {args.material} and --crystal {args.crystal} both name the crystal. "
             "Pass one of them."
         )
+    structure = getattr(args, "structure", None)
+    if structure and not getattr(args, "force_constants", None):
+        # --structure belongs to --force-constants; alone it names the crystal (never a silent Ge)
+        if args.crystal or args.material:
+            raise UsageError(
+                f"--structure {structure} is the unit cell of --force-constants, which is not given; "
+                f"the crystal is already --{'crystal' if args.crystal else 'material'}. Drop --structure, "
+                "or add --force-constants FILE --supercell N N N."
+            )
+        return Material.from_structure(structure)
     if args.crystal:
         return Material.from_structure(args.crystal)
     return load_material(args.material or "Ge")
