@@ -332,13 +332,75 @@ def available_materials() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "material.json").is_file())
 
 
+#: Material folders met in this process (``fcinv prepare`` output, ``--material DIR``): name → folder.
+#: Registered by :func:`register_material_folder`, so that every reader that looks a material up by
+#: name (its info, its folder, its reference) finds a user folder as it finds an embedded one.
+_USER_FOLDERS: dict[str, tuple[str, Path]] = {}
+
+
+def read_folder_info(folder: str | Path) -> dict:
+    """A material folder's ``material.json`` (with ``name`` and ``structure``), checked.
+
+    Raises
+    ------
+    MaterialError
+        No material.json, invalid JSON, or no structure file named.
+    """
+    folder = Path(folder)
+    path = folder / "material.json"
+    if not path.is_file():
+        raise MaterialError(
+            f"'{folder}' has no material.json. A material folder holds material.json "
+            "(name, structure, energy_max_meV, ...) and the structure file it names; "
+            "`fcinv prepare STRUCTURE --out DIR` makes one."
+        )
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MaterialError(f"'{path}' is not valid JSON ({exc}). Fix the file.") from None
+    if not isinstance(info, dict) or "structure" not in info:
+        raise MaterialError(f'\'{path}\' names no structure file. Add "structure": "<file>" (CIF or POSCAR).')
+    return dict(info, name=str(info.get("name") or folder.name))
+
+
+def register_material_folder(folder: str | Path) -> str:
+    """Register a user material folder; returns the name it is known by in this process.
+
+    A folder whose ``name`` is an embedded material's (``Ge``) is known as ``Ge@<folder name>``, so
+    it never shadows the embedded one; a later folder with the same name replaces an earlier one.
+    """
+    folder = Path(folder).resolve()
+    name = read_folder_info(folder)["name"]
+    if name.lower() in {m.lower() for m in available_materials()}:
+        name = f"{name}@{folder.name}"
+    _USER_FOLDERS[name.lower()] = (name, folder)
+    return name
+
+
+def _user_folder(material: str | Path) -> tuple[str, Path] | None:
+    """(name, folder) of a registered user folder or of a folder path (registered now), else None."""
+    s = str(material)
+    if s.lower() in _USER_FOLDERS:
+        return _USER_FOLDERS[s.lower()]
+    if s.lower() not in {m.lower() for m in available_materials()} and (Path(s) / "material.json").is_file():
+        return _USER_FOLDERS[register_material_folder(s).lower()]
+    return None
+
+
 def material_dir(material: str) -> Path:
-    """Folder of an embedded material's data files."""
+    """Folder of a material's data files: embedded, or a registered material folder (or its path)."""
+    user = _user_folder(material)
+    if user is not None:
+        return user[1]
     return _data_root() / material_info(material)["name"]
 
 
 def material_info(material: str) -> dict:
-    """The embedded material's ``material.json`` (grid, cutoff, supercell defaults)."""
+    """The material's ``material.json`` (grid, cutoff, supercell defaults): an embedded name, a
+    registered material folder's name, or a material folder's path."""
+    user = _user_folder(material)
+    if user is not None:
+        return dict(read_folder_info(user[1]), name=user[0])
     names = {m.lower(): m for m in available_materials()}
     key = str(material).lower()
     if key not in names:

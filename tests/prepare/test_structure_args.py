@@ -53,7 +53,7 @@ def test_structure_with_another_crystal_is_refused(tmp_path, si_poscar, capsys):
 
 
 def test_unknown_material_hint_names_crystal_and_prepare(capsys, tmp_path):
-    rc = main(["simulate", "--material", "Si", "-o", str(tmp_path / "x.h5")])
+    rc = main(["simulate", "--material", "Unobtainium", "-o", str(tmp_path / "x.h5")])
     err = capsys.readouterr().err
     assert rc != 0 and "--crystal FILE" in err and "fcinv prepare" in err and "Traceback" not in err
 
