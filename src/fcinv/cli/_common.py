@@ -108,6 +108,17 @@ def material_from_args(args):
     return load_material(args.material or "Ge")
 
 
+def model_from_args(model: str, material: str | None) -> tuple[str, str | None]:
+    """``--model`` / ``--material`` with a prepared material folder (``fcinv prepare``) as the model:
+    its ``models/`` folder, and the folder itself as the material unless ``--material`` names one."""
+    from pathlib import Path
+
+    folder = Path(model)
+    if (folder / "material.json").is_file() and (folder / "models").is_dir():
+        return str(folder / "models"), material or str(folder)
+    return model, material
+
+
 def crystal_from_args(args):
     """The crystal of :func:`material_from_args`."""
     return material_from_args(args).crystal

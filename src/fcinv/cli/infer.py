@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         corrections=corr,
         rebin=args.rebin,
     )
-    pipe = Pipeline(args.model, args.material, config=cfg, device=str(resolve_device(args.device)))
+    from fcinv.cli._common import model_from_args
+
+    model, material = model_from_args(args.model, args.material)  # --model DIR of fcinv prepare
+    pipe = Pipeline(model, material, config=cfg, device=str(resolve_device(args.device)))
     data = args.data[0] if len(args.data) == 1 else args.data
     fmt_opts = {k: v for k, v in file_options(args).items() if v is not None}
     if args.format != "auto":

@@ -214,11 +214,11 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     members = resolve_members(args.members)
     workdir = args.workdir or Path("out") / "reference" / (crystal.name + ("-relax" if args.relax else ""))
     command = "fcinv reference " + " ".join(argv if argv is not None else sys.argv[1:])
-    from fcinv.prepare.stage1 import _refuse_package_folder
+    from fcinv.prepare.stage1 import refuse_package_folder
 
     if args.out_dir is None:
         args.out_dir = Path(crystal.name)  # ./<material>: never the installed package
-    _refuse_package_folder(args.out_dir)
+    refuse_package_folder(args.out_dir)
 
     conv_path = workdir / "convergence.json"
     convergence = None
@@ -331,9 +331,9 @@ def _run_from_phonopy(args: argparse.Namespace, argv: list[str] | None) -> int:
             "Drop it (the first set's POSCAR is used) or pass a CIF/POSCAR."
         )
     from fcinv.crystal import Crystal
-    from fcinv.prepare.stage1 import _formula, material_name
+    from fcinv.prepare.stage1 import formula_of, material_name
 
-    name = material_name(structure, _formula(Crystal.from_file(structure)), args.name)
+    name = material_name(structure, formula_of(Crystal.from_file(structure)), args.name)
     out = args.out_dir or Path(name)
     widen = DEFAULT_RELATIVE_WIDEN if args.widen is None else args.widen
     command = "fcinv reference " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -296,10 +296,10 @@ def reference_from_phonopy(
             "no phonopy set given. Pass --from-phonopy FORCE_CONSTANTS --structure POSCAR --supercell N N N."
         )
     out = Path(out)
-    _refuse_package_folder(out)
+    refuse_package_folder(out)
     structure = Path(structure) if structure is not None else sets[0].structure
     crystal = Crystal.from_file(structure)
-    name = material_name(structure, _formula(crystal), name)
+    name = material_name(structure, formula_of(crystal), name)
     crystal = Crystal.from_file(structure, name=name)
     units = [read_unitcell(s.structure) for s in sets]
     arrays = [read_fc_array(s.force_constants) for s in sets]
@@ -468,7 +468,8 @@ def reference_from_phonopy(
     }
 
 
-def _formula(crystal: Crystal) -> str:
+def formula_of(crystal: Crystal) -> str:
+    """The reduced formula of the primitive cell in the cell's species order (``Si``, ``GaAs``)."""
     from collections import Counter
 
     count = Counter(crystal.symbols)
@@ -476,7 +477,7 @@ def _formula(crystal: Crystal) -> str:
     return "".join(f"{s}{'' if c // g == 1 else c // g}" for s, c in count.items())
 
 
-def _refuse_package_folder(out: Path) -> None:
+def refuse_package_folder(out: Path) -> None:
     """Refuse an output folder inside the installed package."""
     from importlib import resources
 
