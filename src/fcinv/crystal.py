@@ -5,12 +5,11 @@ idealised conventional cell (for cubic crystals, axes along x, y, z) and the
 primitive cell in the same Cartesian frame. Printed q-points are in
 reciprocal-lattice units (r.l.u.) of that conventional cell.
 
-The default q-path of a face-centred cubic crystal is the one pathSQE folds the
-Ge ARCS data onto, Γ–X–U|K–Γ–L–W–X, and that of a body-centred cubic crystal is
-Γ–H–N–Γ–P–H|P–N. Each segment is binned at a step of 0.025 in its largest
-r.l.u. component (bin centres), so our spectra line up with pathSQE's folded
-output pixel for pixel. Any other path is given by its labels, with point
-coordinates from seekpath.
+The default q-path of a face-centred cubic crystal is the one pathSQE folds the Ge ARCS data onto,
+Γ–X–U|K–Γ–L–W–X, and that of a body-centred cubic crystal is Γ–H–N–Γ–P–H|P–N; that of a hexagonal
+crystal (hcp Mg, wurtzite) is Γ–M–K–Γ–A–L–H–A. Each segment is binned at a step of 0.025 in its
+largest r.l.u. component (bin centres), so our spectra line up with pathSQE's folded output pixel
+for pixel. Any other path is given by its labels, with point coordinates from seekpath.
 """
 
 from __future__ import annotations
@@ -40,10 +39,20 @@ FCC_POINTS = {
     "W": (0.5, 1, 0),
 }
 BCC_POINTS = {"Γ": (0, 0, 0), "H": (0, 1, 0), "N": (0.5, 0.5, 0), "P": (0.5, 0.5, 0.5)}
+#: Hexagonal lattices (spglib's setting, γ = 120°): the points seekpath gives, in conventional r.l.u.
+HEX_POINTS = {
+    "Γ": (0, 0, 0),
+    "M": (0.5, 0, 0),
+    "K": (1 / 3, 1 / 3, 0),
+    "A": (0, 0, 0.5),
+    "L": (0.5, 0, 0.5),
+    "H": (1 / 3, 1 / 3, 0.5),
+}
 #: Default paths: continuous pieces separated by a jump ("|").
 DEFAULT_PATHS = {
     "fcc": ("Γ-X-U|K-Γ-L-W-X", FCC_POINTS),
     "bcc": ("Γ-H-N-Γ-P-H|P-N", BCC_POINTS),
+    "hexagonal": ("Γ-M-K-Γ-A-L-H-A", HEX_POINTS),
 }
 #: pathSQE's bin step along a segment, in its largest r.l.u. component.
 PATH_STEP_RLU = 0.025
