@@ -206,6 +206,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.threads < 1:
         raise FcinvError(f"--threads {args.threads}; pass at least 1.")
     torch.set_num_threads(args.threads)
+    from fcinv.crystal import available_materials
+
+    if args.material.lower() not in {m.lower() for m in available_materials()}:
+        return _run_structure(args)
     crystal = load_crystal(args.material)
     supercell = args.supercell[-1] if args.supercell else None
     supercell = supercell or DEFAULT_SUPERCELLS.get(crystal.name, DEFAULT_SUPERCELL_OTHER)
@@ -291,6 +295,38 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     print(f"reference member: {ens['reference_member']['name']} ({ens['reference_member']['rule']})")
     print("sampled: " + ", ".join(f"{s['label']}={s['name']}" for s in ens["sampled"]))
     print(f"wrote ensemble.json, reference_fc.hdf5, provenance.json to {args.out_dir}")
+    return 0
+
+
+def _run_structure(args: argparse.Namespace) -> int:
+    """A structure file: the ensemble's reference written as a material folder (fcinv.prepare)."""
+    from fcinv.crystal import Crystal
+    from fcinv.prepare.pipeline import PrepareOptions, stage1_forcefields
+    from fcinv.prepare.stage1 import formula_of, material_name, refuse_package_folder
+
+    if args.relax or args.convergence:
+        raise FcinvError(
+            "--relax and --convergence are supported for the embedded materials only. Drop them for a "
+            "structure file (the supercell default holds the shells; pass --supercell to change it)."
+        )
+    structure = Path(args.material)
+    name = material_name(structure, formula_of(Crystal.from_file(structure)), args.name)
+    out = args.out_dir or Path(name)
+    refuse_package_folder(out)
+    opts = PrepareOptions(
+        name=name,
+        members=args.members,
+        supercell=list(args.supercell[-1]) if args.supercell else None,
+        shells=args.shells,
+        e_max=args.e_max,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    stage1_forcefields(structure, out, name, opts, {}, print)
+    ens = json.loads((out / "ensemble.json").read_text())
+    print(f"reference member: {ens['reference_member']['name']}; stable: {', '.join(ens['stable_members'])}")
+    print(f"wrote material.json, structure.vasp, ensemble.json, reference_fc.hdf5, provenance.json to {out}")
+    print(f"use it as --material {out}")
     return 0
 
 

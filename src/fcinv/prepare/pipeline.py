@@ -216,7 +216,7 @@ def prepare(
                 say=lambda m: say("      " + m.strip()),
             )
         else:
-            _stage1_forcefields(structure, out, name, opts, extra, say)
+            stage1_forcefields(structure, out, name, opts, extra, say)
         times["stage1"] = time.perf_counter() - t0
         state.record("stage1", inputs1, times["stage1"])
         redo = True
@@ -393,7 +393,7 @@ def _command(structure: Path, out: Path) -> str:
     return f"fcinv prepare {structure} --out {out}"
 
 
-def _stage1_forcefields(
+def stage1_forcefields(
     structure: Path, out: Path, name: str, opts: PrepareOptions, extra: dict, say: Callable[[str], None]
 ) -> None:
     """Stage I from the force-field ensemble: run the members (cached), take the energy range from
@@ -415,6 +415,7 @@ def _stage1_forcefields(
         f"      {len(members)} members ({', '.join(m.name for m in members)}), supercell {supercell}, "
         f"cache {cache}"
     )
+    out.mkdir(parents=True, exist_ok=True)
     write_structure(out / STRUCTURE_FILE, crystal)
     info = {
         "name": name,
