@@ -119,3 +119,17 @@ def test_mg_material_folder_and_simulated_run(tmp_path, mg, capsys):
     fs = read_folded(h5)
     assert fs.grid.labels == ("Γ", "M", "K", "Γ", "A", "L", "H", "A")
     assert fs.intensity.shape[0] == 112 and np.nanmax(fs.intensity) > 0
+
+
+def test_stage1_phonon_summary_of_a_hexagonal_crystal(mg):
+    """The force-field route's phonon summary (points, stability) works beyond fcc/bcc."""
+    from fcinv.fcspace import FCSpace
+    from fcinv.mlff.phonons import PhononSettings, phonopy_from_fc, summarize
+
+    space = FCSpace(mg, n_shells=4)
+    fc = space.to_phonopy(space.central_force_theta(MG_SPRINGS), (4, 4, 3))
+    settings = PhononSettings.create((4, 4, 3), 0.01)
+    summary = summarize(phonopy_from_fc(mg, fc, (4, 4, 3)), mg, settings)
+    assert list(summary.points) == ["Γ", "M", "K", "A"] and summary.stable
+    gamma = summary.points["Γ"]
+    assert gamma["modes"][:3] == ["A", "A", "A"] and max(gamma["freqs_THz"]) > 1  # optical modes at Γ
