@@ -114,3 +114,21 @@ def test_dft_ge_set(tmp_path, ge_dft_dir, capsys):
     assert np.all(ref.lower < ref.theta_ref) and np.all(ref.theta_ref < ref.upper)
     assert ref.sampled[0] == "1NN_xx" or ref.sampled[0] == "1NN_xy"
     assert mat.domain().contains(ref.theta_ref[ref.space.index(ref.sampled)][None])[0]
+
+
+def test_a_crystal_without_inversion_centre(tmp_path):
+    """Zincblende GaAs: a phonopy set of its own cell is matched (spglib's alignment can give the twin)."""
+    from fcinv.crystal import Crystal
+    from fcinv.fcspace import FCSpace, pairs_from_phonopy
+
+    a = 5.653
+    lat = a / 2 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+    c = Crystal.from_cell(lat, [[0, 0, 0], [0.25, 0.25, 0.25]], [31, 33], name="GaAs")
+    assert c.spacegroup == ("F-43m", 216)
+    space = FCSpace(c, n_shells=2)
+    theta = space.central_force_theta({"1NN": 5.0, "2NN": 0.5})
+    fc = space.to_phonopy(theta, (3, 3, 3))
+    pairs = pairs_from_phonopy(c, fc, c.to_phonopy_atoms(), np.diag([3, 3, 3]))
+    np.testing.assert_allclose(space.project(pairs).theta, theta, atol=1e-12)
+    s, _ = spring_set(tmp_path / "set", c, {"1NN": 5.0, "2NN": 0.5})
+    assert main(_ref_argv([s], tmp_path / "GaAs", "--shells", "2")) == 0

@@ -191,7 +191,7 @@ def compute_force_constants(crystal: Crystal, calculator, settings: PhononSettin
     phonon = Phonopy(
         crystal.to_phonopy_atoms(),
         supercell_matrix=np.array(settings.supercell),
-        primitive_matrix=None,
+        primitive_matrix="P",  # the cell as given (phonopy 4 resolves None to "auto")
         log_level=0,
     )
     phonon.generate_displacements(distance=settings.displacement, is_plusminus="auto")
@@ -224,7 +224,7 @@ def phonopy_from_fc(crystal: Crystal, fc: np.ndarray, supercell: Any):
     phonon = Phonopy(
         crystal.to_phonopy_atoms(),
         supercell_matrix=np.array(supercell_matrix(supercell)),
-        primitive_matrix=None,
+        primitive_matrix="P",  # the cell as given (phonopy 4 resolves None to "auto")
         log_level=0,
     )
     fc = np.asarray(fc, dtype=float)
