@@ -1,6 +1,7 @@
 # fcinv: two commands do all the set-up on a fresh machine.
 #   make demo   create .venv, install, run Stage III end to end on the embedded Ge default
-#   make test   create .venv, install, lint (ruff check + ruff format --check), run the test suite (< 10 min on 2 cores)
+#   make test   create .venv, install, lint (ruff check + ruff format --check), build the docs, run the test suite
+#   make docs   the documentation site (MkDocs, `mkdocs build --strict`: a warning fails; no --quiet, which would hide them) into out/site
 #   make lint   ruff check + ruff format --check over LINT_PATHS
 PYTHON ?= python3
 VENV   ?= .venv
@@ -23,7 +24,7 @@ $(PY):
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	$(PIP) install -q -e ".[dev,experiment,dask]"
+	$(PIP) install -q -e ".[dev,experiment,dask,docs]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -35,7 +36,11 @@ lint: $(STAMP)
 	$(RUFF) check $(LINT_PATHS)
 	$(RUFF) format --check $(LINT_PATHS)
 
-test: lint
+# the `docs` extra (mkdocs, mkdocs-material, mkdocstrings) is installed by the venv step above
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+test: lint docs
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

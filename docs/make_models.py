@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from _portable import portable  # docs/_portable.py: no machine paths in the page
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 DFT_DIR = (REPO / ".." / "shared" / "data" / "ge_dft_pathsqe").resolve()
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, inten, cov, temp in dft_cases:
             r = dft_check(models[name], ref, pairs, intensity=inten, coverage=cov, temperature_K=temp)
             res["dft"][f"{name}|{inten}|{cov}|{temp:g}"] = r
-    (DOCS / "models.json").write_text(json.dumps(res, indent=1))
+    (DOCS / "models.json").write_text(portable(json.dumps(res, indent=1)))
     render(res, models, clean, rnd, args)
     return 0
 
@@ -234,7 +236,7 @@ def render(res: dict, models: dict, clean, rnd, args) -> None:
         ),
         "",
     ]
-    (DOCS / "models.md").write_text("\n".join(out).rstrip() + "\n")
+    (DOCS / "models.md").write_text(portable("\n".join(out).rstrip() + "\n"))
     print(f"wrote {DOCS / 'models.md'} and models.json")
 
 

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _portable import portable  # docs/_portable.py: no machine paths in the page
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -80,6 +81,9 @@ def evaluate_material(
         EvalConfig(max_test=max_test, seed=seed),
         command=" ".join(["python docs/make_results.py", *sys.argv[1:]]),
     )
+    metrics = out / "metrics.json"  # kept beside the figures: no machine paths in it either
+    if metrics.is_file():
+        metrics.write_text(portable(metrics.read_text()))
     return rep, notes
 
 
@@ -91,7 +95,7 @@ def model_provenance(rep: dict) -> list[str]:
     from fcinv.models.checkpoint import read_checkpoint_config
 
     for label, m in rep["models"].items():
-        for p in [Path(m["source"])]:
+        for p in [REPO / m["source"]]:  # metrics.json holds it relative to the repository
             try:
                 cfg = read_checkpoint_config(p)
             except Exception as exc:  # the table is informational
@@ -339,7 +343,7 @@ def main() -> int:
             json.loads(Path(args.fits).read_text()),
             Path(args.fits_log).read_text() if args.fits_log else None,
         )
-    Path(args.out).write_text("\n".join(md) + "\n", encoding="utf-8")
+    Path(args.out).write_text(portable("\n".join(md) + "\n"), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
 

@@ -35,7 +35,8 @@ def test_readme_script(tmp_path, capsys):
     # the phonopy files reload and give the forward model's frequencies of the inverted θ
     ph = phonopy.load(str(tmp_path / "fcs" / "phonopy_params.yaml"), log_level=0)
     material = fcinv.load_material("Ge")
-    model = material.forward_model(free=list(result.names))
+    # the result's own forward model: zero beyond the cutoff when it holds every parameter (tail_for)
+    model = material.reference.forward_model(free=list(result.names))
     grid = model.grid
     q = grid.q_rlu[::7]
     ph.run_qpoints(material.crystal.rlu_to_prim_frac(q))

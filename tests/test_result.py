@@ -111,3 +111,38 @@ def test_from_fit():
         and math.isinf(r.sigma[0])
     )
     assert "linearised" in r.sigma_meaning and r.extra["theta_start"] == {"1NN_xx": -1.9}
+
+
+def test_export_of_a_refinement_continued_into_more_shells(tmp_path):
+    """A result over the 47 parameters of 11 shells (extra n_shells) exports with zero beyond its cutoff:
+    phonopy's frequencies of the files equal the 11-shell zero-tail model's."""
+    import phonopy
+
+    from fcinv.crystal import default_grid
+    from fcinv.fitting.dispersion_fit import model_energies
+    from fcinv.reference import load_reference
+    from fcinv.units import THZ_TO_MEV
+
+    ref = load_reference("Ge", 11)
+    res = FCResult(
+        tuple(ref.space.names),
+        ref.theta_ref,
+        np.zeros(ref.space.n_params),
+        method="fit: test",
+        sigma_meaning="none",
+        material="Ge",
+        extra={"n_shells": 11},
+    )
+    out = res.to_phonopy(tmp_path / "fcs")
+    assert out.max_rel_dev is not None and out.max_rel_dev < 1e-6
+    ph = phonopy.load(str(tmp_path / "fcs" / "phonopy_params.yaml"), log_level=0)
+    q = default_grid(ref.crystal).q_rlu[::9]
+    ph.run_qpoints(ref.crystal.rlu_to_prim_frac(q))
+    got = np.sort(ph.qpoints.frequencies, axis=1) * THZ_TO_MEV
+    want = np.sort(model_energies(ref.space, ref.theta_ref, q), axis=1)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    # a 5-shell model's result would not know 11NN: the shell count decides the space
+    with pytest.raises(DataError, match="'11NN_xx' is not a parameter of Ge at 5 shells"):
+        FCResult(("11NN_xx",), [0.0], [0.0], method="m", sigma_meaning="s", material="Ge").to_phonopy(
+            tmp_path / "bad"
+        )

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from fcinv.errors import FcinvError
+from fcinv.errors import FcinvError, describe_exception, json_kind
 
 log = logging.getLogger(__name__)
 
@@ -498,10 +498,16 @@ def load_calibration(
         log.info("no calibration at %s; sigma stays the uncalibrated spread", p)
         return None
     try:
-        cal = ModelCalibration.from_dict(json.loads(p.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise CalibrationError(
+                f"{p} holds a JSON {json_kind(doc)}, not a calibration. Refit it with "
+                "benchmarks/calibration.py --write."
+            )
+        cal = ModelCalibration.from_dict(doc)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise CalibrationError(
-            f"{p} is not a readable calibration ({type(exc).__name__}: {exc}). Refit it with "
+            f"{p} is not a readable calibration ({describe_exception(exc)}). Refit it with "
             "benchmarks/calibration.py --write."
         ) from None
     fp = model_fingerprint(predictor)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import spglib
 
-from fcinv.errors import MaterialError, StructureError
+from fcinv.errors import MaterialError, StructureError, describe_exception
 from fcinv.grid import SpectrumGrid
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class Crystal:
             )
             atoms = read(str(path), format=fmt)
         except Exception as exc:  # ASE raises many kinds of errors on malformed files
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            msg = describe_exception(exc)
             raise StructureError(
                 f"could not read structure file '{path}': {msg}. Check that it is a valid CIF or POSCAR."
             ) from None
@@ -363,11 +363,20 @@ def read_folder_info(folder: str | Path) -> dict:
             "(name, structure, energy_max_meV, ...) and the structure file it names; "
             "`fcinv prepare STRUCTURE --out DIR` makes one."
         )
+    from fcinv.errors import describe_exception, json_kind
+
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MaterialError(f"'{path}' is not valid JSON ({exc}). Fix the file.") from None
-    if not isinstance(info, dict) or "structure" not in info:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MaterialError(
+            f"'{path}' is not valid JSON ({describe_exception(exc)}). Fix the file."
+        ) from None
+    if not isinstance(info, dict):
+        raise MaterialError(
+            f"'{path}' holds a JSON {json_kind(info)}, not an object. Write "
+            '{"name": ..., "structure": "<file>", ...}.'
+        )
+    if not isinstance(info.get("structure"), str) or not info["structure"]:
         raise MaterialError(f'\'{path}\' names no structure file. Add "structure": "<file>" (CIF or POSCAR).')
     return dict(info, name=str(info.get("name") or folder.name))
 

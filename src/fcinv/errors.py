@@ -7,6 +7,8 @@ offending value and the fix.
 
 from __future__ import annotations
 
+import re
+
 
 class FcinvError(ValueError):
     """Base class of every fcinv error caused by bad input or state."""
@@ -65,3 +67,85 @@ def require(module: str, extra: str, purpose: str):
             f"{purpose} needs the optional package '{module}' ({exc}); "
             f"install it with: pip install 'fcinv[{extra}]'"
         ) from None
+
+
+# Python's own wording for the failures of third-party readers, and what it means in a file.
+_SHORT_FILE = "the file ends early or a line has too few fields"
+_BAD_LAYOUT = "its content does not follow the format"
+_RAW_WORDING: list[tuple[str, str]] = [
+    (r"index out of range|index \d+ is out of bounds|no data left|unexpected end", _SHORT_FILE),
+    (
+        r"inhomogeneous shape|setting an array element with a sequence|could not broadcast|cannot reshape",
+        "a block holds the wrong number of values (rows of different lengths)",
+    ),
+    (r"codec can't decode", "it is a binary file, not text"),
+    (r"file signature not found", "no HDF5 signature: it is not an HDF5 file"),
+    (r"truncated file", "the file is truncated (shorter than its HDF5 header says)"),
+]
+_NOT_A_NUMBER = re.compile(
+    r"(?:invalid literal for \w+\(\) with base \d+|could not convert string to \w+): (.+)$"
+)
+_H5_MISSING = re.compile(r"object '([^']+)' doesn't exist")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """What a third-party reader's exception says about the file, without Python's internal wording.
+
+    Readers (ASE, phonopy, numpy, h5py, json) fail with messages such as "list index out of range",
+    "invalid literal for int() with base 10: 'x'", an empty ``AssertionError`` or ``StopIteration``,
+    or numpy's "inhomogeneous shape": this turns them into a phrase about the file ("the file ends
+    early or a line has too few fields", "'x' stands where a number is expected"), for messages of the
+    form ``could not read FILE: <phrase>. <fix>``. Other messages pass through (first line, at most
+    160 characters, no trailing full stop).
+
+    Parameters
+    ----------
+    exc
+        The exception a reader raised.
+
+    Returns
+    -------
+    str
+        A phrase without a final full stop.
+    """
+    import json
+
+    if isinstance(exc, json.JSONDecodeError):
+        if not exc.doc.strip():
+            return "the file is empty"
+        return f"line {exc.lineno}, column {exc.colno}: {exc.msg[0].lower()}{exc.msg[1:]}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is a binary file, not text"
+    text = str(exc).strip()
+    if isinstance(exc, KeyError):
+        m = _H5_MISSING.search(text)
+        name = m.group(1) if m else (exc.args[0] if exc.args else "")
+        return f"the entry '{name}' is missing" if name else _BAD_LAYOUT
+    if isinstance(exc, (StopIteration, EOFError)):
+        return _SHORT_FILE
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, IndexError) and not first:
+        return _SHORT_FILE
+    m = _NOT_A_NUMBER.search(first)
+    if m:
+        return f"{m.group(1)} stands where a number is expected"
+    for pattern, phrase in _RAW_WORDING:
+        if re.search(pattern, first, flags=re.IGNORECASE):
+            return phrase
+    first = re.sub(r"^Unable to (?:synchronously )?(?:open|read) \w+ \((.*)\)$", r"\1", first)
+    if not first or isinstance(exc, (AssertionError, IndexError, AttributeError, TypeError)):
+        return _BAD_LAYOUT
+    return first[:160].rstrip(". ")
+
+
+def json_kind(value) -> str:
+    """The JSON name of a parsed value's type (null, boolean, number, string, array, object)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"

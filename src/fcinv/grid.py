@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fcinv.errors import GridError
+from fcinv.errors import GridError, describe_exception, json_kind
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,7 +140,12 @@ class SpectrumGrid:
 
     @classmethod
     def from_dict(cls, d: dict) -> SpectrumGrid:
-        """Rebuild from :meth:`to_dict` output; a missing key raises :class:`GridError`."""
+        """Rebuild from :meth:`to_dict` output; a missing key or a malformed value raises :class:`GridError`."""
+        if not isinstance(d, dict):
+            raise GridError(
+                f"grid description holds a JSON {json_kind(d)}, not an object. The file was not written by "
+                "fcinv or is corrupt; regenerate it."
+            )
         try:
             return cls(
                 q_rlu=np.asarray(d["q_rlu"], dtype=float),
@@ -154,6 +159,12 @@ class SpectrumGrid:
             raise GridError(
                 f"grid description lacks the key {exc}. The file was not written by fcinv or is truncated; regenerate it."
             ) from None
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, GridError):
+                raise
+            raise GridError(
+                f"grid description is malformed ({describe_exception(exc)}). The file is corrupt; regenerate it."
+            ) from None
 
     def to_json(self) -> str:
         """The grid as a JSON string (used as an HDF5 attribute)."""
@@ -166,7 +177,7 @@ class SpectrumGrid:
             return cls.from_dict(json.loads(s))
         except json.JSONDecodeError as exc:
             raise GridError(
-                f"grid description is not valid JSON ({exc}). The file is corrupt; regenerate it."
+                f"grid description is not valid JSON ({describe_exception(exc)}). The file is corrupt; regenerate it."
             ) from None
 
     def plot_axes(self, ax) -> None:

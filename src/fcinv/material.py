@@ -14,6 +14,7 @@ structure file (CIF/POSCAR; then the energy range must be given to :meth:`Materi
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -35,6 +36,26 @@ DEFAULTS: dict[str, Any] = {
     "energy_min_meV": 0.0,
     "energy_step_meV": 0.5,
 }
+
+
+def _check_info_numbers(info: dict, path: Path) -> None:
+    """Refuse material.json entries that must be numbers (the energy grid, broadening, shells) and
+    are not, or a supercell that is not 3 or 9 integers."""
+    for key in ("energy_max_meV", *DEFAULTS):
+        v = info.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise MaterialError(
+                f"'{path}': {key} is {json.dumps(v)[:40]}, not a number. Give it as a finite number."
+            )
+    sc = info.get("supercell")
+    if sc is not None and not (
+        isinstance(sc, list)
+        and len(sc) in (3, 9)
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in sc)
+    ):
+        raise MaterialError(f"'{path}': supercell is {json.dumps(sc)[:40]}. Give 3 integers (diagonal) or 9.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +102,8 @@ class Material:
         from fcinv.crystal import material_info, read_folder_info, register_material_folder
 
         folder = Path(folder).resolve()
-        read_folder_info(folder)  # the one-line errors for a folder that is not a material folder
+        # the one-line errors for a folder that is not a material folder, or a malformed material.json
+        _check_info_numbers(read_folder_info(folder), folder / "material.json")
         name = register_material_folder(folder)
         info = material_info(name)
         crystal = Crystal.from_file(folder / info["structure"], name=name)

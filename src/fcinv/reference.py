@@ -7,6 +7,7 @@ Each embedded material folder (``fcinv/data/<Mat>/``) holds, produced by
   sensitivity ranking, the sampled parameters (FC0…FC{k-1}) and the reference member;
 - ``reference_fc.hdf5``: the reference member's full force constants (phonopy compact
   layout) with the unit cell and supercell they belong to;
+- ``members_fc.hdf5``: every stable member's, in the same layout (``members/<name>/``);
 - ``provenance.json``: models, versions, settings and the command.
 
 This module only reads them, so the core runs without the force-field packages.
@@ -22,13 +23,13 @@ for the ``ge-paper`` / ``nb-paper`` models.
 
 The cutoff is a shell count: ``cutoff_shells`` in material.json by default, any
 other with :func:`load_reference` ``(material, n_shells=N)`` (``fcinv dataset
---shells N``). The embedded ensemble holds every member's projection onto the
-first ``ensemble_shells`` shells (5 for Ge and Nb). For a parameter in those
-shells the bounds are the min/max over the stable members. For a parameter
-beyond them no member's value is embedded (only the reference member's full FC
-set is), so its bounds are the reference member's value ± h, h the largest
-|θ| of any stable member in the outermost embedded shell (documented stand-in;
-regenerate the ensemble with ``fcinv reference`` at more shells for real bounds).
+--shells N``). ``members_fc.hdf5`` holds every stable member's full (compact) FC
+set, so at any shell count each parameter's bounds are the min/max over the stable
+members' own projections onto that space: no parameter is bounded by one member.
+Where that file is absent (a material folder made before it existed), the bounds of
+the shells in ``ensemble.json`` are its min/max over the members and, beyond them, the
+reference member's value ± h, h the largest |θ| of any stable member in the outermost
+embedded shell (``bounds_source`` says ``reference±h``; regenerate with ``fcinv reference``).
 
 Beyond the cutoff (:data:`TAIL_ZERO`, the default when every parameter is
 free): the force constants are zero; D(q) is built from θ alone. The
@@ -64,7 +65,31 @@ TAIL_REFERENCE = "reference"
 #: Largest shell count accepted by :func:`load_reference` (and ``--shells``).
 MAX_SHELLS = 12
 REFERENCE_FC_FILE = "reference_fc.hdf5"
+#: Every stable member's compact FC set (bounds at any shell count from every member).
+MEMBERS_FC_FILE = "members_fc.hdf5"
 PROVENANCE_FILE = "provenance.json"
+
+
+_FC_DATASETS = (
+    "force_constants",
+    "p2s_map",
+    "supercell_matrix",
+    "unitcell/lattice",
+    "unitcell/positions",
+    "unitcell/numbers",
+    "unitcell/masses",
+)
+
+
+def _read_fc_group(h5, path: Path, where: str = "") -> dict:
+    missing = [k for k in _FC_DATASETS if k not in h5]
+    if missing:
+        raise DataError(
+            f"force-constant file '{path}'{where} lacks {missing}. Regenerate it with `fcinv reference <material>`."
+        )
+    out = {k.split("/")[-1]: h5[k][()] for k in _FC_DATASETS}
+    out.update({k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()})
+    return out
 
 
 def read_reference_fc(path: str | Path) -> dict:
@@ -80,29 +105,31 @@ def read_reference_fc(path: str | Path) -> dict:
     import h5py
 
     path = Path(path)
-    need = (
-        "force_constants",
-        "p2s_map",
-        "supercell_matrix",
-        "unitcell/lattice",
-        "unitcell/positions",
-        "unitcell/numbers",
-        "unitcell/masses",
-    )
     try:
         with h5py.File(path, "r") as h5:
-            missing = [k for k in need if k not in h5]
-            if missing:
-                raise DataError(
-                    f"reference force-constant file '{path}' lacks {missing}. Regenerate it with `fcinv reference <material>`."
-                )
-            out = {k.split("/")[-1]: h5[k][()] for k in need}
-            out.update({k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()})
+            return _read_fc_group(h5, path)
     except OSError as exc:
         raise DataError(
             f"cannot read reference force-constant file '{path}' ({exc}). Regenerate it with `fcinv reference <material>`."
         ) from None
-    return out
+
+
+def read_members_fc(path: str | Path) -> dict[str, dict]:
+    """Read a ``members_fc.hdf5``: every stable member's FC set, name → :func:`read_reference_fc`'s dict."""
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as h5:
+            if "members" not in h5 or not len(h5["members"]):
+                raise DataError(
+                    f"'{path}' holds no members/ group. Regenerate it with `fcinv reference <material>`."
+                )
+            return {name: _read_fc_group(g, path, f" (member {name})") for name, g in h5["members"].items()}
+    except OSError as exc:
+        raise DataError(
+            f"cannot read the members' force-constant file '{path}' ({exc}). Regenerate it with `fcinv reference <material>`."
+        ) from None
 
 
 def load_ensemble(material: str) -> dict:
@@ -149,7 +176,10 @@ class MaterialReference:
         :data:`TAIL_REFERENCE`.
     bounds_source
         Per parameter: ``"ensemble"`` (min/max over stable members) or
-        ``"reference±h"`` (beyond the embedded shells).
+        ``"reference±h"`` (beyond the embedded shells, when no ``members_fc.hdf5`` is embedded).
+    member_theta
+        Each stable member's projection onto ``space`` (name → (n_params,) eV/Å²), when the
+        members' FC sets are embedded; else empty.
     """
 
     crystal: Crystal
@@ -164,6 +194,7 @@ class MaterialReference:
     n_shells: int = 5
     tail: str = TAIL_ZERO
     bounds_source: tuple[str, ...] = ()
+    member_theta: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def material(self) -> str:
@@ -268,6 +299,12 @@ def check_tail(tail: str) -> str:
     return tail
 
 
+def shell_count(space: FCSpace) -> int:
+    """The number of neighbour shells of ``space``: its distinct pair distances (two inequivalent
+    shells at one distance, as diamond's 7NN and 8NN at 7.35 Å, count once, as ``n_shells`` does)."""
+    return len({round(float(sh.distance), 3) for sh in space.shells})
+
+
 def check_shells(n_shells, material: str = "") -> int:
     """Validate a shell count (1 … :data:`MAX_SHELLS`) and return it as int."""
     try:
@@ -316,7 +353,7 @@ def load_reference(
     )
 
 
-_FILES = ("material.json", ENSEMBLE_FILE, REFERENCE_FC_FILE)
+_FILES = ("material.json", ENSEMBLE_FILE, REFERENCE_FC_FILE, MEMBERS_FC_FILE)
 
 
 @lru_cache(maxsize=16)
@@ -364,7 +401,68 @@ def _load_reference(material: str, n_shells: int, tail: str, folder: str, stamp:
     pairs = pairs_from_phonopy(crystal, fc["force_constants"], unit, fc["supercell_matrix"])
     proj = space.project(pairs).theta
     theta_ref = np.array([ens_theta_ref.get(n, proj[i]) for i, n in enumerate(space.names)])
-    # half-width for parameters beyond the embedded shells: largest |θ| of a stable member in the outermost embedded shell
+    members_path = material_dir(crystal.name) / MEMBERS_FC_FILE
+    member_theta = _member_projections(crystal, space, members_path, ens) if members_path.is_file() else {}
+    if member_theta:
+        # every parameter, at any shell count: min/max over the stable members' own projections
+        mat = np.array(list(member_theta.values()))
+        lower, upper = mat.min(axis=0), mat.max(axis=0)
+        source = ["ensemble"] * space.n_params
+    else:
+        lower, upper, source = _bounds_beyond_embedded(
+            space, theta_ref, ens, ens_names, ens_shells, ens_lower, ens_upper
+        )
+    sampled = [n for n in ranking if n in space.names] + [n for n in space.names if n not in ranking]
+    return MaterialReference(
+        crystal,
+        space,
+        pairs,
+        theta_ref,
+        sampled,
+        np.array(lower, float),
+        np.array(upper, float),
+        ens,
+        paper_sampled=[n for n in paper if n in space.names],
+        n_shells=n_shells,
+        tail=tail,
+        bounds_source=tuple(source),
+        member_theta=member_theta,
+    )
+
+
+def _member_projections(crystal: Crystal, space: FCSpace, path: Path, ens: dict) -> dict[str, np.ndarray]:
+    """Each stable member's projection onto ``space`` (name → θ), from ``members_fc.hdf5``."""
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    members = read_members_fc(path)
+    stable = [str(n) for n in ens.get("stable_members", [])]
+    if stable and sorted(stable) != sorted(members):
+        raise DataError(
+            f"'{path}' holds members {sorted(members)} but the ensemble's stable members are {sorted(stable)}; "
+            f"the two files are from different runs. Regenerate both with `fcinv reference {crystal.name}`."
+        )
+    out = {}
+    for name in stable or sorted(members):
+        fc = members[name]
+        smat = np.asarray(fc["supercell_matrix"]).reshape(3, 3)
+        try:
+            space._check_supercell(smat)
+        except Exception:
+            raise DataError(
+                f"--shells {space.n_shells} for {crystal.name} reaches {space.cutoff:.2f} Å, beyond what member {name}'s "
+                f"FC set (supercell {np.diag(smat).tolist()}) holds. Pass fewer shells or regenerate the reference at a larger supercell."
+            ) from None
+        unit = PhonopyAtoms(
+            numbers=fc["numbers"], cell=fc["lattice"], scaled_positions=fc["positions"], masses=fc["masses"]
+        )
+        pairs = pairs_from_phonopy(crystal, fc["force_constants"], unit, fc["supercell_matrix"])
+        out[name] = np.asarray(space.project(pairs).theta, float)
+    return out
+
+
+def _bounds_beyond_embedded(space, theta_ref, ens, ens_names, ens_shells, ens_lower, ens_upper):
+    """Bounds without ``members_fc.hdf5``: the embedded ensemble's within its shells; beyond them the
+    reference member's value ± h, h the largest |θ| of a stable member in the outermost embedded shell."""
     outer = ens_shells.shells[-1].name
     members = [m for m in ens.get("members", []) if m.get("status") == "stable" and "projection" in m]
     outer_vals = [
@@ -386,21 +484,7 @@ def _load_reference(material: str, n_shells: int, tail: str, folder: str, stamp:
             lower.append(theta_ref[i] - max(h, abs(theta_ref[i])))
             upper.append(theta_ref[i] + max(h, abs(theta_ref[i])))
             source.append("reference±h")
-    sampled = [n for n in ranking if n in space.names] + [n for n in space.names if n not in ranking]
-    return MaterialReference(
-        crystal,
-        space,
-        pairs,
-        theta_ref,
-        sampled,
-        np.array(lower),
-        np.array(upper),
-        ens,
-        paper_sampled=[n for n in paper if n in space.names],
-        n_shells=n_shells,
-        tail=tail,
-        bounds_source=tuple(source),
-    )
+    return lower, upper, source
 
 
 def _n_shells_of(names: list[str]) -> int:

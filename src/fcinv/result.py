@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from fcinv.errors import DataError, ForceConstantError
+from fcinv.errors import DataError, ForceConstantError, describe_exception, json_kind
 from fcinv.io.atomic import json_dumps, jsonable, write_text
 from fcinv.io.provenance import Provenance
 
@@ -238,14 +238,14 @@ class FCResult:
             raise DataError(f"result file '{p}' does not exist. Check the path.")
         try:
             doc = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(
-                f"'{p}' is not valid JSON ({exc}). Pass a file written by FCResult.to_json."
+                f"'{p}' is not valid JSON ({describe_exception(exc)}). Pass a file written by "
+                "FCResult.to_json."
             ) from None
         if not isinstance(doc, dict):
             raise DataError(
-                f"'{p}' holds a JSON {type(doc).__name__}, not a result. Pass a file written by "
-                "FCResult.to_json."
+                f"'{p}' holds a JSON {json_kind(doc)}, not a result. Pass a file written by FCResult.to_json."
             )
         return cls.from_dict(doc)
 
@@ -269,14 +269,17 @@ class FCResult:
         *,
         material=None,
         supercell: Sequence[int] | None = None,
-        compact: bool = False,
+        compact: bool = True,
         check: bool = True,
     ):
         """Write the full force-constant set of this θ as phonopy ``FORCE_CONSTANTS`` + ``POSCAR`` (+ YAML).
 
-        The parameters not in the result keep the material's reference values; with a reference
-        the export is reference + Σ (θ − θ_ref) × unit arrays on the reference's supercell (see
-        :func:`fcinv.fitting.export_phonopy`), checked against the forward model with phonopy.
+        A result that holds every parameter of its space (the all-parameter models, the refinements;
+        a refinement continued into more shells carries ``extra["n_shells"]``) is exported with zero
+        force constants beyond its cutoff, as its forward model had them. A result of some parameters
+        (the paper convention) keeps the reference member's values for the rest and beyond the
+        cutoff: reference + Σ (θ − θ_ref) × unit arrays on the reference's supercell (see
+        :func:`fcinv.fitting.export_phonopy`). Either is checked against the forward model with phonopy.
 
         Parameters
         ----------
@@ -300,23 +303,45 @@ class FCResult:
         if material is None and self.material is None:
             raise DataError("this result names no material. Pass material= (e.g. 'Ge' or a Material).")
         mat = load_material(material if material is not None else self.material)
-        theta = mat.theta_full(self.theta_dict())
+        n_shells = self.extra.get("n_shells")
+        ref = None
+        if mat.reference_available:
+            from fcinv.reference import load_reference
+
+            # a refinement continued into more shells carries its shell count; else the material's space
+            ref = load_reference(mat.name, int(n_shells)) if n_shells and mat.embedded else mat.reference
+            theta = ref.theta_ref.copy()
+            for k, v in self.theta_dict().items():
+                if k not in ref.space.names:
+                    raise DataError(
+                        f"'{k}' is not a parameter of {mat.name} at {ref.n_shells} shells. "
+                        f"Parameters: {', '.join(ref.space.names)}."
+                    )
+                theta[ref.space.names.index(k)] = float(v)
+        else:
+            theta = mat.theta_full(self.theta_dict())
         meta = {
             "result_method": self.method,
             "result_provenance": None if self.provenance is None else self.provenance.to_dict(),
         }
-        if mat.reference_available:
-            ref = mat.reference
+        sigma = {n: (v if math.isfinite(v) else None) for n, v in self.sigma_dict().items()}
+        if ref is not None:
             smat = mat.reference_supercell if supercell is None else supercell
+            # the result's own tail: zero beyond the cutoff when it holds every parameter of its space (the
+            # all-parameter models and the refinements), else the reference member's (the paper convention)
+            tail = ref.tail_for(list(self.names))
+            meta["beyond_cutoff"] = tail
+            with_ref = tail == "reference"
             return export_phonopy(
                 outdir,
                 ref.space,
                 theta,
-                reference=ref.pairs,
-                theta_ref=ref.theta_ref,
+                reference=ref.pairs if with_ref else None,
+                theta_ref=ref.theta_ref if with_ref else None,
                 supercell=smat,
                 compact=compact,
                 check=check,
+                sigma=sigma,
                 meta=meta,
                 command=current_command(),
             )
@@ -328,6 +353,7 @@ class FCResult:
             supercell=sc,
             compact=compact,
             check=check,
+            sigma=sigma,
             meta=meta,
             command=current_command(),
         )

@@ -31,9 +31,49 @@ def test_shells_change_the_parameter_count(ge):
     assert set(three.space.names) <= set(ge.space.names)
     np.testing.assert_allclose(three.theta_ref, ge.theta_ref[ge.space.index(three.space.names)])
     six = load_reference("Ge", 6)
-    assert six.space.n_params == 21 and six.bounds_source.count("reference±h") == 5
+    assert six.space.n_params == 21 and set(six.bounds_source) == {"ensemble"}
     new = six.space.index([n for n in six.space.names if n.startswith("6NN")])
-    assert np.all(six.lower[new] < six.theta_ref[new]) and np.all(six.theta_ref[new] < six.upper[new])
+    assert np.all(six.lower[new] <= six.theta_ref[new]) and np.all(six.theta_ref[new] <= six.upper[new])
+
+
+def test_bounds_at_any_shell_count_come_from_every_member(ge):
+    """members_fc.hdf5: the bounds of the 6th-8th shells are min/max over all seven stable members'
+    own projections, and in the embedded shells they equal ensemble.json's."""
+    eight = load_reference("Ge", 8)
+    stable = sorted(ge.ensemble["stable_members"])
+    assert sorted(eight.member_theta) == stable and len(stable) == 7
+    vals = np.array([eight.member_theta[m] for m in stable])
+    np.testing.assert_allclose(eight.lower, vals.min(axis=0))
+    np.testing.assert_allclose(eight.upper, vals.max(axis=0))
+    inner = eight.space.index(list(ge.space.names))
+    np.testing.assert_allclose(eight.lower[inner], ge.lower, atol=1e-9)
+    np.testing.assert_allclose(eight.upper[inner], ge.upper, atol=1e-9)
+    # the reference member is one of them: its projection is theta_ref
+    np.testing.assert_allclose(eight.member_theta[ge.reference_member], eight.theta_ref, atol=1e-9)
+    # and the bounds of a far shell are not one member's value ± h
+    far = eight.space.index([n for n in eight.space.names if n.startswith("8NN")])
+    assert np.all(eight.upper[far] - eight.lower[far] > 0)
+
+
+def test_members_file_errors(tmp_path):
+    import h5py
+
+    from fcinv.reference import read_members_fc
+
+    empty = tmp_path / "members_fc.hdf5"
+    with h5py.File(empty, "w") as h5:
+        h5.create_group("members")
+    with pytest.raises(DataError, match="holds no members/ group.*fcinv reference"):
+        read_members_fc(empty)
+    broken = tmp_path / "broken.hdf5"
+    with h5py.File(broken, "w") as h5:
+        h5.create_group("members/a").create_dataset("force_constants", data=np.zeros((1, 1, 3, 3)))
+    with pytest.raises(DataError, match=r"\(member a\) lacks \['p2s_map'"):
+        read_members_fc(broken)
+    garbage = tmp_path / "garbage.hdf5"
+    garbage.write_bytes(b"not hdf5")
+    with pytest.raises(DataError, match="cannot read the members' force-constant file"):
+        read_members_fc(garbage)
 
 
 @pytest.mark.parametrize("bad", [0, 99, -1])

@@ -41,6 +41,8 @@ def test_theta_only_round_trip(tmp_path, material, supercell, compact):
         "FORCE_CONSTANTS",
         "phonopy.yaml",
         "phonopy_params.yaml",
+        "theta.csv",
+        "README.txt",
         "fcinv_export.json",
     }
     c = m.space.crystal
@@ -188,3 +190,126 @@ def test_read_theta_json_layouts(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(DataError, match="is not valid JSON"):
         read_theta_json(tmp_path / "broken.json")
+
+
+# ----------------------------------------------------- the reference, Euphonic JSON, θ ± σ CSV
+def test_export_of_the_ge_reference_loads_in_phonopy_and_euphonic(tmp_path, ge_reference, capsys):
+    """Must show (issue 14): `fcinv export --material Ge` (no θ) writes the reference set, compact,
+    and phonopy and Euphonic (its own JSON) give the same frequencies to 1e-6 at a few q."""
+    import phonopy
+
+    euphonic = pytest.importorskip("euphonic")
+    from fcinv.cli import export
+
+    out = tmp_path / "ge_ref"
+    assert export.main(["--material", "Ge", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "the reference force-constant set" in printed
+    assert "POSCAR is the PRIMITIVE cell (2 atoms; the conventional cell has 8)" in printed
+    assert "q_rlu (1, 0, 0) -> q_POSCAR (0, 0.5, 0.5)" in printed
+    readme = (out / "README.txt").read_text()
+    assert "PRIMITIVE cell" in readme and "q_POSCAR = q_rlu @ M" in readme
+    ref = ge_reference
+    c = ref.crystal
+    # compact: one row block per primitive atom, not n_sc x n_sc (13 MB full for Ge on 5x5x5)
+    n_rows, n_sc = (int(v) for v in (out / "FORCE_CONSTANTS").read_text().split("\n", 1)[0].split())
+    assert (n_rows, n_sc) == (c.n_atoms, 250)
+    assert (out / "FORCE_CONSTANTS").stat().st_size < 200_000
+    ph = phonopy.load(out / "phonopy_params.yaml", produce_fc=False, symmetrize_fc=False, log_level=0)
+    by_phonopy = phonopy_energies(ph, c, Q_TEST)
+    fc = euphonic.ForceConstants.from_json_file(str(out / "euphonic_force_constants.json"))
+    modes = fc.calculate_qpoint_frequencies(c.rlu_to_prim_frac(Q_TEST), asr=None)
+    by_euphonic = modes.frequencies.to("meV").magnitude
+    check_frequencies(by_euphonic, by_phonopy)
+    # and both are the reference's own frequencies (the forward model about D_ref at θ_ref)
+    ours = model_energies(ref.space, ref.theta_ref, Q_TEST, reference=ref.pairs, theta_ref=ref.theta_ref)
+    check_frequencies(by_phonopy, ours)
+    info = json.loads((out / "fcinv_export.json").read_text())
+    assert info["what"] == "the reference force-constant set" and info["poscar_cell"] == "primitive"
+    assert info["theta"] == pytest.approx(dict(zip(ref.space.names, ref.theta_ref.tolist())))
+    np.testing.assert_allclose(
+        np.array([1.0, 0.0, 0.0]) @ np.array(info["q_rlu_to_poscar_frac"]), c.rlu_to_prim_frac([1.0, 0, 0])
+    )
+
+
+def test_full_layout_on_request(tmp_path, ge_spring):
+    res = export_phonopy(tmp_path, ge_spring.space, ge_spring.theta_ref, supercell=(4, 4, 4), compact=False)
+    n_rows, n_sc = (int(v) for v in res.files["force_constants"].read_text().split("\n", 1)[0].split())
+    assert n_rows == n_sc == 128 and res.max_rel_dev < 1e-6
+
+
+def test_theta_sigma_csv_from_a_result_json(tmp_path, ge_reference, capsys):
+    """θ ± σ of an FCResult JSON as CSV: σ where the result has one, empty for the reference's rest."""
+    from fcinv.cli import export
+    from fcinv.result import FCResult
+
+    names = ge_reference.space.names
+    given = names[:3]
+    theta = ge_reference.theta_ref[:3] * np.array([1.05, 0.95, 1.1])
+    r = FCResult(
+        names=tuple(given),
+        theta=theta,
+        sigma=np.array([0.01, 0.02, np.inf]),
+        method="test",
+        sigma_meaning="test sigma",
+        material="Ge",
+    )
+    r.to_json(tmp_path / "r.json")
+    out = tmp_path / "exp"
+    argv = ["--material", "Ge", "--theta-json", str(tmp_path / "r.json"), "-o", str(out), "--no-euphonic"]
+    assert export.main(argv) == 0
+    rows = (out / "theta.csv").read_text().splitlines()
+    assert rows[0] == "index,name,theta,sigma,unit" and len(rows) == 1 + len(names)
+    cells = [row.split(",") for row in rows[1:]]
+    assert [c[1] for c in cells] == list(names)
+    assert [float(c[2]) for c in cells[:3]] == pytest.approx(theta.tolist())
+    assert [float(c[3]) for c in cells[:2]] == pytest.approx([0.01, 0.02])
+    assert cells[2][3] == "" and all(c[3] == "" for c in cells[3:])  # σ = inf is stored as null
+    assert float(cells[3][2]) == pytest.approx(ge_reference.theta_ref[3])
+    assert not (out / "euphonic_force_constants.json").exists()
+
+
+def test_sigma_from_json_layouts():
+    from fcinv.fitting.export import sigma_from_json
+
+    assert sigma_from_json({"theta": {"a": 1.0}, "sigma": {"a": 0.1, "b": None}}) == {"a": 0.1, "b": None}
+    assert sigma_from_json({"refined": {"a": {"theta": 1.0, "sigma": 0.2}}}) == {"a": 0.2}
+    assert sigma_from_json({"a": {"theta": 1.0, "sigma": 0.3}}) == {"a": 0.3}
+    assert sigma_from_json({"a": -1.4}) == {}
+
+
+def test_export_without_theta_or_reference_is_a_usage_error(tmp_path, capsys):
+    from fcinv.cli.main import main
+
+    assert main(["export", "--material", "Ge", "--no-reference", "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to export without θ: --no-reference leaves no reference set" in err
+
+
+def test_without_euphonic_the_export_says_so(tmp_path, ge_spring, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "euphonic" else real(name, *a)
+    )
+    res = export_phonopy(tmp_path, ge_spring.space, ge_spring.theta_ref, supercell=(4, 4, 4), check=False)
+    assert "euphonic_json" not in res.files and not (tmp_path / "euphonic_force_constants.json").exists()
+    assert "Euphonic is not installed (pip install euphonic)" in res.notes[0]
+    assert res.notes[0] in (tmp_path / "README.txt").read_text()
+
+
+@pytest.mark.parametrize("material", ["Ge", "Nb"])
+def test_cell_note_gives_the_q_conversion(material):
+    """The note's matrix M maps conventional r.l.u. onto the POSCAR cell's fractional q, as the code does."""
+    from fcinv.crystal import Crystal
+    from fcinv.fitting.export import cell_note
+
+    c = Crystal.from_name(material)
+    note = cell_note(c)
+    n_conv = {"Ge": 8, "Nb": 2}[material]
+    assert f"the conventional cell has {n_conv})" in note and "POSCAR is the PRIMITIVE cell" in note
+    rows = note.split("M =\n", 1)[1].splitlines()[:3]
+    m = np.array([[float(x) for x in r.strip().strip("()").split(",")] for r in rows])
+    q = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.3, -0.2, 0.7]])
+    np.testing.assert_allclose(q @ m, c.rlu_to_prim_frac(q), atol=1e-6)

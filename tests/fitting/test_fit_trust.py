@@ -88,7 +88,8 @@ def test_labels_recover_theta_with_chi2_one(nb_ref, tmp_path, capsys):
     text = csv.read_text()
     assert ",T1\n" in text and ",T2\n" in text and ",L\n" in text
     rc, out, err = run_cli(
-        ["fit-dispersion", "--material", "Nb", str(csv), "-o", str(tmp_path / "fit.json")], capsys
+        ["fit-dispersion", "--material", "Nb", str(csv), "--shells", "5", "-o", str(tmp_path / "fit.json")],
+        capsys,
     )
     assert rc == 0, err
     doc = json.loads((tmp_path / "fit.json").read_text())
@@ -103,6 +104,18 @@ def test_labels_recover_theta_with_chi2_one(nb_ref, tmp_path, capsys):
     # the residual plot per branch
     assert (tmp_path / "fit_residuals.png").stat().st_size > 10_000
     assert set(doc["branch_label"]) == {"L", "T", "T1", "T2"}
+
+
+def test_nb_dispersion_fits_default_to_its_literature_shells(nb_ref, tmp_path, capsys):
+    """Nb's dispersion_shells (8, as its literature Born-von Karman fits): 23 parameters by default."""
+    pts = line_table(nb_ref.space, nb_ref.theta_ref)
+    csv = write_points(tmp_path / "nb.csv", pts)
+    rc, out, err = run_cli(
+        ["fit-dispersion", "--material", "Nb", str(csv), "-o", str(tmp_path / "fit.json"), "--no-png"], capsys
+    )
+    doc = json.loads((tmp_path / "fit.json").read_text())
+    assert len(doc["names"]) == 23 and "8NN_xx" in doc["names"], doc["names"]
+    assert "8 shells" in out
 
 
 def test_labels_beat_nearest_energy_at_crossings(nb_ref):

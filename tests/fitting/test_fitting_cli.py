@@ -136,6 +136,6 @@ def test_fit_dispersion_cli_bad_csv(tmp_path, capsys):
 
 def test_export_cli_needs_theta(tmp_path, capsys):
     assert (
-        main(["export", "--material", "Ge", "-o", str(tmp_path / "x")]) == 2
+        main(["export", "--material", "Ge", "--no-reference", "-o", str(tmp_path / "x")]) == 2
     )  # a usage error (fcinv exit codes: 0 ok, 1 data or result, 2 usage)
     assert "pass --theta-json FILE and/or --theta" in capsys.readouterr().err

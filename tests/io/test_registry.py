@@ -95,3 +95,13 @@ def test_bad_inputs_are_refused(tmp_path, ge):
         f.attrs["format"] = "fcinv-dataset"
     with pytest.raises(DataError, match="is a training dataset, not a measurement"):
         sniff(ds)
+
+
+def test_horace_sqw_names_the_conversion(tmp_path):
+    """No maintained Python reader of Horace .sqw exists: the refusal names the documented route."""
+    sqw = tmp_path / "iron.sqw"
+    sqw.write_bytes(b"\x00horace\x00" * 8)
+    for call in (lambda: sniff(sqw), lambda: open_measurement(sqw)):
+        with pytest.raises(DataError, match=r"Horace \.sqw file.*NXSPE files it was generated from") as e:
+            call()
+        assert "LoadSQW2, BinMD" in str(e.value) and "SaveMD" in str(e.value) and "\n" not in str(e.value)

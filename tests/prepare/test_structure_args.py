@@ -63,7 +63,7 @@ def test_zero_length_segment_names_the_structure():
 
     # a rhombohedral lattice next to simple cubic: seekpath's default path has two coinciding points
     c = Crystal.from_cell(RHL(4.0, 89.5).tocell()[:], [[0, 0, 0]], [29], name="pseudo-cubic")
-    with pytest.raises(StructureError) as exc:
+    with pytest.raises(StructureError, match="default path has the points") as exc:
         build_path(c)
     msg = str(exc.value)
     assert "read as R-3m #166" in msg and "setting" in msg and "--path" in msg

@@ -234,6 +234,45 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: The figure convention of every command that draws, appended to its help epilog.
+PLOT_EPILOG = (
+    "Figures: --plot/--no-plot turns the figures on or off; --png PATH names the figure file "
+    "(and implies --plot); --no-png, the old spelling of --no-plot, still works."
+)
+
+
+def add_plot_args(p: argparse.ArgumentParser, *, default: bool, png_help: str | None = None) -> None:
+    """The one figure convention: ``--plot/--no-plot`` (default ``default``), ``--png PATH`` when
+    ``png_help`` is given (with the hidden, deprecated ``--no-png``), and :data:`PLOT_EPILOG`."""
+    if png_help is not None:
+        p.add_argument("--png", default=None, metavar="PATH", help=png_help)
+        p.add_argument("--no-png", dest="no_png", action="store_true", help=argparse.SUPPRESS)
+    when = "yes" if default else ("no, unless --png is given" if png_help is not None else "no")
+    p.add_argument(
+        "--plot", action=argparse.BooleanOptionalAction, default=None, help=f"write figures (default: {when})"
+    )
+    p.set_defaults(plot_default=default)
+    import textwrap
+
+    epilog = textwrap.fill(PLOT_EPILOG if png_help is not None else PLOT_EPILOG.split(";")[0] + ".", 78)
+    p.epilog = f"{p.epilog}\n\n{epilog}" if p.epilog else epilog
+
+
+def plot_wanted(args) -> bool:
+    """Whether to draw, from :func:`add_plot_args`' options: ``--no-png`` (deprecated) or ``--no-plot``
+    off, ``--plot`` or ``--png`` on, else the command's default. ``--png`` with ``--no-plot`` is an error."""
+    png = getattr(args, "png", None)
+    if getattr(args, "no_png", False):
+        if args.plot:
+            raise UsageError("--plot and --no-png contradict each other; drop one (--no-png means --no-plot)")
+        return False
+    if args.plot is False and png is not None:
+        raise UsageError(f"--png {png} and --no-plot contradict each other; drop one")
+    if args.plot is None:
+        return bool(args.plot_default or png is not None)
+    return bool(args.plot)
+
+
 def add_fit_trust_args(group, *, what: str, robust_stage: bool = False) -> None:
     """The options of a fit that guard what it reports (``fit`` and ``fit-dispersion``): outlier
     flagging (per ``what``: pixel or point), the full-zone stability mesh and ``--allow-unstable``."""

@@ -1,7 +1,9 @@
 """Guards every command runs before its work: outputs, sizes, physical limits, interrupts.
 
 - :func:`check_outputs`: an existing output needs ``--force`` (or ``--resume`` where that applies),
-  the folder must be writable, and stale temporary files of killed runs are removed.
+  the folder must be writable, and stale temporary files of killed runs are removed. The resume checks
+  (``dataset --resume`` / ``train --resume`` with the options of the interrupted run) are in
+  :mod:`fcinv.cli._resume`.
 - :func:`check_memory`: refuse a job whose memory estimate exceeds a fraction of the machine's memory.
 - :func:`check_range` and friends: physical limits on energies, temperatures and θ.
 - :func:`interrupt_guard`: one SIGINT stops a command within a second, even when Python swallows the
@@ -465,118 +467,29 @@ def precheck(cmd: str, module, argv: list[str]) -> list[str]:
             check_writable(Path(value), flag=flag, folder=True)
             remove_stale_temporaries(value)
         elif kind == "dataset":
+            from fcinv.cli._resume import check_dataset_output
+
             check_dataset_output(args, argv, force=force)
     for check in ARG_CHECKS.get(cmd, []):
         check(args, argv)
     return argv
 
 
-# ------------------------------------------------------------------------------------------- dataset
-def check_dataset_output(args, argv: list[str], *, force: bool) -> None:
-    """``fcinv dataset -o``: a finished file needs --force; a partial --resume (with the same options)
-    or --overwrite."""
-    out = Path(args.output)
-    partial = out.with_name(out.name + ".partial")
-    if out.is_dir():
-        raise OutputError(
-            f"-o {out} is a folder; expected a file name. Pass a file path such as {out / 'ge.h5'}."
-        )
-    if out.exists() and not force:
-        raise OutputError(
-            f"-o {out} exists (a finished dataset). Pass --force to overwrite it or choose another path."
-        )
-    if out.exists() and force and not args.resume:
-        pass  # replaced when the new one is complete
-    check_writable(out)
-    remove_stale_temporaries(out.parent if str(out.parent) else Path("."))
-    if args.resume and args.overwrite:
-        raise OutputError(
-            "--resume and --overwrite contradict each other. Pass --resume to continue, --overwrite to "
-            "restart."
-        )
-    if getattr(args, "scheduler", None):
-        # the sharded path keeps its state in <output>.shards/ and checks resume, overwrite and the plan
-        # itself (fcinv.dataset.shards.generate_sharded)
-        return
-    if partial.exists() and not (args.resume or args.overwrite):
-        raise OutputError(
-            f"{partial} exists (an interrupted run). Pass --resume to continue it or --overwrite to start "
-            "again."
-        )
-    if args.resume and not partial.exists():
-        raise OutputError(
-            f"--resume: there is no interrupted run {partial} to continue. Run without --resume."
-        )
-    if args.resume:
-        check_dataset_resume(partial, argv)
+#: The resume checks live in :mod:`fcinv.cli._resume`; these names stay importable from here.
+_MOVED_TO_RESUME = {
+    "check_dataset_output",
+    "check_dataset_resume",
+    "check_train_resume",
+    "train_resume_command",
+}
 
 
-#: Options that may differ between a run and its resumption.
-_RESUME_FREE = {"resume", "overwrite", "no_progress", "force", "output", "quiet", "verbose"}
+def __getattr__(name: str):
+    if name in _MOVED_TO_RESUME:
+        from fcinv.cli import _resume
 
-
-def check_dataset_resume(partial: Path, argv: list[str]) -> None:
-    """Refuse ``fcinv dataset --resume`` whose options differ from those that started ``partial``.
-
-    The partial's command line (``meta/command``) is parsed with the same parser; every option that
-    differs (besides --resume, --overwrite, --no-progress, --force, -o) is named in the message.
-    """
-    import shlex
-
-    import h5py
-
-    from fcinv.cli import dataset as cli_dataset
-
-    try:
-        with h5py.File(partial, "r") as f:
-            meta = _read_meta(f)
-    except OSError as exc:
-        raise OutputError(
-            f"{partial} cannot be read ({exc}). Delete it or pass --overwrite to start again."
-        ) from None
-    command = meta.get("command") if isinstance(meta, dict) else None
-    if not isinstance(command, str):
-        return
-    words = shlex.split(command)
-    if words[:2] == ["fcinv", "dataset"]:
-        words = words[2:]
-    then = _quiet_parse(cli_dataset.get_parser(), [w for w in words if w != "--force"])
-    now = _quiet_parse(cli_dataset.get_parser(), [w for w in argv if w != "--force"])
-    if then is None or now is None:
-        return
-    diffs = [
-        f"--{k.replace('_', '-')} {_fmt(getattr(now, k))} (the partial run used {_fmt(getattr(then, k))})"
-        for k in sorted(vars(now))
-        if k not in _RESUME_FREE and _fmt(getattr(now, k)) != _fmt(getattr(then, k, None))
-    ]
-    if diffs:
-        raise OutputError(
-            f"--resume with other options than {partial.name} was started with: {'; '.join(diffs)}. "
-            "Resume with the original options, or pass --overwrite to start again."
-        )
-
-
-def _fmt(v) -> str:
-    if isinstance(v, (list, tuple)):
-        return " ".join(_fmt(x) for x in v)
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def _read_meta(f) -> dict:
-    import json
-
-    for key in ("meta", "metadata"):
-        if key in f.attrs:
-            raw = f.attrs[key]
-            raw = raw.decode() if isinstance(raw, bytes) else raw
-            with contextlib.suppress(ValueError, TypeError):
-                return json.loads(raw)
-    if "command" in f.attrs:
-        c = f.attrs["command"]
-        return {"command": c.decode() if isinstance(c, bytes) else str(c)}
-    return {}
+        return getattr(_resume, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------- per-command checks
@@ -730,6 +643,41 @@ def simexp_memory_estimate(
     return _SIMEXP_PYTHON + (_SIMEXP_REGION + _SIMEXP_PER_ORIENTATION * n_orientations) * scale
 
 
+def _check_train(args, argv) -> None:
+    """``fcinv train``: counts, rates and widths named by their flags (before the library's own checks,
+    which name its parameters), then :func:`check_train_resume`."""
+    check_count(args.epochs, "--epochs", why="training epochs")
+    check_count(args.batch_size, "--batch-size", why="spectra per batch")
+    check_range(args.lr, "--lr", low=0.0, high=10.0, low_open=True, why="the AdamW learning rate, e.g. 1e-3")
+    check_range(args.weight_decay, "--weight-decay", low=0.0, high=10.0, why="the AdamW weight decay")
+    check_count(args.patience, "--patience", why="epochs without improvement before stopping")
+    check_count(args.seed, "--seed", low=0, why="a random seed")
+    check_count(args.threads, "--threads", why="torch CPU threads")
+    check_count(args.max_train, "--max-train", why="training samples")
+    check_count(args.max_val, "--max-val", why="validation samples")
+    if args.model == "vae":
+        check_count(args.latent_dim, "--latent-dim", why="the latent dimension")
+        check_count(args.hidden_dim, "--hidden-dim", why="the dense layer width")
+        check_range(args.beta, "--beta", low=0.0, high=1e3, why="the weight of the KL term")
+        _check_widths(args.channels, "--channels", "16,32,64,128")
+    elif args.model == "regressor":
+        _check_widths(args.hidden, "--hidden", "256,256,128")
+        d = args.dropout
+        if not (math.isfinite(d) and 0.0 <= d < 1.0):
+            raise LimitError(f"--dropout {d:g} is out of range (a dropout probability). Pass 0 <= p < 1.")
+    from fcinv.cli._resume import check_train_resume
+
+    check_train_resume(args, argv)
+
+
+def _check_widths(widths, flag: str, example: str) -> None:
+    if not widths or any(w < 1 for w in widths):
+        shown = ",".join(str(w) for w in widths) or "(empty)"
+        raise LimitError(
+            f"{flag} {shown}: layer widths must be positive integers. Pass e.g. {flag} {example}."
+        )
+
+
 def _check_evaluate(args, argv) -> None:
     check_count(args.max_test, "--max-test", why="test spectra to evaluate")
     check_count(args.k_samples, "--k-samples", low=0, why="latent samples (0 regresses μ)")
@@ -790,6 +738,7 @@ ARG_CHECKS = {
     "export": [_check_export],
     "project": [_check_project],
     "reference": [_check_reference],
+    "train": [_check_train],
 }
 
 

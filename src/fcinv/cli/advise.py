@@ -116,10 +116,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=5.0, help="sample temperature, K")
     p.add_argument("--rows", type=int, default=10, help="rows of the ranked table")
     p.add_argument("--json", default=None, help="write the advice here")
-    p.add_argument(
-        "--png", default=None, help="figure of predicted σ against beam time (default advise_forecast.png)"
+    from fcinv.cli._common import add_plot_args
+
+    add_plot_args(
+        p, default=True, png_help="figure of predicted σ against beam time (default advise_forecast.png)"
     )
-    p.add_argument("--no-png", action="store_true")
     add_watch_arguments(p)
     return p
 
@@ -128,6 +129,7 @@ def read_answer(path: str | None) -> tuple[dict, dict]:
     """θ and σ by name from ``fcinv infer --json`` (refined if present, else ML) or ``{name: [θ, σ]}``."""
     if not path:
         return {}, {}
+    from fcinv.errors import describe_exception, json_kind
     from fcinv.steering.design import SteeringError
 
     p = Path(path)
@@ -135,21 +137,32 @@ def read_answer(path: str | None) -> tuple[dict, dict]:
         raise SteeringError(f"answer file '{p}' does not exist. Pass fcinv infer --json output.")
     try:
         doc = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SteeringError(
-            f"answer file '{p}' is not JSON ({exc.msg}). Pass fcinv infer --json output."
+            f"answer file '{p}' is not valid JSON ({describe_exception(exc)}). Pass fcinv infer --json "
+            "output."
         ) from None
-    block = doc.get("refined") or doc.get("ml") or doc.get("answer") or doc
+    if not isinstance(doc, dict):
+        raise SteeringError(
+            f"answer file '{p}' holds a JSON {json_kind(doc)}, not an object. Pass fcinv infer --json "
+            "output or {name: [theta, sigma]}."
+        )
+    block = next((doc[k] for k in ("refined", "ml", "answer") if isinstance(doc.get(k), dict)), doc)
     th, sg = {}, {}
     for n, v in block.items():
-        if isinstance(v, dict) and "theta" in v:
-            th[n], sg[n] = float(v["theta"]), float(v.get("sigma", np.nan))
-        elif isinstance(v, (list, tuple)) and len(v) == 2:
-            th[n], sg[n] = float(v[0]), float(v[1])
+        pair = [v.get("theta"), v.get("sigma", np.nan)] if isinstance(v, dict) and "theta" in v else v
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            continue
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in pair):
+            raise SteeringError(
+                f"answer file '{p}': '{n}' is {json.dumps(v)[:40]}, not [theta, sigma] numbers. Pass "
+                "fcinv infer --json output or {name: [theta, sigma]}."
+            )
+        th[n], sg[n] = float(pair[0]), float(pair[1])
     if not th:
         raise SteeringError(
             f"answer file '{p}' holds no θ by name. Pass fcinv infer --json output or {{name: [theta, "
-            "sigma]}}."
+            "sigma]}."
         )
     return th, sg
 
@@ -251,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         res["command"] = command_line()
         write_json(args.json, res)
         print(f"wrote {args.json}")
-    if not args.no_png:
+    from fcinv.cli._common import plot_wanted
+
+    if plot_wanted(args):
         png = args.png or "advise_forecast.png"
         plot_forecast(
             png,

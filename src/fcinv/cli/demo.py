@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from fcinv.cli._common import add_logging_args, cli_main, show_progress
+from fcinv.cli._common import add_logging_args, add_plot_args, cli_main, plot_wanted, show_progress
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="a small run (3 orientations, 2 single scans) to check the installation, not the method",
     )
     p.add_argument("--no-refine", action="store_true")
+    add_plot_args(p, default=True)
     p.add_argument("--seed", type=int, default=0)
     add_logging_args(p)
     return p
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         refine=not args.no_refine,
         seed=args.seed,
         progress=show_progress(),
+        plot=plot_wanted(args),
     )
     print(comparison_table(r))
     print("(eV/Å²; σ for ML: " + r.ml_result.sigma_meaning.split(";")[0] + ")")

@@ -54,6 +54,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's setting)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from fcinv.cli._common import add_plot_args
+
+    add_plot_args(p, default=True)
     return p
 
 
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
 
+        from fcinv.cli._common import plot_wanted
         from fcinv.evaluation import EvalConfig, run_evaluation
 
         if args.threads:
@@ -84,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             k_samples=args.k_samples,
             device=args.device,
             progress=not args.quiet,
+            figures=plot_wanted(args),
         )
         rep = run_evaluation(dict(args.model), args.data, args.out, cfg, command=command)
     except FcinvError as exc:

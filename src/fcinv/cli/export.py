@@ -1,21 +1,30 @@
-"""``fcinv export``: write θ as phonopy FORCE_CONSTANTS + POSCAR (+ phonopy.yaml, phonopy_params.yaml).
+"""``fcinv export``: write force constants for phonopy and Euphonic (+ θ ± σ as CSV).
 
-θ comes from a result JSON (``fcinv fit``, ``fit-dispersion`` or ``infer`` output, or
-``{name: value}``) and/or ``--theta NAME=VALUE``; parameters not given keep the
-reference's values (``--shells N``, or the JSON's ``n_shells``, sets the parameter space). Where the material has an embedded reference (and the JSON does
-not say it was fitted without one), the exported set is the reference's full force
-constants plus Σ (θ − θ_ref) × unit arrays, on the reference's supercell, so it
-reproduces the forward model exactly; ``--no-reference`` writes θ's own force
-constants (pairs within the cutoff only). Every export is checked with phonopy
-against the forward model (relative 1e-6).
+Without θ, the material's reference force-constant set is exported as it is (``fcinv export
+--material Ge -o ge_ref/``). θ comes from a result JSON (``fcinv fit``, ``fit-dispersion``,
+``infer`` or ``demo`` output, or ``{name: value}``) and/or ``--theta NAME=VALUE``; parameters
+not given keep the reference's values (``--shells N``, or the JSON's ``n_shells``, sets the
+parameter space). Where the material has an embedded reference (and the JSON does not say it
+was fitted without one), the exported set is the reference's full force constants plus
+Σ (θ − θ_ref) × unit arrays, on the reference's supercell, so it reproduces the forward model
+exactly; ``--no-reference`` writes θ's own force constants (pairs within the cutoff only).
+Every export is checked with phonopy against the forward model (relative 1e-6).
 
-Load the result with ``phonopy.load("OUT/phonopy_params.yaml")`` or Euphonic's
+The folder holds POSCAR (the PRIMITIVE cell; fcinv's q is in r.l.u. of the conventional cell:
+README.txt gives the matrix between them), FORCE_CONSTANTS (compact: n_prim × n_sc blocks;
+``--full`` for n_sc × n_sc), phonopy.yaml, phonopy_params.yaml,
+euphonic_force_constants.json (with Euphonic installed), theta.csv (θ ± σ where the JSON
+has σ), README.txt and fcinv_export.json.
+
+Load it with ``phonopy.load("OUT/phonopy_params.yaml")``,
+``euphonic.ForceConstants.from_json_file("OUT/euphonic_force_constants.json")`` or
 ``ForceConstants.from_phonopy(path="OUT")``.
 
 Examples
 --------
-fcinv export --material Ge --theta-json fit.json -o ge_fc/
-fcinv export --material Ge --theta 1NN_xx=-1.5 -o ge_fc/ --compact
+fcinv export --material Ge -o ge_ref/
+fcinv export --material Ge --theta-json result.json -o ge_fc/
+fcinv export --material Ge --theta 1NN_xx=-1.5 -o ge_fc/ --full
 fcinv export --material Nb --theta-json nb_fit.json -o nb_fc/ --supercell 5 5 5
 """
 
@@ -62,13 +71,20 @@ def get_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="supercell (3 or 9 integers); default: the reference's, else the material's",
     )
-    p.add_argument(
+    layout = p.add_mutually_exclusive_group()
+    layout.add_argument(
         "--compact",
         action="store_true",
-        help="FORCE_CONSTANTS in phonopy's compact layout (n_prim × n_sc blocks)",
+        help="FORCE_CONSTANTS in phonopy's compact layout, n_prim × n_sc blocks (the default)",
+    )
+    layout.add_argument(
+        "--full",
+        action="store_true",
+        help="FORCE_CONSTANTS in phonopy's full layout, n_sc × n_sc blocks (n_sc/n_prim times larger)",
     )
     p.add_argument("--no-check", action="store_true", help="skip the phonopy self-check")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--no-euphonic", action="store_true", help="do not write euphonic_force_constants.json")
+    p.add_argument("-o", "--output", "--out", dest="output", required=True, help="output folder")
     return p
 
 
@@ -77,12 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.crystal import material_dir
     from fcinv.errors import DataError, MaterialError
     from fcinv.fcspace import FCSpace
-    from fcinv.fitting import export_phonopy
+    from fcinv.fitting.export import export_phonopy, sigma_from_json
     from fcinv.io import read_theta_json
 
-    if not args.theta_json and not args.theta:
-        raise UsageError("pass --theta-json FILE and/or --theta NAME=VALUE ... (the θ to export)")
     crystal = crystal_from_args(args)
+    reference_only = not args.theta_json and not args.theta
     given, doc = read_theta_json(args.theta_json) if args.theta_json else ({}, {})
     fitted_without_ref = doc.get("reference_fc") == "theta_ref"
     n_shells = (
@@ -106,6 +121,15 @@ def main(argv: list[str] | None = None) -> int:
             if n_shells is not None:
                 raise
             ref = None
+    if reference_only and ref is None:
+        why = (
+            "--no-reference leaves no reference set to export"
+            if args.no_reference
+            else f"{crystal.name} has no embedded reference force-constant set"
+        )
+        raise UsageError(
+            f"nothing to export without θ: {why}; pass --theta-json FILE and/or --theta NAME=VALUE"
+        )
     if ref is not None:
         space, base = ref.space, ref.theta_ref.copy()
     else:
@@ -121,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"note: {len(missing)} parameters not given are exported as 0 ({', '.join(missing[:6])}{'...' if len(missing) > 6 else ''})"
             )
+    overridden = {s.split("=", 1)[0] for s in (args.theta or []) if "=" in s}
+    sigma = {k: v for k, v in sigma_from_json(doc).items() if k not in overridden}
     if args.supercell:
         smat = supercell_from_args(args.supercell)
     elif ref is not None:
@@ -142,19 +168,29 @@ def main(argv: list[str] | None = None) -> int:
         reference=ref.pairs if ref is not None else None,
         theta_ref=ref.theta_ref if ref is not None else None,
         supercell=smat,
-        compact=args.compact,
+        compact=not args.full,
         check=not args.no_check,
+        euphonic=not args.no_euphonic,
+        sigma=sigma,
         meta=meta,
         command=command_line(),
     )
-    what = (
-        f"reference ({ref.reference_member}) + Δθ" if ref is not None else "θ alone (pairs within the cutoff)"
-    )
+    if ref is None:
+        what = "θ alone (pairs within the cutoff)"
+    elif reference_only:
+        what = f"the reference force-constant set ({ref.reference_member})"
+    else:
+        what = f"reference ({ref.reference_member}) + Δθ"
+    layout = "full" if args.full else "compact"
     print(
-        f"{crystal.name}: exported {what} on supercell {np.diag(res.supercell).tolist()} to {Path(args.output)}/"
+        f"{crystal.name}: exported {what} on supercell {np.diag(res.supercell).tolist()} "
+        f"({layout} FORCE_CONSTANTS) to {Path(args.output)}/"
     )
     for kind, path in res.files.items():
         print(f"  {kind:<16} {path}")
+    for line in res.notes:
+        print(f"note: {line}")
+    print(res.cell_note)
     if res.max_rel_dev is not None:
         print(
             f"check: phonopy reproduces the forward model to {res.max_rel_dev:.1e} (relative) along the path and a 4x4x4 mesh"

@@ -168,8 +168,9 @@ def get_parser() -> argparse.ArgumentParser:
         help="physical: Debye-Waller factor from θ (default), the reference's, or none",
     )
     p.add_argument("-o", "--output", default=None, help="result JSON (default: DATA with _fit.json)")
-    p.add_argument("--png", default=None, help="figure path (default: the JSON with .png)")
-    p.add_argument("--no-png", action="store_true", help="do not write the figure")
+    from fcinv.cli._common import add_plot_args
+
+    add_plot_args(p, default=True, png_help="figure path (default: the JSON with .png)")
     return p
 
 
@@ -351,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_json(out, doc)
     print(f"wrote {out}")
-    if not args.no_png:
+    from fcinv.cli._common import plot_wanted
+
+    if plot_wanted(args):
         from fcinv.fitting.plots import save_spectrum_fit_png
 
         img, _ = image_and_jacobian(model, res.theta, jacobian=False)

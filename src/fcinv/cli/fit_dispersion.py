@@ -71,7 +71,8 @@ def get_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="neighbour shells in the cutoff (default: the material's)",
+        help="neighbour shells in the cutoff (default: the material's dispersion_shells, Nb 8 as its "
+        "literature Born-von Karman fits, else its cutoff_shells)",
     )
     g.add_argument(
         "--no-reference",
@@ -107,10 +108,11 @@ def get_parser() -> argparse.ArgumentParser:
         help="evaluations per stage before the fit stops as not converged",
     )
     p.add_argument("-o", "--output", default=None, help="result JSON (default: POINTS with _fit.json)")
-    p.add_argument(
-        "--png", default=None, help="figure path (default: the JSON with .png; residuals: _residuals.png)"
+    from fcinv.cli._common import add_plot_args
+
+    add_plot_args(
+        p, default=True, png_help="figure path (default: the JSON with .png; residuals: _residuals.png)"
     )
-    p.add_argument("--no-png", action="store_true", help="do not write the figures")
     return p
 
 
@@ -130,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     check_dispersion_points(points, args.points)
     crystal = crystal_from_args(args)
     ref = None
+    if args.shells is None and not args.no_reference and not args.springs:
+        # a material's literature shell count for dispersion fits (material.json dispersion_shells, Nb: 8)
+        from fcinv.crystal import material_info
+
+        try:
+            args.shells = material_info(crystal.name).get("dispersion_shells")
+        except (MaterialError, KeyError):
+            args.shells = None
     if not args.no_reference and not args.springs:
         try:
             from fcinv.reference import load_reference
@@ -152,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         names = resolve_free(space, args.free, ranking=ranking, default=space.names)
         tail = ref.tail_for(names) if hasattr(ref, "tail_for") else "reference"
         reference = ref.pairs if tail == "reference" else None
-        source = f"embedded reference ({ref.reference_member}), {len(space.shells)} shells, beyond the cutoff: {tail}"
+        from fcinv.reference import shell_count
+
+        source = f"embedded reference ({ref.reference_member}), {shell_count(space)} shells, beyond the cutoff: {tail}"
     else:
         space = FCSpace(crystal, n_shells=args.shells) if args.shells else FCSpace.for_material(crystal)
         springs = parse_springs(args.springs) if args.springs else {"1NN": 1.0, "2NN": 0.5}
@@ -232,8 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_json(out, doc)
     print(f"wrote {out}")
-    if not args.no_png:
-        from fcinv.fitting.plots import save_dispersion_fit_png, save_dispersion_residuals_png
+    from fcinv.cli._common import plot_wanted
+
+    if plot_wanted(args):
+        from fcinv.fitting.plots import (
+            fit_dispersion_band,
+            save_dispersion_fit_png,
+            save_dispersion_residuals_png,
+        )
 
         try:
             grid = default_grid(crystal)
@@ -249,8 +267,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         png = Path(args.png) if args.png else out.with_suffix(".png")
         title = f"{crystal.name}: dispersion fit, χ²/dof = {res.chi2_dof:.2f}, rms {ex['rms_residual_meV']:.3f} meV ({ex['rms_residual_THz']:.3f} THz)"
+        drawn = fit_dispersion_band(
+            space,
+            full,
+            list(res.names),
+            res.covariance,
+            grid.q_rlu,
+            reference=reference,
+            theta_ref=theta_ref if reference is not None else None,
+        )
+        band, band_label = drawn if drawn is not None else (None, "")
         save_dispersion_fit_png(
-            png, crystal, grid, path_e, points, np.asarray(ex["energy_model_meV"]), title=title
+            png,
+            crystal,
+            grid,
+            path_e,
+            points,
+            np.asarray(ex["energy_model_meV"]),
+            title=title,
+            band=band,
+            band_label=band_label,
         )
         print(f"wrote {png}")
         rpng = png.with_name(png.stem + "_residuals.png")

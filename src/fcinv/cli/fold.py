@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.cli._common import add_logging_args, add_material_args, cli_main, material_from_args
+from fcinv.cli._common import (
+    add_logging_args,
+    add_material_args,
+    add_plot_args,
+    cli_main,
+    material_from_args,
+    plot_wanted,
+)
 from fcinv.io import FORMATS
 
 log = logging.getLogger(__name__)
@@ -37,7 +44,7 @@ def get_parser() -> argparse.ArgumentParser:
     add_material_args(p)
     p.add_argument("--path", default=None, help="q-path labels (default: the material's pathSQE path)")
     p.add_argument("-o", "--output", required=True, help="output folded-spectrum HDF5 file")
-    p.add_argument("--png", default=None, help="also write a figure of the folded spectrum")
+    add_plot_args(p, default=False, png_help="figure of the folded spectrum (with --plot: OUTPUT with .png)")
     p.add_argument(
         "--format",
         choices=("auto", *FORMATS),
@@ -147,6 +154,13 @@ def file_options(args) -> dict:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    png = None
+    if plot_wanted(args):
+        png = Path(args.png) if args.png else Path(args.output).with_suffix(".png")
+    if png is not None and not args.png:
+        from fcinv.cli._guards import check_outputs
+
+        check_outputs([(png, "--png")], force=args.force)  # the default figure path, before the fold
     from fcinv.experiment.fold import Corrections
     from fcinv.experiment.folded import FoldedSpectrum
     from fcinv.io import open_measurement
@@ -199,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     fs.to_hdf5(out)
     print(f"wrote {out}")
-    if args.png:
+    if png is not None:
         from fcinv.plotting import save_spectrum_png
 
-        save_spectrum_png(args.png, fs.filled(np.nan), grid, title=f"{material.name}: folded I(q, E)")
-        print(f"wrote {args.png}")
+        save_spectrum_png(png, fs.filled(np.nan), grid, title=f"{material.name}: folded I(q, E)")
+        print(f"wrote {png}")
     return 0

@@ -78,10 +78,21 @@ def get_parser() -> argparse.ArgumentParser:
         "--per-orientation",
         action="store_true",
         help="DATA is a run file: infer every single orientation too, and plot the scatter and the error "
-        "versus angle",
+        "versus angle (writes DATA stem + _orientations.png / .json in the current folder; --force "
+        "replaces them)",
     )
     p.add_argument(
         "--refine", action="store_true", help="refine the ML answer by a least-squares fit to the spectrum"
+    )
+    p.add_argument(
+        "--shells",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="with --refine: continue the refinement into these neighbour-shell counts after the model's own "
+        "parameters (each stage starts from the last, new parameters at zero; default: the material's "
+        "refine_shells, Ge 8 11); 0: the model's own parameters only",
     )
     p.add_argument(
         "--allow-unstable",
@@ -97,12 +108,10 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", default=None, help="write the result (fcinv.result.FCResult JSON) to this file")
     p.add_argument("--csv", default=None, help="write name, θ, σ as CSV to this file")
-    p.add_argument(
-        "--png",
-        default=None,
-        help="write the figure here (default: DATA stem + _fcinv.png in the current folder)",
-    )
-    p.add_argument("--no-png", action="store_true")
+    from fcinv.cli._common import add_plot_args
+
+    add_plot_args(p, default=True, png_help="figure path (default: DATA stem + _fcinv.png in this folder)")
+    p.add_argument("--dos", action="store_true", help="add the phonon DOS (phonopy 16³ mesh) to the figure")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_device_arg(p)
     add_logging_args(p)
@@ -122,15 +131,25 @@ def main(argv: list[str] | None = None) -> int:
         return run_watch(args)
     if not args.data:
         raise UsageError("pass DATA (a folded spectrum or 4D data), or --watch DIR for the live loop")
+    from fcinv.cli._common import plot_wanted
     from fcinv.cli._guards import check_outputs
     from fcinv.devices import resolve_device
     from fcinv.io import read_theta_json
     from fcinv.pipeline import Pipeline, PipelineConfig, one_phonon_corrections
 
+    if args.shells is not None and not args.refine:
+        raise UsageError(
+            "--shells sets the shells the refinement continues into; add --refine (or drop --shells)"
+        )
     png = None
-    if not args.no_png:
+    if plot_wanted(args):
         png = Path(args.png) if args.png else Path(Path(args.data[0]).stem + "_fcinv.png")
-    check_outputs([(args.json, "--json"), (args.csv, "--csv"), (png, "--png")], force=args.force)
+    outputs = [(args.json, "--json"), (args.csv, "--csv"), (png, "--png")]
+    if args.per_orientation:
+        if len(args.data) != 1:
+            raise UsageError("--per-orientation takes one run file (fcinv simulate-experiment output)")
+        outputs += [(p, "--per-orientation") for p in per_orientation_outputs(args.data[0])]
+    check_outputs(outputs, force=args.force)
     corr = None if args.no_corrections else one_phonon_corrections(args.temperature)
     cfg = PipelineConfig(
         k_samples=args.k_samples,
@@ -138,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         q_tolerance=args.q_tolerance,
         corrections=corr,
         rebin=args.rebin,
+        refine_shells=None if args.shells is None else tuple(n for n in args.shells if n != 0),
     )
     from fcinv.cli._common import model_from_args
 
@@ -171,11 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         per_orientation(args, pipe, run)
     if png is not None:
         from fcinv.pipeline import plot_inversion
+        from fcinv.pipeline.plots import inversion_extras
 
-        truth_f = None
+        extras = inversion_extras(pipe, run, seed=args.seed, dos=args.dos)
         if truth is not None and all(n in truth for n in res.names):
             truth_f = pipe.forward_model.frequencies(np.array([truth[n] for n in res.names]))[0]
-        plot_inversion(png, run, title=f"{pipe.material.name}: {name}", truth_frequencies=truth_f)
+            extras.update(truth_frequencies=truth_f, truth_label="truth (--truth)")
+        plot_inversion(png, run, title=f"{pipe.material.name}: {name}", **extras)
         print(f"wrote {png}")
     for w in dict.fromkeys(run.result.adequacy.get("warnings", [])):
         print(f"WARNING: {w}")
@@ -189,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def per_orientation_outputs(data: str) -> tuple[Path, Path]:
+    """The figure and the JSON ``--per-orientation`` writes for run file ``data``: DATA stem +
+    ``_orientations.png`` / ``.json`` in the current folder (checked like every output: --force)."""
+    stem = Path(data).stem
+    return Path(f"{stem}_orientations.png"), Path(f"{stem}_orientations.json")
+
+
 def per_orientation(args, pipe, run) -> None:
     """Infer every single-orientation scan of a run; scatter and error-versus-angle figure, JSON."""
     import time
@@ -196,8 +225,7 @@ def per_orientation(args, pipe, run) -> None:
     from fcinv.io import write_json
     from fcinv.pipeline import plot_single_scans
 
-    if len(args.data) != 1:
-        raise UsageError("--per-orientation takes one run file (fcinv simulate-experiment output)")
+    png_path, json_path = per_orientation_outputs(args.data[0])
     t = time.perf_counter()
     scans = pipe.scans(args.data[0], progress=show_progress())
     dt = time.perf_counter() - t
@@ -214,9 +242,6 @@ def per_orientation(args, pipe, run) -> None:
         print(
             f"  {lab:<6} ψ = {scans.psi[j]:6.1f}°  {rel[j]:.2e}  (coverage {100 * scans.coverage[j]:.0f} %)"
         )
-    stem = Path(args.data[0]).stem
-    png = plot_single_scans(
-        Path(f"{stem}_orientations.png"), scans, full, full, width, reference_label="full run"
-    )
-    write_json(f"{stem}_orientations.json", {**scans.to_dict(), "msd_vs_full_domain_widths": rel.tolist()})
-    print(f"wrote {png}, {stem}_orientations.json")
+    png = plot_single_scans(png_path, scans, full, full, width, reference_label="full run")
+    write_json(json_path, {**scans.to_dict(), "msd_vs_full_domain_widths": rel.tolist()})
+    print(f"wrote {png}, {json_path}")

@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         known = ", ".join(c for c, (m, _) in COMMANDS.items() if importlib.util.find_spec(m))
         print(f"fcinv: unknown command '{cmd}'. Commands: {known}.", file=sys.stderr)
         return EXIT_USAGE
-    module = importlib.import_module(COMMANDS[cmd][0])
+    try:
+        module = importlib.import_module(COMMANDS[cmd][0])
+    except KeyboardInterrupt:  # Ctrl-C while the command's libraries load: nothing was started
+        print(interrupt_message(cmd, rest), file=sys.stderr)
+        return EXIT_INTERRUPTED
     rest = _pass_own_flags(module, verbosity, rest)
     state = configure_logging(verbosity)
     try:

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-from fcinv.errors import FcinvError
+from fcinv.cli._common import UsageError, cli_main
 
 
 def _ints(s: str) -> tuple[int, ...]:
@@ -114,13 +113,10 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except FcinvError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """Run ``fcinv prepare``; errors propagate to the dispatcher (one line, exit 1 or 2)."""
+    return _run(get_parser().parse_args(argv))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -134,12 +130,12 @@ def _run(args: argparse.Namespace) -> int:
     sets = []
     if args.from_phonopy:
         if not args.supercell:
-            raise FcinvError(
+            raise UsageError(
                 "--from-phonopy needs --supercell (the supercell of the set's POSCAR), e.g. 4 4 4."
             )
         posc = args.set_structure or [str(structure)]
         if len(posc) not in (1, len(args.from_phonopy)):
-            raise FcinvError(
+            raise UsageError(
                 f"{len(posc)} --set-structure for {len(args.from_phonopy)} --from-phonopy sets. "
                 "Pass one per set, or one."
             )
@@ -149,10 +145,10 @@ def _run(args: argparse.Namespace) -> int:
             for f, s in zip(args.from_phonopy, posc)
         ]
     elif args.set_structure:
-        raise FcinvError("--set-structure belongs to --from-phonopy. Add --from-phonopy FILE, or drop it.")
+        raise UsageError("--set-structure belongs to --from-phonopy. Add --from-phonopy FILE, or drop it.")
     for flag, v, lo in (("--n-spectra", args.n_spectra, 8), ("--vae-epochs", args.vae_epochs, 1)):
         if v < lo:
-            raise FcinvError(f"{flag} {v} is too small. Pass at least {lo}.")
+            raise UsageError(f"{flag} {v} is too small. Pass at least {lo}.")
     opts = PrepareOptions(
         name=name,
         sets=sets,

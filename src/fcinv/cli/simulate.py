@@ -21,10 +21,12 @@ from fcinv.cli._common import (
     add_fc_file_args,
     add_logging_args,
     add_material_args,
+    add_plot_args,
     cli_main,
     material_from_args,
     parse_springs,
     parse_theta,
+    plot_wanted,
     supercell_from_args,
 )
 from fcinv.cli._guards import (
@@ -100,8 +102,7 @@ def get_parser() -> argparse.ArgumentParser:
         required=True,
         help="output HDF5 file (a folded-spectrum file that `fcinv infer` reads)",
     )
-    p.add_argument("--png", default=None, help="figure path (default: OUTPUT with .png)")
-    p.add_argument("--no-png", action="store_true", help="do not write the figure")
+    add_plot_args(p, default=True, png_help="figure path (default: OUTPUT with .png)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_logging_args(p)
     return p
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     from fcinv.plotting import save_spectrum_png
 
     out = Path(args.output)
-    png = None if args.no_png else (Path(args.png) if args.png else out.with_suffix(".png"))
+    png = (Path(args.png) if args.png else out.with_suffix(".png")) if plot_wanted(args) else None
     check_outputs([(out, "-o"), (png, "--png")], force=args.force)
     check_spectrum_args(args)
     material = material_from_args(args)

@@ -17,6 +17,9 @@ Layout of a dataset file (format ``fcinv-dataset``, version 1)::
                            fcinv.dataset.randomise), each with attr unit
     root attributes        format, format_version, grid (JSON), meta (JSON), content_sha256,
                            n_total, n_written, complete, fcinv_version, material, seed, command, created
+    /entry/data            NeXus NXdata (see fcinv.io.nexus): spectra (a link to /spectra) against
+                           q_path (path coordinate) and energy (meV edges); older files lack it and
+                           read the same
 
 ``meta`` (JSON) is the single source of truth for the metadata; the scalar root
 attributes duplicate a few entries so that ``h5dump -A`` shows the provenance.
@@ -44,7 +47,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from fcinv.errors import DataError, GridError
+from fcinv.errors import DataError, GridError, describe_exception
 from fcinv.grid import SpectrumGrid
 from fcinv.io import jsonable
 
@@ -227,8 +230,10 @@ class LazySpectra:
             out[order] = block[inverse]
         out = np.asarray(out, dtype=np.float32)
         if np.isnan(out).any():
+            rows = np.atleast_1d(np.arange(self.shape[0])[idx] if not isinstance(idx, np.ndarray) else idx)
+            bad = rows[np.isnan(out).reshape(len(rows), -1).any(axis=1)][:5].tolist()
             raise DataError(
-                f"dataset {_name(self.path)} has NaN in '/spectra' (index {idx!r}). Regenerate it with fcinv dataset."
+                f"dataset {_name(self.path)} has NaN in '/spectra' (samples {bad}). Regenerate it with fcinv dataset."
             )
         return out
 
@@ -421,6 +426,24 @@ def _create_layout(
     ax.create_dataset("q_rlu", data=grid.q_rlu).attrs["unit"] = "r.l.u."
     ax.create_dataset("energy_edges", data=grid.energy_edges).attrs["unit"] = "meV"
     ax.create_dataset("energy", data=grid.energy).attrs["unit"] = "meV"
+    _nexus_layout(f, grid, s)
+
+
+def _nexus_layout(f: h5py.File, grid: SpectrumGrid, spectra: h5py.Dataset) -> None:
+    """The NeXus default plot: /entry/data (NXdata) links /spectra, axes sample × q_path × energy."""
+    from fcinv.io.nexus import NXField, write_nxdata
+
+    write_nxdata(
+        f,
+        NXField("spectra", spectra, SPECTRA_UNIT),
+        [
+            None,
+            NXField("q_path", np.arange(grid.n_q) + 0.5, "path coordinate", long_name="q-bin along the path"),
+            NXField("energy", grid.energy_edges, "meV", long_name="energy transfer (meV)"),
+        ],
+        coordinates=[NXField(c, grid.q_rlu[:, i], "r.l.u.", dims=(1,)) for i, c in enumerate("hkl")],
+        title="fcinv training dataset (theta, I(q, E)) pairs",
+    )
 
 
 def _write_meta(f: h5py.File, meta: dict) -> None:
@@ -688,7 +711,7 @@ class DatasetWriter:
             self._file.close()
             self._closed = True
             log.warning(
-                "%s holds %d/%d samples; left as %s (resume with DatasetWriter.resume)",
+                "%s holds %d/%d samples; left as %s (continue it with fcinv dataset --resume)",
                 self.path.name,
                 n,
                 self.n_total,
@@ -830,7 +853,7 @@ def read_dataset(
         f = h5py.File(path, "r")
     except OSError as exc:
         raise DataError(
-            f"dataset {path.name} is not a readable HDF5 file ({exc}). Regenerate it with fcinv dataset."
+            f"dataset {path.name} is not a readable HDF5 file ({describe_exception(exc)}). Regenerate it with fcinv dataset."
         ) from None
     with f:
         for key in ("/theta", "/spectra", "/names", "/split/train", "/split/val", "/split/test"):
@@ -850,7 +873,7 @@ def read_dataset(
             meta = json.loads(f.attrs["meta"])
         except json.JSONDecodeError as exc:
             raise DataError(
-                f"dataset {path.name} has corrupt metadata ({exc}). Regenerate it with fcinv dataset."
+                f"dataset {path.name} has corrupt metadata ({describe_exception(exc)}). Regenerate it with fcinv dataset."
             ) from None
         for key in _ARRAY_META:
             if key in meta:

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fcinv.grid import SpectrumGrid
+from fcinv.plotting import E_LABEL, INTENSITY_LABEL, Q_LABEL
 
 
 def save(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
@@ -31,12 +32,10 @@ def _grid_shape(n: int, max_cols: int = 4) -> tuple[int, int]:
     return -(-n // cols), cols
 
 
-def show_spectrum(
-    ax, spectrum: np.ndarray, grid: SpectrumGrid, title: str = "", vmax: float | None = None
-) -> None:
-    """Draw one (n_q, n_E) spectrum on ``ax``."""
+def show_spectrum(ax, spectrum: np.ndarray, grid: SpectrumGrid, title: str = "", vmax: float | None = None):
+    """Draw one (n_q, n_E) spectrum on ``ax`` (q-path and E (meV) labelled); returns the image."""
     e = grid.energy_edges
-    ax.imshow(
+    im = ax.imshow(
         np.asarray(spectrum).T,
         origin="lower",
         aspect="auto",
@@ -47,9 +46,16 @@ def show_spectrum(
         interpolation="nearest",
     )
     grid.plot_axes(ax)
-    ax.set_ylabel("E (meV)")
+    ax.set_xlabel(Q_LABEL, fontsize=8)
+    ax.set_ylabel(E_LABEL)
     if title:
         ax.set_title(title, fontsize=9)
+    return im
+
+
+def _shared_colorbar(fig: Figure, im) -> None:
+    """One intensity colourbar for every panel of ``fig`` (they share the colour scale)."""
+    fig.colorbar(im, ax=fig.axes, shrink=0.8, label=INTENSITY_LABEL)
 
 
 def parity(
@@ -85,7 +91,7 @@ def r2_bars(results: dict[str, np.ndarray], names, title: str = "clean test R²"
     for m, (lab, r2) in enumerate(results.items()):
         ax.bar(np.arange(k) + (m - (len(results) - 1) / 2) * w, np.clip(r2, -0.1, None), w, label=lab)
     ax.set_xticks(np.arange(k))
-    ax.set_xticklabels([f"FC{j}\n{n}" for j, n in enumerate(names)], fontsize=7)
+    ax.set_xticklabels([f"FC{j} {n}" for j, n in enumerate(names)], fontsize=7, rotation=45, ha="right")
     ax.set_ylim(min(0.0, min(float(np.nanmin(r)) for r in results.values()) - 0.05) if results else 0, 1.02)
     ax.axhline(1.0, color="k", lw=0.5)
     ax.set_ylabel("R²")
@@ -97,12 +103,15 @@ def r2_bars(results: dict[str, np.ndarray], names, title: str = "clean test R²"
 def reconstructions(inputs: np.ndarray, recons: np.ndarray, grid: SpectrumGrid, labels=None) -> Figure:
     """Input (top) and VAE reconstruction (bottom) for a few spectra."""
     n = len(inputs)
-    fig = Figure(figsize=(3.4 * n, 5.2), layout="constrained")
+    fig = Figure(figsize=(3.4 * n + 1, 5.2), layout="constrained")
+    im = None
     for i in range(n):
         show_spectrum(
             fig.add_subplot(2, n, i + 1), inputs[i], grid, f"input {labels[i] if labels else i}", vmax=1
         )
-        show_spectrum(fig.add_subplot(2, n, n + i + 1), recons[i], grid, "reconstruction", vmax=1)
+        im = show_spectrum(fig.add_subplot(2, n, n + i + 1), recons[i], grid, "reconstruction", vmax=1)
+    if im is not None:
+        _shared_colorbar(fig, im)
     return fig
 
 
@@ -110,9 +119,12 @@ def noise_examples(spectra: list[np.ndarray], titles: list[str], grid: SpectrumG
     """One test spectrum under several noise settings."""
     n = len(spectra)
     rows, cols = _grid_shape(n, 3)
-    fig = Figure(figsize=(3.6 * cols, 2.8 * rows), layout="constrained")
+    fig = Figure(figsize=(3.6 * cols + 1, 2.8 * rows), layout="constrained")
+    im = None
     for i, (s, t) in enumerate(zip(spectra, titles)):
-        show_spectrum(fig.add_subplot(rows, cols, i + 1), s, grid, t, vmax=1)
+        im = show_spectrum(fig.add_subplot(rows, cols, i + 1), s, grid, t, vmax=1)
+    if im is not None:
+        _shared_colorbar(fig, im)
     return fig
 
 
@@ -186,12 +198,15 @@ def interpolation(
 ) -> Figure:
     """Spectra decoded along a straight latent line."""
     n = len(decoded)
-    fig = Figure(figsize=(2.4 * n, 2.6), layout="constrained")
+    fig = Figure(figsize=(2.4 * n + 1, 2.8), layout="constrained")
+    im = None
     for i in range(n):
         ax = fig.add_subplot(1, n, i + 1)
-        show_spectrum(ax, decoded[i], grid, f"t={i / max(n - 1, 1):.2f}", vmax=1)
+        im = show_spectrum(ax, decoded[i], grid, f"t={i / max(n - 1, 1):.2f}", vmax=1)
         if i:
             ax.set_ylabel("")
+    if im is not None:
+        _shared_colorbar(fig, im)
     if theta_ends is not None:
         fig.suptitle(
             f"decoded latent interpolation from low to high {name} ({theta_ends[0]:.3g} → {theta_ends[1]:.3g} eV/Å²)",

@@ -54,6 +54,8 @@ class EvalConfig:
         Torch device for inference.
     progress
         Progress bars.
+    figures
+        Write the PNG figures (False: metrics only).
     """
 
     noise_grid: bool = True
@@ -65,6 +67,7 @@ class EvalConfig:
     n_examples: int = 4
     device: str | None = "cpu"
     progress: bool = True
+    figures: bool = True
 
 
 def _examples(theta: np.ndarray, n: int) -> np.ndarray:
@@ -116,7 +119,6 @@ def run_evaluation(
         A model predicts other parameters than the dataset holds.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ds = data if isinstance(data, Dataset) else read_dataset(data, lazy=True)
     theta, spectra = ds.part("test", config.max_test)
     ds.close()
@@ -129,9 +131,12 @@ def run_evaluation(
                 f"model {label!r} predicts {list(p.names)} but the dataset holds {list(ds.names)}. Evaluate it on its own material's dataset."
             )
         preds[label] = p
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are read: a bad input writes nothing
     figures: list[str] = []
 
     def fig(f, name: str) -> None:
+        if not config.figures:
+            return
         plots.save(f, out / name)
         figures.append(name)
 

@@ -8,7 +8,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from fcinv.errors import DataError
+from fcinv.errors import DataError, describe_exception
 from fcinv.io.atomic import atomic_h5, json_dumps
 from fcinv.io.provenance import read_meta, stamp_h5
 
@@ -51,8 +51,7 @@ def open_checked(path: str | Path, fmt: str) -> h5py.File:
         f = h5py.File(path, "r")
     except OSError as exc:
         raise DataError(
-            f"'{path}' is not a readable HDF5 file ({str(exc).splitlines()[0]}). "
-            "Pass a file written by fcinv."
+            f"'{path}' is not a readable HDF5 file ({describe_exception(exc)}). Pass a file written by fcinv."
         ) from None
     got = f.attrs.get("format", None)
     if isinstance(got, bytes):
@@ -60,7 +59,7 @@ def open_checked(path: str | Path, fmt: str) -> h5py.File:
     if got != fmt:
         f.close()
         raise DataError(
-            f"'{path}' has format {got!r}, expected {fmt!r}. "
+            f"'{path}' has format {got if got is None else repr(str(got))}, expected {fmt!r}. "
             "Pass a file of that kind (see its writer's docstring)."
         )
     return f

@@ -10,6 +10,12 @@ File layout (HDF5, format ``fcinv-folded``, version 1)::
     /axes/energy_edges (n_E + 1,) float64, attr unit = "meV"
     root attributes format, format_version, grid (JSON), meta (JSON), fcinv_version,
                     created, command, seed
+    /entry/data    NeXus NXdata (NXroot -> NXentry -> NXdata, see :mod:`fcinv.io.nexus`):
+                   intensity, intensity_errors (links to /intensity, /error), axes
+                   q_path (n_q,) "path coordinate" (q-bin index, centres at i + 0.5) and
+                   energy (n_E + 1,) meV bin edges; coordinates h, k, l (n_q,) r.l.u.
+
+Files written before the NeXus group existed read the same (the readers use the root layout).
 
 Files are written atomically (temporary file in the same folder, then rename).
 """
@@ -21,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.errors import DataError, GridError
+from fcinv.errors import DataError, GridError, describe_exception
 from fcinv.experiment import _h5
 from fcinv.experiment.readers import read_pathsqe_folded
 from fcinv.grid import SpectrumGrid
@@ -180,6 +186,7 @@ class FoldedSpectrum:
             g = f.create_group("axes")
             _h5.put(g, "q_rlu", self.grid.q_rlu, "r.l.u.")
             _h5.put(g, "energy_edges", self.grid.energy_edges, "meV")
+            nexus_folded(f, self.grid, f["intensity"], f["error"], title=self.meta.get("source"))
         return Path(path)
 
     @classmethod
@@ -192,10 +199,41 @@ class FoldedSpectrum:
                 arrs = {k: f[k][()] for k in ("intensity", "error", "mask", "n_contrib")}
             except KeyError as exc:
                 raise DataError(
-                    f"'{path}' lacks {exc}. The file is truncated or not a folded spectrum; regenerate it."
+                    f"'{path}' is incomplete ({describe_exception(exc)}). The file is truncated or not a "
+                    "folded spectrum; regenerate it."
                 ) from None
             meta = _h5.read_meta(f)
         return cls(grid=grid, meta=meta, **arrs)
+
+
+def nexus_folded(f, grid: SpectrumGrid, signal, error, *, title: str | None = None) -> None:
+    """Add the NeXus NXdata of an I(q, E) on ``grid`` to an open HDF5 file (see the module docstring).
+
+    Parameters
+    ----------
+    f
+        h5py.File open for writing.
+    grid
+        The (q, E) grid of the image.
+    signal, error
+        Shape (n_q, n_E): the intensity and its standard error (datasets of ``f`` or arrays).
+    title
+        The NXentry title.
+    """
+    from fcinv.io.nexus import NXField, write_nxdata
+
+    q = grid.q_rlu
+    write_nxdata(
+        f,
+        NXField("intensity", signal, "arb. units"),
+        [
+            NXField("q_path", np.arange(grid.n_q) + 0.5, "path coordinate", long_name="q-bin along the path"),
+            NXField("energy", grid.energy_edges, "meV", long_name="energy transfer (meV)"),
+        ],
+        errors=error,
+        coordinates=[NXField(c, q[:, i], "r.l.u.", dims=(0,)) for i, c in enumerate("hkl")],
+        title=None if title is None else str(title),
+    )
 
 
 def write_folded(

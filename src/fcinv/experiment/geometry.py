@@ -133,6 +133,12 @@ def ub_from_vectors(b_matrix: np.ndarray, u: Sequence[float], v: Sequence[float]
     """
     B = np.asarray(b_matrix, dtype=float)
     bu, bv = B @ np.asarray(u, float), B @ np.asarray(v, float)
+    for name, vec, b in (("u", u, bu), ("v", v, bv)):
+        if not (np.all(np.isfinite(b)) and np.linalg.norm(b) > 0):
+            raise DataError(
+                f"{name}={list(vec)} is not a direction (zero or not finite). Pass a non-zero r.l.u. "
+                f"vector, e.g. --{name} {'1 0 0' if name == 'u' else '0 1 0'}."
+            )
     if np.linalg.norm(np.cross(bu, bv)) < 1e-9 * np.linalg.norm(bu) * np.linalg.norm(bv):
         raise DataError(
             f"u={list(u)} and v={list(v)} are parallel. Pass two non-parallel scattering-plane vectors."

@@ -44,7 +44,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fcinv.errors import DataError
+from fcinv.errors import DataError, describe_exception
 from fcinv.experiment.geometry import (  # noqa: F401  (re-exported: the geometry used to live here)
     AXIS_NAMES,
     check_edges,
@@ -67,7 +67,7 @@ def _open_h5(path: str | Path, what: str) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as exc:
         raise DataError(
-            f"'{path}' is not a readable HDF5/NeXus file ({str(exc).splitlines()[0]}). Pass a {what} file."
+            f"'{path}' is not a readable HDF5/NeXus file ({describe_exception(exc)}). Pass a {what} file."
         ) from None
 
 
@@ -76,7 +76,9 @@ def _numpy_reason(exc: BaseException) -> str:
     text = str(exc)
     if "pickle" in text:
         return "not a .npy/.npz array: no NumPy header, or object data that fcinv does not unpickle"
-    return text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, EOFError):
+        return "the file is empty or ends early"
+    return describe_exception(exc)
 
 
 def _str(v) -> str:
@@ -225,10 +227,26 @@ def read_nxspe(path: str | Path) -> dict:
                     f"'{path}': NXSPE entry {entry!r} lacks {grp.name}/{key}. The file is truncated or not "
                     "NXSPE."
                 )
-            return np.asarray(grp[key][()], dtype=float)
+            return numbers(grp, key)
+
+        def numbers(grp, key):
+            try:
+                return np.asarray(grp[key][()], dtype=float)
+            except (TypeError, ValueError):
+                kind = "text" if grp[key].dtype.kind in "SUO" else str(grp[key].dtype)
+                raise DataError(
+                    f"'{path}': {grp.name}/{key} holds {kind} values, not numbers. The file is corrupt or "
+                    "not NXSPE."
+                ) from None
+
+        def scalar(grp, key):
+            v = need(grp, key).ravel()
+            if v.size == 0:
+                raise DataError(f"'{path}': {grp.name}/{key} is empty. The file is truncated or not NXSPE.")
+            return float(v[0])
 
         def opt(grp, key):
-            return np.asarray(grp[key][()], dtype=float).ravel() if key in grp else None
+            return numbers(grp, key).ravel() if key in grp else None
 
         out = {
             "entry": entry,
@@ -240,8 +258,8 @@ def read_nxspe(path: str | Path) -> dict:
             "polar_width": opt(d, "polar_width"),
             "azimuthal_width": opt(d, "azimuthal_width"),
             "distance": opt(d, "distance"),
-            "ei": float(need(info, "fixed_energy").ravel()[0]),
-            "psi": float(need(info, "psi").ravel()[0]) if "psi" in info else 0.0,
+            "ei": scalar(info, "fixed_energy"),
+            "psi": scalar(info, "psi") if "psi" in info else 0.0,
             "ki_over_kf_scaling": bool(np.asarray(info["ki_over_kf_scaling"][()]).ravel()[0])
             if "ki_over_kf_scaling" in info
             else True,
@@ -295,9 +313,9 @@ def read_array4d(path: str | Path, group: str | None = None) -> dict:
         try:
             with np.load(path, allow_pickle=False) as z:
                 raw = {k: np.asarray(z[k]) for k in keys if k in z.files}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise DataError(
-                f"'{path}' is not a readable NPZ file ({exc}). Pass an .npz or HDF5 file."
+                f"'{path}' is not a readable NPZ file ({_numpy_reason(exc)}). Pass an .npz or HDF5 file."
             ) from None
     else:
         with _open_h5(path, "4D array") as f:
@@ -394,7 +412,7 @@ def read_pathsqe_folded(path: str | Path, *, transpose: bool = False) -> dict:
             img = np.vstack(segs)
         else:
             img = np.asarray(np.load(path, allow_pickle=False), dtype=float)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise DataError(
             f"'{path}' is not a NumPy array file ({_numpy_reason(exc)}). Pass pathSQE's "
             "folded_path_plot_<n>.npy, or name the file's format with --format."

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import ndtr
 
-from fcinv.errors import DataError, ForceConstantError, StructureError, require
+from fcinv.errors import DataError, ForceConstantError, StructureError, describe_exception, require
 from fcinv.experiment import _h5
 from fcinv.experiment._kernels import coverage_kernel
 from fcinv.experiment.fold import (
@@ -176,7 +176,7 @@ def load_force_constants(
             log_level=0,
         )
     except Exception as exc:  # noqa: BLE001 - phonopy raises many kinds of errors for malformed files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = describe_exception(exc)
         raise ForceConstantError(
             f"phonopy could not read '{fc_path}' with '{st_path}' and supercell {smat.diagonal().tolist()}: {msg}. Check that the supercell matches the FC file."
         ) from None
@@ -512,6 +512,11 @@ class SimulatedRun:
                 description="noise-free S/mean(S) + background",
             )
             _h5.put(f, "reciprocal_cell", self.reciprocal_cell, "1/Å")
+            from fcinv.io.nexus import sparse_4d_nxdata
+
+            total = self.total()  # the NeXus default plot: all orientations summed (float32, as counts)
+            sig, err = total.signal.astype(np.float32), total.error.astype(np.float32)
+            sparse_4d_nxdata(f, self.edges, total.index, sig, err, title="simulated run (all orientations)")
 
     def to_hdf5(self, path: str | Path, *, command: str | None = None) -> None:
         """Same as :meth:`write` (the name every fcinv container shares)."""
@@ -542,12 +547,40 @@ class SimulatedRun:
                     )
                 }
             except KeyError as exc:
-                raise DataError(f"'{path}' lacks {exc}. The file is truncated; simulate again.") from None
+                raise DataError(
+                    f"'{path}' is incomplete ({describe_exception(exc)}). The file is truncated; simulate again."
+                ) from None
             meta = _h5.read_meta(f)
+        _check_run_layout(path, edges, kw)
         kw["counts"] = kw["counts"].astype(np.int64)
         kw["norm"] = kw["norm"].astype(np.float64)
         kw["expected"] = kw["expected"].astype(np.float64)
         return cls(edges=edges, meta=meta, **kw)  # type: ignore[arg-type]
+
+
+def _check_run_layout(path, edges, kw: dict) -> None:
+    """Refuse a run file whose arrays do not fit together (a damaged or hand-edited file)."""
+
+    def bad(what: str) -> DataError:
+        return DataError(f"'{path}' is inconsistent: {what}. The file is corrupt; simulate again.")
+
+    psi, off, idx = np.ravel(kw["psi"]), np.ravel(kw["offsets"]), np.ravel(kw["index"])
+    if len(off) != len(psi) + 1:
+        raise bad(f"{len(off)} offsets for {len(psi)} orientations (expected {len(psi) + 1})")
+    if off[0] != 0 or np.any(np.diff(off) < 0) or off[-1] != len(idx):
+        raise bad(f"offsets {off[:4].tolist()}... do not run from 0 up to the {len(idx)} entries")
+    for name in ("counts", "norm"):
+        if np.shape(kw[name]) != np.shape(idx):
+            raise bad(f"{name} has {np.size(kw[name])} entries, index {len(idx)}")
+    if np.shape(kw["expected"]) != np.shape(kw["expected_index"]):
+        raise bad(
+            f"expected has {np.size(kw['expected'])} entries, expected_index {np.size(kw['expected_index'])}"
+        )
+    n_bins = int(np.prod([max(len(e) - 1, 0) for e in edges]))
+    for name in ("index", "expected_index"):
+        i = np.ravel(kw[name])
+        if len(i) and (i.min() < 0 or i.max() >= n_bins):
+            raise bad(f"{name} points outside the {n_bins:,} bins of its edges")
 
 
 # ---------------------------------------------------------------------- the driver

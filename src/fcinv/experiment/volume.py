@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.errors import DataError
+from fcinv.errors import DataError, describe_exception
 from fcinv.experiment import _h5
 from fcinv.experiment.geometry import (  # noqa: F401  (check_edges, edges_from_axis: re-exported)
     AXIS_NAMES,
@@ -665,7 +665,10 @@ class Volume4D:
 
         Layout: ``/edges/{H,K,L,E}`` (unit attribute), ``/index`` (int64), ``/signal``,
         ``/error``, optional ``/norm``, optional ``/reciprocal_cell`` (1/Å); root attributes
-        format, fcinv_version, command, seed, meta (JSON).
+        format, fcinv_version, command, seed, meta (JSON); and the NeXus default plot
+        ``/entry/data`` (NXdata: dense with H, K, L, E bin edges for small volumes, scattered
+        data with bin-centre coordinates for large ones; :func:`fcinv.io.nexus.sparse_4d_nxdata`).
+        Files without the NeXus group read the same.
         """
         with _h5.atomic_h5(path) as f:
             _h5.stamp(f, FORMAT, FORMAT_VERSION, command=command, seed=seed, meta=self.meta)
@@ -687,6 +690,18 @@ class Volume4D:
                 _h5.put(f, "norm", self.norm, "arb. units", compress=True)
             if self.reciprocal_cell is not None:
                 _h5.put(f, "reciprocal_cell", self.reciprocal_cell, "1/Å")
+            from fcinv.io.nexus import sparse_4d_nxdata
+
+            sparse_4d_nxdata(
+                f,
+                self.edges,
+                f["index"],
+                f["signal"],
+                f["error"],
+                axis_names=AXIS_NAMES,
+                axis_units=AXIS_UNITS,
+                title=str(self.meta.get("source", "fcinv Volume4D")),
+            )
 
     @classmethod
     def from_hdf5(cls, path: str | Path) -> Volume4D:
@@ -697,7 +712,8 @@ class Volume4D:
                 kw = {"index": f["index"][()], "signal": f["signal"][()], "error": f["error"][()]}
             except KeyError as exc:
                 raise DataError(
-                    f"'{path}' lacks {exc}. The file is truncated or not a Volume4D file; regenerate it."
+                    f"'{path}' is incomplete ({describe_exception(exc)}). The file is truncated or not a "
+                    "Volume4D file; regenerate it."
                 ) from None
             norm = f["norm"][()] if "norm" in f else None
             rc = f["reciprocal_cell"][()] if "reciprocal_cell" in f else None

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fcinv.crystal import Crystal
-from fcinv.errors import ForceConstantError, StructureError
+from fcinv.errors import ForceConstantError, StructureError, describe_exception
 
 
 # --------------------------------------------------------------------- PairFC
@@ -227,7 +227,9 @@ def pairs_from_phonopy(crystal: Crystal, fc_array: np.ndarray, unitcell, superce
         try:
             unitcell, _ = read_crystal_structure(str(unitcell), interface_mode="vasp")
         except Exception as exc:
-            raise StructureError(f"phonopy could not read '{unitcell}': {exc}. Pass a POSCAR.") from None
+            raise StructureError(
+                f"phonopy could not read '{unitcell}': {describe_exception(exc)}. Pass a POSCAR."
+            ) from None
         del uc
     if not isinstance(unitcell, PhonopyAtoms):
         raise StructureError(
@@ -313,7 +315,7 @@ def read_phonopy(
 
             fc = parse_FORCE_CONSTANTS(str(path))
     except Exception as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = describe_exception(exc)
         raise ForceConstantError(
             f"could not parse force-constant file '{path}': {msg}. Check it is phonopy's FORCE_CONSTANTS or force_constants.hdf5."
         ) from None

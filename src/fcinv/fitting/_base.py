@@ -297,7 +297,7 @@ def read_theta_json(path) -> tuple[dict[str, float], dict]:
     import json
     from pathlib import Path
 
-    from fcinv.errors import DataError
+    from fcinv.errors import DataError, describe_exception, json_kind
 
     p = Path(path)
     if not p.is_file():
@@ -306,13 +306,13 @@ def read_theta_json(path) -> tuple[dict[str, float], dict]:
         )
     try:
         doc = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(
-            f"'{p}' is not valid JSON ({exc}). Pass the JSON written by fcinv fit / fit-dispersion / infer."
+            f"'{p}' is not valid JSON ({describe_exception(exc)}). Pass the JSON written by fcinv fit / fit-dispersion / infer."
         ) from None
     if not isinstance(doc, dict):
         raise DataError(
-            f"'{p}' holds a JSON {type(doc).__name__}, not an object of θ by name. Pass e.g. {{\"1NN_xx\": -1.4, ...}}."
+            f"'{p}' holds a JSON {json_kind(doc)}, not an object of θ by name. Pass e.g. {{\"1NN_xx\": -1.4, ...}}."
         )
     src = next(
         (doc[k] for k in ("theta_full", "theta", "refined", "ml") if isinstance(doc.get(k), dict)), doc

@@ -7,7 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from fcinv.grid import SpectrumGrid
-from fcinv.plotting import colormap, new_figure, save_figure
+from fcinv.plotting import (
+    E_LABEL,
+    INTENSITY_LABEL,
+    Q_LABEL,
+    dispersion_band,
+    new_figure,
+    plot_residual,
+    plot_spectrum,
+    save_figure,
+)
 
 
 def save_spectrum_fit_png(
@@ -18,8 +27,12 @@ def save_spectrum_fit_png(
     *,
     frequencies: np.ndarray | None = None,
     title: str = "",
+    colorbar: str = INTENSITY_LABEL,
 ) -> Path:
     """Three panels: the measured image, the fitted model (scale and background applied), their difference.
+
+    Every panel has the q-path on x, E (meV) on y and a colourbar; the difference uses a diverging
+    map centred at 0.
 
     Parameters
     ----------
@@ -27,30 +40,72 @@ def save_spectrum_fit_png(
         Shape (n_q, n_E); NaN in ``data`` marks unmeasured pixels (also blanked in the difference).
     frequencies
         Shape (n_q, n_modes) meV: the fitted dispersion, drawn over the data.
+    colorbar
+        Label of the intensity colourbars (e.g. ``"counts"`` for raw counts).
     """
-    from fcinv.plotting import plot_spectrum
-
-    fig, axes = new_figure(1, 3, figsize=(15, 3.8), dpi=110, sharey=True)
+    fig, axes = new_figure(1, 3, figsize=(16, 3.9), dpi=110, sharey=True)
     vmax = float(np.nanpercentile(data, 99.5)) if np.any(np.isfinite(data)) else 1.0
-    plot_spectrum(axes[0], data, grid, frequencies=frequencies, title="data, fitted dispersion", vmax=vmax)
-    plot_spectrum(axes[1], fitted, grid, title="fitted model", vmax=vmax)
-    diff = np.where(np.isfinite(data), data - fitted, np.nan)
-    lim = float(np.nanpercentile(np.abs(diff), 99.5)) if np.any(np.isfinite(diff)) else 1.0
-    img = np.ma.masked_invalid(diff)
-    cm = colormap("RdBu_r", bad="0.75")
-    axes[2].imshow(
-        img.T,
-        origin="lower",
-        aspect="auto",
-        extent=(0, grid.n_q, grid.energy_edges[0], grid.energy_edges[-1]),
-        cmap=cm,
-        vmin=-lim,
-        vmax=lim,
-        interpolation="nearest",
+    plot_spectrum(
+        axes[0],
+        data,
+        grid,
+        frequencies=frequencies,
+        title="data, fitted dispersion",
+        vmax=vmax,
+        colorbar=colorbar,
     )
-    grid.plot_axes(axes[2])
-    axes[2].set_title("data − model", fontsize=9)
+    plot_spectrum(axes[1], fitted, grid, title="fitted model", vmax=vmax, colorbar=colorbar)
+    diff = np.where(np.isfinite(data), data - fitted, np.nan)
+    plot_residual(axes[2], diff, grid, title="data − model")
     return save_figure(fig, path, title=title)
+
+
+def fit_dispersion_band(
+    space,
+    theta_full: np.ndarray,
+    free: list[str],
+    covariance: np.ndarray,
+    q_rlu: np.ndarray,
+    *,
+    reference=None,
+    theta_ref=None,
+    n: int = 200,
+    seed: int = 0,
+) -> tuple[tuple[np.ndarray, np.ndarray], str] | None:
+    """The dispersion's 1σ band from a Gaussian draw of the fitted parameters (θ ± the fit's covariance).
+
+    Parameters
+    ----------
+    theta_full
+        Shape (n_params,) eV/Å²: the fitted full θ (the parameters not in ``free`` stay fixed).
+    free, covariance
+        The fitted parameter names and their (k, k) covariance, (eV/Å²)².
+    q_rlu
+        Shape (n_q, 3), conventional r.l.u.
+    reference, theta_ref
+        As :func:`~fcinv.fitting.dispersion_fit.model_energies`.
+
+    Returns
+    -------
+    ((lower, upper), label) or None
+        Band edges, each (n_q, n_modes) meV, and its legend text; None when the covariance is not finite.
+    """
+    from fcinv.forward import LinearDynamics
+    from fcinv.units import EV_A2_AMU_TO_MEV
+
+    cov = np.asarray(covariance, float)
+    if cov.shape != (len(free), len(free)) or not np.all(np.isfinite(cov)):
+        return None
+    theta_full = space.check_theta(theta_full)
+    idx = [space.names.index(n) for n in free]
+    rng = np.random.default_rng(seed)
+    draws = np.repeat(theta_full[None], n, axis=0)
+    draws[:, idx] = rng.multivariate_normal(theta_full[idx], cov, size=n, method="eigh")
+    tref = theta_full if theta_ref is None else space.check_theta(theta_ref, what="theta_ref")
+    dyn = LinearDynamics(space, q_rlu, tref, np.arange(space.n_params), reference)
+    w2 = dyn.omega2(draws)
+    band = dispersion_band(np.sign(w2) * np.sqrt(np.abs(w2)) * EV_A2_AMU_TO_MEV)
+    return band, f"±1σ band: {n} Gaussian draws from θ ± the fit's covariance"
 
 
 def _segments(grid: SpectrumGrid) -> list[tuple[np.ndarray, np.ndarray, float, int]]:
@@ -117,8 +172,11 @@ def save_dispersion_fit_png(
     energy_model: np.ndarray,
     *,
     title: str = "",
+    band: tuple[np.ndarray, np.ndarray] | None = None,
+    band_label: str = "±1σ",
 ) -> Path:
-    """Two panels: the fitted dispersion along the path with the points that lie on it; model vs measured energy.
+    """Two panels: the fitted dispersion along the path (with its σ band) and the points that lie on it;
+    model vs measured energy.
 
     Parameters
     ----------
@@ -128,13 +186,31 @@ def save_dispersion_fit_png(
         The :class:`~fcinv.fitting.dispersion_fit.DispersionPoints`.
     energy_model
         Shape (n,) meV: the fitted energy of each point's assigned branch.
+    band, band_label
+        The 1σ band (lower, upper; each (n_q, n_modes) meV, :func:`fit_dispersion_band`) and its legend.
     """
     fig, (ax, ax2) = new_figure(1, 2, figsize=(13, 4.2), dpi=110, gridspec_kw={"width_ratios": [2.2, 1]})
     x = np.arange(grid.n_q) + 0.5
     starts = [0] + [int(t) for t in grid.ticks[1:-1]] + [grid.n_q]
     for mode in range(path_energies.shape[1]):
         for a, b in zip(starts[:-1], starts[1:]):
-            ax.plot(x[a:b], path_energies[a:b, mode], color="C0", lw=1.2)
+            if band is not None:
+                ax.fill_between(
+                    x[a:b],
+                    band[0][a:b, mode],
+                    band[1][a:b, mode],
+                    color="C0",
+                    alpha=0.3,
+                    lw=0,
+                    label=band_label if (mode == 0 and a == 0) else None,
+                )
+            ax.plot(
+                x[a:b],
+                path_energies[a:b, mode],
+                color="C0",
+                lw=1.2,
+                label="fit" if (mode == 0 and a == 0) else None,
+            )
     xp = points_on_path(crystal, grid, points.q_rlu)
     on = np.isfinite(xp)
     ax.errorbar(
@@ -155,15 +231,16 @@ def save_dispersion_fit_png(
     sane = points.energy + points.sigma <= 2.0 * pmax  # an absurd point must not squash the figure
     top = max(pmax, float(np.max((points.energy + points.sigma)[sane])) if np.any(sane) else pmax)
     ax.set_ylim(0, 1.05 * top)
-    ax.set_ylabel("Energy (meV)")
+    ax.set_xlabel(Q_LABEL)
+    ax.set_ylabel(E_LABEL)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title("fitted dispersion", fontsize=9)
     ax2.errorbar(points.energy, energy_model, xerr=points.sigma, fmt="o", ms=3, color="C3", elinewidth=0.8)
     ax2.plot([0, top], [0, top], color="0.5", lw=0.8)
     ax2.set_xlim(0, 1.05 * top)
     ax2.set_ylim(0, 1.05 * top)
-    ax2.set_xlabel("measured energy (meV)")
-    ax2.set_ylabel("fitted energy (meV)")
+    ax2.set_xlabel("measured E (meV)")
+    ax2.set_ylabel("fitted E (meV)")
     ax2.set_title("all points", fontsize=9)
     return save_figure(fig, path, title=title)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.errors import DataError
+from fcinv.errors import DataError, describe_exception, json_kind
 from fcinv.fitting._base import FitError
 
 log = logging.getLogger(__name__)
@@ -129,9 +129,9 @@ def read_prior_json(path: str | Path) -> dict[str, tuple[float, float]]:
         )
     try:
         doc = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(
-            f"prior file '{p}' is not valid JSON ({exc}). Pass {{name: [mean, sigma]}}."
+            f"prior file '{p}' is not valid JSON ({describe_exception(exc)}). Pass {{name: [mean, sigma]}}."
         ) from None
     if isinstance(doc, dict) and isinstance(doc.get("prior"), dict):
         doc = doc["prior"]
@@ -140,7 +140,7 @@ def read_prior_json(path: str | Path) -> dict[str, tuple[float, float]]:
     out: dict[str, tuple[float, float]] = {}
     if not isinstance(doc, dict):
         raise DataError(
-            f"prior file '{p}' holds a JSON {type(doc).__name__}; pass an object {{name: [mean, sigma]}}."
+            f"prior file '{p}' holds a JSON {json_kind(doc)}; pass an object {{name: [mean, sigma]}}."
         )
     for k, v in doc.items():
         if isinstance(v, dict):

@@ -806,13 +806,13 @@ def fit_spectrum(
 
 
 def _embedded_reference(space):
-    """The embedded reference of the space's material, or None."""
+    """The embedded reference of the space's material at the space's shell count, or None."""
     from fcinv.errors import DataError, MaterialError
 
     try:
-        from fcinv.reference import load_reference
+        from fcinv.reference import load_reference, shell_count
 
-        return load_reference(space.crystal.name)
+        return load_reference(space.crystal.name, shell_count(space))
     except (MaterialError, DataError, KeyError, OSError):
         return None
 

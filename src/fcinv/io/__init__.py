@@ -6,7 +6,10 @@
   command (built once by the CLI) and time on every file and result (``provenance``);
 - :func:`open_measurement`, :func:`sniff`, :data:`FORMATS`: the registry of measurement formats,
   one sniff rule and one loader each (``registry``);
-- :func:`read_theta_json`: θ by name from any fcinv result JSON.
+- :func:`read_theta_json`: θ by name from any fcinv result JSON;
+- :mod:`fcinv.io.nexus` (imported on use, it needs h5py): the NeXus NXroot → NXentry → NXdata
+  default plot every fcinv HDF5 writer adds (``write_nxdata``, ``sparse_4d_nxdata``,
+  ``read_nxdata``); the formats are described in ``docs/formats.md``.
 """
 
 from fcinv.io.atomic import atomic_h5, atomic_path, json_dumps, jsonable, write_json, write_text

@@ -37,6 +37,17 @@ NOT_MEASUREMENTS = {
 }
 
 
+#: Formats fcinv does not read, by suffix, with the documented conversion named in the refusal.
+#: Horace .sqw: no maintained Python reader of the format was found on PyPI (scipp's sqomega was
+#: archived in Nov 2024; pace-neutrons drives Horace inside MATLAB); see docs/formats.md.
+UNREADABLE_SUFFIXES = {
+    ".sqw": "a Horace .sqw file, which fcinv cannot read (there is no maintained Python reader). "
+    "Pass the NXSPE files it was generated from (gen_sqw's input, with --u/--v/--ub as given to "
+    "gen_sqw), or convert it in Mantid: LoadSQW2, BinMD onto [H,0,0], [0,K,0], [0,0,L], DeltaE, "
+    "SaveMD, and pass that .nxs (an MDHisto file; docs/formats.md)",
+}
+
+
 @dataclass(frozen=True, eq=False)
 class Probe:
     """What a file looks like, read once and shared by every sniff rule."""
@@ -70,7 +81,7 @@ class Probe:
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 return list(z.files)
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             return None
 
     def fcinv_format(self) -> str | None:
@@ -291,11 +302,14 @@ def sniff(path: str | Path) -> str:
     Raises
     ------
     DataError
-        A missing file, a file of no known format, or an fcinv file that is not a measurement.
+        A missing file, a file of no known format, an fcinv file that is not a measurement, or
+        a format fcinv does not read (Horace ``.sqw``: the message names the conversion).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"input '{path}' does not exist. Check the path.")
+    if path.suffix.lower() in UNREADABLE_SUFFIXES:
+        raise DataError(f"'{path}' is {UNREADABLE_SUFFIXES[path.suffix.lower()]}.")
     probe = Probe(path)
     fmt = probe.fcinv_format()
     if fmt in NOT_MEASUREMENTS:

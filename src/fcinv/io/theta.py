@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from fcinv.errors import DataError
+from fcinv.errors import DataError, describe_exception, json_kind
 
 _HINT = 'Pass the JSON written by fcinv infer / fit / fit-dispersion, or {"1NN_xx": -1.4, ...}.'
 
@@ -47,9 +47,9 @@ def read_theta_json(path: str | Path, names=None) -> tuple[dict[str, float], dic
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"'{p}' is not valid JSON ({exc}). {_HINT}") from None
+        raise DataError(f"'{p}' is not valid JSON ({describe_exception(exc)}). {_HINT}") from None
     if not isinstance(doc, dict):
-        raise DataError(f"'{p}' holds a JSON {type(doc).__name__}, not an object of θ by name. {_HINT}")
+        raise DataError(f"'{p}' holds a JSON {json_kind(doc)}, not an object of θ by name. {_HINT}")
     key = next((k for k in ("theta_full", "theta", "refined", "ml") if isinstance(doc.get(k), dict)), None)
     src = doc if key is None else doc[key]
     where = f"'{p}'" if key is None else f"'{p}' [{key}]"

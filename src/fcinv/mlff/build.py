@@ -14,6 +14,9 @@ material's data folder (``src/fcinv/data/<Mat>/``):
     The reference member's compact force constants (phonopy layout: ``force_constants``
     (n_prim, n_super, 3, 3) eV/Å² and ``p2s_map``), the supercell matrix and the unit cell
     (primitive lattice, fractional positions, atomic numbers, masses) they belong to.
+``members_fc.hdf5``
+    Every stable member's compact force constants (``members/<name>/``, the same layout),
+    so the bounds of any shell count are min/max over the members (not one member ± h).
 ``provenance.json``
     Members and package versions, supercell, displacement, lattice constant, the exact
     command, date, fcinv version, the convergence measurement when it was run.
@@ -53,6 +56,7 @@ from fcinv.mlff.sensitivity import (
 # the readers live in the core (fcinv.reference), which runs without the [mlff] extra
 from fcinv.reference import (
     ENSEMBLE_FILE,
+    MEMBERS_FC_FILE,
     PROVENANCE_FILE,
     REFERENCE_FC_FILE,
     load_ensemble,
@@ -191,25 +195,46 @@ def dumps(obj: Any) -> str:
     )
 
 
+def _write_fc_group(h5, crystal: Crystal, res: MemberResult) -> None:
+    """One member's compact force constants, supercell and unit cell into an HDF5 file or group."""
+    c = _member_crystal(crystal, res)
+    d = h5.create_dataset("force_constants", data=res.fc, compression="gzip")
+    d.attrs["unit"] = "eV/Angstrom^2"
+    d.attrs["layout"] = "phonopy compact (n_prim, n_super, 3, 3)"
+    h5.create_dataset("p2s_map", data=np.asarray(res.p2s_map, dtype=int))
+    h5.create_dataset("supercell_matrix", data=np.array(res.settings["supercell_matrix"], dtype=int))
+    g = h5.create_group("unitcell")
+    g.create_dataset("lattice", data=c.lattice).attrs["unit"] = "Angstrom"
+    g.create_dataset("positions", data=c.positions).attrs["unit"] = "fractional"
+    g.create_dataset("numbers", data=c.numbers)
+    g.create_dataset("masses", data=c.masses).attrs["unit"] = "amu"
+    h5.attrs["member"] = res.name
+    h5.attrs["lattice_a_A"] = float(c.conventional_a)
+    h5.attrs["displacement_A"] = float(res.settings["displacement_A"])
+
+
 def write_reference_fc(path: Path, crystal: Crystal, res: MemberResult, *, command: str) -> None:
     """Write a member's compact force constants with their supercell and unit cell (atomic)."""
-    c = _member_crystal(crystal, res)
 
     def write(h5):
-        d = h5.create_dataset("force_constants", data=res.fc, compression="gzip")
-        d.attrs["unit"] = "eV/Angstrom^2"
-        d.attrs["layout"] = "phonopy compact (n_prim, n_super, 3, 3)"
-        h5.create_dataset("p2s_map", data=np.asarray(res.p2s_map, dtype=int))
-        h5.create_dataset("supercell_matrix", data=np.array(res.settings["supercell_matrix"], dtype=int))
-        g = h5.create_group("unitcell")
-        g.create_dataset("lattice", data=c.lattice).attrs["unit"] = "Angstrom"
-        g.create_dataset("positions", data=c.positions).attrs["unit"] = "fractional"
-        g.create_dataset("numbers", data=c.numbers)
-        g.create_dataset("masses", data=c.masses).attrs["unit"] = "amu"
+        _write_fc_group(h5, crystal, res)
         h5.attrs["material"] = crystal.name
-        h5.attrs["member"] = res.name
-        h5.attrs["lattice_a_A"] = float(c.conventional_a)
-        h5.attrs["displacement_A"] = float(res.settings["displacement_A"])
+        h5.attrs["fcinv_version"] = fcinv.__version__
+        h5.attrs["command"] = command
+
+    atomic_write_h5(path, write)
+
+
+def write_members_fc(path: Path, crystal: Crystal, results: list[MemberResult], *, command: str) -> None:
+    """Write every stable member's compact force constants (``members/<name>/``, the layout of
+    ``reference_fc.hdf5`` per group), so the bounds of any shell count come from every member."""
+    stable = [r for r in results if r.status == "stable" and r.fc is not None]
+
+    def write(h5):
+        for r in stable:
+            _write_fc_group(h5.create_group(f"members/{r.name}"), crystal, r)
+        h5.attrs["material"] = crystal.name
+        h5.attrs["members"] = ",".join(r.name for r in stable)
         h5.attrs["fcinv_version"] = fcinv.__version__
         h5.attrs["command"] = command
 
@@ -309,10 +334,11 @@ def build_reference(
         "packages": _package_versions(),
         "reference_member": ref.name,
         "convergence": convergence,
-        "files": [ENSEMBLE_FILE, REFERENCE_FC_FILE, PROVENANCE_FILE],
+        "files": [ENSEMBLE_FILE, REFERENCE_FC_FILE, MEMBERS_FC_FILE, PROVENANCE_FILE],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_reference_fc(out_dir / REFERENCE_FC_FILE, crystal, ref, command=command)
+    write_members_fc(out_dir / MEMBERS_FC_FILE, crystal, results, command=command)
     atomic_write_text(out_dir / ENSEMBLE_FILE, dumps(ensemble))
     atomic_write_text(out_dir / PROVENANCE_FILE, dumps(provenance))
     return ensemble
@@ -337,5 +363,6 @@ __all__ = [
     "project_results",
     "read_reference_fc",
     "reference_pairs",
+    "write_members_fc",
     "write_reference_fc",
 ]

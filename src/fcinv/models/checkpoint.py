@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from fcinv.errors import CheckpointError, GridError
+from fcinv.errors import CheckpointError, GridError, describe_exception
 from fcinv.grid import SpectrumGrid
 from fcinv.models.scaling import INPUT_SCALING, Standardizer
 
@@ -135,7 +135,7 @@ def torch_load(path: str | os.PathLike, what: str, map_location: Any = "cpu") ->
         AttributeError,
         TypeError,
     ) as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        first = describe_exception(exc)
         raise CheckpointError(
             f"{what} {path} is corrupt or not a torch file ({first}). Retrain or restore the checkpoint."
         ) from None
@@ -289,7 +289,7 @@ def read_checkpoint_config(path: str | os.PathLike, kind: str | tuple[str, ...] 
         cfg = json.loads(cfile.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(
-            f"checkpoint {path}: {CONFIG} is corrupt ({exc}). Retrain or restore the checkpoint."
+            f"checkpoint {path}: {CONFIG} is corrupt ({describe_exception(exc)}). Retrain or restore the checkpoint."
         ) from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CheckpointError(
@@ -340,18 +340,19 @@ def load_checkpoint(
     path = Path(path)
     cfg = read_checkpoint_config(path, kind)
     wfile = path / WEIGHTS
+    resume = (
+        " or rerun the same `fcinv train` command with --resume (its trainer state is there)"
+        if (path / TRAINER_STATE).exists()
+        else ""
+    )
     if not wfile.exists():
-        resume = (
-            " or rerun the same `fcinv train` command with --resume (its trainer state is there)"
-            if (path / "trainer_state.pt").exists()
-            else ""
-        )
         raise CheckpointError(
             f"checkpoint {path} lacks {WEIGHTS}. Retrain{resume}, or restore the complete directory."
         )
     if sha256_file(wfile) != cfg["weights_sha256"]:
         raise CheckpointError(
-            f"checkpoint {path}: {WEIGHTS} does not match {CONFIG} (hash differs; interrupted write or mixed files). Retrain or restore the checkpoint."
+            f"checkpoint {path}: {WEIGHTS} does not match {CONFIG} (hash differs; interrupted write or mixed "
+            f"files). Retrain{resume}, or restore the checkpoint."
         )
     state = torch_load(wfile, "checkpoint weights", map_location=map_location)
     if not isinstance(state, dict):

@@ -115,6 +115,12 @@ class PipelineConfig:
     trust
         Calibrate σ (``calibration.json`` beside the model) and attach the data-adequacy verdict
         (:func:`fcinv.trust.trust_report`); an input that constrains nothing is refused.
+    refine_shells
+        Shell counts the refinement continues into after the model's own parameters
+        (:func:`fcinv.fitting.continuation.refine_in_shells`: each stage starts from the last with
+        the new parameters at zero); ``None``: the material's ``refine_shells`` (material.json,
+        Ge: 8 and 11), ``()``: the model's own space only. Applies to physical refinements of
+        4D input with the default refinement.
     """
 
     k_samples: int = 100
@@ -123,11 +129,16 @@ class PipelineConfig:
     corrections: Corrections | None = field(default_factory=one_phonon_corrections)
     rebin: bool = False
     trust: bool = True
+    refine_shells: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         from fcinv.adequacy import check_k_samples
 
         check_k_samples(self.k_samples)
+        if self.refine_shells is not None:
+            from fcinv.reference import check_shells
+
+            object.__setattr__(self, "refine_shells", tuple(check_shells(n) for n in self.refine_shells))
 
 
 @dataclass(frozen=True, eq=False)
@@ -371,6 +382,20 @@ class Pipeline:
         )
         return pm, None
 
+    def continuation_shells(self, model) -> tuple[int, ...]:
+        """The shell counts a refinement with ``model`` continues into (:class:`PipelineConfig`
+        ``refine_shells``, else the material's ``refine_shells``); empty for a non-physical model
+        or a material without an embedded reference."""
+        from fcinv.forward.physical import PhysicalModel
+
+        if not isinstance(model, PhysicalModel) or not self.material.reference_available:
+            return ()
+        shells = self.config.refine_shells
+        if shells is None:
+            raw = self.material.info.get("refine_shells") or ()
+            shells = tuple(int(n) for n in (raw if isinstance(raw, (list, tuple)) else [raw]))
+        return tuple(shells)
+
     def refine(self, spectrum: FoldedSpectrum, prediction, ml: FCResult, measurement=None) -> FCResult:
         """Step 4: the refinement, started from the ML answer; the ML result is kept in ``parts["ml"]``.
 
@@ -381,7 +406,13 @@ class Pipeline:
         if fn is None:
             from fcinv.fitting import refine as fn
         model, warning = self.refinement_model(measurement)
-        out = fn(model, spectrum, prediction)
+        shells = self.continuation_shells(model)
+        if shells and self._refine is None:
+            from fcinv.fitting.continuation import refine_in_shells
+
+            out = refine_in_shells(model, spectrum, prediction, shells, material=self.material.name)
+        else:
+            out = fn(model, spectrum, prediction)
         if not isinstance(out, FCResult):
             out = FCResult.from_fit(
                 out, material=self.material.name, provenance=Provenance.now(seed=self.config.seed)
@@ -460,6 +491,15 @@ class Pipeline:
     def frequencies(self, result: FCResult) -> np.ndarray:
         """The forward model's dispersion at the result's θ, shape (n_q, n_modes) meV."""
         d = result.theta_dict()
+        n_shells = result.extra.get("n_shells")
+        if n_shells and any(n not in self.forward_model.names for n in d):
+            # a refinement continued into more shells: its own space, zero beyond its cutoff
+            from fcinv.fitting.dispersion_fit import model_energies
+            from fcinv.reference import load_reference
+
+            space = load_reference(self.material.name, int(n_shells)).space
+            full = np.array([d.get(n, 0.0) for n in space.names])
+            return np.asarray(model_energies(space, full, self.grid.q_rlu), float)
         missing = [n for n in self.forward_model.names if n not in d]
         if missing:
             raise DataError(

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,16 +77,60 @@ def resolve_truth(material: str, truth: str = AUTO_TRUTH, mode: str = "sampled")
     return DEFAULT_TRUTH, "sampled"
 
 
+class StageBars:
+    """One progress bar per stage of the demo, one line each on stderr (tqdm), or nothing.
+
+    The demo's steps call the library with its own progress bars off, so each stage shows exactly
+    one bar (its name, the steps done, the elapsed time) and nothing nests: log records (``-v``,
+    written through ``tqdm.write``) then print once, above the running bar.
+    """
+
+    def __init__(self, n_stages: int, enabled: bool = True) -> None:
+        self.n_stages = n_stages
+        self.enabled = enabled
+        self.done = 0
+
+    @contextmanager
+    def stage(self, name: str, total: int = 1, unit: str = "step") -> Iterator:
+        """A bar for ``name`` with ``total`` steps; completed (and left on screen) when the block ends."""
+        self.done += 1
+        bar = None
+        if self.enabled:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=total,
+                desc=f"[{self.done}/{self.n_stages}] {name:<12}",
+                unit=unit,
+                leave=True,
+                bar_format="{desc} {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} {unit} [{elapsed}]",
+            )
+        try:
+            yield bar
+            if bar is not None:
+                bar.update(total - bar.n)
+        finally:
+            if bar is not None:
+                bar.close()
+
+
 def truth_dispersion(fc, unit, smat, crystal, q_rlu: np.ndarray) -> np.ndarray:
     """The truth's own phonon energies (phonopy, the FC array as it is), shape (n_q, n_modes) meV, ascending.
 
     ``fc``, ``unit``, ``smat`` as :func:`truth_force_constants` returns them; ``q_rlu`` (n_q, 3) in the
     crystal's reciprocal-lattice units.
     """
+    from fcinv.units import THZ_TO_MEV
+
+    ph = _truth_phonopy(fc, unit, smat)
+    ph.run_qpoints(crystal.rlu_to_prim_frac(np.asarray(q_rlu, float)))
+    return np.sort(np.asarray(ph.qpoints.frequencies, float), axis=1) * THZ_TO_MEV
+
+
+def _truth_phonopy(fc, unit, smat):
+    """A Phonopy object holding the truth's FC array as it is."""
     from phonopy import Phonopy
     from phonopy.structure.atoms import PhonopyAtoms
-
-    from fcinv.units import THZ_TO_MEV
 
     lattice, positions, numbers, masses = unit
     atoms = PhonopyAtoms(
@@ -95,8 +141,14 @@ def truth_dispersion(fc, unit, smat, crystal, q_rlu: np.ndarray) -> np.ndarray:
     )
     ph = Phonopy(atoms, supercell_matrix=np.asarray(smat), primitive_matrix=None, log_level=0)
     ph.force_constants = np.asarray(fc)
-    ph.run_qpoints(crystal.rlu_to_prim_frac(np.asarray(q_rlu, float)))
-    return np.sort(np.asarray(ph.qpoints.frequencies, float), axis=1) * THZ_TO_MEV
+    return ph
+
+
+def truth_dos(fc, unit, smat, *, mesh: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The truth's own phonon DOS (phonopy, the FC array as it is): energies (meV), g(E) per meV."""
+    from fcinv.plotting import phonopy_dos
+
+    return phonopy_dos(_truth_phonopy(fc, unit, smat), mesh=mesh)
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,6 +352,7 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
     refine_fn=None,
+    plot: bool = True,
 ) -> DemoReport:
     """Run the demo, writing the run, the folded spectrum, the result and figures into ``out``.
 
@@ -309,71 +362,107 @@ def run_demo(
     the truth's own (phonopy, the whole FC set).
 
     ``refine_fn`` replaces the default refinement (see :class:`~fcinv.pipeline.core.Pipeline`).
+    ``plot=False`` writes no figures. The inversion figure holds the measured fold, the model at the
+    answer and their residual, the dispersion with its σ band beside the truth's, the VAE
+    reconstruction and the phonon DOS of the answer, the reference and the truth (phonopy 16³).
     """
+    from fcinv.adequacy import check_spectrum
     from fcinv.experiment.instrument import Goniometer
     from fcinv.experiment.simulate import ExperimentConfig, force_constants_from_array, simulate_experiment
-    from fcinv.pipeline.core import Pipeline, PipelineConfig, one_phonon_corrections
+    from fcinv.pipeline.core import InversionRun, Pipeline, PipelineConfig, one_phonon_corrections
     from fcinv.pipeline.plots import plot_inversion, plot_single_scans
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    t = time.perf_counter()
-    corr = corrections if corrections is not None else one_phonon_corrections(5.0)
-    pipe = Pipeline(
-        model, refine=refine_fn, config=PipelineConfig(k_samples=100, seed=seed, corrections=corr)
-    )
-    names = list(pipe.names)
-    ref = pipe.material.reference
-    timings["load"] = time.perf_counter() - t
-    truth, truth_mode = resolve_truth(pipe.material.name, truth, truth_mode)
+    bars = StageBars(3 + bool(refine) + bool(single_scans), enabled=progress)
+    with bars.stage("load"):
+        t = time.perf_counter()
+        corr = corrections if corrections is not None else one_phonon_corrections(5.0)
+        pipe = Pipeline(
+            model, refine=refine_fn, config=PipelineConfig(k_samples=100, seed=seed, corrections=corr)
+        )
+        names = list(pipe.names)
+        ref = pipe.material.reference
+        timings["load"] = time.perf_counter() - t
+        truth, truth_mode = resolve_truth(pipe.material.name, truth, truth_mode)
 
-    # 1. the truth: a full FC set
-    fc_arr, unit, smat, truth_sampled = truth_force_constants(ref, truth, truth_mode, names)
-    efc, ecrystal = force_constants_from_array(fc_arr, unit[0], unit[1], unit[2], smat, masses=unit[3])
+        # 1. the truth: a full FC set
+        fc_arr, unit, smat, truth_sampled = truth_force_constants(ref, truth, truth_mode, names)
+        efc, ecrystal = force_constants_from_array(fc_arr, unit[0], unit[1], unit[2], smat, masses=unit[3])
 
     # 2. simulated experiment (only the Q-bins that folding onto the path can use)
-    t = time.perf_counter()
-    gonio = Goniometer.steps(0.0, 1.0, orientations)
-    prov = {"truth": f"{truth_mode}:{truth}", "truth_theta_sampled": dict(zip(names, truth_sampled.tolist()))}
-    run = simulate_experiment(
-        efc,
-        ecrystal,
-        goniometer=gonio,
-        config=ExperimentConfig(seed=seed),
-        region=pipe.grid,
-        progress=progress,
-        provenance=prov,
-    )
-    timings["simulate"] = time.perf_counter() - t
-    run.to_hdf5(out / "run.h5")
+    with bars.stage("simulate", orientations, "orientations"):
+        t = time.perf_counter()
+        gonio = Goniometer.steps(0.0, 1.0, orientations)
+        prov = {
+            "truth": f"{truth_mode}:{truth}",
+            "truth_theta_sampled": dict(zip(names, truth_sampled.tolist())),
+        }
+        run = simulate_experiment(
+            efc,
+            ecrystal,
+            goniometer=gonio,
+            config=ExperimentConfig(seed=seed),
+            region=pipe.grid,
+            progress=False,
+            provenance=prov,
+        )
+        timings["simulate"] = time.perf_counter() - t
+        run.to_hdf5(out / "run.h5")
 
-    # 3.-4. fold the whole run (one-phonon corrections), infer, refine
-    inv = pipe.run(run.total(), refine=refine)
-    timings.update({"fold": inv.timings["fold"], "infer": inv.timings["ml"]})
-    if "refine" in inv.timings:
-        timings["refine"] = inv.timings["refine"]
+    # 3.-4. fold the whole run (one-phonon corrections), infer, refine: Pipeline.run's steps one at
+    # a time, so that each gets its bar
+    measurement = run.total()
+    with bars.stage("fold + ML"):
+        t = time.perf_counter()
+        fs = pipe.fold(measurement, source="the simulated run")
+        timings["fold"] = time.perf_counter() - t
+        t = time.perf_counter()
+        if pipe.config.trust:
+            check_spectrum(fs)
+        pred, result = pipe.predict(fs)
+        timings["infer"] = time.perf_counter() - t
+    if refine:
+        with bars.stage("refine"):
+            t = time.perf_counter()
+            result = pipe.refine(fs, pred, result, measurement=measurement)
+            timings["refine"] = time.perf_counter() - t
+    if pipe.config.trust:
+        result = pipe.attach_trust(fs, pred, result)
+    steps = {k: round(timings[k], 4) for k in ("fold", "infer", "refine") if k in timings}
+    result = replace(result, extra=dict(result.extra, timings_s=steps))  # as Pipeline.run records them
+    inv = InversionRun(fs, pred, result, pipe.frequencies(result), dict(timings))
     inv.spectrum.to_hdf5(out / "folded.h5", seed=seed)
     truth_f = truth_dispersion(fc_arr, unit, smat, ref.crystal, pipe.grid.q_rlu)
     disp_rms = float(np.sqrt(np.mean((np.sort(inv.frequencies, axis=1) - truth_f) ** 2)))
     ml_f = np.sort(pipe.frequencies(inv.ml), axis=1)
     ml_disp_rms = float(np.sqrt(np.mean((ml_f - truth_f) ** 2)))
-    fig = plot_inversion(
-        out / "inversion.png",
-        inv,
-        truth_frequencies=truth_f,
-        title=f"{pipe.material.name}, simulated ARCS run ({orientations} orientations), truth = "
-        f"{truth_mode}:{truth}",
-    )
+    files = {"run": str(out / "run.h5"), "folded": str(out / "folded.h5")}
+    if plot:
+        from fcinv.pipeline.plots import inversion_extras
+
+        short = f"dft:{Path(truth[4:]).name}" if truth.startswith("dft:") else truth  # no machine paths
+        extras = inversion_extras(pipe, inv, seed=seed, dos=True)
+        extras["dos"][f"truth ({truth_mode}:{short})"] = truth_dos(fc_arr, unit, smat)
+        extras.update(truth_frequencies=truth_f, truth_label="truth (phonopy)")
+        fig = plot_inversion(
+            out / "inversion.png",
+            inv,
+            title=f"{pipe.material.name}, simulated ARCS run ({orientations} orientations), truth = "
+            f"{truth_mode}:{short}",
+            **extras,
+        )
+        files["figure"] = str(fig)
 
     # 5. single orientations
     per: dict = {}
-    files = {"run": str(out / "run.h5"), "folded": str(out / "folded.h5"), "figure": str(fig)}
     if single_scans:
-        t = time.perf_counter()
         which = np.unique(np.linspace(0, orientations - 1, single_scans).round().astype(int))
-        scans = pipe.scans(run, orientations=list(which))
-        timings["single_scans"] = time.perf_counter() - t
+        with bars.stage("single scans", len(which), "scans"):
+            t = time.perf_counter()
+            scans = pipe.scans(run, orientations=list(which))
+            timings["single_scans"] = time.perf_counter() - t
         err = np.abs(scans.theta - truth_sampled) / np.abs(truth_sampled)
         per = {
             **scans.to_dict(),
@@ -381,11 +470,12 @@ def run_demo(
             "worst_rel_err_fc0_3": float(err[:, :4].max()),
         }
         dom = pipe.material.domain(names)
-        files["single_scans"] = str(
-            plot_single_scans(
-                out / "single_scans.png", scans, truth_sampled, inv.ml.theta, dom.high - dom.low
+        if plot:
+            files["single_scans"] = str(
+                plot_single_scans(
+                    out / "single_scans.png", scans, truth_sampled, inv.ml.theta, dom.high - dom.low
+                )
             )
-        )
     report = DemoReport(
         f"{truth_mode}:{truth}", truth_sampled, inv.result, disp_rms, per, timings, files, ml_disp_rms
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinv.errors import DataError
+from fcinv.errors import DataError, describe_exception
 from fcinv.io import write_json
 from fcinv.steering.incremental import IncrementalFold
 
@@ -163,8 +163,8 @@ def read_volume(path: Path):
         return Volume4D.from_hdf5(path)
     except OSError as exc:
         raise DataError(
-            f"'{path}' is not a readable fcinv volume HDF5 ({exc}). Write each orientation with "
-            "Volume4D.to_hdf5."
+            f"'{path}' is not a readable fcinv volume HDF5 ({describe_exception(exc)}). Write each "
+            "orientation with Volume4D.to_hdf5."
         ) from None
 
 

@@ -187,6 +187,7 @@ class Trainer:
         return self.out_dir / TRAINER_STATE
 
     def _save_state(self, st: dict) -> None:
+        st.setdefault("command", self.command)  # the run's first command: `fcinv train --resume` checks it
         atomic_torch_save(st, self._state_path())
 
     def _write_checkpoint(self, best_state: dict, summary: dict) -> None:
