@@ -600,7 +600,8 @@ def default_grid(
 ) -> SpectrumGrid:
     """The default (q, E) grid of a crystal: the pathSQE path and the material's energy range.
 
-    Embedded materials take their energy range from ``material.json``; any other
+    Embedded materials and material folders take their energy range (and their ``path``, when
+    material.json names one, e.g. ``fcinv prepare --path``) from ``material.json``; any other
     crystal needs ``e_max`` (meV).
     """
     try:
@@ -614,7 +615,7 @@ def default_grid(
         raise StructureError(
             f"no energy range is known for '{crystal.name}'. Pass the maximum energy transfer (--e-max, meV)."
         )
-    q, labels, ticks, seg = build_path(crystal, path)
+    q, labels, ticks, seg = build_path(crystal, info.get("path") if path is None else path)
     return SpectrumGrid(
         q_rlu=q,
         energy_edges=energy_edges(e_min, e_max, e_step),

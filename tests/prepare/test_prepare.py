@@ -61,3 +61,16 @@ def test_tiny_prepare_resumes_and_is_a_material(tmp_path, capsys, one_torch_thre
     assert main(["infer", str(h5), "--model", str(out), "--no-png", "--json", str(res)]) == 0
     got = json.loads(res.read_text())
     assert got["material"] == "Si" and len(got["names"]) == 6
+
+
+def test_prepare_path_is_the_models_grid(tmp_path, capsys, one_torch_thread):
+    """--path labels reach material.json, the dataset and the trained model's grid."""
+    from fcinv.inference import load_model
+    from fcinv.material import load_material
+
+    s, _ = spring_set(tmp_path / "set", silicon(), {"1NN": 7.0, "2NN": 0.7})
+    out = tmp_path / "Si"
+    argv = ["prepare", str(s.structure), "--out", str(out), "--from-phonopy", str(s.force_constants)]
+    assert main([*argv, "--supercell", "3", "3", "3", "-n", "24", "--path", "Γ-X-W-L", *TINY]) == 0
+    assert load_material(out).path == "Γ-X-W-L"
+    assert load_model(out / "models").grid.labels == ("Γ", "X", "W", "L")
