@@ -64,3 +64,25 @@ def test_a_material_folder_and_a_bare_structure(tmp_path):
     (tmp_path / "bad").mkdir()
     with pytest.raises(MaterialError, match="has no material.json"):
         load_material(tmp_path / "bad")
+
+
+def test_a_folder_named_like_an_embedded_material_does_not_shadow_it(tmp_path):
+    from fcinv import crystal
+    from fcinv.crystal import material_dir, material_info
+
+    before = dict(crystal._USER_FOLDERS)
+    try:
+        folder = tmp_path / "mine"
+        folder.mkdir()
+        (folder / "POSCAR").write_text((material_dir("Ge") / "structure.vasp").read_text())
+        info = {"name": "Ge", "structure": "POSCAR", "energy_max_meV": 25.0}
+        (folder / "material.json").write_text(json.dumps(info))
+        m = load_material(folder)
+        assert m.name == "Ge@mine" and not m.embedded and m.grid().energy_edges[-1] == 25.0
+        # the embedded Ge is untouched; the folder is found by its registered name and by its path
+        assert load_material("Ge").embedded and material_info("Ge")["energy_max_meV"] == 40.0
+        assert material_dir("Ge@mine") == folder.resolve() and material_info(folder)["name"] == "Ge@mine"
+        assert not load_material("Ge@mine").embedded
+    finally:
+        crystal._USER_FOLDERS.clear()
+        crystal._USER_FOLDERS.update(before)

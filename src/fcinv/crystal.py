@@ -5,12 +5,11 @@ idealised conventional cell (for cubic crystals, axes along x, y, z) and the
 primitive cell in the same Cartesian frame. Printed q-points are in
 reciprocal-lattice units (r.l.u.) of that conventional cell.
 
-The default q-path of a face-centred cubic crystal is the one pathSQE folds the
-Ge ARCS data onto, Γ–X–U|K–Γ–L–W–X, and that of a body-centred cubic crystal is
-Γ–H–N–Γ–P–H|P–N. Each segment is binned at a step of 0.025 in its largest
-r.l.u. component (bin centres), so our spectra line up with pathSQE's folded
-output pixel for pixel. Any other path is given by its labels, with point
-coordinates from seekpath.
+The default q-path of a face-centred cubic crystal is the one pathSQE folds the Ge ARCS data onto,
+Γ–X–U|K–Γ–L–W–X, and that of a body-centred cubic crystal is Γ–H–N–Γ–P–H|P–N; that of a hexagonal
+crystal (hcp Mg, wurtzite) is Γ–M–K–Γ–A–L–H–A. Each segment is binned at a step of 0.025 in its
+largest r.l.u. component (bin centres), so our spectra line up with pathSQE's folded output pixel
+for pixel. Any other path is given by its labels, with point coordinates from seekpath.
 """
 
 from __future__ import annotations
@@ -40,10 +39,20 @@ FCC_POINTS = {
     "W": (0.5, 1, 0),
 }
 BCC_POINTS = {"Γ": (0, 0, 0), "H": (0, 1, 0), "N": (0.5, 0.5, 0), "P": (0.5, 0.5, 0.5)}
+#: Hexagonal lattices (spglib's setting, γ = 120°): the points seekpath gives, in conventional r.l.u.
+HEX_POINTS = {
+    "Γ": (0, 0, 0),
+    "M": (0.5, 0, 0),
+    "K": (1 / 3, 1 / 3, 0),
+    "A": (0, 0, 0.5),
+    "L": (0.5, 0, 0.5),
+    "H": (1 / 3, 1 / 3, 0.5),
+}
 #: Default paths: continuous pieces separated by a jump ("|").
 DEFAULT_PATHS = {
     "fcc": ("Γ-X-U|K-Γ-L-W-X", FCC_POINTS),
     "bcc": ("Γ-H-N-Γ-P-H|P-N", BCC_POINTS),
+    "hexagonal": ("Γ-M-K-Γ-A-L-H-A", HEX_POINTS),
 }
 #: pathSQE's bin step along a segment, in its largest r.l.u. component.
 PATH_STEP_RLU = 0.025
@@ -332,19 +341,91 @@ def available_materials() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "material.json").is_file())
 
 
+#: Material folders met in this process (``fcinv prepare`` output, ``--material DIR``): name → folder.
+#: Registered by :func:`register_material_folder`, so that every reader that looks a material up by
+#: name (its info, its folder, its reference) finds a user folder as it finds an embedded one.
+_USER_FOLDERS: dict[str, tuple[str, Path]] = {}
+
+
+def read_folder_info(folder: str | Path) -> dict:
+    """A material folder's ``material.json`` (with ``name`` and ``structure``), checked.
+
+    Raises
+    ------
+    MaterialError
+        No material.json, invalid JSON, or no structure file named.
+    """
+    folder = Path(folder)
+    path = folder / "material.json"
+    if not path.is_file():
+        raise MaterialError(
+            f"'{folder}' has no material.json. A material folder holds material.json "
+            "(name, structure, energy_max_meV, ...) and the structure file it names; "
+            "`fcinv prepare STRUCTURE --out DIR` makes one."
+        )
+    from fcinv.errors import describe_exception, json_kind
+
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MaterialError(
+            f"'{path}' is not valid JSON ({describe_exception(exc)}). Fix the file."
+        ) from None
+    if not isinstance(info, dict):
+        raise MaterialError(
+            f"'{path}' holds a JSON {json_kind(info)}, not an object. Write "
+            '{"name": ..., "structure": "<file>", ...}.'
+        )
+    if not isinstance(info.get("structure"), str) or not info["structure"]:
+        raise MaterialError(f'\'{path}\' names no structure file. Add "structure": "<file>" (CIF or POSCAR).')
+    return dict(info, name=str(info.get("name") or folder.name))
+
+
+def register_material_folder(folder: str | Path) -> str:
+    """Register a user material folder; returns the name it is known by in this process.
+
+    A folder whose ``name`` is an embedded material's (``Ge``) is known as ``Ge@<folder name>``, so
+    it never shadows the embedded one; a later folder with the same name replaces an earlier one.
+    """
+    folder = Path(folder).resolve()
+    name = read_folder_info(folder)["name"]
+    if name.lower() in {m.lower() for m in available_materials()}:
+        name = f"{name}@{folder.name}"
+    _USER_FOLDERS[name.lower()] = (name, folder)
+    return name
+
+
+def _user_folder(material: str | Path) -> tuple[str, Path] | None:
+    """(name, folder) of a registered user folder or of a folder path (registered now), else None."""
+    s = str(material)
+    if s.lower() in _USER_FOLDERS:
+        return _USER_FOLDERS[s.lower()]
+    if s.lower() not in {m.lower() for m in available_materials()} and (Path(s) / "material.json").is_file():
+        return _USER_FOLDERS[register_material_folder(s).lower()]
+    return None
+
+
 def material_dir(material: str) -> Path:
-    """Folder of an embedded material's data files."""
+    """Folder of a material's data files: embedded, or a registered material folder (or its path)."""
+    user = _user_folder(material)
+    if user is not None:
+        return user[1]
     return _data_root() / material_info(material)["name"]
 
 
 def material_info(material: str) -> dict:
-    """The embedded material's ``material.json`` (grid, cutoff, supercell defaults)."""
+    """The material's ``material.json`` (grid, cutoff, supercell defaults): an embedded name, a
+    registered material folder's name, or a material folder's path."""
+    user = _user_folder(material)
+    if user is not None:
+        return dict(read_folder_info(user[1]), name=user[0])
     names = {m.lower(): m for m in available_materials()}
     key = str(material).lower()
     if key not in names:
         raise MaterialError(
             f"unknown material '{material}'. Embedded materials: {', '.join(names.values())}; for any "
-            "other crystal pass a structure file (--structure FILE)."
+            "other crystal pass a structure file (--crystal FILE) or a material folder made by "
+            "`fcinv prepare STRUCTURE --out DIR` (--material DIR)."
         )
     return json.loads((_data_root() / names[key] / "material.json").read_text())
 
@@ -419,6 +500,7 @@ def build_path(
         Bin centres (n_q, 3) in conventional r.l.u.; tick labels (``"U|K"`` at a jump);
         tick positions in bin units; number of bins per segment.
     """
+    default_path = spec is None
     if spec is None:
         if crystal.lattice_type in DEFAULT_PATHS:
             spec, default_points = DEFAULT_PATHS[crystal.lattice_type]
@@ -465,9 +547,7 @@ def build_path(
             qa, qb = np.asarray(points[a], float), np.asarray(points[b], float)
             nb = int(round(np.max(np.abs(qb - qa)) / step))
             if nb < 1:
-                raise StructureError(
-                    f"segment {a}-{b} has zero length. Remove the repeated label from the path."
-                )
+                raise _zero_segment_error(crystal, a, b, default_path=default_path)
             t = (np.arange(nb) + 0.5) / nb
             qs.append(qa + t[:, None] * (qb - qa))
             n += nb
@@ -475,6 +555,28 @@ def build_path(
             labels.append(b)
             ticks.append(float(n))
     return np.concatenate(qs), labels, ticks, seg_bins
+
+
+def _zero_segment_error(crystal: Crystal, a: str, b: str, *, default_path: bool) -> StructureError:
+    """The error for a path segment shorter than one bin, naming the structure's setting."""
+    a_, b_, c_, al, be, ga = crystal.lattice_parameters
+    setting = (
+        f"{crystal.name} was read as {crystal.spacegroup[0]} #{crystal.spacegroup[1]} "
+        f"({crystal.lattice_type}, conventional a={a_:.4f} b={b_:.4f} c={c_:.4f} Å, "
+        f"α={al:.2f} β={be:.2f} γ={ga:.2f}°)"
+    )
+    if default_path:
+        return StructureError(
+            f"{setting}: its default path has the points {a} and {b} at the same place, so the "
+            "lattice sits next to a higher-symmetry one. If the crystal has that higher symmetry "
+            "(e.g. it is cubic), the structure file breaks it: check its setting and coordinates "
+            "(a CIF in a rhombohedral or primitive setting, or rounded positions); otherwise give the "
+            "path labels yourself (--path)."
+        )
+    return StructureError(
+        f"segment {a}-{b} of the path has zero length ({setting}). Remove the repeated label from "
+        "the path, or check that the structure is in the setting the labels assume."
+    )
 
 
 def energy_edges(e_min: float, e_max: float, step: float) -> np.ndarray:
@@ -498,7 +600,8 @@ def default_grid(
 ) -> SpectrumGrid:
     """The default (q, E) grid of a crystal: the pathSQE path and the material's energy range.
 
-    Embedded materials take their energy range from ``material.json``; any other
+    Embedded materials and material folders take their energy range (and their ``path``, when
+    material.json names one, e.g. ``fcinv prepare --path``) from ``material.json``; any other
     crystal needs ``e_max`` (meV).
     """
     try:
@@ -512,7 +615,7 @@ def default_grid(
         raise StructureError(
             f"no energy range is known for '{crystal.name}'. Pass the maximum energy transfer (--e-max, meV)."
         )
-    q, labels, ticks, seg = build_path(crystal, path)
+    q, labels, ticks, seg = build_path(crystal, info.get("path") if path is None else path)
     return SpectrumGrid(
         q_rlu=q,
         energy_edges=energy_edges(e_min, e_max, e_step),

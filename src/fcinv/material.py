@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fcinv.crystal import Crystal, available_materials, build_path, default_grid, material_info
-from fcinv.errors import DataError, MaterialError, StructureError, describe_exception, json_kind
+from fcinv.errors import DataError, MaterialError, StructureError
 
 log = logging.getLogger(__name__)
 
@@ -86,36 +86,28 @@ class Material:
         info = material_info(name)
         from fcinv.crystal import material_dir
 
+        if info["name"] not in available_materials():  # a material folder registered earlier
+            return cls.from_folder(material_dir(info["name"]))
         return cls(Crystal.from_name(info["name"]), dict(info), material_dir(info["name"]), True)
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> Material:
-        """A material folder: ``material.json`` (with ``name`` and ``structure``) and the structure file."""
-        folder = Path(folder)
-        path = folder / "material.json"
-        if not path.is_file():
-            raise MaterialError(
-                f"'{folder}' has no material.json. A material folder holds material.json "
-                "(name, structure, energy_max_meV, ...) and the structure file it names."
-            )
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            msg = describe_exception(exc)
-            raise MaterialError(f"'{path}' is not valid JSON ({msg}). Fix the file.") from None
-        if not isinstance(info, dict):
-            raise MaterialError(
-                f"'{path}' holds a JSON {json_kind(info)}, not an object. Write "
-                '{"name": ..., "structure": "<file>", ...}.'
-            )
-        if not isinstance(info.get("structure"), str) or not info["structure"]:
-            raise MaterialError(
-                f'\'{path}\' names no structure file. Add "structure": "<file>" (CIF or POSCAR).'
-            )
-        _check_info_numbers(info, path)
-        name = str(info.get("name", folder.name))
+        """A material folder: ``material.json`` (with ``name`` and ``structure``) and the structure file.
+
+        The folder is registered (:func:`fcinv.crystal.register_material_folder`), so everything that
+        looks the material up by name (its grid, its reference, exports) finds this folder. With
+        ``ensemble.json`` and ``reference_fc.hdf5`` beside it (``fcinv reference --out DIR``,
+        ``fcinv prepare``) it has a Stage I reference, as an embedded material does.
+        """
+        from fcinv.crystal import material_info, read_folder_info, register_material_folder
+
+        folder = Path(folder).resolve()
+        # the one-line errors for a folder that is not a material folder, or a malformed material.json
+        _check_info_numbers(read_folder_info(folder), folder / "material.json")
+        name = register_material_folder(folder)
+        info = material_info(name)
         crystal = Crystal.from_file(folder / info["structure"], name=name)
-        return cls(crystal, dict(info, name=name), folder, False)
+        return cls(crystal, dict(info), folder, False)
 
     @classmethod
     def from_structure(cls, path: str | Path, *, name: str | None = None) -> Material:
@@ -212,7 +204,13 @@ class Material:
     @property
     def reference_available(self) -> bool:
         """Whether a Stage I reference (ensemble.json + reference_fc.hdf5) exists for this material."""
-        return self.embedded
+        if self.embedded:
+            return True
+        from fcinv.reference import ENSEMBLE_FILE, REFERENCE_FC_FILE
+
+        return self.folder is not None and all(
+            (self.folder / f).is_file() for f in (ENSEMBLE_FILE, REFERENCE_FC_FILE)
+        )
 
     @cached_property
     def reference(self):
@@ -223,11 +221,14 @@ class Material:
         MaterialError
             The material has no embedded reference (run ``fcinv reference`` for it).
         """
-        if not self.embedded:
+        if not self.reference_available:
+            where = f"its folder {self.folder} has" if self.folder else "a bare structure file has"
             raise MaterialError(
-                f"'{self.name}' has no Stage I reference (only the embedded materials "
-                f"{', '.join(available_materials())} ship one). Make one with fcinv reference, "
-                "or work from θ / a phonopy FC set."
+                f"'{self.name}' has no Stage I reference ({where} no ensemble.json + "
+                f"reference_fc.hdf5; the embedded materials {', '.join(available_materials())} ship one). "
+                "Make one with `fcinv reference --from-phonopy FORCE_CONSTANTS --structure POSCAR "
+                "--supercell N N N --out DIR` or `fcinv prepare STRUCTURE --out DIR`, or work from θ / a "
+                "phonopy FC set."
             )
         from fcinv.reference import load_reference
 

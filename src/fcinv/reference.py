@@ -346,11 +346,19 @@ def load_reference(
     """
     info = material_info(material)
     n = check_shells(info.get("cutoff_shells", 5) if n_shells is None else n_shells, info["name"])
-    return _load_reference(info["name"], n, check_tail(tail or info.get("tail", TAIL_ZERO)))
+    folder = material_dir(info["name"])
+    stamp = tuple((folder / f).stat().st_mtime_ns if (folder / f).is_file() else 0 for f in _FILES)
+    return _load_reference(
+        info["name"], n, check_tail(tail or info.get("tail", TAIL_ZERO)), str(folder), stamp
+    )
+
+
+_FILES = ("material.json", ENSEMBLE_FILE, REFERENCE_FC_FILE, MEMBERS_FC_FILE)
 
 
 @lru_cache(maxsize=16)
-def _load_reference(material: str, n_shells: int, tail: str) -> MaterialReference:
+def _load_reference(material: str, n_shells: int, tail: str, folder: str, stamp: tuple) -> MaterialReference:
+    # folder and stamp key the cache: a material folder (same name, another place or rewritten) is reloaded
     from phonopy.structure.atoms import PhonopyAtoms
 
     crystal = Crystal.from_name(material)
@@ -380,7 +388,8 @@ def _load_reference(material: str, n_shells: int, tail: str) -> MaterialReferenc
     fc = read_reference_fc(material_dir(crystal.name) / REFERENCE_FC_FILE)
     smat = np.asarray(fc["supercell_matrix"]).reshape(3, 3)
     try:
-        space._check_supercell(smat)
+        # the supercell is of the file's unit cell (the primitive cell, or a user set's POSCAR)
+        space._check_supercell(smat @ np.asarray(fc["lattice"]) @ np.linalg.inv(crystal.lattice))
     except Exception:
         raise DataError(
             f"--shells {n_shells} for {crystal.name} reaches {space.cutoff:.2f} Å, beyond what the embedded reference FC set "

@@ -56,7 +56,22 @@ FITD = ["fit-dispersion", "--material", "Ge", "--no-png"]
 EXP = ["export", "--material", "Ge"]
 OOR = "is out of range"
 
+PREP = ["prepare", "{DFT}/POSCAR", "--no-progress"]
 CASES = [
+    Case(
+        "prepare-phonopy-no-supercell",
+        [*PREP, "--from-phonopy", "{DFT}/FORCE_CONSTANTS", "--out", "p"],
+        2,
+        r"--from-phonopy needs --supercell",
+    ),
+    Case(
+        "prepare-set-structure-alone",
+        [*PREP, "--set-structure", "{DFT}/POSCAR", "--out", "p"],
+        2,
+        r"--set-structure belongs to --from-phonopy",
+    ),
+    Case("prepare-tiny-n", [*PREP, "-n", "2", "--out", "p"], 2, r"--n-spectra 2 is too small"),
+    Case("prepare-missing-structure", ["prepare", "nothere.cif", "--out", "p"], 1, r"does not exist"),
     # ---------------------------------------------------------------- simulate
     Case(
         "simulate-emax-huge",

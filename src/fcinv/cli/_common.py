@@ -93,9 +93,30 @@ def material_from_args(args):
             f"--material {args.material} and --crystal {args.crystal} both name the crystal. "
             "Pass one of them."
         )
+    structure = getattr(args, "structure", None)
+    if structure and not getattr(args, "force_constants", None):
+        # --structure belongs to --force-constants; alone it names the crystal (never a silent Ge)
+        if args.crystal or args.material:
+            raise UsageError(
+                f"--structure {structure} is the unit cell of --force-constants, which is not given; "
+                f"the crystal is already --{'crystal' if args.crystal else 'material'}. Drop --structure, "
+                "or add --force-constants FILE --supercell N N N."
+            )
+        return Material.from_structure(structure)
     if args.crystal:
         return Material.from_structure(args.crystal)
     return load_material(args.material or "Ge")
+
+
+def model_from_args(model: str, material: str | None) -> tuple[str, str | None]:
+    """``--model`` / ``--material`` with a prepared material folder (``fcinv prepare``) as the model:
+    its ``models/`` folder, and the folder itself as the material unless ``--material`` names one."""
+    from pathlib import Path
+
+    folder = Path(model)
+    if (folder / "material.json").is_file() and (folder / "models").is_dir():
+        return str(folder / "models"), material or str(folder)
+    return model, material
 
 
 def crystal_from_args(args):

@@ -10,6 +10,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fcinv.cli.reference",
         "Stage I: force-field ensemble → θ bounds, sensitivity ranking (needs [mlff])",
     ),
+    "prepare": (
+        "fcinv.cli.prepare",
+        "a new crystal: structure file → Stage I → dataset → trained model, in one material folder",
+    ),
     "dataset": (
         "fcinv.cli.dataset",
         "Stage I: sample the widened domain → training set of (θ, I(q, E)) pairs",

@@ -159,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         rebin=args.rebin,
         refine_shells=None if args.shells is None else tuple(n for n in args.shells if n != 0),
     )
-    pipe = Pipeline(args.model, args.material, config=cfg, device=str(resolve_device(args.device)))
+    from fcinv.cli._common import model_from_args
+
+    model, material = model_from_args(args.model, args.material)  # --model DIR of fcinv prepare
+    pipe = Pipeline(model, material, config=cfg, device=str(resolve_device(args.device)))
     data = args.data[0] if len(args.data) == 1 else args.data
     fmt_opts = {k: v for k, v in file_options(args).items() if v is not None}
     if args.format != "auto":

@@ -7,6 +7,15 @@ fcinv reference Nb --members 7net-0 chgnet-0.2.0 --supercell 8 8 8
 fcinv reference Ge --relax --workdir out/reference/Ge-relaxed --out-dir out/Ge-relaxed
 fcinv reference Ge --convergence --convergence-supercells 4 5 6
 fcinv reference --list-members
+fcinv reference --from-phonopy FORCE_CONSTANTS --structure POSCAR --supercell 4 4 4 --out Si
+fcinv reference --from-phonopy a/FORCE_CONSTANTS --structure a/POSCAR --supercell 4 4 4 \
+    --from-phonopy b/force_constants.hdf5 --structure b/POSCAR --supercell 5 5 5 --out Si --widen 0.3
+
+Without force fields (``--from-phonopy``, no [mlff] extra needed) the user's phonopy sets stand in
+for the ensemble; the bounds are the sets' range widened by the relative rule of
+:mod:`fcinv.prepare.stage1` (printed, and written into the folder's ensemble.json and
+provenance.json). The output is a material folder that ``--material DIR`` reads. Nothing is ever
+written into the installed package: the default output folder is ./<material>.
 """
 
 from __future__ import annotations
@@ -31,6 +40,35 @@ def get_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("material", nargs="?", help="embedded material (Ge, Nb) or a structure file (POSCAR/CIF)")
+    g = p.add_argument_group("without force fields: user phonopy sets (repeat the three options per set)")
+    g.add_argument(
+        "--from-phonopy",
+        action="append",
+        metavar="FILE",
+        help="a phonopy FORCE_CONSTANTS or force_constants.hdf5 standing in for the ensemble (repeatable)",
+    )
+    g.add_argument(
+        "--structure",
+        action="append",
+        metavar="POSCAR",
+        help="the POSCAR of the matching --from-phonopy set (one per set, or one for all)",
+    )
+    g.add_argument(
+        "--widen",
+        type=float,
+        default=None,
+        help="relative widening w of the bounds around the sets (default 0.25; rule in the output)",
+    )
+    g.add_argument("--name", default=None, help="the material's name (default: the structure file's stem)")
+    g.add_argument(
+        "--shells",
+        type=int,
+        default=None,
+        help="neighbour shells in θ (default 5, or what the supercell holds)",
+    )
+    g.add_argument(
+        "--e-max", type=float, default=None, help="energy range, meV (default: 1.2 × the highest mode)"
+    )
     p.add_argument(
         "--members",
         nargs="+",
@@ -51,8 +89,10 @@ def get_parser() -> argparse.ArgumentParser:
         "--supercell",
         nargs="+",
         type=int,
+        action="append",
         metavar="N",
-        help="supercell of the primitive cell: N, N1 N2 N3 or 9 integers (default: Ge 5 5 5, Nb 8 8 8)",
+        help="supercell of the primitive cell: N, N1 N2 N3 or 9 integers (default: Ge 5 5 5, Nb 8 8 8); "
+        "with --from-phonopy the supercell of each set's POSCAR (one per set, or one for all)",
     )
     p.add_argument("--displacement", type=float, default=None, help="finite displacement in Å (default 0.01)")
     p.add_argument(
@@ -64,7 +104,11 @@ def get_parser() -> argparse.ArgumentParser:
         help="cache folder for per-member results (default out/reference/<material>[-relax])",
     )
     p.add_argument(
-        "--out-dir", type=Path, help="where the data files go (default: the embedded material's data folder)"
+        "--out",
+        "--out-dir",
+        dest="out_dir",
+        type=Path,
+        help="the material folder the files go to (default ./<material>; never the installed package)",
     )
     p.add_argument("--device", default="cpu", help="torch device of the force fields (default cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -129,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.list_members:
             return _list_members()
+        if args.from_phonopy:
+            return _run_from_phonopy(args, argv)
+        if args.structure or args.widen is not None:
+            raise FcinvError(
+                "--structure and --widen belong to --from-phonopy. Add --from-phonopy FORCE_CONSTANTS, or drop them."
+            )
         if not args.material:
             raise FcinvError(
                 "no material given. Pass an embedded material (Ge, Nb) or a structure file, e.g. `fcinv reference Ge`."
@@ -156,17 +206,23 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.threads < 1:
         raise FcinvError(f"--threads {args.threads}; pass at least 1.")
     torch.set_num_threads(args.threads)
+    from fcinv.crystal import available_materials
+
+    if args.material.lower() not in {m.lower() for m in available_materials()}:
+        return _run_structure(args)
     crystal = load_crystal(args.material)
-    supercell = args.supercell or DEFAULT_SUPERCELLS.get(crystal.name, DEFAULT_SUPERCELL_OTHER)
+    supercell = args.supercell[-1] if args.supercell else None
+    supercell = supercell or DEFAULT_SUPERCELLS.get(crystal.name, DEFAULT_SUPERCELL_OTHER)
     displacement = DEFAULT_DISPLACEMENT if args.displacement is None else args.displacement
     settings = PhononSettings.create(supercell, displacement)
     members = resolve_members(args.members)
     workdir = args.workdir or Path("out") / "reference" / (crystal.name + ("-relax" if args.relax else ""))
     command = "fcinv reference " + " ".join(argv if argv is not None else sys.argv[1:])
-    from fcinv.crystal import available_materials
+    from fcinv.prepare.stage1 import refuse_package_folder
 
-    if args.out_dir is None and args.material.lower() not in {m.lower() for m in available_materials()}:
-        args.out_dir = workdir / "data"  # a structure file: never write into the package
+    if args.out_dir is None:
+        args.out_dir = Path(crystal.name)  # ./<material>: never the installed package
+    refuse_package_folder(args.out_dir)
 
     conv_path = workdir / "convergence.json"
     convergence = None
@@ -238,10 +294,105 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
             print(f"  {'':18s} dropped: {m['reason']}")
     print(f"reference member: {ens['reference_member']['name']} ({ens['reference_member']['rule']})")
     print("sampled: " + ", ".join(f"{s['label']}={s['name']}" for s in ens["sampled"]))
-    from fcinv.crystal import material_dir
+    print(f"wrote ensemble.json, reference_fc.hdf5, provenance.json to {args.out_dir}")
+    return 0
 
-    out = args.out_dir or material_dir(crystal.name)
-    print(f"wrote ensemble.json, reference_fc.hdf5, provenance.json to {out}")
+
+def _run_structure(args: argparse.Namespace) -> int:
+    """A structure file: the ensemble's reference written as a material folder (fcinv.prepare)."""
+    from fcinv.crystal import Crystal
+    from fcinv.prepare.pipeline import PrepareOptions, stage1_forcefields
+    from fcinv.prepare.stage1 import formula_of, material_name, refuse_package_folder
+
+    if args.relax or args.convergence:
+        raise FcinvError(
+            "--relax and --convergence are supported for the embedded materials only. Drop them for a "
+            "structure file (the supercell default holds the shells; pass --supercell to change it)."
+        )
+    structure = Path(args.material)
+    name = material_name(structure, formula_of(Crystal.from_file(structure)), args.name)
+    out = args.out_dir or Path(name)
+    refuse_package_folder(out)
+    opts = PrepareOptions(
+        name=name,
+        members=args.members,
+        supercell=list(args.supercell[-1]) if args.supercell else None,
+        shells=args.shells,
+        e_max=args.e_max,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    stage1_forcefields(structure, out, name, opts, {}, print)
+    ens = json.loads((out / "ensemble.json").read_text())
+    print(f"reference member: {ens['reference_member']['name']}; stable: {', '.join(ens['stable_members'])}")
+    print(f"wrote material.json, structure.vasp, ensemble.json, reference_fc.hdf5, provenance.json to {out}")
+    print(f"use it as --material {out}")
+    return 0
+
+
+def _per_set(values: list | None, n: int, what: str) -> list:
+    """One value per phonopy set: as many as sets, or one for all."""
+    if not values:
+        raise FcinvError(
+            f"--from-phonopy needs {what} for each set. Pass {what} after each --from-phonopy FILE."
+        )
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise FcinvError(
+            f"{len(values)} {what} for {n} --from-phonopy sets. Pass one per set (in the same order), or one for all."
+        )
+    return values
+
+
+def _run_from_phonopy(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from fcinv.prepare.stage1 import (
+        DEFAULT_RELATIVE_WIDEN,
+        PhonopySet,
+        reference_from_phonopy,
+        supercell_of,
+    )
+
+    n = len(args.from_phonopy)
+    structures = _per_set(args.structure, n, "--structure POSCAR")
+    supercells = _per_set(args.supercell, n, "--supercell N N N")
+    sets = [
+        PhonopySet(Path(fc), Path(st), supercell_of(sc))
+        for fc, st, sc in zip(args.from_phonopy, structures, supercells)
+    ]
+    structure = Path(args.material) if args.material else sets[0].structure
+    if args.material and not structure.is_file():
+        raise FcinvError(
+            f"with --from-phonopy the positional argument is the crystal's structure file; '{args.material}' is not a file. "
+            "Drop it (the first set's POSCAR is used) or pass a CIF/POSCAR."
+        )
+    from fcinv.crystal import Crystal
+    from fcinv.prepare.stage1 import formula_of, material_name
+
+    name = material_name(structure, formula_of(Crystal.from_file(structure)), args.name)
+    out = args.out_dir or Path(name)
+    widen = DEFAULT_RELATIVE_WIDEN if args.widen is None else args.widen
+    command = "fcinv reference " + " ".join(argv if argv is not None else sys.argv[1:])
+    summary = reference_from_phonopy(
+        sets,
+        out,
+        structure=structure,
+        name=name,
+        shells=args.shells,
+        widen=widen,
+        top_k=args.top_k,
+        e_max=args.e_max,
+        command=command,
+        say=None if args.no_progress else print,
+    )
+    print(
+        f"{summary['name']}: Stage I from {n} phonopy set(s) (no force fields), {summary['n_shells']} shells, "
+        f"{summary['n_params']} parameters, reference {summary['reference_set']}, highest mode "
+        f"{summary['highest_mode_meV']:.2f} meV -> energy range 0..{summary['energy_max_meV']:g} meV"
+    )
+    print(f"bounds: relative widening w = {widen:g}: {summary['rule']}")
+    print(f"wrote material.json, structure.vasp, ensemble.json, reference_fc.hdf5, provenance.json to {out}")
+    print(f"use it as --material {out}")
     return 0
 
 

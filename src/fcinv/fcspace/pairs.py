@@ -131,6 +131,20 @@ def _supercell_to_primitive(crystal: Crystal, sc) -> np.ndarray:
     return out
 
 
+def _lattice_rotations(conv_lattice: np.ndarray) -> list[np.ndarray]:
+    """The identity, then the other proper Cartesian rotations that keep the lattice (its holohedry)."""
+    import spglib
+
+    rots = spglib.get_symmetry((conv_lattice, [[0.0, 0.0, 0.0]], [1]), symprec=1e-5)["rotations"]
+    L = np.asarray(conv_lattice, float).T
+    out = [np.eye(3)]
+    for r in rots:
+        m = L @ r @ np.linalg.inv(L)
+        if np.linalg.det(m) > 0 and not np.allclose(m, np.eye(3)):
+            out.append(m)
+    return out
+
+
 def _match_cells(
     crystal: Crystal, lattice: np.ndarray, positions: np.ndarray, numbers: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -156,28 +170,31 @@ def _match_cells(
     conv_other = spglib.standardize_cell(
         (lattice, positions, numbers), to_primitive=False, no_idealize=False, symprec=1e-4
     )[0]
-    f_other = cart @ np.linalg.inv(conv_other)
     f_mine = crystal.cartesian_positions @ np.linalg.inv(crystal.conventional_lattice)
     prim_in_conv = crystal.lattice @ np.linalg.inv(
         crystal.conventional_lattice
     )  # primitive vectors, conv frac
-    for a in range(len(f_mine)):
-        if crystal.numbers[a] != numbers[0]:
-            continue
-        shift = f_mine[a] - f_other[0]
-        g = f_other + shift
-        mapping = []
-        for b, fb in enumerate(g):
-            diff = (fb - f_mine) @ np.linalg.inv(prim_in_conv)  # in primitive lattice units
-            k = np.nonzero(
-                np.all(np.abs(diff - np.round(diff)) < 1e-3, axis=1) & (crystal.numbers == numbers[b])
-            )[0]
-            if len(k) != 1:
-                break
-            mapping.append(k[0])
-        else:
-            if len(set(mapping)) == len(mapping):
-                return rot, np.array(mapping)
+    # spglib's rotation aligns the lattice; without an inversion centre it may give the structure's
+    # twin (zincblende: a 4-fold axis), so the lattice's own rotations are tried after it
+    for extra in _lattice_rotations(crystal.conventional_lattice):
+        f_other = cart @ extra.T @ np.linalg.inv(conv_other)
+        for a in range(len(f_mine)):
+            if crystal.numbers[a] != numbers[0]:
+                continue
+            shift = f_mine[a] - f_other[0]
+            g = f_other + shift
+            mapping = []
+            for b, fb in enumerate(g):
+                diff = (fb - f_mine) @ np.linalg.inv(prim_in_conv)  # in primitive lattice units
+                k = np.nonzero(
+                    np.all(np.abs(diff - np.round(diff)) < 1e-3, axis=1) & (crystal.numbers == numbers[b])
+                )[0]
+                if len(k) != 1:
+                    break
+                mapping.append(k[0])
+            else:
+                if len(set(mapping)) == len(mapping):
+                    return extra @ rot, np.array(mapping)
     raise StructureError(
         "the force-constant file's atoms cannot be matched to the crystal's (different structure or atom count). Pass the POSCAR the FCs were computed with."
     )

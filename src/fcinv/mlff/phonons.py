@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from fcinv.crystal import BCC_POINTS, FCC_POINTS, Crystal, build_path
+from fcinv.crystal import BCC_POINTS, DEFAULT_PATHS, FCC_POINTS, HEX_POINTS, Crystal, build_path
 from fcinv.errors import FcinvError, ForceConstantError
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,9 @@ DEGENERACY_TOL_THZ = 1e-3
 SUMMARY_POINTS: dict[str, dict[str, tuple[float, float, float]]] = {
     "fcc": {k: FCC_POINTS[k] for k in ("Γ", "X", "L")},
     "bcc": {k: BCC_POINTS[k] for k in ("H", "N", "P")},
+    "hexagonal": {k: HEX_POINTS[k] for k in ("Γ", "M", "K", "A")},
 }
+# any other lattice: every labelled point of its default (seekpath) path
 
 
 class PhononError(FcinvError):
@@ -189,7 +191,7 @@ def compute_force_constants(crystal: Crystal, calculator, settings: PhononSettin
     phonon = Phonopy(
         crystal.to_phonopy_atoms(),
         supercell_matrix=np.array(settings.supercell),
-        primitive_matrix=None,
+        primitive_matrix="P",  # the cell as given (phonopy 4 resolves None to "auto")
         log_level=0,
     )
     phonon.generate_displacements(distance=settings.displacement, is_plusminus="auto")
@@ -222,7 +224,7 @@ def phonopy_from_fc(crystal: Crystal, fc: np.ndarray, supercell: Any):
     phonon = Phonopy(
         crystal.to_phonopy_atoms(),
         supercell_matrix=np.array(supercell_matrix(supercell)),
-        primitive_matrix=None,
+        primitive_matrix="P",  # the cell as given (phonopy 4 resolves None to "auto")
         log_level=0,
     )
     fc = np.asarray(fc, dtype=float)
@@ -315,7 +317,12 @@ class PhononSummary:
 def path_qpoints(crystal: Crystal) -> tuple[np.ndarray, dict[str, tuple[float, float, float]]]:
     """The default q-path's bin centres plus its high-symmetry points (conventional r.l.u.)."""
     q_bins, labels, _, _ = build_path(crystal)
-    pts = FCC_POINTS if crystal.lattice_type == "fcc" else BCC_POINTS if crystal.lattice_type == "bcc" else {}
+    if crystal.lattice_type in DEFAULT_PATHS:
+        pts = DEFAULT_PATHS[crystal.lattice_type][1]
+    else:
+        from fcinv.crystal import seekpath_points
+
+        pts = seekpath_points(crystal)
     nodes: dict[str, tuple[float, float, float]] = {}
     for lab in (x for tick in labels for x in tick.split("|")):
         if lab in pts and lab not in nodes:
@@ -325,11 +332,7 @@ def path_qpoints(crystal: Crystal) -> tuple[np.ndarray, dict[str, tuple[float, f
 
 def summarize(phonon, crystal: Crystal, settings: PhononSettings) -> PhononSummary:
     """Frequencies at the reported high-symmetry points, and the path and mesh stability test."""
-    summary_pts = SUMMARY_POINTS.get(crystal.lattice_type)
-    if summary_pts is None:
-        raise PhononError(
-            f"no high-symmetry points are defined for a {crystal.lattice_type} lattice ({crystal.name}); only fcc and bcc are supported."
-        )
+    summary_pts = SUMMARY_POINTS.get(crystal.lattice_type) or path_qpoints(crystal)[1]
     points = {}
     for lab, q in summary_pts.items():
         f, v = frequencies_thz(phonon, crystal, np.array([q], float), eigenvectors=True)
