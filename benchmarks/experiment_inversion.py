@@ -479,7 +479,7 @@ def print_run(r: dict, truth: dict, fc03) -> None:
             print(
                 "    FC0-FC3 |refined - truth| / sigma: "
                 + ", ".join(f"{n} {f['n_sigma'][n]:.1f}" for n in fc03)
-                + " (sigma: the fit's raw Laplace sigma)"
+                + " (sigma: the fit's Laplace sigma, with the cutoff systematic of a continued refinement)"
             )
         if "rel_err_vs_dispersion_best" in f:
             print(
