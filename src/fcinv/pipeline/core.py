@@ -481,8 +481,13 @@ class Pipeline:
             return ml_out
         extra_w = []
         if not calibrate_refined:
+            what = (
+                "the fit's Laplace sigma and the cutoff systematic of the shell continuation"
+                if "sigma_cutoff" in refined.extra
+                else "the fit's raw (Laplace) sigma"
+            )
             extra_w.append(
-                f"the refined sigma is the fit's raw (Laplace) sigma: the calibration was fitted on "
+                f"the refined sigma is {what}, not calibrated: the calibration was fitted on "
                 f"refinements with the paper forward model, not the {fit_model}"
             )
         ref_out = with_cal(refined, rep.refined if calibrate_refined else None, extra_w)
