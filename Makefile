@@ -25,6 +25,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
 	$(PIP) install -q -e ".[dev,experiment,dask,docs]"
+	$(PY) -m fcinv.forward.warm
 	touch $(STAMP)
 
 venv: $(STAMP)
