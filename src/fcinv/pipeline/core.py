@@ -342,7 +342,8 @@ class Pipeline:
 
         A physical-intensity model is refined with a :class:`~fcinv.forward.physical.PhysicalModel`
         of the measurement's own coverage (:func:`~fcinv.forward.physical.coverage_from_fold` on the
-        4D volume), predicting the fold with the same corrections, every model parameter free.
+        4D volume), predicting the raw fold (no one-phonon corrections: :meth:`refine` folds the
+        measurement again without them), every model parameter free.
         An already-folded input carries no coverage: the paper forward model is used then, with a
         warning. A paper-intensity model (or a forward model given to the Pipeline) is used as it is.
         """
@@ -378,7 +379,9 @@ class Pipeline:
             coverage=cov,
             temperature=float(temperature),
             resolution=Instrument(ei=40.0),
-            corrections=corr,
+            # the physical model predicts the raw fold (what it was validated on against Euphonic + fold:
+            # docs/fidelity.md); :meth:`refine` fits the raw fold of the 4D measurement
+            corrections=None,
         )
         return pm, None
 
@@ -406,6 +409,21 @@ class Pipeline:
         if fn is None:
             from fcinv.fitting import refine as fn
         model, warning = self.refinement_model(measurement)
+        from fcinv.forward.physical import PhysicalModel
+
+        raw_fit = isinstance(model, PhysicalModel) and model.corrections is None
+        if raw_fit and isinstance(measurement, Volume4D):
+            # the raw fold of the same measurement, as the physical model predicts it
+            cfg = self.config
+            spectrum = fold_measurement(
+                measurement,
+                self.material,
+                self.grid,
+                q_tolerance=cfg.q_tolerance,
+                corrections=None,
+                rebin=cfg.rebin,
+                source="the measurement (raw fold for the physical refinement)",
+            )
         shells = self.continuation_shells(model)
         if shells and self._refine is None:
             from fcinv.fitting.continuation import refine_in_shells
