@@ -87,7 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     print(comparison_table(r))
     print("(eV/Å²; σ for ML: " + r.ml_result.sigma_meaning.split(";")[0] + ")")
     if r.refined is not None:
-        print("(σ for the refinement: " + r.result.sigma_meaning.split(":")[0] + ")")
+        meaning = r.result.sigma_meaning
+        extra = (
+            ", in quadrature with the cutoff systematic (each parameter's move in the last shell stage)"
+            if "cutoff systematic" in meaning
+            else ""
+        )
+        print("(σ for the refinement: " + meaning.split(":")[0] + extra + ")")
     print(
         "dispersion of the final θ vs the truth's own (phonopy) along the path: "
         f"rms {r.disp_rms_meV:.3f} meV "
