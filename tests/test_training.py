@@ -64,9 +64,10 @@ def test_regressor_training_lowers_validation_loss(tmp_path, data):
 
 
 def test_resnet_training_lowers_training_loss(tmp_path, data):
-    # (on 64 tiny spectra the eval-mode BatchNorm statistics lag, so the validation loss is not a fair test here)
+    # (on 64 tiny spectra the eval-mode BatchNorm statistics lag, so the validation loss is not a fair test here;
+    # 4 epochs: after 2 the drop was 0.85 of the first epoch's loss here, too close to the bound)
     net = train_resnet(
-        data, tmp_path / "resnet", cfg(epochs=2, batch_size=16, max_train=64, max_val=16, lr=1e-3)
+        data, tmp_path / "resnet", cfg(epochs=4, batch_size=16, max_train=64, max_val=16, lr=1e-3)
     )
     train = [h["train_loss"] for h in net.history]
     assert train[-1] < 0.8 * train[0]

@@ -981,12 +981,12 @@ def test_fold_refuses_a_volume_over_the_memory_limit(tmp_path, monkeypatch, caps
 
 
 def test_writable_check_reports_a_read_only_folder(tmp_path, monkeypatch):
-    from fcinv.cli import _guards
+    from fcinv.cli import _guards, _outputs
 
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(_guards.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(_outputs.tempfile, "mkstemp", refuse)
     with pytest.raises(
         _guards.OutputError, match=r"folder '.*' is not writable \(Permission denied\)\. Choose a writable"
     ):
@@ -1011,14 +1011,14 @@ def test_reference_without_mlff_names_the_missing_packages(tmp_path, monkeypatch
 
 def test_per_orientation_outputs_are_checked_writable_before_the_work(tmp_path, monkeypatch, capsys):
     """``infer --per-orientation`` writes into the current folder: an unwritable one is refused at once."""
-    from fcinv.cli import _guards
+    from fcinv.cli import _outputs
     from fcinv.cli import infer as cli_infer
 
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")
 
     ran = []
-    monkeypatch.setattr(_guards.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(_outputs.tempfile, "mkstemp", refuse)
     monkeypatch.setattr(cli_infer, "per_orientation", lambda *a: ran.append(a))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run.h5").write_text("never read: the output check comes first")
