@@ -359,7 +359,6 @@ _FILES = ("material.json", ENSEMBLE_FILE, REFERENCE_FC_FILE, MEMBERS_FC_FILE)
 @lru_cache(maxsize=16)
 def _load_reference(material: str, n_shells: int, tail: str, folder: str, stamp: tuple) -> MaterialReference:
     # folder and stamp key the cache: a material folder (same name, another place or rewritten) is reloaded
-    from phonopy.structure.atoms import PhonopyAtoms
 
     crystal = Crystal.from_name(material)
     ens = load_ensemble(material)
@@ -386,19 +385,7 @@ def _load_reference(material: str, n_shells: int, tail: str, folder: str, stamp:
             f"{ens_shells.names[:4]}...; regenerate it with `fcinv reference {crystal.name}`."
         )
     fc = read_reference_fc(material_dir(crystal.name) / REFERENCE_FC_FILE)
-    smat = np.asarray(fc["supercell_matrix"]).reshape(3, 3)
-    try:
-        # the supercell is of the file's unit cell (the primitive cell, or a user set's POSCAR)
-        space._check_supercell(smat @ np.asarray(fc["lattice"]) @ np.linalg.inv(crystal.lattice))
-    except Exception:
-        raise DataError(
-            f"--shells {n_shells} for {crystal.name} reaches {space.cutoff:.2f} Å, beyond what the embedded reference FC set "
-            f"(supercell {np.diag(smat).tolist()}) holds. Pass fewer shells or regenerate the reference at a larger supercell."
-        ) from None
-    unit = PhonopyAtoms(
-        numbers=fc["numbers"], cell=fc["lattice"], scaled_positions=fc["positions"], masses=fc["masses"]
-    )
-    pairs = pairs_from_phonopy(crystal, fc["force_constants"], unit, fc["supercell_matrix"])
+    pairs = _fc_pairs(crystal, space, fc, "the embedded reference FC set")
     proj = space.project(pairs).theta
     theta_ref = np.array([ens_theta_ref.get(n, proj[i]) for i, n in enumerate(space.names)])
     members_path = material_dir(crystal.name) / MEMBERS_FC_FILE
@@ -432,7 +419,6 @@ def _load_reference(material: str, n_shells: int, tail: str, folder: str, stamp:
 
 def _member_projections(crystal: Crystal, space: FCSpace, path: Path, ens: dict) -> dict[str, np.ndarray]:
     """Each stable member's projection onto ``space`` (name → θ), from ``members_fc.hdf5``."""
-    from phonopy.structure.atoms import PhonopyAtoms
 
     members = read_members_fc(path)
     stable = [str(n) for n in ens.get("stable_members", [])]
@@ -443,21 +429,29 @@ def _member_projections(crystal: Crystal, space: FCSpace, path: Path, ens: dict)
         )
     out = {}
     for name in stable or sorted(members):
-        fc = members[name]
-        smat = np.asarray(fc["supercell_matrix"]).reshape(3, 3)
-        try:
-            space._check_supercell(smat)
-        except Exception:
-            raise DataError(
-                f"--shells {space.n_shells} for {crystal.name} reaches {space.cutoff:.2f} Å, beyond what member {name}'s "
-                f"FC set (supercell {np.diag(smat).tolist()}) holds. Pass fewer shells or regenerate the reference at a larger supercell."
-            ) from None
-        unit = PhonopyAtoms(
-            numbers=fc["numbers"], cell=fc["lattice"], scaled_positions=fc["positions"], masses=fc["masses"]
-        )
-        pairs = pairs_from_phonopy(crystal, fc["force_constants"], unit, fc["supercell_matrix"])
+        pairs = _fc_pairs(crystal, space, members[name], f"member {name}'s FC set")
         out[name] = np.asarray(space.project(pairs).theta, float)
     return out
+
+
+def _fc_pairs(crystal: Crystal, space: FCSpace, fc: dict, what: str) -> PairFC:
+    """A :func:`read_reference_fc`-style FC set as pairs on ``crystal``, after checking that its supercell
+    holds every pair of ``space``."""
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    smat = np.asarray(fc["supercell_matrix"]).reshape(3, 3)
+    try:
+        # the supercell is of the file's unit cell (the primitive cell, or a user set's POSCAR)
+        space._check_supercell(smat @ np.asarray(fc["lattice"]) @ np.linalg.inv(crystal.lattice))
+    except Exception:
+        raise DataError(
+            f"--shells {shell_count(space)} for {crystal.name} reaches {space.cutoff:.2f} Å, beyond what {what} "
+            f"(supercell {np.diag(smat).tolist()}) holds. Pass fewer shells or regenerate the reference at a larger supercell."
+        ) from None
+    unit = PhonopyAtoms(
+        numbers=fc["numbers"], cell=fc["lattice"], scaled_positions=fc["positions"], masses=fc["masses"]
+    )
+    return pairs_from_phonopy(crystal, fc["force_constants"], unit, fc["supercell_matrix"])
 
 
 def _bounds_beyond_embedded(space, theta_ref, ens, ens_names, ens_shells, ens_lower, ens_upper):
