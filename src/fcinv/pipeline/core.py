@@ -392,6 +392,13 @@ class Pipeline:
         from fcinv.forward.physical import PhysicalModel
 
         if not isinstance(model, PhysicalModel) or not self.material.reference_available:
+            if self.config.refine_shells:
+                log.warning(
+                    "refine_shells %s ignored: only a physical refinement of 4D data with an embedded "
+                    "reference continues into more shells (this one uses the %s)",
+                    list(self.config.refine_shells),
+                    type(model).__name__,
+                )
             return ()
         shells = self.config.refine_shells
         if shells is None:
