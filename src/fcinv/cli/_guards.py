@@ -597,8 +597,9 @@ def _check_project(args, argv) -> None:
 
 
 def _check_reference(args, argv) -> None:
-    """``fcinv reference``: refuse at once when no member's force-field package is installed."""
-    if getattr(args, "list_members", False):
+    """``fcinv reference``: refuse at once when no member's force-field package is installed (a
+    reference from the user's phonopy sets, ``--from-phonopy``, needs none)."""
+    if getattr(args, "list_members", False) or getattr(args, "from_phonopy", None):
         return
     from fcinv.mlff.ensemble import resolve_members
 
@@ -607,7 +608,8 @@ def _check_reference(args, argv) -> None:
     if missing and all(m.package_version() is None for m in members):
         raise LimitError(
             f"no force-field package of the ensemble is installed (missing: {', '.join(missing)}). "
-            "Install them with: pip install 'fcinv[mlff]'."
+            "Install them with: pip install '.[mlff]' in the checkout (chgnet, sevenn), or build the "
+            "reference from your phonopy sets with --from-phonopy."
         )
     if missing:
         log.warning("members needing %s are skipped: not installed (pip install 'fcinv[mlff]')", missing)
