@@ -50,7 +50,8 @@ def test_continuation_reaches_the_larger_space(setup):
     np.testing.assert_allclose(res.sigma, np.sqrt(stat**2 + cut**2))
     moved = [abs(res.extra["theta_full"][n] - two_only.extra["theta_full"][n]) for n in two.space.names]
     np.testing.assert_allclose([res.extra["sigma_cutoff"][n] for n in two.space.names], moved, atol=1e-9)
-    assert "cutoff systematic" in res.as_dict()["uncertainty"]
+    note = res.as_dict()["uncertainty"]
+    assert "cutoff systematic" in note and "(2 -> 3 shells)" in note
 
 
 def test_a_stage_that_fails_returns_the_last_trusted_one(setup):

@@ -208,6 +208,7 @@ def refine_in_shells(
             for k in prev_full
             if k in nxt.extra["theta_full"]
         }
+        nxt.extra["cutoff_shift_from_shells"] = n_best
         best, best_model, n_best = nxt, m, n
     shift = best.extra.get("cutoff_shift")
     if shift:
@@ -218,7 +219,7 @@ def refine_in_shells(
         best = replace(best, sigma=np.sqrt(np.asarray(best.sigma, float) ** 2 + sys_**2))
         best.extra["uncertainty"] = UNCERTAINTY_NOTE + (
             "; plus, in quadrature, the cutoff systematic: each parameter's move in the last stage of the "
-            f"shell continuation ({stages[-2]['shells']} -> {n_best} shells)"
+            f"shell continuation ({best.extra['cutoff_shift_from_shells']} -> {n_best} shells)"
         )
     best.extra["stages"] = stages
     best.extra["n_shells"] = n_best
