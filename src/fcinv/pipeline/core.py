@@ -310,15 +310,18 @@ class Pipeline:
         none for a model trained on the raw fold."""
         return self.config.corrections if self.convention.fold == "one_phonon" else None
 
-    def fold(self, measurement: FoldedSpectrum | Volume4D, *, source: str = "the input") -> FoldedSpectrum:
-        """Step 2: onto the model's grid (4D data folded with the model's fold convention)."""
+    def fold(
+        self, measurement: FoldedSpectrum | Volume4D, *, source: str = "the input", raw: bool = False
+    ) -> FoldedSpectrum:
+        """Step 2: onto the model's grid (4D data folded with the model's fold convention; ``raw``:
+        without any corrections, as the physical refinement fits it)."""
         cfg = self.config
         return fold_measurement(
             measurement,
             self.material,
             self.grid,
             q_tolerance=cfg.q_tolerance,
-            corrections=self.corrections,
+            corrections=None if raw else self.corrections,
             rebin=cfg.rebin,
             source=source,
         )
@@ -418,18 +421,14 @@ class Pipeline:
         model, warning = self.refinement_model(measurement)
         from fcinv.forward.physical import PhysicalModel
 
-        raw_fit = isinstance(model, PhysicalModel) and model.corrections is None
-        if raw_fit and isinstance(measurement, Volume4D):
+        if (
+            isinstance(model, PhysicalModel)
+            and model.corrections is None
+            and isinstance(measurement, Volume4D)
+        ):
             # the raw fold of the same measurement, as the physical model predicts it
-            cfg = self.config
-            spectrum = fold_measurement(
-                measurement,
-                self.material,
-                self.grid,
-                q_tolerance=cfg.q_tolerance,
-                corrections=None,
-                rebin=cfg.rebin,
-                source="the measurement (raw fold for the physical refinement)",
+            spectrum = self.fold(
+                measurement, source="the measurement (raw fold for the physical refinement)", raw=True
             )
         shells = self.continuation_shells(model)
         if shells and self._refine is None:
