@@ -325,31 +325,24 @@ class FCResult:
             "result_provenance": None if self.provenance is None else self.provenance.to_dict(),
         }
         sigma = {n: (v if math.isfinite(v) else None) for n, v in self.sigma_dict().items()}
+        space, reference, theta_ref, sc = mat.space, None, None, supercell
         if ref is not None:
-            smat = mat.reference_supercell if supercell is None else supercell
+            space = ref.space
+            sc = mat.reference_supercell if supercell is None else supercell
             # the result's own tail: zero beyond the cutoff when it holds every parameter of its space (the
             # all-parameter models and the refinements), else the reference member's (the paper convention)
             tail = ref.tail_for(list(self.names))
             meta["beyond_cutoff"] = tail
-            with_ref = tail == "reference"
-            return export_phonopy(
-                outdir,
-                ref.space,
-                theta,
-                reference=ref.pairs if with_ref else None,
-                theta_ref=ref.theta_ref if with_ref else None,
-                supercell=smat,
-                compact=compact,
-                check=check,
-                sigma=sigma,
-                meta=meta,
-                command=current_command(),
-            )
-        sc = supercell if supercell is not None else mat.supercell
+            if tail == "reference":
+                reference, theta_ref = ref.pairs, ref.theta_ref
+        elif sc is None:
+            sc = mat.supercell
         return export_phonopy(
             outdir,
-            mat.space,
+            space,
             theta,
+            reference=reference,
+            theta_ref=theta_ref,
             supercell=sc,
             compact=compact,
             check=check,
