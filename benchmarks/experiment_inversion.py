@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -154,8 +155,10 @@ def plain_fold_seconds_per_bin(
     return (time.perf_counter() - t0) / len(pick), len(vol.index)
 
 
+@lru_cache(maxsize=8)
 def truth_projection(ref):
-    """The DFT set's projection onto the parameter space (what ``fcinv project`` prints), by name."""
+    """The DFT set's projection onto the parameter space (what ``fcinv project`` prints), by name
+    (once per space: every run and the best-fit lines ask for the same ones)."""
     from fcinv.fcspace import read_phonopy
 
     pairs = read_phonopy(ref.crystal, SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
