@@ -517,16 +517,27 @@ class Pipeline:
         ref_out = with_cal(refined, rep.refined if calibrate_refined else None, extra_w)
         return replace(ref_out, parts={**ref_out.parts, "ml": ml_out})
 
+    def continued_reference(self, result: FCResult):
+        """The reference of the space a refinement continued into (``result.extra["n_shells"]``), or None
+        when ``result`` lies in the model's own parameters."""
+        n_shells = result.extra.get("n_shells")
+        if not n_shells or not self.material.reference_available:
+            return None
+        if all(n in self.forward_model.names for n in result.names):
+            return None
+        from fcinv.reference import load_reference
+
+        return load_reference(self.material.name, int(n_shells))
+
     def frequencies(self, result: FCResult) -> np.ndarray:
         """The forward model's dispersion at the result's θ, shape (n_q, n_modes) meV."""
         d = result.theta_dict()
-        n_shells = result.extra.get("n_shells")
-        if n_shells and any(n not in self.forward_model.names for n in d):
+        ref_n = self.continued_reference(result)
+        if ref_n is not None:
             # a refinement continued into more shells: its own space, zero beyond its cutoff
             from fcinv.fitting.dispersion_fit import model_energies
-            from fcinv.reference import load_reference
 
-            space = load_reference(self.material.name, int(n_shells)).space
+            space = ref_n.space
             full = np.array([d.get(n, 0.0) for n in space.names])
             return np.asarray(model_energies(space, full, self.grid.q_rlu), float)
         missing = [n for n in self.forward_model.names if n not in d]

@@ -433,11 +433,9 @@ def run_demo(
     steps = {k: round(timings[k], 4) for k in ("fold", "infer", "refine") if k in timings}
     result = replace(result, extra=dict(result.extra, timings_s=steps))  # as Pipeline.run records them
     truth_result = truth_sampled
-    if list(result.names) != names:
+    ref_n = pipe.continued_reference(result)
+    if ref_n is not None:
         # a refinement continued into more shells: the truth's projection onto the result's own space
-        from fcinv.reference import load_reference
-
-        ref_n = load_reference(pipe.material.name, int(result.extra.get("n_shells") or ref.n_shells))
         truth_result = truth_force_constants(ref_n, truth, truth_mode, list(result.names))[3]
     inv = InversionRun(fs, pred, result, pipe.frequencies(result), dict(timings))
     inv.spectrum.to_hdf5(out / "folded.h5", seed=seed)

@@ -65,13 +65,11 @@ def inversion_extras(
     fm = pipeline.forward_model
     res = run.result
     d = res.theta_dict()
-    n_shells = res.extra.get("n_shells")
-    if n_shells and any(n not in fm.names for n in d) and pipeline.material.reference_available:
+    ref_n = pipeline.continued_reference(res)
+    if ref_n is not None:
         # a refinement continued into more shells: the same kind of model over the result's own space
         from fcinv.fitting.continuation import model_in_space
-        from fcinv.reference import load_reference
 
-        ref_n = load_reference(pipeline.material.name, int(n_shells))
         fm = model_in_space(fm, ref_n.space, ref_n.theta_ref, free=list(res.names))
     theta = np.array([d[n] for n in fm.names], float)
     out: dict = {
@@ -88,6 +86,7 @@ def inversion_extras(
     out["truth_frequencies"] = np.asarray(fm0.frequencies(np.asarray(fm0.theta0)[None])[0])
     out["truth_label"] = f"reference{who}"
     if dos:
+        n_shells = None if ref_n is None else ref_n.n_shells
         curves = {"inferred θ": phonon_dos(mat, d, mesh=dos_mesh, n_shells=n_shells)}
         if mat.reference_available:
             curves[f"reference ({mat.reference.reference_member})"] = phonon_dos(mat, None, mesh=dos_mesh)
