@@ -41,13 +41,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import copy
 import datetime as _dt
-import json
 import logging
 import math
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,7 +52,6 @@ import numpy as np
 import torch
 
 from fcinv.errors import CheckpointError
-from fcinv.models.checkpoint import CONFIG, read_checkpoint_config, torch_load
 from fcinv.training.trainer import TrainConfig, Trainer, TrainingError, TrainResult
 
 log = logging.getLogger(__name__)
@@ -214,6 +210,11 @@ class _DDP(torch.nn.parallel.DistributedDataParallel):
 class DistributedTrainer(Trainer):
     """:class:`~fcinv.training.Trainer` over the processes of a torchrun job (module docstring).
 
+    The training loop is the Trainer's; this class overrides its hooks: the model is wrapped in
+    DDP, batches are split by :class:`GlobalBatchSampler`, the mean training loss is all-reduced,
+    validation runs on rank 0 and is broadcast, every rank's RNG states are gathered into the
+    trainer state, and rank 0 alone writes files.
+
     Call :meth:`fit` inside :func:`process_group` (the ``train_*`` functions of this module do).
 
     Parameters
@@ -237,41 +238,107 @@ class DistributedTrainer(Trainer):
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.sync_batchnorm = sync_batchnorm
 
-    # ------------------------------------------------------------------ rank-0 I/O
-    def _save_state(self, st: dict) -> None:
-        if self.rank == 0:
-            super()._save_state(st)
-
-    def _write_checkpoint(self, best_state: dict, summary: dict) -> None:
-        if self.rank != 0:
-            return
-        extra = {
-            "seed": self.config.seed,
-            "command": self.command,
-            "train_config": self.config.to_dict(),
-            "training": summary,
-            "distributed": {
-                "world_size": self.world_size,
-                "backend": _dist().get_backend(),
-                "global_batch_size": self.config.batch_size,
-                "sampler": "GlobalBatchSampler",
-            },
-            **self.task.checkpoint_extra(self.out_dir),
-        }
-        self.task.model.save_checkpoint(  # type: ignore[attr-defined]
-            self.out_dir,
-            grid=self.task.grid,
-            names=self.task.names,
-            target_scaling=self.task.target_scaling,
-            extra=extra,
-            state_dict=best_state,
-        )
-
+    # ------------------------------------------------------------------ collectives
     def _agree(self, obj):
         """Rank 0's ``obj`` on every rank."""
         box = [obj]
         _dist().broadcast_object_list(box, src=0)
         return box[0]
+
+    def _gather(self, obj) -> list:
+        out = [None] * self.world_size
+        _dist().all_gather_object(out, obj)
+        return out
+
+    # ------------------------------------------------------------------ hooks of the Trainer loop
+    def _provenance(self) -> dict:
+        return {
+            "distributed": {
+                "world_size": self.world_size,
+                "backend": _dist().get_backend(),
+                "global_batch_size": self.config.batch_size,
+                "sampler": "GlobalBatchSampler",
+            }
+        }
+
+    def _device(self) -> torch.device:
+        device = super()._device()
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return device
+
+    def _seed(self, what: int) -> int:
+        return self.config.seed if self.rank == 0 else _rank_seed(self.config.seed, self.rank, what)
+
+    def _prepare(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        model = model.to(device)
+        if self.sync_batchnorm and device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            self.task.model = model
+        self._sampler = GlobalBatchSampler(self.rank, self.world_size)
+        self.samples_local = 0
+        return model
+
+    def _wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        return _DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def _batches(self, rng: np.random.Generator) -> Iterator[tuple[Any, float]]:
+        for local, weight in self._sampler.split(self.task.train_batches(rng, self.config.batch_size)):
+            self.samples_local += _batch_len(local)
+            yield local, weight
+
+    def _step(self, loss, weight, params, opt, epoch) -> None:
+        """DDP step: the gradient norm is checked after the all-reduce, so every rank stops together."""
+        opt.zero_grad(set_to_none=True)
+        (loss * weight).backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip or math.inf)
+        if not torch.isfinite(norm):  # the same all-reduced gradients on every rank: all stop together
+            raise TrainingError(
+                f"the {self.task.kind} training gradient became {norm.item()} at epoch {epoch + 1}. "
+                f"Lower --lr (now {opt.param_groups[0]['lr']:.2g}) or --beta."
+            )
+        opt.step()
+
+    def _train_means(self, sums: dict[str, float], n_batches: int) -> dict[str, float]:
+        """The epoch's mean training loss over all ranks and batches."""
+        keys = sorted(sums)
+        loc = torch.tensor([sums[k] for k in keys] + [float(n_batches)], dtype=torch.float64)
+        _dist().all_reduce(loc)
+        return {f"train_{k}": float(loc[i]) / max(float(loc[-1]), 1.0) for i, k in enumerate(keys)}
+
+    def _validate(self) -> dict[str, float]:
+        val = None
+        if self.rank == 0:
+            try:
+                val = super()._validate()
+            except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+                val = {"error": f"{type(exc).__name__}: {exc}"}
+        val = self._agree(val)
+        if "error" in val:
+            raise TrainingError(f"validation failed on rank 0: {val['error']}")
+        return val
+
+    def _save_rngs(self, st: dict, gen: torch.Generator) -> None:
+        gens = self._gather(gen.get_state().cpu())
+        globs = self._gather(torch.get_rng_state())
+        st["rng_torch"] = gens[0]
+        st["rng_torch_ranks"] = gens
+        st["torch_global"] = globs[0]
+        st["torch_global_ranks"] = globs
+        st["world_size"] = self.world_size
+
+    def _done(self, t_train: float) -> None:
+        sampler = self._sampler
+        if sampler.skipped and self.rank == 0:
+            log.info(
+                "skipped %d global batches with fewer than %d samples per rank",
+                sampler.skipped,
+                sampler.min_per_rank,
+            )
+        _dist().barrier()  # the files exist for every rank when fit returns
+        #: training-pass time (s) of this rank and the global training throughput (samples/s, all ranks)
+        self.train_time_s = t_train
+        self.samples_per_s = sampler.global_samples / t_train if t_train > 0 else float("nan")
 
     # -------------------------------------------------------------------- fit
     def fit(self, resume: bool = False) -> TrainResult:
@@ -282,272 +349,24 @@ class DistributedTrainer(Trainer):
         CheckpointError
             As :meth:`Trainer.fit`, on every rank.
         """
-        from fcinv.devices import resolve_device
-
         dist = _dist()
-        cfg = self.config
-        device = resolve_device(cfg.device)
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        sp = self._state_path()
-        problem = None
-        if self.rank == 0:
-            if not resume and ((self.out_dir / CONFIG).exists() or sp.exists()):
-                problem = (
-                    f"{self.out_dir} already holds a checkpoint. "
-                    "Pass --resume to continue it, or choose another --out."
-                )
-            elif resume and not sp.exists():
-                problem = f"nothing to resume in {self.out_dir} (no {sp.name}). Start without --resume."
-        problem = self._agree(problem)
+        problem = self._agree(self._start_problem(resume) if self.rank == 0 else None)
         if problem:
             raise CheckpointError(problem)
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         st: dict | None = None
         if resume:
+            err = None
             try:
-                st = torch_load(sp, "trainer state")
-                if not isinstance(st, dict) or st.get("kind") != self.task.kind:
-                    raise CheckpointError(
-                        f"{sp} is not the trainer state of a {self.task.kind} run. Start without "
-                        "--resume or pick the right --out."
-                    )
-                if (self.out_dir / CONFIG).exists():
-                    old = read_checkpoint_config(self.out_dir)
-                    if (
-                        old.get("grid_fingerprint")
-                        and old["grid_fingerprint"] != self.task.grid.fingerprint()
-                    ):
-                        raise CheckpointError(
-                            f"{self.out_dir} was trained on another grid than --data. Resume with the "
-                            "same dataset."
-                        )
-                self.task.model.load_state_dict(st["model"])
-                err = None
+                st = self._load_state()
             except CheckpointError as exc:
                 err = str(exc)
-            except (RuntimeError, KeyError) as exc:
-                err = (
-                    f"{sp} does not fit this model ({str(exc).splitlines()[0][:120]}). "
-                    "Resume with the same architecture options."
-                )
-            errs = [None] * self.world_size
-            dist.all_gather_object(errs, err)
-            first = next((e for e in errs if e), None)
+            first = next((e for e in self._gather(err) if e), None)
             if first:
                 raise CheckpointError(first)
         dist.barrier()
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            torch.manual_seed(cfg.seed if self.rank == 0 else _rank_seed(cfg.seed, self.rank, 2))
-            if st is not None:
-                glob = st.get("torch_global_ranks", [st.get("torch_global")])
-                if self.rank < len(glob) and glob[self.rank] is not None:
-                    torch.set_rng_state(glob[self.rank])
-            return self._fit(device, st)
-
-    def _gather(self, obj) -> list:
-        out = [None] * self.world_size
-        _dist().all_gather_object(out, obj)
-        return out
-
-    def _fit(self, device: torch.device, st: dict | None) -> TrainResult:
-        from tqdm.auto import tqdm
-
-        cfg = self.config
-        task = self.task
-        model = task.model.to(device)
-        if self.sync_batchnorm and device.type == "cuda":
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            task.model = model
-        rng = np.random.default_rng(cfg.seed)
-        gen = torch.Generator(device=device)
-        gen.manual_seed(cfg.seed if self.rank == 0 else _rank_seed(cfg.seed, self.rank, 1))
-        task.setup(device, np.random.default_rng([cfg.seed, 1]))
-        params = [p for p in model.parameters() if p.requires_grad]
-        ddp = _DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
-        )
-        if st is None:
-            st = {
-                "kind": task.kind,
-                "epoch": 0,
-                "history": [],
-                "best_val": math.inf,
-                "best_epoch": -1,
-                "bad_epochs": 0,
-                "stopped": False,
-                "best_state": None,
-                "wall_s": 0.0,
-            }
-        else:
-            opt.load_state_dict(st["optimizer"])
-            sched.load_state_dict(st["scheduler"])
-            rng.bit_generator.state = json.loads(st["rng_numpy"])
-            ranks = st.get("rng_torch_ranks", [st["rng_torch"]])
-            if self.rank < len(ranks):
-                gen.set_state(ranks[self.rank].cpu())
-            elif self.rank == 0:  # pragma: no cover - rank 0 always has a state
-                gen.set_state(st["rng_torch"].cpu())
-            if len(ranks) != self.world_size and self.rank == 0:
-                log.warning(
-                    "resuming a %d-process run on %d processes: ranks beyond %d draw fresh latent noise",
-                    len(ranks),
-                    self.world_size,
-                    len(ranks),
-                )
-        sampler = GlobalBatchSampler(self.rank, self.world_size)
-        t0 = time.perf_counter() - float(st.get("wall_s", 0.0))
-        start = int(st["epoch"])
-        show = cfg.progress and self.rank == 0
-        bar = tqdm(
-            total=cfg.epochs,
-            initial=start,
-            desc=f"train {task.kind} (ddp x{self.world_size})",
-            unit="epoch",
-            disable=not show,
-            dynamic_ncols=True,
-        )
-        samples = 0
-        t_train = 0.0
-        try:
-            for epoch in range(start, cfg.epochs):
-                if st["stopped"]:
-                    break
-                ddp.train()
-                task.on_epoch_start(epoch, rng)
-                sums: dict[str, float] = {}
-                n_batches = 0
-                te = time.perf_counter()
-                task.model = ddp  # training passes go through DDP (gradient all-reduce)
-                try:
-                    for local, weight in sampler.split(task.train_batches(rng, cfg.batch_size)):
-                        loss, parts = task.train_loss(local, gen)
-                        opt.zero_grad(set_to_none=True)
-                        (loss * weight).backward()
-                        norm = torch.nn.utils.clip_grad_norm_(
-                            params, cfg.grad_clip if cfg.grad_clip else math.inf
-                        )
-                        if not torch.isfinite(
-                            norm
-                        ):  # the same all-reduced gradients on every rank: all stop together
-                            raise TrainingError(
-                                f"the {task.kind} training gradient became {norm.item()} at epoch "
-                                f"{epoch + 1}. "
-                                f"Lower --lr (now {opt.param_groups[0]['lr']:.2g}) or --beta."
-                            )
-                        opt.step()
-                        n_batches += 1
-                        samples += _batch_len(local)
-                        for k, v in parts.items():
-                            sums[k] = sums.get(k, 0.0) + v
-                finally:
-                    task.model = model
-                t_train += time.perf_counter() - te
-                # the epoch's mean training loss over all ranks and batches
-                loc = torch.tensor(
-                    [sums.get(k, 0.0) for k in sorted(sums)] + [float(n_batches)], dtype=torch.float64
-                )
-                _dist().all_reduce(loc)
-                keys = sorted(sums)
-                train = {f"train_{k}": float(loc[i]) / max(float(loc[-1]), 1.0) for i, k in enumerate(keys)}
-                model.eval()
-                val = None
-                if self.rank == 0:
-                    try:
-                        with torch.no_grad():
-                            val = {f"val_{k}": v for k, v in task.validate().items()}
-                    except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
-                        val = {"error": f"{type(exc).__name__}: {exc}"}
-                val = self._agree(val)
-                if "error" in val:
-                    raise TrainingError(f"validation failed on rank 0: {val['error']}")
-                vloss = val["val_loss"]
-                sched.step(vloss)
-                rec = {
-                    "epoch": epoch + 1,
-                    **train,
-                    **val,
-                    "lr": opt.param_groups[0]["lr"],
-                    "wall_s": round(time.perf_counter() - t0, 3),
-                }
-                st["history"].append(rec)
-                st["epoch"] = epoch + 1
-                improved = (
-                    vloss < st["best_val"] * (1 - cfg.min_delta)
-                    if math.isfinite(st["best_val"])
-                    else math.isfinite(vloss)
-                )
-                if improved:
-                    st["best_val"], st["best_epoch"], st["bad_epochs"] = float(vloss), epoch + 1, 0
-                    st["best_state"] = {
-                        k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-                    }
-                else:
-                    st["bad_epochs"] += 1
-                    if st["bad_epochs"] >= cfg.patience:
-                        st["stopped"] = True
-                st["wall_s"] = time.perf_counter() - t0
-                if improved:
-                    self._write_checkpoint(st["best_state"], self._summary(st, st["wall_s"]))
-                gens = self._gather(gen.get_state().cpu())
-                globs = self._gather(torch.get_rng_state())
-                st["model"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                st["optimizer"] = copy.deepcopy(opt.state_dict())
-                st["scheduler"] = sched.state_dict()
-                st["rng_numpy"] = json.dumps(rng.bit_generator.state)
-                st["rng_torch"] = gens[0]
-                st["rng_torch_ranks"] = gens
-                st["torch_global"] = globs[0]
-                st["torch_global_ranks"] = globs
-                st["world_size"] = self.world_size
-                self._save_state(st)
-                bar.update(1)
-                bar.set_postfix(
-                    train=f"{train.get('train_loss', float('nan')):.4g}",
-                    val=f"{vloss:.4g}",
-                    best=f"{st['best_val']:.4g}@{st['best_epoch']}",
-                )
-                if self.rank == 0:
-                    log.info(
-                        "%s epoch %d (ddp x%d): %s",
-                        task.kind,
-                        epoch + 1,
-                        self.world_size,
-                        {k: round(v, 5) for k, v in rec.items() if isinstance(v, float)},
-                    )
-        finally:
-            bar.close()
-        if sampler.skipped and self.rank == 0:
-            log.info(
-                "skipped %d global batches with fewer than %d samples per rank",
-                sampler.skipped,
-                sampler.min_per_rank,
-            )
-        if st["best_state"] is None:
-            raise TrainingError(
-                f"no finite validation loss in {st['epoch']} epochs of {task.kind} training. Check the "
-                "dataset and lower --lr."
-            )
-        wall = time.perf_counter() - t0
-        self._write_checkpoint(st["best_state"], self._summary(st, wall))
-        _dist().barrier()  # the files exist for every rank when fit returns
-        model.load_state_dict(st["best_state"])
-        model.eval()
-        #: training-pass time (s) of this rank and the global training throughput (samples/s, all ranks)
-        self.train_time_s, self.samples_local = t_train, samples
-        self.samples_per_s = sampler.global_samples / t_train if t_train > 0 else float("nan")
-        return TrainResult(
-            out_dir=self.out_dir,
-            best_epoch=int(st["best_epoch"]),
-            best_val_loss=float(st["best_val"]),
-            epochs_run=int(st["epoch"]),
-            stopped_early=bool(st["stopped"]),
-            history=list(st["history"]),
-            wall_s=wall,
-        )
+        return self._fit_seeded(self._device(), st)
 
 
 # ------------------------------------------------------------------------ entry points

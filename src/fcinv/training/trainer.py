@@ -164,6 +164,10 @@ class TrainResult:
 class Trainer:
     """Train a task's model into the checkpoint directory ``out_dir``.
 
+    The one training loop of fcinv: :class:`fcinv.training.distributed.DistributedTrainer`
+    runs it too, overriding the few hooks below (``_wrap``, ``_batches``, ``_step``,
+    ``_train_means``, ``_validate``, the RNG and rank-0 I/O hooks).
+
     Parameters
     ----------
     task
@@ -176,6 +180,10 @@ class Trainer:
         The command line recorded in the checkpoint.
     """
 
+    #: this process and the number of processes (a torchrun job has more)
+    rank: int = 0
+    world_size: int = 1
+
     def __init__(self, task: Task, out_dir: str | Path, config: TrainConfig, command: str = "") -> None:
         self.task = task
         self.out_dir = Path(out_dir)
@@ -187,15 +195,24 @@ class Trainer:
         return self.out_dir / TRAINER_STATE
 
     def _save_state(self, st: dict) -> None:
+        if self.rank != 0:
+            return
         st.setdefault("command", self.command)  # the run's first command: `fcinv train --resume` checks it
         atomic_torch_save(st, self._state_path())
 
+    def _provenance(self) -> dict:
+        """Extra config.json entries of this kind of run (the distributed trainer adds its own)."""
+        return {}
+
     def _write_checkpoint(self, best_state: dict, summary: dict) -> None:
+        if self.rank != 0:
+            return
         extra = {
             "seed": self.config.seed,
             "command": self.command,
             "train_config": self.config.to_dict(),
             "training": summary,
+            **self._provenance(),
             **self.task.checkpoint_extra(self.out_dir),
         }
         self.task.model.save_checkpoint(  # type: ignore[attr-defined]
@@ -217,6 +234,125 @@ class Trainer:
             "history": st["history"],
         }
 
+    def _start_problem(self, resume: bool) -> str | None:
+        """Why this run cannot start in ``out_dir`` (None: it can)."""
+        sp = self._state_path()
+        if not resume and ((self.out_dir / CONFIG).exists() or sp.exists()):
+            return (
+                f"{self.out_dir} already holds a checkpoint. "
+                "Pass --resume to continue it, or choose another --out."
+            )
+        if resume and not sp.exists():
+            return f"nothing to resume in {self.out_dir} (no {sp.name}). Start without --resume."
+        return None
+
+    def _load_state(self) -> dict:
+        """The trainer state to resume, checked against the task; the model gets its weights.
+
+        Raises
+        ------
+        CheckpointError
+            Another kind of run, another grid or another architecture.
+        """
+        sp = self._state_path()
+        st = torch_load(sp, "trainer state")
+        if not isinstance(st, dict) or st.get("kind") != self.task.kind:
+            raise CheckpointError(
+                f"{sp} is not the trainer state of a {self.task.kind} run. Start without --resume or pick "
+                "the right --out."
+            )
+        if (self.out_dir / CONFIG).exists():
+            old = read_checkpoint_config(self.out_dir)
+            if old.get("grid_fingerprint") and old["grid_fingerprint"] != self.task.grid.fingerprint():
+                raise CheckpointError(
+                    f"{self.out_dir} was trained on another grid than --data. Resume with the same dataset."
+                )
+        try:
+            self.task.model.load_state_dict(st["model"])
+        except (RuntimeError, KeyError) as exc:
+            raise CheckpointError(
+                f"{sp} does not fit this model ({str(exc).splitlines()[0][:120]}). Resume with the same "
+                "architecture options."
+            ) from None
+        return st
+
+    # ------------------------------------------------------------------ hooks
+    def _device(self) -> torch.device:
+        from fcinv.devices import resolve_device
+
+        return resolve_device(self.config.device)
+
+    def _seed(self, what: int) -> int:
+        """Seed of this process's latent-noise generator (``what=1``) or torch global RNG (``what=2``)."""
+        return self.config.seed
+
+    def _prepare(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """The model to train, on ``device`` (before the task's setup)."""
+        return model.to(device)
+
+    def _wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """The module the training passes go through."""
+        return model
+
+    def _batches(self, rng: np.random.Generator) -> Iterator[tuple[Any, float]]:
+        """``(batch, loss weight)`` of one epoch."""
+        for batch in self.task.train_batches(rng, self.config.batch_size):
+            yield batch, 1.0
+
+    def _step(
+        self,
+        loss: torch.Tensor,
+        weight: float,
+        params: list[torch.nn.Parameter],
+        opt: torch.optim.Optimizer,
+        epoch: int,
+    ) -> None:
+        """One optimiser step on ``weight · loss``; a non-finite loss is a :class:`TrainingError`."""
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the {self.task.kind} training loss became {loss.item()} at epoch {epoch + 1}. Lower --lr "
+                f"(now {opt.param_groups[0]['lr']:.2g}) or --beta."
+            )
+        opt.zero_grad(set_to_none=True)
+        (loss * weight if weight != 1.0 else loss).backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        opt.step()
+
+    def _train_means(self, sums: dict[str, float], n_batches: int) -> dict[str, float]:
+        """The epoch's mean training loss parts."""
+        return {f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}
+
+    def _validate(self) -> dict[str, float]:
+        """Validation metrics (``val_`` prefixed) of the model in eval mode."""
+        with torch.no_grad():
+            return {f"val_{k}": v for k, v in self.task.validate().items()}
+
+    def _restore_rngs(self, st: dict, gen: torch.Generator) -> None:
+        """Set the latent-noise generator from a resumed state (rank r takes rank r's, if saved)."""
+        ranks = st.get("rng_torch_ranks", [st["rng_torch"]])
+        if self.rank < len(ranks):
+            gen.set_state(ranks[self.rank].cpu())
+        if len(ranks) < self.world_size and self.rank == 0:
+            log.warning(
+                "resuming a %d-process run on %d processes: ranks beyond %d draw fresh latent noise",
+                len(ranks),
+                self.world_size,
+                len(ranks),
+            )
+
+    def _restore_global(self, st: dict) -> None:
+        glob = st.get("torch_global_ranks", [st.get("torch_global")])
+        if self.rank < len(glob) and glob[self.rank] is not None:
+            torch.set_rng_state(glob[self.rank])
+
+    def _save_rngs(self, st: dict, gen: torch.Generator) -> None:
+        st["rng_torch"] = gen.get_state()
+        st["torch_global"] = torch.get_rng_state()
+
+    def _done(self, t_train: float) -> None:
+        """After the final checkpoint is written."""
+
     # -------------------------------------------------------------------- fit
     def fit(self, resume: bool = False) -> TrainResult:
         """Run (or continue) training; return the summary.
@@ -227,63 +363,39 @@ class Trainer:
             ``out_dir`` already holds a checkpoint and ``resume`` is False, or the
             trainer state cannot be resumed.
         """
-        from fcinv.devices import resolve_device
-
-        cfg = self.config
-        device = resolve_device(cfg.device)
-        sp = self._state_path()
-        if not resume and ((self.out_dir / CONFIG).exists() or sp.exists()):
-            raise CheckpointError(
-                f"{self.out_dir} already holds a checkpoint. Pass --resume to continue it, or choose another --out."
-            )
-        if resume and not sp.exists():
-            raise CheckpointError(
-                f"nothing to resume in {self.out_dir} (no {TRAINER_STATE}). Start without --resume."
-            )
+        problem = self._start_problem(resume)
+        if problem:
+            raise CheckpointError(problem)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        st = self._load_state() if resume else None
+        return self._fit_seeded(self._device(), st)
 
-        model = self.task.model
-        st: dict | None = None
-        if resume:
-            st = torch_load(sp, "trainer state")
-            if not isinstance(st, dict) or st.get("kind") != self.task.kind:
-                raise CheckpointError(
-                    f"{sp} is not the trainer state of a {self.task.kind} run. Start without --resume or pick the right --out."
-                )
-            if (self.out_dir / CONFIG).exists():
-                old = read_checkpoint_config(self.out_dir)
-                if old.get("grid_fingerprint") and old["grid_fingerprint"] != self.task.grid.fingerprint():
-                    raise CheckpointError(
-                        f"{self.out_dir} was trained on another grid than --data. Resume with the same dataset."
-                    )
-            try:
-                model.load_state_dict(st["model"])
-            except (RuntimeError, KeyError) as exc:
-                raise CheckpointError(
-                    f"{sp} does not fit this model ({str(exc).splitlines()[0][:120]}). Resume with the same architecture options."
-                ) from None
-
+    def _fit_seeded(self, device: torch.device, st: dict | None) -> TrainResult:
+        """:meth:`_fit` with torch's global RNG seeded (and restored for the caller afterwards)."""
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            torch.manual_seed(cfg.seed)
-            if st is not None and "torch_global" in st:
-                torch.set_rng_state(st["torch_global"])
+            torch.manual_seed(self._seed(2))
+            if st is not None:
+                self._restore_global(st)
             return self._fit(device, st)
 
     def _fit(self, device: torch.device, st: dict | None) -> TrainResult:
         cfg = self.config
-        model = self.task.model.to(device)
+        task = self.task
+        main = self.rank == 0
+        model = self._prepare(task.model, device)
         rng = np.random.default_rng(cfg.seed)
         gen = torch.Generator(device=device)
-        gen.manual_seed(cfg.seed)
-        self.task.setup(device, np.random.default_rng([cfg.seed, 1]))
+        gen.manual_seed(self._seed(1))
+        task.setup(device, np.random.default_rng([cfg.seed, 1]))
         params = [p for p in model.parameters() if p.requires_grad]
+        train_model = self._wrap(model, device)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
         )
         if st is None:
             st = {
-                "kind": self.task.kind,
+                "kind": task.kind,
                 "epoch": 0,
                 "history": [],
                 "best_val": math.inf,
@@ -297,14 +409,14 @@ class Trainer:
             opt.load_state_dict(st["optimizer"])
             sched.load_state_dict(st["scheduler"])
             rng.bit_generator.state = json.loads(st["rng_numpy"])
-            gen.set_state(st["rng_torch"].cpu())
-            if st["stopped"]:
+            self._restore_rngs(st, gen)
+            if main and st["stopped"]:
                 log.info(
                     "%s: training had already stopped early at epoch %d; nothing to resume",
                     self.out_dir,
                     st["epoch"],
                 )
-            elif st["epoch"] >= cfg.epochs:
+            elif main and st["epoch"] >= cfg.epochs:
                 log.info(
                     "%s: %d epochs already run (--epochs %d); nothing to resume",
                     self.out_dir,
@@ -313,50 +425,49 @@ class Trainer:
                 )
         t0 = time.perf_counter() - float(st.get("wall_s", 0.0))
         start = int(st["epoch"])
+        ddp = f" (ddp x{self.world_size})" if self.world_size > 1 or train_model is not model else ""
         bar = tqdm(
             total=cfg.epochs,
             initial=start,
-            desc=f"train {self.task.kind}",
+            desc=f"train {task.kind}{ddp}",
             unit="epoch",
-            disable=not cfg.progress,
+            disable=not (cfg.progress and main),
             dynamic_ncols=True,
         )
+        t_train = 0.0
         try:
             for epoch in range(start, cfg.epochs):
                 if st["stopped"]:
                     break
-                model.train()
-                self.task.on_epoch_start(epoch, rng)
+                train_model.train()
+                task.on_epoch_start(epoch, rng)
                 sums: dict[str, float] = {}
                 n_batches = 0
-                inner = tqdm(
-                    self.task.train_batches(rng, cfg.batch_size),
-                    desc=f"epoch {epoch + 1}",
-                    leave=False,
-                    disable=not cfg.progress,
-                    unit="batch",
-                    dynamic_ncols=True,
-                )
-                for batch in inner:
-                    loss, parts = self.task.train_loss(batch, gen)
-                    if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"the {self.task.kind} training loss became {loss.item()} at epoch {epoch + 1}. Lower --lr (now {opt.param_groups[0]['lr']:.2g}) or --beta."
-                        )
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    opt.step()
-                    n_batches += 1
-                    for k, v in parts.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    inner.set_postfix(loss=f"{parts['loss']:.4g}")
-                inner.close()
-                train = {f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}
+                te = time.perf_counter()
+                task.model = train_model  # training passes go through the wrapper (DDP: gradient all-reduce)
+                try:
+                    inner = tqdm(
+                        self._batches(rng),
+                        desc=f"epoch {epoch + 1}",
+                        leave=False,
+                        disable=not (cfg.progress and main),
+                        unit="batch",
+                        dynamic_ncols=True,
+                    )
+                    for batch, weight in inner:
+                        loss, parts = task.train_loss(batch, gen)
+                        self._step(loss, weight, params, opt, epoch)
+                        n_batches += 1
+                        for k, v in parts.items():
+                            sums[k] = sums.get(k, 0.0) + v
+                        inner.set_postfix(loss=f"{parts['loss']:.4g}")
+                    inner.close()
+                finally:
+                    task.model = model
+                t_train += time.perf_counter() - te
+                train = self._train_means(sums, n_batches)
                 model.eval()
-                with torch.no_grad():
-                    val = {f"val_{k}": v for k, v in self.task.validate().items()}
+                val = self._validate()
                 vloss = val["val_loss"]
                 sched.step(vloss)
                 rec = {
@@ -389,8 +500,7 @@ class Trainer:
                 st["optimizer"] = copy.deepcopy(opt.state_dict())
                 st["scheduler"] = sched.state_dict()
                 st["rng_numpy"] = json.dumps(rng.bit_generator.state)
-                st["rng_torch"] = gen.get_state()
-                st["torch_global"] = torch.get_rng_state()
+                self._save_rngs(st, gen)
                 self._save_state(st)
                 bar.update(1)
                 bar.set_postfix(
@@ -398,20 +508,24 @@ class Trainer:
                     val=f"{vloss:.4g}",
                     best=f"{st['best_val']:.4g}@{st['best_epoch']}",
                 )
-                log.info(
-                    "%s epoch %d: %s",
-                    self.task.kind,
-                    epoch + 1,
-                    {k: round(v, 5) for k, v in rec.items() if isinstance(v, float)},
-                )
+                if main:
+                    log.info(
+                        "%s epoch %d%s: %s",
+                        task.kind,
+                        epoch + 1,
+                        ddp,
+                        {k: round(v, 5) for k, v in rec.items() if isinstance(v, float)},
+                    )
         finally:
             bar.close()
         if st["best_state"] is None:
             raise TrainingError(
-                f"no finite validation loss in {st['epoch']} epochs of {self.task.kind} training. Check the dataset and lower --lr."
+                f"no finite validation loss in {st['epoch']} epochs of {task.kind} training. Check the "
+                "dataset and lower --lr."
             )
         wall = time.perf_counter() - t0
         self._write_checkpoint(st["best_state"], self._summary(st, wall))
+        self._done(t_train)
         model.load_state_dict(st["best_state"])
         model.eval()
         return TrainResult(
