@@ -182,6 +182,25 @@ def test_early_stopping_keeps_best(tmp_path):
     )
 
 
+def test_resume_with_more_epochs_extends_an_early_stopped_run(tmp_path):
+    """A run that stopped early continues when resumed with a larger epochs; the same epochs is a no-op."""
+    first = Trainer(_StubTask([5.0, 3.0, 4.0, 3.5, 3.2]), tmp_path / "ck", cfg(epochs=6, patience=3)).fit()
+    assert first.stopped_early and first.epochs_run == 5
+    same = _StubTask([])
+    again = Trainer(same, tmp_path / "ck", cfg(epochs=6, patience=3)).fit(resume=True)
+    assert again.epochs_run == 5 and same.calls == 0, "nothing to resume at the same epochs"
+    more = _StubTask([2.0, 2.5, 2.6])
+    res = Trainer(more, tmp_path / "ck", cfg(epochs=8, patience=3)).fit(resume=True)
+    assert [h["epoch"] for h in res.history] == list(range(1, 9))
+    assert [h["val_loss"] for h in res.history] == [5.0, 3.0, 4.0, 3.5, 3.2, 2.0, 2.5, 2.6]
+    assert res.best_epoch == 6 and res.best_val_loss == 2.0 and not res.stopped_early and more.calls == 3
+    conf = json.loads((tmp_path / "ck" / CONFIG).read_text())
+    assert conf["training"]["epochs_run"] == 8 and conf["train_config"]["epochs"] == 8
+    # a finished (not stopped) run goes on as one straight run would: 2 bad epochs (7, 8) + 1 = patience
+    late = Trainer(_StubTask([2.1, 2.2, 2.3]), tmp_path / "ck", cfg(epochs=50, patience=3)).fit(resume=True)
+    assert late.stopped_early and late.epochs_run == 9 and late.best_epoch == 6
+
+
 def test_nan_loss_is_reported(tmp_path):
     task = _StubTask([1.0] * 3)
     task.train_loss = lambda batch, gen: (

@@ -108,8 +108,9 @@ def check_dataset_resume(partial: Path, argv: list[str]) -> None:
 # --------------------------------------------------------------------------------------------- train
 #: ``fcinv train`` options that may differ between a run and its resumption: they do not change what
 #: is trained (--out is the run itself, which may have moved; the device and CPU threads only change
-#: where it runs; bars and logging only what is printed).
-_TRAIN_RESUME_FREE = {"resume", "quiet", "verbose", "force", "out", "device", "threads"}
+#: where it runs; bars and logging only what is printed; --epochs only how long it goes on: a larger
+#: one extends a finished or early-stopped run, see ``Trainer._extend``).
+_TRAIN_RESUME_FREE = {"resume", "quiet", "verbose", "force", "out", "device", "threads", "epochs"}
 #: ``fcinv train`` options that name files: compared as resolved paths.
 _TRAIN_PATHS = {"data", "vae", "pretrained"}
 
@@ -148,7 +149,7 @@ def check_train_resume(args, argv: list[str]) -> None:
     """Refuse ``fcinv train --resume`` whose options differ from those that started the run in --out.
 
     The run's command line (:func:`train_resume_command`) is parsed with the same parser; every option
-    that differs (besides --resume, --out, --quiet, --device, --threads) is named in the message, as
+    that differs (besides --resume, --out, --quiet, --device, --threads, --epochs) is named in the message, as
     ``fcinv dataset --resume`` does.
 
     Raises

@@ -6,6 +6,7 @@ Examples::
     fcinv train regressor --data ge.h5 --vae runs/ge/vae --out runs/ge/regressor
     fcinv train resnet --data ge.h5 --out runs/ge/resnet [--pretrained resnet18-f37072fd.pth]
     fcinv train vae --data ge.h5 --out runs/ge/vae --resume      # continue a killed run
+    fcinv train vae --data ge.h5 --out runs/ge/vae --resume --epochs 200   # train a finished run on
 """
 
 from __future__ import annotations
@@ -51,7 +52,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-train", type=int, default=None, help="use at most N training samples")
     p.add_argument("--max-val", type=int, default=None, help="use at most N validation samples")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --out (with the same options; a larger --epochs extends a finished "
+        "or early-stopped run)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--ddp",

@@ -5,7 +5,8 @@ The :class:`Trainer` knows nothing about the model beyond a :class:`Task` (see
 optimiser, validates after every epoch, keeps a copy of the best state dict,
 writes the checkpoint directory whenever the validation loss improves, and
 writes ``trainer_state.pt`` after every epoch so that a killed run continues
-with ``resume=True`` from the last finished epoch, bit for bit on the CPU.
+with ``resume=True`` from the last finished epoch, bit for bit on the CPU. Resuming with a
+larger ``epochs`` trains a finished or early-stopped run on, continuing its history.
 
 Randomness: batches and noise come from a ``np.random.Generator`` and latent
 samples from a ``torch.Generator``, both made from ``TrainConfig.seed`` and
@@ -16,6 +17,7 @@ config, so the caller's global RNG state is left untouched.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -350,6 +352,40 @@ class Trainer:
         st["rng_torch"] = gen.get_state()
         st["torch_global"] = torch.get_rng_state()
 
+    def _previous_max_epochs(self, st: dict) -> int | None:
+        """The ``--epochs`` of the run that saved ``st`` (older states: from the checkpoint's config)."""
+        if isinstance(st.get("max_epochs"), int):
+            return int(st["max_epochs"])
+        if (self.out_dir / CONFIG).exists():
+            with contextlib.suppress(CheckpointError, TypeError, ValueError):
+                epochs = (read_checkpoint_config(self.out_dir).get("train_config") or {}).get("epochs")
+                if epochs is not None:
+                    return int(epochs)
+        return None
+
+    def _extend(self, st: dict) -> None:
+        """Resume a run that had stopped early with more epochs than it was given: train on.
+
+        A run that stopped early under ``--epochs N`` continues when resumed with ``--epochs M > N``:
+        the stop is lifted and the patience count restarts, so that it trains at least ``patience``
+        more epochs (fewer if ``M`` is reached first), keeping its history, optimiser, schedule and
+        RNG states. A finished run (``N`` epochs run) continues to ``M`` without this.
+        """
+        if not st["stopped"]:
+            return
+        before = self._previous_max_epochs(st)
+        if before is not None and self.config.epochs > before and self.config.epochs > int(st["epoch"]):
+            if self.rank == 0:
+                log.info(
+                    "%s: the run had stopped early at epoch %d of %d; --epochs %d extends it",
+                    self.out_dir,
+                    st["epoch"],
+                    before,
+                    self.config.epochs,
+                )
+            st["stopped"] = False
+            st["bad_epochs"] = 0
+
     def _done(self, t_train: float) -> None:
         """After the final checkpoint is written."""
 
@@ -410,6 +446,7 @@ class Trainer:
             sched.load_state_dict(st["scheduler"])
             rng.bit_generator.state = json.loads(st["rng_numpy"])
             self._restore_rngs(st, gen)
+            self._extend(st)
             if main and st["stopped"]:
                 log.info(
                     "%s: training had already stopped early at epoch %d; nothing to resume",
@@ -500,6 +537,7 @@ class Trainer:
                 st["optimizer"] = copy.deepcopy(opt.state_dict())
                 st["scheduler"] = sched.state_dict()
                 st["rng_numpy"] = json.dumps(rng.bit_generator.state)
+                st["max_epochs"] = cfg.epochs
                 self._save_rngs(st, gen)
                 self._save_state(st)
                 bar.update(1)
