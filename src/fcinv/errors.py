@@ -46,6 +46,78 @@ class MissingDependencyError(FcinvError, ImportError):
     """An optional dependency is not installed."""
 
 
+def _source_tree() -> str | None:
+    """The fcinv source folder (the one holding its ``pyproject.toml``) this fcinv runs from, if any.
+
+    The package's own tree (a checkout on ``PYTHONPATH`` or an editable install) comes first, then
+    the folder a regular install was made from (``direct_url.json``, PEP 610) while it still exists.
+    """
+    import json
+    from importlib import metadata
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    def is_fcinv_tree(d: Path) -> bool:
+        try:
+            text = (d / "pyproject.toml").read_text(encoding="utf-8")
+        except OSError:
+            return False
+        return re.search(r'^name\s*=\s*"fcinv"', text, flags=re.MULTILINE) is not None
+
+    here = Path(__file__).resolve().parent
+    for d in here.parents[:3]:
+        if is_fcinv_tree(d):
+            return str(d)
+    try:
+        raw = metadata.distribution("fcinv").read_text("direct_url.json")
+        url = urlparse(json.loads(raw)["url"]) if raw else None
+    except (metadata.PackageNotFoundError, ValueError, KeyError, TypeError):
+        url = None
+    if url is not None and url.scheme == "file" and is_fcinv_tree(Path(unquote(url.path))):
+        return str(Path(unquote(url.path)))
+    return None
+
+
+def _extra_requirements(extra: str) -> list[str]:
+    """The requirements the installed fcinv's metadata lists for ``extra`` (empty if unknown)."""
+    from importlib import metadata
+
+    try:
+        reqs = metadata.distribution("fcinv").requires or []
+    except metadata.PackageNotFoundError:
+        return []
+    tag = re.compile(r";\s*extra\s*==\s*['\"]" + re.escape(extra) + r"['\"]\s*$")
+    return [r.split(";")[0].strip() for r in reqs if tag.search(r)]
+
+
+def install_command(extra: str) -> str:
+    """A ``pip install`` command that installs fcinv's optional ``extra`` here.
+
+    fcinv is not on a package index, so ``pip install 'fcinv[extra]'`` would fail: the command names
+    the source folder fcinv runs from or was installed from (``pip install '/path/to/fcinv[extra]'``),
+    and, where that folder is gone, the extra's requirements themselves.
+
+    Parameters
+    ----------
+    extra
+        The name of the extra, e.g. ``"dask"``.
+
+    Returns
+    -------
+    str
+        One shell command line.
+    """
+    import shlex
+
+    tree = _source_tree()
+    if tree is not None:
+        return f"pip install {shlex.quote(f'{tree}[{extra}]')}"
+    reqs = _extra_requirements(extra)
+    if reqs:
+        return "pip install " + " ".join(shlex.quote(r) for r in reqs)
+    return f"pip install '<fcinv source folder>[{extra}]' (the checkout fcinv was installed from)"
+
+
 def require(module: str, extra: str, purpose: str):
     """Import an optional dependency or raise a one-line install hint.
 
@@ -57,15 +129,21 @@ def require(module: str, extra: str, purpose: str):
         The fcinv extra that provides it, e.g. ``"experiment"``.
     purpose
         What the caller needs it for, used in the message.
+
+    Raises
+    ------
+    MissingDependencyError
+        The module cannot be imported; the message holds a working install command
+        (:func:`install_command`).
     """
     import importlib
 
     try:
         return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except ImportError as exc:
         raise MissingDependencyError(
             f"{purpose} needs the optional package '{module}' ({exc}); "
-            f"install it with: pip install 'fcinv[{extra}]'"
+            f"install it with: {install_command(extra)}"
         ) from None
 
 

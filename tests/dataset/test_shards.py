@@ -168,8 +168,8 @@ def test_missing_dask_names_the_extra(monkeypatch):
         return real_import(name, *a, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_distributed)
-    with pytest.raises(ShardError, match=r"pip install 'fcinv\[dask\]'"):
-        DaskExecutor(workers=1)
+    with pytest.raises(ShardError, match=r"pip install '/\S*\[dask\]' \(or run with --scheduler serial\)"):
+        DaskExecutor(workers=1)  # the source folder's path, not 'fcinv[dask]' (fcinv is on no index)
     assert isinstance(SerialExecutor(), SerialExecutor)  # the serial path needs no Dask
 
 

@@ -72,7 +72,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from fcinv.errors import DataError, FcinvError
+from fcinv.errors import DataError, FcinvError, install_command
 from fcinv.io import jsonable
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,6 @@ SHARD_FORMAT_VERSION = 1
 #: Default samples per shard.
 DEFAULT_SHARD_SIZE = 500
 EXECUTORS = ("serial", "dask")
-_DASK_HINT = "Install the extra with: pip install 'fcinv[dask]' (or run with --scheduler serial)."
 
 
 class ShardError(FcinvError):
@@ -422,7 +421,8 @@ def _import_distributed():
         import distributed  # noqa: F401
     except ImportError:
         raise ShardError(
-            f"--scheduler dask needs dask.distributed, which is not installed. {_DASK_HINT}"
+            "--scheduler dask needs dask.distributed, which is not installed. Install the extra with: "
+            f"{install_command('dask')} (or run with --scheduler serial)."
         ) from None
     return distributed
 
