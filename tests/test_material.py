@@ -86,3 +86,31 @@ def test_a_folder_named_like_an_embedded_material_does_not_shadow_it(tmp_path):
     finally:
         crystal._USER_FOLDERS.clear()
         crystal._USER_FOLDERS.update(before)
+
+
+@pytest.mark.parametrize("name", ["Ge", "Nb"])
+def test_material_and_reference_forward_models_agree_on_the_tail(name):
+    """An all-parameter θ has the zero tail beyond the cutoff from the Material as from the reference
+    (so fcinv.simulate does too); a subset of free parameters keeps the reference member's D_ref."""
+    import fcinv
+    from fcinv.reference import TAIL_REFERENCE, TAIL_ZERO
+
+    m = load_material(name)
+    ref = m.reference
+    assert ref.tail == TAIL_ZERO
+    grid = m.grid(e_step=2.0)
+    fm = m.forward_model(grid=grid)
+    assert fm.reference is None and sorted(fm.names) == sorted(ref.space.names)
+    expected = ref.forward_model(grid=grid, broadening=m.broadening)
+    t0 = expected.theta0[None]  # the reference θ in the model's (ranked) order
+    np.testing.assert_array_equal(fm.theta0, expected.theta0)
+    np.testing.assert_array_equal(fm.spectra(t0), expected.spectra(t0))
+    sub = m.forward_model(free=ref.paper_sampled, grid=grid)
+    assert sub.reference is ref.pairs
+    assert ref.tail_for(ref.paper_sampled) == TAIL_REFERENCE
+    # fcinv.simulate: the zero-tail spectrum, which differs from the one with the reference member's tail
+    sim = fcinv.simulate(name, grid=grid).intensity
+    zero = expected.spectra(t0)[0]
+    with_dref = ref.forward_model(grid=grid, broadening=m.broadening, tail=TAIL_REFERENCE)
+    np.testing.assert_allclose(sim, zero, rtol=1e-6, atol=1e-12)
+    assert not np.allclose(sim, with_dref.spectra(t0)[0], rtol=1e-3)

@@ -279,9 +279,12 @@ class Material:
     def forward_model(self, *, free: list[str] | None = None, grid=None, broadening=None, theta=None):
         """The forward model θ → I(q, E) of this material.
 
-        With a reference: about it (D_ref from its full FC set), varying ``free`` (default: the
-        sampled parameters). Without one: θ alone (``theta``, default zeros) varying ``free``
-        (default: every parameter).
+        With a reference: :meth:`MaterialReference.forward_model
+        <fcinv.reference.MaterialReference.forward_model>` about it, varying ``free`` (default: the
+        sampled parameters, i.e. every one), with its tail convention
+        (:meth:`~fcinv.reference.MaterialReference.tail_for`): zero beyond the cutoff when every
+        parameter is free, the reference member's D_ref when only some are (the paper convention).
+        Without one: θ alone (``theta``, default zeros) varying ``free`` (default: every parameter).
 
         Parameters
         ----------
@@ -299,15 +302,7 @@ class Material:
         grid = grid if grid is not None else self.grid()
         broadening = broadening if broadening is not None else self.broadening
         if self.reference_available:
-            ref = self.reference
-            return ForwardModel(
-                ref.space,
-                grid,
-                ref.theta_ref,
-                reference=ref.pairs,
-                free=free or ref.sampled,
-                broadening=broadening,
-            )
+            return self.reference.forward_model(free=free, grid=grid, broadening=broadening)
         space = self.space
         th = np.zeros(space.n_params) if theta is None else np.asarray(theta, float)
         return ForwardModel(space, grid, th, free=free, broadening=broadening)

@@ -61,10 +61,17 @@ def test_refinement_is_pluggable(pipe, spectrum):
     assert run.result.parts["ml"].theta.tolist() == run.ml.theta.tolist() and run.result.material == "Ge"
 
 
-def test_default_refinement_converts_the_fit(spectrum):
+def test_default_refinement_converts_the_fit():
     """A paper-intensity model is refined with the paper forward model: the paper spectrum's θ comes back."""
+    from fcinv.experiment.folded import FoldedSpectrum
+
     pipe = Pipeline("ge-paper", config=PipelineConfig(k_samples=10))
     assert pipe.convention.intensity == "paper" and not pipe.convention.recorded
+    fm = pipe.forward_model  # the paper convention: the sampled parameters about D_ref
+    assert fm.reference is pipe.material.reference.pairs
+    theta = fm.theta0.copy()
+    theta[list(fm.names).index("1NN_xx")] = -2.0
+    spectrum = FoldedSpectrum.from_arrays(fm.spectra(theta[None])[0].astype(float), fm.grid)
     run = pipe.run(spectrum, refine=True)
     assert run.result.method.startswith("fit: ML-initialised refinement") and "ml" in run.result.parts
     assert run.result.adequacy["success"] and abs(run.result["1NN_xx"][0] + 2.0) < 1e-3
