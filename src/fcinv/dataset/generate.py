@@ -155,6 +155,124 @@ def widened_domain(
     return dom
 
 
+def draw_batch_size(need: int, got: int, drawn: int, chunk: int) -> int:
+    """How many θ to draw next: enough for the ``need`` still missing at the acceptance so far
+    (0.8 before the first batch, at least 5 %), plus 5 %; between 64 and ``chunk``."""
+    acc = (got / drawn) if drawn else 0.8
+    return int(min(chunk, max(64, math.ceil(need / max(acc, 0.05) * 1.05))))
+
+
+def draw_stable(
+    model,
+    domain: Domain,
+    rng: np.random.Generator,
+    n: int,
+    chunk: int,
+    *,
+    randomisation=None,
+    got: int = 0,
+    drawn: int = 0,
+    where: str = "",
+):
+    """Draw uniform θ from ``domain`` in batches until ``n`` are stable; yield each batch's accepted part.
+
+    The one sampling loop of :func:`generate` and of the shards of
+    :func:`fcinv.dataset.shards.generate_sharded`: the batch size follows the acceptance history
+    (:func:`draw_batch_size`), the unstable θ are dropped (``model.is_stable``) and the stable
+    ones get their spectra (with ``randomisation``: measurement-like spectra and conditions drawn
+    from ``rng``, :func:`fcinv.dataset.randomise.measurement_like`).
+
+    Parameters
+    ----------
+    got, drawn
+        Accepted and drawn samples so far (a resumed run continues its counts).
+    where
+        Words naming the draw in the too-unstable error (e.g. ``" in a shard"``).
+
+    Yields
+    ------
+    tuple
+        ``(theta, spectra, conditions, drawn)`` after every batch: the accepted θ (possibly none;
+        then ``spectra`` is None), their spectra, the conditions (None without randomisation) and
+        the samples drawn so far. The caller stores the batch before the next one is drawn.
+
+    Raises
+    ------
+    DataError
+        More than 200·n samples drawn (the domain is mostly unstable).
+    """
+    from fcinv.dataset.randomise import measurement_like
+
+    while got < n:
+        need = n - got
+        draw = draw_batch_size(need, got, drawn, chunk)
+        theta = domain.sample(draw, rng)
+        drawn += draw
+        theta = theta[model.is_stable(theta)][:need]
+        spectra = cond = None
+        if len(theta):
+            if randomisation is not None:
+                spectra, cond = measurement_like(model, theta, randomisation, rng)
+            else:
+                spectra = model.spectra(theta)
+            got += len(theta)
+        yield theta, spectra, cond, drawn
+        if drawn > 200 * n:
+            raise DataError(
+                f"only {got} of {drawn} samples were stable{where}. The domain is mostly unstable: narrow it."
+            )
+
+
+def dataset_meta(model, domain: Domain, randomisation, seed: int, command: str | None = None) -> dict:
+    """The ``meta`` of a generated dataset (material, seed, domain, fixed parameters, forward model,
+    randomisation), the same for :func:`generate` and the sharded generation.
+
+    Raises
+    ------
+    DomainError
+        The domain excludes the model's reference θ.
+    """
+    from fcinv.dataset.randomise import CONDITION_UNITS
+
+    base = base_model(model)
+    theta0 = getattr(base, "theta0", None)
+    if theta0 is not None and not domain.contains(theta0)[0]:
+        raise DomainError("the domain excludes the model's reference θ. Widen the domain.")
+    space = getattr(base, "space", None)
+    fixed = [nm for nm in space.names if nm not in domain.names] if space is not None else []
+    broadening = getattr(base, "broadening", None)
+    meta: dict = {
+        "material": space.crystal.name if space is not None else str(getattr(base, "material", "")),
+        "seed": int(seed),
+    }
+    if command is not None:
+        meta["command"] = command
+    meta.update(
+        {
+            "domain_low": domain.low.tolist(),
+            "domain_high": domain.high.tolist(),
+            "fixed_names": fixed,
+            "fixed_values": [float(base.theta_ref[space.names.index(f)]) for f in fixed],
+            "width_meV": float(broadening.fwhm0) if broadening is not None else float("nan"),
+            "accepted_fraction": float("nan"),
+            "forward_model": model.describe(),
+        }
+    )
+    if randomisation is not None:
+        meta["randomisation"] = randomisation.as_dict()
+        meta["coverages"] = list(model.coverages)
+        meta["conditions_units"] = dict(CONDITION_UNITS)
+        meta["preprocessing"] = (
+            "fcinv.dataset.preprocess.prepare_input (min-max over measured pixels, unmeasured -> 0)"
+        )
+    return meta
+
+
+def base_model(model):
+    """The forward model under a conditioner (``model.model``) or a stability wrapper (``model.stability``)."""
+    return getattr(model, "model", None) or getattr(model, "stability", None) or model
+
+
 def generate(
     model,
     domain: Domain,
@@ -202,7 +320,7 @@ def generate(
         The finished file.
     """
     from fcinv.dataset.io import DatasetWriter
-    from fcinv.dataset.randomise import CONDITION_UNITS, PaperConditioner, measurement_like
+    from fcinv.dataset.randomise import PaperConditioner
 
     if randomisation is not None and not hasattr(model, "spectra_under"):
         model = PaperConditioner(model)
@@ -212,33 +330,10 @@ def generate(
         )
     if n < 1:
         raise DataError(f"n={n}; pass a positive number of samples.")
-    base = getattr(model, "model", None) or getattr(model, "stability", None) or model
-    theta0 = getattr(base, "theta0", None)
-    if theta0 is not None and not domain.contains(theta0)[0]:
-        raise DomainError("the domain excludes the model's reference θ. Widen the domain.")
     path = Path(path)
-    space = getattr(base, "space", None)
-    fixed = [nm for nm in space.names if nm not in domain.names] if space is not None else []
-    broadening = getattr(base, "broadening", None)
-    meta = {
-        "material": space.crystal.name if space is not None else str(getattr(base, "material", "")),
-        "seed": int(seed),
-        "command": command or " ".join(shlex.quote(a) for a in ["fcinv", *sys.argv[1:]]),
-        "domain_low": domain.low.tolist(),
-        "domain_high": domain.high.tolist(),
-        "fixed_names": fixed,
-        "fixed_values": [float(base.theta_ref[space.names.index(f)]) for f in fixed],
-        "width_meV": float(broadening.fwhm0) if broadening is not None else float("nan"),
-        "accepted_fraction": float("nan"),
-        "forward_model": model.describe(),
-    }
-    if randomisation is not None:
-        meta["randomisation"] = randomisation.as_dict()
-        meta["coverages"] = list(model.coverages)
-        meta["conditions_units"] = dict(CONDITION_UNITS)
-        meta["preprocessing"] = (
-            "fcinv.dataset.preprocess.prepare_input (min-max over measured pixels, unmeasured -> 0)"
-        )
+    command = command or " ".join(shlex.quote(a) for a in ["fcinv", *sys.argv[1:]])
+    meta = dataset_meta(model, domain, randomisation, seed, command)
+    base = base_model(model)
     rng = np.random.default_rng(seed)
     drawn = 0
     if resume:
@@ -266,30 +361,17 @@ def generate(
 
         bar = tqdm(total=n, initial=writer.n_written, desc=f"{meta['material']} dataset", unit="spectra")
     try:
-        while writer.n_written < n:
-            need = n - writer.n_written
-            acc = (writer.n_written / drawn) if drawn else 0.8
-            draw = int(min(chunk, max(64, math.ceil(need / max(acc, 0.05) * 1.05))))
-            theta = domain.sample(draw, rng)
-            drawn += draw
-            ok = model.is_stable(theta)
-            theta = theta[ok][:need]
+        batches = draw_stable(
+            model, domain, rng, n, chunk, randomisation=randomisation, got=writer.n_written, drawn=drawn
+        )
+        for theta, spectra, cond, drawn in batches:
             if len(theta):
-                cond = None
-                if randomisation is not None:
-                    spectra, cond = measurement_like(model, theta, randomisation, rng)
-                else:
-                    spectra = model.spectra(theta)
                 writer.append(
                     theta, spectra, state={"rng": rng.bit_generator.state, "drawn": drawn}, conditions=cond
                 )
             if bar is not None:
                 bar.update(len(theta))
                 bar.set_postfix(accepted=f"{writer.n_written / drawn:.1%}")
-            if drawn > 200 * n:
-                raise DataError(
-                    f"only {writer.n_written} of {drawn} samples were stable. The domain is mostly unstable: narrow it."
-                )
         writer.meta["accepted_fraction"] = writer.n_written / drawn
         writer.meta["drawn"] = drawn
         return writer.close()

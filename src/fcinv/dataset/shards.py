@@ -57,7 +57,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import shlex
 import shutil
@@ -258,32 +257,21 @@ def _hash_of(theta: np.ndarray, spectra: np.ndarray) -> str:
 
 
 def _draw_shard(model, domain, rnd, rng: np.random.Generator, n_k: int, chunk: int):
-    """The shard's accepted samples: (theta, spectra, conditions, drawn)."""
-    from fcinv.dataset.randomise import measurement_like
+    """The shard's accepted samples: (theta, spectra, conditions, drawn), drawn by
+    :func:`fcinv.dataset.generate.draw_stable` (the sampling loop of a plain run) from the shard's stream."""
+    from fcinv.dataset.generate import draw_stable
 
     thetas, spectra, conds = [], [], []
-    got = drawn = 0
-    while got < n_k:
-        need = n_k - got
-        acc = (got / drawn) if drawn else 0.8
-        draw = int(min(chunk, max(64, math.ceil(need / max(acc, 0.05) * 1.05))))
-        theta = domain.sample(draw, rng)
-        drawn += draw
-        theta = theta[model.is_stable(theta)][:need]
+    drawn = 0
+    for theta, sp, cond, so_far in draw_stable(
+        model, domain, rng, n_k, chunk, randomisation=rnd, where=" in a shard"
+    ):
+        drawn = so_far
         if len(theta):
-            if rnd is not None:
-                sp, cond = measurement_like(model, theta, rnd, rng)
-                conds.append(cond)
-            else:
-                sp = model.spectra(theta)
             thetas.append(np.asarray(theta, np.float64))
             spectra.append(np.asarray(sp, np.float32))
-            got += len(theta)
-        if drawn > 200 * n_k:
-            raise DataError(
-                f"only {got} of {drawn} samples were stable in a shard. The domain is mostly unstable: "
-                "narrow it."
-            )
+            if cond is not None:
+                conds.append(cond)
     cond = (
         {key: np.concatenate([c[key] for c in conds]).astype(np.float64) for key in conds[0]} if conds else {}
     )
@@ -356,36 +344,10 @@ def describe_job(job: ShardJob) -> dict:
 
 
 def _describe(model, domain, rnd, job: ShardJob) -> dict:
-    from fcinv.dataset.randomise import CONDITION_UNITS
+    from fcinv.dataset.generate import base_model, dataset_meta
 
-    base = getattr(model, "model", None) or getattr(model, "stability", None) or model
-    theta0 = getattr(base, "theta0", None)
-    if theta0 is not None and not domain.contains(theta0)[0]:
-        from fcinv.dataset.generate import DomainError
-
-        raise DomainError("the domain excludes the model's reference θ. Widen the domain.")
-    space = getattr(base, "space", None)
-    fixed = [nm for nm in space.names if nm not in domain.names] if space is not None else []
-    broadening = getattr(base, "broadening", None)
-    grid = getattr(model, "grid", None) or base.grid
-    meta = {
-        "material": space.crystal.name if space is not None else str(getattr(base, "material", "")),
-        "seed": int(job.seed),
-        "domain_low": domain.low.tolist(),
-        "domain_high": domain.high.tolist(),
-        "fixed_names": fixed,
-        "fixed_values": [float(base.theta_ref[space.names.index(f)]) for f in fixed],
-        "width_meV": float(broadening.fwhm0) if broadening is not None else float("nan"),
-        "accepted_fraction": float("nan"),
-        "forward_model": model.describe(),
-    }
-    if rnd is not None:
-        meta["randomisation"] = rnd.as_dict()
-        meta["coverages"] = list(model.coverages)
-        meta["conditions_units"] = dict(CONDITION_UNITS)
-        meta["preprocessing"] = (
-            "fcinv.dataset.preprocess.prepare_input (min-max over measured pixels, unmeasured -> 0)"
-        )
+    meta = dataset_meta(model, domain, rnd, job.seed)
+    grid = getattr(model, "grid", None) or base_model(model).grid
     plan = {
         "seed": int(job.seed),
         "n": int(job.n),
