@@ -365,3 +365,80 @@ def test_fit_dispersion_no_plot_and_no_png_write_no_figure(tmp_path, capsys):
         assert rc == 0 and out.exists()
         assert not list(tmp_path.glob("*.png"))
         assert "wrote" in capsys.readouterr().out
+
+
+def test_the_model_panel_is_the_model_the_refinement_fitted(grid):
+    """A physical refinement of a 4D volume: the figure draws its PhysicalModel against the raw fold it
+    fitted, so that the residual is the fit's misfit; without the measurement the label says what is drawn."""
+    from fcinv.experiment.volume import Volume4D
+    from fcinv.forward import physical
+    from fcinv.pipeline.plots import fitted_model, inversion_figure
+
+    rng = np.random.default_rng(3)
+    shape = (12, 10)
+    phys_img, paper_img = rng.random(shape), rng.random(shape)
+    mask = np.ones(shape, bool)
+    mask[:3, :2] = False
+    noise = 0.01 * rng.standard_normal(shape)
+    raw_fold = 4.0 * phys_img + 0.1 + noise  # the raw fold: what the physical refinement fitted
+
+    class PhysicalModel(physical.PhysicalModel):  # the fitted model's interface only
+        names = ("a", "b")
+        corrections = None
+
+        def __init__(self):
+            pass
+
+        def spectra(self, theta):
+            return phys_img[None] * theta[:, :1, None]
+
+    class _Paper:
+        names = ("a", "b")
+
+        def spectra(self, theta):
+            return paper_img[None] * theta[:, :1, None]
+
+    loads = []
+    pipe = SimpleNamespace(
+        forward_model=_Paper(),
+        refinement_model=lambda m: (PhysicalModel(), None),
+        fold=lambda m, source, raw: SimpleNamespace(mask=mask, intensity=np.where(mask, raw_fold, 0.0)),
+        continued_reference=lambda res: None,
+        load=lambda m, **kw: loads.append((m, kw)) or object.__new__(Volume4D),
+    )
+    res = SimpleNamespace(
+        names=("a", "b"),
+        parts={"ml": object()},
+        adequacy={"refinement_model": "PhysicalModel"},
+        theta_dict=lambda: {"a": 1.0, "b": 2.0},
+    )
+    run = fake_run(grid, np.where(mask, paper_img, np.nan), mask)
+    run.result = res
+    volume = object.__new__(Volume4D)
+    model, measured, label = fitted_model(pipe, run, volume)
+    assert isinstance(model, PhysicalModel) and label == "PhysicalModel (the refinement's model)"
+    np.testing.assert_array_equal(measured, np.where(mask, raw_fold, np.nan))
+    assert loads == []
+    # a path is loaded (with the file options) only because the refinement's model is not the pipeline's
+    model, _, _ = fitted_model(pipe, run, "run.nxs", {"format": "nxspe"})
+    assert isinstance(model, PhysicalModel) and loads[0] == ("run.nxs", {"format": "nxspe"})
+    model, measured, label = fitted_model(pipe, run)
+    assert isinstance(model, _Paper) and measured is None
+    assert label == "_Paper (not the PhysicalModel the refinement fitted: pass the measurement)"
+    # an ML answer (or a refinement with the pipeline's model) draws the pipeline's forward model
+    ml_run = SimpleNamespace(result=SimpleNamespace(names=("a", "b"), parts={}, adequacy={}))
+    assert isinstance(fitted_model(pipe, ml_run, volume)[0], _Paper)
+
+    fig = inversion_figure(
+        run,
+        model_spectrum=phys_img,
+        model_label="PhysicalModel (the refinement's model)",
+        measured_spectrum=np.where(mask, raw_fold, np.nan),
+        measured_label="measured (raw fold)",
+    )
+    got = np.ma.filled(axes_titled(fig, "residual").images[0].get_array().astype(float), np.nan).T
+    assert np.nanstd(got) == pytest.approx(np.std(noise[mask]), rel=0.2)  # the fit's misfit: the noise
+    data_ax = axes_titled(fig, "measured (raw fold)")
+    shown = np.ma.filled(data_ax.images[0].get_array().astype(float), np.nan).T
+    np.testing.assert_allclose(shown, np.where(mask, raw_fold, np.nan))
+    assert axes_titled(fig, "PhysicalModel (the refinement's model) at the answer")

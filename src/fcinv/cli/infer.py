@@ -193,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         from fcinv.pipeline import plot_inversion
         from fcinv.pipeline.plots import inversion_extras
 
-        extras = inversion_extras(pipe, run, seed=args.seed, dos=args.dos)
+        extras = inversion_extras(
+            pipe, run, seed=args.seed, dos=args.dos, measurement=data, load_options=fmt_opts
+        )
         if truth is not None and all(n in truth for n in res.names):
             truth_f = pipe.forward_model.frequencies(np.array([truth[n] for n in res.names]))[0]
             extras.update(truth_frequencies=truth_f, truth_label="truth (--truth)")

@@ -448,7 +448,7 @@ def run_demo(
         from fcinv.pipeline.plots import inversion_extras
 
         short = f"dft:{Path(truth[4:]).name}" if truth.startswith("dft:") else truth  # no machine paths
-        extras = inversion_extras(pipe, inv, seed=seed, dos=True)
+        extras = inversion_extras(pipe, inv, seed=seed, dos=True, measurement=measurement)
         extras["dos"][f"truth ({truth_mode}:{short})"] = truth_dos(fc_arr, unit, smat)
         extras.update(truth_frequencies=truth_f, truth_label="truth (phonopy)")
         fig = plot_inversion(

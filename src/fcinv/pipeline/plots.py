@@ -30,6 +30,57 @@ def measured_image(run) -> np.ndarray:
     return np.where(fs.mask, scaled if scaled is not None else fs.intensity, np.nan).astype(float)
 
 
+def fitted_model(pipeline, run, measurement=None, load_options: dict | None = None):
+    """The forward model the run's answer was fitted with, and the image it was fitted to.
+
+    A refined answer was fitted with :meth:`Pipeline.refinement_model
+    <fcinv.pipeline.core.Pipeline.refinement_model>` of the measurement: for a physical-intensity
+    model and a 4D volume a :class:`~fcinv.forward.physical.PhysicalModel` of its coverage, fitted
+    to the raw fold (no one-phonon corrections); that model is rebuilt from ``measurement`` (the
+    Volume4D, or what :meth:`Pipeline.load <fcinv.pipeline.core.Pipeline.load>` takes, with
+    ``load_options``; loaded only when the refinement's model is not the pipeline's forward model).
+    Otherwise (an ML answer, a refinement with the pipeline's forward model) it is
+    ``pipeline.forward_model`` and the image is the run's input.
+
+    Returns
+    -------
+    tuple
+        ``(model, measured, label)``: the model (over the continued space when the refinement
+        continued into more shells), the image it was fitted to (NaN where not measured; None: the
+        run's input as :func:`measured_image` shows it) and the model's label for the figure.
+    """
+    from fcinv.experiment.folded import FoldedSpectrum
+    from fcinv.experiment.volume import Volume4D
+    from fcinv.forward.physical import PhysicalModel
+
+    fm = pipeline.forward_model
+    res = run.result
+    measured = None
+    label = type(fm).__name__
+    kind = res.adequacy.get("refinement_model") if "ml" in res.parts else None
+    if kind is not None and kind != type(fm).__name__:
+        if measurement is None:
+            label = f"{label} (not the {kind} the refinement fitted: pass the measurement)"
+        else:
+            m = measurement
+            if not isinstance(m, (Volume4D, FoldedSpectrum)):
+                m = pipeline.load(m, **(load_options or {}))
+            fm, _ = pipeline.refinement_model(m)
+            label = f"{type(fm).__name__} (the refinement's model)"
+            if isinstance(fm, PhysicalModel) and fm.corrections is None and isinstance(m, Volume4D):
+                raw = pipeline.fold(
+                    m, source="the measurement (raw fold of the physical refinement)", raw=True
+                )
+                measured = np.where(raw.mask, raw.intensity, np.nan).astype(float)
+    ref_n = pipeline.continued_reference(res)
+    if ref_n is not None:
+        # a refinement continued into more shells: the same kind of model over the result's own space
+        from fcinv.fitting.continuation import model_in_space
+
+        fm = model_in_space(fm, ref_n.space, ref_n.theta_ref, free=list(res.names))
+    return fm, measured, label
+
+
 def inversion_extras(
     pipeline,
     run,
@@ -38,10 +89,15 @@ def inversion_extras(
     seed: int = 0,
     dos: bool = False,
     dos_mesh: int = 16,
+    measurement=None,
+    load_options: dict | None = None,
 ) -> dict:
     """What :func:`plot_inversion` draws beyond the run itself, computed with the run's pipeline.
 
-    - ``model_spectrum``, ``model_label``: the forward model's I(q, E) at the answer θ, its class name;
+    - ``model_spectrum``, ``model_label``: the I(q, E) at the answer θ of the model the answer was
+      fitted with (:func:`fitted_model`: for a physical refinement of a 4D volume, given as
+      ``measurement``, its PhysicalModel, with ``measured_spectrum`` the raw fold it fitted, so that
+      the residual panel shows the fit's misfit), and its label;
     - ``truth_frequencies``, ``truth_label``: the reference's dispersion (the forward model at its
       reference θ; replace them with a known truth);
     - ``band``, ``band_label``: the 1σ band of the dispersion over θ samples
@@ -71,11 +127,15 @@ def inversion_extras(
         from fcinv.fitting.continuation import model_in_space
 
         fm = model_in_space(fm, ref_n.space, ref_n.theta_ref, free=list(res.names))
-    theta = np.array([d[n] for n in fm.names], float)
+    fit, measured, label = fitted_model(pipeline, run, measurement, load_options)
+    theta_fit = np.array([d[n] for n in fit.names], float)
     out: dict = {
-        "model_spectrum": np.asarray(fm.spectra(theta[None])[0], float),
-        "model_label": type(fm).__name__,
+        "model_spectrum": np.asarray(fit.spectra(theta_fit[None])[0], float),
+        "model_label": label,
     }
+    if measured is not None:
+        out["measured_spectrum"] = measured
+        out["measured_label"] = "measured (raw fold: what the refinement fitted)"
     th, kind = theta_samples(res, run.prediction, n=samples, seed=seed)
     idx = [list(res.names).index(n) for n in fm.names]
     out["band"] = dispersion_band(fm.frequencies(th[:, idx]))
@@ -103,7 +163,7 @@ def plot_inversion(path: str | Path, run, *, title: str = "", **panels) -> Path:
         An :class:`~fcinv.pipeline.core.InversionRun`.
     **panels
         ``truth_frequencies``, ``truth_label``, ``model_spectrum``, ``model_label``, ``band``,
-        ``band_label``, ``dos``
+        ``band_label``, ``dos``, ``measured_spectrum``, ``measured_label``
         (:func:`inversion_figure`; :func:`inversion_extras` computes them).
     """
     return save_figure(inversion_figure(run, **panels), path, title=title)
@@ -119,6 +179,8 @@ def inversion_figure(
     band: tuple[np.ndarray, np.ndarray] | None = None,
     band_label: str = "±1σ",
     dos: dict | None = None,
+    measured_spectrum: np.ndarray | None = None,
+    measured_label: str | None = None,
 ):
     """The inversion figure: measured | model at the answer | data − model; dispersion ± σ |
     VAE reconstruction | phonon DOS (the panels whose inputs are given), as a matplotlib Figure.
@@ -137,12 +199,16 @@ def inversion_figure(
         The dispersion's 1σ band (lower, upper; each (n_q, n_modes) meV) and what it was drawn from.
     dos
         Label → (E meV, g(E) per meV): phonon DOS curves (the first solid, the others dashed).
+    measured_spectrum, measured_label
+        Shape (n_q, n_E), NaN where not measured: the image the model was fitted to when it is not
+        the run's input (a physical refinement fits the raw fold); drawn in the data panel and used
+        for the residual.
 
     :func:`inversion_extras` computes ``model_spectrum``, ``band`` and ``dos`` from the pipeline.
     """
     rec = getattr(run.prediction, "reconstruction", None)
     grid = run.spectrum.grid
-    shown = measured_image(run)
+    shown = measured_image(run) if measured_spectrum is None else np.asarray(measured_spectrum, float)
     vmax = float(np.nanpercentile(shown, 99.5)) if np.any(np.isfinite(shown)) else 1.0
     panels = ["data"]
     if model_spectrum is not None:
@@ -158,14 +224,14 @@ def inversion_figure(
     ax_of = dict(zip(panels, axes.ravel()))
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
-    scaled = getattr(run.prediction, "spectrum", None) is not None
+    scaled = measured_spectrum is None and getattr(run.prediction, "spectrum", None) is not None
     cbar = INTENSITY_LABEL + (" (scaled input)" if scaled else "")
     plot_spectrum(
         ax_of["data"],
         shown,
         grid,
         frequencies=run.frequencies,
-        title="measured (grey: not measured), inferred dispersion",
+        title=f"{measured_label or 'measured'} (grey: not measured), inferred dispersion",
         vmax=vmax,
         colorbar=cbar,
     )
