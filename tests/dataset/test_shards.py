@@ -79,7 +79,7 @@ def test_serial_reference_is_a_normal_dataset(reference, source):
 
 
 def test_kill_and_resume_gives_identical_content(tmp_path, reference, source, monkeypatch):
-    import fcinv.dataset.shards as shards
+    import fcinv.dataset.shard_jobs as shards  # where run_shard draws a shard (re-exported by shards)
 
     out = tmp_path / "killed.h5"
     real = shards._draw_shard
