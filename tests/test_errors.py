@@ -22,7 +22,7 @@ def test_require_returns_the_module():
 
 
 def test_missing_module_hint_installs_the_extra_from_this_source_tree():
-    with pytest.raises(MissingDependencyError) as info:
+    with pytest.raises(MissingDependencyError, match="needs the optional package") as info:
         require("fcinv_no_such_module_xyz", "dask", "the test")
     msg = str(info.value)
     assert "\n" not in msg and "'fcinv[dask]'" not in msg
