@@ -601,6 +601,7 @@ def _check_reference(args, argv) -> None:
     reference from the user's phonopy sets, ``--from-phonopy``, needs none)."""
     if getattr(args, "list_members", False) or getattr(args, "from_phonopy", None):
         return
+    from fcinv.errors import install_command
     from fcinv.mlff.ensemble import resolve_members
 
     members = resolve_members(args.members)
@@ -608,11 +609,11 @@ def _check_reference(args, argv) -> None:
     if missing and all(m.package_version() is None for m in members):
         raise LimitError(
             f"no force-field package of the ensemble is installed (missing: {', '.join(missing)}). "
-            "Install them with: pip install '.[mlff]' in the checkout (chgnet, sevenn), or build the "
+            f"Install them with: {install_command('mlff')} (chgnet, sevenn), or build the "
             "reference from your phonopy sets with --from-phonopy."
         )
     if missing:
-        log.warning("members needing %s are skipped: not installed (pip install 'fcinv[mlff]')", missing)
+        log.warning("members needing %s are skipped: not installed (%s)", missing, install_command("mlff"))
 
 
 #: The argument checks :func:`precheck` runs per command, after the output checks.

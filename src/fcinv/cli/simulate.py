@@ -145,7 +145,9 @@ def build_model(args, material):
             model = ForwardModel(space, grid, np.zeros(space.n_params), broadening=br)
             source = "θ given on the command line"
         else:
-            model = ForwardModel(ref.space, grid, ref.theta_ref, reference=ref.pairs, broadening=br)
+            # every parameter is set by θ: the zero tail beyond the cutoff, as fcinv.simulate and
+            # Material.forward_model (the documented convention)
+            model = ref.forward_model(free=list(ref.space.names), grid=grid, broadening=br)
             space = ref.space
             source = f"embedded reference ({ref.reference_member})"
     theta = parse_theta(args.theta, space.names, model.theta_ref)

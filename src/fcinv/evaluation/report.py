@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fcinv.dataset.io import Dataset, default_command, read_dataset
-from fcinv.errors import CheckpointError
+from fcinv.errors import CheckpointError, install_command
 from fcinv.evaluation import plots
 from fcinv.evaluation.latent import ACTIVE_KL_THRESHOLD, LatentStats, interpolate, umap_embedding
 from fcinv.evaluation.metrics import FCMetrics, noise_grid_metrics
@@ -204,7 +204,7 @@ def run_evaluation(
                 fig(plots.umap_scatter(emb, theta, ds.names), f"latent_umap_{label}.png")
             else:
                 report["models"][label]["umap"] = (
-                    "skipped: umap-learn not installed (pip install 'fcinv[latent]')"
+                    f"skipped: umap-learn not installed ({install_command('latent')})"
                 )
     # ---------------------------------------------------------------- noise grid
     if config.noise_grid:
