@@ -248,29 +248,53 @@ def physical_spectra(
 
 @cached_njit()
 def accumulate_packed(
-    ar, ai, tpt, q2, e_idx, t_idx, wts, fac, nk, n_e, nblk, bstart, poff, bpoff, npack, packed, allbuf
+    ar,
+    ai,
+    br,
+    bi,
+    tpt,
+    q2,
+    e_idx,
+    t_idx,
+    wts,
+    fac,
+    nord,
+    n_fam,
+    fam,
+    n_e,
+    nblk,
+    bstart,
+    poff,
+    bpoff,
+    npack,
+    packed,
+    allbuf,
 ):
-    """Scatter coverage entries into the packed per-point matrices.
+    """Scatter coverage entries into the packed per-point matrices of one Debye–Waller family.
 
-    ``ar``, ``ai`` (n_t, m): real and imaginary parts of the amplitude row a_t (block basis of
-    its point ``tpt[t]``); ``q2[t]`` = |Q_t|², ``fac[t]`` the constant factor of the term.
-    Entry n adds ``wts[n]``·fac·|Q|^{2k}/k!·(ar arᵀ + ai aiᵀ) (block upper triangles) at energy
-    bin ``e_idx[n]`` into ``packed``, or, when ``e_idx[n]`` < 0, into ``allbuf`` (point s at
-    ``s·nk·P``, layout [k][P], P = max npack), meant for every energy bin.
+    ``ar``, ``ai``, ``br``, ``bi`` (n_t, m): real and imaginary parts of two amplitude rows a_t and
+    b_t (block basis of the term's point ``tpt[t]``; the same arrays for a diagonal family);
+    ``q2[t]`` = |Q_t|², ``fac[t]`` the constant factor of the term. Entry n adds, for every order
+    k < ``nord``, ``wts[n]``·fac·|Q|^{2k}/k!·½(ar brᵀ + br arᵀ + ai biᵀ + bi aiᵀ) (block upper
+    triangles) into row k·``n_fam`` + ``fam`` at energy bin ``e_idx[n]`` of ``packed``, or, when
+    ``e_idx[n]`` < 0, into ``allbuf`` (point s at ``s·nk·P``, layout [row][P], nk = nord·n_fam,
+    P = max npack), meant for every energy bin.
     """
     P = npack.max()
+    nk = nord * n_fam
     for n in range(e_idx.shape[0]):
         t = t_idx[n]
         s = tpt[t]
         j = e_idx[n]
-        f = wts[n] * fac[t]
-        for kk in range(nk):
+        f = 0.5 * wts[n] * fac[t]
+        for kk in range(nord):
             if kk > 0:
                 f = f * q2[t] / kk
+            row = kk * n_fam + fam
             if j >= 0:
-                off = poff[s] + (kk * n_e + j) * npack[s]
+                off = poff[s] + (row * n_e + j) * npack[s]
             else:
-                off = (s * nk + kk) * P
+                off = (s * nk + row) * P
             for blk in range(nblk[s]):
                 o = bstart[s, blk]
                 sz = bstart[s, blk + 1] - o
@@ -278,8 +302,12 @@ def accumulate_packed(
                 for r in range(sz):
                     xr = ar[t, o + r]
                     xi = ai[t, o + r]
+                    yr = br[t, o + r]
+                    yi = bi[t, o + r]
                     for c in range(r, sz):
-                        val = f * (xr * ar[t, o + c] + xi * ai[t, o + c])
+                        val = f * (
+                            xr * br[t, o + c] + yr * ar[t, o + c] + xi * bi[t, o + c] + yi * ai[t, o + c]
+                        )
                         if j >= 0:
                             packed[idx] += val
                         else:

@@ -35,6 +35,11 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   vectors). Hence F_ν(Q_t)* = a_t · y_ν with the fixed row a_t = u_tᵀ U^H V and
   u_t,κ = b_κ' m_κ'^{-1/2} e^{−Q_tᵀ W_κ' Q_t} e^{−iG·r_κ'} Sᵀ Q_t, checked against the
   dynamical matrices at construction (D(Sq) = T D(q) T^H).
+- Crystals without an inversion centre (zincblende GaAs): D(q) has no real basis. The frequencies
+  use the compiled complex Hermitian Jacobi (:class:`LinearDynamics`); the intensities use the real
+  embedding [[Re D, −Im D], [Im D, Re D]] of size 2m (:class:`RealForm`), whose eigenpairs are the
+  complex ones twice (x and i·x), so the same real lane kernels run on it and every sum over modes
+  carries a factor ½. Checked against Euphonic's S(Q, E) for GaAs (tests/forward/test_physical_complex.py).
 - Precomputed once per measurement: per pixel (q, j) the real symmetric matrices
   M_k(q, j) = Σ_t w_t(j) |Q_t|^{2k}/k! (Re a_tᵀ Re a_t + Im a_tᵀ Im a_t) / Σ_t w_t(j); a θ then
   costs one blocked eigen-decomposition per q and one small quadratic form yᵀ M y per mode and
@@ -51,7 +56,9 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   isotropic coefficient (W = w|Q|²) is summed on the irreducible points of the Γ-centred
   ``dw_mesh``³ grid (spglib; ~50 points for Ge instead of 1000) and applied as
   exp(−2ΔwQ²) = Σ_k (−2ΔwQ²)^k/k! (order 6, truncation < 1e-6 for |2ΔwQ²| < 0.25, warned
-  beyond); it needs every atom's W isotropic and equal (cubic sites of one orbit: Ge, Nb).
+  beyond); it needs every atom's W isotropic (cubic sites: Ge, Nb, GaAs). With several symmetry
+  orbits (GaAs: Ga and As) each orbit c has its own Δw_c and the matrices come in families (a, b),
+  a ≤ b, each expanded in exp(−(Δw_a + Δw_b)Q²) (three families for two orbits).
   ``"reference"`` keeps the
   reference's (full, symmetrised) W_κ for every θ; ``"none"`` drops it. Note: the simulated
   experiment uses no Debye–Waller factor at T = 0; pass ``dw="none"`` to reproduce it there.
@@ -115,6 +122,7 @@ from fcinv.forward.model import (
     ForwardModel,
     FreeParameters,
     LinearDynamics,
+    _block_diagonalise,
     _signed_mev,
     _threads,
     mesh_qpoints,
@@ -533,6 +541,18 @@ def _cartesian_ops(crystal):
     return g_rlu, cart, np.array(perms)
 
 
+def _atom_orbits(perms: np.ndarray) -> np.ndarray:
+    """Symmetry orbit of every atom under the permutations ``perms`` (n_ops, n_atoms): labels 0, 1, ..."""
+    n_at = perms.shape[1]
+    label = -np.ones(n_at, dtype=np.int64)
+    n = 0
+    for a in range(n_at):
+        if label[a] < 0:
+            label[np.unique(perms[:, a])] = n
+            n += 1
+    return label
+
+
 def _composition_table(rots: np.ndarray) -> np.ndarray | None:
     """comp[i, j] = index of rots[i] @ rots[j] in ``rots``, or None when the set is not a group."""
     n = len(rots)
@@ -577,6 +597,57 @@ def _reduce_mesh(crystal, n: int):
     return frac @ np.linalg.inv(to_frac), counts.astype(float)
 
 
+@dataclass(frozen=True, eq=False)
+class RealForm:
+    """The real symmetric block-diagonal form of D(q; θ) that the intensity kernels diagonalise.
+
+    D_blocks(q; θ) = ``Mc[q]`` + Σ_p θ_p ``Mp[p, q]`` (blocks ``bstart``, duplicates ``bdup``), with
+    Cartesian eigenvectors x = ``cart`` · ``basis[q]`` · y for the real block eigenvectors y.
+
+    - Centrosymmetric crystals: the inversion basis of :class:`LinearDynamics` (``cart`` = U^H,
+      m × m); every mode appears once (``mult`` = 1).
+    - Crystals without an inversion centre: the real embedding of the Hermitian D = A + iB,
+      [[A, −B], [B, A]] acting on z = [Re x; Im x] (``cart`` = [1, i], m × 2m). Each mode appears
+      twice (z and the embedding of i·x, equal |Q·e|² and energy), so intensities and
+      Debye–Waller sums carry ``1/mult`` with ``mult`` = 2. The lane kernels then run unchanged on
+      2m × 2m blocks.
+    """
+
+    Mc: np.ndarray
+    Mp: np.ndarray
+    nblk: np.ndarray
+    bstart: np.ndarray
+    bdup: np.ndarray
+    basis: np.ndarray
+    cart: np.ndarray
+    mult: int
+
+    @property
+    def n_q(self) -> int:
+        return len(self.Mc)
+
+
+def real_form(dyn: LinearDynamics, theta0: np.ndarray) -> RealForm:
+    """The :class:`RealForm` of ``dyn`` (its own real basis, or the real embedding of a complex D)."""
+    if dyn.real:
+        return RealForm(dyn.Mc, dyn.Mp, dyn.nblk, dyn.bstart, dyn.bdup, dyn.basis, dyn.U.conj().T, 1)
+    Mc = np.asarray(dyn.Mc, dtype=complex)
+    Mp = np.asarray(dyn.Mp, dtype=complex)
+
+    def embed(x: np.ndarray) -> np.ndarray:
+        top = np.concatenate([x.real, -x.imag], axis=-1)
+        bot = np.concatenate([x.imag, x.real], axis=-1)
+        e = np.concatenate([top, bot], axis=-2)
+        return 0.5 * (e + np.swapaxes(e, -1, -2))
+
+    Mc2, Mp2, nblk, bstart, bdup, basis = _block_diagonalise(
+        embed(Mc), embed(Mp), np.asarray(theta0, float), return_basis=True
+    )
+    m = Mc.shape[-1]
+    cart = np.concatenate([np.eye(m), 1j * np.eye(m)], axis=1)
+    return RealForm(Mc2, Mp2, nblk, bstart, bdup, basis, cart, 2)
+
+
 # --------------------------------------------------------------------- the model
 class PhysicalModel(FreeParameters):
     """Batched coherent one-phonon model of a folded measurement (module docstring for the physics).
@@ -584,7 +655,8 @@ class PhysicalModel(FreeParameters):
     Parameters
     ----------
     space
-        The symmetry-reduced FC space (its crystal must be centrosymmetric).
+        The symmetry-reduced FC space (any crystal; without an inversion centre the intensities
+        go through the real embedding of the Hermitian D, :class:`RealForm`).
     grid
         The (q, E) grid (evenly spaced energy bins).
     theta_ref
@@ -712,18 +784,15 @@ class PhysicalModel(FreeParameters):
 
         crystal = space.crystal
         self.path = LinearDynamics(space, grid.q_rlu, self.theta_ref, self.free_idx, reference)
-        if not self.path.real:
-            raise PhysicalModelError(
-                f"{crystal.name} has no inversion centre with an atom permutation; the physical model "
-                "needs a centrosymmetric crystal."
-            )
         self._mesh_dyn: LinearDynamics | None = None
         self.b_fm = coherent_lengths(crystal.symbols, scattering_lengths)
         kT = KB_MEV_PER_K * self.temperature
         self._kT = kT
         # Debye–Waller at the reference
         self._dw_ref = np.zeros((crystal.n_atoms, 3, 3))
-        self._dw_w_ref_reduced = 0.0
+        self._dw_w_ref_reduced = np.zeros(1)
+        #: Debye–Waller classes: atom → class (one symmetry orbit each with dw='theta', else all one)
+        self._dw_cls = np.zeros(crystal.n_atoms, dtype=np.int64)
         self._dwdyn = None
         if dw != "none":
             self._setup_dw()
@@ -763,27 +832,31 @@ class PhysicalModel(FreeParameters):
         if self.dw == "theta":
             iso = np.array([np.trace(w) / 3 for w in self._dw_ref])
             aniso = max(np.abs(w - np.eye(3) * i).max() for w, i in zip(self._dw_ref, iso))
-            if aniso > 1e-6 * max(iso.max(), 1e-30) or np.ptp(iso) > 1e-6 * max(iso.max(), 1e-30):
+            cls = _atom_orbits(perms)
+            spread = max(float(np.ptp(iso[cls == c])) for c in range(cls.max() + 1))
+            if aniso > 1e-6 * max(iso.max(), 1e-30) or spread > 1e-6 * max(iso.max(), 1e-30):
                 raise PhysicalModelError(
-                    "dw='theta' needs every atom's Debye–Waller tensor isotropic and equal; "
-                    f"{crystal.name} has "
+                    "dw='theta' needs every atom's Debye–Waller tensor isotropic (and equal within a "
+                    f"symmetry orbit); {crystal.name} has "
                     f"{np.round(iso, 6).tolist()} Å² (anisotropy {aniso:.2e}). Pass dw='reference'."
                 )
+            self._dw_cls = cls
             q_red, wts = _reduce_mesh(crystal, self.dw_mesh)
-            dyn = self._dynamics(q_red)
+            form = real_form(self._dynamics(q_red), self.theta0)
             m = 3 * n_at
-            proj = np.zeros((len(q_red), n_at, m, m))
+            mr = form.cart.shape[1]
+            proj = np.zeros((form.n_q, n_at, mr, mr))
             for at in range(n_at):
                 Pi = np.zeros((m, m))
                 Pi[3 * at : 3 * at + 3, 3 * at : 3 * at + 3] = np.eye(3)
-                R = (dyn.U @ Pi @ dyn.U.conj().T).real
-                proj[:, at] = np.einsum("qji,jk,qkl->qil", dyn.basis, R, dyn.basis)
-            self._dwdyn = (dyn, np.ascontiguousarray(proj), wts / wts.sum())
-            self._dw_w_ref_reduced = float(self._dw_w(self.theta0[None])[0])
+                R = (form.cart.conj().T @ Pi @ form.cart).real
+                proj[:, at] = np.einsum("qji,jk,qkl->qil", form.basis, R, form.basis)
+            self._dwdyn = (form, np.ascontiguousarray(proj), wts / wts.sum())
+            self._dw_w_ref_reduced = self._dw_w(self.theta0[None])[0]
             log.debug("Debye–Waller: %d reduced mesh points of %d", len(q_red), self.dw_mesh**3)
 
     def _dw_w(self, t: np.ndarray) -> np.ndarray:
-        """Isotropic Debye–Waller coefficient w(θ) (Å², W = w Q²) on the reduced mesh, shape (B,)."""
+        """Isotropic Debye–Waller coefficients w(θ) (Å², W = w Q²) per class, reduced mesh: (B, n_cls)."""
         dyn, proj, wts = self._dwdyn
         tr = pk.dw_traces(
             dyn.Mc,
@@ -800,7 +873,10 @@ class PhysicalModel(FreeParameters):
             _threads(),
         )
         m = self.space.crystal.masses
-        return (tr * HBAR2_AMU_MEV_A2 / (4.0 * m[None]) / 3.0).mean(axis=1)
+        w = tr * HBAR2_AMU_MEV_A2 / (4.0 * m[None]) / 3.0 / dyn.mult  # (B, n_atoms)
+        cls = self._dw_cls
+        n_cls = int(cls.max()) + 1
+        return np.stack([w[:, cls == c].mean(axis=1) for c in range(n_cls)], axis=1)
 
     def _sample_points(self) -> None:
         """The q-points diagonalised per θ, grouped by output pixel (``sampling``)."""
@@ -809,7 +885,7 @@ class PhysicalModel(FreeParameters):
         self._term_rot = cov.rot
         if self.sampling == "path":
             self._pts_q = g.q_rlu
-            self._pts_dyn = self.path
+            self._pts_dyn = real_form(self.path, self.theta0)
             self._pts_pixel = np.arange(g.n_q, dtype=np.int64)
             self._term_point = cov.pixel.astype(np.int64)
         else:
@@ -842,10 +918,8 @@ class PhysicalModel(FreeParameters):
             else:
                 self._term_point = inv.astype(np.int64)
             self._pts_pixel = pts_pix.astype(np.int64)
-            self._pts_dyn = self._dynamics(pts_q)
+            self._pts_dyn = real_form(self._dynamics(pts_q), self.theta0)
             self._pts_q = pts_q
-            if not self._pts_dyn.real:
-                raise PhysicalModelError("the sample points lost the real basis; use sampling='path'.")
         self._pstart = np.searchsorted(self._pts_pixel, np.arange(g.n_q + 1)).astype(np.int64)
 
     def _precompute(self) -> None:
@@ -868,7 +942,9 @@ class PhysicalModel(FreeParameters):
         self._sample_points()
         dyn = self._pts_dyn
         n_pts = len(self._pts_pixel)
-        nk = DW_ORDER + 1 if self.dw == "theta" else 1
+        fams = self._dw_families()
+        nord = DW_ORDER + 1 if self.dw == "theta" else 1
+        nk = nord * len(fams)
         g = self.grid
         # packing offsets
         nblk, bstart = dyn.nblk, dyn.bstart
@@ -889,8 +965,9 @@ class PhysicalModel(FreeParameters):
         C = 2 * np.pi * np.linalg.inv(crystal.conventional_lattice)  # Q_cart = C @ hkl
         r_cart = crystal.positions @ crystal.lattice
         c = self.b_fm / np.sqrt(crystal.masses)
-        Uh = dyn.U.conj().T
+        Uh = dyn.cart
         corr = self.corrections
+        cls = self._dw_cls
         q2max = 0.0
         chunk = 100_000
         # entries are sorted by term (t_idx from np.unique); process terms in chunks
@@ -916,8 +993,13 @@ class PhysicalModel(FreeParameters):
                 dwf = np.exp(-np.einsum("ti,tij,tj->t", Qc, self._dw_ref[kp], Qc))
                 u[:, kappa] = (c[kp] * ph * dwf)[:, None] * StQ
             tp = self._term_point[sl]
-            av = np.einsum("ti,ij,tjk->tk", u.reshape(t1 - t0, m), Uh, dyn.basis[tp])
-            fac = np.full(t1 - t0, SF_TO_MBARN / (2.0 * n_at))
+            # amplitude rows per Debye–Waller class (the atoms of other classes zeroed)
+            rows = []
+            for cl in range(int(cls.max()) + 1):
+                uc = np.where((cls == cl)[None, :, None], u, 0.0).reshape(t1 - t0, m)
+                av = np.einsum("ti,ij,tjk->tk", uc, Uh, dyn.basis[tp])
+                rows.append((np.ascontiguousarray(av.real), np.ascontiguousarray(av.imag)))
+            fac = np.full(t1 - t0, SF_TO_MBARN / (2.0 * n_at) / dyn.mult)
             if corr is not None and corr.q2:
                 fac = fac / np.where(q2 > 0, q2, np.inf)
             e0, e1 = np.searchsorted(t_sorted, [t0, t1])
@@ -925,25 +1007,28 @@ class PhysicalModel(FreeParameters):
             te = cov.t_idx[ent] - t0
             ee = cov.e_idx[ent]
             ww = cov.w[ent]
-            pk.accumulate_packed(
-                np.ascontiguousarray(av.real),
-                np.ascontiguousarray(av.imag),
-                np.ascontiguousarray(tp),
-                q2,
-                np.ascontiguousarray(ee),
-                np.ascontiguousarray(te),
-                np.ascontiguousarray(ww),
-                fac,
-                nk,
-                g.n_e,
-                nblk,
-                bstart,
-                poff,
-                bpoff,
-                npack,
-                packed,
-                allbuf,
-            )
+            for fi, (ca, cb, pair_w) in enumerate(fams):
+                pk.accumulate_packed(
+                    *rows[ca],
+                    *rows[cb],
+                    np.ascontiguousarray(tp),
+                    q2,
+                    np.ascontiguousarray(ee),
+                    np.ascontiguousarray(te),
+                    np.ascontiguousarray(ww),
+                    fac * pair_w,
+                    nord,
+                    len(fams),
+                    fi,
+                    g.n_e,
+                    nblk,
+                    bstart,
+                    poff,
+                    bpoff,
+                    npack,
+                    packed,
+                    allbuf,
+                )
             pix = cov.pixel[cov.t_idx[ent]]
             per = ee >= 0
             wsum += np.bincount(pix[per] * g.n_e + ee[per], weights=ww[per], minlength=g.n_q * g.n_e).reshape(
@@ -971,6 +1056,38 @@ class PhysicalModel(FreeParameters):
             int(self._mask.sum()),
             self._mask.size,
         )
+
+    def _dw_families(self) -> list[tuple[int, int, float]]:
+        """The Debye–Waller families (class a, class b, weight): |F|² = Σ_f weight d_a d_b Re(F_a* F_b).
+
+        One family for a single class (every centrosymmetric one-orbit crystal: Ge, Nb); three for
+        two orbits (GaAs: Ga–Ga, Ga–As, As–As). Row k·n_fam + f of the packed matrices holds order k
+        of family f.
+        """
+        n_cls = int(self._dw_cls.max()) + 1
+        return [(a, b, 1.0 if a == b else 2.0) for a in range(n_cls) for b in range(a, n_cls)]
+
+    def _dw_coefficients(self, t: np.ndarray) -> np.ndarray:
+        """Per sample, the Taylor coefficients x_f^k of exp(x_f Q²) (x_f = −(Δw_a + Δw_b)): (B, nk)."""
+        B = len(t)
+        if self.dw != "theta":
+            return np.ones((B, 1))
+        fams = self._dw_families()
+        dw = self._dw_w(t) - self._dw_w_ref_reduced[None]  # (B, n_cls)
+        x = np.stack([-(dw[:, a] + dw[:, b]) for a, b, _ in fams], axis=1)  # (B, n_fam)
+        if np.abs(x).max() * self._q2max > 0.6:
+            log.warning(
+                "Debye–Waller change %.3g Å² is large for the order-%d expansion (|2ΔwQ²| up to %.2f)",
+                float(np.abs(dw).max()),
+                DW_ORDER,
+                float(np.abs(x).max() * self._q2max),
+            )
+        ck = np.stack([x**kk for kk in range(DW_ORDER + 1)], axis=1)  # (B, order, n_fam)
+        # per sample and family, the orders whose term is below 1e-7 of the factor are dropped
+        xm = np.abs(x) * self._q2max
+        for kk in range(1, DW_ORDER + 1):
+            ck[:, kk][xm**kk / math.factorial(kk) < 1e-7] = 0.0
+        return ck.reshape(B, -1)
 
     def _check_transforms(self, op_of_rot: np.ndarray, cart: np.ndarray, perms: np.ndarray) -> None:
         """D(S q + G) = T D(q) T^H for every operation used (one random q each)."""
@@ -1036,22 +1153,26 @@ class PhysicalModel(FreeParameters):
         "bond phase convention."""
         t = self.check(theta)
         dyn = self.path if q_rlu is None else self._dynamics(q_rlu)
-        vals, vecs = pk.eigh_real(dyn.Mc, dyn.Mp, dyn.nblk, dyn.bstart, dyn.bdup, t, _threads())
-        order = np.argsort(vals, axis=2, kind="stable")
-        vals = np.take_along_axis(vals, order, axis=2)
-        vecs = np.take_along_axis(vecs, order[:, :, None, :], axis=3)
-        E = np.einsum("ij,qjk,bqkn->bqin", dyn.U.conj().T, dyn.basis, vecs)
+        vals, E = dyn.eigh(t)  # real Jacobi in the inversion basis, or the complex Hermitian one
         return _signed_mev(vals), E
 
     def debye_waller(self, theta) -> np.ndarray:
-        """Isotropic Debye–Waller coefficient w (Å², exponent W = w|Q|²) per sample, shape (B,).
+        """Isotropic Debye–Waller coefficient w (Å², exponent W = w|Q|²) per sample.
 
         ``dw='theta'`` only: the reference tensor's w plus the change computed on the reduced mesh.
+        Shape (B,) when every atom has the same w (one symmetry orbit: Ge, Nb), else (B, n_atoms).
         """
+        w = self._debye_waller_atoms(theta)
+        return w[:, 0] if int(self._dw_cls.max()) == 0 else w
+
+    def _debye_waller_atoms(self, theta) -> np.ndarray:
+        """Per sample and atom, the isotropic w (Å²) with ``dw='theta'``: (B, n_atoms)."""
         if self.dw != "theta":
             raise PhysicalModelError(f"debye_waller(theta) needs dw='theta' (this model has dw={self.dw!r}).")
         t = self.check(theta)
-        return np.trace(self._dw_ref[0]) / 3 + (self._dw_w(t) - self._dw_w_ref_reduced)
+        iso = np.array([np.trace(w) / 3 for w in self._dw_ref])
+        change = self._dw_w(t) - self._dw_w_ref_reduced[None]  # (B, n_cls)
+        return iso[None] + change[:, self._dw_cls]
 
     def structure_factor(self, theta, hkl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mode energies and one-phonon structure factors at full Q-points, computed directly at Q.
@@ -1089,9 +1210,8 @@ class PhysicalModel(FreeParameters):
         n_at = crystal.n_atoms
         Ek = E.reshape(len(t), len(hkl), n_at, 3, -1)
         if self.dw == "theta":
-            w = self.debye_waller(t)
-            dwf = np.exp(-w[:, None, None] * np.einsum("qi,qi->q", Qc, Qc)[None, :, None])  # (B, n, 1)
-            dwf = np.broadcast_to(dwf, (len(t), len(hkl), n_at))
+            w = self._debye_waller_atoms(t)  # (B, n_atoms)
+            dwf = np.exp(-w[:, None, :] * np.einsum("qi,qi->q", Qc, Qc)[None, :, None])  # (B, n, n_atoms)
         else:
             dwf = np.broadcast_to(
                 np.exp(-np.einsum("qi,kij,qj->qk", Qc, self._dw_ref, Qc))[None], (len(t), len(hkl), n_at)
@@ -1109,23 +1229,7 @@ class PhysicalModel(FreeParameters):
         B = len(t)
         g = self.grid
         e = g.energy_edges
-        if self.dw == "theta":
-            dw = self._dw_w(t) - self._dw_w_ref_reduced
-            x = -2.0 * dw
-            if np.abs(x).max() * self._q2max > 0.6:
-                log.warning(
-                    "Debye–Waller change %.3g Å² is large for the order-%d expansion (|2ΔwQ²| up to %.2f)",
-                    float(np.abs(dw).max()),
-                    DW_ORDER,
-                    float(np.abs(x).max() * self._q2max),
-                )
-            ck = np.stack([x**kk for kk in range(DW_ORDER + 1)], axis=1)
-            # per sample, the lowest order whose truncation is below 1e-7 of the factor
-            xm = np.abs(x) * self._q2max
-            for kk in range(1, DW_ORDER + 1):
-                ck[xm**kk / math.factorial(kk) < 1e-7, kk] = 0.0
-        else:
-            ck = np.ones((B, 1))
+        ck = self._dw_coefficients(t)
         # whole groups of LANES θ side by side in SIMD lanes; a remainder of at least PAD_FROM is
         # padded to a group (copies of its last θ), a smaller one goes through the one-θ kernel
         L = pk.LANES
