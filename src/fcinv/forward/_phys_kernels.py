@@ -119,6 +119,31 @@ def dw_traces(Mc, Mp, nblk, bstart, bdup, theta, proj, qweight, kT, conv, f_min,
 
 
 @cached_njit(inline="always")
+def _sigma_at(e, fw_tab, fw_e0, fw_de):
+    """Gaussian σ (meV) at mode energy ``e`` from the FWHM table (linear interpolation, clamped)."""
+    nfw = fw_tab.shape[0]
+    x = (e - fw_e0) / fw_de
+    if x <= 0.0:
+        fw = fw_tab[0]
+    elif x >= nfw - 1:
+        fw = fw_tab[nfw - 1]
+    else:
+        ix = int(x)
+        fx = x - ix
+        fw = fw_tab[ix] + fx * (fw_tab[ix + 1] - fw_tab[ix])
+    return fw / 2.3548200450309493
+
+
+@cached_njit(inline="always")
+def _mode_amplitude(e, kT):
+    """(n(ω) + 1)/ω at mode energy ``e`` (meV), k_BT = ``kT`` meV (0: 1/ω)."""
+    am = 1.0 / e
+    if kT > 0.0:
+        am = am / (-math.expm1(-e / kT))
+    return am
+
+
+@cached_njit(inline="always")
 def _exp_small(z):
     """exp(z) for |z| <= 0.6 (the Debye–Waller changes): degree-6 Horner, relative error < 6e-6."""
     return 1.0 + z * (1.0 + z / 2.0 * (1.0 + z / 3.0 * (1.0 + z / 4.0 * (1.0 + z / 5.0 * (1.0 + z / 6.0)))))
@@ -169,13 +194,14 @@ def physical_spectra(
     M_k(s, j) are packed block by block (upper triangles, row-major) in ``packed``: point s
     starts at ``poff[s]`` with layout [k][j][npack[s]], block ``blk`` at ``bpoff[s, blk]``.
 
-    With ``cumulant`` the Debye–Waller change is applied as r₀ exp(x r₁/r₀) (r_k = yᵀ M_k y, x =
-    ``ck[b, 1]``) instead of the series Σ_k ck[b, k] r_k: two rows, exact to first order in x.
+    With ``cumulant`` the Debye–Waller change is applied as r₀ exp(x κ₁ + x² κ₂/2) with the
+    cumulants κ₁ = r₁/r₀, κ₂ = 2r₂/r₀ − κ₁² of the intensity-weighted |Q|² (r_k = yᵀ M_k y;
+    ``ck[b]`` = [1, x, x²], the last 0 when the second cumulant is not needed) instead of the
+    series Σ_k ck[b, k] r_k.
     """
     B, k = theta.shape
     m = Mc.shape[1]
     nk = ck.shape[1]
-    nfw = fw_tab.shape[0]
     npix = pstart.shape[0] - 1
     chunk = (npix + nthreads - 1) // nthreads
     for t in prange(nthreads):
@@ -204,25 +230,14 @@ def physical_spectra(
                             e = math.sqrt(lam) * conv
                             if e <= e_min_mode:
                                 continue
-                            x = (e - fw_e0) / fw_de
-                            if x <= 0.0:
-                                fw = fw_tab[0]
-                            elif x >= nfw - 1:
-                                fw = fw_tab[nfw - 1]
-                            else:
-                                ix = int(x)
-                                fx = x - ix
-                                fw = fw_tab[ix] + fx * (fw_tab[ix + 1] - fw_tab[ix])
-                            sigma = fw / 2.3548200450309493
+                            sigma = _sigma_at(e, fw_tab, fw_e0, fw_de)
                             lo = int(math.floor((e - nsig * sigma - e_lo) / de))
                             hi = int(math.ceil((e + nsig * sigma - e_lo) / de))
                             lo = max(lo, 0)
                             hi = min(hi, n_e)
                             if hi <= lo:
                                 continue
-                            amp = 1.0 / e
-                            if kT > 0.0:
-                                amp = amp / (-math.expm1(-e / kT))
+                            amp = _mode_amplitude(e, kT)
                             # packed outer product (off-diagonal entries doubled)
                             n = 0
                             for r in range(sz):
@@ -253,7 +268,16 @@ def physical_spectra(
                                         r1 = 0.0
                                         for r in range(n):
                                             r1 += yy[r] * packed[off + r]
-                                        qf = r0 * _exp_small(c * r1 / r0)
+                                        k1 = r1 / r0
+                                        z = c * k1
+                                        c2 = ck[b, 2] if nk > 2 else 0.0
+                                        if c2 != 0.0:
+                                            off = base + (2 * n_e + j) * nps + bo
+                                            r2 = 0.0
+                                            for r in range(n):
+                                                r2 += yy[r] * packed[off + r]
+                                            z += 0.5 * c2 * (2.0 * r2 / r0 - k1 * k1)
+                                        qf = r0 * _exp_small(min(max(z, -1.0), 1.0))
                                 else:
                                     for kk in range(nk):
                                         c = ck[b, kk]
@@ -557,7 +581,6 @@ def physical_spectra_lanes(
     L = LANES
     m = Mc.shape[1]
     nk = ck.shape[1]
-    nfw = fw_tab.shape[0]
     npix = pstart.shape[0] - 1
     nchunk = B // L
     chunk = (npix + nthreads - 1) // nthreads
@@ -627,26 +650,14 @@ def physical_spectra_lanes(
                                 e = math.sqrt(lam) * conv
                                 if e <= e_min_mode:
                                     continue
-                                x = (e - fw_e0) / fw_de
-                                if x <= 0.0:
-                                    fw = fw_tab[0]
-                                elif x >= nfw - 1:
-                                    fw = fw_tab[nfw - 1]
-                                else:
-                                    ix = int(x)
-                                    fx = x - ix
-                                    fw = fw_tab[ix] + fx * (fw_tab[ix + 1] - fw_tab[ix])
-                                sigma = fw / 2.3548200450309493
+                                sigma = _sigma_at(e, fw_tab, fw_e0, fw_de)
                                 lo = max(int(math.floor((e - nsig * sigma - e_lo) / de)), 0)
                                 hi = min(int(math.ceil((e + nsig * sigma - e_lo) / de)), n_e)
                                 if hi <= lo:
                                     continue
-                                am = 1.0 / e
-                                if kT > 0.0:
-                                    am = am / (-math.expm1(-e / kT))
                                 el[ln] = e
                                 inv[ln] = 1.0 / sigma
-                                amp[ln] = am
+                                amp[ln] = _mode_amplitude(e, kT)
                                 lol[ln] = lo
                                 hil[ln] = hi
                                 jlo = min(jlo, lo)
@@ -683,7 +694,17 @@ def physical_spectra_lanes(
                                     gl[jj, ln] = 0.0 if j < lol[ln] or j >= hil[ln] else (nxt - prv) * amp[ln]
                                     prv = nxt
                             # the quadratic forms' combination: branch-free loops over the lanes
-                            if cumulant and kmax > 1:
+                            if cumulant and kmax > 2:
+                                for jj in range(nw):
+                                    for ln in range(L):
+                                        r0 = acc[jj, ln]
+                                        ir = 1.0 / max(r0, 1e-30)
+                                        k1 = acc[nw4 + jj, ln] * ir
+                                        k2 = 2.0 * acc[2 * nw4 + jj, ln] * ir - k1 * k1
+                                        z = ckl[1, ln] * k1 + 0.5 * ckl[2, ln] * k2
+                                        z = min(max(z, -1.0), 1.0)
+                                        sp[jlo + jj, ln] += gl[jj, ln] * r0 * _exp_small(z)
+                            elif cumulant and kmax > 1:
                                 for jj in range(nw):
                                     for ln in range(L):
                                         r0 = acc[jj, ln]
