@@ -265,7 +265,7 @@ def test_precomputed_route_equals_direct_sum_over_images(ge, small_cov, dw, expa
 def test_lane_batches_equal_the_one_sample_route(ge, small_cov, dw, extra):
     """A batch of LANES + extra θ (SIMD lanes; the remainder through the one-θ kernel when below
     PAD_FROM, else padded to a whole group) equals θ one at a time."""
-    from fcinv.forward import _phys_kernels as pk
+    from fcinv.forward import _phys_lanes as pk
 
     model = PhysicalModel(ge["space"], ge["grid"], ge["theta"], coverage=small_cov, temperature=300.0, dw=dw)
     n = pk.LANES + extra

@@ -21,6 +21,7 @@ from fcinv.forward._phys_common import (
     _inverse_index,
     real_form,
 )
+from fcinv.forward._phys_lanes import LANES
 
 log = logging.getLogger("fcinv.forward.physical")
 
@@ -102,7 +103,7 @@ class CoveragePrecomputeMixin:
         npack = np.zeros(n_pts, dtype=np.int64)
         for sidx in range(n_pts):
             sizes = np.diff(bstart[sidx, : nblk[sidx] + 1])
-            tri = -(-(sizes * (sizes + 1) // 2) // pk.LANES) * pk.LANES  # padded: whole SIMD vectors
+            tri = -(-(sizes * (sizes + 1) // 2) // LANES) * LANES  # padded: whole SIMD vectors
             bpoff[sidx, : nblk[sidx]] = np.concatenate([[0], np.cumsum(tri)[:-1]])
             npack[sidx] = tri.sum()
         poff = np.concatenate([[0], np.cumsum(nk * g.n_e * npack)]).astype(np.int64)

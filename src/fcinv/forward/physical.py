@@ -44,11 +44,14 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   M_k(q, j) = Σ_t w_t(j) |Q_t|^{2k}/k! (Re a_tᵀ Re a_t + Im a_tᵀ Im a_t) / Σ_t w_t(j); a θ then
   costs one blocked eigen-decomposition per q and one small quadratic form yᵀ M y per mode and
   energy bin of its resolution window. Batches run ``LANES`` (8) θ side by side in SIMD lanes
-  (:func:`~fcinv.forward._phys_kernels.physical_spectra_lanes`: the blocks of eight θ are
+  (:func:`~fcinv.forward._phys_lanes.physical_spectra_lanes`: the blocks of eight θ are
   diagonalised together and each quadratic form is a 4-row × 8-lane tile); the packed
-  triangles are padded to whole vectors. Where the time goes (Ge, 871 points, 5 K, one core,
-  per spectrum, CPU time on the shared 2-core machine): ~0.7 ms eigen-decompositions, ~1.1 ms
-  quadratic forms (3.3 Debye–Waller orders on average), ~0.3 ms the bin-integrated Gaussians.
+  triangles are padded to whole vectors; the tiles run in float32 (one 8-lane AVX vector per row).
+  Where the time goes (Ge, 871 points, 5 K, one thread, per spectrum, CPU time on the shared
+  2-core machine at load 7.5, noisy to ±20 %): ~0.8 ms eigen-decompositions and the per-mode set-up,
+  ~1.0 ms the first row's quadratic forms with the bin-integrated Gaussians, ~0.6 ms the
+  Debye–Waller row (2.0 rows with the cumulant form; the order-6 series used 3.3): 2.5 ms
+  in all, 3.3–3.4 ms before the cumulant form and the float32 tiles (interleaved runs).
 - Debye–Waller (``dw``): W_κ = ħ/(4 m_κ N_q) Σ_qν e_κν e_κν^H coth(ħω/2k_BT)/ω (Euphonic's
   ``calculate_debye_waller``; modes < 0.01 meV left out; 1/ω at T = 0). At the reference it is
   summed on Euphonic's shifted Monkhorst–Pack ``dw_mesh``³ grid and symmetrised, as the
@@ -90,7 +93,10 @@ the dispersion across the tube (errors up to several times the peak next to Γ, 
 Measured (``benchmarks/physical_forward.py``, DFT Ge truth, 120 orientations): max |Δ|/peak
 1.8e-3 (5 K) and 5.9e-4 (300 K) with ``"bins"``; the remainder is Euphonic's different treatment
 of the 4x4x4 supercell images of the DFT file (0.02 meV at generic q). Speed with the lane
-kernel at 5 K: 149 spectra/s wall, 383 per CPU-second (one thread, load average 8 on 2 CPUs).
+kernel (benchmark, θ within ±10 %, 300 K coverage): 172 spectra/s wall, 347 per CPU-second (one
+thread, load average 8.1 on 2 CPUs; 47 and 216 before, same load). GaAs against Ge per sample
+point and θ (path sampling, 300 K): ×2.9 with ``dw="none"`` (the 2m embedding), ×11 with
+``dw="theta"`` (three Debye–Waller families in the order-6 series).
 
 Not modelled: multiphonon, incoherent, elastic and multiple scattering, Q-resolution.
 
@@ -121,6 +127,7 @@ import numpy as np
 from fcinv.errors import ForceConstantError
 from fcinv.fcspace import FCSpace, PairFC
 from fcinv.forward import _phys_kernels as pk
+from fcinv.forward import _phys_lanes as pl
 from fcinv.forward._phys_common import (
     DW_ORDER,
     HBAR2_AMU_MEV_A2,
@@ -439,7 +446,7 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
         ck = self._dw_coefficients(t)
         # whole groups of LANES θ side by side in SIMD lanes; a remainder of at least PAD_FROM is
         # padded to a group (copies of its last θ), a smaller one goes through the one-θ kernel
-        L = pk.LANES
+        L = pl.LANES
         n_lane = B // L * L
         rest = B - n_lane
         if rest >= PAD_FROM:
@@ -453,7 +460,7 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
         fw_tab, fw_e0, fw_de = self._fw
         poff, bpoff, npack = self._pack
         parts = [
-            (pk.physical_spectra_lanes, slice(0, n_lane)),
+            (pl.physical_spectra_lanes, slice(0, n_lane)),
             (pk.physical_spectra, slice(n_lane, n_lane + rest)),
         ]
         for kernel, sl in parts:
