@@ -1,7 +1,8 @@
 """Numba kernels of the physical forward model: batched real-symmetric eigenpairs and intensities.
 
 Kernels receive plain arrays; each thread owns its work arrays. The matrices are the
-block-diagonal real matrices of :class:`fcinv.forward.model.LinearDynamics`.
+block-diagonal real matrices of :class:`fcinv.forward.physical.RealForm`. The one-θ kernels live
+here; the ``LANES``-θ SIMD kernels in :mod:`fcinv.forward._phys_lanes` share the helpers below.
 """
 
 from __future__ import annotations
@@ -118,6 +119,37 @@ def dw_traces(Mc, Mp, nblk, bstart, bdup, theta, proj, qweight, kT, conv, f_min,
     return out
 
 
+@cached_njit(inline="always")
+def _sigma_at(e, fw_tab, fw_e0, fw_de):
+    """Gaussian σ (meV) at mode energy ``e`` from the FWHM table (linear interpolation, clamped)."""
+    nfw = fw_tab.shape[0]
+    x = (e - fw_e0) / fw_de
+    if x <= 0.0:
+        fw = fw_tab[0]
+    elif x >= nfw - 1:
+        fw = fw_tab[nfw - 1]
+    else:
+        ix = int(x)
+        fx = x - ix
+        fw = fw_tab[ix] + fx * (fw_tab[ix + 1] - fw_tab[ix])
+    return fw / 2.3548200450309493
+
+
+@cached_njit(inline="always")
+def _mode_amplitude(e, kT):
+    """(n(ω) + 1)/ω at mode energy ``e`` (meV), k_BT = ``kT`` meV (0: 1/ω)."""
+    am = 1.0 / e
+    if kT > 0.0:
+        am = am / (-math.expm1(-e / kT))
+    return am
+
+
+@cached_njit(inline="always")
+def _exp_small(z):
+    """exp(z) for |z| <= 0.6 (the Debye–Waller changes): degree-6 Horner, relative error < 6e-6."""
+    return 1.0 + z * (1.0 + z / 2.0 * (1.0 + z / 3.0 * (1.0 + z / 4.0 * (1.0 + z / 5.0 * (1.0 + z / 6.0)))))
+
+
 @cached_njit(parallel=True, fastmath=True)
 def physical_spectra(
     Mc,
@@ -143,6 +175,7 @@ def physical_spectra(
     npack,
     packed,
     ck,
+    cumulant,
     kT,
     e_min_mode,
     efac,
@@ -161,11 +194,15 @@ def physical_spectra(
     to pixel p, σ from the FWHM table ``fw_tab`` (meV, from ``fw_e0`` in steps ``fw_de``).
     M_k(s, j) are packed block by block (upper triangles, row-major) in ``packed``: point s
     starts at ``poff[s]`` with layout [k][j][npack[s]], block ``blk`` at ``bpoff[s, blk]``.
+
+    With ``cumulant`` the Debye–Waller change is applied as r₀ exp(x κ₁ + x² κ₂/2) with the
+    cumulants κ₁ = r₁/r₀, κ₂ = 2r₂/r₀ − κ₁² of the intensity-weighted |Q|² (r_k = yᵀ M_k y;
+    ``ck[b]`` = [1, x, x²], the last 0 when the second cumulant is not needed) instead of the
+    series Σ_k ck[b, k] r_k.
     """
     B, k = theta.shape
     m = Mc.shape[1]
     nk = ck.shape[1]
-    nfw = fw_tab.shape[0]
     npix = pstart.shape[0] - 1
     chunk = (npix + nthreads - 1) // nthreads
     for t in prange(nthreads):
@@ -194,25 +231,14 @@ def physical_spectra(
                             e = math.sqrt(lam) * conv
                             if e <= e_min_mode:
                                 continue
-                            x = (e - fw_e0) / fw_de
-                            if x <= 0.0:
-                                fw = fw_tab[0]
-                            elif x >= nfw - 1:
-                                fw = fw_tab[nfw - 1]
-                            else:
-                                ix = int(x)
-                                fx = x - ix
-                                fw = fw_tab[ix] + fx * (fw_tab[ix + 1] - fw_tab[ix])
-                            sigma = fw / 2.3548200450309493
+                            sigma = _sigma_at(e, fw_tab, fw_e0, fw_de)
                             lo = int(math.floor((e - nsig * sigma - e_lo) / de))
                             hi = int(math.ceil((e + nsig * sigma - e_lo) / de))
                             lo = max(lo, 0)
                             hi = min(hi, n_e)
                             if hi <= lo:
                                 continue
-                            amp = 1.0 / e
-                            if kT > 0.0:
-                                amp = amp / (-math.expm1(-e / kT))
+                            amp = _mode_amplitude(e, kT)
                             # packed outer product (off-diagonal entries doubled)
                             n = 0
                             for r in range(sz):
@@ -231,15 +257,38 @@ def physical_spectra(
                                 if g == 0.0:
                                     continue
                                 qf = 0.0
-                                for kk in range(nk):
-                                    c = ck[b, kk]
-                                    if c == 0.0:
-                                        continue
-                                    off = base + (kk * n_e + j) * nps + bo
-                                    sacc = 0.0
+                                if cumulant:
+                                    off = base + j * nps + bo
+                                    r0 = 0.0
                                     for r in range(n):
-                                        sacc += yy[r] * packed[off + r]
-                                    qf += c * sacc
+                                        r0 += yy[r] * packed[off + r]
+                                    qf = r0
+                                    c = ck[b, 1] if nk > 1 else 0.0
+                                    if c != 0.0 and r0 > 0.0:
+                                        off = base + (n_e + j) * nps + bo
+                                        r1 = 0.0
+                                        for r in range(n):
+                                            r1 += yy[r] * packed[off + r]
+                                        k1 = r1 / r0
+                                        z = c * k1
+                                        c2 = ck[b, 2] if nk > 2 else 0.0
+                                        if c2 != 0.0:
+                                            off = base + (2 * n_e + j) * nps + bo
+                                            r2 = 0.0
+                                            for r in range(n):
+                                                r2 += yy[r] * packed[off + r]
+                                            z += 0.5 * c2 * (2.0 * r2 / r0 - k1 * k1)
+                                        qf = r0 * _exp_small(min(max(z, -1.0), 1.0))
+                                else:
+                                    for kk in range(nk):
+                                        c = ck[b, kk]
+                                        if c == 0.0:
+                                            continue
+                                        off = base + (kk * n_e + j) * nps + bo
+                                        sacc = 0.0
+                                        for r in range(n):
+                                            sacc += yy[r] * packed[off + r]
+                                        qf += c * sacc
                                 spectra[b, p, j] += amp * qf * g
             for b in range(B):
                 for j in range(n_e):
@@ -248,29 +297,53 @@ def physical_spectra(
 
 @cached_njit()
 def accumulate_packed(
-    ar, ai, tpt, q2, e_idx, t_idx, wts, fac, nk, n_e, nblk, bstart, poff, bpoff, npack, packed, allbuf
+    ar,
+    ai,
+    br,
+    bi,
+    tpt,
+    q2,
+    e_idx,
+    t_idx,
+    wts,
+    fac,
+    nord,
+    n_fam,
+    fam,
+    n_e,
+    nblk,
+    bstart,
+    poff,
+    bpoff,
+    npack,
+    packed,
+    allbuf,
 ):
-    """Scatter coverage entries into the packed per-point matrices.
+    """Scatter coverage entries into the packed per-point matrices of one Debye–Waller family.
 
-    ``ar``, ``ai`` (n_t, m): real and imaginary parts of the amplitude row a_t (block basis of
-    its point ``tpt[t]``); ``q2[t]`` = |Q_t|², ``fac[t]`` the constant factor of the term.
-    Entry n adds ``wts[n]``·fac·|Q|^{2k}/k!·(ar arᵀ + ai aiᵀ) (block upper triangles) at energy
-    bin ``e_idx[n]`` into ``packed``, or, when ``e_idx[n]`` < 0, into ``allbuf`` (point s at
-    ``s·nk·P``, layout [k][P], P = max npack), meant for every energy bin.
+    ``ar``, ``ai``, ``br``, ``bi`` (n_t, m): real and imaginary parts of two amplitude rows a_t and
+    b_t (block basis of the term's point ``tpt[t]``; the same arrays for a diagonal family);
+    ``q2[t]`` = |Q_t|², ``fac[t]`` the constant factor of the term. Entry n adds, for every order
+    k < ``nord``, ``wts[n]``·fac·|Q|^{2k}/k!·½(ar brᵀ + br arᵀ + ai biᵀ + bi aiᵀ) (block upper
+    triangles) into row k·``n_fam`` + ``fam`` at energy bin ``e_idx[n]`` of ``packed``, or, when
+    ``e_idx[n]`` < 0, into ``allbuf`` (point s at ``s·nk·P``, layout [row][P], nk = nord·n_fam,
+    P = max npack), meant for every energy bin.
     """
     P = npack.max()
+    nk = nord * n_fam
     for n in range(e_idx.shape[0]):
         t = t_idx[n]
         s = tpt[t]
         j = e_idx[n]
-        f = wts[n] * fac[t]
-        for kk in range(nk):
+        f = 0.5 * wts[n] * fac[t]
+        for kk in range(nord):
             if kk > 0:
                 f = f * q2[t] / kk
+            row = kk * n_fam + fam
             if j >= 0:
-                off = poff[s] + (kk * n_e + j) * npack[s]
+                off = poff[s] + (row * n_e + j) * npack[s]
             else:
-                off = (s * nk + kk) * P
+                off = (s * nk + row) * P
             for blk in range(nblk[s]):
                 o = bstart[s, blk]
                 sz = bstart[s, blk + 1] - o
@@ -278,361 +351,14 @@ def accumulate_packed(
                 for r in range(sz):
                     xr = ar[t, o + r]
                     xi = ai[t, o + r]
+                    yr = br[t, o + r]
+                    yi = bi[t, o + r]
                     for c in range(r, sz):
-                        val = f * (xr * ar[t, o + c] + xi * ai[t, o + c])
+                        val = f * (
+                            xr * br[t, o + c] + yr * ar[t, o + c] + xi * bi[t, o + c] + yi * ai[t, o + c]
+                        )
                         if j >= 0:
                             packed[idx] += val
                         else:
                             allbuf[idx] += val
                         idx += 1
-
-
-#: θ samples processed together by the lane kernels (one SIMD vector of float64 on AVX-512).
-LANES = 8
-#: Fast-math flags of the lane kernels: no NaN/inf assumptions (the Jacobi guards divide by zero).
-_LANE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-
-
-@cached_njit(inline="always", fastmath=_LANE_MATH)
-def _jacobi_lanes(a, w, v, n, cs, sn, done):
-    """``LANES`` independent cyclic Jacobi solves at once: ``a`` (n, n, LANES) symmetric, overwritten.
-
-    The same rotation sequence as :func:`fcinv.forward._kernels._jacobi_sym` with vectors (same
-    convergence test and negligible-element rule), each lane with its own angles, so the innermost
-    loops run over the lanes and vectorise (the lanes' layout keeps it a kernel of its own).
-    Eigenvalues into ``w`` (n, LANES), vectors as columns of ``v`` (n, n, LANES); not sorted.
-    A lane that has converged keeps rotating with angle 0 while the others finish.
-    """
-    L = a.shape[2]
-    for i in range(n):
-        for j in range(n):
-            for ln in range(L):
-                v[i, j, ln] = 0.0
-        for ln in range(L):
-            v[i, i, ln] = 1.0
-    for _sweep in range(60):
-        alldone = True
-        for ln in range(L):
-            off = 0.0
-            scale = 0.0
-            for p in range(n):
-                scale += a[p, p, ln] * a[p, p, ln]
-                for q in range(p + 1, n):
-                    off += a[p, q, ln] * a[p, q, ln]
-            done[ln] = off <= 1e-18 * scale or off == 0.0
-            alldone = alldone and done[ln]
-        if alldone:
-            break
-        for p in range(n - 1):
-            for q in range(p + 1, n):
-                for ln in range(L):
-                    apq = a[p, q, ln]
-                    app = a[p, p, ln]
-                    aqq = a[q, q, ln]
-                    small = done[ln] or abs(apq) <= 1e-12 * (abs(app) + abs(aqq))
-                    den = 1.0 if small else 2.0 * apq
-                    th = (aqq - app) / den
-                    t = 1.0 / (abs(th) + math.sqrt(th * th + 1.0))
-                    if th < 0.0:
-                        t = -t
-                    if small:
-                        t = 0.0
-                    c = 1.0 / math.sqrt(t * t + 1.0)
-                    cs[ln] = c
-                    sn[ln] = t * c
-                    a[p, p, ln] = app - t * apq
-                    a[q, q, ln] = aqq + t * apq
-                    if not done[ln]:
-                        a[p, q, ln] = 0.0
-                        a[q, p, ln] = 0.0
-                for r in range(n):
-                    if r != p and r != q:
-                        for ln in range(L):
-                            arp = a[r, p, ln]
-                            arq = a[r, q, ln]
-                            x = cs[ln] * arp - sn[ln] * arq
-                            y = sn[ln] * arp + cs[ln] * arq
-                            a[r, p, ln] = x
-                            a[p, r, ln] = x
-                            a[r, q, ln] = y
-                            a[q, r, ln] = y
-                for r in range(n):
-                    for ln in range(L):
-                        vrp = v[r, p, ln]
-                        vrq = v[r, q, ln]
-                        v[r, p, ln] = cs[ln] * vrp - sn[ln] * vrq
-                        v[r, q, ln] = sn[ln] * vrp + cs[ln] * vrq
-    for i in range(n):
-        for ln in range(L):
-            w[i, ln] = a[i, i, ln]
-
-
-@cached_njit(inline="always", fastmath=_LANE_MATH)
-def _tile4(yy, packed, o0, nps, n, acc, row0):
-    """acc[row0 + i, :] = Σ_r yy[r, :] · packed[o0 + i·nps + r] for i < 4: four rows × ``LANES`` (= 8) lanes.
-
-    Written out as 32 named accumulators so that they stay in four vector registers and the four
-    rows' multiply-add chains overlap (a loop over an accumulator array is latency-bound).
-    """
-    s00 = s01 = s02 = s03 = s04 = s05 = s06 = s07 = 0.0
-    s10 = s11 = s12 = s13 = s14 = s15 = s16 = s17 = 0.0
-    s20 = s21 = s22 = s23 = s24 = s25 = s26 = s27 = 0.0
-    s30 = s31 = s32 = s33 = s34 = s35 = s36 = s37 = 0.0
-    o1 = o0 + nps
-    o2 = o1 + nps
-    o3 = o2 + nps
-    for r in range(n):
-        y0 = yy[r, 0]
-        y1 = yy[r, 1]
-        y2 = yy[r, 2]
-        y3 = yy[r, 3]
-        y4 = yy[r, 4]
-        y5 = yy[r, 5]
-        y6 = yy[r, 6]
-        y7 = yy[r, 7]
-        p = packed[o0 + r]
-        s00 += y0 * p
-        s01 += y1 * p
-        s02 += y2 * p
-        s03 += y3 * p
-        s04 += y4 * p
-        s05 += y5 * p
-        s06 += y6 * p
-        s07 += y7 * p
-        p = packed[o1 + r]
-        s10 += y0 * p
-        s11 += y1 * p
-        s12 += y2 * p
-        s13 += y3 * p
-        s14 += y4 * p
-        s15 += y5 * p
-        s16 += y6 * p
-        s17 += y7 * p
-        p = packed[o2 + r]
-        s20 += y0 * p
-        s21 += y1 * p
-        s22 += y2 * p
-        s23 += y3 * p
-        s24 += y4 * p
-        s25 += y5 * p
-        s26 += y6 * p
-        s27 += y7 * p
-        p = packed[o3 + r]
-        s30 += y0 * p
-        s31 += y1 * p
-        s32 += y2 * p
-        s33 += y3 * p
-        s34 += y4 * p
-        s35 += y5 * p
-        s36 += y6 * p
-        s37 += y7 * p
-    acc[row0 + 0, 0] = s00
-    acc[row0 + 0, 1] = s01
-    acc[row0 + 0, 2] = s02
-    acc[row0 + 0, 3] = s03
-    acc[row0 + 0, 4] = s04
-    acc[row0 + 0, 5] = s05
-    acc[row0 + 0, 6] = s06
-    acc[row0 + 0, 7] = s07
-    acc[row0 + 1, 0] = s10
-    acc[row0 + 1, 1] = s11
-    acc[row0 + 1, 2] = s12
-    acc[row0 + 1, 3] = s13
-    acc[row0 + 1, 4] = s14
-    acc[row0 + 1, 5] = s15
-    acc[row0 + 1, 6] = s16
-    acc[row0 + 1, 7] = s17
-    acc[row0 + 2, 0] = s20
-    acc[row0 + 2, 1] = s21
-    acc[row0 + 2, 2] = s22
-    acc[row0 + 2, 3] = s23
-    acc[row0 + 2, 4] = s24
-    acc[row0 + 2, 5] = s25
-    acc[row0 + 2, 6] = s26
-    acc[row0 + 2, 7] = s27
-    acc[row0 + 3, 0] = s30
-    acc[row0 + 3, 1] = s31
-    acc[row0 + 3, 2] = s32
-    acc[row0 + 3, 3] = s33
-    acc[row0 + 3, 4] = s34
-    acc[row0 + 3, 5] = s35
-    acc[row0 + 3, 6] = s36
-    acc[row0 + 3, 7] = s37
-
-
-@cached_njit(parallel=True, fastmath=_LANE_MATH)
-def physical_spectra_lanes(
-    Mc,
-    Mp,
-    nblk,
-    bstart,
-    bdup,
-    theta,
-    conv,
-    e_lo,
-    de,
-    n_e,
-    fw_tab,
-    fw_e0,
-    fw_de,
-    nsig,
-    table,
-    zmax,
-    scale,
-    pstart,
-    poff,
-    bpoff,
-    npack,
-    packed,
-    ck,
-    kT,
-    e_min_mode,
-    efac,
-    spectra,
-    nthreads,
-):
-    """:func:`physical_spectra` for a batch whose size is a multiple of ``LANES``, θ in SIMD lanes.
-
-    Same arguments and result (to rounding): per pixel, sample point and group of ``LANES`` θ,
-    the blocks are diagonalised side by side (:func:`_jacobi_lanes`) and every mode's quadratic
-    forms yᵀ M_k(s, j) y run over the lanes, each lane keeping its own ±``nsig``σ window.
-    """
-    B, k = theta.shape
-    L = LANES
-    m = Mc.shape[1]
-    nk = ck.shape[1]
-    nfw = fw_tab.shape[0]
-    npix = pstart.shape[0] - 1
-    nchunk = B // L
-    chunk = (npix + nthreads - 1) // nthreads
-    for t in prange(nthreads):
-        a = np.empty((m, m, L))
-        w = np.empty((m, L))
-        v = np.empty((m, m, L))
-        yy = np.empty((m * (m + 1) // 2 + L, L))
-        sp = np.empty((n_e, L))
-        cs = np.empty(L)
-        sn = np.empty(L)
-        done = np.empty(L, dtype=np.bool_)
-        el = np.empty(L)
-        inv = np.empty(L)
-        amp = np.empty(L)
-        lol = np.empty(L, dtype=np.int64)
-        hil = np.empty(L, dtype=np.int64)
-        prev = np.empty(L)
-        acc = np.empty((nk * (n_e + 4), L))
-        ckl = np.empty((nk, L))
-        for p in range(t * chunk, min(npix, (t + 1) * chunk)):
-            for ch in range(nchunk):
-                b0 = ch * L
-                kmax = 0
-                for kk in range(nk):
-                    for ln in range(L):
-                        ckl[kk, ln] = ck[b0 + ln, kk]
-                        if ckl[kk, ln] != 0.0:
-                            kmax = kk + 1
-                for j in range(n_e):
-                    for ln in range(L):
-                        sp[j, ln] = 0.0
-                for s in range(pstart[p], pstart[p + 1]):
-                    base = poff[s]
-                    nps = npack[s]
-                    for blk in range(nblk[s]):
-                        o = bstart[s, blk]
-                        sz = bstart[s, blk + 1] - o
-                        if not bdup[s, blk]:
-                            for r in range(sz):
-                                for c in range(r, sz):
-                                    for ln in range(L):
-                                        x = Mc[s, o + r, o + c]
-                                        for pp in range(k):
-                                            x += theta[b0 + ln, pp] * Mp[pp, s, o + r, o + c]
-                                        a[r, c, ln] = x
-                                        a[c, r, ln] = x
-                            if sz == 1:
-                                for ln in range(L):
-                                    w[0, ln] = a[0, 0, ln]
-                                    v[0, 0, ln] = 1.0
-                            else:
-                                _jacobi_lanes(a, w, v, sz, cs, sn, done)
-                        bo = bpoff[s, blk]
-                        for i in range(sz):
-                            jlo = n_e
-                            jhi = 0
-                            for ln in range(L):
-                                lam = w[i, ln]
-                                lol[ln] = 0
-                                hil[ln] = 0
-                                amp[ln] = 0.0
-                                el[ln] = 0.0
-                                inv[ln] = 0.0
-                                if lam <= 0.0:
-                                    continue
-                                e = math.sqrt(lam) * conv
-                                if e <= e_min_mode:
-                                    continue
-                                x = (e - fw_e0) / fw_de
-                                if x <= 0.0:
-                                    fw = fw_tab[0]
-                                elif x >= nfw - 1:
-                                    fw = fw_tab[nfw - 1]
-                                else:
-                                    ix = int(x)
-                                    fx = x - ix
-                                    fw = fw_tab[ix] + fx * (fw_tab[ix + 1] - fw_tab[ix])
-                                sigma = fw / 2.3548200450309493
-                                lo = max(int(math.floor((e - nsig * sigma - e_lo) / de)), 0)
-                                hi = min(int(math.ceil((e + nsig * sigma - e_lo) / de)), n_e)
-                                if hi <= lo:
-                                    continue
-                                am = 1.0 / e
-                                if kT > 0.0:
-                                    am = am / (-math.expm1(-e / kT))
-                                el[ln] = e
-                                inv[ln] = 1.0 / sigma
-                                amp[ln] = am
-                                lol[ln] = lo
-                                hil[ln] = hi
-                                jlo = min(jlo, lo)
-                                jhi = max(jhi, hi)
-                            if jhi <= jlo:
-                                continue
-                            n = 0
-                            for r in range(sz):
-                                for ln in range(L):
-                                    yy[n, ln] = v[r, i, ln] * v[r, i, ln]
-                                n += 1
-                                for c in range(r + 1, sz):
-                                    for ln in range(L):
-                                        yy[n, ln] = 2.0 * v[r, i, ln] * v[c, i, ln]
-                                    n += 1
-                            # the block's triangle is padded to whole vectors (zeros in packed)
-                            n8 = (n + L - 1) // L * L
-                            for r in range(n, n8):
-                                for ln in range(L):
-                                    yy[r, ln] = 0.0
-                            # all rows (k, j) of the union window, four at a time
-                            nw = jhi - jlo
-                            nw4 = (nw + 3) // 4 * 4
-                            for kk in range(kmax):
-                                for jj in range(0, nw4, 4):
-                                    o4 = base + (kk * n_e + jlo + jj) * nps + bo
-                                    _tile4(yy, packed, o4, nps, n8, acc, kk * nw4 + jj)
-                            for ln in range(L):
-                                prev[ln] = _cdf((e_lo + jlo * de - el[ln]) * inv[ln], table, zmax, scale)
-                            for jj in range(nw):
-                                j = jlo + jj
-                                for ln in range(L):
-                                    nxt = _cdf((e_lo + (j + 1) * de - el[ln]) * inv[ln], table, zmax, scale)
-                                    g = nxt - prev[ln]
-                                    prev[ln] = nxt
-                                    if j < lol[ln] or j >= hil[ln]:
-                                        g = 0.0
-                                    q = 0.0
-                                    for kk in range(kmax):
-                                        q += ckl[kk, ln] * acc[kk * nw4 + jj, ln]
-                                    sp[j, ln] += g * amp[ln] * q
-                for j in range(n_e):
-                    f = efac[j] / de
-                    for ln in range(L):
-                        spectra[b0 + ln, p, j] = sp[j, ln] * f

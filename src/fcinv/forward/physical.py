@@ -35,15 +35,23 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   vectors). Hence F_ν(Q_t)* = a_t · y_ν with the fixed row a_t = u_tᵀ U^H V and
   u_t,κ = b_κ' m_κ'^{-1/2} e^{−Q_tᵀ W_κ' Q_t} e^{−iG·r_κ'} Sᵀ Q_t, checked against the
   dynamical matrices at construction (D(Sq) = T D(q) T^H).
+- Crystals without an inversion centre (zincblende GaAs): D(q) has no real basis. The frequencies
+  use the compiled complex Hermitian Jacobi (:class:`LinearDynamics`); the intensities use the real
+  embedding [[Re D, −Im D], [Im D, Re D]] of size 2m (:class:`RealForm`), whose eigenpairs are the
+  complex ones twice (x and i·x), so the same real lane kernels run on it and every sum over modes
+  carries a factor ½. Checked against Euphonic's S(Q, E) for GaAs (tests/forward/test_physical_complex.py).
 - Precomputed once per measurement: per pixel (q, j) the real symmetric matrices
   M_k(q, j) = Σ_t w_t(j) |Q_t|^{2k}/k! (Re a_tᵀ Re a_t + Im a_tᵀ Im a_t) / Σ_t w_t(j); a θ then
   costs one blocked eigen-decomposition per q and one small quadratic form yᵀ M y per mode and
   energy bin of its resolution window. Batches run ``LANES`` (8) θ side by side in SIMD lanes
-  (:func:`~fcinv.forward._phys_kernels.physical_spectra_lanes`: the blocks of eight θ are
+  (:func:`~fcinv.forward._phys_lanes.physical_spectra_lanes`: the blocks of eight θ are
   diagonalised together and each quadratic form is a 4-row × 8-lane tile); the packed
-  triangles are padded to whole vectors. Where the time goes (Ge, 871 points, 5 K, one core,
-  per spectrum, CPU time on the shared 2-core machine): ~0.7 ms eigen-decompositions, ~1.1 ms
-  quadratic forms (3.3 Debye–Waller orders on average), ~0.3 ms the bin-integrated Gaussians.
+  triangles are padded to whole vectors; the tiles run in float32 (one 8-lane AVX vector per row).
+  Where the time goes (Ge, 871 points, 5 K, one thread, per spectrum, CPU time on the shared
+  2-core machine at load 7.5, noisy to ±20 %): ~0.8 ms eigen-decompositions and the per-mode set-up,
+  ~1.0 ms the first row's quadratic forms with the bin-integrated Gaussians, ~0.6 ms the
+  Debye–Waller row (2.0 rows with the cumulant form; the order-6 series used 3.3): 2.5 ms
+  in all, 3.3–3.4 ms before the cumulant form and the float32 tiles (interleaved runs).
 - Debye–Waller (``dw``): W_κ = ħ/(4 m_κ N_q) Σ_qν e_κν e_κν^H coth(ħω/2k_BT)/ω (Euphonic's
   ``calculate_debye_waller``; modes < 0.01 meV left out; 1/ω at T = 0). At the reference it is
   summed on Euphonic's shifted Monkhorst–Pack ``dw_mesh``³ grid and symmetrised, as the
@@ -51,7 +59,17 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   isotropic coefficient (W = w|Q|²) is summed on the irreducible points of the Γ-centred
   ``dw_mesh``³ grid (spglib; ~50 points for Ge instead of 1000) and applied as
   exp(−2ΔwQ²) = Σ_k (−2ΔwQ²)^k/k! (order 6, truncation < 1e-6 for |2ΔwQ²| < 0.25, warned
-  beyond); it needs every atom's W isotropic and equal (cubic sites of one orbit: Ge, Nb).
+  beyond); it needs every atom's W isotropic (cubic sites: Ge, Nb, GaAs). With several symmetry
+  orbits (GaAs: Ga and As) each orbit c has its own Δw_c and the matrices come in families (a, b),
+  a ≤ b, each expanded in exp(−(Δw_a + Δw_b)Q²) (three families for two orbits).
+  ``dw_expansion="cumulant"`` (default for one class) keeps only the rows k = 0, 1, 2,
+  r_k = Σ_t w_t |Q_t|^{2k}/k! |a_t·y|², and applies r₀ exp(x κ₁ + x² κ₂/2) (x = −2Δw) with the
+  cumulants κ₁ = r₁/r₀ and κ₂ = 2r₂/r₀ − κ₁² of the intensity-weighted |Q|² of each mode and bin:
+  exact to second order in x (the row k = 2 is skipped for a θ whose first-order bound
+  (|x|Q²max)²/8 is below 1e-4 of each pixel). Measured against the order-6 series (``"taylor"``) on the
+  120-orientation Ge run over ±10 % θ: 6.7e-5 of the peak at 300 K (|x|Q²max up to 0.34; the
+  first-order form alone: 3.7e-3, worst at Γ where the zones' |Q|² spread most). It needs 2–3 rows
+  where the series needs 3–7, so the quadratic forms and the precomputed matrices shrink.
   ``"reference"`` keeps the
   reference's (full, symmetrised) W_κ for every θ; ``"none"`` drops it. Note: the simulated
   experiment uses no Debye–Waller factor at T = 0; pass ``dw="none"`` to reproduce it there.
@@ -75,7 +93,10 @@ the dispersion across the tube (errors up to several times the peak next to Γ, 
 Measured (``benchmarks/physical_forward.py``, DFT Ge truth, 120 orientations): max |Δ|/peak
 1.8e-3 (5 K) and 5.9e-4 (300 K) with ``"bins"``; the remainder is Euphonic's different treatment
 of the 4x4x4 supercell images of the DFT file (0.02 meV at generic q). Speed with the lane
-kernel at 5 K: 149 spectra/s wall, 383 per CPU-second (one thread, load average 8 on 2 CPUs).
+kernel (benchmark, θ within ±10 %, 300 K coverage): 172 spectra/s wall, 347 per CPU-second (one
+thread, load average 8.1 on 2 CPUs; 47 and 216 before, same load). GaAs against Ge per sample
+point and θ (path sampling, 300 K): ×2.9 with ``dw="none"`` (the 2m embedding), ×11 with
+``dw="theta"`` (three Debye–Waller families in the order-6 series).
 
 Not modelled: multiphonon, incoherent, elastic and multiple scattering, Q-resolution.
 
@@ -98,16 +119,26 @@ Example::
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from fcinv.errors import FcinvError, ForceConstantError
+from fcinv.errors import ForceConstantError
 from fcinv.fcspace import FCSpace, PairFC
 from fcinv.forward import _phys_kernels as pk
+from fcinv.forward import _phys_lanes as pl
+from fcinv.forward._phys_common import (
+    DW_ORDER,
+    HBAR2_AMU_MEV_A2,
+    SF_TO_MBARN,
+    PhysicalModelError,
+    RealForm,
+    real_form,
+)
+from fcinv.forward._phys_dw import DebyeWallerMixin
+from fcinv.forward._phys_precompute import CoveragePrecomputeMixin
+from fcinv.forward.coverage import Coverage, coverage_for_run, coverage_from_fold, full_coverage
 from fcinv.forward.model import (
     _CDF,
     STABILITY_TOL_MEV,
@@ -123,14 +154,24 @@ from fcinv.forward.scattering import coherent_lengths
 from fcinv.grid import SpectrumGrid
 from fcinv.units import EV_A2_AMU_TO_MEV, KB_MEV_PER_K
 
+__all__ = [
+    "DW_ORDER",
+    "HBAR2_AMU_MEV_A2",
+    "PAD_FROM",
+    "SF_TO_MBARN",
+    "Coverage",
+    "PhysicalModel",
+    "PhysicalModelError",
+    "RealForm",
+    "coverage_for_run",
+    "coverage_from_fold",
+    "full_coverage",
+    "make_forward",
+    "real_form",
+]
+
 log = logging.getLogger(__name__)
 
-#: ħ²/amu in meV Å² (CODATA 2018).
-HBAR2_AMU_MEV_A2 = 4.180159286375
-#: |F|²/ω with b in fm, Q in 1/Å, m in amu, ω in meV → mbarn (1 fm² = 10 mbarn).
-SF_TO_MBARN = 10.0 * HBAR2_AMU_MEV_A2
-#: Order of the Taylor expansion of the Debye–Waller change.
-DW_ORDER = 6
 #: A batch remainder (beyond whole groups of ``LANES`` θ) of at least this many is padded to a
 #: group for the lane kernel; a smaller one goes through the one-θ kernel (cheaper for 1–5 θ).
 PAD_FROM = 6
@@ -138,453 +179,15 @@ PAD_FROM = 6
 DWMode = Literal["theta", "reference", "none"]
 
 
-class PhysicalModelError(FcinvError):
-    """Bad settings or inputs of the physical forward model."""
-
-
-# ----------------------------------------------------------------------- coverage
-@dataclass(frozen=True, eq=False)
-class Coverage:
-    """Which images the folded measurement combines at each (q, E) pixel, and with what weight.
-
-    Parameters
-    ----------
-    grid
-        The (q, E) grid of the fold.
-    rotations
-        Shape (n_rot, 3, 3): point-group matrices acting on conventional r.l.u. column vectors.
-    pixel
-        Shape (n_t,) int64: path q-bin of each (image, zone) term t.
-    rot
-        Shape (n_t,) int64: row of ``rotations`` mapping the path onto the image (Q_t = g q + G).
-    zone
-        Shape (n_t, 3) float64, r.l.u.: the zone centre G of each term.
-    t_idx, e_idx, w
-        Shape (n_entries,): term, energy bin (−1: every energy bin) and weight (> 0, the summed
-        normalisation of the 4D bins) of each entry.
-    source
-        How it was made (``"full"``, ``"fold"``, ``"run"``).
-    meta
-        Provenance (Ei, angles, numbers of terms).
-    q
-        Optional shape (n_t, 3) float64, r.l.u.: the q of each term in the path's frame, with
-        Q_t = g q_t + G the centre of the 4D bins it stands for (``sampling="bins"``); None: the
-        pixel's path point (``sampling="path"``).
-    """
-
-    grid: SpectrumGrid
-    rotations: np.ndarray
-    pixel: np.ndarray
-    rot: np.ndarray
-    zone: np.ndarray
-    t_idx: np.ndarray
-    e_idx: np.ndarray
-    w: np.ndarray
-    source: str = ""
-    meta: dict = field(default_factory=dict)
-    q: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        n_t = len(self.pixel)
-        if self.q is not None and np.shape(self.q) != (n_t, 3):
-            raise PhysicalModelError(
-                f"coverage q has shape {np.shape(self.q)}; expected ({n_t}, 3), one path-frame q per term."
-            )
-        if not (len(self.rot) == n_t == len(self.zone)) or not (
-            len(self.t_idx) == len(self.e_idx) == len(self.w)
-        ):
-            raise PhysicalModelError(
-                f"coverage arrays disagree in length (pixel {n_t}, rot {len(self.rot)}, zone "
-                f"{len(self.zone)}; "
-                f"entries {len(self.t_idx)}, {len(self.e_idx)}, {len(self.w)}). Build it with the coverage "
-                "functions."
-            )
-        if n_t == 0 or len(self.w) == 0:
-            raise PhysicalModelError(
-                "the coverage is empty: no image reaches the path. Check Ei, the angles and the grid."
-            )
-        if np.any(self.w <= 0) or not np.all(np.isfinite(self.w)):
-            raise PhysicalModelError(
-                "coverage weights must be finite and > 0. Drop the entries without exposure."
-            )
-
-    @property
-    def n_terms(self) -> int:
-        """Number of (pixel, image, zone) terms."""
-        return len(self.pixel)
-
-    def term_q(self) -> np.ndarray:
-        """The path-frame q of every term, shape (n_t, 3) float64, r.l.u."""
-        return self.grid.q_rlu[self.pixel] if self.q is None else np.asarray(self.q, float)
-
-    def hkl(self) -> np.ndarray:
-        """Q_t = g·q_t + G of every term, shape (n_t, 3) float64, conventional r.l.u."""
-        q = self.term_q()
-        return np.einsum("tij,tj->ti", self.rotations[self.rot], q) + self.zone
-
-    @property
-    def weight_sum(self) -> np.ndarray:
-        """Σ_t w_t per pixel, shape (n_q, n_E) float64 (0 where unmeasured)."""
-        g = self.grid
-        out = np.zeros(g.n_q * g.n_e)
-        per = self.e_idx >= 0
-        cell = self.pixel[self.t_idx[per]] * g.n_e + self.e_idx[per]
-        out += np.bincount(cell, weights=self.w[per], minlength=g.n_q * g.n_e)
-        out = out.reshape(g.shape)
-        if np.any(~per):
-            out += np.bincount(self.pixel[self.t_idx[~per]], weights=self.w[~per], minlength=g.n_q)[:, None]
-        return out
-
-    @property
-    def mask(self) -> np.ndarray:
-        """Pixels the measurement covers, shape (n_q, n_E) bool."""
-        return self.weight_sum > 0
-
-    def describe(self) -> dict:
-        """JSON-able summary."""
-        return {
-            "source": self.source,
-            "n_terms": self.n_terms,
-            "n_entries": len(self.w),
-            "sampling": "path" if self.q is None else "bins",
-            "covered_fraction": float(self.mask.mean()),
-            **self.meta,
-        }
-
-
-def _rotation_of_images(grid: SpectrumGrid, rotations: np.ndarray):
-    """The plan's segment images and, per image, one rotation mapping its segment onto it."""
-    from fcinv.experiment.fold import path_segments, segment_images
-
-    segs = path_segments(grid)
-    images = segment_images(segs, rotations)
-    rot = np.empty(len(images), dtype=np.int64)
-    for m in range(len(images)):
-        s = segs[int(images.segment[m])]
-        a = rotations @ s.start
-        st = rotations @ s.step
-        ok = np.flatnonzero(
-            np.all(np.abs(a - images.start[m]) < 1e-6, axis=1)
-            & np.all(np.abs(st - images.step[m]) < 1e-6, axis=1)
-        )
-        rot[m] = int(ok[0])
-    return images, rot
-
-
-def full_coverage(
-    crystal, grid: SpectrumGrid, *, qmax: float = 8.0, rotations: np.ndarray | None = None
-) -> Coverage:
-    """Every distinct image of every path segment in every zone with |Q| <= ``qmax`` (1/Å).
-
-    Weight 1 at all energies (an idealised, fully covered measurement).
-
-    ``crystal`` is a :class:`fcinv.crystal.Crystal`; ``rotations`` default to its point group.
-    """
-    from fcinv.experiment.fold import zone_centres
-
-    if not qmax > 0:
-        raise PhysicalModelError(f"qmax = {qmax} 1/Å; pass a positive |Q| limit (e.g. 8).")
-    rots = np.asarray(crystal.point_group_rlu if rotations is None else rotations, float)
-    images, img_rot = _rotation_of_images(grid, rots)
-    centering = {"fcc": "F", "bcc": "I"}.get(crystal.lattice_type, "P")
-    C = 2 * np.pi * np.linalg.inv(crystal.conventional_lattice)  # Q_cart = C @ hkl
-    hmax = qmax / np.linalg.svd(C, compute_uv=False).min() + 2.0
-    zones = zone_centres(-np.full(3, hmax), np.full(3, hmax), centering)  # type: ignore[arg-type]
-    pix, rot, zon = [], [], []
-    for m in range(len(images)):
-        n = int(images.n[m])
-        js = np.arange(n) + int(images.offset[m])
-        qimg = images.start[m] + (np.arange(n) + 0.5)[:, None] * images.step[m]
-        Q = qimg[:, None, :] + zones[None]
-        ok = np.linalg.norm(Q @ C.T, axis=2) <= qmax
-        jj, zz = np.nonzero(ok)
-        pix.append(js[jj])
-        rot.append(np.full(len(jj), img_rot[m]))
-        zon.append(zones[zz])
-    pixel = np.concatenate(pix).astype(np.int64)
-    n_t = len(pixel)
-    return Coverage(
-        grid=grid,
-        rotations=rots,
-        pixel=pixel,
-        rot=np.concatenate(rot).astype(np.int64),
-        zone=np.concatenate(zon),
-        t_idx=np.arange(n_t, dtype=np.int64),
-        e_idx=np.full(n_t, -1, dtype=np.int64),
-        w=np.ones(n_t),
-        source="full",
-        meta={"qmax_inv_A": qmax},
-    )
-
-
-def coverage_from_fold(
-    plan,
-    volume,
-    *,
-    qmod_range: tuple[float, float] | None = None,
-    min_zone_coverage: float = 0.0,
-    rotations: np.ndarray | None = None,
-    sampling: str = "bins",
-) -> Coverage:
-    """The coverage of a real fold: :class:`~fcinv.experiment.fold.FoldPlan` + the volume it folds.
-
-    ``rotations`` must be the point group the plan was built with, in the same order (default:
-    the plan's own). Weights are the volume's normalisation (``volume.weights``),
-    exactly as :meth:`FoldPlan.apply` sums them. ``sampling="bins"`` keeps, per term, where the
-    4D bins' centres lie in the tube (their path-frame q = g⁻¹(Q_bin − G)), so the model sees the
-    dispersion across the tube; ``"path"`` puts every term at its pixel's path point.
-    """
-    if sampling not in ("bins", "path"):
-        raise PhysicalModelError(
-            f"sampling = {sampling!r}; pass 'bins' (4D-bin centres) or 'path' (path points)."
-        )
-    if rotations is None:
-        rotations = getattr(plan, "rotations", None)
-        if rotations is None:
-            raise PhysicalModelError(
-                "the fold plan does not carry its rotations; pass rotations=... (the point group it was "
-                "built with)."
-            )
-    rots = np.asarray(rotations, float)
-    if len(rots) != plan.n_rotations or (
-        getattr(plan, "rotations", None) is not None and not np.allclose(rots, plan.rotations)
-    ):
-        raise PhysicalModelError(
-            f"the {len(rots)} rotations given are not the {plan.n_rotations} the fold plan was built with "
-            "(their order fixes the segment images). Pass the plan's rotations."
-        )
-    images, img_rot = _rotation_of_images(plan.grid, rots)
-    if len(images) != plan.n_images:
-        raise PhysicalModelError(
-            f"the rotations give {len(images)} segment images but the plan has {plan.n_images}. Pass the "
-            "plan's rotations."
-        )
-    by_bin = sampling == "bins"
-    iw = plan.image_weights(volume, qmod_range=qmod_range, min_zone_coverage=min_zone_coverage, by_bin=by_bin)
-    if len(iw["w"]) == 0:
-        raise PhysicalModelError(
-            "nothing of the volume lands on the path: the coverage is empty. Check the volume and the plan."
-        )
-    n_q = plan.grid.n_q
-    if by_bin:
-        n_q3 = int(np.prod([len(e) - 1 for e in plan.q_edges]))
-        key = (iw["zone"] * len(images) + iw["image"]) * n_q3 + iw["q3"]
-    else:
-        key = (iw["zone"] * len(images) + iw["image"]) * n_q + iw["pixel"]
-    _, first, t_idx = np.unique(key, return_index=True, return_inverse=True)
-    pixel = iw["pixel"][first]
-    image = iw["image"][first]
-    zone = iw["zone"][first]
-    q = None
-    if by_bin:
-        shape3 = tuple(len(e) - 1 for e in plan.q_edges)
-        cen = [0.5 * (e[1:] + e[:-1]) for e in plan.q_edges]
-        ih, ik, il = np.unravel_index(iw["q3"][first], shape3)
-        Qb = np.stack([cen[0][ih], cen[1][ik], cen[2][il]], axis=1)
-        ginv = np.linalg.inv(rots)[img_rot[image]]
-        q = np.einsum("tij,tj->ti", ginv, Qb - plan.zones[zone])
-    return Coverage(
-        grid=plan.grid,
-        rotations=rots,
-        pixel=pixel.astype(np.int64),
-        rot=img_rot[image],
-        zone=plan.zones[zone].astype(float),
-        t_idx=t_idx.ravel().astype(np.int64),
-        e_idx=iw["e"].astype(np.int64),
-        w=iw["w"].astype(float),
-        source="fold",
-        meta={"q_tolerance_rlu": plan.q_tolerance, "n_zones": len(np.unique(zone))},
-        q=q,
-    )
-
-
-def coverage_for_run(
-    crystal,
-    grid: SpectrumGrid,
-    *,
-    ei: float = 40.0,
-    psi: Sequence[float] = tuple(float(x) for x in range(120)),
-    u: Sequence[float] = (1.0, 0.0, 0.0),
-    v: Sequence[float] = (0.0, 1.0, 0.0),
-    instrument=None,
-    q_step: float = 0.05,
-    q_tolerance: float = 0.05,
-    exposure: bool = True,
-    sampling: str = "bins",
-) -> Coverage:
-    """The coverage of a (simulated-geometry) ARCS-like run, without computing any S(Q, E).
-
-    The same Q grid, tube selection and kinematic coverage as
-    :func:`fcinv.experiment.simulate.simulate_experiment` with ``region=grid``, folded by
-    :class:`~fcinv.experiment.fold.FoldPlan` as ``fcinv fold`` does. ``exposure=True`` weights
-    each 4D bin by its summed normalisation (the fold of the counts); ``False`` weights every
-    covered bin 1 (the fold of :meth:`SimulatedRun.expected_volume`). ``sampling`` as in
-    :func:`coverage_from_fold`.
-
-    Parameters
-    ----------
-    crystal
-        :class:`fcinv.crystal.Crystal`.
-    ei
-        Incident energy, meV (ignored when ``instrument`` is given).
-    psi
-        Goniometer angles, degrees (one orientation or a full run).
-    u, v
-        Scattering-plane vectors (r.l.u.).
-    instrument
-        :class:`fcinv.experiment.instrument.Instrument` (default ARCS-like at ``ei``).
-    """
-    from fcinv.experiment.fold import FoldPlan
-    from fcinv.experiment.instrument import Instrument
-    from fcinv.experiment.readers import ub_from_vectors
-    from fcinv.experiment.simulate import ExperimentCrystal, coverage, reachable_box
-    from fcinv.experiment.volume import Volume4D, regular_edges
-
-    inst = instrument or Instrument(ei=float(ei))
-    psi = np.atleast_1d(np.asarray(list(psi), dtype=float))
-    if len(psi) == 0 or not np.all(np.isfinite(psi)):
-        raise PhysicalModelError(
-            f"psi has {len(psi)} angles (or NaN); pass at least one finite goniometer angle in degrees."
-        )
-    e_edges = grid.energy_edges
-    if e_edges[0] >= inst.ei:
-        raise PhysicalModelError(
-            f"the grid's energies start at {e_edges[0]:g} meV, above Ei = {inst.ei:g} meV. Raise Ei."
-        )
-    ec = ExperimentCrystal.from_cell(crystal.lattice, crystal.positions, crystal.numbers, name=crystal.name)
-    rots = np.asarray(crystal.point_group_rlu, float)
-    ub = ub_from_vectors(ec.b_matrix(), tuple(u), tuple(v))
-    ext_box, qy_max, y_hat = reachable_box(ec, inst, ub, float(e_edges[0]))
-    edges = (*(regular_edges(-x, x, q_step, offset=q_step / 4) for x in ext_box), e_edges)
-    shape = tuple(len(e) - 1 for e in edges)
-    centering = {"fcc": "F", "bcc": "I"}.get(crystal.lattice_type, "P")
-    plan = FoldPlan.build(
-        edges[:3],
-        grid,
-        rots,
-        centering=centering,
-        q_tolerance=q_tolerance,  # type: ignore[arg-type]
-    )
-    q3 = np.unique(plan.members["q3"])
-    cen = [0.5 * (e[1:] + e[:-1]) for e in edges[:3]]
-    ih, ik, il = np.unravel_index(q3, shape[:3])
-    hkl = np.stack([cen[0][ih], cen[1][ik], cen[2][il]], axis=1)
-    rc = ec.reciprocal_cell
-    qmax = inst.ki + float(np.sqrt(max(inst.ei - min(float(e_edges[0]), 0.0), 0.0) / 2.0721247))
-    margin = q_step * float(np.linalg.norm(rc, axis=1).max())
-    keep = (np.linalg.norm(hkl @ rc, axis=1) <= qmax + margin) & (np.abs(hkl @ y_hat) <= qy_max + margin)
-    q3, hkl = q3[keep], hkl[keep]
-    cov = coverage(hkl, ub, (q_step,) * 3, e_edges, inst, psi)
-    key = q3[cov["q"]] * shape[3] + cov["e"]
-    ukey, inv = np.unique(key, return_inverse=True)
-    norm = np.bincount(inv.ravel(), weights=cov["w"]) if exposure else np.ones(len(ukey))
-    vol = Volume4D(
-        edges=edges,
-        index=ukey,
-        signal=np.zeros(len(ukey)),
-        error=np.zeros(len(ukey)),
-        norm=norm,
-        meta={"source": "coverage_for_run"},
-        reciprocal_cell=rc,
-    )
-    out = coverage_from_fold(plan, vol, rotations=rots, sampling=sampling)
-    meta = dict(
-        out.meta,
-        ei_meV=float(inst.ei),
-        n_orientations=len(psi),
-        psi_deg=[float(psi[0]), float(psi[-1])],
-        u=list(u),
-        v=list(v),
-        q_step_rlu=q_step,
-        exposure=bool(exposure),
-    )
-    return Coverage(
-        grid=out.grid,
-        rotations=out.rotations,
-        pixel=out.pixel,
-        rot=out.rot,
-        zone=out.zone,
-        t_idx=out.t_idx,
-        e_idx=out.e_idx,
-        w=out.w,
-        source="run",
-        meta=meta,
-        q=out.q,
-    )
-
-
-# ---------------------------------------------------------------- symmetry helpers
-def _cartesian_ops(crystal):
-    """Per r.l.u. point-group matrix: Cartesian rotation S and atom permutation κ → κ'."""
-    A = crystal.conventional_lattice
-    rots, trans = crystal.symmetry
-    cart = crystal.cartesian_rotations
-    x = crystal.positions
-    perms = []
-    for W, w in zip(rots, trans):
-        y = x @ W.T + w
-        perm = np.empty(crystal.n_atoms, dtype=np.int64)
-        for a in range(crystal.n_atoms):
-            d = y[a] - x
-            hit = np.nonzero(np.all(np.abs(d - np.round(d)) < 1e-4, axis=1))[0]
-            perm[a] = int(hit[0])
-        perms.append(perm)
-    g_rlu = np.einsum("ij,njk,kl->nil", A, cart, np.linalg.inv(A))
-    return g_rlu, cart, np.array(perms)
-
-
-def _composition_table(rots: np.ndarray) -> np.ndarray | None:
-    """comp[i, j] = index of rots[i] @ rots[j] in ``rots``, or None when the set is not a group."""
-    n = len(rots)
-    flat = np.round(rots.reshape(n, 9), 6)
-    lut = {tuple(r): i for i, r in enumerate(flat)}
-    comp = np.empty((n, n), dtype=np.int64)
-    prod = np.round(np.einsum("aij,bjk->abik", rots, rots).reshape(n, n, 9), 6)
-    for i in range(n):
-        for j in range(n):
-            k = lut.get(tuple(prod[i, j]))
-            if k is None:
-                return None
-            comp[i, j] = k
-    return comp
-
-
-def _inverse_index(rots: np.ndarray) -> np.ndarray:
-    """Index of the inverse of each rotation in ``rots`` (a group)."""
-    n = len(rots)
-    flat = np.round(rots.reshape(n, 9), 6)
-    lut = {tuple(r): i for i, r in enumerate(flat)}
-    return np.array([lut[tuple(np.round(np.linalg.inv(r).reshape(9), 6))] for r in rots], dtype=np.int64)
-
-
-def _mp_grid_rlu(crystal, n: int) -> np.ndarray:
-    """Euphonic's Monkhorst–Pack n³ grid (primitive reciprocal fractions) in conventional r.l.u."""
-    k = (2 * (np.arange(n) + 1) - n - 1) / (2 * n)
-    frac = np.stack(np.meshgrid(k, k, k, indexing="ij"), -1).reshape(-1, 3)
-    to_frac = np.linalg.inv(crystal.conventional_lattice).T @ crystal.lattice.T  # q_frac = q_rlu @ to_frac
-    return frac @ np.linalg.inv(to_frac), frac
-
-
-def _reduce_mesh(crystal, n: int):
-    """Irreducible points of the Γ-centred n³ mesh (spglib, time reversal included): (q_rlu, weights)."""
-    import spglib
-
-    cell = (crystal.lattice, crystal.positions, crystal.numbers)
-    mapping, grid = spglib.get_ir_reciprocal_mesh([n] * 3, cell, is_shift=[0, 0, 0])
-    uniq, counts = np.unique(mapping, return_counts=True)
-    frac = grid[uniq] / float(n)
-    to_frac = np.linalg.inv(crystal.conventional_lattice).T @ crystal.lattice.T  # q_frac = q_rlu @ to_frac
-    return frac @ np.linalg.inv(to_frac), counts.astype(float)
-
-
 # --------------------------------------------------------------------- the model
-class PhysicalModel(FreeParameters):
+class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
     """Batched coherent one-phonon model of a folded measurement (module docstring for the physics).
 
     Parameters
     ----------
     space
-        The symmetry-reduced FC space (its crystal must be centrosymmetric).
+        The symmetry-reduced FC space (any crystal; without an inversion centre the intensities
+        go through the real embedding of the Hermitian D, :class:`RealForm`).
     grid
         The (q, E) grid (evenly spaced energy bins).
     theta_ref
@@ -617,6 +220,10 @@ class PhysicalModel(FreeParameters):
         ``"bins"``: diagonalise at every distinct 4D-bin position of the coverage (exact fold of
         the one-phonon S at the bin centres); ``"path"``: only at the path points (fast; misses the
         dispersion across the tube); ``"auto"``: ``"bins"`` when the coverage has the positions.
+    dw_expansion
+        How ``dw="theta"`` applies the change of the Debye–Waller factor: ``"cumulant"`` (default,
+        two or three matrix rows, one Debye–Waller class only; otherwise the series is used) or
+        ``"taylor"`` (the order-6 series, exact to 1e-7). Module docstring.
     """
 
     def __init__(
@@ -637,6 +244,7 @@ class PhysicalModel(FreeParameters):
         mesh: int = 4,
         e_min_mode: float = 0.05,
         sampling: str = "auto",
+        dw_expansion: str = "cumulant",
     ):
         from fcinv.experiment.instrument import Instrument
 
@@ -646,6 +254,8 @@ class PhysicalModel(FreeParameters):
             raise PhysicalModelError(f"dw = {dw!r}; pass 'theta', 'reference' or 'none'.")
         if int(dw_mesh) < 1:
             raise PhysicalModelError(f"dw_mesh = {dw_mesh}; pass a mesh size >= 1.")
+        if dw_expansion not in ("cumulant", "taylor"):
+            raise PhysicalModelError(f"dw_expansion = {dw_expansion!r}; pass 'cumulant' or 'taylor'.")
         self.space = space
         self.grid = grid
         self.theta_ref = space.check_theta(theta_ref, what="reference theta").copy()
@@ -659,6 +269,7 @@ class PhysicalModel(FreeParameters):
         self.temperature = float(temperature)
         self.dw = dw
         self.dw_mesh = int(dw_mesh)
+        self.dw_expansion = dw_expansion
         self.mesh = mesh
         self.e_min_mode = float(e_min_mode)
         self.corrections = corrections
@@ -712,18 +323,15 @@ class PhysicalModel(FreeParameters):
 
         crystal = space.crystal
         self.path = LinearDynamics(space, grid.q_rlu, self.theta_ref, self.free_idx, reference)
-        if not self.path.real:
-            raise PhysicalModelError(
-                f"{crystal.name} has no inversion centre with an atom permutation; the physical model "
-                "needs a centrosymmetric crystal."
-            )
         self._mesh_dyn: LinearDynamics | None = None
         self.b_fm = coherent_lengths(crystal.symbols, scattering_lengths)
         kT = KB_MEV_PER_K * self.temperature
         self._kT = kT
         # Debye–Waller at the reference
         self._dw_ref = np.zeros((crystal.n_atoms, 3, 3))
-        self._dw_w_ref_reduced = 0.0
+        self._dw_w_ref_reduced = np.zeros(1)
+        #: Debye–Waller classes: atom → class (one symmetry orbit each with dw='theta', else all one)
+        self._dw_cls = np.zeros(crystal.n_atoms, dtype=np.int64)
         self._dwdyn = None
         if dw != "none":
             self._setup_dw()
@@ -739,265 +347,6 @@ class PhysicalModel(FreeParameters):
 
     def _dynamics(self, q_rlu: np.ndarray) -> LinearDynamics:
         return LinearDynamics(self.space, q_rlu, self.theta_ref, self.free_idx, self.reference)
-
-    def _setup_dw(self) -> None:
-        """Reference W_κ tensors (full grid, symmetrised) and the reduced grid for the per-θ update."""
-        crystal = self.space.crystal
-        n_at = crystal.n_atoms
-        q_full, _ = _mp_grid_rlu(crystal, self.dw_mesh)
-        pairs = self.reference if self.reference is not None else self.space.to_pairs(self.theta_ref)
-        lam, E = np.linalg.eigh(pairs.dynamical_matrices(q_full))  # Cartesian eigenvectors (n_q, m, modes)
-        om = _signed_mev(lam)
-        ft = np.where(om >= 0.01, 1.0 / np.where(om >= 0.01, om, 1.0), 0.0)
-        if self._kT > 0:
-            ft = np.where(om >= 0.01, ft / np.tanh(np.where(om >= 0.01, om, 1.0) / (2 * self._kT)), 0.0)
-        Ek = E.reshape(len(q_full), n_at, 3, -1)
-        W = np.einsum("qkan,qkbn,qn->kab", Ek, Ek.conj(), ft).real / len(q_full)
-        W *= HBAR2_AMU_MEV_A2 / (4.0 * crystal.masses)[:, None, None]
-        # symmetrise over the space group (as Euphonic's symmetrise=True)
-        _, cart, perms = _cartesian_ops(crystal)
-        Ws = np.zeros_like(W)
-        for S, p in zip(cart, perms):
-            Ws[p] += np.einsum("ab,kbc,dc->kad", S, W, S)
-        self._dw_ref = Ws / len(cart)
-        if self.dw == "theta":
-            iso = np.array([np.trace(w) / 3 for w in self._dw_ref])
-            aniso = max(np.abs(w - np.eye(3) * i).max() for w, i in zip(self._dw_ref, iso))
-            if aniso > 1e-6 * max(iso.max(), 1e-30) or np.ptp(iso) > 1e-6 * max(iso.max(), 1e-30):
-                raise PhysicalModelError(
-                    "dw='theta' needs every atom's Debye–Waller tensor isotropic and equal; "
-                    f"{crystal.name} has "
-                    f"{np.round(iso, 6).tolist()} Å² (anisotropy {aniso:.2e}). Pass dw='reference'."
-                )
-            q_red, wts = _reduce_mesh(crystal, self.dw_mesh)
-            dyn = self._dynamics(q_red)
-            m = 3 * n_at
-            proj = np.zeros((len(q_red), n_at, m, m))
-            for at in range(n_at):
-                Pi = np.zeros((m, m))
-                Pi[3 * at : 3 * at + 3, 3 * at : 3 * at + 3] = np.eye(3)
-                R = (dyn.U @ Pi @ dyn.U.conj().T).real
-                proj[:, at] = np.einsum("qji,jk,qkl->qil", dyn.basis, R, dyn.basis)
-            self._dwdyn = (dyn, np.ascontiguousarray(proj), wts / wts.sum())
-            self._dw_w_ref_reduced = float(self._dw_w(self.theta0[None])[0])
-            log.debug("Debye–Waller: %d reduced mesh points of %d", len(q_red), self.dw_mesh**3)
-
-    def _dw_w(self, t: np.ndarray) -> np.ndarray:
-        """Isotropic Debye–Waller coefficient w(θ) (Å², W = w Q²) on the reduced mesh, shape (B,)."""
-        dyn, proj, wts = self._dwdyn
-        tr = pk.dw_traces(
-            dyn.Mc,
-            dyn.Mp,
-            dyn.nblk,
-            dyn.bstart,
-            dyn.bdup,
-            np.ascontiguousarray(t),
-            proj,
-            wts,
-            self._kT,
-            EV_A2_AMU_TO_MEV,
-            0.01,
-            _threads(),
-        )
-        m = self.space.crystal.masses
-        return (tr * HBAR2_AMU_MEV_A2 / (4.0 * m[None]) / 3.0).mean(axis=1)
-
-    def _sample_points(self) -> None:
-        """The q-points diagonalised per θ, grouped by output pixel (``sampling``)."""
-        cov = self.coverage
-        g = self.grid
-        self._term_rot = cov.rot
-        if self.sampling == "path":
-            self._pts_q = g.q_rlu
-            self._pts_dyn = self.path
-            self._pts_pixel = np.arange(g.n_q, dtype=np.int64)
-            self._term_point = cov.pixel.astype(np.int64)
-        else:
-            qt = cov.term_q()
-            key = np.concatenate([cov.pixel[:, None], np.round(qt * 1e6).astype(np.int64)], axis=1)
-            ukey, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
-            inv = inv.ravel()
-            pts_q, pts_pix = qt[first], ukey[:, 0]
-            # merge the points of one pixel related by a point-group operation: q = h r, so the
-            # term (q, g) becomes (r, g·h) with the same Q = g h r + G
-            rots = cov.rotations
-            comp = _composition_table(rots)
-            if comp is not None:
-                img = np.einsum("nij,sj->sni", rots, pts_q)  # (n_pts, n_rot, 3): h0 q
-                keyi = np.round(img * 1e6).astype(np.int64)
-                best = np.zeros(len(pts_q), dtype=np.int64)
-                for sidx in range(len(pts_q)):
-                    k3 = keyi[sidx]
-                    best[sidx] = int(np.lexsort((k3[:, 2], k3[:, 1], k3[:, 0]))[-1])
-                rep = keyi[np.arange(len(pts_q)), best]
-                key2 = np.concatenate([pts_pix[:, None], rep], axis=1)
-                uk2, first2, inv2 = np.unique(key2, axis=0, return_index=True, return_inverse=True)
-                inv2 = inv2.ravel()
-                h0 = best[inv]  # per term: r = h0 q  →  q = h0⁻¹ r
-                h0inv = _inverse_index(rots)[h0]
-                self._term_rot = comp[cov.rot, h0inv]
-                r_q = img[first2, best[first2]]
-                self._term_point = inv2[inv].astype(np.int64)
-                pts_q, pts_pix = r_q, uk2[:, 0]
-            else:
-                self._term_point = inv.astype(np.int64)
-            self._pts_pixel = pts_pix.astype(np.int64)
-            self._pts_dyn = self._dynamics(pts_q)
-            self._pts_q = pts_q
-            if not self._pts_dyn.real:
-                raise PhysicalModelError("the sample points lost the real basis; use sampling='path'.")
-        self._pstart = np.searchsorted(self._pts_pixel, np.arange(g.n_q + 1)).astype(np.int64)
-
-    def _precompute(self) -> None:
-        """Per sample point and energy bin the coverage-weighted structure-factor matrices (packed)."""
-        crystal = self.space.crystal
-        cov = self.coverage
-        n_at = crystal.n_atoms
-        m = 3 * n_at
-        g_ops, cart, perms = _cartesian_ops(crystal)
-        op_of_rot = np.empty(len(cov.rotations), dtype=np.int64)
-        for i, gm in enumerate(cov.rotations):
-            hit = np.nonzero(np.all(np.abs(g_ops - gm[None]) < 1e-6, axis=(1, 2)))[0]
-            if len(hit) == 0:
-                raise PhysicalModelError(
-                    f"coverage rotation {i} is not in {crystal.name}'s point group. Build the coverage "
-                    "with the crystal's point_group_rlu."
-                )
-            op_of_rot[i] = hit[0]
-        self._check_transforms(op_of_rot, cart, perms)
-        self._sample_points()
-        dyn = self._pts_dyn
-        n_pts = len(self._pts_pixel)
-        nk = DW_ORDER + 1 if self.dw == "theta" else 1
-        g = self.grid
-        # packing offsets
-        nblk, bstart = dyn.nblk, dyn.bstart
-        bpoff = np.zeros_like(bstart)
-        npack = np.zeros(n_pts, dtype=np.int64)
-        for sidx in range(n_pts):
-            sizes = np.diff(bstart[sidx, : nblk[sidx] + 1])
-            tri = -(-(sizes * (sizes + 1) // 2) // pk.LANES) * pk.LANES  # padded: whole SIMD vectors
-            bpoff[sidx, : nblk[sidx]] = np.concatenate([[0], np.cumsum(tri)[:-1]])
-            npack[sidx] = tri.sum()
-        poff = np.concatenate([[0], np.cumsum(nk * g.n_e * npack)]).astype(np.int64)
-        packed = np.zeros(int(poff[-1]))
-        P = int(npack.max())
-        allbuf = np.zeros(n_pts * nk * P)
-        wsum = np.zeros((g.n_q, g.n_e))
-        wq = np.zeros(g.n_q)
-
-        C = 2 * np.pi * np.linalg.inv(crystal.conventional_lattice)  # Q_cart = C @ hkl
-        r_cart = crystal.positions @ crystal.lattice
-        c = self.b_fm / np.sqrt(crystal.masses)
-        Uh = dyn.U.conj().T
-        corr = self.corrections
-        q2max = 0.0
-        chunk = 100_000
-        # entries are sorted by term (t_idx from np.unique); process terms in chunks
-        order = np.argsort(cov.t_idx, kind="stable")
-        t_sorted = cov.t_idx[order]
-        for t0 in range(0, cov.n_terms, chunk):
-            t1 = min(cov.n_terms, t0 + chunk)
-            sl = slice(t0, t1)
-            qt = self._pts_q[self._term_point[sl]]
-            hkl = np.einsum("tij,tj->ti", cov.rotations[self._term_rot[sl]], qt) + cov.zone[sl]
-            Qc = hkl @ C.T
-            Gc = cov.zone[sl] @ C.T
-            q2 = np.einsum("ti,ti->t", Qc, Qc)
-            q2max = max(q2max, float(q2.max()))
-            ops = op_of_rot[self._term_rot[sl]]
-            S = cart[ops]
-            Pm = perms[ops]
-            StQ = np.einsum("tji,tj->ti", S, Qc)
-            u = np.empty((t1 - t0, n_at, 3), dtype=complex)
-            for kappa in range(n_at):
-                kp = Pm[:, kappa]
-                ph = np.exp(-1j * np.einsum("ti,ti->t", Gc, r_cart[kp]))
-                dwf = np.exp(-np.einsum("ti,tij,tj->t", Qc, self._dw_ref[kp], Qc))
-                u[:, kappa] = (c[kp] * ph * dwf)[:, None] * StQ
-            tp = self._term_point[sl]
-            av = np.einsum("ti,ij,tjk->tk", u.reshape(t1 - t0, m), Uh, dyn.basis[tp])
-            fac = np.full(t1 - t0, SF_TO_MBARN / (2.0 * n_at))
-            if corr is not None and corr.q2:
-                fac = fac / np.where(q2 > 0, q2, np.inf)
-            e0, e1 = np.searchsorted(t_sorted, [t0, t1])
-            ent = order[e0:e1]
-            te = cov.t_idx[ent] - t0
-            ee = cov.e_idx[ent]
-            ww = cov.w[ent]
-            pk.accumulate_packed(
-                np.ascontiguousarray(av.real),
-                np.ascontiguousarray(av.imag),
-                np.ascontiguousarray(tp),
-                q2,
-                np.ascontiguousarray(ee),
-                np.ascontiguousarray(te),
-                np.ascontiguousarray(ww),
-                fac,
-                nk,
-                g.n_e,
-                nblk,
-                bstart,
-                poff,
-                bpoff,
-                npack,
-                packed,
-                allbuf,
-            )
-            pix = cov.pixel[cov.t_idx[ent]]
-            per = ee >= 0
-            wsum += np.bincount(pix[per] * g.n_e + ee[per], weights=ww[per], minlength=g.n_q * g.n_e).reshape(
-                g.shape
-            )
-            wq += np.bincount(pix[~per], weights=ww[~per], minlength=g.n_q)
-        wsum += wq[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv = np.where(wsum > 0, 1.0 / np.where(wsum > 0, wsum, 1.0), 0.0)
-        for sidx in range(n_pts):
-            nps = int(npack[sidx])
-            view = packed[poff[sidx] : poff[sidx + 1]].reshape(nk, g.n_e, nps)
-            view += allbuf[sidx * nk * P : (sidx + 1) * nk * P].reshape(nk, P)[:, None, :nps]
-            view *= inv[self._pts_pixel[sidx]][None, :, None]
-        # zero tail: the lane kernel reads whole tiles of four energy rows past a window's end
-        self._packed = np.concatenate([packed, np.zeros(4 * P)]).astype(np.float32)
-        self._pack = (poff, bpoff, npack)
-        self._mask = wsum > 0
-        self._q2max = q2max
-        log.info(
-            "physical model: %d coverage terms, %d entries, %d sample points, %d of %d pixels covered",
-            cov.n_terms,
-            len(cov.w),
-            n_pts,
-            int(self._mask.sum()),
-            self._mask.size,
-        )
-
-    def _check_transforms(self, op_of_rot: np.ndarray, cart: np.ndarray, perms: np.ndarray) -> None:
-        """D(S q + G) = T D(q) T^H for every operation used (one random q each)."""
-        crystal = self.space.crystal
-        pairs = self.reference if self.reference is not None else self.space.to_pairs(self.theta_ref)
-        rng = np.random.default_rng(7)
-        n_at = crystal.n_atoms
-        A = crystal.conventional_lattice
-        for op in np.unique(op_of_rot):
-            q = rng.normal(size=3) * 0.3
-            S = cart[op]
-            g = A @ S @ np.linalg.inv(A)
-            Gs = crystal.reciprocal_lattice_rlu(2)
-            G = Gs[np.argmax(np.abs(Gs).sum(axis=1) > 0)]
-            D0, D1 = pairs.dynamical_matrices(np.stack([q, g @ q + G]))
-            T = np.zeros((3 * n_at, 3 * n_at), dtype=complex)
-            Gc = 2 * np.pi * np.linalg.inv(A) @ G
-            r = crystal.positions @ crystal.lattice
-            for kappa in range(n_at):
-                kp = perms[op][kappa]
-                T[3 * kp : 3 * kp + 3, 3 * kappa : 3 * kappa + 3] = np.exp(-1j * Gc @ r[kp]) * S
-            err = np.abs(T @ D0 @ T.conj().T - D1).max()
-            if err > 1e-8 * max(np.abs(D1).max(), 1e-30):
-                raise PhysicalModelError(
-                    f"symmetry operation {op} does not map D(q) onto D(Sq+G) (error {err:.2e}); the "
-                    "crystal's symmetry and FC set disagree."
-                )
 
     def _energy_factor(self) -> np.ndarray:
         e = self.grid.energy
@@ -1036,22 +385,8 @@ class PhysicalModel(FreeParameters):
         "bond phase convention."""
         t = self.check(theta)
         dyn = self.path if q_rlu is None else self._dynamics(q_rlu)
-        vals, vecs = pk.eigh_real(dyn.Mc, dyn.Mp, dyn.nblk, dyn.bstart, dyn.bdup, t, _threads())
-        order = np.argsort(vals, axis=2, kind="stable")
-        vals = np.take_along_axis(vals, order, axis=2)
-        vecs = np.take_along_axis(vecs, order[:, :, None, :], axis=3)
-        E = np.einsum("ij,qjk,bqkn->bqin", dyn.U.conj().T, dyn.basis, vecs)
+        vals, E = dyn.eigh(t)  # real Jacobi in the inversion basis, or the complex Hermitian one
         return _signed_mev(vals), E
-
-    def debye_waller(self, theta) -> np.ndarray:
-        """Isotropic Debye–Waller coefficient w (Å², exponent W = w|Q|²) per sample, shape (B,).
-
-        ``dw='theta'`` only: the reference tensor's w plus the change computed on the reduced mesh.
-        """
-        if self.dw != "theta":
-            raise PhysicalModelError(f"debye_waller(theta) needs dw='theta' (this model has dw={self.dw!r}).")
-        t = self.check(theta)
-        return np.trace(self._dw_ref[0]) / 3 + (self._dw_w(t) - self._dw_w_ref_reduced)
 
     def structure_factor(self, theta, hkl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mode energies and one-phonon structure factors at full Q-points, computed directly at Q.
@@ -1089,9 +424,8 @@ class PhysicalModel(FreeParameters):
         n_at = crystal.n_atoms
         Ek = E.reshape(len(t), len(hkl), n_at, 3, -1)
         if self.dw == "theta":
-            w = self.debye_waller(t)
-            dwf = np.exp(-w[:, None, None] * np.einsum("qi,qi->q", Qc, Qc)[None, :, None])  # (B, n, 1)
-            dwf = np.broadcast_to(dwf, (len(t), len(hkl), n_at))
+            w = self._debye_waller_atoms(t)  # (B, n_atoms)
+            dwf = np.exp(-w[:, None, :] * np.einsum("qi,qi->q", Qc, Qc)[None, :, None])  # (B, n, n_atoms)
         else:
             dwf = np.broadcast_to(
                 np.exp(-np.einsum("qi,kij,qj->qk", Qc, self._dw_ref, Qc))[None], (len(t), len(hkl), n_at)
@@ -1109,26 +443,10 @@ class PhysicalModel(FreeParameters):
         B = len(t)
         g = self.grid
         e = g.energy_edges
-        if self.dw == "theta":
-            dw = self._dw_w(t) - self._dw_w_ref_reduced
-            x = -2.0 * dw
-            if np.abs(x).max() * self._q2max > 0.6:
-                log.warning(
-                    "Debye–Waller change %.3g Å² is large for the order-%d expansion (|2ΔwQ²| up to %.2f)",
-                    float(np.abs(dw).max()),
-                    DW_ORDER,
-                    float(np.abs(x).max() * self._q2max),
-                )
-            ck = np.stack([x**kk for kk in range(DW_ORDER + 1)], axis=1)
-            # per sample, the lowest order whose truncation is below 1e-7 of the factor
-            xm = np.abs(x) * self._q2max
-            for kk in range(1, DW_ORDER + 1):
-                ck[xm**kk / math.factorial(kk) < 1e-7, kk] = 0.0
-        else:
-            ck = np.ones((B, 1))
+        ck = self._dw_coefficients(t)
         # whole groups of LANES θ side by side in SIMD lanes; a remainder of at least PAD_FROM is
         # padded to a group (copies of its last θ), a smaller one goes through the one-θ kernel
-        L = pk.LANES
+        L = pl.LANES
         n_lane = B // L * L
         rest = B - n_lane
         if rest >= PAD_FROM:
@@ -1142,7 +460,7 @@ class PhysicalModel(FreeParameters):
         fw_tab, fw_e0, fw_de = self._fw
         poff, bpoff, npack = self._pack
         parts = [
-            (pk.physical_spectra_lanes, slice(0, n_lane)),
+            (pl.physical_spectra_lanes, slice(0, n_lane)),
             (pk.physical_spectra, slice(n_lane, n_lane + rest)),
         ]
         for kernel, sl in parts:
@@ -1171,6 +489,7 @@ class PhysicalModel(FreeParameters):
                 npack,
                 self._packed,
                 np.ascontiguousarray(ck[sl]),
+                self._cumulant,
                 self._kT,
                 self.e_min_mode,
                 self._efac,
@@ -1214,6 +533,7 @@ class PhysicalModel(FreeParameters):
             "units": "mbarn/meV per atom",
             "temperature_K": self.temperature,
             "debye_waller": self.dw,
+            "dw_expansion": ("cumulant" if self._cumulant else "taylor") if self.dw == "theta" else None,
             "dw_mesh": self.dw_mesh,
             "resolution": res.describe() if isinstance(res, Instrument) else {"broadening": res.as_dict()},
             "corrections": corr.names() if corr is not None else [],

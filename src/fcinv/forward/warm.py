@@ -1,8 +1,9 @@
 """Compile (or load from numba's on-disk cache) every forward-model kernel once, ahead of use.
 
-Every kernel of :mod:`fcinv.forward._kernels` and :mod:`fcinv.forward._phys_kernels` is compiled
-with ``cache=True``: the machine code is written next to the sources (``__pycache__``) or, when
-that folder is not writable, to numba's user-wide cache (``NUMBA_CACHE_DIR`` when set). Without
+Every kernel of :mod:`fcinv.forward._kernels`, :mod:`~fcinv.forward._phys_kernels` and
+:mod:`~fcinv.forward._phys_lanes` is compiled with ``cache=True``: the machine code is written
+next to the sources (``__pycache__``) or, when that folder is not writable, to numba's user-wide
+cache (``NUMBA_CACHE_DIR`` when set). Without
 a warm cache the first ``fcinv infer`` after an install spends most of its time compiling.
 :func:`warm_kernels` runs each kernel on a tiny problem built exactly as the models build theirs
 (the same array types, so the same compiled signatures), which fills the cache once, e.g. right
@@ -38,9 +39,9 @@ def _real_models() -> None:
     model.is_stable(t)
     model.frequencies(t)
     phys = PhysicalModel(space, grid, theta, coverage=full_coverage(crystal, grid, qmax=3.0), dw_mesh=4)
-    from fcinv.forward import _phys_kernels as pk
+    from fcinv.forward._phys_lanes import LANES
 
-    tb = np.repeat(phys.theta0[None], pk.LANES, axis=0)
+    tb = np.repeat(phys.theta0[None], LANES, axis=0)
     phys.spectra(tb[:1])
     phys.spectra(tb)
     phys.eigenvectors(tb[:1])
