@@ -4,10 +4,10 @@ Truths (none drawn from the training sampler, which draws the sampled parameters
 in the training domain on the reference member's background):
 
 - ``dft``: the DFT Ge set (../shared/data/ge_dft_pathsqe, the whole FORCE_CONSTANTS file,
-  beyond-cutoff pairs included) with every one of its 16 in-cutoff parameters moved by
-  N(0, 10 %) of its own value;
-- ``member``: an ensemble member's own 5-shell set (all 16 parameters its own), moved by
-  N(0, 5 %); the eight stable members are cycled through.
+  beyond-cutoff pairs included) with every one of its in-cutoff parameters (the model's space:
+  16 of 5 shells, 47 of 11) moved by N(0, 10 %) of its own value;
+- ``member``: an ensemble member's own set in the model's space (every parameter its own
+  projection), moved by N(0, 5 %); the stable members are cycled through.
 
 Each truth is rejected and redrawn until it is dynamically stable (Euphonic, 8³ mesh + path).
 For each truth one ARCS-like run is simulated with Euphonic (fcinv.experiment.simulate:
@@ -81,7 +81,7 @@ class TruthMaker:
         self.unit, _ = read_crystal_structure(str(dft_dir / "POSCAR"), interface_mode="vasp")
         self.fc_dft = parse_FORCE_CONSTANTS(str(dft_dir / "FORCE_CONSTANTS"))
         self.theta_dft = ref.space.project_phonopy(self.fc_dft, self.unit, self.smat).theta
-        self.fm_all = ref.forward_model(free=list(ref.space.names))  # the 5-shell set exactly (zero tail)
+        self.fm_all = ref.forward_model(free=list(ref.space.names))  # the model's space exactly (zero tail)
         members = [m["name"] for m in ref.ensemble.get("members", []) if m.get("projection")]
         self.member_theta = {m: truth_theta(ref, m) for m in members}
         self.members = [m for m in members if bool(self.fm_all.is_stable(self.member_theta[m][None])[0])]
@@ -260,13 +260,15 @@ def collect(args) -> None:
     """Simulate, fold, infer and refine every planned truth this worker owns (resumable)."""
     _fast_undetermined()
     from fcinv.inference import load_model
-    from fcinv.reference import load_reference
+    from fcinv.material import load_material
+    from fcinv.pipeline.core import model_reference
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     predictor = load_model(args.model)
     names = list(predictor.names)
-    ref = load_reference(predictor.grid.material or "Ge")
+    # the model's own parameter space (5 shells for the 16-parameter model, 11 for the 47-parameter one)
+    ref = model_reference(load_material(predictor.grid.material or "Ge"), names)
     fm = ref.forward_model(free=names, grid=predictor.grid)
     maker = TruthMaker(ref, names, Path(args.dft))
     done = _done(out)

@@ -524,6 +524,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     from fcinv.inference import load_model
+    from fcinv.material import load_material
+    from fcinv.pipeline.core import model_reference
     from fcinv.reference import load_reference
 
     if not (SHARED / "FORCE_CONSTANTS").is_file():
@@ -531,11 +533,13 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     predictor = load_model(args.model)
-    ref = load_reference("Ge")
+    # the model's own parameter space (5 shells for a 16-parameter model, 11 for a 47-parameter one): ML
+    # alone is compared with the truth's projection onto it
+    ref = model_reference(load_material("Ge"), predictor.names)
     if args.refine_shells is None:
-        from fcinv.material import load_material
-
         args.refine_shells = list(load_material("Ge").info.get("refine_shells") or [])
+    # the continuation skips counts not above the model's own (fcinv.fitting.continuation)
+    args.refine_shells = sorted({int(n) for n in args.refine_shells if int(n) > ref.n_shells})
     print(
         "physical refinement: the model's "
         f"{ref.space.n_params} parameters ({ref.n_shells} shells)"
@@ -585,7 +589,7 @@ def main() -> None:
         f"its FC0-FC3 differ from the projection by " + ", ".join(f"{100 * x:.1f} %" for x in b_err)
     )
     best_by_shells = {ref.n_shells: best}
-    for n in sorted(set(args.refine_shells or [])):
+    for n in args.refine_shells:
         rn = load_reference("Ge", n)
         tn = truth_projection(rn)
         bn = dispersion_best_theta(rn, tn, q_path, q_mesh, disp_path, disp_mesh)

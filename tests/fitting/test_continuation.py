@@ -81,3 +81,18 @@ def test_prior_floor_and_model_errors(setup):
         model_in_space(tailed, three.space, three.theta_ref)
     with pytest.raises(DataError, match="cannot continue a refinement with a dict"):
         model_in_space({}, three.space, three.theta_ref)
+
+
+def test_fit_records_the_shell_count_load_reference_reads():
+    """Diamond's 7NN and 8NN share one distance: a fit in the 7-shell space says 7 shells (not its 8
+    shell labels), so exports and the continuation reload the same space."""
+    from fcinv.fitting import refine
+    from fcinv.material import load_material
+
+    seven = load_reference("Ge", 7)
+    assert len(seven.space.shells) == 8 and shell_count(seven.space) == 7
+    fm = ForwardModel(seven.space, load_material("Ge").grid(e_step=4.0), seven.theta_ref)
+    spec = fm.spectra(seven.theta_ref)[0]
+    res = refine(fm, spec, dict(zip(fm.names, seven.theta_ref)), max_nfev=2, fallback=False)
+    assert res.extra["n_shells"] == 7
+    assert load_reference("Ge", res.extra["n_shells"]).space.names == seven.space.names

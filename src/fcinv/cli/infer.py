@@ -232,7 +232,7 @@ def per_orientation(args, pipe, run) -> None:
     scans = pipe.scans(args.data[0], progress=show_progress())
     dt = time.perf_counter() - t
     full = run.ml.theta
-    dom = pipe.material.domain(list(pipe.names))
+    dom = pipe.reference.domain(list(pipe.names))
     width = dom.high - dom.low
     rel = scans.deviation(full, width)
     order = np.argsort(rel)

@@ -662,7 +662,7 @@ def fit_dispersion(
         "material": space.crystal.name,
         "theta_full": dict(zip(space.names, full.tolist())),
         "free": list(names),
-        "n_shells": len(space.shells),
+        "n_shells": _shell_count(space),  # distinct distances, as load_reference counts them
         "cutoff_A": float(space.cutoff),
         "reference_fc": "full FC set" if reference is not None else "theta_ref",
         "assignment": "integer index as given; L/T/T1/T2 by polarisation from the eigenvectors (fcinv.fitting.labels); unlabelled: nearest energy; re-matched every evaluation",
@@ -741,3 +741,9 @@ def model_modes(
     t = space.check_theta(theta_full)
     E, _ = prob._eval(t)
     return E, prob.assign(t)
+
+
+def _shell_count(space) -> int:
+    from fcinv.reference import shell_count
+
+    return shell_count(space)

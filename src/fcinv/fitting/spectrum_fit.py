@@ -495,7 +495,8 @@ def fit_spectrum(
     pix = np.argwhere(mask)
     extra = {
         "material": space.crystal.name if space is not None else "",
-        "n_shells": len(space.shells) if space is not None else None,
+        # distinct distances, as load_reference counts them (diamond's 7NN and 8NN are one shell)
+        "n_shells": _shell_count(space) if space is not None else None,
         "forward_model": "paper (weight 1)" if is_paper else type(getattr(model, "base", model)).__name__,
         "scale": scale_,
         "scale_sigma": float(sig[model.k]),
@@ -746,3 +747,9 @@ def _rows_for(model: ForwardModel, names, rows: np.ndarray) -> np.ndarray:
         if n in names:
             out[:, j] = rows[:, names.index(n)]
     return out
+
+
+def _shell_count(space) -> int:
+    from fcinv.reference import shell_count
+
+    return shell_count(space)

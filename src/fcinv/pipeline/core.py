@@ -41,6 +41,55 @@ Refine = Callable[[Any, FoldedSpectrum, Any], Any]
 FOLD_CENTERINGS = ("P", "F", "I")
 
 
+def model_reference(material, names: Sequence[str]):
+    """The embedded reference of the parameter space a model's ``names`` live in.
+
+    A model predicts the parameters of some shell count: the shipped 5-shell ``ge-paper`` a subset
+    of the material's ``cutoff_shells`` space, an all-parameter model of 11 shells the 47 of that
+    space. This is the material's own reference when every name is one of its parameters; else the
+    reference of the smallest shell count that holds every name (its farthest named shell's distance
+    counted as :func:`fcinv.reference.shell_count` counts: distinct distances).
+
+    Parameters
+    ----------
+    material
+        A :class:`~fcinv.material.Material` with an embedded reference.
+    names
+        The model's parameter names (``1NN_xx``, ..., ``12NN_yz``).
+
+    Raises
+    ------
+    DataError
+        A name that is no parameter of the material at any shell count up to
+        :data:`fcinv.reference.MAX_SHELLS`.
+    """
+    from fcinv.fcspace import FCSpace
+    from fcinv.reference import MAX_SHELLS, load_reference
+
+    ref = material.reference
+    want = list(names)
+    if set(want) <= set(ref.space.names):
+        return ref
+    labels = {n.split("_")[0] for n in want}
+    try:
+        k = max(int(lab.removesuffix("NN")) for lab in labels)
+    except ValueError:
+        k = MAX_SHELLS
+    # k labelled shells lie within the first k distinct distances (two shells may share one)
+    space = FCSpace(ref.crystal, n_shells=min(max(k, 1), MAX_SHELLS))
+    dist = {sh.name: float(sh.distance) for sh in space.shells}
+    missing = sorted(n for n in want if n not in space.names)
+    if missing:
+        raise DataError(
+            f"the model predicts {missing[:3]}{' ...' if len(missing) > 3 else ''}, which are no "
+            f"parameters of {material.name} within {MAX_SHELLS} shells. "
+            "Pass the model trained for this material."
+        )
+    far = max(dist[lab] for lab in labels)
+    n = len({round(d, 3) for d in dist.values() if d <= far + 1e-6})
+    return load_reference(material.name, n)
+
+
 def one_phonon_corrections(temperature: float = 5.0) -> Corrections:
     """Bose factor at ``temperature`` (K), division by |Q|², multiplication by E: the corrections that bring a
     measured S(Q, E) towards the forward model's convention of unit weight per mode."""
@@ -248,6 +297,10 @@ class Pipeline:
         self.predictor = model if isinstance(model, FCPredictor) else load_model(model, device=device)
         mat = material if material is not None else (self.predictor.material or str(model))
         self.material = load_material(mat)
+        #: The reference of the model's own parameter space (:func:`model_reference`; None without one).
+        self.reference = None
+        if self.material.reference_available:
+            self.reference = model_reference(self.material, self.predictor.names)
         self.config = config or PipelineConfig()
         fm = forward_model if forward_model is not None else self._default_forward_model()
         if tuple(fm.names) != tuple(self.predictor.names):
@@ -268,10 +321,8 @@ class Pipeline:
         tail convention (:meth:`~fcinv.reference.MaterialReference.tail_for`: zero beyond the cutoff when
         every parameter is free, as the physical models were trained) when the material has one."""
         names, grid = list(self.predictor.names), self.predictor.grid
-        if self.material.reference_available:
-            return self.material.reference.forward_model(
-                free=names, grid=grid, broadening=self.material.broadening
-            )
+        if self.reference is not None:
+            return self.reference.forward_model(free=names, grid=grid, broadening=self.material.broadening)
         return self.material.forward_model(free=names, grid=grid)
 
     def __repr__(self) -> str:
@@ -332,12 +383,13 @@ class Pipeline:
         cfg = self.config
         pred = self.predictor.predict(spectrum, k_samples=cfg.k_samples, seed=cfg.seed)
         adequacy: dict[str, Any] = {"coverage": round(float(spectrum.coverage), 4)}
-        if self.material.reference_available:
-            dom = self.material.domain(list(self.names))
+        if self.reference is not None:
+            dom = self.reference.domain(list(self.names))
             adequacy["in_domain"] = bool(dom.contains(pred.theta)[0])
-        res = pred.to_result(
-            material=self.material.name, adequacy=adequacy, extra={"model": self.predictor.source}
-        )
+        extra: dict[str, Any] = {"model": self.predictor.source}
+        if self.reference is not None and self.reference.n_shells != self.material.shells:
+            extra["n_shells"] = self.reference.n_shells  # the model's own space (exports, DOS read it)
+        res = pred.to_result(material=self.material.name, adequacy=adequacy, extra=extra)
         return pred, res
 
     def refinement_model(self, measurement=None) -> tuple[Any, str | None]:
@@ -362,7 +414,7 @@ class Pipeline:
         from fcinv.experiment.instrument import Instrument
         from fcinv.forward.physical import PhysicalModel, coverage_from_fold
 
-        ref = self.material.reference
+        ref = self.reference
         rot = self.material.point_group
         plan = FoldPlan.build(
             measurement.edges[:3],

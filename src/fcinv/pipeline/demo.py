@@ -316,9 +316,11 @@ def truth_force_constants(
 
 
 def truth_theta(ref, member: str = DEFAULT_TRUTH) -> np.ndarray:
-    """Full θ of an ensemble member (its projection), from the embedded ensemble."""
+    """Full θ of an ensemble member (its projection onto ``ref``'s space), from the embedded data."""
     from fcinv.errors import DataError
 
+    if member in ref.member_theta:  # the members' FC sets projected at the reference's own shell count
+        return np.asarray(ref.member_theta[member], float).copy()
     members = {m["name"]: m for m in ref.ensemble.get("members", []) if m.get("projection")}
     if member not in members:
         raise DataError(
@@ -383,7 +385,7 @@ def run_demo(
             model, refine=refine_fn, config=PipelineConfig(k_samples=100, seed=seed, corrections=corr)
         )
         names = list(pipe.names)
-        ref = pipe.material.reference
+        ref = pipe.reference  # the model's own parameter space
         timings["load"] = time.perf_counter() - t
         truth, truth_mode = resolve_truth(pipe.material.name, truth, truth_mode)
 
@@ -474,7 +476,7 @@ def run_demo(
             "median_rel_err_fc0_3": float(np.median(err[:, :4])),
             "worst_rel_err_fc0_3": float(err[:, :4].max()),
         }
-        dom = pipe.material.domain(names)
+        dom = pipe.reference.domain(names)
         if plot:
             files["single_scans"] = str(
                 plot_single_scans(

@@ -146,7 +146,8 @@ def inversion_extras(
     out["truth_frequencies"] = np.asarray(fm0.frequencies(np.asarray(fm0.theta0)[None])[0])
     out["truth_label"] = f"reference{who}"
     if dos:
-        n_shells = None if ref_n is None else ref_n.n_shells
+        own = pipeline.reference
+        n_shells = (ref_n or own).n_shells if (ref_n or own) is not None else None
         curves = {"inferred θ": phonon_dos(mat, d, mesh=dos_mesh, n_shells=n_shells)}
         if mat.reference_available:
             curves[f"reference ({mat.reference.reference_member})"] = phonon_dos(mat, None, mesh=dos_mesh)
