@@ -85,9 +85,10 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--e-step", type=float, default=D.e_step, help=f"energy bin, meV (default {D.e_step})")
     s.add_argument(
         "--intensity",
-        choices=("paper", "physical"),
+        choices=("auto", "paper", "physical"),
         default=D.intensity,
-        help="training intensities: paper (weight 1, default) or physical (ARCS-like, Ei = 40 meV)",
+        help="training intensities: auto (default: physical where the physical model accepts the crystal, "
+        "else paper), paper (weight 1) or physical (ARCS-like at Ei = max(40, 1.6 E_max) meV, randomised)",
     )
     t = p.add_argument_group("dataset and training")
     t.add_argument("--quick", action="store_true", help="2 members, 2,000 spectra, short training (< 30 min)")
