@@ -110,6 +110,12 @@ def get_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=D.batch_size, help=f"batch size ({D.batch_size})")
     t.add_argument("--threads", type=int, default=D.threads, help="torch CPU threads (default 1)")
     t.add_argument("--device", default=D.device, help="torch device (default cpu)")
+    p.add_argument(
+        "--until",
+        choices=("stage1", "domain", "dataset", "training"),
+        default="training",
+        help="stop after this step (default: every step); a later run resumes from there",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -156,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         members=args.members,
         supercell=None
         if sets
-        else (list(supercell_of(args.supercell).diagonal()) if args.supercell else None),
+        else ([int(x) for x in supercell_of(args.supercell).diagonal()] if args.supercell else None),
         shells=args.shells,
         path=args.path,
         e_max=args.e_max,
@@ -177,6 +183,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         quick=args.quick,
         progress=not args.no_progress,
+        until=args.until,
     )
     out = args.out or Path(name)
     t0 = time.perf_counter()
@@ -186,7 +193,10 @@ def _run(args: argparse.Namespace) -> int:
         ", ".join(f"{k} {v:.1f} s" for k, v in res["wall_s"].items()) or "every step skipped (done earlier)"
     )
     print(f"prepared {res['name']} in {out} in {wall / 60:.1f} min ({steps})")
-    print(f"use it as --material {out} (simulate, fold, fit, export, ...) and --model {out} (infer)")
+    if res.get("until", "training") != "training":
+        print(f"stopped after {res['until']} (--until); run again without --until to finish")
+    else:
+        print(f"use it as --material {out} (simulate, fold, fit, export, ...) and --model {out} (infer)")
     (out / "prepare_last.json").write_text(json.dumps({**res, "total_s": round(wall, 1)}, indent=1) + "\n")
     return 0
 

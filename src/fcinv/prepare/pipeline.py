@@ -97,8 +97,11 @@ class PrepareOptions:
     device: str = "cpu"
     quick: bool = False
     progress: bool = True
+    until: str = "training"
 
 
+#: The steps, in order (``--until STEP`` stops after STEP).
+STEPS = ("stage1", "domain", "dataset", "training")
 #: What --quick changes (each can still be given explicitly).
 QUICK = {"n_spectra": 2000, "vae_epochs": 8, "reg_epochs": 80, "patience": 4}
 
@@ -171,6 +174,8 @@ def prepare(
                 setattr(opts, k, v)
         if not opts.members:
             opts.members = list(QUICK_MEMBERS)
+    if opts.until not in STEPS:
+        raise PrepareError(f"--until {opts.until} is not a step. Pass one of {', '.join(STEPS)}.")
     if opts.intensity not in INTENSITIES:
         raise PrepareError(f"--intensity {opts.intensity} is not known. Pass auto, paper or physical.")
     crystal = Crystal.from_file(structure)
@@ -235,6 +240,8 @@ def prepare(
         f"{ref.space.n_params} "
         f"parameters, energy 0..{material.energy_range[1]:g} meV, path {material.path}"
     )
+    if opts.until == "stage1":
+        return _stopped(material.name, out, times, opts, "stage1")
     intensity = resolve_intensity(ref, opts.intensity, say)
 
     # ---------------------------------------------------------------- 2. domain
@@ -249,6 +256,8 @@ def prepare(
         times["domain"] = time.perf_counter() - t0
         state.record("domain", inputs2, times["domain"])
         redo = True
+    if opts.until == "domain":
+        return _stopped(material.name, out, times, opts, "domain")
 
     # ---------------------------------------------------------------- 3. dataset
     ds_path = out / DATASET_FILE
@@ -302,6 +311,8 @@ def prepare(
         times["dataset"] = time.perf_counter() - t0
         state.record("dataset", inputs3, times["dataset"])
         redo = True
+    if opts.until == "dataset":
+        return _stopped(material.name, out, times, opts, "dataset")
 
     # ---------------------------------------------------------------- 4. training
     import torch
@@ -377,6 +388,10 @@ def prepare(
         times["training"] = time.perf_counter() - t0
         state.record("training", inputs4, times["training"])
     return {"name": material.name, "folder": str(out), "wall_s": times, "options": _jsonable_opts(opts)}
+
+
+def _stopped(name: str, out: Path, times: dict, opts: PrepareOptions, step: str) -> dict:
+    return {"name": name, "folder": str(out), "wall_s": times, "options": _jsonable_opts(opts), "until": step}
 
 
 def resolve_intensity(ref, requested: str, say: Callable[[str], None] = print) -> str:
