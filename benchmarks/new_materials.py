@@ -11,12 +11,22 @@ For each material:
    Stage I cache. When no second stable member exists, the reference set with every in-cutoff
    parameter moved by ±5 % (a perturbed set; the row says so).
 3. A simulated ARCS-like run of that truth (Euphonic S(Q, E), resolution, Bose, Debye–Waller,
-   Poisson counts; ``--orientations`` orientations, Ei = max(40, 1.6 × the material's E_max) meV),
-   folded onto the material's path with the one-phonon corrections, inverted by the prepared model
-   and refined (:class:`fcinv.pipeline.Pipeline` with ``refine=True``).
-4. Printed per material: the prepare time, the FC0–FC3 relative errors of the ML and of the refined
-   answer against the truth's projection onto the model's parameters, and the dispersion rms of
-   the refined θ against the truth's own (phonopy, its whole FC set) along the path, in THz.
+   Poisson counts; ``--orientations`` orientations (30), Ei = max(40, 1.6 × the material's E_max)
+   meV, the ``ei_meV`` that ``prepare`` writes), folded onto the material's path with the
+   one-phonon corrections and inverted by the prepared model (trained on physical intensities
+   where the PhysicalModel accepts the crystal, else on the paper intensity).
+4. The refinement as the Ge pipeline does it (:meth:`fcinv.pipeline.Pipeline.refinement_model`):
+   a :class:`~fcinv.forward.physical.PhysicalModel` of the measurement's own coverage at the run's
+   Ei, fitted to the raw fold, started from the ML answer, continued into the material's
+   ``refine_shells`` where it sets them (prepared materials do not); where the PhysicalModel
+   refuses the crystal (no inversion centre), the paper forward model on the corrected fold.
+5. Printed per material: the prepare time (the sum of the steps' recorded wall times), the FC0–FC3
+   relative errors of the ML and of the refined answer against the truth's projection onto the
+   answer's own space, and the dispersion rms of the refined θ against the truth's own (phonopy,
+   its whole FC set) along the path, in THz. Beside FC0–FC3 (the ensemble's ranking, which scales
+   each derivative by the members' disagreement and so ranks near-zero parameters high), the
+   errors of the 4 parameters of largest |θ_truth,p| · rms ∂I/∂θ_p (:func:`relative_ranking`),
+   the parameters whose relative value the spectrum fixes best.
 
 The last line counts only the materials that ran to the end:
 ``RESULT n_materials=<n> worst_refined_fc0_3_err=<fraction> worst_disp_rms_THz=<THz>
@@ -74,8 +84,10 @@ def prepare(mat: str, work: Path, threads: int) -> tuple[Path, float, bool]:
         raise RuntimeError(f"fcinv prepare {mat} failed (exit {rc})")
     steps = json.loads(state.read_text())["steps"]
     reused = bool(before) and all(before.get(k) == v for k, v in steps.items())
-    minutes = sum(v["wall_s"] for v in steps.values()) / 60 if reused else wall / 60
-    return out, minutes, reused
+    # each step's recorded wall time (from the run that made it), so that a folder finished after an
+    # interruption counts the steps done before it; the wall of this call when it is longer
+    minutes = sum(v["wall_s"] for v in steps.values()) / 60
+    return out, (minutes if reused else max(minutes, wall / 60)), reused
 
 
 def truth_set(folder: Path, material, rng) -> tuple[np.ndarray, tuple, np.ndarray, str]:
@@ -289,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         rel = " ".join(f"{n}={e * 100:.1f}%" for n, e in zip(row["names_relative"], row["refined_err_rel4"]))
-        print(f"  {mat}: the 4 parameters of largest |theta| * dI/dtheta (relative_ranking): refined err {rel}")
+        print(f"  {mat}: 4 parameters of largest |theta| * dI/dtheta (relative_ranking): refined err {rel}")
         (args.work / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     if not rows:
         print("RESULT n_materials=0 worst_refined_fc0_3_err=nan worst_disp_rms_THz=nan worst_prepare_min=nan")
