@@ -175,7 +175,8 @@ class MaterialReference:
         What lies beyond the cutoff for an all-parameter model: :data:`TAIL_ZERO` or
         :data:`TAIL_REFERENCE`.
     bounds_source
-        Per parameter: ``"ensemble"`` (min/max over stable members) or
+        Per parameter: ``"ensemble"`` (min/max over stable members), ``"sets widened"`` (phonopy
+        sets: their min/max widened by the rule in ``ensemble.json`` ``bounds``) or
         ``"reference±h"`` (beyond the embedded shells, when no ``members_fc.hdf5`` is embedded).
     member_theta
         Each stable member's projection onto ``space`` (name → (n_params,) eV/Å²), when the
@@ -395,6 +396,13 @@ def _load_reference(material: str, n_shells: int, tail: str, folder: str, stamp:
         mat = np.array(list(member_theta.values()))
         lower, upper = mat.min(axis=0), mat.max(axis=0)
         source = ["ensemble"] * space.n_params
+        widen = ens.get("bounds", {}).get("relative_widen")
+        if widen is not None:
+            # phonopy sets (fcinv.prepare.stage1.WIDENING_RULE): the range widened by w * m_p
+            floor = float(ens["bounds"].get("floor", 0.05))
+            m = np.maximum(np.abs(theta_ref), floor * float(np.max(np.abs(theta_ref))))
+            lower, upper = lower - float(widen) * m, upper + float(widen) * m
+            source = ["sets widened"] * space.n_params
     else:
         lower, upper, source = _bounds_beyond_embedded(
             space, theta_ref, ens, ens_names, ens_shells, ens_lower, ens_upper

@@ -11,7 +11,7 @@ from tests.prepare._crystals import silicon, spring_set
 from fcinv.cli.main import main
 
 TINY = ["--shells", "2", "--vae-epochs", "1", "--reg-epochs", "2", "--channels", "4,8", "--latent-dim", "4"]
-TINY += ["--hidden-dim", "16", "--e-step", "2", "--no-progress", "--quick"]
+TINY += ["--hidden-dim", "16", "--e-step", "2", "--no-progress", "--quick", "--intensity", "paper"]
 
 
 def _prepare(s, out, n):

@@ -38,6 +38,14 @@ def test_two_spring_sets_make_a_material_folder(tmp_path, capsys):
     assert "relative widening w = 0.2" in text and "no force fields" in text
     for f in ("material.json", "structure.vasp", "ensemble.json", "reference_fc.hdf5", "provenance.json"):
         assert (out / f).is_file(), f
+    # every set is kept, as the force-field route keeps its members (the same writer)
+    from fcinv.reference import read_members_fc, read_reference_fc
+
+    sets = read_members_fc(out / "members_fc.hdf5")
+    assert sorted(sets) == ["set0", "set1"]
+    np.testing.assert_array_equal(
+        sets["set0"]["force_constants"], read_reference_fc(out / "reference_fc.hdf5")["force_constants"]
+    )
     mat = load_material(out)
     assert mat.reference_available and not mat.embedded and mat.name == "Si"
     ref = mat.reference
@@ -48,6 +56,15 @@ def test_two_spring_sets_make_a_material_folder(tmp_path, capsys):
     m = np.maximum(np.abs(th0), WIDEN_FLOOR * np.abs(th0).max())
     np.testing.assert_allclose(ref.lower, np.minimum(th0, th1) - 0.2 * m, atol=1e-9)
     np.testing.assert_allclose(ref.upper, np.maximum(th0, th1) + 0.2 * m, atol=1e-9)
+    # at more shells (3 fit the 3x3x3 sets) the bounds still follow the widening rule, from both sets
+    from fcinv.reference import load_reference
+
+    ref3 = load_reference(mat.name, 3)
+    assert ref3.space.n_params > 6 and set(ref3.bounds_source) == {"sets widened"}
+    i6 = ref3.space.index(names)
+    np.testing.assert_allclose(ref3.lower[i6], ref.lower, atol=1e-9)
+    np.testing.assert_allclose(ref3.upper[i6], ref.upper, atol=1e-9)
+    assert (ref3.upper - ref3.lower > 0).all()  # 3NN (zero in both sets) gets the floor's width
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["bounds"]["relative_widen"] == 0.2 and "max(|theta_ref_p|" in prov["bounds"]["rule"]
     info = json.loads((out / "material.json").read_text())

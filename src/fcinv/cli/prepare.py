@@ -85,9 +85,10 @@ def get_parser() -> argparse.ArgumentParser:
     s.add_argument("--e-step", type=float, default=D.e_step, help=f"energy bin, meV (default {D.e_step})")
     s.add_argument(
         "--intensity",
-        choices=("paper", "physical"),
+        choices=("auto", "paper", "physical"),
         default=D.intensity,
-        help="training intensities: paper (weight 1, default) or physical (ARCS-like, Ei = 40 meV)",
+        help="training intensities: auto (default: physical where the physical model accepts the crystal, "
+        "else paper), paper (weight 1) or physical (ARCS-like at Ei = max(40, 1.6 E_max) meV, randomised)",
     )
     t = p.add_argument_group("dataset and training")
     t.add_argument("--quick", action="store_true", help="2 members, 2,000 spectra, short training (< 30 min)")
@@ -109,6 +110,12 @@ def get_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=D.batch_size, help=f"batch size ({D.batch_size})")
     t.add_argument("--threads", type=int, default=D.threads, help="torch CPU threads (default 1)")
     t.add_argument("--device", default=D.device, help="torch device (default cpu)")
+    p.add_argument(
+        "--until",
+        choices=("stage1", "domain", "dataset", "training"),
+        default="training",
+        help="stop after this step (default: every step); a later run resumes from there",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -155,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         members=args.members,
         supercell=None
         if sets
-        else (list(supercell_of(args.supercell).diagonal()) if args.supercell else None),
+        else ([int(x) for x in supercell_of(args.supercell).diagonal()] if args.supercell else None),
         shells=args.shells,
         path=args.path,
         e_max=args.e_max,
@@ -176,6 +183,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         quick=args.quick,
         progress=not args.no_progress,
+        until=args.until,
     )
     out = args.out or Path(name)
     t0 = time.perf_counter()
@@ -185,7 +193,10 @@ def _run(args: argparse.Namespace) -> int:
         ", ".join(f"{k} {v:.1f} s" for k, v in res["wall_s"].items()) or "every step skipped (done earlier)"
     )
     print(f"prepared {res['name']} in {out} in {wall / 60:.1f} min ({steps})")
-    print(f"use it as --material {out} (simulate, fold, fit, export, ...) and --model {out} (infer)")
+    if res.get("until", "training") != "training":
+        print(f"stopped after {res['until']} (--until); run again without --until to finish")
+    else:
+        print(f"use it as --material {out} (simulate, fold, fit, export, ...) and --model {out} (infer)")
     (out / "prepare_last.json").write_text(json.dumps({**res, "total_s": round(wall, 1)}, indent=1) + "\n")
     return 0
 

@@ -3,7 +3,8 @@
 The spectra are those of :class:`fcinv.forward.physical.PhysicalModel`: the coherent
 one-phonon intensity of the *folded measurement* with the structure factor at every
 covered image, Debye–Waller, Bose and 1/ω at the sample temperature and the ARCS-like
-instrument's energy-dependent resolution at Ei = 40 meV, **predicted for a fold made with
+instrument's energy-dependent resolution at the material's incident energy (:func:`ei_for`: Ge and
+Nb 40 meV, a prepared material the ``ei_meV`` its material.json records), **predicted for a fold made with
 ``fcinv fold --one-phonon T``** (the corrections Bose T, ÷|Q|², ×E, T the sample
 temperature): that is the input the shipped ``ge`` model expects.
 
@@ -34,7 +35,7 @@ from fcinv.errors import DataError
 
 log = logging.getLogger(__name__)
 
-#: Coverage name → goniometer angles ψ (degrees) of an ARCS-like run at Ei = 40 meV (None: full coverage).
+#: Coverage name → goniometer angles ψ (degrees) of an ARCS-like run at :func:`ei_for` (None: full coverage).
 COVERAGES: dict[str, tuple[float, ...] | None] = {
     "run120": tuple(float(x) for x in range(120)),
     "run30": tuple(float(x) for x in range(30)),
@@ -48,8 +49,32 @@ DEFAULT_COVERAGES = ("run120", "run30", "single0", "single60")
 TEMPERATURE_LEVELS = (5.0, 50.0, 150.0, 300.0)
 #: Resolution factors drawn with --randomise (× the instrument FWHM(E)).
 FWHM_LEVELS = (0.85, 1.0, 1.2)
-#: Incident energy of the training runs, meV.
+#: Incident energy of the training runs of a material whose material.json gives no ``ei_meV`` (Ge, Nb), meV.
 EI_MEV = 40.0
+#: A new material's incident energy: this many times its energy range's upper end (and at least
+#: :data:`EI_MEV`), so that the highest modes lie well inside the kinematic range (Ef = Ei - E > 0
+#: over the whole |Q| range of the path's zones): ``fcinv prepare`` writes it as ``ei_meV``.
+EI_PER_E_MAX = 1.6
+
+
+def ei_rule(e_max_meV: float) -> float:
+    """The incident energy (meV) of a new material with energy range 0..``e_max_meV``:
+    max(:data:`EI_MEV`, :data:`EI_PER_E_MAX` × ``e_max_meV``)."""
+    return float(max(EI_MEV, EI_PER_E_MAX * float(e_max_meV)))
+
+
+def ei_for(material: str) -> float:
+    """The incident energy (meV) of ``material``'s physical training runs: ``ei_meV`` of its
+    material.json, else :data:`EI_MEV` (the convention of the shipped Ge model)."""
+    from fcinv.crystal import material_info
+
+    ei = material_info(material).get("ei_meV")
+    if ei is None:
+        return EI_MEV
+    ei = float(ei)
+    if not (np.isfinite(ei) and ei > 0):
+        raise DataError(f"ei_meV = {ei} in the material.json of {material}; write a positive energy in meV.")
+    return ei
 
 
 def _require_physical() -> None:
@@ -70,7 +95,7 @@ def _check_coverages(names: Sequence[str] | None) -> list[str]:
 
 
 @lru_cache(maxsize=8)
-def _coverage(material: str, name: str):
+def _coverage(material: str, name: str, ei: float):
     from fcinv.crystal import Crystal, default_grid
     from fcinv.forward.physical import coverage_for_run, full_coverage
 
@@ -79,8 +104,8 @@ def _coverage(material: str, name: str):
     psi = COVERAGES[name]
     if psi is None:
         return full_coverage(crystal, grid)
-    log.info("coverage %s of %s: %d orientations at Ei %g meV", name, material, len(psi), EI_MEV)
-    return coverage_for_run(crystal, grid, ei=EI_MEV, psi=psi)
+    log.info("coverage %s of %s: %d orientations at Ei %g meV", name, material, len(psi), ei)
+    return coverage_for_run(crystal, grid, ei=ei, psi=psi)
 
 
 def physical_model(
@@ -90,6 +115,7 @@ def physical_model(
     coverage: str = "run120",
     temperature_K: float = 5.0,
     fwhm_scale: float = 1.0,
+    ei: float | None = None,
 ):
     """One :class:`~fcinv.forward.physical.PhysicalModel` of ``ref`` varying ``names``.
 
@@ -105,14 +131,17 @@ def physical_model(
         Sample temperature; the model predicts a fold corrected with ``--one-phonon temperature_K``.
     fwhm_scale
         Factor on the ARCS-like instrument's FWHM(E).
+    ei
+        Incident energy, meV (coverage and resolution); default :func:`ei_for` ``(ref.material)``.
     """
     from fcinv.experiment.fold import Corrections
     from fcinv.experiment.instrument import Instrument
     from fcinv.forward.physical import PhysicalModel
 
     _check_coverages([coverage])
-    inst0 = Instrument(ei=EI_MEV)
-    inst = Instrument(ei=EI_MEV, elastic_fwhm_fraction=inst0.elastic_fwhm_fraction * float(fwhm_scale))
+    ei = ei_for(ref.material) if ei is None else float(ei)
+    inst0 = Instrument(ei=ei)
+    inst = Instrument(ei=ei, elastic_fwhm_fraction=inst0.elastic_fwhm_fraction * float(fwhm_scale))
     tail = ref.tail_for(list(names))
     return PhysicalModel(
         ref.space,
@@ -120,7 +149,7 @@ def physical_model(
         ref.theta_ref,
         reference=ref.pairs if tail == "reference" else None,
         free=list(names),
-        coverage=_coverage(ref.material, coverage),
+        coverage=_coverage(ref.material, coverage, ei),
         temperature=float(temperature_K),
         resolution=inst,
         corrections=Corrections(
@@ -190,7 +219,7 @@ def physical_forward(
         "all_names": list(ref.space.names),
         "free": names,
         "tail": ref.tail_for(names),
-        "ei_meV": EI_MEV,
+        "ei_meV": ei_for(ref.material),
         "instrument": "ARCS-like (fcinv.experiment.instrument.Instrument)",
         "corrections": "predicts a fold with --one-phonon T (Bose T, divide by |Q|^2, multiply by E), T the sample temperature",
         "coverages_psi_deg": {
@@ -225,8 +254,11 @@ __all__ = [
     "COVERAGES",
     "DEFAULT_COVERAGES",
     "EI_MEV",
+    "EI_PER_E_MAX",
     "FWHM_LEVELS",
     "TEMPERATURE_LEVELS",
+    "ei_for",
+    "ei_rule",
     "physical_forward",
     "physical_model",
     "physical_randomisation",

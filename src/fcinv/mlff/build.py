@@ -120,8 +120,10 @@ def _material_broadening(crystal: Crystal):
         return Broadening()
 
 
-def analyse(crystal: Crystal, results: list[MemberResult], *, top_k: int = 8) -> dict:
-    """θ, reference, bounds, sensitivity and ranking of an ensemble's results (JSON-able dict)."""
+def analyse(crystal: Crystal, results: list[MemberResult]) -> dict:
+    """θ, reference, bounds and sensitivity of an ensemble's results: ``space``, ``projections``
+    (name → Projection), ``stable`` (results), ``reference`` (the reference result), ``distances``,
+    ``theta_ref``, ``lower``, ``upper``, ``grid``, ``broadening``, ``sens``."""
     from fcinv.fcspace import FCSpace
     from fcinv.forward.model import ForwardModel
 
@@ -146,40 +148,18 @@ def analyse(crystal: Crystal, results: list[MemberResult], *, top_k: int = 8) ->
         reference=reference_pairs(crystal, ref),
         broadening=_material_broadening(crystal),
     )
-    sens = sensitivity(model, lower, upper)
-    top = sens.top(min(top_k, space.n_params))
     return {
-        "space": {
-            "cutoff_A": space.cutoff,
-            "n_params": space.n_params,
-            "names": list(space.names),
-            "parameters": jsonable(space.describe()),
-        },
-        "projections": {n: p.as_dict() for n, p in proj.items()},
-        "stable_members": [r.name for r in stable],
-        "reference_member": {
-            "name": ref_name,
-            "rule": REFERENCE_RULE,
-            "rms_distance_to_median_THz": distances,
-        },
-        "theta_ref": dict(zip(space.names, theta_ref.tolist())),
-        "bounds": {
-            "lower": dict(zip(space.names, lower.tolist())),
-            "upper": dict(zip(space.names, upper.tolist())),
-            "over": [r.name for r in stable],
-            "unit": "eV/Å^2",
-        },
-        "sensitivity": {
-            "measure": SENSITIVITY_MEASURE,
-            "grid": {"n_q": grid.n_q, "n_E": grid.n_e, "labels": list(grid.labels)},
-            "broadening": model.broadening.as_dict(),
-            "rows": sens.rows(),
-        },
-        "ranking": sens.ranking,
-        "top_k": len(top),
-        "sampled": [{"label": f"FC{i}", "name": n} for i, n in enumerate(top)],
-        "fixed": [n for n in space.names if n not in top],
-        "_reference_result": ref,
+        "space": space,
+        "projections": proj,
+        "stable": stable,
+        "reference": ref,
+        "distances": distances,
+        "theta_ref": theta_ref,
+        "lower": lower,
+        "upper": upper,
+        "grid": grid,
+        "broadening": model.broadening,
+        "sens": sensitivity(model, lower, upper),
     }
 
 
@@ -195,50 +175,162 @@ def dumps(obj: Any) -> str:
     )
 
 
-def _write_fc_group(h5, crystal: Crystal, res: MemberResult) -> None:
-    """One member's compact force constants, supercell and unit cell into an HDF5 file or group."""
-    c = _member_crystal(crystal, res)
-    d = h5.create_dataset("force_constants", data=res.fc, compression="gzip")
+def write_fc_group(
+    h5,
+    *,
+    force_constants: np.ndarray,
+    p2s_map: np.ndarray,
+    supercell_matrix: np.ndarray,
+    lattice: np.ndarray,
+    positions: np.ndarray,
+    numbers: np.ndarray,
+    masses: np.ndarray,
+    attrs: dict | None = None,
+) -> None:
+    """One compact force-constant set with its supercell and unit cell into an HDF5 file or group:
+    the layout :func:`fcinv.reference.read_reference_fc` reads (both Stage I routes write it)."""
+    d = h5.create_dataset("force_constants", data=np.asarray(force_constants, float), compression="gzip")
     d.attrs["unit"] = "eV/Angstrom^2"
-    d.attrs["layout"] = "phonopy compact (n_prim, n_super, 3, 3)"
-    h5.create_dataset("p2s_map", data=np.asarray(res.p2s_map, dtype=int))
-    h5.create_dataset("supercell_matrix", data=np.array(res.settings["supercell_matrix"], dtype=int))
+    d.attrs["layout"] = "phonopy compact (n_unit, n_super, 3, 3)"
+    h5.create_dataset("p2s_map", data=np.asarray(p2s_map, dtype=int))
+    h5.create_dataset("supercell_matrix", data=np.asarray(supercell_matrix, dtype=int))
     g = h5.create_group("unitcell")
-    g.create_dataset("lattice", data=c.lattice).attrs["unit"] = "Angstrom"
-    g.create_dataset("positions", data=c.positions).attrs["unit"] = "fractional"
-    g.create_dataset("numbers", data=c.numbers)
-    g.create_dataset("masses", data=c.masses).attrs["unit"] = "amu"
-    h5.attrs["member"] = res.name
-    h5.attrs["lattice_a_A"] = float(c.conventional_a)
-    h5.attrs["displacement_A"] = float(res.settings["displacement_A"])
+    g.create_dataset("lattice", data=np.asarray(lattice, float)).attrs["unit"] = "Angstrom"
+    g.create_dataset("positions", data=np.asarray(positions, float)).attrs["unit"] = "fractional"
+    g.create_dataset("numbers", data=np.asarray(numbers, dtype=int))
+    g.create_dataset("masses", data=np.asarray(masses, float)).attrs["unit"] = "amu"
+    for k, v in (attrs or {}).items():
+        h5.attrs[k] = v
 
 
-def write_reference_fc(path: Path, crystal: Crystal, res: MemberResult, *, command: str) -> None:
-    """Write a member's compact force constants with their supercell and unit cell (atomic)."""
+def _member_fc(crystal: Crystal, res: MemberResult) -> dict:
+    """A force-field member's :func:`write_fc_group` arguments."""
+    c = _member_crystal(crystal, res)
+    return {
+        "force_constants": res.fc,
+        "p2s_map": res.p2s_map,
+        "supercell_matrix": np.array(res.settings["supercell_matrix"]),
+        "lattice": c.lattice,
+        "positions": c.positions,
+        "numbers": c.numbers,
+        "masses": c.masses,
+        "attrs": {
+            "member": res.name,
+            "lattice_a_A": float(c.conventional_a),
+            "displacement_A": float(res.settings["displacement_A"]),
+        },
+    }
+
+
+def write_fc_file(path: Path, material: str, fc: dict, *, command: str) -> None:
+    """``reference_fc.hdf5``: one :func:`write_fc_group` set (``fc``: its arguments), atomic."""
 
     def write(h5):
-        _write_fc_group(h5, crystal, res)
-        h5.attrs["material"] = crystal.name
+        write_fc_group(h5, **fc)
+        h5.attrs["material"] = material
         h5.attrs["fcinv_version"] = fcinv.__version__
         h5.attrs["command"] = command
 
     atomic_write_h5(path, write)
+
+
+def write_members_file(path: Path, material: str, sets: dict[str, dict], *, command: str) -> None:
+    """``members_fc.hdf5``: every stable member's (or phonopy set's) compact force constants under
+    ``members/<name>/`` (``sets``: name → :func:`write_fc_group` arguments), atomic, so the bounds of
+    any shell count come from every member."""
+
+    def write(h5):
+        for name, fc in sets.items():
+            write_fc_group(h5.create_group(f"members/{name}"), **fc)
+        h5.attrs["material"] = material
+        h5.attrs["members"] = ",".join(sets)
+        h5.attrs["fcinv_version"] = fcinv.__version__
+        h5.attrs["command"] = command
+
+    atomic_write_h5(path, write)
+
+
+def write_reference_fc(path: Path, crystal: Crystal, res: MemberResult, *, command: str) -> None:
+    """Write a member's compact force constants with their supercell and unit cell (atomic)."""
+    write_fc_file(path, crystal.name, _member_fc(crystal, res), command=command)
 
 
 def write_members_fc(path: Path, crystal: Crystal, results: list[MemberResult], *, command: str) -> None:
     """Write every stable member's compact force constants (``members/<name>/``, the layout of
     ``reference_fc.hdf5`` per group), so the bounds of any shell count come from every member."""
     stable = [r for r in results if r.status == "stable" and r.fc is not None]
+    write_members_file(path, crystal.name, {r.name: _member_fc(crystal, r) for r in stable}, command=command)
 
-    def write(h5):
-        for r in stable:
-            _write_fc_group(h5.create_group(f"members/{r.name}"), crystal, r)
-        h5.attrs["material"] = crystal.name
-        h5.attrs["members"] = ",".join(r.name for r in stable)
-        h5.attrs["fcinv_version"] = fcinv.__version__
-        h5.attrs["command"] = command
 
-    atomic_write_h5(path, write)
+def ensemble_document(
+    *,
+    material: str,
+    crystal: Crystal,
+    space,
+    members: list[dict],
+    stable: list[str],
+    reference: dict,
+    theta_ref: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    grid,
+    broadening,
+    sens,
+    top_k: int,
+    command: str,
+    created: str,
+    header: dict | None = None,
+    bounds_extra: dict | None = None,
+    dropped: list[dict] | None = None,
+) -> dict:
+    """The content of ``ensemble.json``, for both Stage I routes (force-field ensemble:
+    :func:`build_reference`; phonopy sets: :func:`fcinv.prepare.stage1.reference_from_phonopy`).
+
+    ``header`` (route-specific keys after ``command``: ``source``, ``relax``, ``settings`` ...),
+    ``members`` (per-member rows), ``reference`` (name, rule, distances), ``sens`` a
+    :class:`fcinv.mlff.sensitivity.Sensitivity` over (lower, upper) on ``grid`` with ``broadening``,
+    ``bounds_extra`` (e.g. the widening rule of phonopy sets).
+    """
+    names = list(space.names)
+    ranked = sens.top(min(top_k, space.n_params))
+    return {
+        "format": "fcinv-ensemble",
+        "format_version": 1,
+        "material": material,
+        "fcinv_version": fcinv.__version__,
+        "created": created,
+        "command": command,
+        **(header or {}),
+        "structure_a_A": round(crystal.conventional_a, 6),
+        "members": members,
+        "dropped": list(dropped or []),
+        "space": {
+            "cutoff_A": space.cutoff,
+            "n_params": space.n_params,
+            "names": names,
+            "parameters": jsonable(space.describe()),
+        },
+        "stable_members": list(stable),
+        "reference_member": reference,
+        "theta_ref": dict(zip(names, np.asarray(theta_ref, float).tolist())),
+        "bounds": {
+            "lower": dict(zip(names, np.asarray(lower, float).tolist())),
+            "upper": dict(zip(names, np.asarray(upper, float).tolist())),
+            "over": list(stable),
+            "unit": "eV/Å^2",
+            **(bounds_extra or {}),
+        },
+        "sensitivity": {
+            "measure": SENSITIVITY_MEASURE,
+            "grid": {"n_q": grid.n_q, "n_E": grid.n_e, "labels": list(grid.labels)},
+            "broadening": broadening.as_dict(),
+            "rows": sens.rows(),
+        },
+        "ranking": sens.ranking,
+        "top_k": len(ranked),
+        "sampled": [{"label": f"FC{i}", "name": n} for i, n in enumerate(ranked)],
+        "fixed": [n for n in names if n not in ranked],
+    }
 
 
 def default_command() -> str:
@@ -291,34 +383,42 @@ def build_reference(
     command = command or default_command()
     out_dir = Path(out_dir) if out_dir is not None else material_dir(crystal.name)
     results = run_ensemble(crystal, members, settings, workdir, relax=relax, device=device, progress=progress)
-    analysis = analyse(crystal, results, top_k=top_k)
-    ref: MemberResult = analysis.pop("_reference_result")
+    an = analyse(crystal, results)
+    ref: MemberResult = an["reference"]
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     member_rows = []
     for r in results:
         row = r.record()
-        if r.name in analysis["projections"]:
-            row["projection"] = analysis["projections"][r.name]
+        if r.name in an["projections"]:
+            row["projection"] = an["projections"][r.name].as_dict()
         if r.fc is not None:
             row["path_freqs_THz"] = path_bin_frequencies(crystal, r)
         member_rows.append(row)
-    ensemble = {
-        "format": "fcinv-ensemble",
-        "format_version": 1,
-        "material": crystal.name,
-        "fcinv_version": fcinv.__version__,
-        "created": created,
-        "command": command,
-        "units": {"theta": "eV/Å^2", "frequencies": "THz", "lattice_a": "Å", "wall_s": "s"},
-        "structure_a_A": round(crystal.conventional_a, 6),
-        "relax": relax,
-        "settings": settings.to_dict(),
-        "members": member_rows,
-        "dropped": [
+    ensemble = ensemble_document(
+        material=crystal.name,
+        crystal=crystal,
+        space=an["space"],
+        members=member_rows,
+        stable=[r.name for r in an["stable"]],
+        reference={"name": ref.name, "rule": REFERENCE_RULE, "rms_distance_to_median_THz": an["distances"]},
+        theta_ref=an["theta_ref"],
+        lower=an["lower"],
+        upper=an["upper"],
+        grid=an["grid"],
+        broadening=an["broadening"],
+        sens=an["sens"],
+        top_k=top_k,
+        command=command,
+        created=created,
+        header={
+            "units": {"theta": "eV/Å^2", "frequencies": "THz", "lattice_a": "Å", "wall_s": "s"},
+            "relax": relax,
+            "settings": settings.to_dict(),
+        },
+        dropped=[
             {"name": r.name, "status": r.status, "reason": r.reason} for r in results if r.status != "stable"
         ],
-        **{k: v for k, v in analysis.items() if k != "projections"},
-    }
+    )
     provenance = {
         "material": crystal.name,
         "fcinv_version": fcinv.__version__,
@@ -363,6 +463,10 @@ __all__ = [
     "project_results",
     "read_reference_fc",
     "reference_pairs",
+    "ensemble_document",
+    "write_fc_file",
+    "write_fc_group",
     "write_members_fc",
+    "write_members_file",
     "write_reference_fc",
 ]

@@ -100,7 +100,9 @@ class MemberResult:
 def cache_key(crystal: Crystal, member: Member, settings: PhononSettings, relax: bool) -> dict:
     """Everything that determines a member's result (a cached file is reused only when it matches)."""
     return {
-        "material": crystal.name,
+        # a material folder named after an embedded material is registered as "Ge@<folder>": the
+        # same crystal, so the same force-field results
+        "material": crystal.name.split("@")[0],
         "structure_a_A": round(crystal.conventional_a, 8),
         "member": member.name,
         "model": member.model,

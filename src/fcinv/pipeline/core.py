@@ -433,7 +433,8 @@ class Pipeline:
             free=list(self.names),
             coverage=cov,
             temperature=float(temperature),
-            resolution=Instrument(ei=40.0),
+            # the material's incident energy (material.json ei_meV: a prepared material's; Ge 40 meV)
+            resolution=Instrument(ei=float(self.material.info.get("ei_meV", 40.0))),
             # the physical model predicts the raw fold (what it was validated on against Euphonic + fold:
             # docs/fidelity.md); :meth:`refine` fits the raw fold of the 4D measurement
             corrections=None,

@@ -23,9 +23,14 @@ n × n × n supercell of the primitive cell (n ≥ 3) whose shortest translation
 the cutoff of the requested shells, the condition :meth:`fcinv.fcspace.FCSpace._check_supercell`
 sets. ``--quick`` (:data:`QUICK`): 2 force-field members, 2,000 spectra, a VAE of at most 8
 epochs and a regressor of at most 80; measured well under 30 minutes on 2 CPU cores (see
-docs/new-material.md). The intensity model defaults to ``paper`` (weight-1 intensities on the
-material's own energy range); ``physical`` is the ARCS-like Ei = 40 meV convention of the shipped
-Ge model, meant for materials whose modes lie below ~35 meV.
+docs/new-material.md). The intensity model defaults to ``auto``: ``physical``
+(:mod:`fcinv.dataset.physical`, the convention of the shipped Ge model: coherent one-phonon
+intensities of an ARCS-like run, domain-randomised over coverage, temperature and resolution; with
+``--quick`` one model: the full 120-orientation run at 5 K)
+wherever :class:`fcinv.forward.physical.PhysicalModel` accepts the crystal, else ``paper`` (weight-1
+intensities; the PhysicalModel's refusal is printed). The incident energy of a new material,
+``ei_meV`` in material.json, is :func:`fcinv.dataset.physical.ei_rule` of its energy range
+(max(40, 1.6 × E_max) meV), so every crystal's physical set has its modes inside the kinematic range.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ DATASET_FILE = "dataset.h5"
 MODELS_DIR = "models"
 #: The force-field members of --quick (one CHGNet, one SevenNet).
 QUICK_MEMBERS = ("chgnet-0.2.0", "7net-0")
+#: The --intensity choices (auto: physical where the PhysicalModel accepts the crystal, else paper).
+INTENSITIES = ("auto", "paper", "physical")
 
 
 @dataclass
@@ -75,7 +82,7 @@ class PrepareOptions:
     path: str | None = None
     e_max: float | None = None
     e_step: float = 0.5
-    intensity: str = "paper"
+    intensity: str = "auto"
     widen: float = DEFAULT_RELATIVE_WIDEN
     n_spectra: int = 10000
     n_test: int | None = None
@@ -91,8 +98,11 @@ class PrepareOptions:
     device: str = "cpu"
     quick: bool = False
     progress: bool = True
+    until: str = "training"
 
 
+#: The steps, in order (``--until STEP`` stops after STEP).
+STEPS = ("stage1", "domain", "dataset", "training")
 #: What --quick changes (each can still be given explicitly).
 QUICK = {"n_spectra": 2000, "vae_epochs": 8, "reg_epochs": 80, "patience": 4}
 
@@ -165,8 +175,10 @@ def prepare(
                 setattr(opts, k, v)
         if not opts.members:
             opts.members = list(QUICK_MEMBERS)
-    if opts.intensity not in ("paper", "physical"):
-        raise PrepareError(f"--intensity {opts.intensity} is not known. Pass paper or physical.")
+    if opts.until not in STEPS:
+        raise PrepareError(f"--until {opts.until} is not a step. Pass one of {', '.join(STEPS)}.")
+    if opts.intensity not in INTENSITIES:
+        raise PrepareError(f"--intensity {opts.intensity} is not known. Pass auto, paper or physical.")
     crystal = Crystal.from_file(structure)
     from fcinv.prepare.stage1 import formula_of
 
@@ -229,6 +241,9 @@ def prepare(
         f"{ref.space.n_params} "
         f"parameters, energy 0..{material.energy_range[1]:g} meV, path {material.path}"
     )
+    if opts.until == "stage1":
+        return _stopped(material.name, out, times, opts, "stage1")
+    intensity = resolve_intensity(ref, opts.intensity, say)
 
     # ---------------------------------------------------------------- 2. domain
     inputs2 = {"stage1": inputs1}
@@ -242,6 +257,8 @@ def prepare(
         times["domain"] = time.perf_counter() - t0
         state.record("domain", inputs2, times["domain"])
         redo = True
+    if opts.until == "domain":
+        return _stopped(material.name, out, times, opts, "domain")
 
     # ---------------------------------------------------------------- 3. dataset
     ds_path = out / DATASET_FILE
@@ -251,9 +268,14 @@ def prepare(
         "n": opts.n_spectra,
         "seed": opts.seed,
         "n_test": n_test,
-        "intensity": opts.intensity,
+        "intensity": intensity,
+        "randomise": intensity == "physical" and not opts.quick,
     }
-    say(f"[3/4] dataset: {opts.n_spectra} spectra ({opts.intensity} intensity) -> {ds_path}")
+    ei_note = ""
+    if intensity == "physical":
+        ei_note = f", Ei {material.info.get('ei_meV', 40.0):g} meV, "
+        ei_note += "120 orientations at 5 K" if opts.quick else "domain-randomised"
+    say(f"[3/4] dataset: {opts.n_spectra} spectra ({intensity} intensity{ei_note}) -> {ds_path}")
     if not redo and state.done("dataset", inputs3, [ds_path]):
         say("      done earlier with the same inputs: skipped")
     else:
@@ -279,7 +301,12 @@ def prepare(
             "-o",
             str(ds_path),
         ]
-        argv += ["--intensity", opts.intensity, "--n-test", str(n_test)]
+        argv += ["--intensity", intensity, "--n-test", str(n_test)]
+        # physical: the Ge convention (fcinv dataset --intensity physical --randomise: coverages of full
+        # and partial runs and single orientations, 5-300 K, resolution x 0.85-1.2); --quick: one
+        # physical model (the full 120-orientation run at 5 K), as a randomised set builds one per
+        # (coverage, temperature, resolution) drawn (Si at Ei 104 meV: over 13 min on 2 shared cores)
+        argv += ["--randomise"] if intensity == "physical" and not opts.quick else []
         argv += ["--resume"] if resume else []
         argv += [] if opts.progress else ["--no-progress"]
         t0 = time.perf_counter()
@@ -289,6 +316,8 @@ def prepare(
         times["dataset"] = time.perf_counter() - t0
         state.record("dataset", inputs3, times["dataset"])
         redo = True
+    if opts.until == "dataset":
+        return _stopped(material.name, out, times, opts, "dataset")
 
     # ---------------------------------------------------------------- 4. training
     import torch
@@ -366,6 +395,34 @@ def prepare(
     return {"name": material.name, "folder": str(out), "wall_s": times, "options": _jsonable_opts(opts)}
 
 
+def _stopped(name: str, out: Path, times: dict, opts: PrepareOptions, step: str) -> dict:
+    return {"name": name, "folder": str(out), "wall_s": times, "options": _jsonable_opts(opts), "until": step}
+
+
+def resolve_intensity(ref, requested: str, say: Callable[[str], None] = print) -> str:
+    """The training intensity of ``ref``'s material: ``paper``, or ``physical`` where the
+    :class:`~fcinv.forward.physical.PhysicalModel` accepts the crystal (``auto``: else ``paper``,
+    saying why; ``physical``: else :class:`PrepareError`).
+
+    The test is the PhysicalModel's own: one is built on a single-orientation coverage (cheap) and its
+    refusal (:class:`~fcinv.forward.physical.PhysicalModelError`, e.g. no inversion centre) is the answer.
+    """
+    if requested == "paper":
+        return "paper"
+    from fcinv.dataset.physical import physical_model
+    from fcinv.forward.physical import PhysicalModelError
+
+    try:
+        physical_model(ref, list(ref.sampled), coverage="single0")
+    except PhysicalModelError as exc:
+        why = str(exc).split(". ")[0].rstrip(".")
+        if requested == "physical":
+            raise PrepareError(f"--intensity physical: {why}. Pass --intensity paper.") from None
+        say(f"      intensity: paper (the physical model refuses {ref.material}: {why})")
+        return "paper"
+    return "physical"
+
+
 def _finished(d: Path) -> bool:
     return (d / "config.json").exists() and (d / "finished").exists()
 
@@ -399,6 +456,7 @@ def stage1_forcefields(
     """Stage I from the force-field ensemble: run the members (cached), take the energy range from
     the first stable member, write material.json, then the ensemble's analysis (fcinv.mlff.build)."""
     from fcinv.crystal import register_material_folder
+    from fcinv.dataset.physical import ei_rule
     from fcinv.mlff.build import build_reference, reference_pairs
     from fcinv.mlff.ensemble import resolve_members
     from fcinv.mlff.phonons import DEFAULT_DISPLACEMENT, PhononSettings
@@ -438,6 +496,7 @@ def stage1_forcefields(
         )
     top = highest_mode_meV(reference_pairs(crystal, first), crystal)
     info["energy_max_meV"] = float(opts.e_max) if opts.e_max is not None else energy_max_for(top)
+    info["ei_meV"] = ei_rule(info["energy_max_meV"])
     write_material_json(out, info)
     registered = register_material_folder(out)
     crystal = Crystal.from_file(out / STRUCTURE_FILE, name=registered)

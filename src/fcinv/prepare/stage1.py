@@ -17,8 +17,11 @@ The training domain is then widened from these bounds as for any ensemble
 ``ensemble.json`` (``bounds.rule``) and ``provenance.json`` and printed by ``fcinv reference``.
 
 The material folder written (:func:`reference_from_phonopy`): ``material.json``, ``structure.vasp``
-(the primitive cell), ``ensemble.json``, ``reference_fc.hdf5`` and ``provenance.json``, in the
-layout of the embedded materials, so that :func:`fcinv.material.load_material` (``--material
+(the primitive cell), ``ensemble.json`` (built by :func:`fcinv.mlff.build.ensemble_document`, the
+builder of the force-field route), ``reference_fc.hdf5``, ``members_fc.hdf5`` (every set, as the
+force-field route writes its members, so the bounds at any shell count come from every set and the
+widening rule) and ``provenance.json``, in the layout of the embedded materials, so that
+:func:`fcinv.material.load_material` (``--material
 DIR``) and :func:`fcinv.reference.load_reference` read it as they read ``Ge``.
 """
 
@@ -285,10 +288,19 @@ def reference_from_phonopy(
     dict
         A summary: name, folder, shells, n_params, reference set, e_max, the widening.
     """
+    from fcinv.dataset.physical import ei_rule
     from fcinv.fcspace import FCSpace, pairs_from_phonopy
     from fcinv.forward.model import Broadening, ForwardModel
-    from fcinv.mlff.sensitivity import SENSITIVITY_MEASURE, sensitivity
-    from fcinv.reference import ENSEMBLE_FILE, MAX_SHELLS, PROVENANCE_FILE, REFERENCE_FC_FILE, check_shells
+    from fcinv.mlff.build import ensemble_document, write_fc_file, write_members_file
+    from fcinv.mlff.sensitivity import sensitivity
+    from fcinv.reference import (
+        ENSEMBLE_FILE,
+        MAX_SHELLS,
+        MEMBERS_FC_FILE,
+        PROVENANCE_FILE,
+        REFERENCE_FC_FILE,
+        check_shells,
+    )
 
     say = say or (lambda _msg: None)
     if not sets:
@@ -355,6 +367,7 @@ def reference_from_phonopy(
         "energy_step_meV": 0.5 if e_step is None else float(e_step),
         "fwhm_meV": 1.2 if fwhm is None else float(fwhm),
         "cutoff_shells": n_shells,
+        "ei_meV": ei_rule(e_max),
         **(extra_info or {}),
     }
     if np.allclose(prim_sc, np.round(prim_sc), atol=1e-6) and np.allclose(prim_sc, np.diag(np.diag(prim_sc))):
@@ -372,10 +385,8 @@ def reference_from_phonopy(
     )
     say(f"  sensitivity ranking on the default path ({grid.n_q} q × {grid.n_e} E bins, E ≤ {e_max:g} meV)")
     sens = sensitivity(model, lower, upper)
-    ranked = sens.top(min(top_k, space.n_params))
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     command = command or " ".join(["fcinv", *sys.argv[1:]])
-    names = list(space.names)
     members = [
         {
             "name": f"set{k}",
@@ -392,50 +403,37 @@ def reference_from_phonopy(
         for k, (s, p) in enumerate(zip(sets, proj))
     ]
     widening = {"rule": WIDENING_RULE, "relative_widen": float(widen), "floor": WIDEN_FLOOR}
-    ensemble = {
-        "format": "fcinv-ensemble",
-        "format_version": 1,
-        "material": registered,
-        "source": "phonopy sets",
-        "fcinv_version": fcinv.__version__,
-        "created": created,
-        "command": command,
-        "units": {"theta": "eV/Å^2", "frequencies": "THz", "lattice_a": "Å"},
-        "structure_a_A": round(crystal.conventional_a, 6),
-        "members": members,
-        "dropped": [],
-        "space": {
-            "cutoff_A": space.cutoff,
-            "n_params": space.n_params,
-            "names": names,
-            "parameters": space.describe(),
-        },
-        "stable_members": [m["name"] for m in members],
-        "reference_member": {
+    ensemble = ensemble_document(
+        material=registered,
+        crystal=crystal,
+        space=space,
+        members=members,
+        stable=[m["name"] for m in members],
+        reference={
             "name": f"set{k_ref}",
             "rule": REFERENCE_SET_RULE,
             "rms_distance_to_median_eV_per_A2": dist,
         },
-        "theta_ref": dict(zip(names, theta_ref.tolist())),
-        "bounds": {
-            "lower": dict(zip(names, lower.tolist())),
-            "upper": dict(zip(names, upper.tolist())),
-            "over": [m["name"] for m in members],
-            "unit": "eV/Å^2",
-            **widening,
+        theta_ref=theta_ref,
+        lower=lower,
+        upper=upper,
+        grid=grid,
+        broadening=model.broadening,
+        sens=sens,
+        top_k=top_k,
+        command=command,
+        created=created,
+        header={
+            "source": "phonopy sets",
+            "units": {"theta": "eV/Å^2", "frequencies": "THz", "lattice_a": "Å"},
         },
-        "sensitivity": {
-            "measure": SENSITIVITY_MEASURE,
-            "grid": {"n_q": grid.n_q, "n_E": grid.n_e, "labels": list(grid.labels)},
-            "broadening": model.broadening.as_dict(),
-            "rows": sens.rows(),
-        },
-        "ranking": sens.ranking,
-        "top_k": len(ranked),
-        "sampled": [{"label": f"FC{i}", "name": n} for i, n in enumerate(ranked)],
-        "fixed": [n for n in names if n not in ranked],
-    }
-    _write_reference_fc(out / REFERENCE_FC_FILE, crystal, sets[k_ref], units[k_ref], arrays[k_ref], command)
+        bounds_extra=widening,
+    )
+    fcs = {f"set{k}": _set_fc(crystal, s, u, fc) for k, (s, u, fc) in enumerate(zip(sets, units, arrays))}
+    ref_fc = dict(fcs[f"set{k_ref}"])
+    ref_fc["attrs"] = {"member": "phonopy set " + str(sets[k_ref].force_constants)}
+    write_fc_file(out / REFERENCE_FC_FILE, registered, ref_fc, command=command)
+    write_members_file(out / MEMBERS_FC_FILE, registered, fcs, command=command)
     _atomic_write_text(out / ENSEMBLE_FILE, _dumps(ensemble))
     provenance = {
         "material": registered,
@@ -453,7 +451,14 @@ def reference_from_phonopy(
             if info["energy_max_meV"] == energy_max_for(top)
             else "given"
         ),
-        "files": ["material.json", STRUCTURE_FILE, ENSEMBLE_FILE, REFERENCE_FC_FILE, PROVENANCE_FILE],
+        "files": [
+            "material.json",
+            STRUCTURE_FILE,
+            ENSEMBLE_FILE,
+            REFERENCE_FC_FILE,
+            MEMBERS_FC_FILE,
+            PROVENANCE_FILE,
+        ],
     }
     _atomic_write_text(out / PROVENANCE_FILE, _dumps(provenance))
     return {
@@ -489,32 +494,20 @@ def refuse_package_folder(out: Path) -> None:
         )
 
 
-def _write_reference_fc(
-    path: Path, crystal: Crystal, s: PhonopySet, unit, fc: np.ndarray, command: str
-) -> None:
-    import h5py
-
+def _set_fc(crystal: Crystal, s: PhonopySet, unit, fc: np.ndarray) -> dict:
+    """A phonopy set's :func:`fcinv.mlff.build.write_fc_group` arguments (its own unit cell and supercell)."""
     rows, p2s = compact_fc(fc, len(unit))
     masses = {int(z): float(m) for z, m in zip(crystal.numbers, crystal.masses)}
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as h5:
-        d = h5.create_dataset("force_constants", data=rows, compression="gzip")
-        d.attrs["unit"] = "eV/Angstrom^2"
-        d.attrs["layout"] = "phonopy compact (n_unit, n_super, 3, 3)"
-        h5.create_dataset("p2s_map", data=p2s)
-        h5.create_dataset("supercell_matrix", data=np.asarray(s.supercell, dtype=int))
-        g = h5.create_group("unitcell")
-        g.create_dataset("lattice", data=np.asarray(unit.cell)).attrs["unit"] = "Angstrom"
-        g.create_dataset("positions", data=np.asarray(unit.scaled_positions)).attrs["unit"] = "fractional"
-        g.create_dataset("numbers", data=np.asarray(unit.numbers))
-        g.create_dataset(
-            "masses", data=np.array([masses.get(int(z), m) for z, m in zip(unit.numbers, unit.masses)])
-        )
-        h5.attrs["material"] = crystal.name
-        h5.attrs["member"] = "phonopy set " + str(s.force_constants)
-        h5.attrs["fcinv_version"] = fcinv.__version__
-        h5.attrs["command"] = command
-    tmp.replace(path)
+    return {
+        "force_constants": rows,
+        "p2s_map": p2s,
+        "supercell_matrix": np.asarray(s.supercell, dtype=int),
+        "lattice": np.asarray(unit.cell),
+        "positions": np.asarray(unit.scaled_positions),
+        "numbers": np.asarray(unit.numbers),
+        "masses": np.array([masses.get(int(z), m) for z, m in zip(unit.numbers, unit.masses)]),
+        "attrs": {"member": "phonopy set " + str(s.force_constants)},
+    }
 
 
 def write_phonopy_set(
