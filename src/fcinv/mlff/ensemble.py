@@ -1,7 +1,7 @@
 """The ensemble of universal machine-learned force fields (uMLFFs) and their ASE calculators.
 
 The ensemble is every universal force field whose weights ship inside its PyPI package
-(``pip install 'fcinv[mlff]'``):
+(``pip install '.[mlff]'`` in the source checkout):
 
 ==================  =========  ==========================================================
 member              package    weights (inside site-packages)
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from fcinv.errors import FcinvError, MissingDependencyError, require
+from fcinv.errors import FcinvError, MissingDependencyError, install_command, require
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class Member:
         if not ok:
             where = f"inside the installed '{self.package}' package" if self.shipped else "(user-supplied)"
             raise MemberError(
-                f"weights of member '{self.name}' not found or empty at {path} {where}. Reinstall it with pip install 'fcinv[mlff]' (nothing is downloaded at run time)."
+                f"weights of member '{self.name}' not found or empty at {path} {where}. Reinstall it with {install_command('mlff')} (nothing is downloaded at run time)."
             )
         return path
 
@@ -159,7 +159,7 @@ def _chgnet_weights(model: str) -> Path:
     files = sorted(folder.glob("*.pth.tar"))
     if len(files) != 1:
         raise MemberError(
-            f"expected one CHGNet weight file in {folder}, found {len(files)}. Reinstall chgnet==0.4.2 (pip install 'fcinv[mlff]')."
+            f"expected one CHGNet weight file in {folder}, found {len(files)}. Reinstall chgnet==0.4.2 ({install_command('mlff')})."
         )
     return files[0]
 
@@ -171,7 +171,7 @@ def _sevennet_weights(model: str) -> Path:
     path = getattr(_const, model, None)
     if path is None:
         raise MemberError(
-            f"sevenn has no shipped checkpoint constant '{model}'. Install sevenn==0.13.0 (pip install 'fcinv[mlff]')."
+            f"sevenn has no shipped checkpoint constant '{model}'. Install sevenn==0.13.0 ({install_command('mlff')})."
         )
     return Path(path)
 
