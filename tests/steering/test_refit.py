@@ -82,3 +82,36 @@ def test_shared_first_continuation_and_space_check(setup):
         wrong.refit(spec2)
     with pytest.raises(SteeringError, match="positive integers"):
         IncrementalRefit("Ge", model_for, max_nfev=0)
+
+
+def test_retry_continues_after_a_short_first_continuation(setup):
+    """A first continuation that stops short (its 3-shell stage starved of evaluations) leaves the refit in
+    the 2-shell space; with retry the next refit continues again and reaches 3 shells."""
+    from fcinv.fitting import refine
+
+    refs, model_for, truth2, spec1, spec2 = setup
+    start = dict(zip(refs[2].space.names, refs[2].theta_ref * 1.03))
+    calls = {"n3": 0}
+
+    def starved_once(model, spectrum, theta, **kw):
+        if model.k > 6:
+            calls["n3"] += 1
+            if calls["n3"] == 1:
+                kw = {**kw, "max_nfev": 1}
+        return refine(model, spectrum, theta, **kw)
+
+    kw = {"shells": [3], "base_shells": 2, "first_kwargs": {"max_nfev": 200}, "refine_fn": starved_once}
+    stay = IncrementalRefit("Ge", model_for, **kw)
+    stay.refit(spec1, start)
+    assert stay.n_final == 2 and not stay.retry
+    calls["n3"] = 0
+    again = IncrementalRefit("Ge", model_for, retry=True, **kw)
+    again.refit(spec1, start)
+    assert again.n_final == 2
+    res = again.refit(spec2)
+    assert again.n_final == 3 and res.success, res.message
+    assert [h["kind"] for h in again.history] == ["continuation", "continuation (retry)"]
+    assert [s["shells"] for s in res.extra["stages"]] == [2, 3]
+    assert again.sigma_cutoff.max() > 0
+    again.refit(spec2)
+    assert again.history[-1]["kind"] == "incremental"

@@ -17,7 +17,10 @@ pre-smoothing or outlier stage, and the stability check on a small mesh (``stabi
 and c_i the *cutoff systematic the first continuation measured*: |θ_i(last stage) − θ_i(stage
 before)| of that first run (``sigma_cutoff`` of :func:`refine_in_shells`). c is held fixed after the
 first refit (the later refits do not change the cutoff, so they cannot re-measure it); a parameter the
-continuation introduced in its last stage has c_i = |θ_i| of that stage (it started at zero).
+continuation introduced in its last stage has c_i = |θ_i| of that stage (it started at zero). When the
+first continuation stops short of the last space (a stage not trusted), the final space is the last
+trusted one (c = 0 if that is the model's own); with ``retry=True`` the next refits run the continuation
+again, from the current answer and space, until it reaches the last space, and c is then that run's.
 
 The Fisher ranking of :mod:`fcinv.steering.design` must work in the same final space (linearise the
 final-space models; :attr:`IncrementalRefit.final_names`) with the targets named there
@@ -67,6 +70,11 @@ class IncrementalRefit:
         Evaluations, stability mesh (N³) and ftol = xtol of each incremental refit.
     first_kwargs
         Passed to :func:`refine_in_shells` (every stage of the first run), e.g. ``max_nfev``.
+    retry
+        When the first continuation stopped short of the last space (a stage not trusted: too few
+        data yet), run the continuation again at the next refits, from the current answer and space,
+        until it reaches the last space (each retry costs a continuation). Default False: the final
+        space is the one the first continuation reached.
     refine_fn
         The single-stage refinement (default :func:`fcinv.fitting.refine`); tests pass a stand-in.
     """
@@ -82,6 +90,7 @@ class IncrementalRefit:
         stability_mesh: int = INCREMENTAL_STABILITY_MESH,
         tol: float = INCREMENTAL_TOL,
         first_kwargs: dict | None = None,
+        retry: bool = False,
         refine_fn=None,
     ):
         from fcinv.reference import load_reference, shell_count
@@ -105,6 +114,7 @@ class IncrementalRefit:
         self.stability_mesh = int(stability_mesh)
         self.tol = float(tol)
         self.first_kwargs = dict(first_kwargs or {})
+        self.retry = bool(retry)
         self._refine = refine_fn
         self.n_final: int | None = None
         self.final_names: list[str] = []
@@ -144,6 +154,36 @@ class IncrementalRefit:
         self.sigma_cutoff = np.array([abs(float(cut.get(k, 0.0))) for k in self.final_names])
         self.theta_full = dict(result.extra.get("theta_full") or result.theta_dict())
 
+    @property
+    def last_shells(self) -> int:
+        """The last space the continuation aims at (the base space when it continues nowhere)."""
+        return self.shells[-1] if self.shells else self.base_shells
+
+    def _continue(self, folded_spectrum, n0: int, theta_start, kwargs: dict):
+        from fcinv.fitting.continuation import refine_in_shells
+
+        stage0 = self.model_for(n0)
+        fn = self._refine_fn()
+
+        def stage(m, fs, start, **kw):
+            from fcinv.reference import shell_count
+
+            n = shell_count(m.space)
+            return fn(stage0 if n == n0 else self.model_for(n), fs, start, **kw)
+
+        res = refine_in_shells(
+            stage0,
+            folded_spectrum,
+            theta_start,
+            [n for n in self.shells if n > n0],
+            material=self.material,
+            refine_fn=stage,
+            **kwargs,
+        )
+        self.start_from(res)
+        res.extra["steering_refit"] = f"full continuation from {n0} shells"
+        return res
+
     # ------------------------------------------------------------------ refits
     def refit(self, folded_spectrum, theta_start=None):
         """The refit of the current data (module docstring); returns a FitResult in the final space.
@@ -156,31 +196,24 @@ class IncrementalRefit:
             Start of the first refit (an ML ``Prediction``, a dict by name or None: the reference θ);
             later refits start from the previous answer and ignore it.
         """
-        from fcinv.fitting.continuation import refine_in_shells
-
         t = time.perf_counter()
         if not self.started:
-            stage0 = self.model_for(self.base_shells)
-            fn = self._refine_fn()
-
-            def stage(m, fs, start, **kw):
-                from fcinv.reference import shell_count
-
-                n = shell_count(m.space)
-                return fn(stage0 if n == self.base_shells else self.model_for(n), fs, start, **kw)
-
-            res = refine_in_shells(
-                stage0,
-                folded_spectrum,
-                theta_start,
-                self.shells,
-                material=self.material,
-                refine_fn=stage,
-                **self.first_kwargs,
-            )
-            self.start_from(res)
-            res.extra["steering_refit"] = "full continuation"
+            res = self._continue(folded_spectrum, self.base_shells, theta_start, self.first_kwargs)
             self._log(res, "continuation", time.perf_counter() - t)
+            return res
+        assert self.n_final is not None
+        if self.retry and self.n_final < self.last_shells:
+            # the first continuation stopped short: continue again from the current answer and space
+            from fcinv.fitting.continuation import shell_prior
+            from fcinv.reference import load_reference
+
+            ref = load_reference(self.material, self.n_final)
+            start = dict(self.theta_full or {})
+            kw = {**self.first_kwargs, "prior": shell_prior(ref), "material_reference": ref}
+            if self.n_final == self.base_shells:
+                kw = dict(self.first_kwargs)
+            res = self._continue(folded_spectrum, self.n_final, start, kw)
+            self._log(res, "continuation (retry)", time.perf_counter() - t)
             return res
         return self._incremental(folded_spectrum, t)
 
