@@ -232,6 +232,7 @@ def make_refit(joint, args):
         max_nfev=args.nfev,
         stability_mesh=4,
         first_kwargs={"max_nfev": args.first_nfev, "outliers": False, "stability_mesh": 4},
+        retry=args.retry,
     )
 
 
@@ -446,6 +447,11 @@ def main() -> None:
         type=int,
         default=1,
         help="repeats whose last adaptive answer is compared with a full continuation on the same data",
+    )
+    ap.add_argument(
+        "--retry",
+        action="store_true",
+        help="rerun the continuation at later refits while it stopped short of 11 shells (IncrementalRefit)",
     )
     ap.add_argument(
         "--ml-every",
