@@ -7,34 +7,45 @@ Debye–Waller, Bose, the instrument's FWHM(E), 5 K, Ei = 40 meV, ``--minutes`` 
 every strategy draws from them: measuring orientation ψ once more draws fresh Poisson counts from that
 orientation's expected counts (seeded per repeat), so repeats are independent measurements.
 
-The pipeline, the same for both strategies, after every new orientation: the incremental fold
-(:class:`fcinv.steering.incremental.IncrementalFold`, no corrections), the joint physical model of the
-measured orientations (:class:`fcinv.steering.combine.JointModel`, path sampling, all 16 parameters,
-Debye–Waller following θ) and the refinement fit (:func:`fcinv.fitting.fit_spectrum`: the training-domain
-prior, warm-started from the previous answer; the first fit starts from the embedded reference θ, or
-from the truth's projection with ``--start-at-truth``). The σ compared with the target is the refined
-fit's reported σ (Laplace: data + prior, scaled by χ²/dof), on FC0–FC3.
+The pipeline, the same for both strategies, after every new orientation:
+
+- live inference (the issue's update): the incremental fold with the one-phonon corrections
+  (:class:`fcinv.steering.incremental.IncrementalFold`) and the shipped ``ge`` ML model on it
+  (100 latent samples), timed as ``update_s``;
+- at the refit checkpoints, the refinement that fits real crystals (:class:`fcinv.steering.refit.
+  IncrementalRefit`) on the raw incremental fold, with the joint physical model of the measured
+  orientations (:class:`fcinv.steering.combine.JointModel`, path sampling, Debye–Waller following θ):
+  the first refit is the full shell continuation 5 → 9 → 11 shells started from the ML answer (as
+  ``fcinv infer --refine``); every later refit is one stage in the final 11-shell space (47 parameters),
+  warm-started from the previous answer, ``--nfev`` evaluations, no pre-smoothing or outlier stage, 4³
+  stability mesh. Timed as ``refit_s`` (raw fold + joint model + refit).
+
+σ compared with the target (FC0–FC3 = 1NN_xx, 1NN_xy, 2NN_zz, 2NN_xx, named in the final space): the
+refit's Laplace σ (data + prior, scaled by χ²/dof) and, in quadrature, the cutoff systematic the first
+continuation measured (each parameter's move 9 → 11 shells in that run, held fixed afterwards).
 
 - uniform: ψ = a, a+1°, a+2°, ... (the paper's scan), refitted every ``--check-uniform`` orientations.
-- adaptive: a, a+1°, a+2° first (``--n-start``), then, each step, the orientation that
-  :func:`fcinv.steering.rank` puts first (D-optimal on FC0–FC3, Fisher information of every candidate
-  linearised at the first fitted answer, posterior = prior + the information measured so far), refitted
-  every ``--check-adaptive`` orientations.
+- adaptive: a, a+1°, a+2° first (``--n-start``), then, each step, the orientation that the D-optimal
+  criterion on FC0–FC3 puts first (:func:`fcinv.steering.gains`: Fisher information of every candidate
+  in the final 47-parameter space, linearised at the first continuation's answer; posterior = the
+  final stage's prior + the information measured so far), refitted every ``--check-adaptive``
+  orientations.
+  The first ``--n-start`` orientations are the same in both strategies with the same seed, so their
+  first continuation (identical data) is run once per repeat and shared.
 
 Beam time to the target: the first refit at which σ_i ≤ ``--target-rel`` × |θ̂_i| for all of FC0–FC3
 (orientations × minutes). Repeats: ``--seeds`` Poisson seeds × ``--starts`` starting angles.
 beamtime_ratio = median over repeats of uniform time / adaptive time (a strategy that never reaches the
 target within its budget counts at its budget, and the ratio is then flagged as a bound);
 adaptive_err_over_sigma = median over repeats and FC0–FC3 of |θ̂ − θ_true|/σ at the adaptive target
-(θ_true = the DFT set's projection onto the 16 parameters); update_s = median time of one incremental
-fold + joint model + refit (all steps, both strategies). Above the RESULT line: the same for the Fisher
-forecast σ (what ``fcinv advise`` predicts), and the per-repeat figures.
+(θ_true = the DFT set's projection onto the final 11-shell space); update_s = median time of one
+incremental fold + ML inference (every ``--ml-every``-th orientation, both strategies). Above the
+RESULT line: refit_s (fold + refit), the first continuation's time, the incremental refit against a
+full continuation on the same data (``--compare``), the Fisher forecast σ, and the per-repeat figures.
 
-Cut to fit the 2 loaded cores (measured: 29 min with a control run beside it): 5 seeds × 2 starts,
-150 candidates (0–149°: the uniform scan from 30° needs 149°), refits every 10 (uniform) / 5 (adaptive)
-orientations instead of after each, the fast fit settings (no pre-smoothing stage, no outlier stage,
-30 evaluations, 4³ stability mesh), path sampling (bins sampling is closer to the Euphonic fold but has
-no joint model).
+Sized for the loaded 2-core machine (measured: one repeat of the first continuation 134 s, an
+incremental bins refit 7-10 s, one ML update 0.6-0.8 s): ``--budget 80 --check-uniform 10
+--check-adaptive 10 --nfev 5 --first-nfev 60 --ml-every 5`` (docs/steering.md gives the run).
 
 Usage: python benchmarks/steering.py [--n-candidates 150] [--seeds 5] [--starts 0 30] [--figure
 docs/figures/steering.png]
@@ -101,82 +112,260 @@ class Pool:
         )
 
 
-def fit(model, fs, start):
-    from fcinv.fitting import fit_spectrum
+class Spaces:
+    """Per-orientation physical models in each shell space (built on demand, cached) and their joints."""
 
-    t = time.perf_counter()
-    res = fit_spectrum(
-        model, fs, theta_start=start, presmooth_meV=None, outliers=False, max_nfev=30, stability_mesh=4
+    def __init__(self, covs, grid, inst, psi):
+        self.covs, self.grid, self.inst, self.psi = covs, grid, inst, psi
+        self.base, self.models, self.refs, self.bins = {}, {}, {}, {}
+        self.plan = self.rotations = None
+
+    def bins_base(self, n, coverage):
+        """One bins-sampling model per space (built once; others re-precompute it on a coverage)."""
+        from fcinv.forward.physical import PhysicalModel
+
+        if n not in self.bins:
+            r = self.ref(n)
+            self.bins[n] = PhysicalModel(
+                r.space,
+                self.grid,
+                r.theta_ref,
+                free=list(r.sampled),
+                coverage=coverage,
+                temperature=5.0,
+                resolution=self.inst,
+                dw="theta",
+                sampling="bins",
+            )
+        return self.bins[n]
+
+    def ref(self, n):
+        from fcinv.reference import load_reference
+
+        if n not in self.refs:
+            self.refs[n] = load_reference("Ge", n)
+        return self.refs[n]
+
+    def model(self, n, j):
+        from fcinv.forward.physical import PhysicalModel
+        from fcinv.steering.combine import with_coverage
+
+        if (n, j) not in self.models:
+            r = self.ref(n)
+            if n not in self.base:
+                self.base[n] = PhysicalModel(
+                    r.space,
+                    self.grid,
+                    r.theta_ref,
+                    free=list(r.sampled),
+                    coverage=self.covs[j],
+                    temperature=5.0,
+                    resolution=self.inst,
+                    dw="theta",
+                    sampling="path",
+                )
+                self.models[(n, j)] = self.base[n]
+            else:
+                self.models[(n, j)] = with_coverage(self.base[n], self.covs[j])
+        return self.models[(n, j)]
+
+
+class Joint:
+    """The forward model of the measured orientations in any shell space.
+
+    ``sampling="bins"`` (default, the sampling of the refinement that fits the DFT Ge runs,
+    docs/fidelity.md): the running 4D volume of the measured orientations (normalisation summed per
+    bin), its fold coverage with the 4D-bin positions, and per space one built model re-precomputed on
+    that coverage (:func:`fcinv.steering.combine.with_coverage`). ``"path"``: the exposure-weighted sum
+    of the per-orientation path-sampling models (:class:`fcinv.steering.combine.JointModel`).
+    """
+
+    def __init__(self, spaces, pool=None, sampling="bins"):
+        self.spaces, self.pool, self.sampling = spaces, pool, sampling
+        self.measured, self.jm, self.vols = [], {}, []
+        self._cov = None
+        self._cache = {}
+
+    def add(self, j, vol=None):
+        self.measured.append(j)
+        if vol is not None:
+            self.vols.append(vol)
+        self._cov, self._cache = None, {}
+
+    def coverage(self):
+        from fcinv.experiment.volume import Volume4D
+        from fcinv.forward.physical import coverage_from_fold
+
+        if self._cov is None:
+            idx = np.concatenate([v.index for v in self.vols])
+            norm = np.concatenate([v.norm for v in self.vols])
+            u, inv = np.unique(idx, return_inverse=True)
+            nv = np.bincount(inv, weights=norm)
+            v0 = self.vols[0]
+            vol = Volume4D.from_counts(v0.edges, u, np.zeros(len(u)), nv, reciprocal_cell=v0.reciprocal_cell)
+            self._cov = coverage_from_fold(
+                self.spaces.plan, vol, rotations=self.spaces.rotations, sampling="bins"
+            )
+        return self._cov
+
+    def __call__(self, n):
+        from fcinv.steering.combine import JointModel, with_coverage
+
+        if self.sampling == "bins":
+            if n not in self._cache:
+                self._cache[n] = with_coverage(self.spaces.bins_base(n, self.coverage()), self.coverage())
+            return self._cache[n]
+        if n not in self.jm:
+            self.jm[n] = JointModel(self.spaces.model(n, self.measured[0]))
+        jm = self.jm[n]
+        for j in self.measured[jm.n :]:
+            jm.add(self.spaces.model(n, j), float(self.spaces.psi[j]))
+        return jm.model()
+
+
+def make_refit(joint, args):
+    from fcinv.steering.refit import IncrementalRefit
+
+    return IncrementalRefit(
+        "Ge",
+        joint,
+        max_nfev=args.nfev,
+        stability_mesh=4,
+        first_kwargs={"max_nfev": args.first_nfev, "outliers": False, "stability_mesh": 4},
+        retry=args.retry,
     )
-    return res, time.perf_counter() - t
 
 
-def run_strategy(kind, pool, models, a, seed, args, names, prior_sigma, theta_start, truth):
-    from fcinv.steering.combine import JointModel
-    from fcinv.steering.design import Posterior, gains
+def first_state(pool, spaces, a, seed, args, predictor, plan_ml):
+    """The first --n-start orientations, their ML answer and the full continuation (shared per repeat)."""
+    from fcinv.steering.design import linearise
     from fcinv.steering.incremental import IncrementalFold
 
     rng = np.random.default_rng(1000 * seed + a)
-    inc = IncrementalFold(args.plan)
-    jm = JointModel(models[0])
-    n_c = len(models)
-    theta = np.asarray(theta_start, float)
-    budget = args.budget
-    hist, updates = [], []
-    post, infos, F = None, None, None
-    for step in range(budget):
-        if kind == "uniform" or step < args.n_start:
+    n_c = len(pool.run.psi)
+    inc, inc_ml = IncrementalFold(args.plan), IncrementalFold(args.plan, args.corr)
+    joint = Joint(spaces, sampling=args.sampling)
+    vols = []
+    for step in range(args.n_start):
+        j = (a + step) % n_c
+        v = pool.draw(j, rng)
+        vols.append((j, v))
+        inc.add(v, source=str(j))
+        inc_ml.add(v, source=str(j))
+        joint.add(j, v)
+    fs_ml = inc_ml.folded()
+    pred = predictor.predict(np.where(fs_ml.mask, fs_ml.intensity, np.nan), k_samples=100, seed=seed)
+    refit = make_refit(joint, args)
+    t = time.perf_counter()
+    res = refit.refit(inc.folded(), pred)
+    t_first = time.perf_counter() - t
+    nf = refit.n_final
+    th = np.array([refit.theta_full[k] for k in refit.final_names])
+    t = time.perf_counter()
+    infos = [linearise(spaces.model(nf, jj), th, psi=float(pool.run.psi[jj])) for jj in range(n_c)]
+    t_lin = time.perf_counter() - t
+    return {
+        "rng_state": rng.bit_generator.state,
+        "vols": vols,
+        "pred": pred,
+        "result": res,
+        "t_first": t_first,
+        "t_lin": t_lin,
+        "infos": infos,
+        "stages": res.extra.get("stages"),
+    }
+
+
+def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_name):
+    from fcinv.fitting.continuation import shell_prior
+    from fcinv.steering.design import Posterior, gains
+    from fcinv.steering.incremental import IncrementalFold
+
+    rng = np.random.default_rng(0)
+    rng.bit_generator.state = first["rng_state"]
+    inc, inc_ml = IncrementalFold(args.plan), IncrementalFold(args.plan, args.corr)
+    joint = Joint(spaces, sampling=args.sampling)
+    for j, v in first["vols"]:
+        inc.add(v, source=str(j))
+        inc_ml.add(v, source=str(j))
+        joint.add(j, v)
+    refit = make_refit(joint, args)
+    res = first["result"]
+    refit.start_from(res)
+    names = refit.targets()
+    nf = refit.n_final
+    fnames = refit.final_names
+    truth = np.array([truth_by_name[n] for n in names])
+    sel = [fnames.index(n) for n in names]
+    cut = refit.sigma_cutoff[sel]
+    pr = shell_prior(spaces.ref(nf))
+    pr_sigma = np.array([pr.sigma[list(pr.names).index(n)] for n in fnames])
+    th0 = np.array([refit.theta_full[k] for k in fnames])
+    post = Posterior.from_prior(
+        fnames,
+        th0,
+        pr_sigma,
+        scale=float(res.extra.get("scale", 1.0)),
+        background=max(float(res.extra.get("background", 0.0)), 1e-3),
+    )
+    F = np.stack(
+        [c.fisher(scale=post.scale, background=post.background, rate_time=1.0) for c in first["infos"]]
+    )
+    for j, _ in first["vols"]:
+        post.precision = post.precision + F[j]
+    n_c = len(pool.run.psi)
+    hist, updates, refits = [], [], []
+
+    def record(n, res, dt):
+        sig = refit.sigma_of(res, names)
+        theta = np.array([res.theta_dict()[k] for k in names])
+        stat = res.extra.get("sigma_statistical") or dict(zip(res.names, np.asarray(res.sigma, float)))
+        fsig = np.sqrt(post.sigma(names) ** 2 + cut**2)
+        hist.append(
+            {
+                "n": n,
+                "minutes": n * args.minutes,
+                "sigma": sig.tolist(),
+                "sigma_statistical": [float(stat[k]) for k in names],
+                "theta": theta.tolist(),
+                "err_over_sigma": (np.abs(theta - truth) / sig).tolist(),
+                "chi2_dof": res.chi2_dof,
+                "success": bool(res.success),
+                "forecast_sigma": fsig.tolist(),
+                "refit_s": dt,
+            }
+        )
+        return np.all(sig <= args.target_rel * np.abs(theta))
+
+    done = record(args.n_start, res, first["t_first"])
+    step = args.n_start
+    while not done and step < args.budget:
+        if kind == "uniform":
             j = (a + step) % n_c
         else:
-            j = int(np.argmax(gains(post, F, names=names[:FC03], criterion="D")))
+            j = int(np.argmax(gains(post, F, names=names, criterion="D")))
+        vol = pool.draw(j, rng)
         t0 = time.perf_counter()
-        inc.add(pool.draw(j, rng), source=str(j))
-        jm.add(models[j], float(pool.run.psi[j]))
-        n = step + 1
+        inc_ml.add(vol, source=str(j))
+        if (step - args.n_start) % args.ml_every == 0:  # timed on every --ml-every-th orientation
+            fs_ml = inc_ml.folded()
+            predictor.predict(np.where(fs_ml.mask, fs_ml.intensity, np.nan), k_samples=100, seed=seed)
+            updates.append(time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        inc.add(vol, source=str(j))
+        joint.add(j, vol)
+        t_fold = time.perf_counter() - t1
+        post.precision = post.precision + F[j]
+        step += 1
         every = args.check_uniform if kind == "uniform" else args.check_adaptive
-        due = (n == args.n_start) or (n > args.n_start and (n - args.n_start) % every == 0) or n == budget
-        if post is not None:
-            post.precision = post.precision + F[j]
-        if not due:
+        if (step - args.n_start) % every and step < args.budget:
             continue
-        fs = inc.folded()
-        res, _ = fit(jm.model(), fs, theta)
-        dt = time.perf_counter() - t0
-        updates.append(dt)
-        theta = np.asarray(res.theta, float)
-        sig = np.asarray(res.sigma, float)
-        if post is None:
-            # linearise every candidate at the first answer; the posterior = prior + what was measured
-            post = Posterior.from_prior(
-                names,
-                theta,
-                prior_sigma,
-                scale=float(res.extra.get("scale", 1.0)),
-                background=max(float(res.extra.get("background", 0.0)), 1e-3),
-            )
-            infos = [args.relinearise(ii, theta) for ii in range(n_c)]
-            F = np.stack(
-                [c.fisher(scale=post.scale, background=post.background, rate_time=1.0) for c in infos]
-            )
-            for jj in inc.sources:
-                post.precision = post.precision + F[int(jj)]
-        fsig = post.sigma(names[:FC03])
-        rec = {
-            "n": n,
-            "minutes": n * args.minutes,
-            "sigma": sig[:FC03].tolist(),
-            "theta": theta[:FC03].tolist(),
-            "err_over_sigma": (np.abs(theta - truth) / sig)[:FC03].tolist(),
-            "chi2_dof": res.chi2_dof,
-            "success": bool(res.success),
-            "forecast_sigma": fsig.tolist(),
-            "update_s": dt,
-        }
-        hist.append(rec)
-        if np.all(sig[:FC03] <= args.target_rel * np.abs(theta[:FC03])) and n >= args.n_start:
-            break
+        t2 = time.perf_counter()
+        res = refit.refit(inc.folded())
+        dt = t_fold + time.perf_counter() - t2
+        refits.append(dt)
+        done = record(step, res, dt)
     last = hist[-1]
-    reached = bool(np.all(np.asarray(last["sigma"]) <= args.target_rel * np.abs(np.asarray(last["theta"]))))
     fhit = [
         x["minutes"]
         for x in hist
@@ -186,12 +375,51 @@ def run_strategy(kind, pool, models, a, seed, args, names, prior_sigma, theta_st
         "kind": kind,
         "start_deg": a,
         "seed": seed,
-        "reached": reached,
-        "minutes": last["minutes"] if reached else budget * args.minutes,
+        "reached": bool(done),
+        "minutes": last["minutes"] if done else args.budget * args.minutes,
         "history": hist,
         "update_s": updates,
+        "refit_s": refits,
         "psi_measured": [float(pool.run.psi[int(s)]) for s in inc.sources],
         "forecast_minutes": fhit[0] if fhit else None,
+        "final_fold": inc.folded() if args.compare else None,
+        "final_result": res,
+        "joint": joint,
+    }
+
+
+def compare_with_full(r, first, names, truth_by_name):
+    """The incremental refit's last answer against a full continuation (from the same ML answer) on the
+    same data: answer difference and time."""
+    from fcinv.steering.refit import IncrementalRefit
+
+    joint = r["joint"]
+    full = IncrementalRefit(
+        "Ge", joint, first_kwargs={"max_nfev": 60, "outliers": False, "stability_mesh": 4}
+    )
+    t = time.perf_counter()
+    rf = full.refit(r["final_fold"], first["pred"])
+    t_full = time.perf_counter() - t
+    inc = r["final_result"]
+    a, b = inc.theta_dict(), rf.theta_dict()
+    common = [k for k in a if k in b]
+    d = np.array([a[k] - b[k] for k in common])
+    sig = dict(zip(rf.names, np.asarray(rf.sigma, float)))
+    return {
+        "n_orientations": len(r["psi_measured"]),
+        "kind": r["kind"],
+        "full_wall_s": t_full,
+        "incremental_wall_s": r["refit_s"][-1] if r["refit_s"] else None,
+        "max_abs_diff_all": float(np.max(np.abs(d))),
+        "diff_fc03": {k: a[k] - b[k] for k in names},
+        "diff_over_full_sigma_fc03": {k: (a[k] - b[k]) / sig[k] for k in names},
+        "full_err_pct_fc03": {k: 100 * (b[k] - truth_by_name[k]) / abs(truth_by_name[k]) for k in names},
+        "incremental_err_pct_fc03": {
+            k: 100 * (a[k] - truth_by_name[k]) / abs(truth_by_name[k]) for k in names
+        },
+        "full_chi2_dof": rf.chi2_dof,
+        "incremental_chi2_dof": inc.chi2_dof,
+        "full_stages": rf.extra.get("stages"),
     }
 
 
@@ -210,16 +438,32 @@ def main() -> None:
     ap.add_argument("--target-rel", type=float, default=0.05, help="σ target on FC0–FC3, fraction of |θ|")
     ap.add_argument("--check-uniform", type=int, default=10)
     ap.add_argument("--check-adaptive", type=int, default=5)
+    ap.add_argument("--nfev", type=int, default=8, help="evaluations of each incremental refit")
     ap.add_argument(
-        "--start-at-truth", action="store_true", help="first fit from the truth's projection (diagnostic)"
+        "--first-nfev", type=int, default=200, help="evaluations per stage of the first continuation"
     )
     ap.add_argument(
-        "--truth",
-        choices=("dft", "projection"),
-        default="dft",
-        help="dft: the DFT file as it is (the benchmark); projection: its 16-parameter projection exported "
-        "to "
-        "phonopy (a control the model can hold, up to path sampling)",
+        "--compare",
+        type=int,
+        default=1,
+        help="repeats whose last adaptive answer is compared with a full continuation on the same data",
+    )
+    ap.add_argument(
+        "--retry",
+        action="store_true",
+        help="rerun the continuation at later refits while it stopped short of 11 shells (IncrementalRefit)",
+    )
+    ap.add_argument(
+        "--ml-every",
+        type=int,
+        default=1,
+        help="run and time the ML inference on every n-th new orientation (the corrected fold takes each)",
+    )
+    ap.add_argument(
+        "--sampling",
+        choices=("bins", "path"),
+        default="bins",
+        help="refits' physical model: 4D-bin positions (the refinement of docs/fidelity.md) or path points",
     )
     ap.add_argument("--figure", default="docs/figures/steering.png")
     ap.add_argument("--json", default=None)
@@ -228,33 +472,22 @@ def main() -> None:
     _thin_svd_shim()
 
     from fcinv.crystal import default_grid
-    from fcinv.experiment.fold import FoldPlan
+    from fcinv.experiment.fold import Corrections, FoldPlan
     from fcinv.experiment.instrument import Goniometer, Instrument
     from fcinv.experiment.simulate import ExperimentConfig, load_force_constants, simulate_experiment
     from fcinv.fcspace import read_phonopy
-    from fcinv.fitting.priors import build_prior
-    from fcinv.forward.physical import PhysicalModel, coverage_from_fold
+    from fcinv.forward.physical import coverage_from_fold
+    from fcinv.inference import load_model
     from fcinv.reference import load_reference
-    from fcinv.steering.combine import with_coverage
-    from fcinv.steering.design import linearise
 
     if not (SHARED / "FORCE_CONSTANTS").is_file():
         raise SystemExit(f"the DFT Ge set is not at {SHARED}; this benchmark needs it as the truth")
     t_all = time.perf_counter()
     ref = load_reference("Ge")
     cr, grid, inst = ref.crystal, default_grid(ref.crystal), Instrument(ei=40.0)
-    names = list(ref.sampled)
+    predictor = load_model("ge")
     pairs = read_phonopy(cr, SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
-    truth = ref.space.project(pairs).theta[ref.space.index(names)]
     efc, ec = load_force_constants(SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
-    if args.truth == "projection":
-        from fcinv.experiment.simulate import force_constants_from_array
-
-        full = ref.space.project(pairs).theta
-        arr = ref.space.to_phonopy(full, np.diag([4, 4, 4]))
-        efc, _ = force_constants_from_array(
-            arr, cr.lattice, cr.positions, cr.numbers, (4, 4, 4), masses=cr.masses
-        )
     t = time.perf_counter()
     cfg = ExperimentConfig(temperature=5.0, seed=0, counting_time=args.minutes)
     run = simulate_experiment(
@@ -268,114 +501,135 @@ def main() -> None:
     t_sim = time.perf_counter() - t
     pool = Pool(run)
     args.plan = FoldPlan.build(run.edges[:3], grid, cr.point_group_rlu, centering="F", q_tolerance=0.05)
+    args.corr = Corrections(bose_temperature=5.0, q2=True, energy=True)
     t = time.perf_counter()
-    models = []
-    for j in range(run.n_orientations):
-        cov = coverage_from_fold(args.plan, run.orientation(j), rotations=cr.point_group_rlu, sampling="path")
-        if not models:
-            models.append(
-                PhysicalModel(
-                    ref.space,
-                    grid,
-                    ref.theta_ref,
-                    free=names,
-                    coverage=cov,
-                    temperature=5.0,
-                    resolution=inst,
-                    dw="theta",
-                    sampling="path",
-                )
-            )
-        else:
-            models.append(with_coverage(models[0], cov))
-    t_models = time.perf_counter() - t
-    start = truth.copy() if args.start_at_truth else ref.theta_ref[ref.space.index(names)]
-    prior = build_prior(names, start, spec="domain", ref=ref)
-    args.relinearise = lambda j, th: linearise(models[j], th, psi=float(run.psi[j]))
-    t = time.perf_counter()
-    for j in range(min(10, run.n_orientations)):
-        args.relinearise(j, start)
-    t_lin = (time.perf_counter() - t) / min(10, run.n_orientations)
-    what = (
-        "whole file, 4x4x4"
-        if args.truth == "dft"
-        else "CONTROL: its projection onto the 16 parameters, exported to phonopy"
+    covs = [
+        coverage_from_fold(args.plan, run.orientation(j), rotations=cr.point_group_rlu, sampling="path")
+        for j in range(run.n_orientations)
+    ]
+    spaces = Spaces(covs, grid, inst, run.psi)
+    spaces.plan, spaces.rotations = args.plan, cr.point_group_rlu
+    t_cov = time.perf_counter() - t
+    print(
+        f"truth: DFT Ge FORCE_CONSTANTS (whole file, 4x4x4) at {SHARED.resolve()}; θ compared with its "
+        "projection onto the final (11-shell, 47-parameter) space"
     )
     print(
-        f"truth: DFT Ge FORCE_CONSTANTS ({what}) at {SHARED.resolve()}; compared with its projection onto "
-        "the 16 parameters"
+        f"candidates: {run.n_orientations} orientations 0..{run.n_orientations - 1}° simulated with Euphonic "
+        f"in {t_sim:.1f} s (5 K, Ei 40 meV, {args.minutes:g} min each); coverages {t_cov:.1f} s"
     )
-    print(
-        f"candidates: {run.n_orientations} orientations 0..{run.n_orientations - 1}° simulated with "
-        f"Euphonic in {t_sim:.1f} s "
-        f"(5 K, Ei 40 meV, {args.minutes:g} min each); per-orientation physical models {t_models:.1f} s; "
-        f"Jacobian (33 spectra) {1e3 * t_lin:.0f} ms per candidate"
-    )
-    print(
-        "pipeline σ: the refined fit's reported σ (fit_spectrum, physical model, 16 parameters, "
-        "training-domain prior); "
-        f"target σ ≤ {100 * args.target_rel:g} % of |θ| on FC0–FC3 ({', '.join(names[:FC03])}); first fit "
-        "from "
-        f"{'the truth projection (diagnostic)' if args.start_at_truth else 'the embedded reference θ'}"
-    )
-    results = []
+    results, compares, firsts = [], [], []
+    truth_by_name = None
     for a in args.starts:
         for seed in range(args.seeds):
+            first = first_state(pool, spaces, int(a), seed, args, predictor, None)
+            firsts.append(first)
+            res0 = first["result"]
+            warns = res0.extra.get("warnings", [])
+            cut0 = [res0.extra.get("sigma_cutoff", {}).get(k, 0.0) for k in list(ref.sampled)[:FC03]]
+            if truth_by_name is None:
+                rf = spaces.ref(int(res0.extra.get("n_shells", 5)))
+                full = rf.space.project(pairs).theta
+                truth_by_name = dict(zip(rf.space.names, full.tolist()))
+            print(
+                f"start {a:5.1f}° seed {seed}: first continuation {first['t_first']:.1f} s, stages "
+                + ", ".join(f"{s['shells']} sh χ²/dof {s['chi2_dof']:.2f}" for s in first["stages"] or [])
+                + "".join(f" [{w}]" for w in warns if w.startswith("CONTINUATION"))
+                + f"; cutoff systematic FC0–FC3 {np.round(cut0, 4).tolist()}"
+                f" eV/Å²; linearise {len(first['infos'])} candidates {first['t_lin']:.1f} s",
+                flush=True,
+            )
             row = {}
             for kind in ("uniform", "adaptive"):
-                r = run_strategy(kind, pool, models, int(a), seed, args, names, prior.sigma, start, truth)
-                results.append(r)
+                r = run_strategy(kind, pool, spaces, int(a), seed, args, first, predictor, truth_by_name)
                 row[kind] = r
                 last = r["history"][-1]
                 print(
                     f"start {a:5.1f}° seed {seed} {kind:8s}: {'reached' if r['reached'] else 'NOT reached'} "
-                    f"at {r['minutes']:6.1f} min "
-                    f"({len(r['psi_measured'])} orientations); "
-                    f"σ/|θ| % {np.round(100 * np.array(last['sigma']) / np.abs(last['theta']), 3).tolist()} "
-                    f"|err|/σ {np.round(last['err_over_sigma'], 1).tolist()} χ²/dof {last['chi2_dof']:.1f}",
+                    f"at {r['minutes']:6.1f} min ({len(r['psi_measured'])} orientations); "
+                    f"σ/|θ| % {np.round(100 * np.array(last['sigma']) / np.abs(last['theta']), 2).tolist()} "
+                    f"|err|/σ {np.round(last['err_over_sigma'], 2).tolist()} χ²/dof {last['chi2_dof']:.2f} "
+                    f"refit median {np.median(r['refit_s']) if r['refit_s'] else float('nan'):.2f} s",
                     flush=True,
                 )
-            ratio = row["uniform"]["minutes"] / row["adaptive"]["minutes"]
-            row_ratio = {
+            if len(compares) < args.compare:
+                c = compare_with_full(row["adaptive"], first, list(ref.sampled)[:FC03], truth_by_name)
+                compares.append(c)
+                print(f"incremental vs full continuation: {json.dumps(c, default=float)}", flush=True)
+            for r in row.values():
+                r.pop("final_fold", None)
+                r.pop("joint", None)
+                r.pop("final_result", None)
+                results.append(r)
+            results[-1]["ratio"] = {
                 "start": a,
                 "seed": seed,
-                "ratio": ratio,
+                "ratio": row["uniform"]["minutes"] / row["adaptive"]["minutes"],
                 "bound": not (row["uniform"]["reached"] and row["adaptive"]["reached"]),
             }
-            results[-1]["ratio"] = row_ratio
+            if args.json:  # after every repeat, so a cut-short run still leaves its repeats
+                Path(args.json).write_text(
+                    json.dumps({"results": results, "compare": compares}, default=float, indent=1)
+                )
+    names = list(ref.sampled)[:FC03]
     ratios = [r["ratio"]["ratio"] for r in results if "ratio" in r]
     bounds = [r["ratio"]["bound"] for r in results if "ratio" in r]
     ad = [r for r in results if r["kind"] == "adaptive"]
+    uni = [r for r in results if r["kind"] == "uniform"]
     eos = np.concatenate([r["history"][-1]["err_over_sigma"] for r in ad])
     upd = np.concatenate([r["update_s"] for r in results])
+    refit_s = np.concatenate([r["refit_s"] for r in results if r["refit_s"]] or [[np.nan]])
+    n_ok = sum(x["success"] for r in results for x in r["history"][1:])
+    n_all = sum(len(r["history"]) - 1 for r in results)
+    t_first = [f["t_first"] for f in firsts]
 
     def fmin(r):
         return r["forecast_minutes"] if r["forecast_minutes"] is not None else args.budget * args.minutes
 
-    uni = [r for r in results if r["kind"] == "uniform"]
     f_ratio = [fmin(u) / fmin(d) for u, d in zip(uni, ad)]
+    cut = np.array([[f["result"].extra.get("sigma_cutoff", {}).get(k, 0.0) for k in names] for f in firsts])
     print(
-        "Fisher forecast σ (advise's prediction along each measured sequence): target reached in "
-        f"{sum(r['forecast_minutes'] is not None for r in ad)}/{len(ad)} "
-        f"adaptive and {sum(r['forecast_minutes'] is not None for r in uni)}/{len(uni)} uniform repeats; "
-        "forecast beamtime ratio median "
-        f"{np.median(f_ratio):.2f} (per repeat {np.round(f_ratio, 2).tolist()})"
+        "cutoff systematic of the first continuations (eV/Å², median over repeats, FC0–FC3): "
+        f"{np.round(np.median(cut, axis=0), 4).tolist()}; as % of |θ_true|: "
+        f"{np.round(100 * np.median(cut, axis=0) / np.abs([truth_by_name[k] for k in names]), 1).tolist()}"
+    )
+    print(
+        "Fisher forecast σ (advise's prediction along each measured sequence, cutoff systematic in "
+        "quadrature): "
+        f"target reached in {sum(r['forecast_minutes'] is not None for r in ad)}/{len(ad)} adaptive and "
+        f"{sum(r['forecast_minutes'] is not None for r in uni)}/{len(uni)} uniform repeats; forecast "
+        f"beamtime ratio median {np.median(f_ratio):.2f} (per repeat {np.round(f_ratio, 2).tolist()})"
     )
     print(
         f"pipeline σ reached the target in {sum(r['reached'] for r in ad)}/{len(ad)} adaptive and "
-        f"{sum(r['reached'] for r in uni)}/{len(uni)} uniform repeats; "
-        f"median χ²/dof of the last refit {np.median([r['history'][-1]['chi2_dof'] for r in results]):.1f}"
+        f"{sum(r['reached'] for r in uni)}/{len(uni)} uniform repeats; median χ²/dof of the last refit "
+        f"{np.median([r['history'][-1]['chi2_dof'] for r in results]):.2f}"
+    )
+    eos_all = np.concatenate([np.ravel([x["err_over_sigma"] for x in r["history"]]) for r in ad])
+    print(
+        f"adaptive |err|/σ over every refit (not only at the target): median {np.median(eos_all):.2f}, "
+        f"90th percentile {np.percentile(eos_all, 90):.2f}"
     )
     print(f"adaptive orientations chosen (first repeat): {ad[0]['psi_measured']}")
     print(
         f"ratios per repeat: {np.round(ratios, 2).tolist()} ({sum(bounds)} of them bounds: a strategy did "
         "not reach the target)"
     )
+    print(
+        f"update_s (incremental corrected fold + ML inference, {len(upd)} updates): median "
+        f"{np.median(upd):.3f} s; "
+        f"refit_s (raw fold + joint model + incremental refit, {len(refit_s)} refits): median "
+        f"{np.median(refit_s):.2f} s ({n_ok}/{n_all} trusted); first continuation median "
+        f"{np.median(t_first):.1f} s; final spaces of the first continuations: "
+        f"{[int(f['result'].extra.get('n_shells', 5)) for f in firsts]} shells"
+    )
     print(f"total {time.perf_counter() - t_all:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, default=float, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"results": results, "compare": compares}, default=float, indent=1)
+        )
     if args.figure:
-        plot(results, names[:FC03], args, Path(args.figure))
+        plot(results, names, args, Path(args.figure))
         print(f"wrote {args.figure}")
     print(
         f"RESULT beamtime_ratio={np.median(ratios):.2f} adaptive_err_over_sigma={np.median(eos):.2f} "
@@ -384,10 +638,9 @@ def main() -> None:
 
 
 def plot(results, names, args, path: Path) -> None:
-    from fcinv.plotting import _plt, save_figure
+    from fcinv.plotting import new_figure, save_figure
 
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.2), dpi=120)
+    fig, axes = new_figure(1, len(names), figsize=(3.3 * len(names), 3.2), dpi=120)
     colors = {"uniform": "tab:blue", "adaptive": "tab:red"}
     for r in results:
         h = r["history"]
@@ -407,7 +660,7 @@ def plot(results, names, args, path: Path) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("beam time (min)")
         ax.set_title(f"FC{i} {names[i]}", fontsize=9)
-    axes[0].set_ylabel("refined σ / |θ| (%)")
+    axes[0].set_ylabel("σ / |θ| (%), incl. cutoff systematic")
     axes[0].legend(fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, path, title="steering: σ on FC0–FC3 against beam time (DFT Ge truth)")

@@ -93,6 +93,13 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--names", default=None, help="parameters to steer on, comma-separated (default FC0–FC3)")
     p.add_argument(
+        "--shells",
+        type=int,
+        default=None,
+        help="shells of the parameter space to steer in: 0 = the ML model's own; default: the space of "
+        "--answer, else the last space the material's refinement continues into (Ge: 11 shells)",
+    )
+    p.add_argument(
         "--criterion",
         choices=("D", "A"),
         default="D",
@@ -167,6 +174,40 @@ def read_answer(path: str | None) -> tuple[dict, dict]:
     return th, sg
 
 
+def steering_shells(material: str, shells: int | None, theta: dict) -> int | None:
+    """The shell count of the space to steer in (None: the model's own space).
+
+    ``shells`` 0 → the model's own; a positive count → that space; None → the smallest space the
+    material's refinement continues into that holds every name of the answer ``theta``, else (no
+    answer, or one in the model's own space) the last space it continues into: the space the
+    refinement's answer ends in, where the steering refit works (:mod:`fcinv.steering.refit`).
+    """
+    from fcinv.crystal import material_info
+    from fcinv.reference import load_reference, shell_count
+    from fcinv.steering.design import SteeringError
+
+    own = load_reference(material)
+    n_own = shell_count(own.space)
+    if shells is not None:
+        if shells < 0:
+            raise SteeringError(f"--shells {shells}; pass 0 (the model's own space) or a shell count.")
+        return None if shells in (0, n_own) else int(shells)
+    raw = material_info(material).get("refine_shells") or ()
+    cont = sorted(int(n) for n in (raw if isinstance(raw, (list, tuple)) else [raw]) if int(n) > n_own)
+    if not cont:
+        return None
+    extra = [n for n in theta if n not in own.sampled]
+    if extra:
+        for n in cont:
+            if all(k in load_reference(material, n).sampled for k in theta):
+                return n
+        raise SteeringError(
+            f"the answer names {extra[:3]} that no space of {material}'s refinement ({cont} shells) holds. "
+            "Pass --shells N for the answer's space."
+        )
+    return cont[-1]
+
+
 def print_advice(adv: dict, target) -> None:
     names = adv["names"]
     print(
@@ -210,9 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     )  # one INFO line per candidate otherwise
     from fcinv.steering.candidates import parse_angles
 
-    ref = load_reference(args.material)
     psi = parse_angles(args.candidates)
     theta, sigma = read_answer(args.answer)
+    own = load_reference(args.material)
+    n_shells = steering_shells(args.material, args.shells, theta)
+    ref = own if n_shells is None else load_reference(args.material, n_shells)
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     measured = parse_angles(args.measured) if args.measured else np.zeros(0)
     missing = [float(a) for a in measured if not np.any(np.abs(psi - a) < 1e-6)]
@@ -223,9 +266,12 @@ def main(argv: list[str] | None = None) -> int:
             f"measured angles {missing} are not among the candidates {args.candidates}; "
             "pass them as --measured-files volumes, or use candidates that include them."
         )
+    from fcinv.reference import shell_count
+
     print(
         f"fcinv advise: {ref.material}, {len(psi)} candidate orientations ({psi.min():g}..{psi.max():g}°), "
-        "linearising the physical model ..."
+        f"{shell_count(ref.space)}-shell space ({len(ref.sampled)} parameters), linearising the physical "
+        "model ..."
     )
     adv = Advisor(
         ref,
@@ -250,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         for f in files:
             adv.add_measured_volume(read_volume(Path(f)), name=Path(f).name)
     if args.watch:
-        return run_watch(args, advisor=adv, ref=ref)
+        return run_watch(args, advisor=adv, ref=own)
     target = adv.target_abs(args.sigma_target, relative=not args.absolute)
     res = adv.advice(
         sigma_target=args.sigma_target,

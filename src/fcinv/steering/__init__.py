@@ -5,6 +5,8 @@
 - :mod:`fcinv.steering.candidates`: candidate orientations' coverages (one fold plan) and their information.
 - :mod:`fcinv.steering.combine`: the physical model of a joint fold from per-orientation models.
 - :mod:`fcinv.steering.incremental`: the incremental fold (running per-pixel sums).
+- :mod:`fcinv.steering.refit`: the steering refit (one full shell continuation, then warm-started
+  single stages in its final space; σ with the continuation's cutoff systematic).
 - :mod:`fcinv.steering.watch`: the live loop over a directory of orientation files.
 """
 
@@ -20,9 +22,11 @@ from fcinv.steering.design import (
     rank,
     stop_advice,
 )
+from fcinv.steering.refit import IncrementalRefit
 
 __all__ = [
     "Forecast",
+    "IncrementalRefit",
     "OrientationInfo",
     "Posterior",
     "Ranking",

@@ -36,7 +36,11 @@ class Advisor:
     Parameters
     ----------
     ref
-        The material's :class:`fcinv.reference.MaterialReference`.
+        The material's :class:`fcinv.reference.MaterialReference` of the space to steer in: the model's
+        own (``load_reference(material)``) or a continued one (``load_reference(material, n_shells)``,
+        e.g. the 11-shell space the Ge refinement ends in). In a continued space the prior is the
+        refinement's last-stage prior (:func:`fcinv.fitting.continuation.shell_prior`: the training
+        domain at that shell count with the far-shell σ floor), in the model's own the training domain.
     psi
         Candidate goniometer angles, degrees.
     counting_time
@@ -46,7 +50,8 @@ class Advisor:
     theta, sigma
         The current answer by name (eV/Å²); names not given take the reference θ and the training-domain σ.
     names
-        Parameters the criterion is on (default FC0–FC3 of the ranking).
+        Parameters the criterion is on (default FC0–FC3: the first four of the model's own space's
+        ranking, looked up by name in ``ref``'s space).
     scale, background
         s (counts per unit exposure per mbarn/meV) and b; default: s = 1/mean one-phonon intensity of the
         model over the candidates (the simulator's convention), b = 0.1 (the simulator's default).
@@ -93,9 +98,15 @@ class Advisor:
                 f"criterion = {criterion!r}; pass 'D' (expected information gain) or 'A' (mean variance "
                 "reduction)."
             )
+        from fcinv.reference import load_reference, shell_count
+
         self.ref = ref
         self.all_names = list(ref.sampled)
-        self.names = list(names) if names else self.all_names[:4]
+        own = load_reference(ref.material)
+        self.n_shells = shell_count(ref.space)
+        self.continued = self.n_shells > shell_count(own.space)
+        default = [n for n in list(own.sampled)[:4] if n in self.all_names] or self.all_names[:4]
+        self.names = list(names) if names else default
         bad = [n for n in self.names + list(theta or {}) + list(sigma or {}) if n not in self.all_names]
         if bad:
             raise SteeringError(
@@ -111,8 +122,13 @@ class Advisor:
         th = ref.theta_ref[ref.space.index(self.all_names)].copy()
         for n, x in (theta or {}).items():
             th[self.all_names.index(n)] = float(x)
-        prior = build_prior(self.all_names, th, spec="domain", ref=ref)
-        sg = prior.sigma.copy()
+        if self.continued:
+            from fcinv.fitting.continuation import shell_prior
+
+            sp = shell_prior(ref)
+            sg = np.array([sp.sigma[list(sp.names).index(n)] for n in self.all_names])
+        else:
+            sg = build_prior(self.all_names, th, spec="domain", ref=ref).sigma.copy()
         for n, x in (sigma or {}).items():
             if np.isfinite(x) and x > 0:
                 sg[self.all_names.index(n)] = min(float(x), sg[self.all_names.index(n)])
@@ -262,6 +278,7 @@ class Advisor:
                 "A": "A-optimal: mean relative variance reduction on the named parameters",
             }[self.criterion],
             "names": list(self.names),
+            "space": {"n_shells": int(self.n_shells), "n_params": len(self.all_names)},
             "counting_time_min": self.counting_time,
             "measured": list(self.measured),
             "next": r.rows(n_rows),
