@@ -167,3 +167,16 @@ def test_joint_model_equals_model_of_combined_coverage(ge):
     a, b = joint.spectra(th)[0], direct.spectra(th)[0]
     assert np.array_equal(joint.mask, direct.mask)
     assert np.abs(a - b).max() <= 1e-5 * b.max()
+
+
+def test_candidate_coverage_equals_coverage_for_run_of_that_angle(ge):
+    """One shared RunGeometry: each candidate's coverage is coverage_for_run's for that single angle."""
+    from fcinv.forward import coverage_for_run
+    from fcinv.steering.candidates import candidate_coverages
+
+    ref, grid = ge
+    (c,) = candidate_coverages(ref.crystal, grid, [23.0])
+    d = coverage_for_run(ref.crystal, grid, psi=[23.0], sampling="path")
+    for attr in ("pixel", "rot", "zone", "t_idx", "e_idx", "w"):
+        assert np.array_equal(getattr(c, attr), getattr(d, attr)), attr
+    assert c.meta["bin_exposure"] > 0 and c.meta["psi_deg"] == 23.0

@@ -271,6 +271,101 @@ def coverage_from_fold(
     )
 
 
+class RunGeometry:
+    """What a run's coverage needs that does not depend on the angles: the 4D grid of the simulated
+    experiment (:func:`fcinv.experiment.simulate.simulate_experiment` with ``region=grid``), its fold
+    plan, and the path's reachable Q-bins. Built once; :meth:`coverage` folds any set of angles.
+
+    Use :meth:`build`; :func:`coverage_for_run` (one run) and
+    :func:`fcinv.steering.candidates.candidate_coverages` (one coverage per candidate angle) share it.
+    """
+
+    def __init__(self, *, inst, ub, edges, shape, plan, q3, hkl, rc, rots, q_step):
+        self.inst, self.ub, self.edges, self.shape = inst, ub, edges, shape
+        self.plan, self.q3, self.hkl, self.rc, self.rots = plan, q3, hkl, rc, rots
+        self.q_step = float(q_step)
+
+    @classmethod
+    def build(
+        cls, crystal, grid: SpectrumGrid, inst, *, u, v, q_step: float, q_tolerance: float
+    ) -> RunGeometry:
+        """The geometry of ``crystal`` on ``grid`` for instrument ``inst`` and scattering plane (u, v)."""
+        from fcinv.experiment.fold import FoldPlan
+        from fcinv.experiment.instrument import E_K2
+        from fcinv.experiment.readers import ub_from_vectors
+        from fcinv.experiment.simulate import ExperimentCrystal, reachable_box
+        from fcinv.experiment.volume import regular_edges
+
+        e_edges = grid.energy_edges
+        if e_edges[0] >= inst.ei:
+            raise PhysicalModelError(
+                f"the grid's energies start at {e_edges[0]:g} meV, above Ei = {inst.ei:g} meV. Raise Ei."
+            )
+        ec = ExperimentCrystal.from_cell(
+            crystal.lattice, crystal.positions, crystal.numbers, name=crystal.name
+        )
+        rots = np.asarray(crystal.point_group_rlu, float)
+        ub = ub_from_vectors(ec.b_matrix(), tuple(u), tuple(v))
+        ext_box, qy_max, y_hat = reachable_box(ec, inst, ub, float(e_edges[0]))
+        edges = (*(regular_edges(-x, x, q_step, offset=q_step / 4) for x in ext_box), e_edges)
+        shape = tuple(len(e) - 1 for e in edges)
+        centering = {"fcc": "F", "bcc": "I"}.get(crystal.lattice_type, "P")
+        plan = FoldPlan.build(
+            edges[:3],
+            grid,
+            rots,
+            centering=centering,
+            q_tolerance=q_tolerance,  # type: ignore[arg-type]
+        )
+        q3 = np.unique(plan.members["q3"])
+        cen = [0.5 * (e[1:] + e[:-1]) for e in edges[:3]]
+        ih, ik, il = np.unravel_index(q3, shape[:3])
+        hkl = np.stack([cen[0][ih], cen[1][ik], cen[2][il]], axis=1)
+        rc = ec.reciprocal_cell
+        qmax = inst.ki + float(np.sqrt(max(inst.ei - min(float(e_edges[0]), 0.0), 0.0) / E_K2))
+        margin = q_step * float(np.linalg.norm(rc, axis=1).max())
+        keep = (np.linalg.norm(hkl @ rc, axis=1) <= qmax + margin) & (np.abs(hkl @ y_hat) <= qy_max + margin)
+        return cls(
+            inst=inst,
+            ub=ub,
+            edges=edges,
+            shape=shape,
+            plan=plan,
+            q3=q3[keep],
+            hkl=hkl[keep],
+            rc=rc,
+            rots=rots,
+            q_step=q_step,
+        )
+
+    def coverage(self, psi, *, exposure: bool = True, sampling: str = "bins", source: str = "run"):
+        """The folded coverage of the angles ``psi`` (degrees) and the summed bin exposure.
+
+        Returns ``(None, 0.0)`` when the angles reach no Q-bin of the path.
+        """
+        from fcinv.experiment.simulate import coverage
+        from fcinv.experiment.volume import Volume4D
+
+        cov = coverage(
+            self.hkl, self.ub, (self.q_step,) * 3, self.edges[3], self.inst, np.asarray(psi, float)
+        )
+        if len(cov["q"]) == 0:
+            return None, 0.0
+        key = self.q3[cov["q"]] * self.shape[3] + cov["e"]
+        ukey, inv = np.unique(key, return_inverse=True)
+        norm = np.bincount(inv.ravel(), weights=cov["w"]) if exposure else np.ones(len(ukey))
+        vol = Volume4D(
+            edges=self.edges,
+            index=ukey,
+            signal=np.zeros(len(ukey)),
+            error=np.zeros(len(ukey)),
+            norm=norm,
+            meta={"source": source},
+            reciprocal_cell=self.rc,
+        )
+        return coverage_from_fold(self.plan, vol, rotations=self.rots, sampling=sampling), float(norm.sum())
+
+
 def coverage_for_run(
     crystal,
     grid: SpectrumGrid,
@@ -307,11 +402,7 @@ def coverage_for_run(
     instrument
         :class:`fcinv.experiment.instrument.Instrument` (default ARCS-like at ``ei``).
     """
-    from fcinv.experiment.fold import FoldPlan
     from fcinv.experiment.instrument import Instrument
-    from fcinv.experiment.readers import ub_from_vectors
-    from fcinv.experiment.simulate import ExperimentCrystal, coverage, reachable_box
-    from fcinv.experiment.volume import Volume4D, regular_edges
 
     inst = instrument or Instrument(ei=float(ei))
     psi = np.atleast_1d(np.asarray(list(psi), dtype=float))
@@ -319,48 +410,13 @@ def coverage_for_run(
         raise PhysicalModelError(
             f"psi has {len(psi)} angles (or NaN); pass at least one finite goniometer angle in degrees."
         )
-    e_edges = grid.energy_edges
-    if e_edges[0] >= inst.ei:
+    geom = RunGeometry.build(crystal, grid, inst, u=u, v=v, q_step=q_step, q_tolerance=q_tolerance)
+    out, _ = geom.coverage(psi, exposure=exposure, sampling=sampling, source="coverage_for_run")
+    if out is None:
         raise PhysicalModelError(
-            f"the grid's energies start at {e_edges[0]:g} meV, above Ei = {inst.ei:g} meV. Raise Ei."
+            f"the {len(psi)} orientation(s) reach no Q-bin of the path at Ei = {inst.ei:g} meV. "
+            "Check psi, u, v and Ei."
         )
-    ec = ExperimentCrystal.from_cell(crystal.lattice, crystal.positions, crystal.numbers, name=crystal.name)
-    rots = np.asarray(crystal.point_group_rlu, float)
-    ub = ub_from_vectors(ec.b_matrix(), tuple(u), tuple(v))
-    ext_box, qy_max, y_hat = reachable_box(ec, inst, ub, float(e_edges[0]))
-    edges = (*(regular_edges(-x, x, q_step, offset=q_step / 4) for x in ext_box), e_edges)
-    shape = tuple(len(e) - 1 for e in edges)
-    centering = {"fcc": "F", "bcc": "I"}.get(crystal.lattice_type, "P")
-    plan = FoldPlan.build(
-        edges[:3],
-        grid,
-        rots,
-        centering=centering,
-        q_tolerance=q_tolerance,  # type: ignore[arg-type]
-    )
-    q3 = np.unique(plan.members["q3"])
-    cen = [0.5 * (e[1:] + e[:-1]) for e in edges[:3]]
-    ih, ik, il = np.unravel_index(q3, shape[:3])
-    hkl = np.stack([cen[0][ih], cen[1][ik], cen[2][il]], axis=1)
-    rc = ec.reciprocal_cell
-    qmax = inst.ki + float(np.sqrt(max(inst.ei - min(float(e_edges[0]), 0.0), 0.0) / 2.0721247))
-    margin = q_step * float(np.linalg.norm(rc, axis=1).max())
-    keep = (np.linalg.norm(hkl @ rc, axis=1) <= qmax + margin) & (np.abs(hkl @ y_hat) <= qy_max + margin)
-    q3, hkl = q3[keep], hkl[keep]
-    cov = coverage(hkl, ub, (q_step,) * 3, e_edges, inst, psi)
-    key = q3[cov["q"]] * shape[3] + cov["e"]
-    ukey, inv = np.unique(key, return_inverse=True)
-    norm = np.bincount(inv.ravel(), weights=cov["w"]) if exposure else np.ones(len(ukey))
-    vol = Volume4D(
-        edges=edges,
-        index=ukey,
-        signal=np.zeros(len(ukey)),
-        error=np.zeros(len(ukey)),
-        norm=norm,
-        meta={"source": "coverage_for_run"},
-        reciprocal_cell=rc,
-    )
-    out = coverage_from_fold(plan, vol, rotations=rots, sampling=sampling)
     meta = dict(
         out.meta,
         ei_meV=float(inst.ei),

@@ -66,55 +66,21 @@ def candidate_coverages(
     psi
         Goniometer angles, degrees.
     """
-    from fcinv.experiment.fold import FoldPlan
     from fcinv.experiment.instrument import Instrument
-    from fcinv.experiment.readers import ub_from_vectors
-    from fcinv.experiment.simulate import E_K2, ExperimentCrystal, coverage, reachable_box
-    from fcinv.experiment.volume import Volume4D, regular_edges
-    from fcinv.forward.physical import coverage_from_fold
+    from fcinv.forward.coverage import RunGeometry
 
     inst = instrument or Instrument(ei=float(ei))
     psi = np.atleast_1d(np.asarray(list(psi), float))
-    ec = ExperimentCrystal.from_cell(crystal.lattice, crystal.positions, crystal.numbers, name=crystal.name)
-    rots = np.asarray(crystal.point_group_rlu, float)
-    ub = ub_from_vectors(ec.b_matrix(), tuple(u), tuple(v))
-    e_edges = grid.energy_edges
-    ext_box, qy_max, y_hat = reachable_box(ec, inst, ub, float(e_edges[0]))
-    edges = (*(regular_edges(-x, x, q_step, offset=q_step / 4) for x in ext_box), e_edges)
-    shape = tuple(len(e) - 1 for e in edges)
-    centering = {"fcc": "F", "bcc": "I"}.get(crystal.lattice_type, "P")
-    plan = FoldPlan.build(edges[:3], grid, rots, centering=centering, q_tolerance=q_tolerance)  # type: ignore[arg-type]
-    q3 = np.unique(plan.members["q3"])
-    cen = [0.5 * (e[1:] + e[:-1]) for e in edges[:3]]
-    ih, ik, il = np.unravel_index(q3, shape[:3])
-    hkl = np.stack([cen[0][ih], cen[1][ik], cen[2][il]], axis=1)
-    rc = ec.reciprocal_cell
-    qmax = inst.ki + float(np.sqrt(max(inst.ei - min(float(e_edges[0]), 0.0), 0.0) / E_K2))
-    margin = q_step * float(np.linalg.norm(rc, axis=1).max())
-    keep = (np.linalg.norm(hkl @ rc, axis=1) <= qmax + margin) & (np.abs(hkl @ y_hat) <= qy_max + margin)
-    q3, hkl = q3[keep], hkl[keep]
+    geom = RunGeometry.build(crystal, grid, inst, u=u, v=v, q_step=q_step, q_tolerance=q_tolerance)
     out = []
     for p in psi:
-        cov = coverage(hkl, ub, (q_step,) * 3, e_edges, inst, np.array([p]))
-        if len(cov["q"]) == 0:
+        c, exposure = geom.coverage([p], exposure=True, sampling="path", source="candidate orientation")
+        if c is None:
             raise SteeringError(
                 f"orientation ψ = {p:g}° reaches no Q-bin of the path at Ei = {inst.ei:g} meV. Drop it from "
                 "the candidates."
             )
-        key = q3[cov["q"]] * shape[3] + cov["e"]
-        ukey, inv = np.unique(key, return_inverse=True)
-        norm = np.bincount(inv.ravel(), weights=cov["w"])
-        vol = Volume4D(
-            edges=edges,
-            index=ukey,
-            signal=np.zeros(len(ukey)),
-            error=np.zeros(len(ukey)),
-            norm=norm,
-            meta={"source": "candidate orientation", "psi_deg": float(p)},
-            reciprocal_cell=rc,
-        )
-        c = coverage_from_fold(plan, vol, rotations=rots, sampling="path")
-        c.meta.update({"psi_deg": float(p), "ei_meV": float(inst.ei), "bin_exposure": float(norm.sum())})
+        c.meta.update({"psi_deg": float(p), "ei_meV": float(inst.ei), "bin_exposure": exposure})
         out.append(c)
     return out
 
