@@ -67,6 +67,8 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   4.9 Å⁻¹: θ_ref 9e-10; 1.05 θ_ref 4.4e-5 at 5 K, 5.2e-4 at 300 K (W moves nearly isotropically,
   3 % of the change); a random ±5 % θ that moves the in-plane and c-axis W oppositely 1.5e-3 at
   5 K, 4.6e-3 at 300 K, the size of the change itself (no better than dw="reference" there).
+  Over the prepared Mg model's whole training domain (5 K, |Q|² up to 106 Å⁻²) up to 4.3e-2 of
+  the factor at the largest |Q| (docs/new-material.md); the error grows as |Q|².
   Each orbit's W must share its trace (else refused). With several symmetry
   orbits (GaAs: Ga and As) each orbit c has its own Δw_c and the matrices come in families (a, b),
   a ≤ b, each expanded in exp(−(Δw_a + Δw_b)Q²) (three families for two orbits).
