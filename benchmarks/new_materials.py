@@ -36,6 +36,11 @@ Usage::
 
     python benchmarks/new_materials.py [--work out/new_materials] [--materials Si Al ...]
         [--orientations 30] [--threads 1]
+    python benchmarks/new_materials.py --combine A/results.json B/results.json
+
+``--combine`` runs nothing: it reads the rows of earlier runs' ``results.json`` (a later file's row
+replaces an earlier file's row of the same material), prints where each row came from, and prints
+the RESULT line of those rows by the same formula.
 """
 
 from __future__ import annotations
@@ -273,7 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--orientations", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        metavar="RESULTS_JSON",
+        help="run nothing; print the RESULT line over the rows of these results.json files",
+    )
     args = p.parse_args(argv)
+    if args.combine:
+        return combine(args.combine)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -306,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("RESULT n_materials=0 worst_refined_fc0_3_err=nan worst_disp_rms_THz=nan worst_prepare_min=nan")
         return 1
+    print_result(rows)
+    return 0
+
+
+def print_result(rows: list[dict]) -> None:
+    """The closing lines over ``rows`` (the materials that ran to the end)."""
     print(
         "also: worst refined error over each material's 4 parameters of largest |theta| * dI/dtheta = "
         f"{max(r['worst_refined_rel4_err'] for r in rows):.4f} (FC0-FC3 rank by the members' disagreement)"
@@ -316,6 +336,28 @@ def main(argv: list[str] | None = None) -> int:
         f"worst_disp_rms_THz={max(r['disp_rms_THz'] for r in rows):.4f} "
         f"worst_prepare_min={max(r['prepare_min'] for r in rows):.1f}"
     )
+
+
+def combine(files: list[Path]) -> int:
+    """The RESULT line over the rows of several runs' ``results.json`` (a later file's row of a
+    material replaces an earlier one's)."""
+    rows: dict[str, tuple[dict, Path]] = {}
+    for f in files:
+        if not f.is_file():
+            print(f"--combine: {f} does not exist. Pass the results.json files of earlier runs.")
+            return 2
+        for r in json.loads(f.read_text()):
+            rows[r["material"]] = (r, f)
+    if not rows:
+        print("--combine: the files hold no rows. Pass the results.json files of finished runs.")
+        return 2
+    for mat, (r, f) in rows.items():
+        print(
+            f"{mat}: from {f}: worst FC0-FC3 refined err {r['worst_refined_fc0_3_err']:.4f}; dispersion rms "
+            f"{r['disp_rms_THz']:.4f} THz; prepare {r['prepare_min']:.1f} min ({r['refinement']})"
+        )
+    print(f"combined from {len(files)} runs' results.json")
+    print_result([r for r, _ in rows.values()])
     return 0
 
 

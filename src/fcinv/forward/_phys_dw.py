@@ -56,16 +56,25 @@ class DebyeWallerMixin:
         for S, p in zip(cart, perms):
             Ws[p] += np.einsum("ab,kbc,dc->kad", S, W, S)
         self._dw_ref = Ws / len(cart)
+        iso = np.array([np.trace(w) / 3 for w in self._dw_ref])
+        #: largest |W_κ − w_κ 1| over the atoms relative to the largest w (0 on cubic sites)
+        self._dw_anisotropy = float(
+            max(np.abs(w - np.eye(3) * i).max() for w, i in zip(self._dw_ref, iso)) / max(iso.max(), 1e-30)
+        )
         if self.dw == "theta":
-            iso = np.array([np.trace(w) / 3 for w in self._dw_ref])
-            aniso = max(np.abs(w - np.eye(3) * i).max() for w, i in zip(self._dw_ref, iso))
             cls = _atom_orbits(perms)
             spread = max(float(np.ptp(iso[cls == c])) for c in range(cls.max() + 1))
-            if aniso > 1e-6 * max(iso.max(), 1e-30) or spread > 1e-6 * max(iso.max(), 1e-30):
+            if spread > 1e-6 * max(iso.max(), 1e-30):
                 raise PhysicalModelError(
-                    "dw='theta' needs every atom's Debye–Waller tensor isotropic (and equal within a "
-                    f"symmetry orbit); {crystal.name} has "
-                    f"{np.round(iso, 6).tolist()} Å² (anisotropy {aniso:.2e}). Pass dw='reference'."
+                    "dw='theta' needs every atom's Debye–Waller tensor equal in trace within a symmetry "
+                    f"orbit; {crystal.name} has {np.round(iso, 6).tolist()} Å². Pass dw='reference'."
+                )
+            if self._dw_anisotropy > 1e-6:
+                # anisotropic sites (hcp Mg): the reference factor exp(−Q·W_κ·Q) stays exact (full
+                # tensor); only its change with θ is taken isotropic, exp(−Δw_κ Q²), Δw = Δtr W / 3
+                log.debug(
+                    "Debye–Waller: anisotropic reference tensors (%.2e); the θ-change is isotropic",
+                    self._dw_anisotropy,
                 )
             self._dw_cls = cls
             q_red, wts = _reduce_mesh(crystal, self.dw_mesh)

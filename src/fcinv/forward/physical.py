@@ -59,7 +59,17 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   isotropic coefficient (W = w|Q|²) is summed on the irreducible points of the Γ-centred
   ``dw_mesh``³ grid (spglib; ~50 points for Ge instead of 1000) and applied as
   exp(−2ΔwQ²) = Σ_k (−2ΔwQ²)^k/k! (order 6, truncation < 1e-6 for |2ΔwQ²| < 0.25, warned
-  beyond); it needs every atom's W isotropic (cubic sites: Ge, Nb, GaAs). With several symmetry
+  beyond). The reference factor exp(−Q·W_κ·Q) keeps the full tensor, so anisotropic sites (hcp
+  Mg, site −6m2: in-plane and c-axis W differ by 2–3 %) are exact at θ_ref; only the change is
+  isotropic, exp(−Δw_κ Q²) with Δw_κ = Δtr W_κ / 3 (an approximation there, exact on cubic sites:
+  Ge, Nb, GaAs). Measured against Euphonic for a four-shell Mg spring model
+  (tests/forward/test_physical_anisotropic_dw.py), largest per-Q intensity error over Q up to
+  4.9 Å⁻¹: θ_ref 9e-10; 1.05 θ_ref 4.4e-5 at 5 K, 5.2e-4 at 300 K (W moves nearly isotropically,
+  3 % of the change); a random ±5 % θ that moves the in-plane and c-axis W oppositely 1.5e-3 at
+  5 K, 4.6e-3 at 300 K, the size of the change itself (no better than dw="reference" there).
+  Over the prepared Mg model's whole training domain (5 K, |Q|² up to 106 Å⁻²) up to 4.3e-2 of
+  the factor at the largest |Q| (docs/new-material.md); the error grows as |Q|².
+  Each orbit's W must share its trace (else refused). With several symmetry
   orbits (GaAs: Ga and As) each orbit c has its own Δw_c and the matrices come in families (a, b),
   a ≤ b, each expanded in exp(−(Δw_a + Δw_b)Q²) (three families for two orbits).
   ``dw_expansion="cumulant"`` (default for one class) keeps only the rows k = 0, 1, 2,
@@ -329,6 +339,7 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
         self._kT = kT
         # Debye–Waller at the reference
         self._dw_ref = np.zeros((crystal.n_atoms, 3, 3))
+        self._dw_anisotropy = 0.0
         self._dw_w_ref_reduced = np.zeros(1)
         #: Debye–Waller classes: atom → class (one symmetry orbit each with dw='theta', else all one)
         self._dw_cls = np.zeros(crystal.n_atoms, dtype=np.int64)
@@ -423,13 +434,15 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
         Qc = hkl @ (2 * np.pi * np.linalg.inv(crystal.conventional_lattice)).T
         n_at = crystal.n_atoms
         Ek = E.reshape(len(t), len(hkl), n_at, 3, -1)
+        # the reference tensors in full (anisotropic where the site is: hcp Mg), times the isotropic
+        # θ-change exp(−Δw_κ Q²) with dw='theta'
+        dwf = np.broadcast_to(
+            np.exp(-np.einsum("qi,kij,qj->qk", Qc, self._dw_ref, Qc))[None], (len(t), len(hkl), n_at)
+        )
         if self.dw == "theta":
-            w = self._debye_waller_atoms(t)  # (B, n_atoms)
-            dwf = np.exp(-w[:, None, :] * np.einsum("qi,qi->q", Qc, Qc)[None, :, None])  # (B, n, n_atoms)
-        else:
-            dwf = np.broadcast_to(
-                np.exp(-np.einsum("qi,kij,qj->qk", Qc, self._dw_ref, Qc))[None], (len(t), len(hkl), n_at)
-            )
+            iso = np.trace(self._dw_ref, axis1=1, axis2=2) / 3
+            dw = self._debye_waller_atoms(t) - iso[None]  # (B, n_atoms)
+            dwf = dwf * np.exp(-dw[:, None, :] * np.einsum("qi,qi->q", Qc, Qc)[None, :, None])
         c = self.b_fm / np.sqrt(crystal.masses)
         F = np.einsum("k,bqk,qa,bqkan->bqn", c, dwf, Qc, Ek)
         with np.errstate(divide="ignore", invalid="ignore"):
