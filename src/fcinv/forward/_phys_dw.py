@@ -142,7 +142,19 @@ class DebyeWallerMixin:
         fams = self._dw_families()
         dw = self._dw_w(t) - self._dw_w_ref_reduced[None]  # (B, n_cls)
         x = np.stack([-(dw[:, a] + dw[:, b]) for a, b, _ in fams], axis=1)  # (B, n_fam)
-        if np.abs(x).max() * self._q2max > 0.6:
+        xq = float(np.abs(x).max() * self._q2max)
+        # the cumulant form drops the third cumulant of Q² over a pixel's images: its relative error is at
+        # most |x|³|κ₃|/6 with |κ₃| <= (Q²max)³/(6√3) (any distribution on [0, Q²max]), i.e. xq³/(36√3)
+        if self._cumulant and xq**3 / (36.0 * math.sqrt(3.0)) > 1e-3:
+            log.warning(
+                "Debye–Waller change %.3g Å² is large for the cumulant form (|ΔwQ²| up to %.2f: the error "
+                "bound %.1g of the intensity); pass dw_expansion='taylor' for the order-%d series",
+                float(np.abs(dw).max()),
+                xq,
+                xq**3 / (36.0 * math.sqrt(3.0)),
+                DW_ORDER,
+            )
+        if not self._cumulant and xq > 0.6:
             log.warning(
                 "Debye–Waller change %.3g Å² is large for the order-%d expansion (|2ΔwQ²| up to %.2f)",
                 float(np.abs(dw).max()),
