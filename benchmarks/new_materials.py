@@ -121,38 +121,15 @@ def truth_set(folder: Path, material, rng) -> tuple[np.ndarray, tuple, np.ndarra
 
 
 def physical_refinement_model(pipe, measurement, ei: float, temperature: float):
-    """The refinement model of the Ge pipeline (:meth:`fcinv.pipeline.Pipeline.refinement_model`) at this
-    run's incident energy: a PhysicalModel of the measurement's own coverage predicting the raw fold,
-    every model parameter free, zero beyond the cutoff. None (with the reason) where the PhysicalModel
-    refuses the crystal (no inversion centre, until the complex kernel lands)."""
-    from fcinv.experiment.fold import FoldPlan
-    from fcinv.experiment.instrument import Instrument
-    from fcinv.forward.physical import PhysicalModel, PhysicalModelError, coverage_from_fold
+    """The refinement model of the Ge pipeline (:meth:`fcinv.pipeline.Pipeline.physical_model_for`) at this
+    run's incident energy and temperature; None (with the reason) where the PhysicalModel refuses the
+    crystal."""
+    from fcinv.forward.physical import PhysicalModelError
 
-    ref = pipe.material.reference
-    rot = pipe.material.point_group
-    plan = FoldPlan.build(
-        measurement.edges[:3],
-        pipe.grid,
-        rot,
-        centering=pipe.material.centering,
-        q_tolerance=pipe.config.q_tolerance,
-    )
     try:
-        cov = coverage_from_fold(plan, measurement, rotations=rot)
-        pm = PhysicalModel(
-            ref.space,
-            pipe.grid,
-            ref.theta_ref,
-            free=list(pipe.names),
-            coverage=cov,
-            temperature=float(temperature),
-            resolution=Instrument(ei=float(ei)),
-            corrections=None,
-        )
+        return pipe.physical_model_for(measurement, ei=ei, temperature=temperature), None
     except PhysicalModelError as exc:
         return None, str(exc)
-    return pm, None
 
 
 def relative_ranking(material, truth_full: np.ndarray) -> list[str]:

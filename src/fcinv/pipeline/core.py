@@ -410,6 +410,29 @@ class Pipeline:
                 "forward model instead of the physical one this model was trained on; pass the 4D data "
                 "for a physical refinement"
             )
+        return self.physical_model_for(measurement), None
+
+    def physical_model_for(
+        self, measurement: Volume4D, *, ei: float | None = None, temperature: float | None = None
+    ):
+        """A :class:`~fcinv.forward.physical.PhysicalModel` of ``measurement``'s own coverage, predicting
+        its raw fold, every model parameter free, zero beyond the cutoff (what :meth:`refinement_model`
+        refines a physical-intensity model with).
+
+        Parameters
+        ----------
+        measurement
+            The 4D volume (its coverage is folded with the material's point group).
+        ei
+            Incident energy, meV (default: the material's ``ei_meV``, 40 for Ge and Nb).
+        temperature
+            Sample temperature, K (default: the corrections' Bose temperature, else 5 K).
+
+        Raises
+        ------
+        fcinv.forward.physical.PhysicalModelError
+            Where the physical model cannot describe the crystal or the coverage.
+        """
         from fcinv.experiment.fold import FoldPlan
         from fcinv.experiment.instrument import Instrument
         from fcinv.forward.physical import PhysicalModel, coverage_from_fold
@@ -424,22 +447,24 @@ class Pipeline:
             q_tolerance=self.config.q_tolerance,
         )
         cov = coverage_from_fold(plan, measurement, rotations=rot)
-        corr = self.corrections
-        temperature = corr.bose_temperature if corr is not None and corr.bose_temperature else 5.0
-        pm = PhysicalModel(
+        if temperature is None:
+            corr = self.corrections
+            temperature = corr.bose_temperature if corr is not None and corr.bose_temperature else 5.0
+        if ei is None:
+            # the material's incident energy (material.json ei_meV: a prepared material's; Ge 40 meV)
+            ei = float(self.material.info.get("ei_meV", 40.0))
+        return PhysicalModel(
             ref.space,
             self.grid,
             ref.theta_ref,
             free=list(self.names),
             coverage=cov,
             temperature=float(temperature),
-            # the material's incident energy (material.json ei_meV: a prepared material's; Ge 40 meV)
-            resolution=Instrument(ei=float(self.material.info.get("ei_meV", 40.0))),
+            resolution=Instrument(ei=float(ei)),
             # the physical model predicts the raw fold (what it was validated on against Euphonic + fold:
             # docs/fidelity.md); :meth:`refine` fits the raw fold of the 4D measurement
             corrections=None,
         )
-        return pm, None
 
     def continuation_shells(self, model) -> tuple[int, ...]:
         """The shell counts a refinement with ``model`` continues into (:class:`PipelineConfig`
