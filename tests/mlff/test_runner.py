@@ -42,6 +42,22 @@ def test_members_run_cache_and_resume(nb_crystal, weights_file, tmp_path):
     assert len(good.calls) == 2
 
 
+def test_cache_key_holds_the_whole_cell(nb_crystal):
+    """Same name and conventional a, another cell (a strained c axis): another cache key."""
+    from dataclasses import replace as dc_replace
+
+    from fcinv.mlff.runner import cache_key
+
+    member = nb_member("good", 3.0, 1.0, None)
+    lat = np.array(nb_crystal.lattice, float)
+    lat[2] *= 1.01
+    other = dc_replace(nb_crystal, lattice=lat)
+    assert other.name == nb_crystal.name and other.conventional_a == pytest.approx(nb_crystal.conventional_a)
+    k0, k1 = (cache_key(c, member, SETTINGS, False) for c in (nb_crystal, other))
+    assert k0["cell_sha"] != k1["cell_sha"]
+    assert cache_key(nb_crystal, member, SETTINGS, False) == k0  # deterministic
+
+
 def test_cached_file_roundtrip(nb_crystal, weights_file, tmp_path):
     m = nb_member("m", 3.0, 1.0, weights_file)
     (res,) = run_ensemble(nb_crystal, [m], SETTINGS, tmp_path, progress=False)

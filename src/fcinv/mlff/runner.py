@@ -97,6 +97,18 @@ class MemberResult:
         }
 
 
+def _cell_fingerprint(crystal: Crystal) -> str:
+    """sha256 (16 hex digits) of the cell: lattice (Å, 1e-6), fractional positions (1e-6), numbers."""
+    import hashlib
+
+    doc = {
+        "lattice": np.round(np.asarray(crystal.lattice, float), 6).tolist(),
+        "positions": np.round(np.mod(np.asarray(crystal.positions, float), 1.0), 6).tolist(),
+        "numbers": [int(n) for n in crystal.numbers],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def cache_key(crystal: Crystal, member: Member, settings: PhononSettings, relax: bool) -> dict:
     """Everything that determines a member's result (a cached file is reused only when it matches)."""
     return {
@@ -104,6 +116,9 @@ def cache_key(crystal: Crystal, member: Member, settings: PhononSettings, relax:
         # same crystal, so the same force-field results
         "material": crystal.name.split("@")[0],
         "structure_a_A": round(crystal.conventional_a, 8),
+        # the whole cell, not only a: two hexagonal cells with one a and another c (or other positions)
+        # under one name must not share results
+        "cell_sha": _cell_fingerprint(crystal),
         "member": member.name,
         "model": member.model,
         "modal": member.modal,
