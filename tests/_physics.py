@@ -29,3 +29,28 @@ def phonopy_energies(crystal, fc, supercell, q_rlu):
     ph.force_constants = fc
     ph.run_qpoints(crystal.rlu_to_prim_frac(q_rlu))
     return ph.qpoints.frequencies * THZ_TO_MEV
+
+
+#: GaAs, zincblende (F-43m), a = 5.65 Å; masses in amu.
+GAAS_A = 5.65
+GAAS_MASSES = {31: 69.723, 33: 74.9216}
+
+
+def gaas_spring_model(springs: dict[str, float], n_shells: int = 2, e_max: float = 40.0):
+    """Zincblende GaAs (no inversion centre) with central-force ``springs`` (eV/Å²): the crystal, its
+    ``n_shells`` FC space, the default grid to ``e_max`` meV and θ of the springs."""
+    from fcinv.crystal import Crystal, default_grid
+    from fcinv.fcspace import FCSpace
+
+    fcc = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    numbers = [31] * 4 + [33] * 4
+    crystal = Crystal.from_cell(
+        np.eye(3) * GAAS_A,
+        np.vstack([fcc, fcc + 0.25]),
+        numbers,
+        name="GaAs",
+        masses=[GAAS_MASSES[z] for z in numbers],
+    )
+    space = FCSpace(crystal, n_shells=n_shells)
+    grid = default_grid(crystal, e_max=e_max)
+    return crystal, space, grid, space.central_force_theta(springs)

@@ -5,32 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _physics import check_frequencies, phonopy_energies
-from fcinv.crystal import Crystal, default_grid
-from fcinv.fcspace import FCSpace
+from _physics import check_frequencies, gaas_spring_model, phonopy_energies
 from fcinv.forward import ForwardModel, LinearDynamics, _kernels
 
-#: GaAs, zincblende (F-43m), a = 5.65 Å; masses in amu.
-A_GAAS = 5.65
-MASSES = {31: 69.723, 33: 74.9216}
 #: Nearest-neighbour-dominated central-force springs (eV/Å²): a stable Born–von Kármán model.
 SPRINGS = {"1NN": 4.0, "2NN": 0.5, "3NN": 0.4}
 
 
 @pytest.fixture(scope="module")
 def gaas():
-    fcc = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
-    numbers = [31] * 4 + [33] * 4
-    crystal = Crystal.from_cell(
-        np.eye(3) * A_GAAS,
-        np.vstack([fcc, fcc + 0.25]),
-        numbers,
-        name="GaAs",
-        masses=[MASSES[z] for z in numbers],
-    )
-    space = FCSpace(crystal, n_shells=2)
-    grid = default_grid(crystal, e_max=40.0)
-    return crystal, space, grid, space.central_force_theta(SPRINGS)
+    return gaas_spring_model(SPRINGS)
 
 
 def test_gaas_has_no_real_basis_and_uses_the_complex_kernel(gaas):

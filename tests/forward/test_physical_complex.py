@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
+from _physics import gaas_spring_model
 from fcinv.crystal import Crystal, default_grid
 from fcinv.experiment.instrument import Instrument
 from fcinv.fcspace import FCSpace
@@ -20,26 +21,13 @@ from fcinv.forward import PhysicalModel
 from fcinv.forward.physical import Coverage, full_coverage
 from fcinv.units import KB_MEV_PER_K
 
-A_GAAS = 5.65
-MASSES = {31: 69.723, 33: 74.9216}
 SPRINGS = {"1NN": 4.0, "2NN": 0.5}
 HKL = np.array([[2.1, 0.3, 0.2], [1.5, 1.5, 1.5], [3.2, 1.1, -0.4], [0.3, 0.1, 4.05], [-2.7, 1.3, 0.9]])
 
 
 @pytest.fixture(scope="module")
 def gaas():
-    fcc = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
-    numbers = [31] * 4 + [33] * 4
-    crystal = Crystal.from_cell(
-        np.eye(3) * A_GAAS,
-        np.vstack([fcc, fcc + 0.25]),
-        numbers,
-        name="GaAs",
-        masses=[MASSES[z] for z in numbers],
-    )
-    space = FCSpace(crystal, n_shells=2)
-    grid = default_grid(crystal, e_max=40.0)
-    return crystal, space, grid, space.central_force_theta(SPRINGS)
+    return gaas_spring_model(SPRINGS)
 
 
 def _euphonic(crystal, space, theta):
