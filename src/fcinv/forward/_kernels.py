@@ -15,6 +15,32 @@ from fcinv.forward._jit import cached_njit
 
 
 @cached_njit(inline="always")
+def _sort_pairs(w, v, buf, n, want_vectors):
+    """Insertion sort of ``w[:n]`` ascending; with ``want_vectors`` the columns of ``v`` follow
+    (``buf[:n, 0]`` is scratch). Real and complex eigensolvers share it."""
+    for i in range(1, n):
+        x = w[i]
+        j = i - 1
+        while j >= 0 and w[j] > x:
+            j -= 1
+        j += 1
+        if j == i:
+            continue
+        if want_vectors:
+            for r in range(n):
+                buf[r, 0] = v[r, i]
+        for k in range(i, j, -1):
+            w[k] = w[k - 1]
+            if want_vectors:
+                for r in range(n):
+                    v[r, k] = v[r, k - 1]
+        w[j] = x
+        if want_vectors:
+            for r in range(n):
+                v[r, j] = buf[r, 0]
+
+
+@cached_njit(inline="always")
 def _jacobi_sym(a, w, v, n, want_vectors):
     """Eigenpairs of the real symmetric ``a`` (n × n, overwritten): ``w`` ascending.
 
@@ -82,27 +108,7 @@ def _jacobi_sym(a, w, v, n, want_vectors):
                         v[r, q] = s * vrp + c * vrq
     for i in range(n):
         w[i] = a[i, i]
-    # insertion sort (of the eigenpairs)
-    for i in range(1, n):
-        x = w[i]
-        j = i - 1
-        while j >= 0 and w[j] > x:
-            j -= 1
-        j += 1
-        if j == i:
-            continue
-        if want_vectors:
-            for r in range(n):
-                a[r, 0] = v[r, i]
-        for k in range(i, j, -1):
-            w[k] = w[k - 1]
-            if want_vectors:
-                for r in range(n):
-                    v[r, k] = v[r, k - 1]
-        w[j] = x
-        if want_vectors:
-            for r in range(n):
-                v[r, j] = a[r, 0]
+    _sort_pairs(w, v, a, n, want_vectors)
 
 
 @cached_njit(inline="always")
@@ -246,29 +252,7 @@ def _jacobi_herm(a, w, v, n, want_vectors):
                         v[k, q] = s * vkp + c * vkq
     for i in range(n):
         w[i] = a[i, i].real
-    # insertion sort (with the vectors)
-    for i in range(1, n):
-        x = w[i]
-        j = i - 1
-        while j >= 0 and w[j] > x:
-            j -= 1
-        j += 1
-        if j == i:
-            continue
-        if want_vectors:
-            for k in range(n):
-                a[k, 0] = v[k, i]
-            for jj in range(i, j, -1):
-                w[jj] = w[jj - 1]
-                for k in range(n):
-                    v[k, jj] = v[k, jj - 1]
-            w[j] = x
-            for k in range(n):
-                v[k, j] = a[k, 0]
-        else:
-            for jj in range(i, j, -1):
-                w[jj] = w[jj - 1]
-            w[j] = x
+    _sort_pairs(w, v, a, n, want_vectors)
 
 
 @cached_njit(inline="always")
@@ -304,29 +288,8 @@ def _eig_complex_blocked(Mc, Mp, theta, b, q, nblk, bstart, a, wtmp, vtmp, w, v,
             if want_vectors:
                 for r in range(sz):
                     v[o + r, o + i] = vtmp[r, i]
-    # insertion sort across blocks (columns of v follow)
-    for i in range(1, m):
-        x = w[i]
-        j = i - 1
-        while j >= 0 and w[j] > x:
-            j -= 1
-        j += 1
-        if j == i:
-            continue
-        if want_vectors:
-            for r in range(m):
-                a[r, 0] = v[r, i]
-            for jj in range(i, j, -1):
-                w[jj] = w[jj - 1]
-                for r in range(m):
-                    v[r, jj] = v[r, jj - 1]
-            w[j] = x
-            for r in range(m):
-                v[r, j] = a[r, 0]
-        else:
-            for jj in range(i, j, -1):
-                w[jj] = w[jj - 1]
-            w[j] = x
+    # across blocks (columns of v follow)
+    _sort_pairs(w, v, a, m, want_vectors)
 
 
 @cached_njit(parallel=True)
