@@ -166,6 +166,39 @@ def _data_arrays(model, data, weighting: Weighting) -> tuple[np.ndarray, np.ndar
     return np.where(mask, y, 0.0), err, mask, True
 
 
+def recentred_model(model, theta):
+    """A :class:`~fcinv.forward.physical.PhysicalModel` of ``model``'s settings about ``theta`` (k,).
+
+    Its reference θ, and so its reference Debye–Waller factor, is ``theta`` (the free parameters;
+    the others stay): the θ-change of the factor is expanded about the reference (cumulant form),
+    which is least accurate for the large changes of a wide training domain (a refinement far from
+    the reference member). The model predicts the same images otherwise. ``model`` itself is
+    returned where that cannot be done: a model with a full reference FC set (its θ_ref is that
+    set's projection) or one that is not a PhysicalModel.
+    """
+    from fcinv.forward.physical import PhysicalModel
+
+    if not isinstance(model, PhysicalModel) or model.reference is not None:
+        return model
+    full = np.asarray(model.full_theta(np.asarray(theta, float)[None])[0], float)
+    return PhysicalModel(
+        model.space,
+        model.grid,
+        full,
+        free=list(model.free),
+        coverage=model.coverage,
+        temperature=model.temperature,
+        resolution=model.resolution,
+        dw=model.dw,
+        dw_mesh=model.dw_mesh,
+        corrections=model.corrections,
+        mesh=model.mesh,
+        e_min_mode=model.e_min_mode,
+        sampling=model.sampling,
+        dw_expansion=model.dw_expansion,
+    )
+
+
 def _towards_stable(model, theta: np.ndarray, anchor: np.ndarray, n: int = 10) -> np.ndarray:
     """``theta`` moved back towards the stable ``anchor`` (bisection) until no mode is below −0.5 meV."""
     for _ in range(n):

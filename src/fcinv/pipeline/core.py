@@ -586,22 +586,23 @@ class Pipeline:
         if "moments" not in self.config.refine_starts or not isinstance(model, PhysicalModel):
             return [], None
         from fcinv.fitting._base import FitError
-        from fcinv.fitting.continuation import model_in_space
-        from fcinv.fitting.moments import moment_start
+        from fcinv.fitting.moments import moment_start, recentred_model
 
         t = time.perf_counter()
         try:
             first = moment_start(model, spectrum)
-            centred = model_in_space(
-                model, model.space, model.full_theta(first.theta[None])[0], free=model.names
-            )
+            centred = recentred_model(model, first.theta)
             ms = moment_start(centred, spectrum, theta_start=first.theta)
         except FitError as exc:
             log.warning("moment start left out: %s", exc)
             return [], {"error": str(exc)}
         info = ms.as_dict()
         info["first_pass_theta"] = first.theta_dict()
-        info["recentred"] = "the local fit from it uses a PhysicalModel about the first-pass estimate"
+        info["recentred"] = (
+            "the local fit from it uses a PhysicalModel about the first-pass estimate"
+            if centred is not model
+            else "no (the model has a full reference FC set)"
+        )
         info["wall_s"] = round(time.perf_counter() - t, 3)
         if not ms.stable:
             log.warning("moment start left out: unstable (lowest mode %.2f meV)", ms.lowest_mode_meV)
