@@ -99,6 +99,11 @@ def test_bad_input_is_a_one_line_error(nb_case):
     with pytest.raises(FitError, match="no q column has 80 % of its energy bins measured") as e:
         moment_start(pm, half)
     cases.append(e)
+    few = img.copy()
+    few[: pm.grid.n_q // 2 + 1] = np.nan  # fewer than half the columns measured
+    with pytest.raises(FitError, match=r"only \d+ of \d+ q columns") as e:
+        moment_start(pm, few)
+    cases.append(e)
     inf = img.copy()
     inf[3, 10] = np.inf
     with pytest.raises(FitError, match="1 infinite values") as e:
