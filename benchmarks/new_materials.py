@@ -17,7 +17,9 @@ For each material:
    where the PhysicalModel accepts the crystal, else on the paper intensity).
 4. The refinement as the Ge pipeline does it (:meth:`fcinv.pipeline.Pipeline.refinement_model`):
    a :class:`~fcinv.forward.physical.PhysicalModel` of the measurement's own coverage at the run's
-   Ei, fitted to the raw fold, started from the ML answer, continued into the material's
+   Ei, fitted to the raw fold from two starts, the ML answer and the energy-moment start
+   (:func:`fcinv.fitting.moments.moment_start`; the trusted fit of lower misfit is kept and the
+   row records which start won, ``refine_start``), continued into the material's
    ``refine_shells`` where it sets them (prepared materials do not); where the PhysicalModel
    refuses the crystal (no inversion centre), the paper forward model on the corrected fold.
 5. Printed per material: the prepare time (the sum of the steps' recorded wall times), the FC0–FC3
