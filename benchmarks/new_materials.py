@@ -17,7 +17,9 @@ For each material:
    where the PhysicalModel accepts the crystal, else on the paper intensity).
 4. The refinement as the Ge pipeline does it (:meth:`fcinv.pipeline.Pipeline.refinement_model`):
    a :class:`~fcinv.forward.physical.PhysicalModel` of the measurement's own coverage at the run's
-   Ei, fitted to the raw fold, started from the ML answer, continued into the material's
+   Ei, fitted to the raw fold from two starts, the ML answer and the energy-moment start
+   (:func:`fcinv.fitting.moments.moment_start`; the trusted fit of lower misfit is kept and the
+   row records which start won, ``refine_start``), continued into the material's
    ``refine_shells`` where it sets them (prepared materials do not); where the PhysicalModel
    refuses the crystal (no inversion centre), the paper forward model on the corrected fold.
 5. Printed per material: the prepare time (the sum of the steps' recorded wall times), the FC0–FC3
@@ -243,6 +245,11 @@ def run_one(mat: str, work: Path, orientations: int, threads: int, seed: int) ->
         "refined_err_rel4": err_new,
         "worst_refined_rel4_err": float(max(err_new)),
         "disp_rms_THz": disp,
+        "refine_start": inv.result.extra.get("refine_start"),
+        "start_selection": [
+            {k: t.get(k) for k in ("start", "misfit", "success", "lowest_mode_meV")}
+            for t in inv.result.extra.get("start_selection", [])
+        ],
         "simulate_s": t_sim,
         "infer_refine_s": t_inv,
     }
@@ -287,11 +294,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{mat} ({row['spacegroup']}): prepare {row['prepare_min']:.1f} min"
             f"{' (reused: recorded time)' if row['reused'] else ''}; truth {row['truth']}; FC0-FC3 refined "
             f"err {errs}; dispersion rms {row['disp_rms_THz']:.3f} THz; "
-            f"{'refined' if row['refined'] else 'refinement not trusted: ML answer'} ({row['refinement']}); "
+            f"{'refined' if row['refined'] else 'refinement not trusted: ML answer'} ({row['refinement']}"
+            f"{', start: ' + str(row['refine_start']) if row.get('refine_start') else ''}); "
             f"{time.perf_counter() - t0:.0f} s",
             flush=True,
         )
         rel = " ".join(f"{n}={e * 100:.1f}%" for n, e in zip(row["names_relative"], row["refined_err_rel4"]))
+        if row["start_selection"]:
+            sel = "; ".join(
+                f"{t['start']}: misfit {t['misfit']:.6g}{'' if t['success'] else ' (not trusted)'}"
+                for t in row["start_selection"]
+            )
+            print(f"  {mat}: refinement starts {sel}")
         print(f"  {mat}: 4 parameters of largest |theta| * dI/dtheta (relative_ranking): refined err {rel}")
         (args.work / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     if not rows:

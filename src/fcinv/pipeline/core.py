@@ -170,6 +170,12 @@ class PipelineConfig:
         the new parameters at zero); ``None``: the material's ``refine_shells`` (material.json,
         Ge: 8 and 11), ``()``: the model's own space only. Applies to physical refinements of
         4D input with the default refinement.
+    refine_starts
+        The starts of the refinement's local fits: ``("ml", "moments")`` (default) fits from the ML
+        answer and from the energy-moment start (:func:`fcinv.fitting.moments.moment_start`, a
+        global linear estimate from the sum rules, for a physical refinement with the default
+        refine) and keeps the trusted fit of lower misfit; ``("ml",)`` is the ML start only (the
+        behaviour before the moment start).
     """
 
     k_samples: int = 100
@@ -179,11 +185,23 @@ class PipelineConfig:
     rebin: bool = False
     trust: bool = True
     refine_shells: tuple[int, ...] | None = None
+    refine_starts: tuple[str, ...] = ("ml", "moments")
 
     def __post_init__(self) -> None:
         from fcinv.adequacy import check_k_samples
 
         check_k_samples(self.k_samples)
+        starts = tuple(self.refine_starts)
+        if (
+            not starts
+            or starts[0] != "ml"
+            or any(x not in ("ml", "moments") for x in starts)
+            or len(set(starts)) != len(starts)
+        ):
+            raise DataError(
+                f"refine_starts = {starts!r}; pass ('ml',) or ('ml', 'moments') (the ML start always runs)."
+            )
+        object.__setattr__(self, "refine_starts", starts)
         if self.refine_shells is not None:
             from fcinv.reference import check_shells
 
@@ -509,16 +527,37 @@ class Pipeline:
                 measurement, source="the measurement (raw fold for the physical refinement)", raw=True
             )
         shells = self.continuation_shells(model)
+        starts, start_info = self.extra_starts(model, spectrum) if self._refine is None else ([], None)
+        first_stage: dict = {}
         if shells and self._refine is None:
             from fcinv.fitting.continuation import refine_in_shells
 
-            out = refine_in_shells(model, spectrum, prediction, shells, material=self.material.name)
+            stage_fn = _first_stage_with_starts(starts)
+            out = refine_in_shells(
+                model, spectrum, prediction, shells, material=self.material.name, refine_fn=stage_fn
+            )
+            first_stage = stage_fn.first_stage
+        elif starts:
+            out = fn(model, spectrum, prediction, extra_starts=starts)
         else:
             out = fn(model, spectrum, prediction)
         if not isinstance(out, FCResult):
             out = FCResult.from_fit(
                 out, material=self.material.name, provenance=Provenance.now(seed=self.config.seed)
             )
+        if start_info is not None:
+            # which start won (with a continuation: the first stage's; the later stages start from it)
+            sel = {
+                **first_stage,
+                **{k: out.extra[k] for k in ("refine_start", "start_selection") if k in out.extra},
+            }
+            won = sel.get("refine_start") or "ml"
+            if out.extra.get("fallback") and not first_stage:
+                won = "none (refinement rejected: the ML answer is kept)"
+            extra = {**out.extra, "moment_start": start_info, "refine_start": won}
+            if sel.get("start_selection"):
+                extra["start_selection"] = sel["start_selection"]
+            out = replace(out, extra=extra)
         adequacy = dict(out.adequacy)
         adequacy["refinement_model"] = type(model).__name__
         if warning is not None:
@@ -531,6 +570,44 @@ class Pipeline:
             parts={"ml": ml, **out.parts},
             adequacy={"coverage": ml.adequacy.get("coverage"), **out.adequacy},
         )
+
+    def extra_starts(self, model, spectrum) -> tuple[list, dict | None]:
+        """The refinement's starts besides the ML one (:class:`PipelineConfig` ``refine_starts``).
+
+        ``"moments"``: the energy-moment start (:func:`fcinv.fitting.moments.moment_start`) from the
+        reference θ, then again on a physical model re-centred at that estimate (its Debye–Waller
+        reference there, where a large θ-change of the factor is least accurate), which the local fit
+        from it uses. Only for a :class:`~fcinv.forward.physical.PhysicalModel` (the sum rules are
+        its intensities'). Returns ``([(label, θ, model)], summary)``; an estimate that fails is
+        logged and left out (``[]``, with the reason in the summary).
+        """
+        from fcinv.forward.physical import PhysicalModel
+
+        if "moments" not in self.config.refine_starts or not isinstance(model, PhysicalModel):
+            return [], None
+        from fcinv.fitting._base import FitError
+        from fcinv.fitting.moments import moment_start, recentred_model
+
+        t = time.perf_counter()
+        try:
+            first = moment_start(model, spectrum)
+            centred = recentred_model(model, first.theta)
+            ms = moment_start(centred, spectrum, theta_start=first.theta)
+        except FitError as exc:
+            log.warning("moment start left out: %s", exc)
+            return [], {"error": str(exc)}
+        info = ms.as_dict()
+        info["first_pass_theta"] = first.theta_dict()
+        info["recentred"] = (
+            "the local fit from it uses a PhysicalModel about the first-pass estimate"
+            if centred is not model
+            else "no (the model has a full reference FC set)"
+        )
+        info["wall_s"] = round(time.perf_counter() - t, 3)
+        if not ms.stable:
+            log.warning("moment start left out: unstable (lowest mode %.2f meV)", ms.lowest_mode_meV)
+            return [], {**info, "error": "unstable"}
+        return [("moments", ms.theta, centred)], info
 
     def attach_trust(self, spectrum: FoldedSpectrum, prediction, result: FCResult) -> FCResult:
         """Step 4b: calibrated σ and the data-adequacy verdict (:func:`fcinv.trust.trust_report`).
@@ -706,3 +783,22 @@ class Pipeline:
         return OrientationScans(
             self.names, np.asarray(run.psi)[which], np.array([s.coverage for s in scans]), theta
         )
+
+
+def _first_stage_with_starts(starts: list):
+    """A refine callable for :func:`~fcinv.fitting.continuation.refine_in_shells` that passes ``starts`` to
+    its first stage only (the later stages have more parameters and start from the previous one)."""
+    from fcinv.fitting import refine
+
+    calls = {"n": 0}
+
+    def fn(model, spectrum, theta_start, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1 and starts:
+            res = refine(model, spectrum, theta_start, extra_starts=starts, **kwargs)
+            fn.first_stage = {k: res.extra.get(k) for k in ("refine_start", "start_selection", "fallback")}
+            return res
+        return refine(model, spectrum, theta_start, **kwargs)
+
+    fn.first_stage = {}
+    return fn
