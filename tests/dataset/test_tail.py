@@ -107,6 +107,8 @@ def test_bad_tail_options(shells, width, match):
         (["--tail-shells", "4"], "above the model's 5 shells"),
         (["--tail-shells", "11", "--top-k", "8"], "drop --top-k"),
         (["--background", "fold"], "--background fold needs --randomise --intensity physical"),
+        (["--background", "fold", "--scheduler", "serial"], "not available with --scheduler"),
+        (["--tail-shells", "11", "--scheduler", "serial"], "not available with --scheduler"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, args, match):

@@ -315,6 +315,11 @@ def main_sharded(args, command: str) -> int:
 
     if args.tail_shells is not None:
         raise ShardError("--tail-shells is not available with --scheduler yet; generate without --scheduler.")
+    if args.background != "flat":
+        # the shard recipe (fcinv.dataset.shard_jobs.CLI_BUILD_KEYS) does not carry it: refuse, not ignore
+        raise ShardError(
+            f"--background {args.background} is not available with --scheduler yet; generate without --scheduler."
+        )
     if args.scheduler != "dask" and (args.workers or args.address):
         raise ShardError("--workers/--address need --scheduler dask.")
     if args.shells is not None:
