@@ -11,6 +11,7 @@ fcinv dataset --material Ge -n 10000 --seed 0 -o ge.h5
 fcinv dataset --material Ge -n 10000 --seed 0 -o ge.h5 --resume            # after an interruption
 fcinv dataset --material Ge --shells 3 -n 2000 -o ge3.h5                     # 10 parameters in 3 shells
 fcinv dataset --material Ge --intensity physical --randomise -n 6000 -o ge_phys.h5
+fcinv dataset --material Ge --intensity physical --randomise --background fold --tail-shells 11 -n 6000 -o ge_tail.h5
 fcinv dataset --material Ge --intensity paper --top-k 8 -n 10000 -o ge_paper.h5   # the paper's set
 fcinv dataset --material Ge -n 100000 -o ge.h5 --scheduler dask --workers 8       # sharded, local Dask workers
 fcinv dataset --material Ge -n 100000 -o ge.h5 --scheduler dask --address tcp://HOST:8786 --resume
@@ -95,6 +96,29 @@ def get_parser() -> argparse.ArgumentParser:
         metavar=("TOWARD_ZERO", "AWAY"),
         help=f"domain widening as fractions of the ensemble range (default {DEFAULT_WIDEN[0]} {DEFAULT_WIDEN[1]})",
     )
+    p.add_argument(
+        "--tail-shells",
+        type=int,
+        default=None,
+        metavar="N",
+        help="make the spectra in N shells (far shells drawn, see --tail-width) and store the model's "
+        "own parameters as labels (their projection); default: zero beyond the cutoff",
+    )
+    p.add_argument(
+        "--tail-width",
+        type=float,
+        default=None,
+        metavar="X",
+        help="far-shell domain: the members' interval widened by X times its range on each side "
+        "(default 3, which contains the DFT Ge set at 11 shells); needs --tail-shells",
+    )
+    p.add_argument(
+        "--background",
+        choices=("flat", "fold"),
+        default="flat",
+        help="with --randomise --intensity physical: flat (a constant in the stored image, default) or fold "
+        "(a flat raw background through the fold's one-phonon corrections, noise in raw counts)",
+    )
     p.add_argument("--n-test", type=int, default=1500, help="test-split size (scaled down for small n)")
     p.add_argument("--chunk", type=int, default=2000, help="samples per batch")
     p.add_argument("--resume", action="store_true", help="continue an interrupted OUTPUT.partial")
@@ -120,6 +144,21 @@ def build(args):
         )
     names = ref.sampled[: args.top_k] if args.top_k else list(ref.sampled)
     domain = ref.domain(names, widen=tuple(args.widen))
+    tail_shells = getattr(args, "tail_shells", None)
+    tail_width = getattr(args, "tail_width", None)
+    background = getattr(args, "background", "flat")
+    if tail_width is not None and tail_shells is None:
+        from fcinv.errors import DataError
+
+        raise DataError("--tail-width needs --tail-shells N (the shells the spectra are made in).")
+    if tail_shells is not None and args.top_k is not None:
+        from fcinv.errors import DataError
+
+        raise DataError("--tail-shells needs every parameter of the cutoff sampled; drop --top-k.")
+    if background != "flat" and not (args.randomise and args.intensity == "physical"):
+        from fcinv.errors import DataError
+
+        raise DataError(f"--background {background} needs --randomise --intensity physical.")
     rnd = None
     if args.randomise and args.intensity == "paper":
         rnd = Randomisation(temperature_K=tuple(args.temperature), clean_fraction=args.clean_fraction)
@@ -127,20 +166,42 @@ def build(args):
         from fcinv.dataset.physical import physical_forward, physical_randomisation
 
         if args.randomise:
-            rnd = physical_randomisation(tuple(args.temperature), clean_fraction=args.clean_fraction)
-        model = physical_forward(
-            ref, names, coverages=args.coverage, temperature_K=args.temperature[0], randomised=rnd is not None
+            rnd = physical_randomisation(
+                tuple(args.temperature), clean_fraction=args.clean_fraction, background_shape=background
+            )
+
+        def make(r, free):
+            return physical_forward(
+                r,
+                free,
+                coverages=args.coverage,
+                temperature_K=args.temperature[0],
+                randomised=rnd is not None,
+            )
+    else:
+        if rnd is not None and args.coverage not in (None, ["full"]):
+            from fcinv.errors import DataError
+
+            raise DataError(
+                f"--coverage {' '.join(args.coverage)} needs --intensity physical (the paper intensity has full coverage only)."
+            )
+
+        def make(r, free):
+            m = r.forward_model(free=free)
+            return PaperConditioner(m) if rnd is not None else m
+
+    if tail_shells is not None:
+        from fcinv.dataset.tail import DEFAULT_TAIL_WIDTH, tail_forward
+
+        model, domain = tail_forward(
+            ref,
+            names,
+            tail_shells=tail_shells,
+            tail_width=DEFAULT_TAIL_WIDTH if tail_width is None else tail_width,
+            make_forward=make,
         )
     else:
-        model = ref.forward_model(free=names)
-        if rnd is not None:
-            if args.coverage not in (None, ["full"]):
-                from fcinv.errors import DataError
-
-                raise DataError(
-                    f"--coverage {' '.join(args.coverage)} needs --intensity physical (the paper intensity has full coverage only)."
-                )
-            model = PaperConditioner(model)
+        model = make(ref, names)
     return ref, names, model, domain, rnd
 
 
@@ -154,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ref, names, model, domain, rnd = build(args)
     tail = ref.tail_for(names)
+    if getattr(model, "tail", None) is not None and hasattr(model, "label_names"):
+        t = model.tail
+        tail = (
+            f"drawn to {t['tail_shells']} shells ({len(t['names'])} far parameters, members' interval "
+            f"widened by {t['tail_width']:g} x its range), zero beyond; labels = the {ref.n_shells}-shell projection"
+        )
     print(
         f"{ref.material}: {ref.n_shells} shells ({ref.space.cutoff:.3f} Å), sampling {len(names)} of {ref.space.n_params} parameters "
         f"in the widened ensemble domain; beyond the cutoff: {tail}; intensity {args.intensity}"
@@ -246,6 +313,13 @@ def main_sharded(args, command: str) -> int:
     )
     from fcinv.reference import check_shells, load_reference
 
+    if args.tail_shells is not None:
+        raise ShardError("--tail-shells is not available with --scheduler yet; generate without --scheduler.")
+    if args.background != "flat":
+        # the shard recipe (fcinv.dataset.shard_jobs.CLI_BUILD_KEYS) does not carry it: refuse, not ignore
+        raise ShardError(
+            f"--background {args.background} is not available with --scheduler yet; generate without --scheduler."
+        )
     if args.scheduler != "dask" and (args.workers or args.address):
         raise ShardError("--workers/--address need --scheduler dask.")
     if args.shells is not None:

@@ -314,6 +314,10 @@ def generate(
         A :class:`fcinv.dataset.randomise.Randomisation`: store measurement-like,
         preprocessed spectra and their per-sample conditions. None: the model's spectra as they are.
 
+    A :class:`fcinv.dataset.tail.TailLabels` model (``--tail-shells``) is drawn over all its
+    names and stores its ``label_names`` as θ, the far shells under ``/conditions`` and the tail
+    description as meta ``tail``.
+
     Returns
     -------
     pathlib.Path
@@ -333,6 +337,14 @@ def generate(
     path = Path(path)
     command = command or " ".join(shlex.quote(a) for a in ["fcinv", *sys.argv[1:]])
     meta = dataset_meta(model, domain, randomisation, seed, command)
+    # a tail set (fcinv.dataset.tail): drawn in the larger space, the model's parameters stored as labels
+    labels = list(getattr(model, "label_names", None) or model.names)
+    if labels != list(model.names):
+        meta["tail"] = dict(model.tail)
+        meta["domain_low"], meta["domain_high"] = (
+            domain.low[: len(labels)].tolist(),
+            domain.high[: len(labels)].tolist(),
+        )
     base = base_model(model)
     rng = np.random.default_rng(seed)
     drawn = 0
@@ -347,7 +359,7 @@ def generate(
         writer = DatasetWriter(
             path,
             getattr(model, "grid", None) or base.grid,
-            model.names,
+            labels,
             meta,
             n,
             n_test=n_test,
@@ -366,6 +378,9 @@ def generate(
         )
         for theta, spectra, cond, drawn in batches:
             if len(theta):
+                if labels != list(model.names):
+                    cond = {**(cond or {}), **model.tail_conditions(theta)}
+                    theta = model.labels(theta)
                 writer.append(
                     theta, spectra, state={"rng": rng.bit_generator.state, "drawn": drawn}, conditions=cond
                 )

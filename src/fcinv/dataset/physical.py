@@ -21,6 +21,11 @@ With ``--randomise`` (:mod:`fcinv.dataset.randomise`) the temperature is drawn f
 physical model being built (and cached) per (coverage, temperature, resolution) drawn;
 without it every spectrum uses ``run120`` at the lowest temperature given.
 Unmeasured pixels (no coverage) are NaN before preprocessing, i.e. 0 in the stored set.
+
+Background (:func:`physical_randomisation`, ``background_shape="fold"`` of
+:mod:`fcinv.dataset.randomise`): a real run's flat background in the raw counts is, after the
+fold's corrections, f_j · Σ_t w_t / |Q_t|² / Σ_t w_t at each pixel (:func:`fold_background`),
+computed per (coverage, temperature) from the same coverage and energy factor as the model.
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ DEFAULT_COVERAGES = ("run120", "run30", "single0", "single60")
 TEMPERATURE_LEVELS = (5.0, 50.0, 150.0, 300.0)
 #: Resolution factors drawn with --randomise (× the instrument FWHM(E)).
 FWHM_LEVELS = (0.85, 1.0, 1.2)
+#: B range of a fold-shaped background (the median of B·G as a fraction of the clean peak); the
+#: benchmark's simulated runs of the DFT Ge set (background 0.1 of the mean one-phonon intensity)
+#: lie at 0.018 (5 K, 120 orientations), docs/fidelity.md.
+FOLD_BACKGROUND = (0.0, 0.1)
 #: Incident energy of the training runs of a material whose material.json gives no ``ei_meV`` (Ge, Nb), meV.
 EI_MEV = 40.0
 #: A new material's incident energy: this many times its energy range's upper end (and at least
@@ -164,12 +173,69 @@ def _grid(material: str):
     return default_grid(Crystal.from_name(material))
 
 
-class _Masked:
-    """A physical model whose spectra are NaN where its coverage measured nothing."""
+def fold_background(coverage, energy_factor, crystal, *, q2: bool = True) -> np.ndarray:
+    """The corrected fold of a flat raw background, median 1 over the measured pixels.
 
-    def __init__(self, model):
+    Each 4D bin of a fold with ``--one-phonon T`` is divided by |Q|² and multiplied by the
+    energy factor f_j (Bose, E) before the weighted sum over images and zones, so a background b
+    flat in the raw counts becomes b · f_j · Σ_t w_t |Q_t|⁻² / Σ_t w_t per pixel (q, E).
+
+    Parameters
+    ----------
+    coverage
+        The :class:`fcinv.forward.coverage.Coverage` of the fold (terms, weights, Q_t).
+    energy_factor
+        Shape (n_E,): the corrections' f_j (the model's ``energy_factor``).
+    crystal
+        The :class:`fcinv.crystal.Crystal` (conventional lattice, for |Q| in Å⁻¹).
+    q2
+        Whether the fold divides by |Q|².
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n_q, n_E) float64, NaN where unmeasured; its median over measured pixels with
+        G > 0 is 1.
+    """
+    g = coverage.grid
+    recip = 2.0 * np.pi * np.linalg.inv(np.asarray(crystal.conventional_lattice, float))  # columns b_i
+    qabs = np.linalg.norm(coverage.hkl() @ recip.T, axis=1)
+    inv_q2 = 1.0 / np.maximum(qabs, 1e-6) ** 2 if q2 else np.ones_like(qabs)
+    n = g.n_q * g.n_e
+    num, den = np.zeros(n), np.zeros(n)
+    per = coverage.e_idx >= 0
+    t = coverage.t_idx[per]
+    cell = coverage.pixel[t] * g.n_e + coverage.e_idx[per]
+    num += np.bincount(cell, weights=coverage.w[per] * inv_q2[t], minlength=n)
+    den += np.bincount(cell, weights=coverage.w[per], minlength=n)
+    num, den = num.reshape(g.shape), den.reshape(g.shape)
+    if np.any(~per):  # entries for every energy bin
+        t = coverage.t_idx[~per]
+        pix = coverage.pixel[t]
+        num += np.bincount(pix, weights=coverage.w[~per] * inv_q2[t], minlength=g.n_q)[:, None]
+        den += np.bincount(pix, weights=coverage.w[~per], minlength=g.n_q)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den > 0, num / den, np.nan) * np.asarray(energy_factor, float)[None, :]
+    pos = np.isfinite(out) & (out > 0)
+    if not pos.any():
+        raise DataError(
+            "the coverage gives no positive background image. Check the coverage and corrections."
+        )
+    return out / float(np.median(out[pos]))
+
+
+class _Masked:
+    """A physical model whose spectra are NaN where its coverage measured nothing; ``background``
+    is the setting's :func:`fold_background` (or None)."""
+
+    def __init__(self, model, background: np.ndarray | None = None):
         self.model = model
         self.mask = np.asarray(model.mask, bool)
+        self.background = None
+        if background is not None:
+            bg = np.array(background, dtype=np.float64)
+            bg[~self.mask] = np.nan
+            self.background = bg
 
     def spectra(self, theta):
         s = np.asarray(self.model.spectra(theta), dtype=np.float64)
@@ -208,7 +274,11 @@ def physical_forward(
             if len(cache) >= max_models:
                 cache.pop(next(iter(cache)))
             log.info("physical model for coverage %s, %g K, FWHM x %g", *key)
-            cache[key] = _Masked(physical_model(ref, names, coverage=cov, temperature_K=t, fwhm_scale=s))
+            pm = physical_model(ref, names, coverage=cov, temperature_K=t, fwhm_scale=s)
+            bg = fold_background(
+                _coverage(ref.material, cov, ei_for(ref.material)), pm.energy_factor, ref.crystal
+            )
+            cache[key] = _Masked(pm, bg)
         return cache[key]
 
     stability = ref.forward_model(free=names)
@@ -232,16 +302,26 @@ def physical_forward(
 
 
 def physical_randomisation(
-    temperature_K: tuple[float, float] = (5.0, 300.0), clean_fraction: float = 0.1, group: int = 25
+    temperature_K: tuple[float, float] = (5.0, 300.0),
+    clean_fraction: float = 0.1,
+    group: int = 25,
+    background_shape: str = "flat",
+    background: tuple[float, float] | None = None,
 ):
     """The default randomisation of physical sets: palettes :data:`TEMPERATURE_LEVELS` (within
-    ``temperature_K``) and :data:`FWHM_LEVELS`."""
+    ``temperature_K``) and :data:`FWHM_LEVELS`; ``background_shape`` as in
+    :class:`~fcinv.dataset.randomise.Randomisation` with B in ``background`` (default: 0–0.3 for
+    ``"flat"``, :data:`FOLD_BACKGROUND` for ``"fold"``)."""
     from fcinv.dataset.randomise import Randomisation
 
     lo, hi = temperature_K
     levels = tuple(t for t in TEMPERATURE_LEVELS if lo <= t <= hi) or (float(lo), float(hi))
+    if background is None:
+        background = FOLD_BACKGROUND if background_shape == "fold" else (0.0, 0.3)
     return Randomisation(
         temperature_K=(lo, hi),
+        background=tuple(background),
+        background_shape=background_shape,
         fwhm_scale=(min(FWHM_LEVELS), max(FWHM_LEVELS)),
         clean_fraction=clean_fraction,
         group=group,
@@ -255,10 +335,12 @@ __all__ = [
     "DEFAULT_COVERAGES",
     "EI_MEV",
     "EI_PER_E_MAX",
+    "FOLD_BACKGROUND",
     "FWHM_LEVELS",
     "TEMPERATURE_LEVELS",
     "ei_for",
     "ei_rule",
+    "fold_background",
     "physical_forward",
     "physical_model",
     "physical_randomisation",
