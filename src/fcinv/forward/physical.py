@@ -456,6 +456,11 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
         B = len(t)
         g = self.grid
         e = g.energy_edges
+        # θ of similar stiffness side by side: the lanes of a group then share most of their modes'
+        # energy windows (each lane's result is the same in any group; only the union window shrinks)
+        order = np.argsort(t @ self._stiffness, kind="stable") if B > pl.LANES else None
+        if order is not None:
+            t = t[order]
         ck = self._dw_coefficients(t)
         # whole groups of LANES θ side by side in SIMD lanes; a remainder of at least PAD_FROM is
         # padded to a group (copies of its last θ), a smaller one goes through the one-θ kernel
@@ -512,6 +517,10 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
             out[sl] = part
         out = out[:B]
         t = t[:B]
+        if order is not None:
+            back = np.empty_like(order)
+            back[order] = np.arange(B)
+            out, t = out[back], t[back]
         if return_frequencies:
             freqs = _signed_mev(self.path.omega2(t))
         return (out, freqs) if return_frequencies else out
