@@ -246,7 +246,7 @@ def physical_spectra_lanes(
     e_min_mode,
     efac,
     spectra,
-    nthreads,
+    pbound,
 ):
     """:func:`physical_spectra` for a batch whose size is a multiple of ``LANES``, θ in SIMD lanes.
 
@@ -258,9 +258,8 @@ def physical_spectra_lanes(
     L = LANES
     m = Mc.shape[1]
     nk = ck.shape[1]
-    npix = pstart.shape[0] - 1
     nchunk = B // L
-    chunk = (npix + nthreads - 1) // nthreads
+    nthreads = pbound.shape[0] - 1
     for t in prange(nthreads):
         a = np.empty((m, m, L))
         w = np.empty((m, L))
@@ -278,7 +277,7 @@ def physical_spectra_lanes(
         gl = np.empty((n_e + 4, L))
         acc = np.empty((nk * (n_e + 4), L), dtype=np.float32)
         ckl = np.empty((nk, L))
-        for p in range(t * chunk, min(npix, (t + 1) * chunk)):
+        for p in range(pbound[t], pbound[t + 1]):
             for ch in range(nchunk):
                 b0 = ch * L
                 kmax = 0

@@ -512,7 +512,7 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
                 self.e_min_mode,
                 self._efac,
                 part,
-                _threads(),
+                self._pixel_split(_threads()),
             )
             out[sl] = part
         out = out[:B]
@@ -524,6 +524,13 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
         if return_frequencies:
             freqs = _signed_mev(self.path.omega2(t))
         return (out, freqs) if return_frequencies else out
+
+    def _pixel_split(self, nthreads: int) -> np.ndarray:
+        """Pixel ranges of the kernels' threads, (nthreads + 1,) int64: equal numbers of sample points
+        (2–16 per pixel for the Ge run), not of pixels, so that no thread waits on a heavier share."""
+        ps = self._pstart
+        cuts = np.searchsorted(ps, np.linspace(0, ps[-1], max(int(nthreads), 1) + 1)[1:-1])
+        return np.concatenate([[0], cuts, [len(ps) - 1]]).astype(np.int64)
 
     def lowest_energy(self, theta) -> np.ndarray:
         """Lowest signed mode energy over the path and the stability mesh, per sample: (B,) meV."""
