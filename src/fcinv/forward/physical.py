@@ -46,12 +46,17 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   energy bin of its resolution window. Batches run ``LANES`` (8) θ side by side in SIMD lanes
   (:func:`~fcinv.forward._phys_lanes.physical_spectra_lanes`: the blocks of eight θ are
   diagonalised together and each quadratic form is a 4-row × 8-lane tile); the packed
-  triangles are padded to whole vectors; the tiles run in float32 (one 8-lane AVX vector per row).
-  Where the time goes (Ge, 871 points, 5 K, one thread, per spectrum, CPU time on the shared
-  2-core machine at load 7.5, noisy to ±20 %): ~0.8 ms eigen-decompositions and the per-mode set-up,
-  ~1.0 ms the first row's quadratic forms with the bin-integrated Gaussians, ~0.6 ms the
-  Debye–Waller row (2.0 rows with the cumulant form; the order-6 series used 3.3): 2.5 ms
-  in all, 3.3–3.4 ms before the cumulant form and the float32 tiles (interleaved runs).
+  triangles are padded to whole vectors; the tiles run in float32 (vectorised along the triangle).
+  A batch is grouped into lanes in order of stiffness (θ · dΣ tr D/dθ) so that a group's modes share
+  their energy windows; each thread takes a pixel range of equal sample-point count.
+  Where the time goes (Ge, 871 points, 300 K, ±10 % θ, one thread, CPU time per spectrum, the shared
+  2-core AMD EPYC (Zen 5, AVX-512) at load 6.6, noisy to ±15 %; cut-off runs of the kernel): 0.60 ms the
+  eigen-decompositions (matrix assembly 0.09; the rotation angles' square roots and divisions stay
+  scalar: numba leaves LLVM's SLP vectoriser off and the loop vectoriser does not take them),
+  0.12 ms the per-mode set-up and outer products, 0.34 ms the quadratic-form tiles (all rows, the
+  Debye–Waller ones included), 0.40 ms the bin-integrated Gaussians and the rows' combination,
+  0.05 ms the Debye–Waller coefficients: 1.5 ms in all (2.2–2.4 ms before the lane Jacobi's 1e-16
+  convergence, the stiffness order and the gather-free tiles, same window).
 - Debye–Waller (``dw``): W_κ = ħ/(4 m_κ N_q) Σ_qν e_κν e_κν^H coth(ħω/2k_BT)/ω (Euphonic's
   ``calculate_debye_waller``; modes < 0.01 meV left out; 1/ω at T = 0). At the reference it is
   summed on Euphonic's shifted Monkhorst–Pack ``dw_mesh``³ grid and symmetrised, as the
@@ -103,8 +108,9 @@ the dispersion across the tube (errors up to several times the peak next to Γ, 
 Measured (``benchmarks/physical_forward.py``, DFT Ge truth, 120 orientations): max |Δ|/peak
 1.8e-3 (5 K) and 5.9e-4 (300 K) with ``"bins"``; the remainder is Euphonic's different treatment
 of the 4x4x4 supercell images of the DFT file (0.02 meV at generic q). Speed with the lane
-kernel (benchmark, θ within ±10 %, 300 K coverage): 172 spectra/s wall, 347 per CPU-second (one
-thread, load average 8.1 on 2 CPUs; 47 and 216 before, same load). GaAs against Ge per sample
+kernel (benchmark, θ within ±10 %, 300 K coverage, 2 threads): 711 spectra/s wall, 718 per CPU-second
+at load average 6.5 on 2 CPUs (the machine shared, so about one core; 172 wall and 347 per CPU-second
+before, load 8.1). GaAs against Ge per sample
 point and θ (path sampling, 300 K): ×2.9 with ``dw="none"`` (the 2m embedding), ×11 with
 ``dw="theta"`` (three Debye–Waller families in the order-6 series).
 
