@@ -255,7 +255,10 @@ def physical_spectra_lanes(
     forms yᵀ M_k(s, j) y run over the lanes, each lane keeping its own ±``nsig``σ window.
     """
     B, k = theta.shape
-    L = LANES
+    # L is LANES read at run time (B is a multiple of LANES): with the compile-time 8, LLVM unrolls every
+    # loop over the lanes and, numba leaving its SLP vectoriser off, keeps them scalar; with a run-time
+    # trip count the loop vectoriser takes them (10 % less CPU per spectrum, Ge run, 300 K)
+    L = B // (B // LANES)
     m = Mc.shape[1]
     nk = ck.shape[1]
     nchunk = B // L
