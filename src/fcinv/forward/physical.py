@@ -50,13 +50,13 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   A batch is grouped into lanes in order of stiffness (θ · dΣ tr D/dθ) so that a group's modes share
   their energy windows; each thread takes a pixel range of equal sample-point count.
   Where the time goes (Ge, 871 points, 300 K, ±10 % θ, one thread, CPU time per spectrum, the shared
-  2-core AMD EPYC (Zen 5, AVX-512) at load 6.6, noisy to ±15 %; cut-off runs of the kernel): 0.60 ms the
-  eigen-decompositions (matrix assembly 0.09; the rotation angles' square roots and divisions stay
-  scalar: numba leaves LLVM's SLP vectoriser off and the loop vectoriser does not take them),
-  0.12 ms the per-mode set-up and outer products, 0.34 ms the quadratic-form tiles (all rows, the
-  Debye–Waller ones included), 0.40 ms the bin-integrated Gaussians and the rows' combination,
-  0.05 ms the Debye–Waller coefficients: 1.5 ms in all (2.2–2.4 ms before the lane Jacobi's 1e-16
-  convergence, the stiffness order and the gather-free tiles, same window).
+  2-core AMD EPYC (Zen 5, AVX-512) at load 5.5, noisy to ±15 %; cut-off runs of the kernel): 0.65 ms the
+  eigen-decompositions (matrix assembly 0.09), 0.15 ms the per-mode set-up and outer products,
+  0.36 ms the quadratic-form tiles (all rows, the Debye–Waller ones included), 0.21 ms the
+  bin-integrated Gaussians and the rows' combination, 0.04 ms the Debye–Waller coefficients: 1.4 ms in
+  all (2.2–2.4 ms before the lane Jacobi's 1e-16 convergence, the stiffness order, the gather-free
+  tiles and the run-time lane count, same window). numba leaves LLVM's SLP vectoriser off, so only
+  loops with a run-time trip count vectorise (hence the lane count is read at run time).
 - Debye–Waller (``dw``): W_κ = ħ/(4 m_κ N_q) Σ_qν e_κν e_κν^H coth(ħω/2k_BT)/ω (Euphonic's
   ``calculate_debye_waller``; modes < 0.01 meV left out; 1/ω at T = 0). At the reference it is
   summed on Euphonic's shifted Monkhorst–Pack ``dw_mesh``³ grid and symmetrised, as the
@@ -108,9 +108,10 @@ the dispersion across the tube (errors up to several times the peak next to Γ, 
 Measured (``benchmarks/physical_forward.py``, DFT Ge truth, 120 orientations): max |Δ|/peak
 1.8e-3 (5 K) and 5.9e-4 (300 K) with ``"bins"``; the remainder is Euphonic's different treatment
 of the 4x4x4 supercell images of the DFT file (0.02 meV at generic q). Speed with the lane
-kernel (benchmark, θ within ±10 %, 300 K coverage, 2 threads): 711 spectra/s wall, 718 per CPU-second
-at load average 6.5 on 2 CPUs (the machine shared, so about one core; 172 wall and 347 per CPU-second
-before, load 8.1). GaAs against Ge per sample
+kernel (benchmark, θ within ±10 %, 300 K coverage, 2 threads, the 2-CPU machine shared with other
+jobs, so about one core): 711 spectra/s wall and 718 per CPU-second at load average 6.5; a later run
+(with the run-time lane count) 445 wall and 684 per CPU-second at load 5.7 (172 wall and 347 per
+CPU-second before, load 8.1). GaAs against Ge per sample
 point and θ (path sampling, 300 K): ×2.9 with ``dw="none"`` (the 2m embedding), ×11 with
 ``dw="theta"`` (three Debye–Waller families in the order-6 series).
 
