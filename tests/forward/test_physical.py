@@ -277,6 +277,30 @@ def test_lane_batches_equal_the_one_sample_route(ge, small_cov, dw, extra):
     assert not np.array_equal(batch[0], batch[1])
 
 
+def test_threads_and_batch_order_leave_the_spectra_unchanged(ge, small_cov):
+    """1 and 2 numba threads (pixel ranges split by sample points) give the same spectra, and a
+    permuted batch (grouped into lanes by stiffness) gives the permuted spectra, bit for bit."""
+    import numba
+
+    model = PhysicalModel(ge["space"], ge["grid"], ge["theta"], coverage=small_cov, temperature=300.0)
+    th = model.theta0[None] * (1 + 0.1 * np.random.default_rng(11).uniform(-1, 1, size=(19, model.k)))
+    split = model._pixel_split(2)
+    pts = np.diff(model._pstart[split])
+    assert split[0] == 0 and split[-1] == ge["grid"].n_q and abs(int(pts[0]) - int(pts[1])) <= 16
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = model.spectra(th)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = model.spectra(th)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(one, two)
+    perm = np.random.default_rng(3).permutation(len(th))
+    assert np.array_equal(model.spectra(th[perm]), one[perm])
+    assert not np.array_equal(one[0], one[1])
+
+
 def test_path_sampling_puts_terms_at_the_path_points(ge, small_cov):
     inst = Instrument()
     fast = PhysicalModel(

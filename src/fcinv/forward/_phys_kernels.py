@@ -180,7 +180,7 @@ def physical_spectra(
     e_min_mode,
     efac,
     spectra,
-    nthreads,
+    pbound,
 ):
     """Coherent one-phonon images (B, n_pix, n_E) of the folded measurement for a batch of θ.
 
@@ -192,6 +192,7 @@ def physical_spectra(
         efac_j · (n(ω)+1)/ω · Σ_k ck[b, k] yᵀ M_k(s, j) y · ∫_bin G(E − ω; σ(ω)) dE / ΔE
 
     to pixel p, σ from the FWHM table ``fw_tab`` (meV, from ``fw_e0`` in steps ``fw_de``).
+    Thread t computes the pixels ``pbound[t]:pbound[t+1]`` (``len(pbound) - 1`` threads).
     M_k(s, j) are packed block by block (upper triangles, row-major) in ``packed``: point s
     starts at ``poff[s]`` with layout [k][j][npack[s]], block ``blk`` at ``bpoff[s, blk]``.
 
@@ -203,14 +204,13 @@ def physical_spectra(
     B, k = theta.shape
     m = Mc.shape[1]
     nk = ck.shape[1]
-    npix = pstart.shape[0] - 1
-    chunk = (npix + nthreads - 1) // nthreads
+    nthreads = pbound.shape[0] - 1
     for t in prange(nthreads):
         a = np.empty((m, m))
         w = np.empty(m)
         v = np.empty((m, m))
         yy = np.empty(m * (m + 1) // 2)
-        for p in range(t * chunk, min(npix, (t + 1) * chunk)):
+        for p in range(pbound[t], pbound[t + 1]):
             for b in range(B):
                 for j in range(n_e):
                     spectra[b, p, j] = 0.0

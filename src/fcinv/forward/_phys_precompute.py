@@ -197,6 +197,8 @@ class CoveragePrecomputeMixin:
         # zero tail: the lane kernel reads whole tiles of four energy rows past a window's end
         self._packed = np.concatenate([packed, np.zeros(4 * P)]).astype(np.float32)
         self._pack = (poff, bpoff, npack)
+        #: d Σ_s tr D(q_s; θ) / dθ: the order in which spectra() groups a batch into lanes
+        self._stiffness = np.einsum("psii->p", dyn.Mp)
         self._mask = wsum > 0
         self._q2max = q2max
         log.info(

@@ -46,12 +46,17 @@ combines them (modes at or below ``e_min_mode`` = 0.05 meV are dropped). Convent
   energy bin of its resolution window. Batches run ``LANES`` (8) θ side by side in SIMD lanes
   (:func:`~fcinv.forward._phys_lanes.physical_spectra_lanes`: the blocks of eight θ are
   diagonalised together and each quadratic form is a 4-row × 8-lane tile); the packed
-  triangles are padded to whole vectors; the tiles run in float32 (one 8-lane AVX vector per row).
-  Where the time goes (Ge, 871 points, 5 K, one thread, per spectrum, CPU time on the shared
-  2-core machine at load 7.5, noisy to ±20 %): ~0.8 ms eigen-decompositions and the per-mode set-up,
-  ~1.0 ms the first row's quadratic forms with the bin-integrated Gaussians, ~0.6 ms the
-  Debye–Waller row (2.0 rows with the cumulant form; the order-6 series used 3.3): 2.5 ms
-  in all, 3.3–3.4 ms before the cumulant form and the float32 tiles (interleaved runs).
+  triangles are padded to whole vectors; the tiles run in float32 (vectorised along the triangle).
+  A batch is grouped into lanes in order of stiffness (θ · dΣ tr D/dθ) so that a group's modes share
+  their energy windows; each thread takes a pixel range of equal sample-point count.
+  Where the time goes (Ge, 871 points, 300 K, ±10 % θ, one thread, CPU time per spectrum, the shared
+  2-core AMD EPYC (Zen 5, AVX-512) at load 5.5, noisy to ±15 %; cut-off runs of the kernel): 0.65 ms the
+  eigen-decompositions (matrix assembly 0.09), 0.15 ms the per-mode set-up and outer products,
+  0.36 ms the quadratic-form tiles (all rows, the Debye–Waller ones included), 0.21 ms the
+  bin-integrated Gaussians and the rows' combination, 0.04 ms the Debye–Waller coefficients: 1.4 ms in
+  all (2.2–2.4 ms before the lane Jacobi's 1e-16 convergence, the stiffness order, the gather-free
+  tiles and the run-time lane count, same window). numba leaves LLVM's SLP vectoriser off, so only
+  loops with a run-time trip count vectorise (hence the lane count is read at run time).
 - Debye–Waller (``dw``): W_κ = ħ/(4 m_κ N_q) Σ_qν e_κν e_κν^H coth(ħω/2k_BT)/ω (Euphonic's
   ``calculate_debye_waller``; modes < 0.01 meV left out; 1/ω at T = 0). At the reference it is
   summed on Euphonic's shifted Monkhorst–Pack ``dw_mesh``³ grid and symmetrised, as the
@@ -103,8 +108,10 @@ the dispersion across the tube (errors up to several times the peak next to Γ, 
 Measured (``benchmarks/physical_forward.py``, DFT Ge truth, 120 orientations): max |Δ|/peak
 1.8e-3 (5 K) and 5.9e-4 (300 K) with ``"bins"``; the remainder is Euphonic's different treatment
 of the 4x4x4 supercell images of the DFT file (0.02 meV at generic q). Speed with the lane
-kernel (benchmark, θ within ±10 %, 300 K coverage): 172 spectra/s wall, 347 per CPU-second (one
-thread, load average 8.1 on 2 CPUs; 47 and 216 before, same load). GaAs against Ge per sample
+kernel (benchmark, θ within ±10 %, 300 K coverage, 2 threads, the 2-CPU machine shared with other
+jobs, so about one core): 711 spectra/s wall and 718 per CPU-second at load average 6.5; a later run
+(with the run-time lane count) 445 wall and 684 per CPU-second at load 5.7 (172 wall and 347 per
+CPU-second before, load 8.1). GaAs against Ge per sample
 point and θ (path sampling, 300 K): ×2.9 with ``dw="none"`` (the 2m embedding), ×11 with
 ``dw="theta"`` (three Debye–Waller families in the order-6 series).
 
@@ -456,6 +463,11 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
         B = len(t)
         g = self.grid
         e = g.energy_edges
+        # θ of similar stiffness side by side: the lanes of a group then share most of their modes'
+        # energy windows (each lane's result is the same in any group; only the union window shrinks)
+        order = np.argsort(t @ self._stiffness, kind="stable") if B > pl.LANES else None
+        if order is not None:
+            t = t[order]
         ck = self._dw_coefficients(t)
         # whole groups of LANES θ side by side in SIMD lanes; a remainder of at least PAD_FROM is
         # padded to a group (copies of its last θ), a smaller one goes through the one-θ kernel
@@ -507,14 +519,25 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
                 self.e_min_mode,
                 self._efac,
                 part,
-                _threads(),
+                self._pixel_split(_threads()),
             )
             out[sl] = part
         out = out[:B]
         t = t[:B]
+        if order is not None:
+            back = np.empty_like(order)
+            back[order] = np.arange(B)
+            out, t = out[back], t[back]
         if return_frequencies:
             freqs = _signed_mev(self.path.omega2(t))
         return (out, freqs) if return_frequencies else out
+
+    def _pixel_split(self, nthreads: int) -> np.ndarray:
+        """Pixel ranges of the kernels' threads, (nthreads + 1,) int64: equal numbers of sample points
+        (2–16 per pixel for the Ge run), not of pixels, so that no thread waits on a heavier share."""
+        ps = self._pstart
+        cuts = np.searchsorted(ps, np.linspace(0, ps[-1], max(int(nthreads), 1) + 1)[1:-1])
+        return np.concatenate([[0], cuts, [len(ps) - 1]]).astype(np.int64)
 
     def lowest_energy(self, theta) -> np.ndarray:
         """Lowest signed mode energy over the path and the stability mesh, per sample: (B,) meV."""
