@@ -155,7 +155,26 @@ def relative_ranking(material, truth_full: np.ndarray) -> list[str]:
     return [names[i] for i in np.argsort(score)[::-1]]
 
 
-def run_one(mat: str, work: Path, orientations: int, threads: int, seed: int) -> dict:
+def continuation_for(material, choice: str) -> tuple[tuple[int, ...] | None, str]:
+    """The ``PipelineConfig.refine_shells`` of ``--refine-shells`` and what the row records.
+
+    ``auto``: the material's own ``refine_shells`` (what ``prepare`` measured and wrote,
+    :mod:`fcinv.prepare.shells`; a folder prepared before that rule is measured now, into material.json);
+    ``model``: none (the model's own shells, the behaviour before); a number: that shell count.
+    """
+    if choice == "model":
+        return (), "model space (--refine-shells model)"
+    if choice != "auto":
+        return (int(choice),), f"--refine-shells {choice}"
+    from fcinv.prepare.shells import write_refine_shells
+
+    shells = write_refine_shells(material.folder, say=lambda m: print(f"  {material.name}: {m.strip()}"))
+    return None, f"material.json refine_shells {shells or 'none'} (fcinv.prepare.shells rule)"
+
+
+def run_one(
+    mat: str, work: Path, orientations: int, threads: int, seed: int, refine_shells: str = "auto"
+) -> dict:
     from fcinv.experiment.instrument import Goniometer, Instrument
     from fcinv.experiment.simulate import ExperimentConfig, force_constants_from_array, simulate_experiment
     from fcinv.fcspace import pairs_from_phonopy
@@ -165,10 +184,14 @@ def run_one(mat: str, work: Path, orientations: int, threads: int, seed: int) ->
 
     folder, prep_min, reused = prepare(mat, work, threads)
     material = load_material(folder)
+    cont, cont_note = continuation_for(material, refine_shells)
+    material = load_material(folder)  # material.json may hold the measured refine_shells now
     rng = np.random.default_rng(seed)
     fc, unit, smat, what = truth_set(folder, material, rng)
     temperature = 5.0
-    config = PipelineConfig(k_samples=100, seed=seed, corrections=one_phonon_corrections(temperature))
+    config = PipelineConfig(
+        k_samples=100, seed=seed, corrections=one_phonon_corrections(temperature), refine_shells=cont
+    )
     pipe = Pipeline(str(folder / "models"), material, config=config)
     names = list(pipe.names)
     from phonopy.structure.atoms import PhonopyAtoms
@@ -231,6 +254,8 @@ def run_one(mat: str, work: Path, orientations: int, threads: int, seed: int) ->
         "ei_meV": ei,
         "orientations": orientations,
         "refinement": how,
+        "refine_shells_choice": cont_note,
+        "shell_projection": material.info.get("shell_projection"),
         "names": sel_old,
         "truth_fc0_3": [truth_r[n] for n in sel_old],
         "ml_fc0_3": [ml[n] for n in sel_old],
@@ -263,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--refine-shells",
+        default="auto",
+        help="auto: the material's refine_shells (measured by fcinv.prepare.shells; a folder prepared "
+        "before the rule gets it now); model: stay in the model's shells; N: continue into N shells",
+    )
+    p.add_argument(
         "--combine",
         type=Path,
         nargs="+",
@@ -280,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     for mat in args.materials:
         t0 = time.perf_counter()
         try:
-            row = run_one(mat, args.work, args.orientations, args.threads, args.seed)
+            row = run_one(mat, args.work, args.orientations, args.threads, args.seed, args.refine_shells)
         except Exception as exc:  # noqa: BLE001 - a material that fails is reported and not counted
             print(f"{mat}: FAILED ({type(exc).__name__}: {exc})")
             traceback.print_exc(limit=3)
