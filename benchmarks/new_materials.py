@@ -20,7 +20,10 @@ For each material:
    Ei, fitted to the raw fold from two starts, the ML answer and the energy-moment start
    (:func:`fcinv.fitting.moments.moment_start`; the trusted fit of lower misfit is kept and the
    row records which start won, ``refine_start``), continued into the material's
-   ``refine_shells`` where it sets them (prepared materials do not); where the PhysicalModel
+   ``refine_shells`` where it sets them (``prepare`` writes them from each stable member's n-shell
+   projection, :mod:`fcinv.prepare.shells`; a folder prepared before that rule gets them measured
+   into its material.json here; ``--refine-shells model`` keeps the model's own shells, ``N``
+   continues into N; the row records which, ``refine_shells_choice``); where the PhysicalModel
    refuses the crystal (no inversion centre), the paper forward model on the corrected fold.
 5. Printed per material: the prepare time (the sum of the steps' recorded wall times), the FC0–FC3
    relative errors of the ML and of the refined answer against the truth's projection onto the
@@ -37,7 +40,7 @@ worst_prepare_min=<minutes>``. Targets (issue 13): n ≥ 6, err ≤ 0.05, rms �
 Usage::
 
     python benchmarks/new_materials.py [--work out/new_materials] [--materials Si Al ...]
-        [--orientations 30] [--threads 1]
+        [--orientations 30] [--threads 1] [--refine-shells auto|model|N]
     python benchmarks/new_materials.py --combine A/results.json B/results.json
 
 ``--combine`` runs nothing: it reads the rows of earlier runs' ``results.json`` (a later file's row
