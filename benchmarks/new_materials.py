@@ -258,6 +258,10 @@ def run_one(
         "orientations": orientations,
         "refinement": how,
         "refine_shells_choice": cont_note,
+        "stages": stages or [],
+        "continuation_warnings": [
+            w for w in inv.result.extra.get("warnings", []) if str(w).startswith("CONTINUATION")
+        ],
         "shell_projection": material.info.get("shell_projection"),
         "names": sel_old,
         "truth_fc0_3": [truth_r[n] for n in sel_old],
