@@ -308,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         help="run nothing; print the RESULT line over the rows of these results.json files",
     )
     args = p.parse_args(argv)
+    if args.refine_shells not in ("auto", "model") and not (
+        args.refine_shells.isdigit() and 1 <= int(args.refine_shells)
+    ):
+        p.error(f"--refine-shells {args.refine_shells} is not known. Pass auto, model or a shell count such as 6.")
     if args.combine:
         return combine(args.combine)
     import torch
