@@ -311,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.refine_shells not in ("auto", "model") and not (
         args.refine_shells.isdigit() and 1 <= int(args.refine_shells)
     ):
-        p.error(f"--refine-shells {args.refine_shells} is not known. Pass auto, model or a shell count such as 6.")
+        p.error(
+            f"--refine-shells {args.refine_shells} is not known. Pass auto, model or a shell count such as 6."
+        )
     if args.combine:
         return combine(args.combine)
     import torch
