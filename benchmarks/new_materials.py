@@ -20,7 +20,10 @@ For each material:
    Ei, fitted to the raw fold from two starts, the ML answer and the energy-moment start
    (:func:`fcinv.fitting.moments.moment_start`; the trusted fit of lower misfit is kept and the
    row records which start won, ``refine_start``), continued into the material's
-   ``refine_shells`` where it sets them (prepared materials do not); where the PhysicalModel
+   ``refine_shells`` where it sets them (``prepare`` writes them from each stable member's n-shell
+   projection, :mod:`fcinv.prepare.shells`; a folder prepared before that rule gets them measured
+   into its material.json here; ``--refine-shells model`` keeps the model's own shells, ``N``
+   continues into N; the row records which, ``refine_shells_choice``); where the PhysicalModel
    refuses the crystal (no inversion centre), the paper forward model on the corrected fold.
 5. Printed per material: the prepare time (the sum of the steps' recorded wall times), the FC0–FC3
    relative errors of the ML and of the refined answer against the truth's projection onto the
@@ -37,7 +40,7 @@ worst_prepare_min=<minutes>``. Targets (issue 13): n ≥ 6, err ≤ 0.05, rms �
 Usage::
 
     python benchmarks/new_materials.py [--work out/new_materials] [--materials Si Al ...]
-        [--orientations 30] [--threads 1]
+        [--orientations 30] [--threads 1] [--refine-shells auto|model|N]
     python benchmarks/new_materials.py --combine A/results.json B/results.json
 
 ``--combine`` runs nothing: it reads the rows of earlier runs' ``results.json`` (a later file's row
@@ -155,7 +158,26 @@ def relative_ranking(material, truth_full: np.ndarray) -> list[str]:
     return [names[i] for i in np.argsort(score)[::-1]]
 
 
-def run_one(mat: str, work: Path, orientations: int, threads: int, seed: int) -> dict:
+def continuation_for(material, choice: str) -> tuple[tuple[int, ...] | None, str]:
+    """The ``PipelineConfig.refine_shells`` of ``--refine-shells`` and what the row records.
+
+    ``auto``: the material's own ``refine_shells`` (what ``prepare`` measured and wrote,
+    :mod:`fcinv.prepare.shells`; a folder prepared before that rule is measured now, into material.json);
+    ``model``: none (the model's own shells, the behaviour before); a number: that shell count.
+    """
+    if choice == "model":
+        return (), "model space (--refine-shells model)"
+    if choice != "auto":
+        return (int(choice),), f"--refine-shells {choice}"
+    from fcinv.prepare.shells import write_refine_shells
+
+    shells = write_refine_shells(material.folder, say=lambda m: print(f"  {material.name}: {m.strip()}"))
+    return None, f"material.json refine_shells {shells or 'none'} (fcinv.prepare.shells rule)"
+
+
+def run_one(
+    mat: str, work: Path, orientations: int, threads: int, seed: int, refine_shells: str = "auto"
+) -> dict:
     from fcinv.experiment.instrument import Goniometer, Instrument
     from fcinv.experiment.simulate import ExperimentConfig, force_constants_from_array, simulate_experiment
     from fcinv.fcspace import pairs_from_phonopy
@@ -165,10 +187,14 @@ def run_one(mat: str, work: Path, orientations: int, threads: int, seed: int) ->
 
     folder, prep_min, reused = prepare(mat, work, threads)
     material = load_material(folder)
+    cont, cont_note = continuation_for(material, refine_shells)
+    material = load_material(folder)  # material.json may hold the measured refine_shells now
     rng = np.random.default_rng(seed)
     fc, unit, smat, what = truth_set(folder, material, rng)
     temperature = 5.0
-    config = PipelineConfig(k_samples=100, seed=seed, corrections=one_phonon_corrections(temperature))
+    config = PipelineConfig(
+        k_samples=100, seed=seed, corrections=one_phonon_corrections(temperature), refine_shells=cont
+    )
     pipe = Pipeline(str(folder / "models"), material, config=config)
     names = list(pipe.names)
     from phonopy.structure.atoms import PhonopyAtoms
@@ -231,6 +257,12 @@ def run_one(mat: str, work: Path, orientations: int, threads: int, seed: int) ->
         "ei_meV": ei,
         "orientations": orientations,
         "refinement": how,
+        "refine_shells_choice": cont_note,
+        "stages": stages or [],
+        "continuation_warnings": [
+            w for w in inv.result.extra.get("warnings", []) if str(w).startswith("CONTINUATION")
+        ],
+        "shell_projection": material.info.get("shell_projection"),
         "names": sel_old,
         "truth_fc0_3": [truth_r[n] for n in sel_old],
         "ml_fc0_3": [ml[n] for n in sel_old],
@@ -263,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--refine-shells",
+        default="auto",
+        help="auto: the material's refine_shells (measured by fcinv.prepare.shells; a folder prepared "
+        "before the rule gets it now); model: stay in the model's shells; N: continue into N shells",
+    )
+    p.add_argument(
         "--combine",
         type=Path,
         nargs="+",
@@ -270,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run nothing; print the RESULT line over the rows of these results.json files",
     )
     args = p.parse_args(argv)
+    if args.refine_shells not in ("auto", "model") and not (
+        args.refine_shells.isdigit() and 1 <= int(args.refine_shells)
+    ):
+        p.error(
+            f"--refine-shells {args.refine_shells} is not known. Pass auto, model or a shell count such as 6."
+        )
     if args.combine:
         return combine(args.combine)
     import torch
@@ -280,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     for mat in args.materials:
         t0 = time.perf_counter()
         try:
-            row = run_one(mat, args.work, args.orientations, args.threads, args.seed)
+            row = run_one(mat, args.work, args.orientations, args.threads, args.seed, args.refine_shells)
         except Exception as exc:  # noqa: BLE001 - a material that fails is reported and not counted
             print(f"{mat}: FAILED ({type(exc).__name__}: {exc})")
             traceback.print_exc(limit=3)

@@ -487,16 +487,20 @@ class Pipeline:
     def continuation_shells(self, model) -> tuple[int, ...]:
         """The shell counts a refinement with ``model`` continues into (:class:`PipelineConfig`
         ``refine_shells``, else the material's ``refine_shells``); empty for a non-physical model
-        or a material without an embedded reference."""
+        or a material without a Stage I reference (embedded, or a material folder's own
+        ensemble.json + reference_fc.hdf5, as ``fcinv prepare`` writes them with ``refine_shells``
+        from :mod:`fcinv.prepare.shells`)."""
         from fcinv.forward.physical import PhysicalModel
 
         if not isinstance(model, PhysicalModel) or not self.material.reference_available:
             if self.config.refine_shells:
                 log.warning(
-                    "refine_shells %s ignored: only a physical refinement of 4D data with an embedded "
-                    "reference continues into more shells (this one uses the %s)",
+                    "refine_shells %s ignored: only a physical refinement of 4D data with a Stage I "
+                    "reference (embedded or the material folder's) continues into more shells (this one "
+                    "uses the %s%s)",
                     list(self.config.refine_shells),
                     type(model).__name__,
+                    "" if self.material.reference_available else "; the material has no Stage I reference",
                 )
             return ()
         shells = self.config.refine_shells

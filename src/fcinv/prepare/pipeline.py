@@ -7,7 +7,9 @@ Steps (each resumable; :data:`STATE_FILE` records each finished step's inputs):
    ``stage1_cache/``) or, with ``--from-phonopy``, the user's phonopy sets
    (:mod:`fcinv.prepare.stage1`, bounds by its stated relative widening). The energy range is
    :data:`~fcinv.prepare.stage1.E_MAX_HEADROOM` × the reference's highest mode on the path,
-   rounded up to 5 meV, unless ``--e-max`` is given.
+   rounded up to 5 meV, unless ``--e-max`` is given. Then the shells the crystal needs
+   (:mod:`fcinv.prepare.shells`): each stable member's n-shell projection against its own
+   dispersion gives ``refine_shells`` in material.json, the shells the refinement continues into.
 2. **domain** (``domain.json``): the training domain, the reference bounds widened by
    :func:`fcinv.dataset.generate.widened_domain`.
 3. **dataset** (``dataset.h5``): ``fcinv dataset --material DIR`` (resumable from its ``.partial``).
@@ -241,6 +243,7 @@ def prepare(
         f"{ref.space.n_params} "
         f"parameters, energy 0..{material.energy_range[1]:g} meV, path {material.path}"
     )
+    _shells_step(out, say)
     if opts.until == "stage1":
         return _stopped(material.name, out, times, opts, "stage1")
     intensity = resolve_intensity(ref, opts.intensity, say)
@@ -393,6 +396,18 @@ def prepare(
         times["training"] = time.perf_counter() - t0
         state.record("training", inputs4, times["training"])
     return {"name": material.name, "folder": str(out), "wall_s": times, "options": _jsonable_opts(opts)}
+
+
+def _shells_step(out: Path, say: Callable[[str], None]) -> None:
+    """``refine_shells`` of material.json from the members' n-shell projections
+    (:mod:`fcinv.prepare.shells`)."""
+    from fcinv.errors import DataError
+    from fcinv.prepare.shells import write_refine_shells
+
+    try:
+        write_refine_shells(out, say=say)
+    except DataError as exc:
+        say(f"      shells not measured ({exc}); the refinement stays in the model's space")
 
 
 def _stopped(name: str, out: Path, times: dict, opts: PrepareOptions, step: str) -> dict:
