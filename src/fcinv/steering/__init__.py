@@ -22,7 +22,7 @@ from fcinv.steering.design import (
     rank,
     stop_advice,
 )
-from fcinv.steering.refit import IncrementalRefit
+from fcinv.steering.refit import IncrementalRefit, Trust, gated_choice
 
 __all__ = [
     "Forecast",
@@ -31,8 +31,10 @@ __all__ = [
     "Posterior",
     "Ranking",
     "SteeringError",
+    "Trust",
     "forecast",
     "gains",
+    "gated_choice",
     "linearise",
     "rank",
     "stop_advice",
