@@ -232,13 +232,32 @@ def make_refit(joint, args):
         max_nfev=args.nfev,
         stability_mesh=4,
         first_kwargs={"max_nfev": args.first_nfev, "outliers": False, "stability_mesh": 4},
-        retry=args.retry,
+        retry=not args.no_retry,
+        chi2_max=args.chi2_max,
+        cutoff=args.cutoff,
     )
 
 
+_STATE = ("first", "n_final", "final_names", "sigma_cutoff", "theta_full", "n_prev", "theta_prev", "verdict")
+
+
+def snapshot(refit) -> dict:
+    """The refit's state after a refit (to replay it in a strategy that measured the same data)."""
+    import copy
+
+    return {k: copy.deepcopy(getattr(refit, k)) for k in _STATE} | {"history": list(refit.history)}
+
+
+def restore(refit, snap: dict) -> None:
+    import copy
+
+    for k in _STATE:
+        setattr(refit, k, copy.deepcopy(snap[k]))
+    refit.history = list(snap["history"])
+
+
 def first_state(pool, spaces, a, seed, args, predictor, plan_ml):
-    """The first --n-start orientations, their ML answer and the full continuation (shared per repeat)."""
-    from fcinv.steering.design import linearise
+    """The first --n-start orientations, their ML answer and the first continuation (shared per repeat)."""
     from fcinv.steering.incremental import IncrementalFold
 
     rng = np.random.default_rng(1000 * seed + a)
@@ -259,91 +278,123 @@ def first_state(pool, spaces, a, seed, args, predictor, plan_ml):
     t = time.perf_counter()
     res = refit.refit(inc.folded(), pred)
     t_first = time.perf_counter() - t
-    nf = refit.n_final
-    th = np.array([refit.theta_full[k] for k in refit.final_names])
-    t = time.perf_counter()
-    infos = [linearise(spaces.model(nf, jj), th, psi=float(pool.run.psi[jj])) for jj in range(n_c)]
-    t_lin = time.perf_counter() - t
     return {
         "rng_state": rng.bit_generator.state,
         "vols": vols,
         "pred": pred,
         "result": res,
         "t_first": t_first,
-        "t_lin": t_lin,
-        "infos": infos,
+        "snap": snapshot(refit),
         "stages": res.extra.get("stages"),
     }
 
 
-def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_name):
+def _linearised(spaces, refit, pool, measured, args):
+    """Fisher information of every candidate in the final space at the current (trusted) answer, and the
+    posterior (the final stage's prior + every orientation measured so far)."""
     from fcinv.fitting.continuation import shell_prior
-    from fcinv.steering.design import Posterior, gains
+    from fcinv.steering.design import Posterior, linearise
+
+    t = time.perf_counter()
+    nf, fnames = refit.n_final, refit.final_names
+    th = np.array([refit.theta_full[k] for k in fnames])
+    n_c = len(pool.run.psi)
+    infos = [linearise(spaces.model(nf, jj), th, psi=float(pool.run.psi[jj])) for jj in range(n_c)]
+    pr = shell_prior(spaces.ref(nf))
+    pr_sigma = np.array([pr.sigma[list(pr.names).index(n)] for n in fnames])
+    res = refit.first
+    post = Posterior.from_prior(
+        fnames,
+        th,
+        pr_sigma,
+        scale=float(res.extra.get("scale", 1.0)),
+        background=max(float(res.extra.get("background", 0.0)), 1e-3),
+    )
+    F = np.stack([c.fisher(scale=post.scale, background=post.background, rate_time=1.0) for c in infos])
+    for j in measured:
+        post.precision = post.precision + F[j]
+    return post, F, time.perf_counter() - t
+
+
+def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_name, replay=None):
+    """One strategy of one repeat. ``replay``: the uniform run's refit states by step, reused while the
+    adaptive strategy has measured exactly what the uniform one did (the trust gate's default = the
+    uniform scan, same seed: identical data, so identical refits)."""
+    from fcinv.steering.design import gains
     from fcinv.steering.incremental import IncrementalFold
+    from fcinv.steering.refit import gated_choice
 
     rng = np.random.default_rng(0)
     rng.bit_generator.state = first["rng_state"]
     inc, inc_ml = IncrementalFold(args.plan), IncrementalFold(args.plan, args.corr)
     joint = Joint(spaces, sampling=args.sampling)
+    measured = []
     for j, v in first["vols"]:
         inc.add(v, source=str(j))
         inc_ml.add(v, source=str(j))
         joint.add(j, v)
+        measured.append(j)
     refit = make_refit(joint, args)
+    restore(refit, first["snap"])
     res = first["result"]
-    refit.start_from(res)
     names = refit.targets()
-    nf = refit.n_final
-    fnames = refit.final_names
     truth = np.array([truth_by_name[n] for n in names])
-    sel = [fnames.index(n) for n in names]
-    cut = refit.sigma_cutoff[sel]
-    pr = shell_prior(spaces.ref(nf))
-    pr_sigma = np.array([pr.sigma[list(pr.names).index(n)] for n in fnames])
-    th0 = np.array([refit.theta_full[k] for k in fnames])
-    post = Posterior.from_prior(
-        fnames,
-        th0,
-        pr_sigma,
-        scale=float(res.extra.get("scale", 1.0)),
-        background=max(float(res.extra.get("background", 0.0)), 1e-3),
-    )
-    F = np.stack(
-        [c.fisher(scale=post.scale, background=post.background, rate_time=1.0) for c in first["infos"]]
-    )
-    for j, _ in first["vols"]:
-        post.precision = post.precision + F[j]
     n_c = len(pool.run.psi)
-    hist, updates, refits = [], [], []
+    hist, updates, refits, sources, states = [], [], [], [], {}
+    lin = {"post": None, "F": None, "t": 0.0, "at_n": None}
 
-    def record(n, res, dt):
+    def record(n, res, dt, reused):
+        v = refit.verdict
         sig = refit.sigma_of(res, names)
         theta = np.array([res.theta_dict()[k] for k in names])
         stat = res.extra.get("sigma_statistical") or dict(zip(res.names, np.asarray(res.sigma, float)))
-        fsig = np.sqrt(post.sigma(names) ** 2 + cut**2)
+        cutd = res.extra.get("sigma_cutoff") or {}
+        below = bool(np.all(sig <= args.target_rel * np.abs(theta)))
         hist.append(
             {
                 "n": n,
                 "minutes": n * args.minutes,
                 "sigma": sig.tolist(),
                 "sigma_statistical": [float(stat[k]) for k in names],
+                "sigma_cutoff": [float(cutd.get(k, 0.0)) for k in names],
                 "theta": theta.tolist(),
                 "err_over_sigma": (np.abs(theta - truth) / sig).tolist(),
                 "chi2_dof": res.chi2_dof,
                 "success": bool(res.success),
-                "forecast_sigma": fsig.tolist(),
+                "trusted": bool(v.trusted),
+                "why": v.why,
+                "n_shells": int(v.n_shells),
+                "refit_kind": refit.history[-1]["kind"] if refit.history else "?",
+                "below_target": below,
                 "refit_s": dt,
+                "reused": reused,
             }
         )
-        return np.all(sig <= args.target_rel * np.abs(theta))
+        states[n] = (snapshot(refit), res, dt)
+        return below and v.trusted
 
-    done = record(args.n_start, res, first["t_first"])
+    done = record(args.n_start, res, first["t_first"], True)
     step = args.n_start
+    diverged = False
     while not done and step < args.budget:
         if kind == "uniform":
-            j = (a + step) % n_c
+            j, src = (a + step) % n_c, "scan"
         else:
-            j = int(np.argmax(gains(post, F, names=names, criterion="D")))
+
+            def default():
+                seen = set(measured)
+                return next(((a + k) % n_c for k in range(n_c) if (a + k) % n_c not in seen), a % n_c)
+
+            def steered():
+                if lin["post"] is None or lin["at_n"] != refit.n_final:
+                    post, F, t_lin = _linearised(spaces, refit, pool, measured, args)
+                    lin.update(post=post, F=F, t=lin["t"] + t_lin, at_n=refit.n_final)
+                return int(np.argmax(gains(lin["post"], lin["F"], names=names, criterion="D")))
+
+            j, src = gated_choice(refit.verdict, steered, default)
+            if j != (a + step) % n_c:
+                diverged = True
+        sources.append(src.split(" (")[0])
         vol = pool.draw(j, rng)
         t0 = time.perf_counter()
         inc_ml.add(vol, source=str(j))
@@ -355,36 +406,43 @@ def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_n
         inc.add(vol, source=str(j))
         joint.add(j, vol)
         t_fold = time.perf_counter() - t1
-        post.precision = post.precision + F[j]
+        measured.append(j)
+        if lin["post"] is not None:
+            lin["post"].precision = lin["post"].precision + lin["F"][j]
         step += 1
         every = args.check_uniform if kind == "uniform" else args.check_adaptive
         if (step - args.n_start) % every and step < args.budget:
+            continue
+        if replay is not None and not diverged and step in replay:
+            snap, res, dt = replay[step]
+            restore(refit, snap)
+            done = record(step, res, dt, True)
             continue
         t2 = time.perf_counter()
         res = refit.refit(inc.folded())
         dt = t_fold + time.perf_counter() - t2
         refits.append(dt)
-        done = record(step, res, dt)
+        done = record(step, res, dt, False)
     last = hist[-1]
-    fhit = [
-        x["minutes"]
-        for x in hist
-        if np.all(np.asarray(x["forecast_sigma"]) <= args.target_rel * np.abs(np.asarray(x["theta"])))
-    ]
+    old = [x for x in hist if x["below_target"]]
     return {
         "kind": kind,
         "start_deg": a,
         "seed": seed,
         "reached": bool(done),
         "minutes": last["minutes"] if done else args.budget * args.minutes,
+        "reached_old": bool(old),
+        "minutes_old": old[0]["minutes"] if old else args.budget * args.minutes,
         "history": hist,
         "update_s": updates,
         "refit_s": refits,
         "psi_measured": [float(pool.run.psi[int(s)]) for s in inc.sources],
-        "forecast_minutes": fhit[0] if fhit else None,
+        "sources": sources,
+        "linearise_s": lin["t"],
         "final_fold": inc.folded() if args.compare else None,
         "final_result": res,
         "joint": joint,
+        "states": states,
     }
 
 
@@ -429,6 +487,7 @@ def main() -> None:
         "--n-candidates", type=int, default=150, help="candidate orientations 0..n-1 degrees (1° apart)"
     )
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --seeds − 1")
     ap.add_argument("--starts", type=float, nargs="+", default=[0.0, 30.0])
     ap.add_argument("--n-start", type=int, default=3, help="orientations measured before steering starts")
     ap.add_argument(
@@ -449,9 +508,18 @@ def main() -> None:
         help="repeats whose last adaptive answer is compared with a full continuation on the same data",
     )
     ap.add_argument(
-        "--retry",
+        "--no-retry",
         action="store_true",
-        help="rerun the continuation at later refits while it stopped short of 11 shells (IncrementalRefit)",
+        help="do not rerun the continuation at later refits while it stopped short of 11 shells",
+    )
+    ap.add_argument(
+        "--chi2-max", type=float, default=3.0, help="χ²/dof bound of a trusted refit (IncrementalRefit.trust)"
+    )
+    ap.add_argument(
+        "--cutoff",
+        choices=("remeasure", "first"),
+        default="remeasure",
+        help="cutoff systematic: re-measured at every refit, or held from the last continuation",
     )
     ap.add_argument(
         "--ml-every",
@@ -478,7 +546,7 @@ def main() -> None:
     from fcinv.fcspace import read_phonopy
     from fcinv.forward.physical import coverage_from_fold
     from fcinv.inference import load_model
-    from fcinv.reference import load_reference
+    from fcinv.reference import load_reference, shell_count
 
     if not (SHARED / "FORCE_CONSTANTS").is_file():
         raise SystemExit(f"the DFT Ge set is not at {SHARED}; this benchmark needs it as the truth")
@@ -519,109 +587,138 @@ def main() -> None:
         f"in {t_sim:.1f} s (5 K, Ei 40 meV, {args.minutes:g} min each); coverages {t_cov:.1f} s"
     )
     results, compares, firsts = [], [], []
-    truth_by_name = None
+    r_last = spaces.ref(max([5, *_refine_shells()]))
+    truth_by_name = dict(zip(r_last.space.names, r_last.space.project(pairs).theta.tolist()))
+    names = list(ref.sampled)[:FC03]
+    print(
+        f"θ_true FC0–FC3 ({shell_count(r_last.space)}-shell projection): "
+        f"{np.round([truth_by_name[k] for k in names], 4).tolist()} eV/Å²; trust: last space reached, "
+        f"converged and stable, χ²/dof ≤ {args.chi2_max:g}; cutoff systematic: {args.cutoff}",
+        flush=True,
+    )
     for a in args.starts:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             first = first_state(pool, spaces, int(a), seed, args, predictor, None)
             firsts.append(first)
             res0 = first["result"]
-            warns = res0.extra.get("warnings", [])
-            cut0 = [res0.extra.get("sigma_cutoff", {}).get(k, 0.0) for k in list(ref.sampled)[:FC03]]
-            if truth_by_name is None:
-                rf = spaces.ref(int(res0.extra.get("n_shells", 5)))
-                full = rf.space.project(pairs).theta
-                truth_by_name = dict(zip(rf.space.names, full.tolist()))
+            cut0 = [res0.extra.get("sigma_cutoff", {}).get(k, 0.0) for k in names]
             print(
                 f"start {a:5.1f}° seed {seed}: first continuation {first['t_first']:.1f} s, stages "
                 + ", ".join(f"{s['shells']} sh χ²/dof {s['chi2_dof']:.2f}" for s in first["stages"] or [])
-                + "".join(f" [{w}]" for w in warns if w.startswith("CONTINUATION"))
-                + f"; cutoff systematic FC0–FC3 {np.round(cut0, 4).tolist()}"
-                f" eV/Å²; linearise {len(first['infos'])} candidates {first['t_lin']:.1f} s",
+                + f"; {first['snap']['verdict'].why}; cutoff systematic FC0–FC3 {np.round(cut0, 4).tolist()}"
+                " eV/Å²",
                 flush=True,
             )
             row = {}
             for kind in ("uniform", "adaptive"):
-                r = run_strategy(kind, pool, spaces, int(a), seed, args, first, predictor, truth_by_name)
+                replay = row["uniform"]["states"] if kind == "adaptive" else None
+                r = run_strategy(
+                    kind, pool, spaces, int(a), seed, args, first, predictor, truth_by_name, replay=replay
+                )
                 row[kind] = r
                 last = r["history"][-1]
                 print(
                     f"start {a:5.1f}° seed {seed} {kind:8s}: {'reached' if r['reached'] else 'NOT reached'} "
-                    f"at {r['minutes']:6.1f} min ({len(r['psi_measured'])} orientations); "
+                    f"at {r['minutes']:6.1f} min ({len(r['psi_measured'])} orientations; "
+                    f"{r['sources'].count('steered')} steered); "
                     f"σ/|θ| % {np.round(100 * np.array(last['sigma']) / np.abs(last['theta']), 2).tolist()} "
-                    f"|err|/σ {np.round(last['err_over_sigma'], 2).tolist()} χ²/dof {last['chi2_dof']:.2f} "
+                    f"(cutoff {np.round(100 * np.array(last['sigma_cutoff']) / np.abs(last['theta']), 2)})"
+                    f" |err|/σ {np.round(last['err_over_sigma'], 2).tolist()} χ²/dof {last['chi2_dof']:.2f} "
                     f"refit median {np.median(r['refit_s']) if r['refit_s'] else float('nan'):.2f} s",
                     flush=True,
                 )
+                for x in r["history"][1:]:
+                    if not x["reused"]:
+                        print(
+                            f"    refit at {x['n']:3d} ({x['refit_kind']}, {x['refit_s']:.1f} s): {x['why']}",
+                            flush=True,
+                        )
             if len(compares) < args.compare:
-                c = compare_with_full(row["adaptive"], first, list(ref.sampled)[:FC03], truth_by_name)
+                c = compare_with_full(row["adaptive"], first, names, truth_by_name)
                 compares.append(c)
                 print(f"incremental vs full continuation: {json.dumps(c, default=float)}", flush=True)
             for r in row.values():
-                r.pop("final_fold", None)
-                r.pop("joint", None)
-                r.pop("final_result", None)
+                for k in ("final_fold", "joint", "final_result", "states"):
+                    r.pop(k, None)
                 results.append(r)
+            u, d = row["uniform"], row["adaptive"]
             results[-1]["ratio"] = {
                 "start": a,
                 "seed": seed,
-                "ratio": row["uniform"]["minutes"] / row["adaptive"]["minutes"],
-                "bound": not (row["uniform"]["reached"] and row["adaptive"]["reached"]),
+                "ratio": u["minutes"] / d["minutes"],
+                "bound": not (u["reached"] and d["reached"]),
+                "ratio_old": u["minutes_old"] / d["minutes_old"],
+                "bound_old": not (u["reached_old"] and d["reached_old"]),
             }
             if args.json:  # after every repeat, so a cut-short run still leaves its repeats
                 Path(args.json).write_text(
                     json.dumps({"results": results, "compare": compares}, default=float, indent=1)
                 )
-    names = list(ref.sampled)[:FC03]
-    ratios = [r["ratio"]["ratio"] for r in results if "ratio" in r]
-    bounds = [r["ratio"]["bound"] for r in results if "ratio" in r]
+    rr = [r["ratio"] for r in results if "ratio" in r]
+    ratios = [x["ratio"] for x in rr]
     ad = [r for r in results if r["kind"] == "adaptive"]
     uni = [r for r in results if r["kind"] == "uniform"]
-    eos = np.concatenate([r["history"][-1]["err_over_sigma"] for r in ad])
+
+    def at_target(r):
+        hit = [x for x in r["history"] if x["trusted"] and x["below_target"]]
+        return (hit or r["history"])[-1 if not hit else 0]
+
+    eos = np.concatenate([at_target(r)["err_over_sigma"] for r in ad])
     upd = np.concatenate([r["update_s"] for r in results])
     refit_s = np.concatenate([r["refit_s"] for r in results if r["refit_s"]] or [[np.nan]])
-    n_ok = sum(x["success"] for r in results for x in r["history"][1:])
-    n_all = sum(len(r["history"]) - 1 for r in results)
+    own = [x for r in results for x in r["history"][1:] if not x["reused"]]
+    n_tr = sum(x["trusted"] for x in own)
     t_first = [f["t_first"] for f in firsts]
+    from collections import Counter
 
-    def fmin(r):
-        return r["forecast_minutes"] if r["forecast_minutes"] is not None else args.budget * args.minutes
-
-    f_ratio = [fmin(u) / fmin(d) for u, d in zip(uni, ad)]
-    cut = np.array([[f["result"].extra.get("sigma_cutoff", {}).get(k, 0.0) for k in names] for f in firsts])
+    why = Counter(" + ".join(_reasons(x["why"])) for x in own if not x["trusted"])
     print(
-        "cutoff systematic of the first continuations (eV/Å², median over repeats, FC0–FC3): "
-        f"{np.round(np.median(cut, axis=0), 4).tolist()}; as % of |θ_true|: "
-        f"{np.round(100 * np.median(cut, axis=0) / np.abs([truth_by_name[k] for k in names]), 1).tolist()}"
+        f"refits (not counting the replayed ones): {len(own)}, trusted {n_tr}; not trusted because: "
+        + "; ".join(f"{v}× [{k}]" for k, v in why.most_common())
     )
     print(
-        "Fisher forecast σ (advise's prediction along each measured sequence, cutoff systematic in "
-        "quadrature): "
-        f"target reached in {sum(r['forecast_minutes'] is not None for r in ad)}/{len(ad)} adaptive and "
-        f"{sum(r['forecast_minutes'] is not None for r in uni)}/{len(uni)} uniform repeats; forecast "
-        f"beamtime ratio median {np.median(f_ratio):.2f} (per repeat {np.round(f_ratio, 2).tolist()})"
+        "spaces of the refits: "
+        + str(dict(Counter(x["n_shells"] for x in own)))
+        + "; kinds: "
+        + str(dict(Counter(x["refit_kind"] for x in own)))
+    )
+    eos_all = np.concatenate(
+        [np.ravel([x["err_over_sigma"] for x in r["history"] if x["trusted"]]) for r in ad] + [[]]
+    )
+    if len(eos_all):
+        print(
+            f"adaptive |err|/σ over every trusted refit: median {np.median(eos_all):.2f}, "
+            f"90th percentile {np.percentile(eos_all, 90):.2f}"
+        )
+    last_cut = np.array([r["history"][-1]["sigma_cutoff"] for r in results])
+    print(
+        "cutoff systematic of the last refit (eV/Å², median over strategies and repeats, FC0–FC3): "
+        f"{np.round(np.median(last_cut, axis=0), 4).tolist()}; as % of |θ_true|: "
+        f"{np.round(100 * np.median(last_cut, axis=0) / np.abs([truth_by_name[k] for k in names]), 1)}"
     )
     print(
-        f"pipeline σ reached the target in {sum(r['reached'] for r in ad)}/{len(ad)} adaptive and "
-        f"{sum(r['reached'] for r in uni)}/{len(uni)} uniform repeats; median χ²/dof of the last refit "
+        f"target (trusted refit, σ ≤ {100 * args.target_rel:g} % of |θ̂| on FC0–FC3) reached in "
+        f"{sum(r['reached'] for r in ad)}/{len(ad)} adaptive and {sum(r['reached'] for r in uni)}/{len(uni)} "
+        f"uniform repeats; adaptive steered {sum(r['sources'].count('steered') for r in ad)} of "
+        f"{sum(len(r['sources']) for r in ad)} orientations; median χ²/dof of the last refit "
         f"{np.median([r['history'][-1]['chi2_dof'] for r in results]):.2f}"
     )
-    eos_all = np.concatenate([np.ravel([x["err_over_sigma"] for x in r["history"]]) for r in ad])
+    print(f"adaptive orientations (first repeat): {ad[0]['psi_measured']}")
     print(
-        f"adaptive |err|/σ over every refit (not only at the target): median {np.median(eos_all):.2f}, "
-        f"90th percentile {np.percentile(eos_all, 90):.2f}"
+        f"ratios per repeat: {np.round(ratios, 2).tolist()} ({sum(x['bound'] for x in rr)} of them bounds: a "
+        "strategy did not reach the target)"
     )
-    print(f"adaptive orientations chosen (first repeat): {ad[0]['psi_measured']}")
     print(
-        f"ratios per repeat: {np.round(ratios, 2).tolist()} ({sum(bounds)} of them bounds: a strategy did "
-        "not reach the target)"
+        "old definition (any refit's σ below the target, trusted or not; the run before the trust gate): "
+        f"beamtime_ratio {np.median([x['ratio_old'] for x in rr]):.2f}, per repeat "
+        f"{np.round([x['ratio_old'] for x in rr], 2).tolist()} ({sum(x['bound_old'] for x in rr)} bounds)"
     )
     print(
         f"update_s (incremental corrected fold + ML inference, {len(upd)} updates): median "
         f"{np.median(upd):.3f} s; "
-        f"refit_s (raw fold + joint model + incremental refit, {len(refit_s)} refits): median "
-        f"{np.median(refit_s):.2f} s ({n_ok}/{n_all} trusted); first continuation median "
-        f"{np.median(t_first):.1f} s; final spaces of the first continuations: "
-        f"{[int(f['result'].extra.get('n_shells', 5)) for f in firsts]} shells"
+        f"refit_s (raw fold + joint model + refit, {len(refit_s)} refits): median "
+        f"{np.median(refit_s):.2f} s; first continuation median {np.median(t_first):.1f} s; "
+        f"linearisation (at the first trusted refit) {np.round([r['linearise_s'] for r in ad], 1).tolist()} s"
     )
     print(f"total {time.perf_counter() - t_all:.0f} s")
     if args.json:
@@ -635,6 +732,26 @@ def main() -> None:
         f"RESULT beamtime_ratio={np.median(ratios):.2f} adaptive_err_over_sigma={np.median(eos):.2f} "
         f"update_s={np.median(upd):.2f}"
     )
+
+
+def _reasons(why: str) -> list[str]:
+    """The trust verdict's reasons as categories (stopped short, not converged, unstable, χ²/dof)."""
+    out = []
+    if why.startswith("continuation stopped"):
+        out.append(why.split(" (")[0].replace("continuation ", ""))
+    if "not trusted by the fit" in why:
+        part = why.split("not trusted by the fit", 1)[1]
+        out += [c for c in ("not converged", "unstable") if c in part]
+    if "chi2/dof" in why and ">" in why:
+        out.append("chi2/dof > bound")
+    return out
+
+
+def _refine_shells() -> list[int]:
+    from fcinv.crystal import material_info
+
+    raw = material_info("Ge").get("refine_shells") or ()
+    return [int(n) for n in (raw if isinstance(raw, (list, tuple)) else [raw])]
 
 
 def plot(results, names, args, path: Path) -> None:
