@@ -13,39 +13,48 @@ The pipeline, the same for both strategies, after every new orientation:
   (:class:`fcinv.steering.incremental.IncrementalFold`) and the shipped ``ge`` ML model on it
   (100 latent samples), timed as ``update_s``;
 - at the refit checkpoints, the refinement that fits real crystals (:class:`fcinv.steering.refit.
-  IncrementalRefit`) on the raw incremental fold, with the joint physical model of the measured
-  orientations (:class:`fcinv.steering.combine.JointModel`, path sampling, Debye–Waller following θ):
-  the first refit is the full shell continuation 5 → 9 → 11 shells started from the ML answer (as
-  ``fcinv infer --refine``); every later refit is one stage in the final 11-shell space (47 parameters),
-  warm-started from the previous answer, ``--nfev`` evaluations, no pre-smoothing or outlier stage, 4³
-  stability mesh. Timed as ``refit_s`` (raw fold + joint model + refit).
+  IncrementalRefit`, the same rules for both strategies) on the raw incremental fold, with the model of
+  the measured orientations' combined coverage (4D-bin sampling, Debye–Waller following θ): the first
+  refit is the full shell continuation 5 → 9 → 11 shells from the ML answer (as ``fcinv infer
+  --refine``); while it stops short of 11 shells, every later refit runs the continuation again from the
+  current answer and space (retry; ``--no-retry`` to keep the first space); once in 11 shells, every
+  refit is a warm stage in that space (47 parameters, ``--nfev`` evaluations, no pre-smoothing or
+  outlier stage, 4³ stability mesh) and, with ``--cutoff remeasure`` (default), a warm stage in 9 shells
+  on the same data. Timed as ``refit_s`` (raw fold + joint model + refit).
+
+Trust (recorded for every refit with its reasons): the continuation reached 11 shells, the refit
+converged (not stopped by ``--nfev``) and is dynamically stable, and χ²/dof ≤ ``--chi2-max`` (3).
 
 σ compared with the target (FC0–FC3 = 1NN_xx, 1NN_xy, 2NN_zz, 2NN_xx, named in the final space): the
-refit's Laplace σ (data + prior, scaled by χ²/dof) and, in quadrature, the cutoff systematic the first
-continuation measured (each parameter's move 9 → 11 shells in that run, held fixed afterwards).
+refit's Laplace σ (data + prior, scaled by χ²/dof) and, in quadrature, the cutoff systematic
+|θ(11 shells) − θ(9 shells)| measured on the same data (by the continuation, or by the warm refit's two
+stages); c = 0 while the refit is short of 11 shells (its σ is then not trusted anyway).
 
 - uniform: ψ = a, a+1°, a+2°, ... (the paper's scan), refitted every ``--check-uniform`` orientations.
-- adaptive: a, a+1°, a+2° first (``--n-start``), then, each step, the orientation that the D-optimal
-  criterion on FC0–FC3 puts first (:func:`fcinv.steering.gains`: Fisher information of every candidate
-  in the final 47-parameter space, linearised at the first continuation's answer; posterior = the
-  final stage's prior + the information measured so far), refitted every ``--check-adaptive``
-  orientations.
-  The first ``--n-start`` orientations are the same in both strategies with the same seed, so their
-  first continuation (identical data) is run once per repeat and shared.
+- adaptive: a, a+1°, a+2° first (``--n-start``); then, after a **trusted** refit, the orientation the
+  D-optimal criterion on FC0–FC3 puts first (:func:`fcinv.steering.gains`: Fisher information of every
+  candidate in the 11-shell space, linearised at the first trusted answer; posterior = the final stage's
+  prior + the information of every orientation measured so far); until the first trusted refit, and
+  after any untrusted one, the default (:func:`fcinv.steering.refit.gated_choice`): the uniform scan's
+  next unmeasured angle. Refitted every ``--check-adaptive`` orientations.
+  Until the adaptive strategy first steers, it has measured exactly what the uniform one did (same
+  seed, same angles, same draws), so the uniform run's refits are reused there (identical data).
 
-Beam time to the target: the first refit at which σ_i ≤ ``--target-rel`` × |θ̂_i| for all of FC0–FC3
-(orientations × minutes). Repeats: ``--seeds`` Poisson seeds × ``--starts`` starting angles.
+Beam time to the target: the first **trusted** refit at which σ_i ≤ ``--target-rel`` × |θ̂_i| for all of
+FC0–FC3 (orientations × minutes). Changed with the trust gate: before, any refit counted, trusted or not
+(a 5-shell fit with χ²/dof 60–500 "reached" the target with |err|/σ 40–60); the ratio under the old
+definition is printed beside (computed from the same runs, which stop at the new target). Repeats:
+``--seeds`` Poisson seeds × ``--starts`` starting angles.
 beamtime_ratio = median over repeats of uniform time / adaptive time (a strategy that never reaches the
 target within its budget counts at its budget, and the ratio is then flagged as a bound);
-adaptive_err_over_sigma = median over repeats and FC0–FC3 of |θ̂ − θ_true|/σ at the adaptive target
-(θ_true = the DFT set's projection onto the final 11-shell space); update_s = median time of one
-incremental fold + ML inference (every ``--ml-every``-th orientation, both strategies). Above the
-RESULT line: refit_s (fold + refit), the first continuation's time, the incremental refit against a
-full continuation on the same data (``--compare``), the Fisher forecast σ, and the per-repeat figures.
+adaptive_err_over_sigma = median over repeats and FC0–FC3 of |θ̂ − θ_true|/σ at the adaptive target (or
+the last refit) (θ_true = the DFT set's projection onto the 11-shell space; before this change it was
+the projection onto the first continuation's space, 5 shells in most repeats); update_s = median time
+of one incremental fold + ML inference (every ``--ml-every``-th orientation, both strategies). Above the
+RESULT line: every refit's trust verdict, refit_s, the cutoff systematic, the incremental refit against
+a full continuation on the same data (``--compare``), and the per-repeat figures.
 
-Sized for the loaded 2-core machine (measured: one repeat of the first continuation 134 s, an
-incremental bins refit 7-10 s, one ML update 0.6-0.8 s): ``--budget 80 --check-uniform 10
---check-adaptive 10 --nfev 5 --first-nfev 60 --ml-every 5`` (docs/steering.md gives the run).
+Sizing: docs/steering.md gives the run and the measured costs.
 
 Usage: python benchmarks/steering.py [--n-candidates 150] [--seeds 5] [--starts 0 30] [--figure
 docs/figures/steering.png]
@@ -316,6 +325,28 @@ def _linearised(spaces, refit, pool, measured, args):
     return post, F, time.perf_counter() - t
 
 
+def probe_nfev(joint, args, before: dict, folded) -> list[dict]:
+    """The same warm refit (same data, same start) with each of ``--nfev-probe`` evaluations: its trust
+    verdict and wall time (the final-space stage only; the state of the run is not touched)."""
+    out = []
+    for nf in args.nfev_probe:
+        r = make_refit(joint, args)
+        r.max_nfev, r.cutoff = int(nf), "first"
+        restore(r, before)
+        t = time.perf_counter()
+        r.refit(folded)
+        out.append(
+            {
+                "nfev": int(nf),
+                "trusted": r.verdict.trusted,
+                "why": r.verdict.why,
+                "chi2_dof": r.verdict.chi2_dof,
+                "wall_s": round(time.perf_counter() - t, 1),
+            }
+        )
+    return out
+
+
 def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_name, replay=None):
     """One strategy of one repeat. ``replay``: the uniform run's refit states by step, reused while the
     adaptive strategy has measured exactly what the uniform one did (the trust gate's default = the
@@ -418,11 +449,21 @@ def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_n
             restore(refit, snap)
             done = record(step, res, dt, True)
             continue
+        warm = refit.n_final == refit.last_shells
+        before = snapshot(refit) if warm and args.nfev_probe and kind == "uniform" else None
         t2 = time.perf_counter()
         res = refit.refit(inc.folded())
         dt = t_fold + time.perf_counter() - t2
         refits.append(dt)
         done = record(step, res, dt, False)
+        if before is not None and args.probe_repeat is None:
+            args.probe_repeat = (seed, a)
+        if before is not None and args.probe_repeat == (seed, a):
+            try:
+                hist[-1]["nfev_probe"] = probe_nfev(joint, args, before, inc.folded())
+            except Exception as exc:  # a probe must not end the run
+                hist[-1]["nfev_probe"] = [{"error": repr(exc)}]
+            print(f"    nfev probe at {step}: {hist[-1]['nfev_probe']}", flush=True)
     last = hist[-1]
     old = [x for x in hist if x["below_target"]]
     return {
@@ -533,9 +574,18 @@ def main() -> None:
         default="bins",
         help="refits' physical model: 4D-bin positions (the refinement of docs/fidelity.md) or path points",
     )
+    ap.add_argument(
+        "--nfev-probe",
+        type=int,
+        nargs="*",
+        default=[],
+        help="at each warm 11-shell refit of the first uniform repeat that has one, also refit with each of "
+        "these evaluation counts (trusted or not, wall time): the trusted fraction against --nfev",
+    )
     ap.add_argument("--figure", default="docs/figures/steering.png")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    args.probe_repeat = None  # the (seed, start) whose warm refits are probed (the first that has one)
     logging.basicConfig(level=logging.ERROR)
     _thin_svd_shim()
 
