@@ -582,6 +582,13 @@ def main() -> None:
         help="at each warm 11-shell refit of the first uniform repeat that has one, also refit with each of "
         "these evaluation counts (trusted or not, wall time): the trusted fraction against --nfev",
     )
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="summarise the --json files of earlier runs (e.g. one per start angle) and draw the figure; "
+        "nothing is run",
+    )
     ap.add_argument("--figure", default="docs/figures/steering.png")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -600,6 +607,22 @@ def main() -> None:
 
     if not (SHARED / "FORCE_CONSTANTS").is_file():
         raise SystemExit(f"the DFT Ge set is not at {SHARED}; this benchmark needs it as the truth")
+    if args.merge:
+        ref = load_reference("Ge")
+        pairs = read_phonopy(ref.crystal, SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
+        r_last = load_reference("Ge", max([5, *_refine_shells()]))
+        truth_by_name = dict(zip(r_last.space.names, r_last.space.project(pairs).theta.tolist()))
+        results = []
+        for f in args.merge:
+            results += json.loads(Path(f).read_text())["results"]
+        names = list(ref.sampled)[:FC03]
+        print(f"merged {len(args.merge)} runs: {sum('ratio' in r for r in results)} repeats")
+        line = summarize(results, names, truth_by_name, args)
+        if args.figure:
+            plot(results, names, args, Path(args.figure))
+            print(f"wrote {args.figure}")
+        print(line)
+        return
     t_all = time.perf_counter()
     ref = load_reference("Ge")
     cr, grid, inst = ref.crystal, default_grid(ref.crystal), Instrument(ei=40.0)
@@ -704,6 +727,22 @@ def main() -> None:
                 Path(args.json).write_text(
                     json.dumps({"results": results, "compare": compares}, default=float, indent=1)
                 )
+    line = summarize(results, names, truth_by_name, args, t_first=[f["t_first"] for f in firsts])
+    print(f"total {time.perf_counter() - t_all:.0f} s")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"results": results, "compare": compares}, default=float, indent=1)
+        )
+    if args.figure:
+        plot(results, names, args, Path(args.figure))
+        print(f"wrote {args.figure}")
+    print(line)
+
+
+def summarize(results, names, truth_by_name, args, t_first=None) -> str:
+    """Print the summary of the repeats (also of several runs' JSON merged); return the RESULT line."""
+    from collections import Counter
+
     rr = [r["ratio"] for r in results if "ratio" in r]
     ratios = [x["ratio"] for x in rr]
     ad = [r for r in results if r["kind"] == "adaptive"]
@@ -718,9 +757,6 @@ def main() -> None:
     refit_s = np.concatenate([r["refit_s"] for r in results if r["refit_s"]] or [[np.nan]])
     own = [x for r in results for x in r["history"][1:] if not x["reused"]]
     n_tr = sum(x["trusted"] for x in own)
-    t_first = [f["t_first"] for f in firsts]
-    from collections import Counter
-
     why = Counter(" + ".join(_reasons(x["why"])) for x in own if not x["trusted"])
     print(
         f"refits (not counting the replayed ones): {len(own)}, trusted {n_tr}; not trusted because: "
@@ -767,18 +803,10 @@ def main() -> None:
         f"update_s (incremental corrected fold + ML inference, {len(upd)} updates): median "
         f"{np.median(upd):.3f} s; "
         f"refit_s (raw fold + joint model + refit, {len(refit_s)} refits): median "
-        f"{np.median(refit_s):.2f} s; first continuation median {np.median(t_first):.1f} s; "
+        f"{np.median(refit_s):.2f} s; first continuation median {np.median(t_first or [np.nan]):.1f} s; "
         f"linearisation (at the first trusted refit) {np.round([r['linearise_s'] for r in ad], 1).tolist()} s"
     )
-    print(f"total {time.perf_counter() - t_all:.0f} s")
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps({"results": results, "compare": compares}, default=float, indent=1)
-        )
-    if args.figure:
-        plot(results, names, args, Path(args.figure))
-        print(f"wrote {args.figure}")
-    print(
+    return (
         f"RESULT beamtime_ratio={np.median(ratios):.2f} adaptive_err_over_sigma={np.median(eos):.2f} "
         f"update_s={np.median(upd):.2f}"
     )
@@ -812,8 +840,9 @@ def plot(results, names, args, path: Path) -> None:
     for r in results:
         h = r["history"]
         m = [x["minutes"] for x in h]
+        tr = np.array([x.get("trusted", False) for x in h])
         for i, ax in enumerate(axes):
-            rel = [100 * x["sigma"][i] / abs(x["theta"][i]) for x in h]
+            rel = np.array([100 * x["sigma"][i] / abs(x["theta"][i]) for x in h])
             ax.plot(
                 m,
                 rel,
@@ -822,6 +851,9 @@ def plot(results, names, args, path: Path) -> None:
                 alpha=0.6,
                 label=r["kind"] if r is results[0] or r is results[1] else None,
             )
+            mm = np.asarray(m)
+            ax.plot(mm[tr], rel[tr], "o", ms=3, color=colors[r["kind"]], alpha=0.8)
+            ax.plot(mm[~tr], rel[~tr], "o", ms=3, mfc="none", color=colors[r["kind"]], alpha=0.5)
     for i, ax in enumerate(axes):
         ax.axhline(100 * args.target_rel, color="k", ls="--", lw=0.8)
         ax.set_yscale("log")
