@@ -749,10 +749,21 @@ def summarize(results, names, truth_by_name, args, t_first=None) -> str:
     uni = [r for r in results if r["kind"] == "uniform"]
 
     def at_target(r):
+        """The refit at the adaptive target, else the last trusted refit (None: no trusted refit)."""
         hit = [x for x in r["history"] if x["trusted"] and x["below_target"]]
-        return (hit or r["history"])[-1 if not hit else 0]
+        tr = [x for x in r["history"] if x["trusted"]]
+        return hit[0] if hit else (tr[-1] if tr else None)
 
-    eos = np.concatenate([at_target(r)["err_over_sigma"] for r in ad])
+    at = [at_target(r) for r in ad]
+    eos = np.concatenate([x["err_over_sigma"] for x in at if x is not None] or [[np.nan]])
+    old_at = [r["history"][-1] for r in ad]  # the old definition: the last refit, trusted or not
+    eos_old = np.concatenate([x["err_over_sigma"] for x in old_at])
+    print(
+        f"adaptive_err_over_sigma from {sum(x is not None for x in at)} of {len(ad)} repeats (at the target, "
+        "else the last trusted refit; repeats without a trusted refit have no trusted σ and are left out); "
+        f"old definition (last refit, trusted or not): median {np.nanmedian(eos_old):.2f} "
+        f"({int(np.isnan(eos_old).sum())} of {len(eos_old)} values NaN: untrusted fits without a σ)"
+    )
     upd = np.concatenate([r["update_s"] for r in results])
     refit_s = np.concatenate([r["refit_s"] for r in results if r["refit_s"]] or [[np.nan]])
     own = [x for r in results for x in r["history"][1:] if not x["reused"]]
