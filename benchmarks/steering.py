@@ -47,9 +47,11 @@ definition is printed beside (computed from the same runs, which stop at the new
 ``--seeds`` Poisson seeds × ``--starts`` starting angles.
 beamtime_ratio = median over repeats of uniform time / adaptive time (a strategy that never reaches the
 target within its budget counts at its budget, and the ratio is then flagged as a bound);
-adaptive_err_over_sigma = median over repeats and FC0–FC3 of |θ̂ − θ_true|/σ at the adaptive target (or
-the last refit) (θ_true = the DFT set's projection onto the 11-shell space; before this change it was
-the projection onto the first continuation's space, 5 shells in most repeats); update_s = median time
+adaptive_err_over_sigma = median over repeats and FC0–FC3 of |θ̂ − θ_true|/σ at the adaptive target (or,
+when it is not reached, at the last trusted refit; repeats without one are left out and counted; before
+the trust gate: the last refit, trusted or not, printed beside); θ_true = the DFT set's projection onto
+the 11-shell space (before this change it was the projection onto the first continuation's space, 5
+shells in most repeats); update_s = median time
 of one incremental fold + ML inference (every ``--ml-every``-th orientation, both strategies). Above the
 RESULT line: every refit's trust verdict, refit_s, the cutoff systematic, the incremental refit against
 a full continuation on the same data (``--compare``), and the per-repeat figures.
