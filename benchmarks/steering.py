@@ -244,12 +244,23 @@ def make_refit(joint, args):
         stability_mesh=4,
         first_kwargs={"max_nfev": args.first_nfev, "outliers": False, "stability_mesh": 4},
         retry=not args.no_retry,
+        restart_untrusted=args.restart_untrusted,
         chi2_max=args.chi2_max,
         cutoff=args.cutoff,
     )
 
 
-_STATE = ("first", "n_final", "final_names", "sigma_cutoff", "theta_full", "n_prev", "theta_prev", "verdict")
+_STATE = (
+    "first",
+    "n_final",
+    "final_names",
+    "sigma_cutoff",
+    "theta_full",
+    "n_prev",
+    "theta_prev",
+    "verdict",
+    "start0",
+)
 
 
 def snapshot(refit) -> dict:
@@ -554,6 +565,12 @@ def main() -> None:
         "--no-retry",
         action="store_true",
         help="do not rerun the continuation at later refits while it stopped short of 11 shells",
+    )
+    ap.add_argument(
+        "--restart-untrusted",
+        action="store_true",
+        help="after an untrusted refit in 11 shells, rerun the whole continuation from the ML answer "
+        "(IncrementalRefit(restart_untrusted=True); not used in the documented run)",
     )
     ap.add_argument(
         "--chi2-max", type=float, default=3.0, help="χ²/dof bound of a trusted refit (IncrementalRefit.trust)"

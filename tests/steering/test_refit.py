@@ -188,3 +188,24 @@ def test_trust_gate_an_untrusted_refit_does_not_steer(setup):
         "continuation stopped at 2 of 3 shells (its 3-shell stage: not converged"
     )
     assert gated_choice(v, steer, scan)[0] == 1
+
+
+def test_restart_untrusted_continues_again_from_the_first_start(setup):
+    """A refit in the last space that is not trusted (here: chi2/dof above a tiny bound) makes the next refit
+    a full continuation from the first refit's start; without the option the next refit is a warm stage."""
+    refs, model_for, truth2, spec1, spec2 = setup
+    grid = model_for(2).grid
+    start = dict(zip(refs[2].space.names, refs[2].theta_ref * 1.03))
+    data1 = _with_errors(grid, spec1, 1e-9 * float(np.nanmax(spec1)))
+    data2 = _with_errors(grid, spec2, 1e-9 * float(np.nanmax(spec1)))
+    kw = {"shells": [3], "base_shells": 2, "first_kwargs": {"max_nfev": 200}}
+    for restart, kind in ((True, "continuation (restart)"), (False, "incremental")):
+        r = IncrementalRefit("Ge", model_for, restart_untrusted=restart, **kw)
+        r.refit(data1, start)
+        assert r.n_final == 3 and not r.verdict.trusted and "chi2/dof" in r.verdict.why
+        res = r.refit(data2)
+        assert r.history[-1]["kind"] == kind
+        if restart:
+            assert [s["shells"] for s in res.extra["stages"]] == [2, 3]
+            s0 = res.extra["stage0_theta_start"]
+            np.testing.assert_allclose([s0[k] for k in start], list(start.values()), atol=1e-12)

@@ -167,6 +167,11 @@ class IncrementalRefit:
         data yet), run the continuation again at the next refits, from the current answer and space,
         until it reaches the last space (each retry costs a continuation). Default False: the final
         space is the one the first continuation reached.
+    restart_untrusted
+        A refit in the last space that is not trusted (e.g. a continuation on a few orientations that
+        settled with χ²/dof above the bound, which the warm refits then cannot leave) makes the next refit
+        a full continuation again, from the first refit's start (the ML answer), on the data then
+        measured. Default False (the benchmarked behaviour, docs/steering.md).
     chi2_max
         Bound on χ²/dof of a trusted refit (:meth:`trust`).
     cutoff
@@ -188,6 +193,7 @@ class IncrementalRefit:
         tol: float = INCREMENTAL_TOL,
         first_kwargs: dict | None = None,
         retry: bool = False,
+        restart_untrusted: bool = False,
         chi2_max: float = CHI2_TRUST_MAX,
         cutoff: Literal["remeasure", "first"] = "remeasure",
         refine_fn=None,
@@ -218,6 +224,9 @@ class IncrementalRefit:
         self.tol = float(tol)
         self.first_kwargs = dict(first_kwargs or {})
         self.retry = bool(retry)
+        self.restart_untrusted = bool(restart_untrusted)
+        #: The first refit's start (the ML answer), for ``restart_untrusted``.
+        self.start0 = None
         self.chi2_max = float(chi2_max)
         self.cutoff = cutoff
         self._refine = refine_fn
@@ -349,9 +358,19 @@ class IncrementalRefit:
         """
         t = time.perf_counter()
         if not self.started:
+            self.start0 = theta_start
             res = self._continue(folded_spectrum, self.base_shells, theta_start, self.first_kwargs)
             return self._log(res, "continuation", time.perf_counter() - t)
         assert self.n_final is not None
+        if (
+            self.restart_untrusted
+            and self.n_final == self.last_shells
+            and self.verdict is not None
+            and not self.verdict.trusted
+        ):
+            # the last space was reached but its refit is not trusted: continue again from the first start
+            res = self._continue(folded_spectrum, self.base_shells, self.start0, self.first_kwargs)
+            return self._log(res, "continuation (restart)", time.perf_counter() - t)
         if self.retry and self.n_final < self.last_shells:
             # the continuation stopped short: continue again from the current answer and space
             from fcinv.fitting.continuation import shell_prior
