@@ -13,39 +13,50 @@ The pipeline, the same for both strategies, after every new orientation:
   (:class:`fcinv.steering.incremental.IncrementalFold`) and the shipped ``ge`` ML model on it
   (100 latent samples), timed as ``update_s``;
 - at the refit checkpoints, the refinement that fits real crystals (:class:`fcinv.steering.refit.
-  IncrementalRefit`) on the raw incremental fold, with the joint physical model of the measured
-  orientations (:class:`fcinv.steering.combine.JointModel`, path sampling, Debye–Waller following θ):
-  the first refit is the full shell continuation 5 → 9 → 11 shells started from the ML answer (as
-  ``fcinv infer --refine``); every later refit is one stage in the final 11-shell space (47 parameters),
-  warm-started from the previous answer, ``--nfev`` evaluations, no pre-smoothing or outlier stage, 4³
-  stability mesh. Timed as ``refit_s`` (raw fold + joint model + refit).
+  IncrementalRefit`, the same rules for both strategies) on the raw incremental fold, with the model of
+  the measured orientations' combined coverage (4D-bin sampling, Debye–Waller following θ): the first
+  refit is the full shell continuation 5 → 9 → 11 shells from the ML answer (as ``fcinv infer
+  --refine``); while it stops short of 11 shells, every later refit runs the continuation again from the
+  current answer and space (retry; ``--no-retry`` to keep the first space); once in 11 shells, every
+  refit is a warm stage in that space (47 parameters, ``--nfev`` evaluations, no pre-smoothing or
+  outlier stage, 4³ stability mesh) and, with ``--cutoff remeasure`` (default), a warm stage in 9 shells
+  on the same data. Timed as ``refit_s`` (raw fold + joint model + refit).
+
+Trust (recorded for every refit with its reasons): the continuation reached 11 shells, the refit
+converged (not stopped by ``--nfev``) and is dynamically stable, and χ²/dof ≤ ``--chi2-max`` (3).
 
 σ compared with the target (FC0–FC3 = 1NN_xx, 1NN_xy, 2NN_zz, 2NN_xx, named in the final space): the
-refit's Laplace σ (data + prior, scaled by χ²/dof) and, in quadrature, the cutoff systematic the first
-continuation measured (each parameter's move 9 → 11 shells in that run, held fixed afterwards).
+refit's Laplace σ (data + prior, scaled by χ²/dof) and, in quadrature, the cutoff systematic
+|θ(11 shells) − θ(9 shells)| measured on the same data (by the continuation, or by the warm refit's two
+stages); c = 0 while the refit is short of 11 shells (its σ is then not trusted anyway).
 
 - uniform: ψ = a, a+1°, a+2°, ... (the paper's scan), refitted every ``--check-uniform`` orientations.
-- adaptive: a, a+1°, a+2° first (``--n-start``), then, each step, the orientation that the D-optimal
-  criterion on FC0–FC3 puts first (:func:`fcinv.steering.gains`: Fisher information of every candidate
-  in the final 47-parameter space, linearised at the first continuation's answer; posterior = the
-  final stage's prior + the information measured so far), refitted every ``--check-adaptive``
-  orientations.
-  The first ``--n-start`` orientations are the same in both strategies with the same seed, so their
-  first continuation (identical data) is run once per repeat and shared.
+- adaptive: a, a+1°, a+2° first (``--n-start``); then, after a **trusted** refit, the orientation the
+  D-optimal criterion on FC0–FC3 puts first (:func:`fcinv.steering.gains`: Fisher information of every
+  candidate in the 11-shell space, linearised at the first trusted answer; posterior = the final stage's
+  prior + the information of every orientation measured so far); until the first trusted refit, and
+  after any untrusted one, the default (:func:`fcinv.steering.refit.gated_choice`): the uniform scan's
+  next unmeasured angle. Refitted every ``--check-adaptive`` orientations.
+  Until the adaptive strategy first steers, it has measured exactly what the uniform one did (same
+  seed, same angles, same draws), so the uniform run's refits are reused there (identical data).
 
-Beam time to the target: the first refit at which σ_i ≤ ``--target-rel`` × |θ̂_i| for all of FC0–FC3
-(orientations × minutes). Repeats: ``--seeds`` Poisson seeds × ``--starts`` starting angles.
+Beam time to the target: the first **trusted** refit at which σ_i ≤ ``--target-rel`` × |θ̂_i| for all of
+FC0–FC3 (orientations × minutes). Changed with the trust gate: before, any refit counted, trusted or not
+(a 5-shell fit with χ²/dof 60–500 "reached" the target with |err|/σ 40–60); the ratio under the old
+definition is printed beside (computed from the same runs, which stop at the new target). Repeats:
+``--seeds`` Poisson seeds × ``--starts`` starting angles.
 beamtime_ratio = median over repeats of uniform time / adaptive time (a strategy that never reaches the
 target within its budget counts at its budget, and the ratio is then flagged as a bound);
-adaptive_err_over_sigma = median over repeats and FC0–FC3 of |θ̂ − θ_true|/σ at the adaptive target
-(θ_true = the DFT set's projection onto the final 11-shell space); update_s = median time of one
-incremental fold + ML inference (every ``--ml-every``-th orientation, both strategies). Above the
-RESULT line: refit_s (fold + refit), the first continuation's time, the incremental refit against a
-full continuation on the same data (``--compare``), the Fisher forecast σ, and the per-repeat figures.
+adaptive_err_over_sigma = median over repeats and FC0–FC3 of |θ̂ − θ_true|/σ at the adaptive target (or,
+when it is not reached, at the last trusted refit; repeats without one are left out and counted; before
+the trust gate: the last refit, trusted or not, printed beside); θ_true = the DFT set's projection onto
+the 11-shell space (before this change it was the projection onto the first continuation's space, 5
+shells in most repeats); update_s = median time
+of one incremental fold + ML inference (every ``--ml-every``-th orientation, both strategies). Above the
+RESULT line: every refit's trust verdict, refit_s, the cutoff systematic, the incremental refit against
+a full continuation on the same data (``--compare``), and the per-repeat figures.
 
-Sized for the loaded 2-core machine (measured: one repeat of the first continuation 134 s, an
-incremental bins refit 7-10 s, one ML update 0.6-0.8 s): ``--budget 80 --check-uniform 10
---check-adaptive 10 --nfev 5 --first-nfev 60 --ml-every 5`` (docs/steering.md gives the run).
+Sizing: docs/steering.md gives the run and the measured costs.
 
 Usage: python benchmarks/steering.py [--n-candidates 150] [--seeds 5] [--starts 0 30] [--figure
 docs/figures/steering.png]
@@ -232,13 +243,43 @@ def make_refit(joint, args):
         max_nfev=args.nfev,
         stability_mesh=4,
         first_kwargs={"max_nfev": args.first_nfev, "outliers": False, "stability_mesh": 4},
-        retry=args.retry,
+        retry=not args.no_retry,
+        restart_untrusted=args.restart_untrusted,
+        chi2_max=args.chi2_max,
+        cutoff=args.cutoff,
     )
 
 
+_STATE = (
+    "first",
+    "n_final",
+    "final_names",
+    "sigma_cutoff",
+    "theta_full",
+    "n_prev",
+    "theta_prev",
+    "verdict",
+    "start0",
+)
+
+
+def snapshot(refit) -> dict:
+    """The refit's state after a refit (to replay it in a strategy that measured the same data)."""
+    import copy
+
+    return {k: copy.deepcopy(getattr(refit, k)) for k in _STATE} | {"history": list(refit.history)}
+
+
+def restore(refit, snap: dict) -> None:
+    import copy
+
+    for k in _STATE:
+        setattr(refit, k, copy.deepcopy(snap[k]))
+    refit.history = list(snap["history"])
+
+
 def first_state(pool, spaces, a, seed, args, predictor, plan_ml):
-    """The first --n-start orientations, their ML answer and the full continuation (shared per repeat)."""
-    from fcinv.steering.design import linearise
+    """The first --n-start orientations, their ML answer and the first continuation (shared per repeat)."""
     from fcinv.steering.incremental import IncrementalFold
 
     rng = np.random.default_rng(1000 * seed + a)
@@ -259,91 +300,145 @@ def first_state(pool, spaces, a, seed, args, predictor, plan_ml):
     t = time.perf_counter()
     res = refit.refit(inc.folded(), pred)
     t_first = time.perf_counter() - t
-    nf = refit.n_final
-    th = np.array([refit.theta_full[k] for k in refit.final_names])
-    t = time.perf_counter()
-    infos = [linearise(spaces.model(nf, jj), th, psi=float(pool.run.psi[jj])) for jj in range(n_c)]
-    t_lin = time.perf_counter() - t
     return {
         "rng_state": rng.bit_generator.state,
         "vols": vols,
         "pred": pred,
         "result": res,
         "t_first": t_first,
-        "t_lin": t_lin,
-        "infos": infos,
+        "snap": snapshot(refit),
         "stages": res.extra.get("stages"),
     }
 
 
-def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_name):
+def _linearised(spaces, refit, pool, measured, args):
+    """Fisher information of every candidate in the final space at the current (trusted) answer, and the
+    posterior (the final stage's prior + every orientation measured so far)."""
     from fcinv.fitting.continuation import shell_prior
-    from fcinv.steering.design import Posterior, gains
+    from fcinv.steering.design import Posterior, linearise
+
+    t = time.perf_counter()
+    nf, fnames = refit.n_final, refit.final_names
+    th = np.array([refit.theta_full[k] for k in fnames])
+    n_c = len(pool.run.psi)
+    infos = [linearise(spaces.model(nf, jj), th, psi=float(pool.run.psi[jj])) for jj in range(n_c)]
+    pr = shell_prior(spaces.ref(nf))
+    pr_sigma = np.array([pr.sigma[list(pr.names).index(n)] for n in fnames])
+    res = refit.first
+    post = Posterior.from_prior(
+        fnames,
+        th,
+        pr_sigma,
+        scale=float(res.extra.get("scale", 1.0)),
+        background=max(float(res.extra.get("background", 0.0)), 1e-3),
+    )
+    F = np.stack([c.fisher(scale=post.scale, background=post.background, rate_time=1.0) for c in infos])
+    for j in measured:
+        post.precision = post.precision + F[j]
+    return post, F, time.perf_counter() - t
+
+
+def probe_nfev(joint, args, before: dict, folded) -> list[dict]:
+    """The same warm refit (same data, same start) with each of ``--nfev-probe`` evaluations: its trust
+    verdict and wall time (the final-space stage only; the state of the run is not touched)."""
+    out = []
+    for nf in args.nfev_probe:
+        r = make_refit(joint, args)
+        r.max_nfev, r.cutoff = int(nf), "first"
+        restore(r, before)
+        t = time.perf_counter()
+        r.refit(folded)
+        out.append(
+            {
+                "nfev": int(nf),
+                "trusted": r.verdict.trusted,
+                "why": r.verdict.why,
+                "chi2_dof": r.verdict.chi2_dof,
+                "wall_s": round(time.perf_counter() - t, 1),
+            }
+        )
+    return out
+
+
+def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_name, replay=None):
+    """One strategy of one repeat. ``replay``: the uniform run's refit states by step, reused while the
+    adaptive strategy has measured exactly what the uniform one did (the trust gate's default = the
+    uniform scan, same seed: identical data, so identical refits)."""
+    from fcinv.steering.design import gains
     from fcinv.steering.incremental import IncrementalFold
+    from fcinv.steering.refit import gated_choice
 
     rng = np.random.default_rng(0)
     rng.bit_generator.state = first["rng_state"]
     inc, inc_ml = IncrementalFold(args.plan), IncrementalFold(args.plan, args.corr)
     joint = Joint(spaces, sampling=args.sampling)
+    measured = []
     for j, v in first["vols"]:
         inc.add(v, source=str(j))
         inc_ml.add(v, source=str(j))
         joint.add(j, v)
+        measured.append(j)
     refit = make_refit(joint, args)
+    restore(refit, first["snap"])
     res = first["result"]
-    refit.start_from(res)
     names = refit.targets()
-    nf = refit.n_final
-    fnames = refit.final_names
     truth = np.array([truth_by_name[n] for n in names])
-    sel = [fnames.index(n) for n in names]
-    cut = refit.sigma_cutoff[sel]
-    pr = shell_prior(spaces.ref(nf))
-    pr_sigma = np.array([pr.sigma[list(pr.names).index(n)] for n in fnames])
-    th0 = np.array([refit.theta_full[k] for k in fnames])
-    post = Posterior.from_prior(
-        fnames,
-        th0,
-        pr_sigma,
-        scale=float(res.extra.get("scale", 1.0)),
-        background=max(float(res.extra.get("background", 0.0)), 1e-3),
-    )
-    F = np.stack(
-        [c.fisher(scale=post.scale, background=post.background, rate_time=1.0) for c in first["infos"]]
-    )
-    for j, _ in first["vols"]:
-        post.precision = post.precision + F[j]
     n_c = len(pool.run.psi)
-    hist, updates, refits = [], [], []
+    hist, updates, refits, sources, states = [], [], [], [], {}
+    lin = {"post": None, "F": None, "t": 0.0, "at_n": None}
 
-    def record(n, res, dt):
+    def record(n, res, dt, reused):
+        v = refit.verdict
         sig = refit.sigma_of(res, names)
         theta = np.array([res.theta_dict()[k] for k in names])
         stat = res.extra.get("sigma_statistical") or dict(zip(res.names, np.asarray(res.sigma, float)))
-        fsig = np.sqrt(post.sigma(names) ** 2 + cut**2)
+        cutd = res.extra.get("sigma_cutoff") or {}
+        below = bool(np.all(sig <= args.target_rel * np.abs(theta)))
         hist.append(
             {
                 "n": n,
                 "minutes": n * args.minutes,
                 "sigma": sig.tolist(),
                 "sigma_statistical": [float(stat[k]) for k in names],
+                "sigma_cutoff": [float(cutd.get(k, 0.0)) for k in names],
                 "theta": theta.tolist(),
                 "err_over_sigma": (np.abs(theta - truth) / sig).tolist(),
                 "chi2_dof": res.chi2_dof,
                 "success": bool(res.success),
-                "forecast_sigma": fsig.tolist(),
+                "trusted": bool(v.trusted),
+                "why": v.why,
+                "n_shells": int(v.n_shells),
+                "refit_kind": refit.history[-1]["kind"] if refit.history else "?",
+                "below_target": below,
                 "refit_s": dt,
+                "reused": reused,
             }
         )
-        return np.all(sig <= args.target_rel * np.abs(theta))
+        states[n] = (snapshot(refit), res, dt)
+        return below and v.trusted
 
-    done = record(args.n_start, res, first["t_first"])
+    done = record(args.n_start, res, first["t_first"], True)
     step = args.n_start
+    diverged = False
     while not done and step < args.budget:
         if kind == "uniform":
-            j = (a + step) % n_c
+            j, src = (a + step) % n_c, "scan"
         else:
-            j = int(np.argmax(gains(post, F, names=names, criterion="D")))
+
+            def default():
+                seen = set(measured)
+                return next(((a + k) % n_c for k in range(n_c) if (a + k) % n_c not in seen), a % n_c)
+
+            def steered():
+                if lin["post"] is None or lin["at_n"] != refit.n_final:
+                    post, F, t_lin = _linearised(spaces, refit, pool, measured, args)
+                    lin.update(post=post, F=F, t=lin["t"] + t_lin, at_n=refit.n_final)
+                return int(np.argmax(gains(lin["post"], lin["F"], names=names, criterion="D")))
+
+            j, src = gated_choice(refit.verdict, steered, default)
+            if j != (a + step) % n_c:
+                diverged = True
+        sources.append(src.split(" (")[0])
         vol = pool.draw(j, rng)
         t0 = time.perf_counter()
         inc_ml.add(vol, source=str(j))
@@ -355,36 +450,53 @@ def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_n
         inc.add(vol, source=str(j))
         joint.add(j, vol)
         t_fold = time.perf_counter() - t1
-        post.precision = post.precision + F[j]
+        measured.append(j)
+        if lin["post"] is not None:
+            lin["post"].precision = lin["post"].precision + lin["F"][j]
         step += 1
         every = args.check_uniform if kind == "uniform" else args.check_adaptive
         if (step - args.n_start) % every and step < args.budget:
             continue
+        if replay is not None and not diverged and step in replay:
+            snap, res, dt = replay[step]
+            restore(refit, snap)
+            done = record(step, res, dt, True)
+            continue
+        warm = refit.n_final == refit.last_shells
+        before = snapshot(refit) if warm and args.nfev_probe and kind == "uniform" else None
         t2 = time.perf_counter()
         res = refit.refit(inc.folded())
         dt = t_fold + time.perf_counter() - t2
         refits.append(dt)
-        done = record(step, res, dt)
+        done = record(step, res, dt, False)
+        if before is not None and args.probe_repeat is None:
+            args.probe_repeat = (seed, a)
+        if before is not None and args.probe_repeat == (seed, a):
+            try:
+                hist[-1]["nfev_probe"] = probe_nfev(joint, args, before, inc.folded())
+            except Exception as exc:  # a probe must not end the run
+                hist[-1]["nfev_probe"] = [{"error": repr(exc)}]
+            print(f"    nfev probe at {step}: {hist[-1]['nfev_probe']}", flush=True)
     last = hist[-1]
-    fhit = [
-        x["minutes"]
-        for x in hist
-        if np.all(np.asarray(x["forecast_sigma"]) <= args.target_rel * np.abs(np.asarray(x["theta"])))
-    ]
+    old = [x for x in hist if x["below_target"]]
     return {
         "kind": kind,
         "start_deg": a,
         "seed": seed,
         "reached": bool(done),
         "minutes": last["minutes"] if done else args.budget * args.minutes,
+        "reached_old": bool(old),
+        "minutes_old": old[0]["minutes"] if old else args.budget * args.minutes,
         "history": hist,
         "update_s": updates,
         "refit_s": refits,
         "psi_measured": [float(pool.run.psi[int(s)]) for s in inc.sources],
-        "forecast_minutes": fhit[0] if fhit else None,
+        "sources": sources,
+        "linearise_s": lin["t"],
         "final_fold": inc.folded() if args.compare else None,
         "final_result": res,
         "joint": joint,
+        "states": states,
     }
 
 
@@ -429,6 +541,7 @@ def main() -> None:
         "--n-candidates", type=int, default=150, help="candidate orientations 0..n-1 degrees (1° apart)"
     )
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --seeds − 1")
     ap.add_argument("--starts", type=float, nargs="+", default=[0.0, 30.0])
     ap.add_argument("--n-start", type=int, default=3, help="orientations measured before steering starts")
     ap.add_argument(
@@ -449,9 +562,24 @@ def main() -> None:
         help="repeats whose last adaptive answer is compared with a full continuation on the same data",
     )
     ap.add_argument(
-        "--retry",
+        "--no-retry",
         action="store_true",
-        help="rerun the continuation at later refits while it stopped short of 11 shells (IncrementalRefit)",
+        help="do not rerun the continuation at later refits while it stopped short of 11 shells",
+    )
+    ap.add_argument(
+        "--restart-untrusted",
+        action="store_true",
+        help="after an untrusted refit in 11 shells, rerun the whole continuation from the ML answer "
+        "(IncrementalRefit(restart_untrusted=True); not used in the documented run)",
+    )
+    ap.add_argument(
+        "--chi2-max", type=float, default=3.0, help="χ²/dof bound of a trusted refit (IncrementalRefit.trust)"
+    )
+    ap.add_argument(
+        "--cutoff",
+        choices=("remeasure", "first"),
+        default="remeasure",
+        help="cutoff systematic: re-measured at every refit, or held from the last continuation",
     )
     ap.add_argument(
         "--ml-every",
@@ -465,9 +593,25 @@ def main() -> None:
         default="bins",
         help="refits' physical model: 4D-bin positions (the refinement of docs/fidelity.md) or path points",
     )
+    ap.add_argument(
+        "--nfev-probe",
+        type=int,
+        nargs="*",
+        default=[],
+        help="at each warm 11-shell refit of the first uniform repeat that has one, also refit with each of "
+        "these evaluation counts (trusted or not, wall time): the trusted fraction against --nfev",
+    )
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="summarise the --json files of earlier runs (e.g. one per start angle) and draw the figure; "
+        "nothing is run",
+    )
     ap.add_argument("--figure", default="docs/figures/steering.png")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    args.probe_repeat = None  # the (seed, start) whose warm refits are probed (the first that has one)
     logging.basicConfig(level=logging.ERROR)
     _thin_svd_shim()
 
@@ -478,10 +622,26 @@ def main() -> None:
     from fcinv.fcspace import read_phonopy
     from fcinv.forward.physical import coverage_from_fold
     from fcinv.inference import load_model
-    from fcinv.reference import load_reference
+    from fcinv.reference import load_reference, shell_count
 
     if not (SHARED / "FORCE_CONSTANTS").is_file():
         raise SystemExit(f"the DFT Ge set is not at {SHARED}; this benchmark needs it as the truth")
+    if args.merge:
+        ref = load_reference("Ge")
+        pairs = read_phonopy(ref.crystal, SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
+        r_last = load_reference("Ge", max([5, *_refine_shells()]))
+        truth_by_name = dict(zip(r_last.space.names, r_last.space.project(pairs).theta.tolist()))
+        results = []
+        for f in args.merge:
+            results += json.loads(Path(f).read_text())["results"]
+        names = list(ref.sampled)[:FC03]
+        print(f"merged {len(args.merge)} runs: {sum('ratio' in r for r in results)} repeats")
+        line = summarize(results, names, truth_by_name, args)
+        if args.figure:
+            plot(results, names, args, Path(args.figure))
+            print(f"wrote {args.figure}")
+        print(line)
+        return
     t_all = time.perf_counter()
     ref = load_reference("Ge")
     cr, grid, inst = ref.crystal, default_grid(ref.crystal), Instrument(ei=40.0)
@@ -519,110 +679,74 @@ def main() -> None:
         f"in {t_sim:.1f} s (5 K, Ei 40 meV, {args.minutes:g} min each); coverages {t_cov:.1f} s"
     )
     results, compares, firsts = [], [], []
-    truth_by_name = None
+    r_last = spaces.ref(max([5, *_refine_shells()]))
+    truth_by_name = dict(zip(r_last.space.names, r_last.space.project(pairs).theta.tolist()))
+    names = list(ref.sampled)[:FC03]
+    print(
+        f"θ_true FC0–FC3 ({shell_count(r_last.space)}-shell projection): "
+        f"{np.round([truth_by_name[k] for k in names], 4).tolist()} eV/Å²; trust: last space reached, "
+        f"converged and stable, χ²/dof ≤ {args.chi2_max:g}; cutoff systematic: {args.cutoff}",
+        flush=True,
+    )
     for a in args.starts:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             first = first_state(pool, spaces, int(a), seed, args, predictor, None)
             firsts.append(first)
             res0 = first["result"]
-            warns = res0.extra.get("warnings", [])
-            cut0 = [res0.extra.get("sigma_cutoff", {}).get(k, 0.0) for k in list(ref.sampled)[:FC03]]
-            if truth_by_name is None:
-                rf = spaces.ref(int(res0.extra.get("n_shells", 5)))
-                full = rf.space.project(pairs).theta
-                truth_by_name = dict(zip(rf.space.names, full.tolist()))
+            cut0 = [res0.extra.get("sigma_cutoff", {}).get(k, 0.0) for k in names]
             print(
                 f"start {a:5.1f}° seed {seed}: first continuation {first['t_first']:.1f} s, stages "
                 + ", ".join(f"{s['shells']} sh χ²/dof {s['chi2_dof']:.2f}" for s in first["stages"] or [])
-                + "".join(f" [{w}]" for w in warns if w.startswith("CONTINUATION"))
-                + f"; cutoff systematic FC0–FC3 {np.round(cut0, 4).tolist()}"
-                f" eV/Å²; linearise {len(first['infos'])} candidates {first['t_lin']:.1f} s",
+                + f"; {first['snap']['verdict'].why}; cutoff systematic FC0–FC3 {np.round(cut0, 4).tolist()}"
+                " eV/Å²",
                 flush=True,
             )
             row = {}
             for kind in ("uniform", "adaptive"):
-                r = run_strategy(kind, pool, spaces, int(a), seed, args, first, predictor, truth_by_name)
+                replay = row["uniform"]["states"] if kind == "adaptive" else None
+                r = run_strategy(
+                    kind, pool, spaces, int(a), seed, args, first, predictor, truth_by_name, replay=replay
+                )
                 row[kind] = r
                 last = r["history"][-1]
                 print(
                     f"start {a:5.1f}° seed {seed} {kind:8s}: {'reached' if r['reached'] else 'NOT reached'} "
-                    f"at {r['minutes']:6.1f} min ({len(r['psi_measured'])} orientations); "
+                    f"at {r['minutes']:6.1f} min ({len(r['psi_measured'])} orientations; "
+                    f"{r['sources'].count('steered')} steered); "
                     f"σ/|θ| % {np.round(100 * np.array(last['sigma']) / np.abs(last['theta']), 2).tolist()} "
-                    f"|err|/σ {np.round(last['err_over_sigma'], 2).tolist()} χ²/dof {last['chi2_dof']:.2f} "
+                    f"(cutoff {np.round(100 * np.array(last['sigma_cutoff']) / np.abs(last['theta']), 2)})"
+                    f" |err|/σ {np.round(last['err_over_sigma'], 2).tolist()} χ²/dof {last['chi2_dof']:.2f} "
                     f"refit median {np.median(r['refit_s']) if r['refit_s'] else float('nan'):.2f} s",
                     flush=True,
                 )
+                for x in r["history"][1:]:
+                    if not x["reused"]:
+                        print(
+                            f"    refit at {x['n']:3d} ({x['refit_kind']}, {x['refit_s']:.1f} s): {x['why']}",
+                            flush=True,
+                        )
             if len(compares) < args.compare:
-                c = compare_with_full(row["adaptive"], first, list(ref.sampled)[:FC03], truth_by_name)
+                c = compare_with_full(row["adaptive"], first, names, truth_by_name)
                 compares.append(c)
                 print(f"incremental vs full continuation: {json.dumps(c, default=float)}", flush=True)
             for r in row.values():
-                r.pop("final_fold", None)
-                r.pop("joint", None)
-                r.pop("final_result", None)
+                for k in ("final_fold", "joint", "final_result", "states"):
+                    r.pop(k, None)
                 results.append(r)
+            u, d = row["uniform"], row["adaptive"]
             results[-1]["ratio"] = {
                 "start": a,
                 "seed": seed,
-                "ratio": row["uniform"]["minutes"] / row["adaptive"]["minutes"],
-                "bound": not (row["uniform"]["reached"] and row["adaptive"]["reached"]),
+                "ratio": u["minutes"] / d["minutes"],
+                "bound": not (u["reached"] and d["reached"]),
+                "ratio_old": u["minutes_old"] / d["minutes_old"],
+                "bound_old": not (u["reached_old"] and d["reached_old"]),
             }
             if args.json:  # after every repeat, so a cut-short run still leaves its repeats
                 Path(args.json).write_text(
                     json.dumps({"results": results, "compare": compares}, default=float, indent=1)
                 )
-    names = list(ref.sampled)[:FC03]
-    ratios = [r["ratio"]["ratio"] for r in results if "ratio" in r]
-    bounds = [r["ratio"]["bound"] for r in results if "ratio" in r]
-    ad = [r for r in results if r["kind"] == "adaptive"]
-    uni = [r for r in results if r["kind"] == "uniform"]
-    eos = np.concatenate([r["history"][-1]["err_over_sigma"] for r in ad])
-    upd = np.concatenate([r["update_s"] for r in results])
-    refit_s = np.concatenate([r["refit_s"] for r in results if r["refit_s"]] or [[np.nan]])
-    n_ok = sum(x["success"] for r in results for x in r["history"][1:])
-    n_all = sum(len(r["history"]) - 1 for r in results)
-    t_first = [f["t_first"] for f in firsts]
-
-    def fmin(r):
-        return r["forecast_minutes"] if r["forecast_minutes"] is not None else args.budget * args.minutes
-
-    f_ratio = [fmin(u) / fmin(d) for u, d in zip(uni, ad)]
-    cut = np.array([[f["result"].extra.get("sigma_cutoff", {}).get(k, 0.0) for k in names] for f in firsts])
-    print(
-        "cutoff systematic of the first continuations (eV/Å², median over repeats, FC0–FC3): "
-        f"{np.round(np.median(cut, axis=0), 4).tolist()}; as % of |θ_true|: "
-        f"{np.round(100 * np.median(cut, axis=0) / np.abs([truth_by_name[k] for k in names]), 1).tolist()}"
-    )
-    print(
-        "Fisher forecast σ (advise's prediction along each measured sequence, cutoff systematic in "
-        "quadrature): "
-        f"target reached in {sum(r['forecast_minutes'] is not None for r in ad)}/{len(ad)} adaptive and "
-        f"{sum(r['forecast_minutes'] is not None for r in uni)}/{len(uni)} uniform repeats; forecast "
-        f"beamtime ratio median {np.median(f_ratio):.2f} (per repeat {np.round(f_ratio, 2).tolist()})"
-    )
-    print(
-        f"pipeline σ reached the target in {sum(r['reached'] for r in ad)}/{len(ad)} adaptive and "
-        f"{sum(r['reached'] for r in uni)}/{len(uni)} uniform repeats; median χ²/dof of the last refit "
-        f"{np.median([r['history'][-1]['chi2_dof'] for r in results]):.2f}"
-    )
-    eos_all = np.concatenate([np.ravel([x["err_over_sigma"] for x in r["history"]]) for r in ad])
-    print(
-        f"adaptive |err|/σ over every refit (not only at the target): median {np.median(eos_all):.2f}, "
-        f"90th percentile {np.percentile(eos_all, 90):.2f}"
-    )
-    print(f"adaptive orientations chosen (first repeat): {ad[0]['psi_measured']}")
-    print(
-        f"ratios per repeat: {np.round(ratios, 2).tolist()} ({sum(bounds)} of them bounds: a strategy did "
-        "not reach the target)"
-    )
-    print(
-        f"update_s (incremental corrected fold + ML inference, {len(upd)} updates): median "
-        f"{np.median(upd):.3f} s; "
-        f"refit_s (raw fold + joint model + incremental refit, {len(refit_s)} refits): median "
-        f"{np.median(refit_s):.2f} s ({n_ok}/{n_all} trusted); first continuation median "
-        f"{np.median(t_first):.1f} s; final spaces of the first continuations: "
-        f"{[int(f['result'].extra.get('n_shells', 5)) for f in firsts]} shells"
-    )
+    line = summarize(results, names, truth_by_name, args, t_first=[f["t_first"] for f in firsts])
     print(f"total {time.perf_counter() - t_all:.0f} s")
     if args.json:
         Path(args.json).write_text(
@@ -631,10 +755,111 @@ def main() -> None:
     if args.figure:
         plot(results, names, args, Path(args.figure))
         print(f"wrote {args.figure}")
+    print(line)
+
+
+def summarize(results, names, truth_by_name, args, t_first=None) -> str:
+    """Print the summary of the repeats (also of several runs' JSON merged); return the RESULT line."""
+    from collections import Counter
+
+    rr = [r["ratio"] for r in results if "ratio" in r]
+    ratios = [x["ratio"] for x in rr]
+    ad = [r for r in results if r["kind"] == "adaptive"]
+    uni = [r for r in results if r["kind"] == "uniform"]
+
+    def at_target(r):
+        """The refit at the adaptive target, else the last trusted refit (None: no trusted refit)."""
+        hit = [x for x in r["history"] if x["trusted"] and x["below_target"]]
+        tr = [x for x in r["history"] if x["trusted"]]
+        return hit[0] if hit else (tr[-1] if tr else None)
+
+    at = [at_target(r) for r in ad]
+    eos = np.concatenate([x["err_over_sigma"] for x in at if x is not None] or [[np.nan]])
+    old_at = [r["history"][-1] for r in ad]  # the old definition: the last refit, trusted or not
+    eos_old = np.concatenate([x["err_over_sigma"] for x in old_at])
     print(
+        f"adaptive_err_over_sigma from {sum(x is not None for x in at)} of {len(ad)} repeats (at the target, "
+        "else the last trusted refit; repeats without a trusted refit have no trusted σ and are left out); "
+        f"old definition (last refit, trusted or not): median {np.nanmedian(eos_old):.2f} "
+        f"({int(np.isnan(eos_old).sum())} of {len(eos_old)} values NaN: untrusted fits without a σ)"
+    )
+    upd = np.concatenate([r["update_s"] for r in results])
+    refit_s = np.concatenate([r["refit_s"] for r in results if r["refit_s"]] or [[np.nan]])
+    own = [x for r in results for x in r["history"][1:] if not x["reused"]]
+    n_tr = sum(x["trusted"] for x in own)
+    why = Counter(" + ".join(_reasons(x["why"])) for x in own if not x["trusted"])
+    print(
+        f"refits (not counting the replayed ones): {len(own)}, trusted {n_tr}; not trusted because: "
+        + "; ".join(f"{v}× [{k}]" for k, v in why.most_common())
+    )
+    print(
+        "spaces of the refits: "
+        + str(dict(Counter(x["n_shells"] for x in own)))
+        + "; kinds: "
+        + str(dict(Counter(x["refit_kind"] for x in own)))
+    )
+    eos_all = np.concatenate(
+        [np.ravel([x["err_over_sigma"] for x in r["history"] if x["trusted"]]) for r in ad] + [[]]
+    )
+    if len(eos_all):
+        print(
+            f"adaptive |err|/σ over every trusted refit: median {np.median(eos_all):.2f}, "
+            f"90th percentile {np.percentile(eos_all, 90):.2f}"
+        )
+    last_cut = np.array([r["history"][-1]["sigma_cutoff"] for r in results])
+    print(
+        "cutoff systematic of the last refit (eV/Å², median over strategies and repeats, FC0–FC3): "
+        f"{np.round(np.median(last_cut, axis=0), 4).tolist()}; as % of |θ_true|: "
+        f"{np.round(100 * np.median(last_cut, axis=0) / np.abs([truth_by_name[k] for k in names]), 1)}"
+    )
+    print(
+        f"target (trusted refit, σ ≤ {100 * args.target_rel:g} % of |θ̂| on FC0–FC3) reached in "
+        f"{sum(r['reached'] for r in ad)}/{len(ad)} adaptive and {sum(r['reached'] for r in uni)}/{len(uni)} "
+        f"uniform repeats; adaptive steered {sum(r['sources'].count('steered') for r in ad)} of "
+        f"{sum(len(r['sources']) for r in ad)} orientations; median χ²/dof of the last refit "
+        f"{np.median([r['history'][-1]['chi2_dof'] for r in results]):.2f}"
+    )
+    print(f"adaptive orientations (first repeat): {ad[0]['psi_measured']}")
+    print(
+        f"ratios per repeat: {np.round(ratios, 2).tolist()} ({sum(x['bound'] for x in rr)} of them bounds: a "
+        "strategy did not reach the target)"
+    )
+    print(
+        "old definition (any refit's σ below the target, trusted or not; the run before the trust gate): "
+        f"beamtime_ratio {np.median([x['ratio_old'] for x in rr]):.2f}, per repeat "
+        f"{np.round([x['ratio_old'] for x in rr], 2).tolist()} ({sum(x['bound_old'] for x in rr)} bounds)"
+    )
+    print(
+        f"update_s (incremental corrected fold + ML inference, {len(upd)} updates): median "
+        f"{np.median(upd):.3f} s; "
+        f"refit_s (raw fold + joint model + refit, {len(refit_s)} refits): median "
+        f"{np.median(refit_s):.2f} s; first continuation median {np.median(t_first or [np.nan]):.1f} s; "
+        f"linearisation (at the first trusted refit) {np.round([r['linearise_s'] for r in ad], 1).tolist()} s"
+    )
+    return (
         f"RESULT beamtime_ratio={np.median(ratios):.2f} adaptive_err_over_sigma={np.median(eos):.2f} "
         f"update_s={np.median(upd):.2f}"
     )
+
+
+def _reasons(why: str) -> list[str]:
+    """The trust verdict's reasons as categories (stopped short, not converged, unstable, χ²/dof)."""
+    out = []
+    if why.startswith("continuation stopped"):
+        out.append(why.split(" (")[0].replace("continuation ", ""))
+    if "not trusted by the fit" in why:
+        part = why.split("not trusted by the fit", 1)[1]
+        out += [c for c in ("not converged", "unstable") if c in part]
+    if "chi2/dof" in why and ">" in why:
+        out.append("chi2/dof > bound")
+    return out
+
+
+def _refine_shells() -> list[int]:
+    from fcinv.crystal import material_info
+
+    raw = material_info("Ge").get("refine_shells") or ()
+    return [int(n) for n in (raw if isinstance(raw, (list, tuple)) else [raw])]
 
 
 def plot(results, names, args, path: Path) -> None:
@@ -645,8 +870,9 @@ def plot(results, names, args, path: Path) -> None:
     for r in results:
         h = r["history"]
         m = [x["minutes"] for x in h]
+        tr = np.array([x.get("trusted", False) for x in h])
         for i, ax in enumerate(axes):
-            rel = [100 * x["sigma"][i] / abs(x["theta"][i]) for x in h]
+            rel = np.array([100 * x["sigma"][i] / abs(x["theta"][i]) for x in h])
             ax.plot(
                 m,
                 rel,
@@ -655,6 +881,9 @@ def plot(results, names, args, path: Path) -> None:
                 alpha=0.6,
                 label=r["kind"] if r is results[0] or r is results[1] else None,
             )
+            mm = np.asarray(m)
+            ax.plot(mm[tr], rel[tr], "o", ms=3, color=colors[r["kind"]], alpha=0.8)
+            ax.plot(mm[~tr], rel[~tr], "o", ms=3, mfc="none", color=colors[r["kind"]], alpha=0.5)
     for i, ax in enumerate(axes):
         ax.axhline(100 * args.target_rel, color="k", ls="--", lw=0.8)
         ax.set_yscale("log")

@@ -5,8 +5,9 @@
 - :mod:`fcinv.steering.candidates`: candidate orientations' coverages (one fold plan) and their information.
 - :mod:`fcinv.steering.combine`: the physical model of a joint fold from per-orientation models.
 - :mod:`fcinv.steering.incremental`: the incremental fold (running per-pixel sums).
-- :mod:`fcinv.steering.refit`: the steering refit (one full shell continuation, then warm-started
-  single stages in its final space; σ with the continuation's cutoff systematic).
+- :mod:`fcinv.steering.refit`: the steering refit (the shell continuation, retried while short of its
+  last space, then warm-started stages; σ with the cutoff systematic re-measured on the current data)
+  and the trust gate (:class:`Trust`, :func:`gated_choice`: steer only from a trusted refit).
 - :mod:`fcinv.steering.watch`: the live loop over a directory of orientation files.
 """
 
@@ -22,7 +23,7 @@ from fcinv.steering.design import (
     rank,
     stop_advice,
 )
-from fcinv.steering.refit import IncrementalRefit
+from fcinv.steering.refit import IncrementalRefit, Trust, gated_choice
 
 __all__ = [
     "Forecast",
@@ -31,8 +32,10 @@ __all__ = [
     "Posterior",
     "Ranking",
     "SteeringError",
+    "Trust",
     "forecast",
     "gains",
+    "gated_choice",
     "linearise",
     "rank",
     "stop_advice",
