@@ -301,6 +301,36 @@ def test_threads_and_batch_order_leave_the_spectra_unchanged(ge, small_cov):
     assert not np.array_equal(one[0], one[1])
 
 
+def test_rebuilt_keeps_every_measurement_setting(ge, small_cov):
+    """PhysicalModel.rebuilt (used by the shell continuation and the moment start) carries every
+    setting over: the same space and θ give the same spectra; a larger space keeps the settings."""
+    b = {"Ge": 9.0}
+    model = PhysicalModel(
+        ge["space"],
+        ge["grid"],
+        ge["theta"],
+        coverage=small_cov,
+        temperature=120.0,
+        dw_expansion="taylor",
+        scattering_lengths=b,
+        e_min_mode=0.1,
+    )
+    again = model.rebuilt(model.space, model.theta_ref)
+    th = model.theta0[None] * (1 + 0.05 * np.random.default_rng(5).uniform(-1, 1, size=(3, model.k)))
+    assert np.array_equal(again.spectra(th), model.spectra(th))
+    four = model.rebuilt(model.space, model.theta_ref, free=model.free[:4])
+    th4 = np.repeat(model.theta0[None], 3, axis=0)
+    th4[:, :4] = th[:, :4]
+    assert np.array_equal(four.spectra(th[:, :4]), model.spectra(th4))
+    big = model.rebuilt(
+        FCSpace(ge["crystal"], n_shells=6), np.zeros(FCSpace(ge["crystal"], n_shells=6).n_params)
+    )
+    for attr in ("temperature", "dw", "dw_mesh", "dw_expansion", "e_min_mode", "sampling", "mesh"):
+        assert getattr(big, attr) == getattr(model, attr), attr
+    assert big.coverage is small_cov and big.scattering_lengths == b
+    assert np.array_equal(big.b_fm, model.b_fm)
+
+
 def test_path_sampling_puts_terms_at_the_path_points(ge, small_cov):
     inst = Instrument()
     fast = PhysicalModel(

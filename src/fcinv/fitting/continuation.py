@@ -72,21 +72,7 @@ def model_in_space(model, space, theta_ref, free=None):
             f"{space.n_params}. Pass free=None or every name."
         )
     if isinstance(model, PhysicalModel):
-        return PhysicalModel(
-            space,
-            model.grid,
-            theta_ref,
-            free=names,
-            coverage=model.coverage,
-            temperature=model.temperature,
-            resolution=model.resolution,
-            dw=model.dw,
-            dw_mesh=model.dw_mesh,
-            corrections=model.corrections,
-            mesh=model.mesh,
-            e_min_mode=model.e_min_mode,
-            sampling=model.sampling,
-        )
+        return model.rebuilt(space, theta_ref, free=names)
     if isinstance(model, ForwardModel):
         if model.reference is not None:
             raise DataError(

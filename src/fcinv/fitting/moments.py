@@ -184,22 +184,7 @@ def recentred_model(model, theta):
     if not isinstance(model, PhysicalModel) or model.reference is not None:
         return model
     full = np.asarray(model.full_theta(np.asarray(theta, float)[None])[0], float)
-    return PhysicalModel(
-        model.space,
-        model.grid,
-        full,
-        free=list(model.free),
-        coverage=model.coverage,
-        temperature=model.temperature,
-        resolution=model.resolution,
-        dw=model.dw,
-        dw_mesh=model.dw_mesh,
-        corrections=model.corrections,
-        mesh=model.mesh,
-        e_min_mode=model.e_min_mode,
-        sampling=model.sampling,
-        dw_expansion=model.dw_expansion,
-    )
+    return model.rebuilt(model.space, full, free=list(model.free))
 
 
 def _towards_stable(model, theta: np.ndarray, anchor: np.ndarray, n: int = 10) -> np.ndarray:

@@ -341,6 +341,7 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
         crystal = space.crystal
         self.path = LinearDynamics(space, grid.q_rlu, self.theta_ref, self.free_idx, reference)
         self._mesh_dyn: LinearDynamics | None = None
+        self.scattering_lengths = scattering_lengths
         self.b_fm = coherent_lengths(crystal.symbols, scattering_lengths)
         kT = KB_MEV_PER_K * self.temperature
         self._kT = kT
@@ -362,6 +363,31 @@ class PhysicalModel(DebyeWallerMixin, CoveragePrecomputeMixin, FreeParameters):
         """Use a full FC set as D_ref, with θ_ref its projection onto ``space``."""
         proj = space.project(pairs)
         return cls(space, grid, proj.theta, reference=pairs, **kw)
+
+    def rebuilt(self, space: FCSpace, theta_ref, *, free: Sequence[str] | None = None) -> PhysicalModel:
+        """The same measurement (grid, coverage, temperature, resolution, Debye–Waller settings,
+        corrections, scattering lengths, sampling) about another reference θ, in ``space``
+        (which may hold more or fewer shells), with ``free`` the free names (default: all).
+
+        No ``reference`` FC set is carried over: the new model's D_ref is ``theta_ref`` alone.
+        """
+        return type(self)(
+            space,
+            self.grid,
+            theta_ref,
+            free=free,
+            coverage=self.coverage,
+            temperature=self.temperature,
+            resolution=self.resolution,
+            dw=self.dw,
+            dw_mesh=self.dw_mesh,
+            corrections=self.corrections,
+            scattering_lengths=self.scattering_lengths,
+            mesh=self.mesh,
+            e_min_mode=self.e_min_mode,
+            sampling=self.sampling,
+            dw_expansion=self.dw_expansion,
+        )
 
     def _dynamics(self, q_rlu: np.ndarray) -> LinearDynamics:
         return LinearDynamics(self.space, q_rlu, self.theta_ref, self.free_idx, self.reference)
