@@ -55,7 +55,6 @@ import numpy as np
 
 from fcinv.fitting._base import FitError
 from fcinv.fitting.image import Weighting, _start_vector
-from fcinv.fitting.priors import build_prior
 from fcinv.units import KB_MEV_PER_K
 
 log = logging.getLogger(__name__)
@@ -308,17 +307,9 @@ def moment_start(
 
     k = model.k
     theta = _start_vector(model, theta_start)
-    space = getattr(model, "space", None)
-    if (
-        material_reference is None
-        and isinstance(prior, str)
-        and prior.lower() == "domain"
-        and space is not None
-    ):
-        from fcinv.fitting.spectrum_fit import _embedded_reference
+    from fcinv.fitting.spectrum_fit import model_prior
 
-        material_reference = _embedded_reference(space)
-    pri = build_prior(model.names, np.asarray(model.theta0, float), spec=prior, ref=material_reference)
+    pri = model_prior(model, np.asarray(model.theta0, float), prior, material_reference)
     if pri is not None:
         mu, sig = np.asarray(pri.mean, float), np.asarray(pri.sigma, float)
         lo, hi = mu - 2 * sig, mu + 2 * sig

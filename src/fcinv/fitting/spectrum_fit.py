@@ -372,14 +372,7 @@ def fit_spectrum(
                 model, y, w, mask, fit_background, domain, n_starts - 1, n_candidates or 32 * n_starts, seed
             )
         )
-    if (
-        material_reference is None
-        and isinstance(prior, str)
-        and prior.lower() == "domain"
-        and space is not None
-    ):
-        material_reference = _embedded_reference(space)
-    pri = build_prior(model.names, theta0, spec=prior, ref=material_reference)
+    pri = model_prior(model, theta0, prior, material_reference)
     prob = _Problem(model, y, w, mask, fit_background, prior=None)
     fit_kw = {"max_nfev": max_nfev, "ftol": ftol, "xtol": xtol, "presmooth_meV": presmooth_meV}
     results = []
@@ -553,6 +546,21 @@ def fit_spectrum(
         n_eval_total=int(sum(r.n_eval for _, r in fits) + sum(r.n_eval for _, r, _ in results)),
         extra=extra,
     )
+
+
+def model_prior(model, start: np.ndarray, prior, material_reference=None):
+    """The fit's prior for ``model`` (:func:`~fcinv.fitting.priors.build_prior`); ``prior="domain"``
+    without a ``material_reference`` uses the embedded reference of the model's material at its
+    shell count, where there is one."""
+    space = getattr(model, "space", None)
+    if (
+        material_reference is None
+        and isinstance(prior, str)
+        and prior.lower() == "domain"
+        and space is not None
+    ):
+        material_reference = _embedded_reference(space)
+    return build_prior(model.names, start, spec=prior, ref=material_reference)
 
 
 def _embedded_reference(space):
