@@ -589,7 +589,7 @@ class Pipeline:
 
         if "moments" not in self.config.refine_starts or not isinstance(model, PhysicalModel):
             return [], None
-        from fcinv.fitting._base import FitError
+        from fcinv.fitting import FitError
         from fcinv.fitting.moments import moment_start, recentred_model
 
         t = time.perf_counter()
