@@ -207,30 +207,41 @@ def spectrum_and_jacobian(
 
 
 # --------------------------------------------------------------------- data
-def _as_pixels(
-    model: ForwardModel, data, weighting: Weighting
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Measured values, weights and mask of ``data`` on the model's grid."""
+def spectrum_arrays(model, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``data`` (a FoldedSpectrum or an (n_q, n_E) array) on the model's grid, checked: intensity,
+    mask of the measured pixels and their errors (NaN where none), all of the grid's shape."""
     from fcinv.experiment.folded import FoldedSpectrum
 
     if isinstance(data, FoldedSpectrum):
         model.grid.check_same(data.grid, "the folded spectrum")
-        y = data.intensity
-        mask = data.mask.copy()
-        err = data.error
-    else:
-        y = np.asarray(data, dtype=float)
-        if y.shape != model.grid.shape:
-            raise GridError(
-                f"the spectrum has shape {y.shape} but the model's grid is {model.grid.shape} (n_q, "
-                "n_E). Fold or rebin onto the model's grid, or pass a FoldedSpectrum."
-            )
-        if np.any(np.isinf(y)):
+        y = np.asarray(data.intensity, float)
+        mask = np.asarray(data.mask, bool).copy()
+        err = np.asarray(data.error, float) if data.error is not None else np.full(y.shape, np.nan)
+        bad = mask & ~np.isfinite(y)
+        if bad.any():
             raise FitError(
-                f"the spectrum has {int(np.isinf(y).sum())} infinite values. Mark unmeasured pixels with NaN."
+                f"the folded spectrum has {int(bad.sum())} measured pixels that are NaN or infinite. "
+                "Mask them out (mask=False) or refold the data."
             )
-        mask = np.isfinite(y)
-        err = np.full(y.shape, np.nan)
+        return y, mask, err
+    y = np.asarray(data, dtype=float)
+    if y.shape != model.grid.shape:
+        raise GridError(
+            f"the spectrum has shape {y.shape} but the model's grid is {model.grid.shape} (n_q, "
+            "n_E). Fold or rebin onto the model's grid, or pass a FoldedSpectrum."
+        )
+    if np.any(np.isinf(y)):
+        raise FitError(
+            f"the spectrum has {int(np.isinf(y).sum())} infinite values. Mark unmeasured pixels with NaN."
+        )
+    return y, np.isfinite(y), np.full(y.shape, np.nan)
+
+
+def _as_pixels(
+    model: ForwardModel, data, weighting: Weighting
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Measured values, weights and mask of ``data`` on the model's grid."""
+    y, mask, err = spectrum_arrays(model, data)
     n = int(mask.sum())
     if n == 0:
         raise FitError("the spectrum has no measured pixel (all NaN/masked). Check its coverage.")

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fcinv.fitting._base import FitError
-from fcinv.fitting.image import Weighting, _start_vector
+from fcinv.fitting.image import Weighting, _start_vector, spectrum_arrays
 from fcinv.units import KB_MEV_PER_K
 
 log = logging.getLogger(__name__)
@@ -122,34 +122,9 @@ class MomentStart:
 
 def _data_arrays(model, data, weighting: Weighting) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """(intensity, σ (1 without errors), mask, whether errors are used) on the model's grid, NaN-checked."""
-    from fcinv.experiment.folded import FoldedSpectrum
-
     if weighting not in ("auto", "errors", "uniform"):
         raise FitError(f"weighting={weighting!r} is unknown. Use 'auto', 'errors' or 'uniform'.")
-    if isinstance(data, FoldedSpectrum):
-        model.grid.check_same(data.grid, "the folded spectrum")
-        y = np.asarray(data.intensity, float)
-        mask = np.asarray(data.mask, bool).copy()
-        err = np.asarray(data.error, float) if data.error is not None else np.full(y.shape, np.nan)
-        bad = mask & ~np.isfinite(y)
-        if bad.any():
-            raise FitError(
-                f"the folded spectrum has {int(bad.sum())} measured pixels that are NaN or infinite. "
-                "Mask them out (mask=False) or refold the data."
-            )
-    else:
-        y = np.asarray(data, dtype=float)
-        if y.shape != model.grid.shape:
-            raise FitError(
-                f"the spectrum has shape {y.shape} but the model's grid is {model.grid.shape} (n_q, n_E). "
-                "Fold or rebin onto the model's grid, or pass a FoldedSpectrum."
-            )
-        if np.any(np.isinf(y)):
-            raise FitError(
-                f"the spectrum has {int(np.isinf(y).sum())} infinite values. Mark unmeasured pixels with NaN."
-            )
-        mask = np.isfinite(y)
-        err = np.full(y.shape, np.nan)
+    y, mask, err = spectrum_arrays(model, data)
     model_mask = getattr(model, "mask", None)
     if model_mask is not None:
         mask &= np.asarray(model_mask, bool)
