@@ -21,7 +21,7 @@ minima. The default also takes m5 = Σ E⁵ (1 − e^{−E/kT}) (I − b) ΔE �
 θ (linearised like the others): on the benchmark's GaAs run m1 and m3 alone left 1NN_xy with the
 wrong sign (+0.83 against −1.33 eV/Å²), with m5 it came out −1.14.
 
-How it is evaluated here. The "≈" hides the corrections the brief of this module lists: the
+How it is evaluated here. The "≈" hides these corrections: the
 Gaussian resolution (it adds 3ωσ(ω)² to ω³), the finite energy window and the unmeasured bins of a
 partly covered column, a matrix M that varies along E (the coverage weights of the zones change
 with energy), the θ-change of the Debye–Waller factor and the dropped modes at or below the
