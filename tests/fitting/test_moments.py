@@ -9,7 +9,8 @@ import pytest
 
 from fcinv.fitting import FitError
 from fcinv.fitting.moments import moment_start
-from fcinv.fitting.spectrum_fit import data_misfit, refine, select_start
+from fcinv.fitting.spectrum_fit import refine
+from fcinv.fitting.starts import data_misfit, select_start
 
 
 @pytest.fixture(scope="module")
