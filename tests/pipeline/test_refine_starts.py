@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fcinv.errors import DataError
-from fcinv.pipeline import Pipeline, PipelineConfig, core
+from fcinv.pipeline import Pipeline, PipelineConfig, starts
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -72,7 +72,7 @@ def test_continuation_passes_the_starts_to_its_first_stage_only(monkeypatch):
         return SimpleNamespace(extra={"refine_start": "moments", "start_selection": [{"start": "ml"}]})
 
     monkeypatch.setattr(fcinv.fitting, "refine", fake_refine)
-    fn = core._first_stage_with_starts([("moments", np.zeros(2), None)])
+    fn = starts.first_stage_with_starts([("moments", np.zeros(2), None)])
     fn(None, None, None)
     fn(None, None, None, max_nfev=3)
     assert len(seen) == 2 and seen[0][0][0] == "moments" and seen[1] is None

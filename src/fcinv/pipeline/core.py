@@ -535,8 +535,9 @@ class Pipeline:
         first_stage: dict = {}
         if shells and self._refine is None:
             from fcinv.fitting.continuation import refine_in_shells
+            from fcinv.pipeline.starts import first_stage_with_starts
 
-            stage_fn = _first_stage_with_starts(starts)
+            stage_fn = first_stage_with_starts(starts)
             out = refine_in_shells(
                 model, spectrum, prediction, shells, material=self.material.name, refine_fn=stage_fn
             )
@@ -550,18 +551,9 @@ class Pipeline:
                 out, material=self.material.name, provenance=Provenance.now(seed=self.config.seed)
             )
         if start_info is not None:
-            # which start won (with a continuation: the first stage's; the later stages start from it)
-            sel = {
-                **first_stage,
-                **{k: out.extra[k] for k in ("refine_start", "start_selection") if k in out.extra},
-            }
-            won = sel.get("refine_start") or "ml"
-            if out.extra.get("fallback") and not first_stage:
-                won = "none (refinement rejected: the ML answer is kept)"
-            extra = {**out.extra, "moment_start": start_info, "refine_start": won}
-            if sel.get("start_selection"):
-                extra["start_selection"] = sel["start_selection"]
-            out = replace(out, extra=extra)
+            from fcinv.pipeline.starts import record_start
+
+            out = record_start(out, first_stage, start_info)
         adequacy = dict(out.adequacy)
         adequacy["refinement_model"] = type(model).__name__
         if warning is not None:
@@ -585,33 +577,9 @@ class Pipeline:
         its intensities'). Returns ``([(label, θ, model)], summary)``; an estimate that fails is
         logged and left out (``[]``, with the reason in the summary).
         """
-        from fcinv.forward.physical import PhysicalModel
+        from fcinv.pipeline.starts import moment_starts
 
-        if "moments" not in self.config.refine_starts or not isinstance(model, PhysicalModel):
-            return [], None
-        from fcinv.fitting import FitError
-        from fcinv.fitting.moments import moment_start, recentred_model
-
-        t = time.perf_counter()
-        try:
-            first = moment_start(model, spectrum)
-            centred = recentred_model(model, first.theta)
-            ms = moment_start(centred, spectrum, theta_start=first.theta)
-        except FitError as exc:
-            log.warning("moment start left out: %s", exc)
-            return [], {"error": str(exc)}
-        info = ms.as_dict()
-        info["first_pass_theta"] = first.theta_dict()
-        info["recentred"] = (
-            "the local fit from it uses a PhysicalModel about the first-pass estimate"
-            if centred is not model
-            else "no (the model has a full reference FC set)"
-        )
-        info["wall_s"] = round(time.perf_counter() - t, 3)
-        if not ms.stable:
-            log.warning("moment start left out: unstable (lowest mode %.2f meV)", ms.lowest_mode_meV)
-            return [], {**info, "error": "unstable"}
-        return [("moments", ms.theta, centred)], info
+        return moment_starts(model, spectrum) if "moments" in self.config.refine_starts else ([], None)
 
     def attach_trust(self, spectrum: FoldedSpectrum, prediction, result: FCResult) -> FCResult:
         """Step 4b: calibrated σ and the data-adequacy verdict (:func:`fcinv.trust.trust_report`).
@@ -787,22 +755,3 @@ class Pipeline:
         return OrientationScans(
             self.names, np.asarray(run.psi)[which], np.array([s.coverage for s in scans]), theta
         )
-
-
-def _first_stage_with_starts(starts: list):
-    """A refine callable for :func:`~fcinv.fitting.continuation.refine_in_shells` that passes ``starts`` to
-    its first stage only (the later stages have more parameters and start from the previous one)."""
-    from fcinv.fitting import refine
-
-    calls = {"n": 0}
-
-    def fn(model, spectrum, theta_start, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1 and starts:
-            res = refine(model, spectrum, theta_start, extra_starts=starts, **kwargs)
-            fn.first_stage = {k: res.extra.get(k) for k in ("refine_start", "start_selection", "fallback")}
-            return res
-        return refine(model, spectrum, theta_start, **kwargs)
-
-    fn.first_stage = {}
-    return fn
