@@ -107,8 +107,10 @@ def test_bad_tail_options(shells, width, match):
         (["--tail-shells", "4"], "above the model's 5 shells"),
         (["--tail-shells", "11", "--top-k", "8"], "drop --top-k"),
         (["--background", "fold"], "--background fold needs --randomise --intensity physical"),
-        (["--background", "fold", "--scheduler", "serial"], "not available with --scheduler"),
-        (["--tail-shells", "11", "--scheduler", "serial"], "not available with --scheduler"),
+        # the sharded path checks the same options before any worker builds a model
+        (["--background", "fold", "--scheduler", "serial"], "--background fold needs --randomise"),
+        (["--tail-width", "3", "--scheduler", "serial"], "--tail-width needs --tail-shells"),
+        (["--tail-shells", "11", "--top-k", "8", "--scheduler", "serial"], "drop --top-k"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, args, match):
@@ -119,6 +121,42 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, match):
     err = capsys.readouterr().err
     assert rc != 0 and match.split("|")[0] in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_sharded_tail_set_stores_the_labels(tmp_path, ge2):
+    """``--tail-shells`` with ``--scheduler``: the shards store the model's labels (the projection) and
+    the far shells as conditions, as a plain run does."""
+    from fcinv.cli.main import main
+
+    out = tmp_path / "s.h5"
+    argv = ["dataset", "-m", "Ge", "--shells", "2", "--tail-shells", "3", "--tail-width", "2", "-n", "8"]
+    rc = main([*argv, "-o", str(out), "--no-progress", "--scheduler", "serial", "--shard-size", "4"])
+    assert rc == 0
+    ds = read_dataset(out)
+    big = load_reference("Ge", 3)
+    far = [n for n in big.space.names if n not in ge2.space.names]
+    assert list(ds.names) == list(ge2.sampled) and ds.theta.shape == (8, len(ge2.sampled))
+    assert ds.meta["tail"]["names"] == far and ds.meta["tail"]["tail_width"] == 2.0
+    tail = np.column_stack([ds.conditions[TAIL_PREFIX + n] for n in far])
+    assert np.all(tail.std(axis=0) > 0)
+    names = list(ge2.sampled) + far
+    for row, lab in zip(np.hstack([ds.theta, tail]), ds.theta):
+        theta_big = np.empty(big.space.n_params)
+        theta_big[big.space.index(names)] = row
+        proj = ge2.space.project(big.space.to_pairs(theta_big)).theta
+        np.testing.assert_allclose(proj[ge2.space.index(list(ds.names))], lab, atol=1e-10)
+
+
+def test_shard_recipe_carries_tail_and_background():
+    from fcinv.cli.dataset import get_parser
+    from fcinv.dataset.shard_jobs import recipe_from_args
+
+    args = get_parser().parse_args(
+        ["-m", "Ge", "-n", "4", "-o", "x.h5", "--randomise", "--intensity", "physical"]
+        + ["--background", "fold", "--tail-shells", "11", "--tail-width", "2.5"]
+    )
+    kw = dict(recipe_from_args(args).kwargs)
+    assert (kw["background"], kw["tail_shells"], kw["tail_width"]) == ("fold", 11, 2.5)
 
 
 def test_fold_noise_clean_and_noisy():

@@ -128,6 +128,23 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_build_options(args) -> tuple[int | None, float | None, str]:
+    """The tail and background options of parsed arguments, checked together (one-line errors);
+    returns (tail_shells, tail_width, background)."""
+    from fcinv.errors import DataError
+
+    tail_shells = getattr(args, "tail_shells", None)
+    tail_width = getattr(args, "tail_width", None)
+    background = getattr(args, "background", "flat")
+    if tail_width is not None and tail_shells is None:
+        raise DataError("--tail-width needs --tail-shells N (the shells the spectra are made in).")
+    if tail_shells is not None and args.top_k is not None:
+        raise DataError("--tail-shells needs every parameter of the cutoff sampled; drop --top-k.")
+    if background != "flat" and not (args.randomise and args.intensity == "physical"):
+        raise DataError(f"--background {background} needs --randomise --intensity physical.")
+    return tail_shells, tail_width, background
+
+
 def build(args):
     """(reference, names, forward object, domain, randomisation) for parsed arguments."""
     from fcinv.dataset.randomise import PaperConditioner, Randomisation
@@ -144,21 +161,7 @@ def build(args):
         )
     names = ref.sampled[: args.top_k] if args.top_k else list(ref.sampled)
     domain = ref.domain(names, widen=tuple(args.widen))
-    tail_shells = getattr(args, "tail_shells", None)
-    tail_width = getattr(args, "tail_width", None)
-    background = getattr(args, "background", "flat")
-    if tail_width is not None and tail_shells is None:
-        from fcinv.errors import DataError
-
-        raise DataError("--tail-width needs --tail-shells N (the shells the spectra are made in).")
-    if tail_shells is not None and args.top_k is not None:
-        from fcinv.errors import DataError
-
-        raise DataError("--tail-shells needs every parameter of the cutoff sampled; drop --top-k.")
-    if background != "flat" and not (args.randomise and args.intensity == "physical"):
-        from fcinv.errors import DataError
-
-        raise DataError(f"--background {background} needs --randomise --intensity physical.")
+    tail_shells, tail_width, background = check_build_options(args)
     rnd = None
     if args.randomise and args.intensity == "paper":
         rnd = Randomisation(temperature_K=tuple(args.temperature), clean_fraction=args.clean_fraction)
@@ -313,15 +316,9 @@ def main_sharded(args, command: str) -> int:
     )
     from fcinv.reference import check_shells, load_reference
 
-    if args.tail_shells is not None:
-        raise ShardError("--tail-shells is not available with --scheduler yet; generate without --scheduler.")
-    if args.background != "flat":
-        # the shard recipe (fcinv.dataset.shard_jobs.CLI_BUILD_KEYS) does not carry it: refuse, not ignore
-        raise ShardError(
-            f"--background {args.background} is not available with --scheduler yet; generate without --scheduler."
-        )
     if args.scheduler != "dask" and (args.workers or args.address):
         raise ShardError("--workers/--address need --scheduler dask.")
+    check_build_options(args)  # before any worker builds the model (the recipe carries these options)
     if args.shells is not None:
         check_shells(args.shells, args.material)
     ref = load_reference(args.material, args.shells, tail=args.tail)

@@ -273,6 +273,27 @@ def base_model(model):
     return getattr(model, "model", None) or getattr(model, "stability", None) or model
 
 
+def label_meta(model, domain, meta: dict) -> list[str]:
+    """The names a set of ``model`` stores as θ; for a tail set (:class:`fcinv.dataset.tail.TailLabels`,
+    drawn in a larger space) its ``label_names``, with the tail description and the labels' box written
+    into ``meta`` (``tail``, ``domain_low``, ``domain_high``)."""
+    labels = list(getattr(model, "label_names", None) or model.names)
+    if labels != list(model.names):
+        meta["tail"] = dict(model.tail)
+        meta["domain_low"] = domain.low[: len(labels)].tolist()
+        meta["domain_high"] = domain.high[: len(labels)].tolist()
+    return labels
+
+
+def as_labels(model, theta: np.ndarray, cond: dict | None) -> tuple[np.ndarray, dict | None]:
+    """Drawn θ and conditions as stored: a tail set's labels (the model's projection) and its far
+    shells added to the conditions; any other model's θ unchanged."""
+    labels = getattr(model, "label_names", None)
+    if not labels or list(labels) == list(model.names):
+        return theta, cond
+    return model.labels(theta), {**(cond or {}), **model.tail_conditions(theta)}
+
+
 def generate(
     model,
     domain: Domain,
@@ -337,14 +358,7 @@ def generate(
     path = Path(path)
     command = command or " ".join(shlex.quote(a) for a in ["fcinv", *sys.argv[1:]])
     meta = dataset_meta(model, domain, randomisation, seed, command)
-    # a tail set (fcinv.dataset.tail): drawn in the larger space, the model's parameters stored as labels
-    labels = list(getattr(model, "label_names", None) or model.names)
-    if labels != list(model.names):
-        meta["tail"] = dict(model.tail)
-        meta["domain_low"], meta["domain_high"] = (
-            domain.low[: len(labels)].tolist(),
-            domain.high[: len(labels)].tolist(),
-        )
+    labels = label_meta(model, domain, meta)
     base = base_model(model)
     rng = np.random.default_rng(seed)
     drawn = 0
@@ -378,9 +392,7 @@ def generate(
         )
         for theta, spectra, cond, drawn in batches:
             if len(theta):
-                if labels != list(model.names):
-                    cond = {**(cond or {}), **model.tail_conditions(theta)}
-                    theta = model.labels(theta)
+                theta, cond = as_labels(model, theta, cond)
                 writer.append(
                     theta, spectra, state={"rng": rng.bit_generator.state, "drawn": drawn}, conditions=cond
                 )

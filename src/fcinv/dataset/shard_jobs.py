@@ -115,6 +115,9 @@ CLI_BUILD_KEYS = (
     "coverage",
     "clean_fraction",
     "widen",
+    "tail_shells",
+    "tail_width",
+    "background",
 )
 
 _CACHE: dict[Any, tuple] = {}
@@ -206,7 +209,7 @@ def _hash_of(theta: np.ndarray, spectra: np.ndarray) -> str:
 def _draw_shard(model, domain, rnd, rng: np.random.Generator, n_k: int, chunk: int):
     """The shard's accepted samples: (theta, spectra, conditions, drawn), drawn by
     :func:`fcinv.dataset.generate.draw_stable` (the sampling loop of a plain run) from the shard's stream."""
-    from fcinv.dataset.generate import draw_stable
+    from fcinv.dataset.generate import as_labels, draw_stable
 
     thetas, spectra, conds = [], [], []
     drawn = 0
@@ -215,6 +218,7 @@ def _draw_shard(model, domain, rnd, rng: np.random.Generator, n_k: int, chunk: i
     ):
         drawn = so_far
         if len(theta):
+            theta, cond = as_labels(model, theta, cond)  # a tail set stores its labels
             thetas.append(np.asarray(theta, np.float64))
             spectra.append(np.asarray(sp, np.float32))
             if cond is not None:
@@ -291,9 +295,10 @@ def describe_job(job: ShardJob) -> dict:
 
 
 def _describe(model, domain, rnd, job: ShardJob) -> dict:
-    from fcinv.dataset.generate import base_model, dataset_meta
+    from fcinv.dataset.generate import base_model, dataset_meta, label_meta
 
     meta = dataset_meta(model, domain, rnd, job.seed)
+    labels = label_meta(model, domain, meta)
     grid = getattr(model, "grid", None) or base_model(model).grid
     plan = {
         "seed": int(job.seed),
@@ -305,4 +310,4 @@ def _describe(model, domain, rnd, job: ShardJob) -> dict:
         "meta": jsonable(meta),
     }
     fp = hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
-    return {"grid": grid.to_json(), "names": list(domain.names), "meta": jsonable(meta), "fingerprint": fp}
+    return {"grid": grid.to_json(), "names": labels, "meta": jsonable(meta), "fingerprint": fp}
