@@ -49,3 +49,15 @@ def test_parameters_the_members_do_not_hold_get_the_floor_prior():
 def test_config_accepts_supercell_stages():
     cfg = PipelineConfig(refine_shells=(9, "11", "4X4X4"))
     assert cfg.refine_shells == (9, 11, "4x4x4")
+
+
+def test_infer_shells_option_takes_a_supercell():
+    import argparse
+
+    import pytest
+
+    from fcinv.cli.infer import _shells_or_supercell
+
+    assert _shells_or_supercell("11") == 11 and _shells_or_supercell("4X4x4") == "4x4x4"
+    with pytest.raises(argparse.ArgumentTypeError, match="neither a shell count"):
+        _shells_or_supercell("4x4")
