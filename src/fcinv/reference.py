@@ -321,7 +321,7 @@ def check_shells(n_shells, material: str = "") -> int:
 
 
 def load_reference(
-    material: str, n_shells: int | None = None, *, tail: str | None = None
+    material: str, n_shells: int | None = None, *, tail: str | None = None, supercell=None
 ) -> MaterialReference:
     """Load an embedded material's reference, optionally at another shell count (cached; read-only).
 
@@ -338,6 +338,11 @@ def load_reference(
     tail
         What lies beyond the cutoff for all-parameter models; default ``tail`` of
         material.json, else :data:`TAIL_ZERO`.
+    supercell
+        Instead of ``n_shells``: the space of every orbit inside or on this supercell's
+        Wigner–Seitz cell (:meth:`FCSpace.for_supercell`, e.g. ``"4x4x4"``). Parameters the
+        members' (and reference's) own supercell does not hold strictly inside get the reference
+        value 0 and bounds [0, 0]: the refinement's far-shell σ floor is their prior.
 
     Raises
     ------
@@ -346,11 +351,22 @@ def load_reference(
         the reference FC supercell, an unknown tail.
     """
     info = material_info(material)
-    n = check_shells(info.get("cutoff_shells", 5) if n_shells is None else n_shells, info["name"])
+    if supercell is None:
+        n = check_shells(info.get("cutoff_shells", 5) if n_shells is None else n_shells, info["name"])
+    else:
+        n = 0  # the supercell decides the space (its shell count is set on loading)
     folder = material_dir(info["name"])
     stamp = tuple((folder / f).stat().st_mtime_ns if (folder / f).is_file() else 0 for f in _FILES)
+    sc = None
+    if supercell is not None:
+        from fcinv.fcspace.supercell import parse_supercell
+
+        m = parse_supercell(supercell)
+        if m is None:
+            raise DataError(f"supercell={supercell!r} is a shell count; pass n_shells or e.g. '4x4x4'.")
+        sc = tuple(int(v) for v in m.reshape(-1))
     return _load_reference(
-        info["name"], n, check_tail(tail or info.get("tail", TAIL_ZERO)), str(folder), stamp
+        info["name"], n, check_tail(tail or info.get("tail", TAIL_ZERO)), str(folder), stamp, sc
     )
 
 
@@ -358,7 +374,9 @@ _FILES = ("material.json", ENSEMBLE_FILE, REFERENCE_FC_FILE, MEMBERS_FC_FILE)
 
 
 @lru_cache(maxsize=16)
-def _load_reference(material: str, n_shells: int, tail: str, folder: str, stamp: tuple) -> MaterialReference:
+def _load_reference(
+    material: str, n_shells: int, tail: str, folder: str, stamp: tuple, supercell: tuple | None = None
+) -> MaterialReference:
     # folder and stamp key the cache: a material folder (same name, another place or rewritten) is reloaded
 
     crystal = Crystal.from_name(material)
@@ -375,7 +393,11 @@ def _load_reference(material: str, n_shells: int, tail: str, folder: str, stamp:
             f"the embedded ensemble of {crystal.name} lacks {exc}. Regenerate it with `fcinv reference {crystal.name}`."
         ) from None
     ens_names = ens_names or list(ens_theta_ref)
-    space = FCSpace(crystal, n_shells=n_shells)
+    if supercell is None:
+        space = FCSpace(crystal, n_shells=n_shells)
+    else:
+        space = FCSpace.for_supercell(crystal, np.array(supercell).reshape(3, 3))
+        n_shells = shell_count(space)
     cut = ens.get("space", {}).get("cutoff_A")
     ens_shells = (
         FCSpace(crystal, cutoff=float(cut)) if cut else FCSpace(crystal, n_shells=_n_shells_of(ens_names))
@@ -387,7 +409,7 @@ def _load_reference(material: str, n_shells: int, tail: str, folder: str, stamp:
         )
     fc = read_reference_fc(material_dir(crystal.name) / REFERENCE_FC_FILE)
     pairs = _fc_pairs(crystal, space, fc, "the embedded reference FC set")
-    proj = space.project(pairs).theta
+    proj = space.project(pairs).theta * _held(crystal, space, fc)
     theta_ref = np.array([ens_theta_ref.get(n, proj[i]) for i, n in enumerate(space.names)])
     members_path = material_dir(crystal.name) / MEMBERS_FC_FILE
     member_theta = _member_projections(crystal, space, members_path, ens) if members_path.is_file() else {}
@@ -438,8 +460,25 @@ def _member_projections(crystal: Crystal, space: FCSpace, path: Path, ens: dict)
     out = {}
     for name in stable or sorted(members):
         pairs = _fc_pairs(crystal, space, members[name], f"member {name}'s FC set")
-        out[name] = np.asarray(space.project(pairs).theta, float)
+        out[name] = np.asarray(space.project(pairs).theta, float) * _held(crystal, space, members[name])
     return out
+
+
+def _held(crystal: Crystal, space: FCSpace, fc: dict) -> np.ndarray:
+    """1 for each parameter of ``space`` whose bond the FC set's supercell holds strictly inside its
+    Wigner–Seitz cell (shorter than half its shortest translation), else 0 (all 1 for a distance space,
+    which :func:`_fc_pairs` has checked)."""
+    if space.supercell is None:
+        return np.ones(space.n_params)
+    smat = (
+        np.asarray(fc["supercell_matrix"]).reshape(3, 3)
+        @ np.asarray(fc["lattice"])
+        @ np.linalg.inv(crystal.lattice)
+    )
+    r = np.arange(-2, 3)
+    n = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+    half = 0.5 * np.linalg.norm(n[np.any(n != 0, axis=1)] @ smat @ crystal.lattice, axis=1).min()
+    return np.array([1.0 if s.distance < half - 1e-3 else 0.0 for s in space.shells for _ in s.components])
 
 
 def _fc_pairs(crystal: Crystal, space: FCSpace, fc: dict, what: str) -> PairFC:
@@ -449,8 +488,10 @@ def _fc_pairs(crystal: Crystal, space: FCSpace, fc: dict, what: str) -> PairFC:
 
     smat = np.asarray(fc["supercell_matrix"]).reshape(3, 3)
     try:
-        # the supercell is of the file's unit cell (the primitive cell, or a user set's POSCAR)
-        space._check_supercell(smat @ np.asarray(fc["lattice"]) @ np.linalg.inv(crystal.lattice))
+        # the supercell is of the file's unit cell (the primitive cell, or a user set's POSCAR); a
+        # supercell space takes what the set holds (:func:`_held`)
+        if space.supercell is None:
+            space._check_supercell(smat @ np.asarray(fc["lattice"]) @ np.linalg.inv(crystal.lattice))
     except Exception:
         raise DataError(
             f"--shells {shell_count(space)} for {crystal.name} reaches {space.cutoff:.2f} Å, beyond what {what} "

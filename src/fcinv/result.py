@@ -309,7 +309,11 @@ class FCResult:
             from fcinv.reference import load_reference
 
             # a refinement continued into more shells carries its shell count; else the material's space
-            ref = load_reference(mat.name, int(n_shells)) if n_shells and mat.embedded else mat.reference
+            ref = (
+                load_reference(mat.name, int(n_shells), supercell=self.extra.get("supercell"))
+                if n_shells and mat.embedded
+                else mat.reference
+            )
             theta = ref.theta_ref.copy()
             for k, v in self.theta_dict().items():
                 if k not in ref.space.names:

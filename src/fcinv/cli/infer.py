@@ -86,13 +86,14 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--shells",
-        type=int,
+        type=_shells_or_supercell,
         nargs="+",
         default=None,
         metavar="N",
         help="with --refine: continue the refinement into these neighbour-shell counts after the model's own "
         "parameters (each stage starts from the last, new parameters at zero; default: the material's "
-        "refine_shells, Ge 8 11); 0: the model's own parameters only",
+        "refine_shells, Ge 8 11); 0: the model's own parameters only; AxBxC (e.g. 4x4x4): a last stage in "
+        "that supercell's Wigner-Seitz space",
     )
     p.add_argument(
         "--allow-unstable",
@@ -247,3 +248,16 @@ def per_orientation(args, pipe, run) -> None:
     png = plot_single_scans(png_path, scans, full, full, width, reference_label="full run")
     write_json(json_path, {**scans.to_dict(), "msd_vs_full_domain_widths": rel.tolist()})
     print(f"wrote {png}, {json_path}")
+
+
+def _shells_or_supercell(value: str) -> int | str:
+    """``--shells`` entries: a shell count, or a supercell ``AxBxC``."""
+    import argparse
+    import re
+
+    v = value.strip().lower()
+    if v.isdigit():
+        return int(v)
+    if re.fullmatch(r"\d+x\d+x\d+", v):
+        return v
+    raise argparse.ArgumentTypeError(f"{value!r} is neither a shell count nor a supercell such as 4x4x4")

@@ -35,9 +35,33 @@ class FCSpace:
         Include every pair up to this distance (Å). Give this or ``n_shells``.
     n_shells
         Include the first ``n_shells`` distinct distances.
+    supercell
+        Instead of a cutoff: every pair orbit inside or on the Wigner–Seitz cell of this supercell
+        of the primitive cell (3 integers or a 3×3 matrix), as :meth:`for_supercell` builds it.
     """
 
-    def __init__(self, crystal: Crystal, *, cutoff: float | None = None, n_shells: int | None = None):
+    def __init__(
+        self,
+        crystal: Crystal,
+        *,
+        cutoff: float | None = None,
+        n_shells: int | None = None,
+        supercell=None,
+    ):
+        self.supercell: np.ndarray | None = None
+        #: shell name → its Wigner–Seitz multiplicity (supercell spaces only)
+        self.multiplicity: dict[str, int] = {}
+        if supercell is not None:
+            from fcinv.fcspace.supercell import check_supercell_symmetry, ws_cutoff
+
+            if cutoff is not None or n_shells is not None:
+                raise ForceConstantError(
+                    "FCSpace takes a cutoff, a shell count or a supercell, not several. Pass one of them."
+                )
+            smat = _supercell_matrix(supercell)
+            check_supercell_symmetry(crystal, smat)
+            self.supercell = smat
+            cutoff = ws_cutoff(crystal, smat) + 1e-3
         if cutoff is None:
             if n_shells is None:
                 raise ForceConstantError(
@@ -52,6 +76,8 @@ class FCSpace:
         self.crystal = crystal
         self.cutoff = float(cutoff)
         self.shells = find_shells(crystal, self.cutoff)
+        if self.supercell is not None:
+            self._keep_ws_orbits()
         self.names: list[str] = [f"{s.name}_{c}" for s in self.shells for c in s.components]
         self._slices = []
         k = 0
@@ -60,7 +86,56 @@ class FCSpace:
             k += len(s.components)
         self._unit_pairs: list[PairFC] | None = None
         self._merged: tuple[PairFC, np.ndarray] | None = None
-        self._sc_index: dict[tuple, np.ndarray] = {}
+        self._sc_index: dict[tuple, object] = {}
+
+    @classmethod
+    def for_supercell(cls, crystal: Crystal, supercell_matrix) -> FCSpace:
+        """The space of every pair orbit inside or on the Wigner–Seitz cell of a supercell.
+
+        This is the form of a phonopy force-constant set on that supercell: its least-squares
+        projection (:meth:`project`) reproduces the set's own phonopy dispersion (to 1e-6 THz on the
+        DFT Ge 4×4×4 set, ``docs/fidelity.md``), and :meth:`to_phonopy` on the same supercell gives
+        each (atom, atom) block the sum over its shortest images, so a set comes back unchanged.
+        Shells keep the names they have in the distance-shell spaces (``1NN_xx`` is the same
+        parameter in both); orbits outside the cell are left out, so names may skip numbers.
+
+        Parameters
+        ----------
+        crystal
+            The crystal.
+        supercell_matrix
+            3 integers (diagonal) or a (3, 3) integer matrix, relative to the primitive cell. It
+            must keep the crystal's symmetry, and its Wigner–Seitz cell must hold the nearest
+            neighbours strictly inside.
+
+        Raises
+        ------
+        ForceConstantError
+            A supercell that breaks the symmetry or is too small.
+        """
+        return cls(crystal, supercell=supercell_matrix)
+
+    def _keep_ws_orbits(self) -> None:
+        from fcinv.fcspace.supercell import supercell_label, supercell_translations, ws_multiplicity
+
+        T = supercell_translations(self.crystal, self.supercell)
+        mult = ws_multiplicity(np.array([s.rep_vector for s in self.shells]), T)
+        if not len(self.shells) or mult[0] != 1:
+            raise ForceConstantError(
+                f"the supercell {supercell_label(self.supercell)} is too small for {self.crystal.name}: its "
+                "Wigner-Seitz cell does not hold the nearest neighbours strictly inside. Use a larger supercell."
+            )
+        self.multiplicity = {s.name: int(m) for s, m in zip(self.shells, mult) if m > 0}
+        self.shells = [s for s, m in zip(self.shells, mult) if m > 0]
+
+    @property
+    def label(self) -> str:
+        """``"4x4x4"`` for a supercell space, else ``"<n> shells"``."""
+        from fcinv.fcspace.supercell import supercell_label
+
+        if self.supercell is not None:
+            return supercell_label(self.supercell)
+        return f"{len({round(float(s.distance), 3) for s in self.shells})} shells"
 
     @classmethod
     def for_material(cls, crystal: Crystal) -> FCSpace:
@@ -81,6 +156,8 @@ class FCSpace:
         return len(self.names)
 
     def __repr__(self) -> str:
+        if self.supercell is not None:
+            return f"FCSpace({self.crystal.name}, supercell {self.label}, {len(self.shells)} shells, {self.n_params} parameters)"
         return f"FCSpace({self.crystal.name}, cutoff={self.cutoff:.3f} Å, {len(self.shells)} shells, {self.n_params} parameters)"
 
     def index(self, names: list[str] | tuple[str, ...]) -> np.ndarray:
@@ -248,12 +325,69 @@ class FCSpace:
             Shape (n_sc, n_sc, 3, 3) float64, eV/Å², atoms in phonopy's supercell order.
         """
         pairs = self.to_pairs(theta)
-        idx = self._phonopy_index(_supercell_matrix(supercell_matrix))
+        smat = _supercell_matrix(supercell_matrix)
+        if self._is_own_supercell(smat):
+            s1, s2, k = self._phonopy_images(smat)
+            nsc = int(round(abs(np.linalg.det(smat)))) * self.crystal.n_atoms
+            fc = np.zeros((nsc, nsc, 3, 3))
+            np.add.at(fc, (s1, s2), pairs.tensors[k])
+            return fc
+        idx = self._phonopy_index(smat)
         fc = pairs.tensors[np.where(idx >= 0, idx, 0)]
         fc[idx < 0] = 0.0
         return fc
 
+    def _is_own_supercell(self, smat: np.ndarray) -> bool:
+        """True when ``smat`` spans the same lattice as this supercell space's supercell."""
+        if self.supercell is None:
+            return False
+        m = np.linalg.solve(np.asarray(self.supercell, float).T, np.asarray(smat, float).T)
+        return bool(np.abs(m - np.round(m)).max() < 1e-8 and abs(abs(np.linalg.det(m)) - 1) < 1e-8)
+
+    def _phonopy_images(self, smat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(s1, s2, pair index) for every shortest image of every (s1, s2) of phonopy's supercell
+        (a supercell space on its own supercell), cached."""
+        key = ("images", *smat.reshape(-1).tolist())
+        if key not in self._sc_index:
+            from phonopy.structure.cells import get_supercell
+
+            from fcinv.fcspace.supercell import WS_TOL
+
+            base, _ = self._merged_units()
+            sc = get_supercell(self.crystal.to_phonopy_atoms(), smat)
+            sc_lat = sc.cell
+            pos = sc.scaled_positions @ sc_lat
+            s2p = _supercell_to_primitive(self.crystal, sc)
+            lookup = {
+                (int(a), int(b), _key(d)): k for k, (a, b, d) in enumerate(zip(base.i, base.j, base.d_conv))
+            }
+            conv_inv = np.linalg.inv(self.crystal.conventional_lattice)
+            inv_sc = np.linalg.inv(sc_lat)
+            r = np.arange(-2, 3)
+            cells = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3).astype(float)
+            nsc = len(pos)
+            S1, S2, K = [], [], []
+            for s1 in range(nsc):
+                f = (pos - pos[s1]) @ inv_sc
+                f -= np.round(f)
+                dc = (f[:, None, :] + cells[None, :, :]) @ sc_lat  # (nsc, 125, 3)
+                dist = np.linalg.norm(dc, axis=2)
+                dmin = dist.min(axis=1, keepdims=True)
+                s2s, imgs = np.nonzero(dist < dmin + WS_TOL * np.maximum(1.0, dmin))
+                keys = np.rint(dc[s2s, imgs] @ conv_inv * 1e5).astype(np.int64)
+                for s2, kk in zip(s2s, keys):
+                    k = lookup.get((int(s2p[s1]), int(s2p[s2]), tuple(int(v) for v in kk)))
+                    if k is None:
+                        continue  # an orbit whose tensor vanishes by symmetry
+                    S1.append(s1)
+                    S2.append(int(s2))
+                    K.append(k)
+            self._sc_index[key] = (np.array(S1), np.array(S2), np.array(K))
+        return self._sc_index[key]
+
     def _check_supercell(self, smat: np.ndarray) -> None:
+        if self._is_own_supercell(smat):
+            return
         lat = smat @ self.crystal.lattice
         # shortest non-zero supercell translation
         r = np.arange(-2, 3)

@@ -126,7 +126,9 @@ def refine_in_shells(
         The ML estimate (as :func:`~fcinv.fitting.refine` takes).
     shells
         Shell counts of the next stages, increasing (e.g. ``[8, 11]``); counts not above the
-        model's own are skipped.
+        model's own are skipped. A supercell (``"4x4x4"``) is a last stage in the space of every
+        orbit inside or on that supercell's Wigner–Seitz cell
+        (:meth:`~fcinv.fcspace.FCSpace.for_supercell`, the form of a phonopy set on it).
     material
         Material name of the embedded reference (default: the model's crystal).
     floor
@@ -145,13 +147,19 @@ def refine_in_shells(
         ``extra["cutoff_shift"]`` how far each parameter moved in the last stage (by name; a measure
         of how much the answer still depends on the cutoff).
     """
+    from fcinv.fcspace.supercell import parse_supercell, supercell_label
     from fcinv.reference import load_reference, shell_count
 
     if refine_fn is None:
         from fcinv.fitting import refine as refine_fn
     name = material or model.space.crystal.name
     n0 = shell_count(model.space)
-    todo = sorted({int(n) for n in shells if int(n) > n0})
+    cells = []
+    for spec in shells:
+        m = parse_supercell(spec)
+        if m is not None and supercell_label(m) not in cells:
+            cells.append(supercell_label(m))
+    todo = sorted({int(n) for n in shells if parse_supercell(n) is None and int(n) > n0}) + cells
     t = time.perf_counter()
     res = refine_fn(model, folded_spectrum, theta_start, **kwargs)
     stages = [_stage(n0, model, res, time.perf_counter() - t)]
@@ -164,7 +172,7 @@ def refine_in_shells(
     later = {k: v for k, v in kwargs.items() if k not in ("prior", "material_reference", "candidates")}
     best, best_model, n_best = res, model, n0
     for n in todo:
-        ref = load_reference(name, n)
+        ref = load_reference(name, supercell=n) if isinstance(n, str) else load_reference(name, n)
         prev = dict(best.extra.get("theta_full") or best.theta_dict())
         start = {k: float(prev.get(k, 0.0)) for k in ref.space.names}
         m = model_in_space(best_model, ref.space, ref.theta_ref, free=ref.sampled)
@@ -179,6 +187,7 @@ def refine_in_shells(
             **later,
         )
         stages.append(_stage(n, m, nxt, time.perf_counter() - t))
+        stages[-1]["theta"] = dict(nxt.extra.get("theta_full") or nxt.theta_dict())
         if not nxt.success:
             why = "; ".join(w for w in nxt.extra.get("warnings", []) if w.startswith(("NOT", "DYN")))
             msg = (
@@ -208,15 +217,20 @@ def refine_in_shells(
             f"shell continuation ({best.extra['cutoff_shift_from_shells']} -> {n_best} shells)"
         )
     best.extra["stages"] = stages
-    best.extra["n_shells"] = n_best
+    if isinstance(n_best, str):
+        # a supercell stage: its space is load_reference(material, supercell=...)
+        best.extra["supercell"] = n_best
+        best.extra["n_shells"] = shell_count(best_model.space)
+    else:
+        best.extra["n_shells"] = n_best
     best.extra["stage0_theta_start"] = start0
     best.extra["continued_from_shells"] = n0
     return best
 
 
-def _stage(n: int, model, res, wall: float) -> dict:
+def _stage(n: int | str, model, res, wall: float) -> dict:
     return {
-        "shells": int(n),
+        "shells": n if isinstance(n, str) else int(n),
         "n_params": len(model.names),
         "chi2_dof": None if res.chi2_dof is None else float(res.chi2_dof),
         "success": bool(res.success),

@@ -168,8 +168,9 @@ class PipelineConfig:
         Shell counts the refinement continues into after the model's own parameters
         (:func:`fcinv.fitting.continuation.refine_in_shells`: each stage starts from the last with
         the new parameters at zero); ``None``: the material's ``refine_shells`` (material.json,
-        Ge: 8 and 11), ``()``: the model's own space only. Applies to physical refinements of
-        4D input with the default refinement.
+        Ge: 8 and 11), ``()``: the model's own space only. An entry ``"4x4x4"`` is a last stage in
+        that supercell's Wigner–Seitz space (:meth:`fcinv.fcspace.FCSpace.for_supercell`). Applies
+        to physical refinements of 4D input with the default refinement.
     refine_starts
         The starts of the refinement's local fits: ``("ml", "moments")`` (default) fits from the ML
         answer and from the energy-moment start (:func:`fcinv.fitting.moments.moment_start`, a
@@ -184,7 +185,7 @@ class PipelineConfig:
     corrections: Corrections | None = field(default_factory=one_phonon_corrections)
     rebin: bool = False
     trust: bool = True
-    refine_shells: tuple[int, ...] | None = None
+    refine_shells: tuple[int | str, ...] | None = None
     refine_starts: tuple[str, ...] = ("ml", "moments")
 
     def __post_init__(self) -> None:
@@ -203,9 +204,21 @@ class PipelineConfig:
             )
         object.__setattr__(self, "refine_starts", starts)
         if self.refine_shells is not None:
+            from fcinv.fcspace.supercell import parse_supercell, supercell_label
             from fcinv.reference import check_shells
 
-            object.__setattr__(self, "refine_shells", tuple(check_shells(n) for n in self.refine_shells))
+            object.__setattr__(
+                self,
+                "refine_shells",
+                tuple(
+                    (
+                        check_shells(int(n) if isinstance(n, str) else n)
+                        if parse_supercell(n) is None
+                        else supercell_label(parse_supercell(n))
+                    )
+                    for n in self.refine_shells
+                ),
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -505,8 +518,13 @@ class Pipeline:
             return ()
         shells = self.config.refine_shells
         if shells is None:
+            from fcinv.fcspace.supercell import parse_supercell, supercell_label
+
             raw = self.material.info.get("refine_shells") or ()
-            shells = tuple(int(n) for n in (raw if isinstance(raw, (list, tuple)) else [raw]))
+            shells = tuple(
+                int(n) if parse_supercell(n) is None else supercell_label(parse_supercell(n))
+                for n in (raw if isinstance(raw, (list, tuple)) else [raw])
+            )
         return tuple(shells)
 
     def refine(self, spectrum: FoldedSpectrum, prediction, ml: FCResult, measurement=None) -> FCResult:
@@ -654,7 +672,7 @@ class Pipeline:
             return None
         from fcinv.reference import load_reference
 
-        return load_reference(self.material.name, int(n_shells))
+        return load_reference(self.material.name, int(n_shells), supercell=result.extra.get("supercell"))
 
     def frequencies(self, result: FCResult) -> np.ndarray:
         """The forward model's dispersion at the result's θ, shape (n_q, n_modes) meV."""
