@@ -19,6 +19,7 @@ def pipe():
 def test_refine_starts_option():
     assert PipelineConfig().refine_starts == ("ml", "moments")
     assert PipelineConfig(refine_starts=("ml",)).refine_starts == ("ml",)
+    assert PipelineConfig(refine_starts=("ml", "moments", "screen")).refine_starts[-1] == "screen"
     for bad in [("moments",), ("ml", "grid"), (), ("ml", "ml")]:
         with pytest.raises(DataError, match="refine_starts") as e:
             PipelineConfig(refine_starts=bad)

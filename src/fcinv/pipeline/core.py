@@ -176,7 +176,10 @@ class PipelineConfig:
         answer and from the energy-moment start (:func:`fcinv.fitting.moments.moment_start`, a
         global linear estimate from the sum rules, for a physical refinement with the default
         refine) and keeps the trusted fit of lower misfit; ``("ml",)`` is the ML start only (the
-        behaviour before the moment start).
+        behaviour before the moment start); ``"screen"`` adds the screening start
+        (:func:`fcinv.fitting.screen.screen_starts`: a seeded Sobol screen of the training domain over
+        the 4 most sensitive parameters, the rest at the ML answer, and short fits from the best 6;
+        about a minute on GaAs), e.g. ``("ml", "moments", "screen")``.
     """
 
     k_samples: int = 100
@@ -196,11 +199,12 @@ class PipelineConfig:
         if (
             not starts
             or starts[0] != "ml"
-            or any(x not in ("ml", "moments") for x in starts)
+            or any(x not in ("ml", "moments", "screen") for x in starts)
             or len(set(starts)) != len(starts)
         ):
             raise DataError(
-                f"refine_starts = {starts!r}; pass ('ml',) or ('ml', 'moments') (the ML start always runs)."
+                f"refine_starts = {starts!r}; pass 'ml' first, then any of 'moments', 'screen' once each, "
+                "e.g. ('ml', 'moments') (the ML start always runs)."
             )
         object.__setattr__(self, "refine_starts", starts)
         if self.refine_shells is not None:
@@ -549,7 +553,9 @@ class Pipeline:
                 measurement, source="the measurement (raw fold for the physical refinement)", raw=True
             )
         shells = self.continuation_shells(model)
-        starts, start_info = self.extra_starts(model, spectrum) if self._refine is None else ([], None)
+        starts, start_info = (
+            self.extra_starts(model, spectrum, prediction) if self._refine is None else ([], None)
+        )
         first_stage: dict = {}
         if shells and self._refine is None:
             from fcinv.fitting.continuation import refine_in_shells
@@ -585,19 +591,17 @@ class Pipeline:
             adequacy={"coverage": ml.adequacy.get("coverage"), **out.adequacy},
         )
 
-    def extra_starts(self, model, spectrum) -> tuple[list, dict | None]:
+    def extra_starts(self, model, spectrum, prediction=None) -> tuple[list, dict | None]:
         """The refinement's starts besides the ML one (:class:`PipelineConfig` ``refine_starts``).
 
-        ``"moments"``: the energy-moment start (:func:`fcinv.fitting.moments.moment_start`) from the
-        reference θ, then again on a physical model re-centred at that estimate (its Debye–Waller
-        reference there, where a large θ-change of the factor is least accurate), which the local fit
-        from it uses. Only for a :class:`~fcinv.forward.physical.PhysicalModel` (the sum rules are
-        its intensities'). Returns ``([(label, θ, model)], summary)``; an estimate that fails is
-        logged and left out (``[]``, with the reason in the summary).
+        ``"moments"``: the energy-moment start (:func:`fcinv.pipeline.starts.moment_starts`);
+        ``"screen"``: the screening start (:func:`fcinv.pipeline.starts.screen_start`, anchored at
+        ``prediction``). Only for a :class:`~fcinv.forward.physical.PhysicalModel`. Returns
+        ``([(label, θ, model)], summary)``; a start that fails is logged and left out.
         """
-        from fcinv.pipeline.starts import moment_starts
+        from fcinv.pipeline.starts import refinement_starts
 
-        return moment_starts(model, spectrum) if "moments" in self.config.refine_starts else ([], None)
+        return refinement_starts(self.config, self.material, model, spectrum, prediction)
 
     def attach_trust(self, spectrum: FoldedSpectrum, prediction, result: FCResult) -> FCResult:
         """Step 4b: calibrated σ and the data-adequacy verdict (:func:`fcinv.trust.trust_report`).
