@@ -115,7 +115,8 @@ class FoldedSpectrum:
             ex = np.asarray(self.exposure, dtype=float)
             if ex.shape != shape:
                 raise GridError(
-                    f"exposure has shape {ex.shape} but the grid is {shape} (n_q, n_E). Pass one value per pixel."
+                    f"exposure has shape {ex.shape} but the grid is {shape} (n_q, n_E). Pass one value per "
+                    "pixel."
                 )
             if np.any(ex[np.isfinite(ex)] < 0):
                 raise DataError(

@@ -66,7 +66,8 @@ class IncrementalFold:
             self.poisson = False
         else:
             ex = fs.exposure[m]
-            self.m2fw[m] += np.where(np.isfinite(ex) & (ex > 0), norm[m] ** 2 / np.where(ex > 0, ex, 1.0), 0.0)
+            ok = np.isfinite(ex) & (ex > 0)
+            self.m2fw[m] += np.where(ok, norm[m] ** 2 / np.where(ok, ex, 1.0), 0.0)
         self.n += 1
         self.sources.append(source)
         self.last_seconds = time.perf_counter() - t0
@@ -84,7 +85,8 @@ class IncrementalFold:
             err = np.where(m, np.sqrt(self.var) / np.where(m, self.norm, 1.0), np.nan)
             ex = None
             if self.poisson:
-                ex = np.where(m & (self.m2fw > 0), self.norm**2 / np.where(self.m2fw > 0, self.m2fw, 1.0), np.nan)
+                pos = m & (self.m2fw > 0)
+                ex = np.where(pos, self.norm**2 / np.where(pos, self.m2fw, 1.0), np.nan)
         info = {
             "folded_by": "fcinv.steering.incremental",
             "n_orientations": self.n,
