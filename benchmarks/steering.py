@@ -22,6 +22,10 @@ The pipeline, the same for both strategies, after every new orientation:
   outlier stage, 4³ stability mesh) and, with ``--cutoff remeasure`` (default), a warm stage in 9 shells
   on the same data. Timed as ``refit_s`` (raw fold + joint model + refit).
 
+Error model: the incremental fold carries each pixel's exposure (Poisson counts), so every refit uses the
+count-honest weighting by default (Poisson deviance, Pearson χ² with the model variance as χ²/dof;
+docs/steering.md, "The error model of the fits"); runs before it used 1/error weights.
+
 Trust (recorded for every refit with its reasons): the continuation reached 11 shells, the refit
 converged (not stopped by ``--nfev``) and is dynamically stable, and χ²/dof ≤ ``--chi2-max`` (3).
 

@@ -35,6 +35,16 @@ applied per 4D bin before folding: ``background`` (subtract a constant from the 
 ``bose`` (multiply by 1 − exp(−E/k_B T), which removes the n(E)+1 factor of energy-loss
 one-phonon scattering) and ``q2`` (divide by |Q|², in 1/Å² when the reciprocal cell is
 known, else in r.l.u.²).
+
+Exposure: when the volume holds Poisson counts with their normalisation (error² · norm = signal, as
+``Volume4D.from_counts`` makes them) and no background is subtracted, the folded spectrum also carries
+each pixel's effective counts per unit of intensity c = (Σ w)² / Σ m² f w (w: a bin's normalisation,
+f: its correction factor, m: how many memberships add that bin into that pixel; a bin often lands in
+one pixel through two segment images, and its counts are then added twice). The pixel's variance is
+μ/c for a mean intensity μ, which is what the count-honest fit uses (``weighting="poisson"``). With
+``min_zone_coverage > 0`` m still counts the dropped zones' memberships (the variance is then
+overstated, never understated). Same-bin additions into *different* pixels correlate those pixels;
+that is not represented.
 """
 
 from __future__ import annotations
@@ -99,6 +109,27 @@ def _entry_chunks(row: np.ndarray, ptr: np.ndarray, cell_e: np.ndarray):
             ok = ce >= 0
             yield rep[ok], entry[ok], ce[ok]
         begin = end
+
+
+def _multiplicity(plan) -> np.ndarray:
+    """Per membership of ``plan.members``: how many memberships share its (Q-bin, path pixel), i.e. how
+    many times the fold adds one 4D bin into one pixel (over images and zones). Cached in the members."""
+    mem = plan.members
+    if "mult" not in mem:
+        key = mem["q3"].astype(np.int64) * plan.grid.n_q + mem["pixel"]
+        _, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+        mem["mult"] = cnt[inv.ravel()].astype(np.float64)
+    return mem["mult"]
+
+
+def _poisson_counts(volume: Volume4D) -> bool:
+    """Whether the volume's errors are those of Poisson counts with its normalisation:
+    error² · norm = signal in every bin (as :meth:`Volume4D.from_counts` and ``combine`` make them)."""
+    if volume.norm is None or volume.allow_negative:
+        return False
+    lhs = volume.error**2 * volume.norm
+    scale = float(np.max(np.abs(volume.signal))) if volume.n_covered else 0.0
+    return bool(np.allclose(lhs, volume.signal, rtol=1e-6, atol=1e-12 * max(scale, 1e-300)))
 
 
 # ---------------------------------------------------------------------------- folding
@@ -337,6 +368,8 @@ class FoldPlan:
         row = np.repeat(np.arange(len(uq)), cnt)
         midx = np.repeat(lo, cnt) + (np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt))
         pix, zone_all = mem["pixel"][midx], mem["zone"][midx]
+        poisson = _poisson_counts(volume) and corr.background is None
+        mult = _multiplicity(self)[midx] if poisson else None
         # compact table over the zones that are hit
         hit_zones, zone = np.unique(zone_all, return_inverse=True)
         zone = zone.ravel()
@@ -350,6 +383,7 @@ class FoldPlan:
         w = volume.weights
         sig = volume.signal.copy()
         err = volume.error.copy()
+        fac = np.ones(len(sig))  # each bin's correction factor (for the exposure)
         if corr.background is not None:
             sig = sig - corr.background
         if corr.bose_temperature is not None:
@@ -359,9 +393,11 @@ class FoldPlan:
                 )
             f = -np.expm1(-e_vol / (KB_MEV_PER_K * corr.bose_temperature))
             sig, err = sig * f[e_idx_entry], err * np.abs(f[e_idx_entry])
+            fac = fac * np.abs(f[e_idx_entry])
         if corr.energy:
             f = np.abs(e_vol)
             sig, err = sig * f[e_idx_entry], err * f[e_idx_entry]
+            fac = fac * f[e_idx_entry]
         if corr.q2 or qmod_range is not None:
             qh = volume.unravel()
             hkl = np.stack([volume.centres(a)[qh[a]] for a in range(3)], axis=1)
@@ -371,6 +407,7 @@ class FoldPlan:
             if corr.q2:
                 inv = np.where(qmod2 > 0, 1.0 / np.where(qmod2 > 0, qmod2, 1.0), 0.0)
                 sig, err = sig * inv, err * inv
+                fac = fac * inv
             if qmod_range is not None:
                 lo, hi = qmod_range
                 w = np.where((qmod2 < lo * lo) | (qmod2 > hi * hi), 0.0, w)
@@ -382,7 +419,8 @@ class FoldPlan:
         nz = len(zones)
         per_zone = nz * n_cells <= _ZONE_TABLE_LIMIT
         size = nz * n_cells if per_zone else n_cells
-        acc = {k: np.zeros(size) for k in ("data", "var", "norm", "count")}
+        acc = {k: np.zeros(size) for k in ("data", "var", "norm", "count") + (("m2fw",) if poisson else ())}
+        fw = fac * w
         for r, ent, e_cell in _entry_chunks(row, ptr, cell_e):
             cell = pix[r] * grid.n_e + e_cell
             if per_zone:
@@ -391,6 +429,8 @@ class FoldPlan:
             acc["var"] += np.bincount(cell, weights=var_e[ent], minlength=size)
             acc["norm"] += np.bincount(cell, weights=w[ent], minlength=size)
             acc["count"] += np.bincount(cell, minlength=size)
+            if poisson:  # each of a bin's m additions into a pixel adds m·f·w: Σ m² f w in all
+                acc["m2fw"] += np.bincount(cell, weights=mult[r] * fw[ent], minlength=size)
 
         zone_cov = np.zeros(nz)
         if per_zone:
@@ -418,6 +458,10 @@ class FoldPlan:
         with np.errstate(divide="ignore", invalid="ignore"):
             inten = np.where(measured, tot_acc["data"].reshape(grid.shape) / norm, np.nan)
             error = np.where(measured, np.sqrt(tot_acc["var"].reshape(grid.shape)) / norm, np.nan)
+            exposure = None
+            if poisson:
+                m2fw = tot_acc["m2fw"].reshape(grid.shape)
+                exposure = np.where(measured & (m2fw > 0), norm**2 / m2fw, np.nan)
         order = np.argsort(-zone_cov, kind="stable")
         ranked = [
             {
@@ -446,6 +490,9 @@ class FoldPlan:
                 "zones": ranked,
                 "fold_seconds": round(elapsed + self.build_seconds, 3),
                 "plan_seconds": round(self.build_seconds, 3),
+                "exposure": "counts per intensity, (Σw)²/Σm²fw (Poisson counts)"
+                if poisson
+                else "none (not Poisson counts with a normalisation, or a background subtracted)",
             }
         )
         log.info(
@@ -464,6 +511,7 @@ class FoldPlan:
             n_contrib=tot_acc["count"].reshape(grid.shape).astype(np.int64),
             grid=grid,
             meta=meta,
+            exposure=exposure,
         )
 
 

@@ -6,6 +6,7 @@ File layout (HDF5, format ``fcinv-folded``, version 1)::
     /error         (n_q, n_E) float64, attr unit = "arb. units"   standard error; NaN where unknown
     /mask          (n_q, n_E) bool,    attr unit = "1"            True = measured
     /n_contrib     (n_q, n_E) int64,   attr unit = "1"            4D bins x (symmetry image, zone) summed
+    /exposure      (n_q, n_E) float64, attr unit = "counts per intensity unit"   optional (see below)
     /axes/q_rlu    (n_q, 3) float64,   attr unit = "r.l.u."
     /axes/energy_edges (n_E + 1,) float64, attr unit = "meV"
     root attributes format, format_version, grid (JSON), meta (JSON), fcinv_version,
@@ -16,6 +17,14 @@ File layout (HDF5, format ``fcinv-folded``, version 1)::
                    energy (n_E + 1,) meV bin edges; coordinates h, k, l (n_q,) r.l.u.
 
 Files written before the NeXus group existed read the same (the readers use the root layout).
+
+``/exposure`` (optional; files without it, all written before it existed, read with ``exposure=None``):
+the pixel's effective counts per unit of intensity, c = (Σ w)² / Σ m² f w over the 4D bins landing
+there (w: a bin's normalisation, f: its correction factor, m: how many times the fold adds the bin into
+that pixel). For Poisson counts of mean w·λ per bin and an intensity μ constant over the pixel the fold's
+value has variance μ / c, so c is what a count-honest fit needs (``weighting="poisson"``): the variance
+from the model's μ, not from the data, and a pixel with zero counts is weighted by its own exposure.
+NaN where not measured or unknown.
 
 Files are written atomically (temporary file in the same folder, then rename).
 """
@@ -56,6 +65,10 @@ class FoldedSpectrum:
         The (q, E) grid.
     meta
         Provenance: source file, corrections applied, zones used, timings.
+    exposure
+        Shape (n_q, n_E) float64 or None: effective counts per unit of intensity of each pixel
+        (module docstring), > 0 where measured and known, NaN elsewhere; None when the data are not
+        Poisson counts with a normalisation (then fits weight by ``error``).
     """
 
     intensity: np.ndarray
@@ -64,6 +77,7 @@ class FoldedSpectrum:
     n_contrib: np.ndarray
     grid: SpectrumGrid
     meta: dict = field(default_factory=dict)
+    exposure: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shape = self.grid.shape
@@ -97,6 +111,19 @@ class FoldedSpectrum:
                 "the folded spectrum has no measured pixel. Check the data's coverage, the q tolerance and "
                 "the zones used."
             )
+        if self.exposure is not None:
+            ex = np.asarray(self.exposure, dtype=float)
+            if ex.shape != shape:
+                raise GridError(
+                    f"exposure has shape {ex.shape} but the grid is {shape} (n_q, n_E). Pass one value per "
+                    "pixel."
+                )
+            if np.any(ex[np.isfinite(ex)] < 0):
+                raise DataError(
+                    f"exposure has negative values (min {np.nanmin(ex):g}). Pass counts per intensity (>= 0)."
+                )
+            ex = np.where(mask & (ex > 0), ex, np.nan)
+            object.__setattr__(self, "exposure", ex)
         object.__setattr__(self, "intensity", inten)
         object.__setattr__(self, "error", err)
         object.__setattr__(self, "mask", mask)
@@ -104,6 +131,11 @@ class FoldedSpectrum:
         object.__setattr__(self, "meta", dict(self.meta))
 
     # ------------------------------------------------------------------ derived
+    @property
+    def has_exposure(self) -> bool:
+        """Whether every measured pixel has a positive exposure (the count-honest fit can be used)."""
+        return self.exposure is not None and bool(np.all(np.isfinite(self.exposure[self.mask])))
+
     @property
     def coverage(self) -> float:
         """Fraction of measured pixels."""
@@ -123,6 +155,7 @@ class FoldedSpectrum:
         error: np.ndarray | None = None,
         n_contrib: np.ndarray | None = None,
         meta: dict | None = None,
+        exposure: np.ndarray | None = None,
     ) -> FoldedSpectrum:
         """Build from an intensity image whose NaNs mark unmeasured pixels."""
         intensity = np.asarray(intensity, dtype=float)
@@ -139,7 +172,15 @@ class FoldedSpectrum:
         mask = np.isfinite(intensity)
         err = np.full(grid.shape, np.nan) if error is None else np.asarray(error, dtype=float)
         nc = np.full(grid.shape, -1, dtype=np.int64) if n_contrib is None else np.asarray(n_contrib)
-        return cls(intensity=intensity, error=err, mask=mask, n_contrib=nc, grid=grid, meta=meta or {})
+        return cls(
+            intensity=intensity,
+            error=err,
+            mask=mask,
+            n_contrib=nc,
+            grid=grid,
+            meta=meta or {},
+            exposure=exposure,
+        )
 
     @classmethod
     def from_pathsqe(cls, path: str | Path, grid: SpectrumGrid, *, transpose: bool = False) -> FoldedSpectrum:
@@ -183,6 +224,14 @@ class FoldedSpectrum:
             _h5.put(f, "error", self.error, "arb. units")
             _h5.put(f, "mask", self.mask, "1", description="True = measured")
             _h5.put(f, "n_contrib", self.n_contrib, "1")
+            if self.exposure is not None:
+                _h5.put(
+                    f,
+                    "exposure",
+                    self.exposure,
+                    "counts per intensity unit",
+                    description="effective counts per unit of intensity; variance = mean / exposure",
+                )
             g = f.create_group("axes")
             _h5.put(g, "q_rlu", self.grid.q_rlu, "r.l.u.")
             _h5.put(g, "energy_edges", self.grid.energy_edges, "meV")
@@ -197,6 +246,7 @@ class FoldedSpectrum:
                 raw = f.attrs["grid"]
                 grid = SpectrumGrid.from_json(raw.decode() if isinstance(raw, bytes) else raw)
                 arrs = {k: f[k][()] for k in ("intensity", "error", "mask", "n_contrib")}
+                arrs["exposure"] = f["exposure"][()] if "exposure" in f else None
             except KeyError as exc:
                 raise DataError(
                     f"'{path}' is incomplete ({describe_exception(exc)}). The file is truncated or not a "

@@ -15,6 +15,15 @@ differences from one batched ``spectra`` call of 2k + 1 images.
 The data side (:func:`_as_pixels`): the measured pixels (the mask), their weights
 w = 1/error where the data carry errors (else 1; a zero error takes the 10th percentile of the
 positive errors), the best linear scale and background, and the start vector of a fit.
+
+Count-honest weighting (``weighting="poisson"``, the default of ``"auto"`` when the folded spectrum
+carries an ``exposure`` c, the effective counts per unit of intensity of each pixel): the variance of
+a pixel is the model's μ/c, not the data's, and the misfit is the Poisson deviance
+(:func:`deviance_residuals`, Cash), so a pixel with zero counts is weighted by its own exposure
+(its deviance is 2cμ) and low-count pixels do not bias the scale down as 1/error weights (Neyman χ²)
+do. The goodness of fit is Pearson's χ² with the model variance, Σ c (y − μ)²/μ, whose expectation is
+the number of pixels at any count level. The data-based weights w = √(c / max(y, 1/c)) (one count in
+the pixel's own exposure where it has none) serve only the start screening and the pre-smoothed stage.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from fcinv.units import EV_A2_AMU_TO_MEV
 
 log = logging.getLogger(__name__)
 
-Weighting = Literal["auto", "errors", "uniform"]
+Weighting = Literal["auto", "poisson", "errors", "uniform"]
 _FWHM_TO_SIGMA = 1.0 / 2.3548200450309493
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 #: |E| floor (meV) in ∂E/∂ω², against the 1/E singularity of exactly-zero modes.
@@ -237,14 +246,77 @@ def spectrum_arrays(model, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, np.isfinite(y), np.full(y.shape, np.nan)
 
 
+def pixel_exposure(model, data, weighting: Weighting) -> np.ndarray | None:
+    """The exposure c of the measured pixels (1-D, the mask's order) when the fit is count-honest
+    (``weighting`` "poisson", or "auto" with data that carry one), else None."""
+    from fcinv.experiment.folded import FoldedSpectrum
+
+    if weighting not in ("auto", "poisson"):
+        return None
+    ok = isinstance(data, FoldedSpectrum) and data.has_exposure
+    if weighting == "poisson" and not ok:
+        raise FitError(
+            "weighting='poisson' needs the folded spectrum's exposure (counts per intensity), which these "
+            "data lack. Fold Poisson counts with fcinv (fcinv fold), or use weighting='errors' or 'auto'."
+        )
+    if not ok:
+        return None
+    return np.asarray(data.exposure, float)[np.asarray(data.mask, bool)]
+
+
+def deviance_residuals(mu: np.ndarray, y: np.ndarray, c: np.ndarray, mu0: float):
+    """Signed Poisson deviance residuals r = sign(μ − y) √D and ∂r/∂μ, per pixel.
+
+    D = 2c (μ − y + y ln(y/μ)) is the Poisson deviance of n = c·y counts of mean c·μ; y ≤ ``mu0``
+    counts as zero (D = 2cμ, r ≥ 0). Below ``mu0`` (an unphysical or vanishing mean) D continues as
+    its quadratic Taylor expansion at ``mu0`` (positive, smooth), so a least-squares step may cross it.
+    """
+    yz = np.where(y > mu0, y, 0.0)
+    m = np.maximum(mu, mu0)
+    d = m - yz
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(yz > 0, yz * np.log1p(d / np.where(yz > 0, yz, 1.0)), 0.0)
+        D = 2.0 * c * (d - t)
+        D1 = 2.0 * c * (1.0 - yz / m)
+    low = mu < mu0
+    if np.any(low):
+        dd = np.where(low, mu - mu0, 0.0)
+        D2 = 2.0 * c * np.maximum(yz, mu0) / mu0**2
+        D = np.where(low, D + D1 * dd + 0.5 * D2 * dd * dd, D)
+        D1 = np.where(low, D1 + D2 * dd, D1)
+    D = np.maximum(D, 0.0)
+    sgn = np.where((yz > 0) & (mu < yz), -1.0, 1.0)
+    r = sgn * np.sqrt(D)
+    near = np.abs(mu - yz) <= 1e-6 * m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dr = np.where(near | (r == 0), np.sqrt(c / m), D1 / (2.0 * np.where(r == 0, 1.0, r)))
+    return r, dr
+
+
+def pearson_chi2(mu: np.ndarray, y: np.ndarray, c: np.ndarray, mu0: float) -> float:
+    """Pearson's χ² with the model variance, Σ c (y − μ)² / μ (μ floored at ``mu0``)."""
+    m = np.maximum(mu, mu0)
+    return float(np.sum(c * (y - m) ** 2 / m))
+
+
 def _as_pixels(
     model: ForwardModel, data, weighting: Weighting
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """Measured values, weights and mask of ``data`` on the model's grid."""
+    """Measured values, weights and mask of ``data`` on the model's grid.
+
+    With the count-honest weighting (:func:`pixel_exposure`) the weights are the data-based
+    √(c / max(y, 1/c)): a zero-count pixel is weighted by its own exposure (one count's worth).
+    """
     y, mask, err = spectrum_arrays(model, data)
     n = int(mask.sum())
     if n == 0:
         raise FitError("the spectrum has no measured pixel (all NaN/masked). Check its coverage.")
+    if weighting not in ("auto", "poisson", "errors", "uniform"):
+        raise FitError(f"weighting={weighting!r} is unknown. Use 'auto', 'poisson', 'errors' or 'uniform'.")
+    c = pixel_exposure(model, data, weighting)
+    if c is not None:
+        yy = y[mask]
+        return yy, np.sqrt(c / np.maximum(yy, 1.0 / c)), mask, True
     e = err[mask]
     has = bool(np.all(np.isfinite(e)) and np.any(e > 0))
     if weighting == "errors" and not has:
@@ -252,8 +324,6 @@ def _as_pixels(
             f"weighting='errors' but {int((~np.isfinite(e)).sum())} of {n} measured pixels have no "
             "error. Use weighting='auto' or 'uniform'."
         )
-    if weighting not in ("auto", "errors", "uniform"):
-        raise FitError(f"weighting={weighting!r} is unknown. Use 'auto', 'errors' or 'uniform'.")
     if has and weighting != "uniform":
         pos = e[e > 0]
         # a zero error (a pixel with zero counts) is not an infinitely precise pixel: such pixels get the

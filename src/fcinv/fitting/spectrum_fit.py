@@ -6,7 +6,11 @@ The misfit is, over the measured pixels only (the mask),
 
 with I(θ) the forward model's image, a fitted scale s and flat background b, and
 weights w = 1/error where the data carry errors (else 1; a zero error, a pixel with zero
-counts, takes the 10th percentile of the positive errors), plus the prior rows
+counts, takes the 10th percentile of the positive errors), or, when the folded spectrum carries
+its exposure c (Poisson counts folded by fcinv; ``weighting="auto"`` then picks it, ``"poisson"``
+asks for it), the signed Poisson deviance residuals sign(μ − y)·√(2c(μ − y + y ln(y/μ))) with
+μ = s·I + b (Cash; :func:`fcinv.fitting.image.deviance_residuals`), whose χ² reported is Pearson's
+Σ c(y − μ)²/μ with the model variance; plus the prior rows
 (θ − μ)/σ of :mod:`fcinv.fitting.priors` (default: the training domain). The forward model
 is the paper's :class:`~fcinv.forward.ForwardModel` (analytic Jacobian, below) or any model
 with its interface, e.g. the physical model (central-difference Jacobian from one batched
@@ -60,8 +64,11 @@ from fcinv.fitting.image import (  # noqa: F401 - the image and Jacobian are imp
     _linear_scale,
     _start_vector,
     _SubsetModel,
+    deviance_residuals,
     image_and_jacobian,
     model_with_free,
+    pearson_chi2,
+    pixel_exposure,
     spectrum_and_jacobian,
 )
 from fcinv.fitting.priors import (
@@ -88,8 +95,19 @@ class _Problem:
     :func:`fit_spectrum`), with errors it is 1.
     """
 
-    def __init__(self, model, y: np.ndarray, w: np.ndarray, mask: np.ndarray, background: bool, prior=None):
+    def __init__(
+        self,
+        model,
+        y: np.ndarray,
+        w: np.ndarray,
+        mask: np.ndarray,
+        background: bool,
+        prior=None,
+        exposure: np.ndarray | None = None,
+    ):
         self.model, self.y, self.w, self.mask, self.background = model, y, w, mask, background
+        self.exposure = exposure
+        self.mu0 = 1e-9 * max(float(np.max(np.abs(y))), 1e-300)
         self.k = model.k
         self.n_eval = 0
         self.prior = prior
@@ -110,17 +128,39 @@ class _Problem:
     def split(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
         return x[: self.k], float(x[self.k]), (float(x[self.k + 1]) if self.background else 0.0)
 
-    def data_residual(self, x: np.ndarray) -> np.ndarray:
-        """Weighted residuals of all measured pixels (outliers included), unscaled."""
+    def linear_residual(self, x: np.ndarray) -> np.ndarray:
+        """w · (s·I + b − y) of all measured pixels (the pre-smoothed stage's misfit)."""
         theta, s, b = self.split(x)
         img, _ = self._eval(theta, jac=False)
         return self.w * (s * img + b - self.y)
 
-    def data_jacobian(self, x: np.ndarray) -> np.ndarray:
+    def _dmu(self, x: np.ndarray) -> np.ndarray:
         theta, s, _ = self.split(x)
         img, J = self._eval(theta, jac=True)
         cols = [s * J, img[:, None]] + ([np.ones((len(img), 1))] if self.background else [])
-        return self.w[:, None] * np.concatenate(cols, axis=1)
+        return np.concatenate(cols, axis=1)
+
+    def linear_jacobian(self, x: np.ndarray) -> np.ndarray:
+        return self.w[:, None] * self._dmu(x)
+
+    def mean(self, x: np.ndarray) -> np.ndarray:
+        """The model's μ = s·I + b of every measured pixel."""
+        theta, s, b = self.split(x)
+        img, _ = self._eval(theta, jac=False)
+        return s * img + b
+
+    def data_residual(self, x: np.ndarray) -> np.ndarray:
+        """Residuals of all measured pixels (outliers included), unscaled: weighted, or the Poisson
+        deviance residuals where the data carry their exposure."""
+        if self.exposure is None:
+            return self.linear_residual(x)
+        return deviance_residuals(self.mean(x), self.y, self.exposure, self.mu0)[0]
+
+    def data_jacobian(self, x: np.ndarray) -> np.ndarray:
+        if self.exposure is None:
+            return self.linear_jacobian(x)
+        dr = deviance_residuals(self.mean(x), self.y, self.exposure, self.mu0)[1]
+        return dr[:, None] * self._dmu(x)
 
     def residual(self, x: np.ndarray) -> np.ndarray:
         r = self.data_residual(x)[self.active] / self.data_scale
@@ -175,12 +215,12 @@ def _local_fit(
 
             def res_s(x):
                 R = np.zeros((nq, ne))
-                R[prob.mask] = np.where(prob.active, prob.data_residual(x), 0.0) / prob.data_scale
+                R[prob.mask] = np.where(prob.active, prob.linear_residual(x), 0.0) / prob.data_scale
                 r = (R @ K).ravel()
                 return r if prob.prior is None else np.concatenate([r, prob.prior.residual(x[: prob.k])])
 
             def jac_s(x):
-                Jm = prob.data_jacobian(x) * prob.active[:, None] / prob.data_scale
+                Jm = prob.linear_jacobian(x) * prob.active[:, None] / prob.data_scale
                 J = np.zeros((nq, ne, Jm.shape[1]))
                 J[prob.mask] = Jm
                 J = np.matmul(K.T, J).reshape(nq * ne, -1)
@@ -289,8 +329,11 @@ def fit_spectrum(
     seed
         Seed of the candidate draw.
     weighting
-        ``"auto"``: 1/error where every measured pixel has one, else uniform;
-        ``"errors"``: require errors; ``"uniform"``: ignore errors.
+        ``"auto"``: ``"poisson"`` where the folded spectrum carries its exposure (Poisson counts
+        folded by fcinv: the default for them), else 1/error where every measured pixel has one,
+        else uniform; ``"poisson"``: the count-honest misfit (module docstring; needs the exposure);
+        ``"errors"``: require errors (1/error weights, the former default for counts);
+        ``"uniform"``: ignore errors.
     fit_background
         Fit the flat background b (else b = 0).
     prior
@@ -351,6 +394,7 @@ def fit_spectrum(
         free_names = [free] if isinstance(free, str) else list(free)
     model = model_with_free(model, free_names)
     y, w, mask, has_errors = _as_pixels(model, data, weighting)
+    exposure = pixel_exposure(model, data, weighting)
     n_x = model.k + 1 + int(fit_background)
     if len(y) <= n_x:
         raise FitError(
@@ -374,7 +418,7 @@ def fit_spectrum(
             )
         )
     pri = model_prior(model, theta0, prior, material_reference)
-    prob = _Problem(model, y, w, mask, fit_background, prior=None)
+    prob = _Problem(model, y, w, mask, fit_background, prior=None, exposure=exposure)
     fit_kw = {"max_nfev": max_nfev, "ftol": ftol, "xtol": xtol, "presmooth_meV": presmooth_meV}
     results = []
     warnings: list[str] = []
@@ -432,6 +476,10 @@ def fit_spectrum(
     r_s = prob.data_residual(best.x)[act] / prob.data_scale
     J_s = prob.data_jacobian(best.x)[act] / prob.data_scale
     chi2_s = float(np.sum(r_s**2))
+    deviance = None
+    if exposure is not None:  # goodness of fit: Pearson's χ² with the model variance (deviance beside)
+        deviance = chi2_s
+        chi2_s = pearson_chi2(prob.mean(best.x)[act], y[act], exposure[act], prob.mu0)
     prec = np.zeros(n_x)
     if pri is not None:
         prec[: model.k] = 1.0 / pri.sigma**2
@@ -518,7 +566,8 @@ def fit_spectrum(
         "prior_chi2": None if pri is None else float(np.sum(pri.residual(theta) ** 2)),
         "data_noise_scale": float(prob.data_scale),
         "warnings": warnings,
-        "weighting": "errors" if has_errors else "uniform",
+        "weighting": "poisson" if exposure is not None else ("errors" if has_errors else "uniform"),
+        "deviance": deviance,
         "grid_fingerprint": model.grid.fingerprint(),
         "starts": [
             {

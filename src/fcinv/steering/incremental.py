@@ -5,7 +5,9 @@ The fold (:meth:`fcinv.experiment.fold.FoldPlan.apply`) gives at each pixel Σ d
 orientations, so :class:`IncrementalFold` keeps Σ data, Σ var and Σ norm per pixel and folds only
 each new orientation's volume; the result equals the batch fold of the summed volume (counts and
 normalisation added per bin, :meth:`fcinv.experiment.simulate.SimulatedRun.total`) up to rounding.
-Σ norm per pixel comes from :meth:`FoldPlan.image_weights`, the fold's own weights.
+Σ norm per pixel comes from :meth:`FoldPlan.image_weights`, the fold's own weights. The exposure
+(:mod:`fcinv.experiment.folded`) adds too: each fold gives c = N²/Σm²fw, so Σ m² f w = N²/c per
+orientation is summed and the joint exposure is (Σ N)² / Σ (N²/c) (kept while every volume had one).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class IncrementalFold:
         self.var = np.zeros(shape)
         self.norm = np.zeros(shape)
         self.count = np.zeros(shape, dtype=np.int64)
+        self.m2fw = np.zeros(shape)
+        self.poisson = True
         self.n = 0
         self.sources: list[str] = []
         self.last_seconds = 0.0
@@ -58,6 +62,12 @@ class IncrementalFold:
         self.var[m] += (err[m] * norm[m]) ** 2
         self.norm[m] += norm[m]
         self.count[m] += np.maximum(fs.n_contrib[m], 0)
+        if fs.exposure is None:
+            self.poisson = False
+        else:
+            ex = fs.exposure[m]
+            ok = np.isfinite(ex) & (ex > 0)
+            self.m2fw[m] += np.where(ok, norm[m] ** 2 / np.where(ok, ex, 1.0), 0.0)
         self.n += 1
         self.sources.append(source)
         self.last_seconds = time.perf_counter() - t0
@@ -73,6 +83,10 @@ class IncrementalFold:
         with np.errstate(divide="ignore", invalid="ignore"):
             inten = np.where(m, self.data / np.where(m, self.norm, 1.0), np.nan)
             err = np.where(m, np.sqrt(self.var) / np.where(m, self.norm, 1.0), np.nan)
+            ex = None
+            if self.poisson:
+                pos = m & (self.m2fw > 0)
+                ex = np.where(pos, self.norm**2 / np.where(pos, self.m2fw, 1.0), np.nan)
         info = {
             "folded_by": "fcinv.steering.incremental",
             "n_orientations": self.n,
@@ -81,5 +95,11 @@ class IncrementalFold:
         }
         info.update(meta or {})
         return FoldedSpectrum(
-            intensity=inten, error=err, mask=m, n_contrib=self.count, grid=self.plan.grid, meta=info
+            intensity=inten,
+            error=err,
+            mask=m,
+            n_contrib=self.count,
+            grid=self.plan.grid,
+            meta=info,
+            exposure=ex,
         )
