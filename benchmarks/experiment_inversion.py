@@ -56,6 +56,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -378,78 +379,11 @@ def evaluate_run(
             disp_mesh,
             candidates=cand,
             shells=args.refine_shells,
+            select=args.select,
         )
         fits["physical"]["model_build_s"] = t_build
     out["refined"] = fits
     return out
-
-
-def ml_controls(
-    label: str, info: dict, predictor, ref, truth: dict, q_path, disp_path, temperature: float
-) -> None:
-    """Print ML alone on the controls (a)–(d) of ``--ml-controls`` (module docstring) for one run."""
-    from fcinv.dataset.physical import fold_background
-    from fcinv.experiment.fold import Corrections, FoldPlan
-    from fcinv.experiment.instrument import Instrument
-    from fcinv.fcspace import read_phonopy
-    from fcinv.forward.physical import PhysicalModel, coverage_from_fold
-    from fcinv.reference import load_reference
-
-    fc03 = list(ref.sampled[:4])
-    fs = info["folded_paper"]
-    vol = info["run"].total()
-    rots = ref.crystal.point_group_rlu
-    plan = FoldPlan.build(vol.edges[:3], predictor.grid, rots, centering="F", q_tolerance=0.05)
-    cov = coverage_from_fold(plan, vol, rotations=rots, sampling="bins")
-    corr = Corrections(bose_temperature=temperature, q2=True, energy=True)
-    pairs = read_phonopy(ref.crystal, SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
-    r11 = load_reference("Ge", 11)
-
-    def spectrum(r, th, reference=None):
-        theta = np.array([th[n] for n in r.space.names])
-        pm = PhysicalModel(
-            r.space,
-            predictor.grid,
-            theta,
-            reference=reference,
-            free=list(r.space.names),
-            coverage=cov,
-            temperature=temperature,
-            resolution=Instrument(ei=40.0),
-            corrections=corr,
-            sampling="bins",
-        )
-        out = np.asarray(pm.spectra(theta[None]), float)[0]
-        out[~np.asarray(pm.mask, bool)] = np.nan
-        return out, pm
-
-    def show(tag, img):
-        pred = predictor.predict(img, k_samples=100, seed=0)
-        full = dict(zip(ref.space.names, ref.theta_ref.tolist()))
-        full.update(zip(predictor.names, np.asarray(pred.theta, float).tolist()))
-        tail = "zero" if set(predictor.names) == set(ref.space.names) else "reference"
-        e = rel_err(full, truth, fc03)
-        d = rms(model_thz(ref, full, q_path, tail), disp_path)
-        print(
-            f"  {tag:<58} ML FC0-FC3 "
-            + ", ".join(f"{100 * x:.1f}" for x in e)
-            + f" %; dispersion {d:.3f} THz"
-        )
-
-    print(f"--- {label}: ML alone on controls with the run's coverage (noise-free, corrected as the fold)")
-    show("(a) projection onto the model's space", spectrum(ref, truth)[0])
-    show("(b) 11-shell projection", spectrum(r11, truth_projection(r11))[0])
-    whole, pm = spectrum(ref, truth, pairs)
-    show("(c) the whole file", whole)
-    g = fold_background(cov, pm.energy_factor, ref.crystal)
-    m = fs.mask & np.isfinite(whole) & np.isfinite(g)
-    a, b = np.linalg.lstsq(np.vstack([whole[m], g[m]]).T, fs.intensity[m], rcond=None)[0]
-    peak = a * np.nanmax(whole[m])
-    show(
-        f"(c) + flat raw background through the corrections (B {b / peak:.3f})",
-        a * whole + b * np.where(np.isfinite(g), g, 0.0),
-    )
-    show("(d) the fold", np.where(fs.mask, fs.intensity, np.nan))
 
 
 def run_refinement(
@@ -465,11 +399,14 @@ def run_refinement(
     disp_mesh,
     candidates=None,
     shells=(),
+    select=None,
 ) -> dict:
     """refine() from ``start`` (or the best of it and ``candidates`` by misfit), every parameter free, the
     training-domain prior; with ``shells``, continued into those shell counts
     (:func:`fcinv.fitting.continuation.refine_in_shells`) and compared with the truth's projection onto
     the final space."""
+    from inversion_stages import stage_figures, supercell_moves
+
     from fcinv.fitting import refine
     from fcinv.fitting.continuation import refine_in_shells
     from fcinv.reference import load_reference
@@ -477,7 +414,9 @@ def run_refinement(
     t = time.perf_counter()
     kw = {"prior": "domain", "material_reference": ref, "max_nfev": 300, "candidates": candidates}
     if shells:
-        res = refine_in_shells(model, fs, {n: start[n] for n in model.names}, list(shells), **kw)
+        res = refine_in_shells(
+            model, fs, {n: start[n] for n in model.names}, list(shells), select=select, **kw
+        )
     else:
         res = refine(model, fs, {n: start[n] for n in model.names}, **kw)
     wall = time.perf_counter() - t
@@ -486,18 +425,15 @@ def run_refinement(
         rf = load_reference("Ge", supercell=res.extra["supercell"])
     else:
         rf = ref if n_final == ref.n_shells else load_reference("Ge", n_final)
-    # each continued stage's FC0-FC3 against the truth's projection onto that stage's own space
-    stage_err = {}
-    for stg in res.extra.get("stages", [])[1:]:
-        if "theta" in stg:
-            rs = (
-                load_reference("Ge", supercell=stg["shells"])
-                if isinstance(stg["shells"], str)
-                else load_reference("Ge", stg["shells"])
-            )
-            stage_err[str(stg["shells"])] = dict(
-                zip(fc03, rel_err(stg["theta"], truth_projection(rs), fc03).tolist())
-            )
+
+    # each stage's FC0-FC3 against the truth's projection onto that stage's own space; the space rule
+    def disp(r, th):
+        return rms(model_thz(r, th, q_path, "zero"), disp_path), rms(
+            model_thz(r, th, q_mesh, "zero"), disp_mesh
+        )
+
+    stages = res.extra.get("stages", [])
+    stage_fig = stage_figures(stages, fc03, truth_projection, disp) if len(stages) > 1 else None
     tr = truth if rf is ref else truth_projection(rf)
     th = dict(zip(rf.space.names, [res.extra["theta_full"][n] for n in rf.space.names]))
     sig = dict(zip(res.names, [float(x) for x in res.sigma]))
@@ -513,8 +449,10 @@ def run_refinement(
         "lowest_mode_meV": res.extra.get("lowest_mode_meV"),
         "n_shells": n_final,
         "n_params": rf.space.n_params,
-        "stages": [{k: v for k, v in st.items() if k != "theta"} for st in res.extra.get("stages", [])],
-        "stage_rel_err": stage_err,
+        "stages": [{k: v for k, v in st.items() if k not in ("theta", "sigma")} for st in stages],
+        "stage_figures": stage_fig,
+        "supercell_moves": supercell_moves(stages, fc03),
+        "selection": res.extra.get("selection"),
         "supercell": res.extra.get("supercell"),
         "theta": th,
         "truth": tr,
@@ -533,6 +471,8 @@ def run_refinement(
 
 
 def print_run(r: dict, truth: dict, fc03) -> None:
+    from inversion_stages import print_stages, print_supercell_moves
+
     print(
         f"--- {r['label']}: {r['temperature_K']:g} K, {r['orientations']} orientations; coverage {r['coverage']:.2f}; "
         f"fold {r['fold_s']:.2f} s; ML input: {r['ml_kind']} fold; inference {r['infer_ms']:.0f} ms"
@@ -570,20 +510,9 @@ def print_run(r: dict, truth: dict, fc03) -> None:
             f"lowest mode {f['lowest_mode_meV']:.2f} meV; worst parameter {worst} {100 * f['all_rel_err'][worst]:.0f}%; {f['wall_s']:.1f} s; "
             f"started from {f['started_from']}"
         )
-        if f.get("stages"):
-            print(
-                "    stages: "
-                + "; ".join(
-                    f"{st['shells']} shells ({st['n_params']} p) chi2/dof {st['chi2_dof'] if st['chi2_dof'] is not None else float('nan'):.2f}"
-                    f"{'' if st['success'] else ' NOT TRUSTED'} {st['wall_s']:.0f} s"
-                    for st in f["stages"]
-                )
-            )
-        for lab, e in f.get("stage_rel_err", {}).items():
-            print(
-                f"    stage {lab}: FC0-FC3 against the truth's projection onto its own space "
-                + ", ".join(f"{100 * e[n]:.1f} %" for n in fc03)
-            )
+        if f.get("stage_figures"):
+            print_stages(f["stage_figures"], fc03)
+            print_supercell_moves(f["supercell_moves"], fc03)
         if f.get("n_sigma"):
             print(
                 "    FC0-FC3 |refined - truth| / sigma: "
@@ -596,6 +525,20 @@ def print_run(r: dict, truth: dict, fc03) -> None:
             )
         for w in f["warnings"]:
             print(f"    warning: {w}")
+
+
+def _once_per_kind():
+    """A log filter that lets each kind of warning (logger, first 30 characters) through once."""
+    seen = set()
+
+    def keep(rec: logging.LogRecord) -> bool:
+        key = (rec.name, rec.getMessage()[:30])
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+    return keep
 
 
 def main() -> None:
@@ -631,8 +574,16 @@ def main() -> None:
         help="shell counts the physical refinement continues into after the model's own parameters "
         "(fcinv.fitting.continuation; default: the material's refine_shells; none given: no continuation)",
     )
+    ap.add_argument(
+        "--select",
+        choices=("last", "stable"),
+        default=None,
+        help="which stage the refinement returns: the last, or the data-only space rule's choice "
+        "(fcinv.fitting.continuation_select; default: the material's refine_select, else last)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().handlers[0].addFilter(_once_per_kind())
 
     from fcinv.inference import load_model
     from fcinv.material import load_material
@@ -662,7 +613,7 @@ def main() -> None:
         "physical refinement: the model's "
         f"{ref.space.n_params} parameters ({ref.n_shells} shells)"
         + (
-            f", continued into {args.refine_shells} shells (each stage from the last, new parameters at zero)"
+            f", continued into {args.refine_shells} (in order of size, each stage from the last, new parameters at zero)"
             if args.refine_shells
             else ""
         )
@@ -700,9 +651,11 @@ def main() -> None:
         f"floor: the truth's own projection (zero beyond the cutoff) is {proj_path:.3f} THz (path), {proj_mesh:.3f} THz (mesh) from the full set"
     )
     if args.ml_controls:  # no refinement: the best fits of the dispersion are not needed
+        from inversion_controls import ml_controls
+
         for label, temp, n_or in [r for r in RUNS if r[0] in args.runs.split(",")]:
             info = simulate_and_fold(out, label, temp, n_or, predictor.grid, ref.crystal)
-            ml_controls(label, info, predictor, ref, truth, q_path, disp_path, temp)
+            ml_controls(label, info, predictor, ref, truth, q_path, disp_path, temp, sys.modules[__name__])
         return
     best = dispersion_best_theta(ref, truth, q_path, q_mesh, disp_path, disp_mesh)
     b_err = rel_err(best, truth, fc03)
@@ -714,14 +667,19 @@ def main() -> None:
     best_by_shells = {ref.n_shells: best}
     for n in args.refine_shells:
         if isinstance(n, str):
-            # the supercell space: the truth's projection onto it is the file itself (phonopy's model of it)
+            # a supercell space: the truth's projection onto one that holds the 4x4x4 cell is the file itself
             rn = load_reference("Ge", supercell=n)
             tn = truth_projection(rn)
+            p_path = rms(model_thz(rn, tn, q_path, "zero"), disp_path)
             print(
                 f"{n} supercell space ({rn.space.n_params} parameters): the truth's projection is "
-                f"{rms(model_thz(rn, tn, q_path, 'zero'), disp_path):.4f} THz (path), "
-                f"{rms(model_thz(rn, tn, q_mesh, 'zero'), disp_mesh):.4f} THz (mesh) from the full set "
-                "(phonopy's masses 72.64 against fcinv's 72.63 amu; with equal masses 1e-6 THz)"
+                f"{p_path:.4f} THz (path), {rms(model_thz(rn, tn, q_mesh, 'zero'), disp_mesh):.4f} THz (mesh) "
+                "from the full set "
+                + (
+                    "(it holds the file: phonopy's masses 72.64 against fcinv's 72.63 amu; equal masses 1e-6 THz)"
+                    if p_path < 0.01
+                    else "(a truncation of the file)"
+                )
             )
             continue
         rn = load_reference("Ge", n)
@@ -792,6 +750,11 @@ def main() -> None:
             "disp_rms_THz": float("nan"),
             "mesh_rms_THz": float("nan"),
         }
+    print(
+        f"truth of the RESULT line: the DFT Ge FORCE_CONSTANTS file as it is ({SHARED.name}, 4x4x4); refined "
+        f"FC0-FC3 against its projection onto the returned stage's space ({f.get('supercell') or f.get('n_shells')}), "
+        "dispersions against its own phonopy dispersion"
+    )
     print(
         f"RESULT ml_fc0_3_max_rel_err={max(h['ml_rel_err'].values()):.4f} refined_fc0_3_max_rel_err={max(f['rel_err'].values()):.4f} "
         f"disp_rms_THz={f['disp_rms_THz']:.4f} mesh_rms_THz={f['mesh_rms_THz']:.4f} ml_disp_rms_THz={h['ml_disp_rms_THz']:.4f} "
