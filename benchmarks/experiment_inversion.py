@@ -25,14 +25,19 @@ Compared with the truth's projection onto the parameter space (``fcinv project``
 four most sensitive parameters of the reference ranking) and with the DFT set's own phonopy
 dispersion on the model's q-path and on a seeded random full-zone mesh (400 q-points).
 
-The refined answer is compared with the truth's projection onto the space of the refinement's *last*
-stage, and every continued stage is also printed against the projection onto its own space (so the
-11-shell figures stay beside). With ``--refine-shells 9 11 4x4x4`` the last stage is the 4×4×4
+The refined answer is compared with the truth's projection onto the space of the stage the
+refinement returns, and every stage is printed in a table against the projection onto its own space
+(χ²/dof, FC0–FC3 error, error / Laplace σ, path and mesh dispersion, wall time, its move from the
+stage it started from in σ). With ``--refine-shells 9 11 4x4x4`` the last stage is the 4×4×4
 supercell's Wigner–Seitz space (:meth:`fcinv.fcspace.FCSpace.for_supercell`, 55 parameters): the
 truth's projection onto it *is* the file (phonopy's own model of it; its dispersion is the file's to
-1e-6 THz with equal masses), so there the compared truth is the file's own values for those
-shells, not a truncation of it. That space is the truth file's own form; for a real crystal the
-supercell is a modelling choice (docs/fidelity.md).
+1e-6 THz with equal masses). That space is the truth file's own form, so choosing it *because* the
+truth is a 4×4×4 set is a leak; for a real crystal the supercell is a modelling choice
+(docs/fidelity.md). ``--refine-shells 9 11 3x3x3 4x4x4 5x5x5`` fits all three (3×3×3 from the
+5-shell answer, 4×4×4 from 11 shells, 5×5×5 from 4×4×4) and prints the supercell systematic (the
+moves between them, in σ) and the stage the data-only space rule
+(:mod:`fcinv.fitting.continuation_select`) picks; ``--select stable`` returns that stage (and the
+RESULT line is its), ``--select bic`` the stage of lowest BIC, ``--select last`` the largest.
 
 Peers in the same run: phonopy (the truth's dispersion), Euphonic (the truth's S(Q, E)), and the
 fold against a plain per-bin loop (timed on a subset of bins).
@@ -576,10 +581,10 @@ def main() -> None:
     )
     ap.add_argument(
         "--select",
-        choices=("last", "stable"),
+        choices=("last", "stable", "bic"),
         default=None,
-        help="which stage the refinement returns: the last, or the data-only space rule's choice "
-        "(fcinv.fitting.continuation_select; default: the material's refine_select, else last)",
+        help="which stage the refinement returns: the last, the data-only space rule's choice, or the "
+        "lowest BIC (fcinv.fitting.continuation_select; default: the material's refine_select, else last)",
     )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -34,7 +34,7 @@ def stage_figures(stages: list[dict], fc03: list[str], project: Callable, disper
     dispersion
         ``dispersion(ref, theta) -> (path_rms, mesh_rms)`` against the truth's own dispersion.
     """
-    from fcinv.fitting.continuation_select import SELECT_RULE, choose_stage
+    from fcinv.fitting.continuation_select import BIC_RULE, SELECT_RULE, choose_stage, choose_stage_bic
 
     rows, by_label = [], {}
     for st in stages:
@@ -56,7 +56,16 @@ def stage_figures(stages: list[dict], fc03: list[str], project: Callable, disper
         (st for st in stages if st.get("success") and "theta" in st), key=lambda st: st["n_params"]
     )
     k, steps = choose_stage(trusted) if len(trusted) > 1 else (0, [])
-    return {"rows": rows, "rule": SELECT_RULE, "rule_picks": trusted[k]["shells"], "rule_steps": steps}
+    kb, bic = choose_stage_bic(trusted)
+    return {
+        "rows": rows,
+        "rule": SELECT_RULE,
+        "rule_picks": trusted[k]["shells"],
+        "rule_steps": steps,
+        "bic_rule": BIC_RULE,
+        "bic": {str(st["shells"]): b for st, b in zip(trusted, bic)},
+        "bic_picks": trusted[kb]["shells"],
+    }
 
 
 def print_stages(fig: dict, fc03: list[str]) -> None:
@@ -88,6 +97,11 @@ def print_stages(fig: dict, fc03: list[str]) -> None:
             + ("settled" if s["settled"] else "continue")
         )
     print(f"    data-only space rule ({fig['rule']}): picks {fig['rule_picks']}")
+    print(
+        "    BIC: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in fig["bic"].items() if v is not None)
+        + f" -> picks {fig['bic_picks']} ({fig['bic_rule']})"
+    )
 
 
 def supercell_moves(stages: list[dict], fc03: list[str]) -> list[dict]:

@@ -8,7 +8,13 @@ import pytest
 from fcinv.crystal import default_grid
 from fcinv.errors import DataError
 from fcinv.fitting.continuation import refine_in_shells
-from fcinv.fitting.continuation_select import DEVIANCE_Z, choose_stage, stage_step
+from fcinv.fitting.continuation_select import (
+    DEVIANCE_Z,
+    bic_scores,
+    choose_stage,
+    choose_stage_bic,
+    stage_step,
+)
 from fcinv.forward import ForwardModel
 from fcinv.reference import load_reference
 
@@ -30,7 +36,9 @@ def test_a_step_is_settled_only_without_a_real_gain_and_inside_sigma():
     dp = 8
     allowed = dp + DEVIANCE_Z * np.sqrt(2 * dp)
     # no real gain (a drop within chance), moves inside sigma: settled
-    b = _stage(11, {"x": 1.05, "y": 0.45, "z": 0.0}, {"x": 0.1, "y": 0.1, "z": 0.1}, 18, 1500.0 - 0.9 * allowed)
+    b = _stage(
+        11, {"x": 1.05, "y": 0.45, "z": 0.0}, {"x": 0.1, "y": 0.1, "z": 0.1}, 18, 1500.0 - 0.9 * allowed
+    )
     s = stage_step(a, b)
     assert s["settled"] and not s["significant"] and s["added_params"] == dp
     assert s["max_move_sigma"] == pytest.approx(0.5) and s["allowed"] == pytest.approx(allowed)
@@ -126,3 +134,15 @@ def test_a_supercell_starts_from_the_largest_fitted_space_it_holds(three_shell_d
     st = res.extra["stages"]
     assert [s["shells"] for s in st] == [2, 5, "2x2x2"] and [s.get("from") for s in st] == [None, 2, 2]
     assert res.extra["supercell"] == "2x2x2" and "dropped" not in st[2]
+
+
+def test_bic_charges_ln_n_per_parameter():
+    sig = {"x": 0.1}
+    # 10,000 pixels: ln N = 9.2 per parameter; 38 more parameters must buy a drop of 350 to win
+    a = _stage("4x4x4", {"x": 1.0}, sig, 55, 11100.0, dof=10000 - 55)
+    b = _stage("5x5x5", {"x": 1.0}, sig, 93, 11100.0 - 150.0, dof=10000 - 93)
+    scores = bic_scores([a, b])
+    assert scores[1] - scores[0] == pytest.approx(-150.0 + 38 * np.log(10000), rel=1e-9)
+    assert choose_stage_bic([a, b])[0] == 0
+    c = dict(b, deviance=11100.0 - 400.0)
+    assert choose_stage_bic([a, c])[0] == 1

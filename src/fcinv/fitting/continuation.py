@@ -19,11 +19,21 @@ the weak far shells (:data:`FAR_SHELL_SIGMA_FLOOR`). A stage that is not trusted
 converge, unstable on the full-zone mesh) ends the continuation: the last trusted stage is
 returned, with a warning that names the stage that failed.
 
-σ of a continued result: the last stage's Laplace σ and, in quadrature, the *cutoff systematic*,
-each parameter's move in the last stage (|θ_N − θ_prev|). The Laplace σ assumes the cutoff is
-right; the move says how much the answer still depends on it. Measured on the DFT Ge set (5 K,
-120 orientations, 9 → 11 shells): moves of 0.017, 0.008, 0.035, 0.027 eV/Å² on FC0–FC3 against
-errors of 0.016, 0.012, 0.049, 0.024 from the projection (Laplace σ 0.011, 0.007, 0.004, 0.002).
+Shell counts run first, in increasing order; supercell stages (``"4x4x4"``) follow in order of
+size, each started from the largest fitted space it holds (a supercell smaller than a shell stage
+starts from a smaller one instead of dropping parameters; a detour through a small space led the
+larger fits of the DFT Ge data into another minimum, ``docs/fidelity.md``).
+
+σ of a continued result: the returned stage's Laplace σ and, in quadrature, the *cutoff
+systematic*, each parameter's move between that stage and its neighbour in size (the next stage
+when one was fitted, else the previous: |θ_N − θ_prev| for the last). The Laplace σ assumes the
+cutoff is right; the move says how much the answer still depends on it. Measured on the DFT Ge
+set (5 K, 120 orientations, 9 → 11 shells, with the earlier 1/error weights): moves of 0.017,
+0.008, 0.035, 0.027 eV/Å² on FC0–FC3 against errors of 0.016, 0.012, 0.049, 0.024 from the
+projection (Laplace σ 0.011, 0.007, 0.004, 0.002).
+
+Which stage is returned: the last (default), or one chosen from the fits alone
+(``select="stable"`` or ``"bic"``, :mod:`fcinv.fitting.continuation_select`).
 """
 
 from __future__ import annotations
@@ -142,8 +152,10 @@ def refine_in_shells(
     select
         Which trusted stage is returned: ``"last"``, or ``"stable"``, the data-only rule of
         :func:`fcinv.fitting.continuation_select.choose_stage` (the first stage whose successor
-        neither lowers the misfit beyond chance nor moves a parameter beyond σ). ``None``: the
-        material's ``refine_select`` (material.json), else ``"last"``.
+        neither lowers the misfit beyond chance nor moves a parameter beyond σ), or ``"bic"``, the
+        stage of lowest BIC (:func:`~fcinv.fitting.continuation_select.choose_stage_bic`; proposed
+        after the DFT Ge runs, ``docs/fidelity.md``). ``None``: the material's ``refine_select``
+        (material.json), else ``"last"``.
     **kwargs
         Passed to every stage's refinement (``max_nfev``, ``weighting`` ...). ``prior`` and
         ``material_reference`` apply to the first stage only.
@@ -158,7 +170,7 @@ def refine_in_shells(
         measure of how much the answer still depends on the space), and with ``select="stable"``
         ``extra["selection"]`` the rule and every step it tested.
     """
-    from fcinv.fitting.continuation_select import SELECT_RULE, choose_stage
+    from fcinv.fitting.continuation_select import BIC_RULE, SELECT_RULE, choose_stage, choose_stage_bic
     from fcinv.reference import shell_count
 
     if refine_fn is None:
@@ -219,6 +231,9 @@ def refine_in_shells(
     k, steps = trusted.index(last), []
     if select == "stable" and len(trusted) > 1:
         k, steps = choose_stage([stages[i] for *_, i in trusted])
+    elif select == "bic" and len(trusted) > 1:
+        k, scores = choose_stage_bic([stages[i] for *_, i in trusted])
+        steps = [{"shells": t[0], "bic": v} for t, v in zip(trusted, scores)]
     n_best, best_model, best, i_best = trusted[k]
     # the neighbour whose difference is the cutoff systematic: the next stage if fitted, else the previous
     other = trusted[k + 1] if k + 1 < len(trusted) else (trusted[k - 1] if k > 0 else None)
@@ -241,6 +256,8 @@ def refine_in_shells(
     for j, st in enumerate(stages):
         st["selected"] = j == i_best
     best.extra["stages"] = stages
+    if select == "bic":
+        best.extra["selection"] = {"rule": BIC_RULE, "chosen": n_best, "scores": steps}
     if select == "stable":
         best.extra["selection"] = {"rule": SELECT_RULE, "chosen": n_best, "steps": steps}
         if k == len(trusted) - 1 and len(trusted) > 1:
@@ -267,8 +284,8 @@ def _select_setting(material: str, select: str | None) -> str:
             select = material_info(material).get("refine_select") or "last"
         except Exception:  # noqa: BLE001 - a material without a material.json: the default
             select = "last"
-    if select not in ("last", "stable"):
-        raise DataError(f"select={select!r} is not a stage rule; pass 'last' or 'stable'.")
+    if select not in ("last", "stable", "bic"):
+        raise DataError(f"select={select!r} is not a stage rule; pass 'last', 'stable' or 'bic'.")
     return select
 
 
