@@ -40,7 +40,8 @@ worst_prepare_min=<minutes>``. Targets (issue 13): n ≥ 6, err ≤ 0.05, rms �
 Usage::
 
     python benchmarks/new_materials.py [--work out/new_materials] [--materials Si Al ...]
-        [--orientations 30] [--threads 1] [--refine-shells auto|model|N]
+        [--orientations 30] [--threads 1] [--refine-shells auto|model|N [M ...] [AxBxC]]
+        [--refine-starts moments|screen|moments screen|ml]
     python benchmarks/new_materials.py --combine A/results.json B/results.json
 
 ``--combine`` runs nothing: it reads the rows of earlier runs' ``results.json`` (a later file's row
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import traceback
@@ -158,17 +160,61 @@ def relative_ranking(material, truth_full: np.ndarray) -> list[str]:
     return [names[i] for i in np.argsort(score)[::-1]]
 
 
-def continuation_for(material, choice: str) -> tuple[tuple[int, ...] | None, str]:
+def parse_refine_shells(values: list[str]) -> list[str]:
+    """``--refine-shells`` entries, checked: ``auto`` or ``model`` alone, else shell counts and supercells
+    ``AxBxC`` (a supercell only as the last entry, as :class:`fcinv.pipeline.PipelineConfig` takes them).
+
+    Raises
+    ------
+    ValueError
+        With the one-line message naming the bad entry and what to pass.
+    """
+    vals = [str(v).strip().lower() for v in values]
+    if vals in (["auto"], ["model"]):
+        return vals
+    for i, v in enumerate(vals):
+        sc = re.fullmatch(r"[1-9][0-9]*x[1-9][0-9]*x[1-9][0-9]*", v)
+        if not (v.isdigit() and int(v) >= 1) and not (sc and i == len(vals) - 1):
+            raise ValueError(
+                f"--refine-shells {' '.join(values)}: {v!r} is not known. Pass auto, model, or shell counts "
+                "with an optional supercell last, e.g. 7 or 7 4x4x4."
+            )
+    return vals
+
+
+def parse_refine_starts(values: list[str]) -> tuple[str, ...]:
+    """``--refine-starts`` names → ``PipelineConfig.refine_starts`` (the ML start always runs first).
+
+    Raises
+    ------
+    ValueError
+        With the one-line message naming the bad entry and what to pass.
+    """
+    names = [str(v).strip().lower() for v in values]
+    for v in names:
+        if v not in ("ml", "moments", "screen"):
+            raise ValueError(
+                f"--refine-starts: {v!r} is not a start. Pass any of ml, moments, screen, "
+                "e.g. moments screen."
+            )
+    out = ["ml"] + [v for v in dict.fromkeys(names) if v != "ml"]
+    return tuple(out)
+
+
+def continuation_for(material, choice: list[str] | str) -> tuple[tuple[int | str, ...] | None, str]:
     """The ``PipelineConfig.refine_shells`` of ``--refine-shells`` and what the row records.
 
     ``auto``: the material's own ``refine_shells`` (what ``prepare`` measured and wrote,
     :mod:`fcinv.prepare.shells`; a folder prepared before that rule is measured now, into material.json);
-    ``model``: none (the model's own shells, the behaviour before); a number: that shell count.
+    ``model``: none (the model's own shells, the behaviour before); numbers (and a supercell ``AxBxC``
+    last): those stages.
     """
-    if choice == "model":
+    choice = [choice] if isinstance(choice, str) else list(choice)
+    if choice == ["model"]:
         return (), "model space (--refine-shells model)"
-    if choice != "auto":
-        return (int(choice),), f"--refine-shells {choice}"
+    if choice != ["auto"]:
+        stages = tuple(int(v) if v.isdigit() else v for v in choice)
+        return stages, f"--refine-shells {' '.join(choice)}"
     from fcinv.prepare.shells import write_refine_shells
 
     shells = write_refine_shells(material.folder, say=lambda m: print(f"  {material.name}: {m.strip()}"))
@@ -176,7 +222,13 @@ def continuation_for(material, choice: str) -> tuple[tuple[int, ...] | None, str
 
 
 def run_one(
-    mat: str, work: Path, orientations: int, threads: int, seed: int, refine_shells: str = "auto"
+    mat: str,
+    work: Path,
+    orientations: int,
+    threads: int,
+    seed: int,
+    refine_shells: list[str] | str = "auto",
+    refine_starts: tuple[str, ...] = ("ml", "moments"),
 ) -> dict:
     from fcinv.experiment.instrument import Goniometer, Instrument
     from fcinv.experiment.simulate import ExperimentConfig, force_constants_from_array, simulate_experiment
@@ -193,7 +245,11 @@ def run_one(
     fc, unit, smat, what = truth_set(folder, material, rng)
     temperature = 5.0
     config = PipelineConfig(
-        k_samples=100, seed=seed, corrections=one_phonon_corrections(temperature), refine_shells=cont
+        k_samples=100,
+        seed=seed,
+        corrections=one_phonon_corrections(temperature),
+        refine_shells=cont,
+        refine_starts=refine_starts,
     )
     pipe = Pipeline(str(folder / "models"), material, config=config)
     names = list(pipe.names)
@@ -258,6 +314,7 @@ def run_one(
         "orientations": orientations,
         "refinement": how,
         "refine_shells_choice": cont_note,
+        "refine_starts": list(refine_starts),
         "stages": stages or [],
         "continuation_warnings": [
             w for w in inv.result.extra.get("warnings", []) if str(w).startswith("CONTINUATION")
@@ -296,9 +353,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--refine-shells",
-        default="auto",
+        nargs="+",
+        default=["auto"],
         help="auto: the material's refine_shells (measured by fcinv.prepare.shells; a folder prepared "
-        "before the rule gets it now); model: stay in the model's shells; N: continue into N shells",
+        "before the rule gets it now); model: stay in the model's shells; N [M ...] [AxBxC]: continue into "
+        "those shell counts, a supercell AxBxC (its Wigner-Seitz space, e.g. 4x4x4) as the last stage",
+    )
+    p.add_argument(
+        "--refine-starts",
+        nargs="+",
+        default=["moments"],
+        metavar="START",
+        help="the refinement's starts besides the ML answer (which always runs): moments (default), "
+        "screen (fcinv.fitting.screen, the 4-parameter screening start), or both: moments screen; ml alone: "
+        "the ML start only",
     )
     p.add_argument(
         "--combine",
@@ -308,12 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run nothing; print the RESULT line over the rows of these results.json files",
     )
     args = p.parse_args(argv)
-    if args.refine_shells not in ("auto", "model") and not (
-        args.refine_shells.isdigit() and 1 <= int(args.refine_shells)
-    ):
-        p.error(
-            f"--refine-shells {args.refine_shells} is not known. Pass auto, model or a shell count such as 6."
-        )
+    try:
+        args.refine_shells = parse_refine_shells(args.refine_shells)
+        args.refine_starts = parse_refine_starts(args.refine_starts)
+    except ValueError as exc:
+        p.error(str(exc))
     if args.combine:
         return combine(args.combine)
     import torch
@@ -324,7 +391,15 @@ def main(argv: list[str] | None = None) -> int:
     for mat in args.materials:
         t0 = time.perf_counter()
         try:
-            row = run_one(mat, args.work, args.orientations, args.threads, args.seed, args.refine_shells)
+            row = run_one(
+                mat,
+                args.work,
+                args.orientations,
+                args.threads,
+                args.seed,
+                args.refine_shells,
+                args.refine_starts,
+            )
         except Exception as exc:  # noqa: BLE001 - a material that fails is reported and not counted
             print(f"{mat}: FAILED ({type(exc).__name__}: {exc})")
             traceback.print_exc(limit=3)
@@ -350,6 +425,11 @@ def main(argv: list[str] | None = None) -> int:
                 for t in row["start_selection"]
             )
             print(f"  {mat}: refinement starts {sel}")
+        stages = "/".join(str(s.get("shells", "?")) for s in row["stages"])
+        print(
+            f"  {mat}: refine starts {', '.join(row['refine_starts'])}; shells {row['refine_shells_choice']}"
+            f"{'; stages ' + stages if stages else ''}"
+        )
         print(f"  {mat}: 4 parameters of largest |theta| * dI/dtheta (relative_ranking): refined err {rel}")
         (args.work / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     if not rows:
@@ -389,7 +469,9 @@ def combine(files: list[Path]) -> int:
     for mat, (r, f) in rows.items():
         print(
             f"{mat}: from {f}: worst FC0-FC3 refined err {r['worst_refined_fc0_3_err']:.4f}; dispersion rms "
-            f"{r['disp_rms_THz']:.4f} THz; prepare {r['prepare_min']:.1f} min ({r['refinement']})"
+            f"{r['disp_rms_THz']:.4f} THz; prepare {r['prepare_min']:.1f} min ({r['refinement']}; starts "
+            f"{', '.join(r.get('refine_starts') or ['ml', 'moments'])}; "
+            f"shells {r.get('refine_shells_choice', '?')})"
         )
     print(f"combined from {len(files)} runs' results.json")
     print_result([r for r, _ in rows.values()])

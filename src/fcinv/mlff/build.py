@@ -120,14 +120,40 @@ def _material_broadening(crystal: Crystal):
         return Broadening()
 
 
+def check_symmetry(crystal: Crystal, results: list[MemberResult]) -> tuple[list[MemberResult], dict]:
+    """Leave out every stable member whose set is not symmetric under ``crystal``'s space group.
+
+    Such a set was computed on another cell or setting (:mod:`fcinv.mlff.symmetry`); its status becomes
+    ``"asymmetric"`` with the reason, so it is neither a bound nor the reference. Returns the results
+    (the others unchanged) and every checked member's relative residual (name → r).
+    """
+    from dataclasses import replace
+
+    from fcinv.mlff.symmetry import SYMMETRY_TOL, asymmetry_reason, symmetry_residual
+
+    out, residuals = [], {}
+    for r in results:
+        if r.status == "stable" and r.fc is not None:
+            res = symmetry_residual(_member_crystal(crystal, r), r.fc, r.settings["supercell_matrix"])
+            residuals[r.name] = res
+            if res > SYMMETRY_TOL:
+                log.warning("%s left out: %s", r.name, asymmetry_reason(res))
+                r = replace(r, status="asymmetric", reason=asymmetry_reason(res))
+        out.append(r)
+    return out, residuals
+
+
 def analyse(crystal: Crystal, results: list[MemberResult]) -> dict:
-    """θ, reference, bounds and sensitivity of an ensemble's results: ``space``, ``projections``
-    (name → Projection), ``stable`` (results), ``reference`` (the reference result), ``distances``,
-    ``theta_ref``, ``lower``, ``upper``, ``grid``, ``broadening``, ``sens``."""
+    """θ, reference, bounds and sensitivity of an ensemble's results: ``results`` (the members, those
+    whose set is not symmetric on ``crystal`` marked ``"asymmetric"``, :func:`check_symmetry`),
+    ``symmetry_residuals``, ``space``, ``projections`` (name → Projection), ``stable`` (results),
+    ``reference`` (the reference result), ``distances``, ``theta_ref``, ``lower``, ``upper``, ``grid``,
+    ``broadening``, ``sens``."""
     from fcinv.fcspace import FCSpace
     from fcinv.forward.model import ForwardModel
 
     space = FCSpace.for_material(crystal)
+    results, residuals = check_symmetry(crystal, results)
     proj = project_results(crystal, space, results)
     stable = [r for r in results if r.status == "stable"]
     if not stable:
@@ -149,6 +175,8 @@ def analyse(crystal: Crystal, results: list[MemberResult]) -> dict:
         broadening=_material_broadening(crystal),
     )
     return {
+        "results": results,
+        "symmetry_residuals": residuals,
         "space": space,
         "projections": proj,
         "stable": stable,
@@ -384,11 +412,14 @@ def build_reference(
     out_dir = Path(out_dir) if out_dir is not None else material_dir(crystal.name)
     results = run_ensemble(crystal, members, settings, workdir, relax=relax, device=device, progress=progress)
     an = analyse(crystal, results)
+    results = an["results"]
     ref: MemberResult = an["reference"]
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     member_rows = []
     for r in results:
         row = r.record()
+        if r.name in an["symmetry_residuals"]:
+            row["symmetry_residual"] = an["symmetry_residuals"][r.name]
         if r.name in an["projections"]:
             row["projection"] = an["projections"][r.name].as_dict()
         if r.fc is not None:
@@ -458,6 +489,7 @@ def _package_versions() -> dict[str, str | None]:
 
 __all__ = [
     "analyse",
+    "check_symmetry",
     "build_reference",
     "load_ensemble",
     "project_results",

@@ -35,7 +35,7 @@ from fcinv.mlff.phonons import (
 
 log = logging.getLogger(__name__)
 
-Status = Literal["stable", "unstable", "failed"]
+Status = Literal["stable", "unstable", "failed", "asymmetric"]
 
 
 @dataclass
@@ -49,7 +49,9 @@ class MemberResult:
     member
         The member's description (family, package, version, model, modal).
     status
-        ``"stable"``, ``"unstable"`` (imaginary modes: dropped) or ``"failed"`` (skipped).
+        ``"stable"``, ``"unstable"`` (imaginary modes: dropped), ``"failed"`` (skipped) or
+        ``"asymmetric"`` (not symmetric on the crystal it is read with: dropped,
+        :func:`fcinv.mlff.build.check_symmetry`; never written to a cache file).
     reason
         Why a member was dropped or skipped, else ``None``.
     lattice_a

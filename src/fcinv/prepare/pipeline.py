@@ -54,6 +54,7 @@ from fcinv.prepare.stage1 import (
     PhonopySet,
     PrepareError,
     energy_max_for,
+    folder_crystal,
     highest_mode_meV,
     material_name,
     reference_from_phonopy,
@@ -478,7 +479,10 @@ def stage1_forcefields(
     from fcinv.mlff.runner import run_ensemble
     from fcinv.reference import check_shells
 
-    crystal = Crystal.from_file(structure, name=name)
+    file_crystal = Crystal.from_file(structure, name=name)
+    # every member is computed on the cell the folder is read with: standardising is not idempotent
+    # (zincblende's twins), and a set computed on the file's cell read with the folder's is wrong
+    crystal = folder_crystal(file_crystal)
     n_shells = check_shells(opts.shells if opts.shells is not None else 5, name)
     supercell = opts.supercell or default_supercell(crystal, n_shells)
     settings = PhononSettings.create(supercell, DEFAULT_DISPLACEMENT)
@@ -489,7 +493,7 @@ def stage1_forcefields(
         f"cache {cache}"
     )
     out.mkdir(parents=True, exist_ok=True)
-    write_structure(out / STRUCTURE_FILE, crystal)
+    write_structure(out / STRUCTURE_FILE, file_crystal)  # read back as `crystal`
     info = {
         "name": name,
         "description": (

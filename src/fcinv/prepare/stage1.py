@@ -214,6 +214,24 @@ def write_structure(path: Path, crystal: Crystal) -> None:
     write(str(path), atoms, format="vasp", direct=True, sort=False)
 
 
+def folder_crystal(crystal: Crystal, name: str | None = None) -> Crystal:
+    """The crystal a folder's ``structure.vasp``, written from ``crystal`` (:func:`write_structure`), is
+    read back as: the cell every later reader of the folder (``load_material``) works in.
+
+    spglib's standardisation is not idempotent for every cell: a zincblende cell with the second atom at
+    1/4 of the primitive diagonal is standardised to 3/4 and that one back to 1/4 (the two inversion
+    twins). Force constants computed or projected on the crystal of the user's file and then read with
+    the folder's would have every bond pointing the wrong way (issue 13: GaAs's CHGNet member, 79 %
+    asymmetric). Stage I therefore computes and projects on this crystal.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fcinv-structure-") as tmp:
+        path = Path(tmp) / STRUCTURE_FILE
+        write_structure(path, crystal)
+        return Crystal.from_file(path, name=name or crystal.name)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -312,7 +330,8 @@ def reference_from_phonopy(
     structure = Path(structure) if structure is not None else sets[0].structure
     crystal = Crystal.from_file(structure)
     name = material_name(structure, formula_of(crystal), name)
-    crystal = Crystal.from_file(structure, name=name)
+    file_crystal = Crystal.from_file(structure, name=name)
+    crystal = folder_crystal(file_crystal)  # the cell the folder is read with (see folder_crystal)
     units = [read_unitcell(s.structure) for s in sets]
     arrays = [read_fc_array(s.force_constants) for s in sets]
     cells = [(np.asarray(s.supercell), np.asarray(u.cell)) for s, u in zip(sets, units)]
@@ -353,7 +372,7 @@ def reference_from_phonopy(
         )
     e_max = float(e_max) if e_max is not None else energy_max_for(top)
     out.mkdir(parents=True, exist_ok=True)
-    write_structure(out / STRUCTURE_FILE, crystal)
+    write_structure(out / STRUCTURE_FILE, file_crystal)  # read back as `crystal`
     smat0, lat0 = cells[k_ref]
     prim_sc = smat0 @ lat0 @ np.linalg.inv(crystal.lattice)
     info = {
