@@ -76,7 +76,11 @@ def summarize(results, names, truth_by_name, args, t_first=None) -> str:
     kinds = Counter(b.kind for b in br)
     print(
         f"ratios per repeat: {[b.label() for b in br]} ({dict(kinds)}); median over {len(br)} repeats "
-        + (f"{lo:.2f} (every ratio measured)" if lo == hi else f"in [{lo:.2f}, {hi:.2f}]")
+        + (
+            f"{lo:.2f} ({'all measured' if kinds['measured'] == len(br) else 'the same at any bound'})"
+            if lo == hi
+            else f"in [{lo:.2f}, {hi:.2f}]"
+        )
         + "; the RESULT line gives the low end (a bound taken at its bound, undefined as 0)"
     )
     chi2_table(results)
