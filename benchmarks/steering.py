@@ -76,6 +76,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from steering_checks import compare_with_full, symmetry_check, truth_chi2
+from steering_report import plot, refine_shells, summarize
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ge_dft_pathsqe"
 FC03 = 4
@@ -110,6 +112,20 @@ class Pool:
         if not np.array_equal(run.expected_index[np.minimum(pos, len(pos) - 1)], run.index):
             raise SystemExit("the run's expected bins do not cover its measured bins")
         self.expected = run.expected[pos]
+
+    def expected_volume(self, j: int):
+        """Orientation ``j``'s expected counts (no noise) as a volume: for the symmetry check."""
+        from fcinv.experiment.volume import Volume4D
+
+        r = self.run
+        a, b = int(r.offsets[j]), int(r.offsets[j + 1])
+        return Volume4D.from_counts(
+            r.edges,
+            r.index[a:b],
+            r.norm[a:b] * self.expected[a:b],
+            r.norm[a:b],
+            reciprocal_cell=r.reciprocal_cell,
+        )
 
     def draw(self, j: int, rng):
         from fcinv.experiment.volume import Volume4D
@@ -430,8 +446,11 @@ def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_n
         else:
 
             def default():
-                seen = set(measured)
-                return next(((a + k) % n_c for k in range(n_c) if (a + k) % n_c not in seen), a % n_c)
+                # the uniform scan's next angle: the least-measured candidate in scan order (so a strategy
+                # never steered measures exactly what the uniform one did, past one pass as well)
+                seen = np.bincount(measured, minlength=n_c)
+                order = [(a + k) % n_c for k in range(n_c)]
+                return min(order, key=lambda jj: seen[jj])
 
             def steered():
                 if lin["post"] is None or lin["at_n"] != refit.n_final:
@@ -473,6 +492,9 @@ def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_n
         dt = t_fold + time.perf_counter() - t2
         refits.append(dt)
         done = record(step, res, dt, False)
+        if args.truth_chi2:
+            m11 = joint(refit.last_shells)
+            hist[-1]["chi2_truth"] = truth_chi2(m11, [truth_by_name[k] for k in m11.names], inc.folded())
         if before is not None and args.probe_repeat is None:
             args.probe_repeat = (seed, a)
         if before is not None and args.probe_repeat == (seed, a):
@@ -504,52 +526,24 @@ def run_strategy(kind, pool, spaces, a, seed, args, first, predictor, truth_by_n
     }
 
 
-def compare_with_full(r, first, names, truth_by_name):
-    """The incremental refit's last answer against a full continuation (from the same ML answer) on the
-    same data: answer difference and time."""
-    from fcinv.steering.refit import IncrementalRefit
-
-    joint = r["joint"]
-    full = IncrementalRefit(
-        "Ge", joint, first_kwargs={"max_nfev": 60, "outliers": False, "stability_mesh": 4}
-    )
-    t = time.perf_counter()
-    rf = full.refit(r["final_fold"], first["pred"])
-    t_full = time.perf_counter() - t
-    inc = r["final_result"]
-    a, b = inc.theta_dict(), rf.theta_dict()
-    common = [k for k in a if k in b]
-    d = np.array([a[k] - b[k] for k in common])
-    sig = dict(zip(rf.names, np.asarray(rf.sigma, float)))
-    return {
-        "n_orientations": len(r["psi_measured"]),
-        "kind": r["kind"],
-        "full_wall_s": t_full,
-        "incremental_wall_s": r["refit_s"][-1] if r["refit_s"] else None,
-        "max_abs_diff_all": float(np.max(np.abs(d))),
-        "diff_fc03": {k: a[k] - b[k] for k in names},
-        "diff_over_full_sigma_fc03": {k: (a[k] - b[k]) / sig[k] for k in names},
-        "full_err_pct_fc03": {k: 100 * (b[k] - truth_by_name[k]) / abs(truth_by_name[k]) for k in names},
-        "incremental_err_pct_fc03": {
-            k: 100 * (a[k] - truth_by_name[k]) / abs(truth_by_name[k]) for k in names
-        },
-        "full_chi2_dof": rf.chi2_dof,
-        "incremental_chi2_dof": inc.chi2_dof,
-        "full_stages": rf.extra.get("stages"),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--n-candidates", type=int, default=150, help="candidate orientations 0..n-1 degrees (1° apart)"
+        "--n-candidates",
+        type=int,
+        default=90,
+        help="candidate orientations 0..n-1 degrees (1° apart); 90 covers every distinct one of Ge about the "
+        "[001] rotation axis (ψ + 90° is equivalent); the uniform scan past n−1° re-measures ψ mod n",
     )
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --seeds − 1")
     ap.add_argument("--starts", type=float, nargs="+", default=[0.0, 30.0])
     ap.add_argument("--n-start", type=int, default=3, help="orientations measured before steering starts")
     ap.add_argument(
-        "--budget", type=int, default=120, help="most orientations per strategy (the paper's run)"
+        "--budget",
+        type=int,
+        default=180,
+        help="most orientations per strategy (the paper's run: 120; 180 = two passes of the distinct 90°)",
     )
     ap.add_argument("--minutes", type=float, default=1.5, help="counting time per orientation (min)")
     ap.add_argument("--target-rel", type=float, default=0.05, help="σ target on FC0–FC3, fraction of |θ|")
@@ -612,6 +606,18 @@ def main() -> None:
         help="summarise the --json files of earlier runs (e.g. one per start angle) and draw the figure; "
         "nothing is run",
     )
+    ap.add_argument(
+        "--no-truth-chi2",
+        dest="truth_chi2",
+        action="store_false",
+        help="do not compute, at each refit, the χ²/dof of the truth's 11-shell projection on the same data",
+    )
+    ap.add_argument(
+        "--no-symmetry-check",
+        dest="symmetry_check",
+        action="store_false",
+        help="do not check that ψ + 90° folds to the spectrum of ψ (two more simulated orientations)",
+    )
     ap.add_argument("--figure", default="docs/figures/steering.png")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -633,7 +639,7 @@ def main() -> None:
     if args.merge:
         ref = load_reference("Ge")
         pairs = read_phonopy(ref.crystal, SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
-        r_last = load_reference("Ge", max([5, *_refine_shells()]))
+        r_last = load_reference("Ge", max([5, *refine_shells()]))
         truth_by_name = dict(zip(r_last.space.names, r_last.space.project(pairs).theta.tolist()))
         results = []
         for f in args.merge:
@@ -674,6 +680,15 @@ def main() -> None:
     spaces = Spaces(covs, grid, inst, run.psi)
     spaces.plan, spaces.rotations = args.plan, cr.point_group_rlu
     t_cov = time.perf_counter() - t
+    if args.symmetry_check:
+
+        def sim(angles):
+            gon = Goniometer(psi=angles)
+            return simulate_experiment(efc, ec, instrument=inst, goniometer=gon, config=cfg, region=grid)
+
+        j_sym = min(17, run.n_orientations - 1)
+        sym = symmetry_check(Pool, args.plan, sim, j_sym)
+        print(f"symmetry (rotation axis [001], Ge m-3m): {sym}", flush=True)
     print(
         f"truth: DFT Ge FORCE_CONSTANTS (whole file, 4x4x4) at {SHARED.resolve()}; θ compared with its "
         "projection onto the final (11-shell, 47-parameter) space"
@@ -683,7 +698,7 @@ def main() -> None:
         f"in {t_sim:.1f} s (5 K, Ei 40 meV, {args.minutes:g} min each); coverages {t_cov:.1f} s"
     )
     results, compares, firsts = [], [], []
-    r_last = spaces.ref(max([5, *_refine_shells()]))
+    r_last = spaces.ref(max([5, *refine_shells()]))
     truth_by_name = dict(zip(r_last.space.names, r_last.space.project(pairs).theta.tolist()))
     names = list(ref.sampled)[:FC03]
     print(
@@ -745,6 +760,7 @@ def main() -> None:
                 "bound": not (u["reached"] and d["reached"]),
                 "ratio_old": u["minutes_old"] / d["minutes_old"],
                 "bound_old": not (u["reached_old"] and d["reached_old"]),
+                "budget_min": args.budget * args.minutes,
             }
             if args.json:  # after every repeat, so a cut-short run still leaves its repeats
                 Path(args.json).write_text(
@@ -760,143 +776,6 @@ def main() -> None:
         plot(results, names, args, Path(args.figure))
         print(f"wrote {args.figure}")
     print(line)
-
-
-def summarize(results, names, truth_by_name, args, t_first=None) -> str:
-    """Print the summary of the repeats (also of several runs' JSON merged); return the RESULT line."""
-    from collections import Counter
-
-    rr = [r["ratio"] for r in results if "ratio" in r]
-    ratios = [x["ratio"] for x in rr]
-    ad = [r for r in results if r["kind"] == "adaptive"]
-    uni = [r for r in results if r["kind"] == "uniform"]
-
-    def at_target(r):
-        """The refit at the adaptive target, else the last trusted refit (None: no trusted refit)."""
-        hit = [x for x in r["history"] if x["trusted"] and x["below_target"]]
-        tr = [x for x in r["history"] if x["trusted"]]
-        return hit[0] if hit else (tr[-1] if tr else None)
-
-    at = [at_target(r) for r in ad]
-    eos = np.concatenate([x["err_over_sigma"] for x in at if x is not None] or [[np.nan]])
-    old_at = [r["history"][-1] for r in ad]  # the old definition: the last refit, trusted or not
-    eos_old = np.concatenate([x["err_over_sigma"] for x in old_at])
-    print(
-        f"adaptive_err_over_sigma from {sum(x is not None for x in at)} of {len(ad)} repeats (at the target, "
-        "else the last trusted refit; repeats without a trusted refit have no trusted σ and are left out); "
-        f"old definition (last refit, trusted or not): median {np.nanmedian(eos_old):.2f} "
-        f"({int(np.isnan(eos_old).sum())} of {len(eos_old)} values NaN: untrusted fits without a σ)"
-    )
-    upd = np.concatenate([r["update_s"] for r in results])
-    refit_s = np.concatenate([r["refit_s"] for r in results if r["refit_s"]] or [[np.nan]])
-    own = [x for r in results for x in r["history"][1:] if not x["reused"]]
-    n_tr = sum(x["trusted"] for x in own)
-    why = Counter(" + ".join(_reasons(x["why"])) for x in own if not x["trusted"])
-    print(
-        f"refits (not counting the replayed ones): {len(own)}, trusted {n_tr}; not trusted because: "
-        + "; ".join(f"{v}× [{k}]" for k, v in why.most_common())
-    )
-    print(
-        "spaces of the refits: "
-        + str(dict(Counter(x["n_shells"] for x in own)))
-        + "; kinds: "
-        + str(dict(Counter(x["refit_kind"] for x in own)))
-    )
-    eos_all = np.concatenate(
-        [np.ravel([x["err_over_sigma"] for x in r["history"] if x["trusted"]]) for r in ad] + [[]]
-    )
-    if len(eos_all):
-        print(
-            f"adaptive |err|/σ over every trusted refit: median {np.median(eos_all):.2f}, "
-            f"90th percentile {np.percentile(eos_all, 90):.2f}"
-        )
-    last_cut = np.array([r["history"][-1]["sigma_cutoff"] for r in results])
-    print(
-        "cutoff systematic of the last refit (eV/Å², median over strategies and repeats, FC0–FC3): "
-        f"{np.round(np.median(last_cut, axis=0), 4).tolist()}; as % of |θ_true|: "
-        f"{np.round(100 * np.median(last_cut, axis=0) / np.abs([truth_by_name[k] for k in names]), 1)}"
-    )
-    print(
-        f"target (trusted refit, σ ≤ {100 * args.target_rel:g} % of |θ̂| on FC0–FC3) reached in "
-        f"{sum(r['reached'] for r in ad)}/{len(ad)} adaptive and {sum(r['reached'] for r in uni)}/{len(uni)} "
-        f"uniform repeats; adaptive steered {sum(r['sources'].count('steered') for r in ad)} of "
-        f"{sum(len(r['sources']) for r in ad)} orientations; median χ²/dof of the last refit "
-        f"{np.median([r['history'][-1]['chi2_dof'] for r in results]):.2f}"
-    )
-    print(f"adaptive orientations (first repeat): {ad[0]['psi_measured']}")
-    print(
-        f"ratios per repeat: {np.round(ratios, 2).tolist()} ({sum(x['bound'] for x in rr)} of them bounds: a "
-        "strategy did not reach the target)"
-    )
-    print(
-        "old definition (any refit's σ below the target, trusted or not; the run before the trust gate): "
-        f"beamtime_ratio {np.median([x['ratio_old'] for x in rr]):.2f}, per repeat "
-        f"{np.round([x['ratio_old'] for x in rr], 2).tolist()} ({sum(x['bound_old'] for x in rr)} bounds)"
-    )
-    print(
-        f"update_s (incremental corrected fold + ML inference, {len(upd)} updates): median "
-        f"{np.median(upd):.3f} s; "
-        f"refit_s (raw fold + joint model + refit, {len(refit_s)} refits): median "
-        f"{np.median(refit_s):.2f} s; first continuation median {np.median(t_first or [np.nan]):.1f} s; "
-        f"linearisation (at the first trusted refit) {np.round([r['linearise_s'] for r in ad], 1).tolist()} s"
-    )
-    return (
-        f"RESULT beamtime_ratio={np.median(ratios):.2f} adaptive_err_over_sigma={np.median(eos):.2f} "
-        f"update_s={np.median(upd):.2f}"
-    )
-
-
-def _reasons(why: str) -> list[str]:
-    """The trust verdict's reasons as categories (stopped short, not converged, unstable, χ²/dof)."""
-    out = []
-    if why.startswith("continuation stopped"):
-        out.append(why.split(" (")[0].replace("continuation ", ""))
-    if "not trusted by the fit" in why:
-        part = why.split("not trusted by the fit", 1)[1]
-        out += [c for c in ("not converged", "unstable") if c in part]
-    if "chi2/dof" in why and ">" in why:
-        out.append("chi2/dof > bound")
-    return out
-
-
-def _refine_shells() -> list[int]:
-    from fcinv.crystal import material_info
-
-    raw = material_info("Ge").get("refine_shells") or ()
-    return [int(n) for n in (raw if isinstance(raw, (list, tuple)) else [raw])]
-
-
-def plot(results, names, args, path: Path) -> None:
-    from fcinv.plotting import new_figure, save_figure
-
-    fig, axes = new_figure(1, len(names), figsize=(3.3 * len(names), 3.2), dpi=120)
-    colors = {"uniform": "tab:blue", "adaptive": "tab:red"}
-    for r in results:
-        h = r["history"]
-        m = [x["minutes"] for x in h]
-        tr = np.array([x.get("trusted", False) for x in h])
-        for i, ax in enumerate(axes):
-            rel = np.array([100 * x["sigma"][i] / abs(x["theta"][i]) for x in h])
-            ax.plot(
-                m,
-                rel,
-                color=colors[r["kind"]],
-                lw=0.7,
-                alpha=0.6,
-                label=r["kind"] if r is results[0] or r is results[1] else None,
-            )
-            mm = np.asarray(m)
-            ax.plot(mm[tr], rel[tr], "o", ms=3, color=colors[r["kind"]], alpha=0.8)
-            ax.plot(mm[~tr], rel[~tr], "o", ms=3, mfc="none", color=colors[r["kind"]], alpha=0.5)
-    for i, ax in enumerate(axes):
-        ax.axhline(100 * args.target_rel, color="k", ls="--", lw=0.8)
-        ax.set_yscale("log")
-        ax.set_xlabel("beam time (min)")
-        ax.set_title(f"FC{i} {names[i]}", fontsize=9)
-    axes[0].set_ylabel("σ / |θ| (%), incl. cutoff systematic")
-    axes[0].legend(fontsize=7)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path, title="steering: σ on FC0–FC3 against beam time (DFT Ge truth)")
 
 
 if __name__ == "__main__":
