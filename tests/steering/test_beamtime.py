@@ -40,7 +40,11 @@ def test_median_interval_counts_neither_reached_as_open():
     lo, hi = median_interval(rs)
     assert lo == pytest.approx((1.0 + 2.3043478) / 2, rel=1e-6)  # lows 0, 1, 2.30, 5.22
     assert math.isinf(hi)
-    meas = [beamtime_ratio(3, True, 1, True), beamtime_ratio(2, True, 1, True), beamtime_ratio(9, True, 1, True)]
+    meas = [
+        beamtime_ratio(3, True, 1, True),
+        beamtime_ratio(2, True, 1, True),
+        beamtime_ratio(9, True, 1, True),
+    ]
     assert median_interval(meas) == (3.0, 3.0)
 
 
