@@ -92,7 +92,7 @@ class TruthMaker:
         from phonopy import Phonopy
 
         self.p2s = np.asarray(
-            Phonopy(self.unit, self.smat).primitive.p2s_map
+            Phonopy(self.unit, self.smat, primitive_matrix="P").primitive.p2s_map
         )  # compact layout: 3x faster to convert
 
     def _reorder(self, fc_compact, unit, positions):
@@ -113,7 +113,7 @@ class TruthMaker:
                 f"the DFT POSCAR's atoms {unit.scaled_positions.tolist()} are not a translate of the "
                 "crystal's"
             )
-        old = Phonopy(unit, self.smat)
+        old = Phonopy(unit, self.smat, primitive_matrix="P")
         full = (
             compact_fc_to_full_fc(old.primitive, fc_compact)
             if fc_compact.shape[0] != fc_compact.shape[1]
@@ -122,7 +122,7 @@ class TruthMaker:
         new_unit = PhonopyAtoms(
             cell=unit.cell, scaled_positions=new_pos, numbers=unit.numbers, masses=unit.masses
         )
-        new = Phonopy(new_unit, self.smat)
+        new = Phonopy(new_unit, self.smat, primitive_matrix="P")
         a = (old.supercell.scaled_positions - shift / 4.0) % 1.0
         b = new.supercell.scaled_positions % 1.0
         d = a[:, None, :] - b[None, :, :]

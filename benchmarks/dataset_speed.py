@@ -30,7 +30,7 @@ def phonopy_loop(model, theta: np.ndarray) -> tuple[float, int]:
 
     space, grid = model.space, model.grid
     crystal = space.crystal
-    ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.diag([4, 4, 4]))
+    ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.diag([4, 4, 4]), primitive_matrix="P")
     q_path = crystal.rlu_to_prim_frac(grid.q_rlu)
     q_mesh = crystal.rlu_to_prim_frac(mesh_qpoints(space, model.mesh))
     e = grid.energy_edges

@@ -194,7 +194,7 @@ def phonopy_thz(crystal, q_rlu: np.ndarray) -> np.ndarray:
 
     ph = phonopy.load(
         supercell_matrix=np.diag([4, 4, 4]),
-        primitive_matrix=None,
+        primitive_matrix="P",
         unitcell_filename=str(SHARED / "POSCAR"),
         force_constants_filename=str(SHARED / "FORCE_CONSTANTS"),
         produce_fc=False,

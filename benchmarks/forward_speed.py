@@ -73,7 +73,7 @@ def main() -> None:
     # ---- phonopy
     from phonopy import Phonopy
 
-    ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.diag([4, 4, 4]))
+    ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.diag([4, 4, 4]), primitive_matrix="P")
     qf = crystal.rlu_to_prim_frac(grid.q_rlu)
     fcs = [space.to_phonopy(f, (4, 4, 4)) for f in full]
     times = []

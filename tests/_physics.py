@@ -25,7 +25,7 @@ def phonopy_energies(crystal, fc, supercell, q_rlu):
     """phonopy's own phonon energies (meV) for a full FC array on ``crystal``'s primitive cell."""
     from phonopy import Phonopy
 
-    ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.diag(supercell))
+    ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.diag(supercell), primitive_matrix="P")
     ph.force_constants = fc
     ph.run_qpoints(crystal.rlu_to_prim_frac(q_rlu))
     return ph.qpoints.frequencies * THZ_TO_MEV

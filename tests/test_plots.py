@@ -206,7 +206,7 @@ def simple_cubic_phonopy():
 
     a = 3.0
     atoms = PhonopyAtoms(symbols=["Al"], cell=np.eye(3) * a, scaled_positions=[[0, 0, 0]], masses=[27.0])
-    ph = Phonopy(atoms, supercell_matrix=np.eye(3, dtype=int) * 3, primitive_matrix=None, log_level=0)
+    ph = Phonopy(atoms, supercell_matrix=np.eye(3, dtype=int) * 3, primitive_matrix="P", log_level=0)
     pos = ph.supercell.scaled_positions * 3  # in units of a
     n = len(pos)
     fc = np.zeros((n, n, 3, 3))

@@ -47,7 +47,7 @@ def _phonopy_mev(ge_dft_dir, q_prim):
 
     ph = phonopy.load(
         supercell_matrix=[4, 4, 4],
-        primitive_matrix=None,
+        primitive_matrix="P",
         unitcell_filename=str(ge_dft_dir / "POSCAR"),
         force_constants_filename=str(ge_dft_dir / "FORCE_CONSTANTS"),
         produce_fc=False,

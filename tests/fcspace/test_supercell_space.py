@@ -22,7 +22,7 @@ def _phonopy_thz(crystal, fc, smat, q_rlu, unitcell=None, fc_file=None):
     if fc_file is not None:
         ph = phonopy.load(
             supercell_matrix=np.diag(smat),
-            primitive_matrix=None,
+            primitive_matrix="P",
             unitcell_filename=str(unitcell),
             force_constants_filename=str(fc_file),
             produce_fc=False,

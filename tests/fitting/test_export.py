@@ -57,7 +57,7 @@ def test_theta_only_round_trip(tmp_path, material, supercell, compact):
         unitcell_filename=tmp_path / "POSCAR",
         force_constants_filename=tmp_path / "FORCE_CONSTANTS",
         supercell_matrix=supercell,
-        primitive_matrix=None,
+        primitive_matrix="P",
         produce_fc=False,
         symmetrize_fc=False,
         log_level=0,

@@ -52,6 +52,7 @@ def test_dft_reference_matches_phonopy(ge_crystal, ge_dft_dir):
     ph = phonopy.load(
         unitcell_filename=str(ge_dft_dir / "POSCAR"),
         supercell_matrix=[4, 4, 4],
+        primitive_matrix="P",
         force_constants_filename=str(ge_dft_dir / "FORCE_CONSTANTS"),
         produce_fc=False,
         symmetrize_fc=False,

@@ -100,7 +100,7 @@ def test_eigenvectors_match_phonopy_projectors(ge, ge_dft_dir):
     om, E = model.eigenvectors(model.theta0, GENERIC_Q)
     ph = phonopy.load(
         supercell_matrix=np.diag([4, 4, 4]),
-        primitive_matrix=None,
+        primitive_matrix="P",
         unitcell_filename=str(ge_dft_dir / "POSCAR"),
         force_constants_filename=str(ge_dft_dir / "FORCE_CONSTANTS"),
         produce_fc=False,

@@ -86,6 +86,17 @@ def test_gaas_is_not_centrosymmetric_and_builds(gaas):
     assert w.shape == (1, 2) and abs(w[0, 0] - w[0, 1]) > 1e-5
 
 
+def test_euphonic_keeps_the_cell_as_given(gaas):
+    """phonopy 4 resolves ``primitive_matrix=None`` to "auto", which re-orients this GaAs cell; the
+    Euphonic force constants must stay in the input frame, or every q (given as fractions of the input
+    cell) lands on another point. A rotation in the point group hides it at most Q, so check the cell."""
+    pytest.importorskip("euphonic")
+    crystal, space, _, theta = gaas
+    efc, ecrystal = _euphonic(crystal, space, theta)
+    np.testing.assert_allclose(efc.crystal.cell_vectors.to("angstrom").magnitude, crystal.lattice, atol=1e-10)
+    np.testing.assert_allclose(ecrystal.primitive_lattice, crystal.lattice, atol=1e-10)
+
+
 @pytest.mark.parametrize("temperature", [5.0, 300.0])
 def test_gaas_structure_factor_matches_euphonic(gaas, temperature):
     """The direct route (LAPACK eigenvectors of the complex D(Q)) against Euphonic at five Q."""

@@ -48,7 +48,7 @@ def test_config_accepts_what_the_options_give(bench):
 
 
 def test_bad_option_is_one_line(bench, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^2$"):
         bench.main(["--refine-starts", "nope"])
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith("Pass any of ml, moments, screen, e.g. moments screen.")

@@ -124,7 +124,7 @@ def load_force_constants(
     try:
         ph = phonopy.load(
             supercell_matrix=smat,
-            primitive_matrix=None,
+            primitive_matrix="P",  # the cell as given (phonopy 4 resolves None to "auto")
             unitcell_filename=str(st_path),
             force_constants_filename=str(fc_path),
             produce_fc=False,
@@ -173,7 +173,7 @@ def force_constants_from_array(
         masses=None if masses is None else list(masses),
     )
     ph = phonopy.Phonopy(
-        unit, supercell_matrix=_supercell_matrix(supercell), primitive_matrix=None, log_level=0
+        unit, supercell_matrix=_supercell_matrix(supercell), primitive_matrix="P", log_level=0
     )
     n_s = len(ph.supercell)
     if fc.ndim != 4 or fc.shape[1:] != (n_s, 3, 3) or fc.shape[0] not in (len(ph.primitive), n_s):

@@ -139,7 +139,7 @@ def _truth_phonopy(fc, unit, smat):
         numbers=np.asarray(numbers),
         masses=None if masses is None else np.asarray(masses),
     )
-    ph = Phonopy(atoms, supercell_matrix=np.asarray(smat), primitive_matrix=None, log_level=0)
+    ph = Phonopy(atoms, supercell_matrix=np.asarray(smat), primitive_matrix="P", log_level=0)
     ph.force_constants = np.asarray(fc)
     return ph
 
