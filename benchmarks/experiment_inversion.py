@@ -71,6 +71,9 @@ import numpy as np
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ge_dft_pathsqe"
 if not SHARED.is_dir():
     SHARED = Path("/work/shared/data/ge_dft_pathsqe")
+#: The truth of the simulated runs: a phonopy folder (FORCE_CONSTANTS + POSCAR), its supercell and what it
+#: is; ``--truth MEMBER`` replaces the DFT set with a Stage I member's whole FC set (a 5x5x5 force field).
+TRUTH = {"dir": SHARED, "supercell": (4, 4, 4), "what": "the DFT Ge FORCE_CONSTANTS file as it is"}
 
 #: (label, temperature K, orientations)
 RUNS = (("T5_n120", 5.0, 120), ("T300_n120", 300.0, 120), ("T5_n30", 5.0, 30))
@@ -103,14 +106,14 @@ def simulate_and_fold(out: Path, label: str, temperature: float, n_orient: int, 
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     if not (d / "run.h5").is_file():
         t = time.perf_counter()
-        efc, ecrystal = load_force_constants(SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
+        efc, ecrystal = load_force_constants(*truth_files(), TRUTH["supercell"])
         run = simulate_experiment(
             efc,
             ecrystal,
             goniometer=Goniometer.steps(0.0, 1.0, n_orient),
             config=ExperimentConfig(temperature=temperature, seed=0),
             region=grid,
-            provenance={"truth": f"DFT Ge FORCE_CONSTANTS (whole file) {SHARED}"},
+            provenance={"truth": f"{TRUTH['what']} ({TRUTH['dir']})"},
         )
         run.write(d / "run.h5")
         info["simulate_s"] = time.perf_counter() - t
@@ -177,13 +180,18 @@ def plain_fold_seconds_per_bin(
     return (time.perf_counter() - t0) / len(pick), len(vol.index)
 
 
+def truth_files() -> tuple[Path, Path]:
+    """The truth's FORCE_CONSTANTS and POSCAR."""
+    return TRUTH["dir"] / "FORCE_CONSTANTS", TRUTH["dir"] / "POSCAR"
+
+
 @lru_cache(maxsize=8)
 def truth_projection(ref):
     """The DFT set's projection onto the parameter space (what ``fcinv project`` prints), by name
     (once per space: every run and the best-fit lines ask for the same ones)."""
     from fcinv.fcspace import read_phonopy
 
-    pairs = read_phonopy(ref.crystal, SHARED / "FORCE_CONSTANTS", SHARED / "POSCAR", (4, 4, 4))
+    pairs = read_phonopy(ref.crystal, *truth_files(), TRUTH["supercell"])
     proj = ref.space.project(pairs)
     return dict(zip(ref.space.names, np.asarray(proj.theta, float).tolist()))
 
@@ -193,10 +201,10 @@ def phonopy_thz(crystal, q_rlu: np.ndarray) -> np.ndarray:
     import phonopy
 
     ph = phonopy.load(
-        supercell_matrix=np.diag([4, 4, 4]),
+        supercell_matrix=np.diag(TRUTH["supercell"]),
         primitive_matrix="P",
-        unitcell_filename=str(SHARED / "POSCAR"),
-        force_constants_filename=str(SHARED / "FORCE_CONSTANTS"),
+        unitcell_filename=str(truth_files()[1]),
+        force_constants_filename=str(truth_files()[0]),
         produce_fc=False,
         log_level=0,
     )
@@ -586,6 +594,12 @@ def main() -> None:
         help="which stage the refinement returns: the last, the data-only space rule's choice, or the "
         "lowest BIC (fcinv.fitting.continuation_select; default: the material's refine_select, else last)",
     )
+    ap.add_argument(
+        "--truth",
+        default="dft",
+        help="'dft' (the DFT Ge set) or a stable Stage I member of the embedded Ge ensemble (e.g. "
+        "7net-0_22may2024): its whole 5x5x5 FC set, written as a phonopy folder under --out, is the truth",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().handlers[0].addFilter(_once_per_kind())
@@ -599,6 +613,11 @@ def main() -> None:
         raise SystemExit(f"the DFT Ge set is not at {SHARED}; this benchmark needs it (the truth).")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.truth != "dft":
+        from inversion_controls import write_member_truth
+
+        TRUTH["dir"], TRUTH["supercell"] = write_member_truth(args.truth, out / f"truth_{args.truth}")
+        TRUTH["what"] = f"the Ge ensemble member {args.truth}'s whole FC set"
     predictor = load_model(args.model)
     # the model's own parameter space (5 shells for a 16-parameter model, 11 for a 47-parameter one): ML
     # alone is compared with the truth's projection onto it
@@ -635,7 +654,7 @@ def main() -> None:
                 f"paper-convention model beside it: {args.paper_model} = {ml_input_kind(paper_predictor)[1]}"
             )
     print(
-        f"truth: the DFT Ge FORCE_CONSTANTS file as it is ({SHARED}, 4x4x4 supercell); compared with its projection onto the "
+        f"truth: {TRUTH['what']} ({TRUTH['dir']}, {'x'.join(map(str, TRUTH['supercell']))} supercell); compared with its projection onto the "
         f"{ref.space.n_params} parameters of {len(ref.space.shells)} shells and with its own phonopy dispersion"
     )
     print(f"ML model: {args.model} = {desc}")
@@ -672,7 +691,7 @@ def main() -> None:
     best_by_shells = {ref.n_shells: best}
     for n in args.refine_shells:
         if isinstance(n, str):
-            # a supercell space: the truth's projection onto one that holds the 4x4x4 cell is the file itself
+            # a supercell space: the truth's projection onto one that holds the truth's cell is the file itself
             rn = load_reference("Ge", supercell=n)
             tn = truth_projection(rn)
             p_path = rms(model_thz(rn, tn, q_path, "zero"), disp_path)
@@ -756,7 +775,7 @@ def main() -> None:
             "mesh_rms_THz": float("nan"),
         }
     print(
-        f"truth of the RESULT line: the DFT Ge FORCE_CONSTANTS file as it is ({SHARED.name}, 4x4x4); refined "
+        f"truth of the RESULT line: {TRUTH['what']} ({TRUTH['dir'].name}, {'x'.join(map(str, TRUTH['supercell']))}); refined "
         f"FC0-FC3 against its projection onto the returned stage's space ({f.get('supercell') or f.get('n_shells')}), "
         "dispersions against its own phonopy dispersion"
     )

@@ -8,7 +8,35 @@ flat raw background through the fold's corrections, and (d) the fold itself.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+
+def write_member_truth(name: str, folder: Path) -> tuple[Path, tuple[int, int, int]]:
+    """Write the embedded Ge ensemble member ``name``'s whole FC set (``members_fc.hdf5``) as a phonopy
+    folder (POSCAR + compact FORCE_CONSTANTS); returns the folder and its supercell."""
+    from phonopy.file_IO import write_FORCE_CONSTANTS
+    from phonopy.interface.vasp import write_vasp
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    from fcinv.crystal import material_dir
+    from fcinv.reference import MEMBERS_FC_FILE, read_members_fc
+
+    members = read_members_fc(material_dir("Ge") / MEMBERS_FC_FILE)
+    if name not in members:
+        raise SystemExit(f"no stable Ge member {name!r}; pass one of {', '.join(sorted(members))}, or dft")
+    m = members[name]
+    smat = np.asarray(m["supercell_matrix"], int)
+    if np.count_nonzero(smat - np.diag(np.diag(smat))):
+        raise SystemExit(f"member {name!r} has a non-diagonal supercell {smat.tolist()}; not supported here")
+    folder.mkdir(parents=True, exist_ok=True)
+    atoms = PhonopyAtoms(
+        cell=m["lattice"], scaled_positions=m["positions"], numbers=m["numbers"], masses=m["masses"]
+    )
+    write_vasp(str(folder / "POSCAR"), atoms)
+    write_FORCE_CONSTANTS(np.asarray(m["force_constants"]), str(folder / "FORCE_CONSTANTS"), m["p2s_map"])
+    return folder, tuple(int(x) for x in np.diag(smat))
 
 
 def ml_controls(
@@ -30,7 +58,7 @@ def ml_controls(
     plan = FoldPlan.build(vol.edges[:3], predictor.grid, rots, centering="F", q_tolerance=0.05)
     cov = coverage_from_fold(plan, vol, rotations=rots, sampling="bins")
     corr = Corrections(bose_temperature=temperature, q2=True, energy=True)
-    pairs = read_phonopy(ref.crystal, h.SHARED / "FORCE_CONSTANTS", h.SHARED / "POSCAR", (4, 4, 4))
+    pairs = read_phonopy(ref.crystal, *h.truth_files(), h.TRUTH["supercell"])
     r11 = load_reference("Ge", 11)
 
     def spectrum(r, th, reference=None):

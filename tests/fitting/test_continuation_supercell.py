@@ -61,3 +61,21 @@ def test_infer_shells_option_takes_a_supercell():
     assert _shells_or_supercell("11") == 11 and _shells_or_supercell("4X4x4") == "4x4x4"
     with pytest.raises(argparse.ArgumentTypeError, match="neither a shell count"):
         _shells_or_supercell("4x4")
+
+
+def test_stage_rule_option_and_its_errors():
+    """``fcinv infer --select bic`` → PipelineConfig.refine_select; an unknown rule is a one-line error."""
+    import pytest
+
+    import fcinv.fitting.continuation as cont
+    from fcinv.cli.infer import get_parser
+    from fcinv.errors import DataError
+
+    assert get_parser().parse_args(["x.nxspe", "--refine", "--select", "bic"]).select == "bic"
+    assert PipelineConfig(refine_select="bic").refine_select == "bic"
+    assert PipelineConfig().refine_select is None
+    with pytest.raises(DataError, match="refine_select = 'aic'; pass one of last, stable, bic"):
+        PipelineConfig(refine_select="aic")
+    assert cont.SELECT_RULES == ("last", "stable", "bic")
+    with pytest.raises(DataError, match="select='aic' is not a stage rule"):
+        cont._select_setting("Ge", "aic")

@@ -78,3 +78,29 @@ def test_continuation_passes_the_starts_to_its_first_stage_only(monkeypatch):
     fn(None, None, None, max_nfev=3)
     assert len(seen) == 2 and seen[0][0][0] == "moments" and seen[1] is None
     assert fn.first_stage["refine_start"] == "moments"
+
+
+@pytest.mark.parametrize("rule", [None, "bic"])
+def test_refine_passes_the_stage_rule_to_the_continuation(pipe, monkeypatch, rule):
+    """PipelineConfig.refine_select reaches refine_in_shells (None: the material's refine_select)."""
+    import fcinv.fitting.continuation as cont
+    from fcinv.forward.physical import PhysicalModel
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(model, spectrum, start, shells, **kw):
+        seen.update(kw, shells=tuple(shells))
+        raise Stop("stop")
+
+    p = Pipeline(pipe.predictor, config=PipelineConfig(k_samples=10, refine_select=rule))
+    pm = object.__new__(PhysicalModel)  # only its type matters: the fit is replaced
+    pm.corrections = None
+    monkeypatch.setattr(cont, "refine_in_shells", fake)
+    monkeypatch.setattr(p, "refinement_model", lambda measurement=None: (pm, None))
+    monkeypatch.setattr(p, "extra_starts", lambda *a, **k: ([], None))
+    with pytest.raises(Stop, match="stop"):
+        p.refine(None, None, None)
+    assert seen["select"] == rule and seen["shells"] == p.continuation_shells(pm) and seen["shells"]

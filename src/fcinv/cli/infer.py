@@ -96,6 +96,14 @@ def get_parser() -> argparse.ArgumentParser:
         "that supercell's Wigner-Seitz space",
     )
     p.add_argument(
+        "--select",
+        choices=("last", "stable", "bic"),
+        default=None,
+        help="with --refine and a continuation: which stage is returned, the last, the data-only space "
+        "rule's choice (stable) or the trusted stage of lowest BIC (default: the material's refine_select, "
+        "else last)",
+    )
+    p.add_argument(
         "--allow-unstable",
         action="store_true",
         help="exit 0 even when the refinement is not trusted (did not converge or is dynamically unstable; "
@@ -159,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         corrections=corr,
         rebin=args.rebin,
         refine_shells=None if args.shells is None else tuple(n for n in args.shells if n != 0),
+        refine_select=args.select,
     )
     from fcinv.cli._common import model_from_args
 

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 #: fields (5–6 Å), so their spread in a shell beyond that says little about the crystal: on
 #: the DFT Ge set, 7 of the 31 parameters of 8 shells lie outside the members' widened box.
 FAR_SHELL_SIGMA_FLOOR = 0.02
+#: The stage rules of :func:`refine_in_shells` (``select=``).
+SELECT_RULES = ("last", "stable", "bic")
 
 
 def model_in_space(model, space, theta_ref, free=None):
@@ -284,8 +286,8 @@ def _select_setting(material: str, select: str | None) -> str:
             select = material_info(material).get("refine_select") or "last"
         except Exception:  # noqa: BLE001 - a material without a material.json: the default
             select = "last"
-    if select not in ("last", "stable", "bic"):
-        raise DataError(f"select={select!r} is not a stage rule; pass 'last', 'stable' or 'bic'.")
+    if select not in SELECT_RULES:
+        raise DataError(f"select={select!r} is not a stage rule; pass {', '.join(map(repr, SELECT_RULES))}.")
     return select
 
 

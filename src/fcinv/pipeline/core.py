@@ -180,6 +180,12 @@ class PipelineConfig:
         (:func:`fcinv.fitting.screen.screen_starts`: a seeded Sobol screen of the training domain over
         the 4 most sensitive parameters, the rest at the ML answer, and short fits from the best 6;
         about a minute on GaAs), e.g. ``("ml", "moments", "screen")``.
+    refine_select
+        Which stage of a continued refinement is returned
+        (:func:`fcinv.fitting.continuation.refine_in_shells`): ``"last"``, ``"stable"`` (the
+        data-only space rule) or ``"bic"`` (the trusted stage of lowest BIC,
+        :mod:`fcinv.fitting.continuation_select`); ``None``: the material's ``refine_select``
+        (material.json), else ``"last"``.
     """
 
     k_samples: int = 100
@@ -190,11 +196,19 @@ class PipelineConfig:
     trust: bool = True
     refine_shells: tuple[int | str, ...] | None = None
     refine_starts: tuple[str, ...] = ("ml", "moments")
+    refine_select: str | None = None
 
     def __post_init__(self) -> None:
         from fcinv.adequacy import check_k_samples
 
         check_k_samples(self.k_samples)
+        from fcinv.fitting.continuation import SELECT_RULES
+
+        if self.refine_select not in (None, *SELECT_RULES):
+            raise DataError(
+                f"refine_select = {self.refine_select!r}; pass one of {', '.join(SELECT_RULES)} "
+                "(or None for the material's refine_select)."
+            )
         starts = tuple(self.refine_starts)
         if (
             not starts
@@ -563,7 +577,13 @@ class Pipeline:
 
             stage_fn = first_stage_with_starts(starts)
             out = refine_in_shells(
-                model, spectrum, prediction, shells, material=self.material.name, refine_fn=stage_fn
+                model,
+                spectrum,
+                prediction,
+                shells,
+                material=self.material.name,
+                refine_fn=stage_fn,
+                select=self.config.refine_select,
             )
             first_stage = stage_fn.first_stage
         elif starts:
