@@ -149,3 +149,37 @@ def test_a_crystal_without_inversion_centre(tmp_path):
     np.testing.assert_allclose(space.project(pairs).theta, theta, atol=1e-12)
     s, _ = spring_set(tmp_path / "set", c, {"1NN": 5.0, "2NN": 0.5})
     assert main(_ref_argv([s], tmp_path / "GaAs", "--shells", "2")) == 0
+
+
+def test_a_set_given_on_the_inversion_twin_projects_to_the_same_parameters():
+    """GaAs without an inversion centre: the user's set on the twin cell (every r → −r, the same tensors;
+    the crystal rotated by 90° about [001]) is the same crystal, so it must give the same θ on the
+    folder's cell, including the components inversion would flip (not only central forces)."""
+    from phonopy.structure.atoms import PhonopyAtoms
+    from phonopy.structure.cells import get_supercell
+
+    from fcinv.crystal import Crystal
+    from fcinv.fcspace import FCSpace, pairs_from_phonopy
+
+    lat = 5.653 / 2 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+    c = Crystal.from_cell(lat, [[0, 0, 0], [0.25, 0.25, 0.25]], [31, 33], name="GaAs")
+    space = FCSpace(c, n_shells=3)
+    theta = np.random.default_rng(1).normal(0.0, 0.5, space.n_params)
+    smat = np.diag([3, 3, 3])
+    fc = space.to_phonopy(theta, (3, 3, 3))
+    unit = c.to_phonopy_atoms()
+    twin = PhonopyAtoms(
+        cell=unit.cell,
+        scaled_positions=(-unit.scaled_positions) % 1.0,
+        numbers=unit.numbers,
+        masses=unit.masses,
+    )
+    d = (-get_supercell(unit, smat).scaled_positions)[:, None, :] - get_supercell(twin, smat).scaled_positions
+    d -= np.round(d)
+    perm = np.argmin(np.linalg.norm(d, axis=2), axis=1)
+    assert sorted(perm) == list(range(len(perm)))
+    fc_twin = np.empty_like(fc)
+    fc_twin[np.ix_(perm, perm)] = fc
+    np.testing.assert_allclose(
+        space.project(pairs_from_phonopy(c, fc_twin, twin, smat)).theta, theta, atol=1e-10
+    )
